@@ -1,0 +1,169 @@
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{
+    HEADER_LEN, LOG_OVERHEAD, MAGIC, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, field,
+};
+use crate::varint::{put_uvarint, put_varint, uvarint_len, varint_len};
+
+/// Encodes records into one batch.
+///
+/// ```
+/// use brook_protocol::batch::{Batch, BatchBuilder};
+///
+/// let mut b = BatchBuilder::new();
+/// b.push(1_700_000_000_000, Some(b"order-42"), Some(b"{\"type\":\"OrderPlaced\"}"), &[("correlation-id", b"c-1")]);
+/// let batch = Batch::parse(b.build(0)).unwrap();
+/// batch.validate_records().unwrap();
+/// assert_eq!(batch.header().record_count, 1);
+/// ```
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: BytesMut,
+    count: u32,
+    first_timestamp: i64,
+    max_timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    attributes: u16,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty batch with no producer id (not idempotent).
+    pub fn new() -> BatchBuilder {
+        Self::with_capacity(4096)
+    }
+
+    /// An empty batch whose buffer starts with room for `bytes` bytes.
+    pub fn with_capacity(bytes: usize) -> BatchBuilder {
+        let mut buf = BytesMut::with_capacity(bytes.max(HEADER_LEN));
+        buf.put_bytes(0, HEADER_LEN);
+        BatchBuilder {
+            buf,
+            count: 0,
+            first_timestamp: 0,
+            max_timestamp: i64::MIN,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            base_sequence: NO_SEQUENCE,
+            attributes: 0,
+        }
+    }
+
+    /// Marks the batch as coming from an idempotent producer.
+    pub fn producer(mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Self {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Marks the timestamps as the broker's append time (attribute bit 3).
+    pub fn log_append_time(mut self) -> Self {
+        self.attributes |= 0b1000;
+        self
+    }
+
+    /// Appends one record. Its offset is the batch's base offset plus the
+    /// number of records pushed before it.
+    pub fn push(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) {
+        if self.count == 0 {
+            self.first_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let ts_delta = timestamp.wrapping_sub(self.first_timestamp);
+        let offset_delta = u64::from(self.count);
+        let nullable_len = |b: Option<&[u8]>| match b {
+            None => 1,
+            Some(b) => varint_len(b.len() as i64) + b.len(),
+        };
+        let mut len = 1
+            + varint_len(ts_delta)
+            + uvarint_len(offset_delta)
+            + nullable_len(key)
+            + nullable_len(value)
+            + uvarint_len(headers.len() as u64);
+        for (k, v) in headers {
+            len += uvarint_len(k.len() as u64) + k.len() + uvarint_len(v.len() as u64) + v.len();
+        }
+        self.buf.reserve(len + 5);
+        put_uvarint(&mut self.buf, len as u64);
+        self.buf.put_u8(0);
+        put_varint(&mut self.buf, ts_delta);
+        put_uvarint(&mut self.buf, offset_delta);
+        for part in [key, value] {
+            match part {
+                None => put_varint(&mut self.buf, -1),
+                Some(b) => {
+                    put_varint(&mut self.buf, b.len() as i64);
+                    self.buf.put_slice(b);
+                }
+            }
+        }
+        put_uvarint(&mut self.buf, headers.len() as u64);
+        for (k, v) in headers {
+            put_uvarint(&mut self.buf, k.len() as u64);
+            self.buf.put_slice(k.as_bytes());
+            put_uvarint(&mut self.buf, v.len() as u64);
+            self.buf.put_slice(v);
+        }
+        self.count += 1;
+    }
+
+    /// Records pushed so far.
+    pub fn record_count(&self) -> u32 {
+        self.count
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Size the batch will have once built.
+    pub fn size_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes the header and CRC and returns the finished batch.
+    ///
+    /// The base offset is usually 0 from a producer: the broker stamps the
+    /// real one. An empty builder gives a batch with no records, which
+    /// [`super::Batch::validate_records`] rejects.
+    pub fn build(mut self, base_offset: u64) -> Bytes {
+        let batch_length = (self.buf.len() - LOG_OVERHEAD) as u32;
+        let max_timestamp = if self.count == 0 {
+            self.first_timestamp
+        } else {
+            self.max_timestamp
+        };
+        let h = &mut self.buf[..HEADER_LEN];
+        h[field::BASE_OFFSET..][..8].copy_from_slice(&base_offset.to_be_bytes());
+        h[field::BATCH_LENGTH..][..4].copy_from_slice(&batch_length.to_be_bytes());
+        h[field::MAGIC] = MAGIC;
+        h[field::ATTRIBUTES..][..2].copy_from_slice(&self.attributes.to_be_bytes());
+        h[field::LAST_OFFSET_DELTA..][..4]
+            .copy_from_slice(&self.count.saturating_sub(1).to_be_bytes());
+        h[field::FIRST_TIMESTAMP..][..8].copy_from_slice(&self.first_timestamp.to_be_bytes());
+        h[field::MAX_TIMESTAMP..][..8].copy_from_slice(&max_timestamp.to_be_bytes());
+        h[field::PRODUCER_ID..][..8].copy_from_slice(&self.producer_id.to_be_bytes());
+        h[field::PRODUCER_EPOCH..][..2].copy_from_slice(&self.producer_epoch.to_be_bytes());
+        h[field::BASE_SEQUENCE..][..4].copy_from_slice(&self.base_sequence.to_be_bytes());
+        h[field::RECORD_COUNT..][..4].copy_from_slice(&self.count.to_be_bytes());
+        let crc = crc32fast::hash(&self.buf[field::ATTRIBUTES..]);
+        self.buf[field::CRC..][..4].copy_from_slice(&crc.to_be_bytes());
+        self.buf.freeze()
+    }
+}

@@ -1,0 +1,187 @@
+//! The record batch: Brook's unit of storage and of transfer.
+//!
+//! A producer builds a batch with [`BatchBuilder`], the broker checks it with
+//! [`Batch::parse`] and [`Batch::validate_records`], stamps the base offset in
+//! place with [`set_base_offset`] (the CRC does not cover it) and appends the
+//! very same bytes to the log; consumers receive them unchanged and read the
+//! records with [`Batch::records`]. The byte layout is in `docs/format.md`.
+//!
+//! Every length read from the input is checked against the bytes that are
+//! really there before it is used, so decoding arbitrary bytes returns an
+//! error, never panics, and never allocates more than the input's size.
+
+mod builder;
+mod error;
+mod header;
+mod record;
+
+pub use builder::BatchBuilder;
+pub use error::DecodeError;
+pub use header::{BatchHeader, peek_batch_len, set_base_offset};
+pub use record::{Record, RecordHeader, Records};
+
+use bytes::Bytes;
+
+/// The format version written by this build.
+pub const MAGIC: u8 = 1;
+/// Bytes before the records: the fixed batch header.
+pub const HEADER_LEN: usize = 57;
+/// Bytes before `batch_length` counts: base offset (8) and the length field itself (4).
+pub const LOG_OVERHEAD: usize = 12;
+/// Smallest valid `batch_length`: a header with no record bytes.
+pub const MIN_BATCH_LENGTH: u32 = (HEADER_LEN - LOG_OVERHEAD) as u32;
+/// Producer id of a batch written without the idempotent producer.
+pub const NO_PRODUCER_ID: i64 = -1;
+/// Producer epoch of a batch written without the idempotent producer.
+pub const NO_PRODUCER_EPOCH: i16 = -1;
+/// Base sequence of a batch written without the idempotent producer.
+pub const NO_SEQUENCE: i32 = -1;
+
+/// Byte offsets of the header fields, shared by the encoder and decoder.
+pub(crate) mod field {
+    pub const BASE_OFFSET: usize = 0;
+    pub const BATCH_LENGTH: usize = 8;
+    pub const MAGIC: usize = 12;
+    pub const CRC: usize = 13;
+    /// The CRC covers everything from here to the end of the batch.
+    pub const ATTRIBUTES: usize = 17;
+    pub const LAST_OFFSET_DELTA: usize = 19;
+    pub const FIRST_TIMESTAMP: usize = 23;
+    pub const MAX_TIMESTAMP: usize = 31;
+    pub const PRODUCER_ID: usize = 39;
+    pub const PRODUCER_EPOCH: usize = 47;
+    pub const BASE_SEQUENCE: usize = 49;
+    pub const RECORD_COUNT: usize = 53;
+}
+
+/// A batch whose header, length and CRC have been checked.
+///
+/// Holds the batch's bytes (`Bytes`, so a batch read from a memory-mapped
+/// segment stays a zero-copy view of the mapping).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    header: BatchHeader,
+    bytes: Bytes,
+}
+
+impl Batch {
+    /// Checks that `bytes` is exactly one batch: header, bounds and CRC.
+    ///
+    /// Does not walk the records; use [`Batch::validate_records`] for input
+    /// that was not written by this process (a producer's request).
+    pub fn parse(bytes: Bytes) -> Result<Batch, DecodeError> {
+        let header = BatchHeader::parse(&bytes, u32::MAX)?;
+        if header.total_len() != bytes.len() {
+            return Err(DecodeError::InvalidLength {
+                length: u64::from(header.batch_length),
+                min: u64::from(MIN_BATCH_LENGTH),
+                max: (bytes.len() - LOG_OVERHEAD) as u64,
+            });
+        }
+        header.check_crc(&bytes)?;
+        Ok(Batch { header, bytes })
+    }
+
+    /// Walks every record and checks that the header agrees with them:
+    /// the record count, dense offset deltas `0..count`, the last offset
+    /// delta and the maximum timestamp.
+    pub fn validate_records(&self) -> Result<(), DecodeError> {
+        let h = &self.header;
+        if h.record_count == 0 {
+            return Err(DecodeError::Empty);
+        }
+        let mut count: u32 = 0;
+        let mut max_ts = i64::MIN;
+        for record in self.records() {
+            let record = record?;
+            if record.offset != h.base_offset.wrapping_add(u64::from(count)) {
+                return Err(DecodeError::InvalidRecord {
+                    index: count,
+                    reason: "offset delta is not the record's position in the batch",
+                });
+            }
+            max_ts = max_ts.max(record.timestamp);
+            count += 1;
+        }
+        if count != h.record_count {
+            return Err(DecodeError::Inconsistent {
+                field: "record_count",
+                header: i64::from(h.record_count),
+                actual: i64::from(count),
+            });
+        }
+        if h.last_offset_delta != count - 1 {
+            return Err(DecodeError::Inconsistent {
+                field: "last_offset_delta",
+                header: i64::from(h.last_offset_delta),
+                actual: i64::from(count - 1),
+            });
+        }
+        if h.max_timestamp != max_ts {
+            return Err(DecodeError::Inconsistent {
+                field: "max_timestamp",
+                header: h.max_timestamp,
+                actual: max_ts,
+            });
+        }
+        Ok(())
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The batch's bytes, exactly as stored and sent.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Consumes the batch, returning its bytes.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    /// Offset of the first record.
+    pub fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> u64 {
+        self.header.last_offset()
+    }
+
+    /// The records, decoded lazily; keys and values are zero-copy slices.
+    pub fn records(&self) -> Records {
+        Records::new(&self.header, self.bytes.slice(HEADER_LEN..))
+    }
+}
+
+/// Splits a buffer of back-to-back batches (a fetch response, a segment) into
+/// checked batches. Stops with an error at the first invalid batch.
+pub fn batches(buf: Bytes) -> impl Iterator<Item = Result<Batch, DecodeError>> {
+    let mut rest = buf;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if rest.is_empty() || failed {
+            return None;
+        }
+        let result = peek_batch_len(&rest, u32::MAX)
+            .and_then(|len| {
+                if len > rest.len() {
+                    return Err(DecodeError::Truncated {
+                        needed: len,
+                        available: rest.len(),
+                    });
+                }
+                Ok(len)
+            })
+            .and_then(|len| Batch::parse(rest.split_to(len)));
+        failed = result.is_err();
+        Some(result)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+use bytes::Bytes;
+
+use super::{BatchHeader, DecodeError};
+use crate::varint::{get_uvarint, get_varint};
+
+/// A header of a record: a string key and a bytes value (for example a
+/// correlation id or an event type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// UTF-8 key.
+    pub key: String,
+    /// Opaque value.
+    pub value: Bytes,
+}
+
+/// One decoded record. Keys and values are zero-copy slices of the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The record's offset in its partition.
+    pub offset: u64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The key, used for partitioning; `None` is a null key (not an empty one).
+    pub key: Option<Bytes>,
+    /// The value; `None` is a null value (a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers, in the order they were written.
+    pub headers: Vec<RecordHeader>,
+}
+
+/// Iterator over the records of one batch; yields an error and stops at the
+/// first malformed record.
+pub struct Records {
+    rest: Bytes,
+    base_offset: u64,
+    first_timestamp: i64,
+    count: u32,
+    index: u32,
+    failed: bool,
+}
+
+impl Records {
+    pub(super) fn new(header: &BatchHeader, body: Bytes) -> Records {
+        Records {
+            rest: body,
+            base_offset: header.base_offset,
+            first_timestamp: header.first_timestamp,
+            count: header.record_count,
+            index: 0,
+            failed: false,
+        }
+    }
+
+    fn invalid(&self, reason: &'static str) -> DecodeError {
+        DecodeError::InvalidRecord {
+            index: self.index,
+            reason,
+        }
+    }
+
+    fn next_record(&mut self) -> Result<Record, DecodeError> {
+        let (len, n) = get_uvarint(&self.rest, 5).ok_or(self.invalid("bad length varint"))?;
+        let len = usize::try_from(len).map_err(|_| self.invalid("length too large"))?;
+        if len > self.rest.len() - n {
+            return Err(self.invalid("length runs past the end of the batch"));
+        }
+        self.rest = self.rest.slice(n..);
+        let body = self.rest.split_to(len);
+        let mut r = Cursor {
+            buf: body,
+            index: self.index,
+        };
+        if r.u8()? != 0 {
+            return Err(self.invalid("reserved record attributes are set"));
+        }
+        let ts_delta = r.varint(10, "bad timestamp delta")?;
+        let timestamp = self
+            .first_timestamp
+            .checked_add(ts_delta)
+            .ok_or(self.invalid("timestamp overflows"))?;
+        let offset_delta = r.uvarint(5, "bad offset delta")?;
+        let key = r.nullable_bytes("bad key")?;
+        let value = r.nullable_bytes("bad value")?;
+        let header_count = r.uvarint(5, "bad header count")? as usize;
+        // Each header takes at least two bytes: never reserve more than the input can hold.
+        let mut headers = Vec::with_capacity(header_count.min(r.buf.len() / 2));
+        for _ in 0..header_count {
+            let key_len = r.uvarint(5, "bad header key length")? as usize;
+            let key = r.take(key_len, "header key runs past the record")?;
+            let key = String::from_utf8(key.to_vec())
+                .map_err(|_| self.invalid("header key is not UTF-8"))?;
+            let value_len = r.uvarint(5, "bad header value length")? as usize;
+            let value = r.take(value_len, "header value runs past the record")?;
+            headers.push(RecordHeader { key, value });
+        }
+        if !r.buf.is_empty() {
+            return Err(self.invalid("record length does not match its fields"));
+        }
+        Ok(Record {
+            offset: self.base_offset.wrapping_add(offset_delta),
+            timestamp,
+            key,
+            value,
+            headers,
+        })
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.index == self.count || self.rest.is_empty() {
+            if self.index == self.count && !self.rest.is_empty() {
+                self.failed = true;
+                return Some(Err(self.invalid("bytes follow the last record")));
+            }
+            return None;
+        }
+        let result = self.next_record();
+        self.failed = result.is_err();
+        self.index += 1;
+        Some(result)
+    }
+}
+
+/// Reads fields of one record, each bounded by the record's own length.
+struct Cursor {
+    buf: Bytes,
+    index: u32,
+}
+
+impl Cursor {
+    fn err(&self, reason: &'static str) -> DecodeError {
+        DecodeError::InvalidRecord {
+            index: self.index,
+            reason,
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.buf.first().ok_or(self.err("record is empty"))?;
+        self.buf = self.buf.slice(1..);
+        Ok(b)
+    }
+
+    fn uvarint(&mut self, max: usize, what: &'static str) -> Result<u64, DecodeError> {
+        let (v, n) = get_uvarint(&self.buf, max).ok_or(self.err(what))?;
+        self.buf = self.buf.slice(n..);
+        Ok(v)
+    }
+
+    fn varint(&mut self, max: usize, what: &'static str) -> Result<i64, DecodeError> {
+        let (v, n) = get_varint(&self.buf, max).ok_or(self.err(what))?;
+        self.buf = self.buf.slice(n..);
+        Ok(v)
+    }
+
+    fn take(&mut self, len: usize, what: &'static str) -> Result<Bytes, DecodeError> {
+        if len > self.buf.len() {
+            return Err(self.err(what));
+        }
+        Ok(self.buf.split_to(len))
+    }
+
+    fn nullable_bytes(&mut self, what: &'static str) -> Result<Option<Bytes>, DecodeError> {
+        match self.varint(5, what)? {
+            -1 => Ok(None),
+            len if len < 0 => Err(self.err(what)),
+            len => self.take(len as usize, what).map(Some),
+        }
+    }
+}
