@@ -1,1 +1,32 @@
+//! Brook's storage engine: a partitioned, crash-safe, append-only log of
+//! record batches in segment files read through memory maps.
+//!
+//! # Layout
+//! - [`Partition`]: one partition's log — append, read, flush (group
+//!   commit), recovery on open, retention. The type most callers use.
 
+//! - [`PartitionConfig`], [`FlushPolicy`], [`AppendMode`]: settings.
+//! - [`Error`]: every failure, as a variant a caller can act on.
+//!
+//! Internals: `segment` (one `.log` file with its `.index` and
+//! `.timeindex`), `index` (the two mmap'd sparse indexes), `file` (the
+//! narrow file-system seam), `flusher` (the background flush thread).
+//!
+//! The batch format is `brook_protocol::batch`; the on-disk layout is
+//! written down in `docs/format.md`. Nothing here knows about gRPC.
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod file;
+mod flusher;
+mod index;
+
+mod partition;
+mod segment;
+
+pub use config::{AppendMode, FlushPolicy, PartitionConfig};
+pub use error::{Error, Result};
+
+pub use partition::{AppendInfo, Partition, ReadResult, RecoveryReport, now_ms};
+pub use segment::ScanStats;

@@ -1,0 +1,115 @@
+use std::io;
+use std::path::{Path, PathBuf};
+
+use brook_protocol::batch::DecodeError;
+use thiserror::Error;
+
+/// Everything the storage engine can fail with. Each variant is a decision a
+/// caller can act on; the broker maps them to gRPC statuses in one place.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A read asked for an offset outside `log_start_offset..=log_end_offset`.
+    #[error(
+        "offset {requested} is out of range: the partition holds offsets {log_start_offset}..{log_end_offset}"
+    )]
+    OffsetOutOfRange {
+        /// The offset that was asked for.
+        requested: u64,
+        /// First offset still stored.
+        log_start_offset: u64,
+        /// The next offset to be assigned (reading at it returns nothing yet).
+        log_end_offset: u64,
+    },
+    /// The batch is not well-formed.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] DecodeError),
+    /// The batch is larger than the partition accepts.
+    #[error("record batch of {size} bytes exceeds max_batch_bytes ({max})")]
+    BatchTooLarge {
+        /// Size of the rejected batch.
+        size: usize,
+        /// The configured limit.
+        max: u32,
+    },
+    /// The disk has no room for the next segment; appends fail, reads go on.
+    #[error("disk full while writing {path}")]
+    DiskFull {
+        /// The file that could not grow.
+        path: PathBuf,
+    },
+    /// An I/O operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A previous fsync failed. The page cache may have dropped the unwritten
+    /// data, so the partition refuses further writes instead of pretending.
+    #[error("partition {partition} stopped accepting writes after a failed flush: {reason}")]
+    Poisoned {
+        /// Partition name (`topic/partition`).
+        partition: String,
+        /// The original error.
+        reason: String,
+    },
+    /// The partition was closed.
+    #[error("partition {0} is closed")]
+    Closed(String),
+    /// A configuration value is out of its allowed range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A topic with that name exists already.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// No topic has that name.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    /// The topic has no partition with that number.
+    #[error("topic {topic:?} has no partition {partition} (it has {count})")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the topic has.
+        count: u32,
+    },
+    /// The topic name breaks the naming rules.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The rejected name.
+        name: String,
+        /// The rule it broke.
+        reason: &'static str,
+    },
+}
+
+/// Result type of the storage engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches the path to an I/O error, turning "no space" into [`Error::DiskFull`].
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| {
+            if source.raw_os_error() == Some(libc::ENOSPC)
+                || source.kind() == io::ErrorKind::StorageFull
+            {
+                Error::DiskFull {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! The narrow file-system seam: preallocation, positioned vector writes,
+//! atomic small-file replacement and directory fsync. Everything that talks
+//! to the OS about files beyond `std::fs` lives here.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+
+/// Reserves disk blocks for `[0, len)` so that later writes into that range,
+/// through `write` or through a mapping, cannot fail for lack of space. This
+/// is what keeps a full disk from raising SIGBUS inside a mapped segment.
+pub(crate) fn preallocate(file: &File, len: u64, path: &Path) -> Result<()> {
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::other("length overflows off_t"))
+        .at(path)?;
+    // posix_fallocate returns the error number instead of setting errno.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc)).at(path);
+    }
+    Ok(())
+}
+
+/// Writes `head` then `body` at `pos` with one `pwritev` in the common case.
+pub(crate) fn write_all_at2(file: &File, head: &[u8], body: &[u8], pos: u64) -> io::Result<()> {
+    let iov = [
+        libc::iovec {
+            iov_base: head.as_ptr() as *mut libc::c_void,
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_ptr() as *mut libc::c_void,
+            iov_len: body.len(),
+        },
+    ];
+    let offset =
+        libc::off_t::try_from(pos).map_err(|_| io::Error::other("position overflows off_t"))?;
+    // SAFETY: the iovecs point into live slices that outlive the call.
+    let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), 2, offset) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // A short write is legal; finish the rest with plain positioned writes.
+    if n < head.len() {
+        file.write_all_at(&head[n..], pos + n as u64)?;
+        file.write_all_at(body, pos + head.len() as u64)?;
+    } else if n < head.len() + body.len() {
+        let done = n - head.len();
+        file.write_all_at(&body[done..], pos + n as u64)?;
+    }
+    Ok(())
+}
+
+/// fsyncs a directory so that file creations, renames and deletions in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Replaces `dir/name` with `contents` atomically and durably:
+/// write a temporary file, fsync it, rename it over the old one, fsync the directory.
+pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .at(&tmp)?;
+    f.write_all(contents).at(&tmp)?;
+    f.sync_all().at(&tmp)?;
+    let dst = dir.join(name);
+    fs::rename(&tmp, &dst).at(&dst)?;
+    sync_dir(dir)
+}
+
+/// Reads a file holding one decimal number; `None` if it is missing or unreadable as a number.
+pub(crate) fn read_offset_file(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Persists one decimal number atomically (log start offset, recovery point).
+pub(crate) fn write_offset_file(dir: &Path, name: &str, value: u64) -> Result<()> {
+    write_atomic(dir, name, format!("{value}\n").as_bytes())
+}
+
+/// The three files of the segment starting at `base_offset`.
+pub(crate) struct SegmentPaths {
+    pub log: PathBuf,
+    pub index: PathBuf,
+    pub timeindex: PathBuf,
+}
+
+impl SegmentPaths {
+    pub fn new(dir: &Path, base_offset: u64) -> SegmentPaths {
+        SegmentPaths {
+            log: dir.join(format!("{base_offset:020}.log")),
+            index: dir.join(format!("{base_offset:020}.index")),
+            timeindex: dir.join(format!("{base_offset:020}.timeindex")),
+        }
+    }
+}
+
+/// Base offsets of the segments in `dir`, in order, from the `.log` file names.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let name = entry.at(dir)?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name.strip_suffix(".log")
+            && stem.len() == 20
+            && let Ok(base) = stem.parse::<u64>()
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// Opens a file for reading and writing, creating it if asked.
+pub(crate) fn open_rw(path: &Path, create: bool) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+        .at(path)
+}
+
+/// Deletes a segment's three files; missing ones are fine.
+pub(crate) fn remove_segment_files(dir: &Path, base_offset: u64) -> Result<()> {
+    let p = SegmentPaths::new(dir, base_offset);
+    for path in [&p.log, &p.index, &p.timeindex] {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at(path),
+            _ => {}
+        }
+    }
+    Ok(())
+}

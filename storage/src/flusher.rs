@@ -1,0 +1,123 @@
+//! One background thread per process that does the storage engine's
+//! deferred disk work: periodic flushes for partitions with an interval
+//! flush policy, and syncing segments after they roll (which advances the
+//! recovery point). One thread, not one per partition, so that thousands of
+//! partitions cost a heap entry each rather than a thread each.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+/// Work the flusher can do on a partition it holds weakly.
+pub(crate) trait Flushable: Send + Sync {
+    /// Flush everything appended so far (interval policy).
+    fn periodic_flush(&self);
+    /// Sync segments that rolled since the last call and advance the recovery point.
+    fn sync_sealed(&self);
+}
+
+enum Job {
+    Every(Weak<dyn Flushable>, Duration),
+    SyncSealed(Weak<dyn Flushable>),
+}
+
+fn sender() -> &'static Mutex<Sender<Job>> {
+    static FLUSHER: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+    FLUSHER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel();
+        if let Err(e) = std::thread::Builder::new()
+            .name("brook-flusher".into())
+            .spawn(move || run(rx))
+        {
+            // Without the thread, interval flushes do not happen; explicit
+            // flushes and `Always` still work. Say so rather than crash.
+            tracing::error!(error = %e, "could not start the storage flusher thread");
+        }
+        Mutex::new(tx)
+    })
+}
+
+fn send(job: Job) {
+    let tx = sender().lock().unwrap_or_else(|e| e.into_inner());
+    let _ = tx.send(job);
+}
+
+/// Flush `target` every `period` for as long as it lives.
+pub(crate) fn every(target: Weak<dyn Flushable>, period: Duration) {
+    send(Job::Every(target, period));
+}
+
+/// Sync `target`'s newly sealed segments soon.
+pub(crate) fn sync_sealed(target: Weak<dyn Flushable>) {
+    send(Job::SyncSealed(target));
+}
+
+struct Timer {
+    due: Instant,
+    id: u64,
+}
+impl PartialEq for Timer {
+    fn eq(&self, o: &Self) -> bool {
+        (self.due, self.id) == (o.due, o.id)
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.due, self.id).cmp(&(o.due, o.id))
+    }
+}
+
+fn run(rx: Receiver<Job>) {
+    let mut heap: BinaryHeap<Reverse<Timer>> = BinaryHeap::new();
+    let mut targets: std::collections::HashMap<u64, (Weak<dyn Flushable>, Duration)> =
+        Default::default();
+    let mut next_id = 0u64;
+    loop {
+        let wait = heap.peek().map_or(Duration::from_secs(3600), |t| {
+            t.0.due.saturating_duration_since(Instant::now())
+        });
+        match rx.recv_timeout(wait) {
+            Ok(Job::Every(target, period)) => {
+                next_id += 1;
+                heap.push(Reverse(Timer {
+                    due: Instant::now() + period,
+                    id: next_id,
+                }));
+                targets.insert(next_id, (target, period));
+            }
+            Ok(Job::SyncSealed(target)) => {
+                if let Some(t) = target.upgrade() {
+                    t.sync_sealed();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        while heap.peek().is_some_and(|t| t.0.due <= Instant::now()) {
+            let Reverse(timer) = heap.pop().expect("peeked");
+            let Some((target, period)) = targets.get(&timer.id) else {
+                continue;
+            };
+            match target.upgrade() {
+                Some(t) => {
+                    t.periodic_flush();
+                    heap.push(Reverse(Timer {
+                        due: Instant::now() + *period,
+                        id: timer.id,
+                    }));
+                }
+                None => {
+                    targets.remove(&timer.id);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! The two sparse, memory-mapped indexes of a segment.
+//!
+//! - `.index` ([`OffsetIndex`]): 8-byte entries `(relative offset: u32, position: u32)`,
+//!   one for the first batch after every `index_interval_bytes` of log.
+//! - `.timeindex` ([`TimeIndex`]): 12-byte entries `(timestamp: i64, relative offset: u32)`
+//!   meaning "every record before this offset has a timestamp ≤ this timestamp".
+//!
+//! Both are preallocated for the most entries the active segment can need,
+//! appended to in place by the segment's single writer, and read by any
+//! number of readers, which only look at entries published through an atomic
+//! count (release on write, acquire on read). All integers are big-endian.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{IoContext, Result};
+use crate::file::{open_rw, preallocate};
+
+/// A file of fixed-size entries, mapped into memory.
+struct IndexFile<const N: usize> {
+    path: PathBuf,
+    file: File,
+    map: Option<MmapRaw>,
+    capacity: usize,
+    len: AtomicUsize,
+}
+
+impl<const N: usize> IndexFile<N> {
+    /// Opens `path`, keeping the entries it holds (`keep`) or emptying it, and
+    /// reserves room for `capacity` entries in total.
+    fn open(path: &Path, capacity: usize, keep: bool) -> Result<Self> {
+        let file = open_rw(path, true)?;
+        let existing = if keep {
+            file.metadata().at(path)?.len() as usize / N
+        } else {
+            0
+        };
+        if !keep || file.metadata().at(path)?.len() as usize % N != 0 {
+            file.set_len((existing * N) as u64).at(path)?;
+        }
+        let capacity = capacity.max(existing);
+        if capacity > existing {
+            preallocate(&file, (capacity * N) as u64, path)?;
+        }
+        let map = if capacity == 0 {
+            None
+        } else {
+            Some(
+                MmapOptions::new()
+                    .len(capacity * N)
+                    .map_raw(&file)
+                    .at(path)?,
+            )
+        };
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            file,
+            map,
+            capacity,
+            len: AtomicUsize::new(existing),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    fn get(&self, i: usize) -> [u8; N] {
+        debug_assert!(i < self.len());
+        let map = self
+            .map
+            .as_ref()
+            .expect("an index with entries has a mapping");
+        let mut out = [0u8; N];
+        // SAFETY: entry i < len <= capacity lies inside the mapping and was
+        // fully written before len was published (release/acquire).
+        unsafe { std::ptr::copy_nonoverlapping(map.as_ptr().add(i * N), out.as_mut_ptr(), N) };
+        out
+    }
+
+    /// Appends an entry; returns false (and drops it) when the file is full,
+    /// which only makes the sparse index sparser.
+    fn push(&self, entry: [u8; N]) -> bool {
+        let len = self.len.load(Ordering::Relaxed);
+        let Some(map) = self.map.as_ref().filter(|_| len < self.capacity) else {
+            return false;
+        };
+        // SAFETY: slot `len` is inside the mapping and not yet visible to
+        // readers; the segment's writer lock makes this the only writer.
+        unsafe { std::ptr::copy_nonoverlapping(entry.as_ptr(), map.as_mut_ptr().add(len * N), N) };
+        self.len.store(len + 1, Ordering::Release);
+        true
+    }
+
+    /// Cuts the file to its entries (a sealed segment needs no spare room) and syncs it.
+    fn trim_and_sync(&self) -> Result<()> {
+        self.file.set_len((self.len() * N) as u64).at(&self.path)?;
+        self.file.sync_all().at(&self.path)
+    }
+}
+
+/// Sparse map from offset to byte position in the segment's log.
+pub(crate) struct OffsetIndex(IndexFile<8>);
+
+impl OffsetIndex {
+    pub fn open(path: &Path, capacity: usize, keep: bool) -> Result<Self> {
+        IndexFile::open(path, capacity, keep).map(OffsetIndex)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn entry(&self, i: usize) -> (u32, u32) {
+        let e = self.0.get(i);
+        (
+            u32::from_be_bytes(e[0..4].try_into().unwrap()),
+            u32::from_be_bytes(e[4..8].try_into().unwrap()),
+        )
+    }
+
+    pub fn push(&self, relative_offset: u32, position: u32) {
+        let mut e = [0u8; 8];
+        e[0..4].copy_from_slice(&relative_offset.to_be_bytes());
+        e[4..8].copy_from_slice(&position.to_be_bytes());
+        self.0.push(e);
+    }
+
+    /// The last entry `(relative offset, position)` at or before `relative_offset`, or `(0, 0)`.
+    pub fn lookup(&self, relative_offset: u32) -> (u32, u32) {
+        let n = self.len();
+        // partition_point over entries: first entry whose offset is > target.
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.entry(mid).0 <= relative_offset {
+                lo = mid + 1
+            } else {
+                hi = mid
+            }
+        }
+        if lo == 0 { (0, 0) } else { self.entry(lo - 1) }
+    }
+
+    /// Whether the loaded entries are strictly increasing and inside a log of `log_len` bytes.
+    pub fn is_consistent(&self, log_len: u64) -> bool {
+        let mut prev: Option<(u32, u32)> = None;
+        (0..self.len()).all(|i| {
+            let e = self.entry(i);
+            let ok = u64::from(e.1) < log_len && prev.is_none_or(|p| e.0 > p.0 && e.1 > p.1);
+            prev = Some(e);
+            ok
+        })
+    }
+
+    pub fn trim_and_sync(&self) -> Result<()> {
+        self.0.trim_and_sync()
+    }
+}
+
+/// Sparse map from timestamp to offset, for "first offset at or after time T".
+pub(crate) struct TimeIndex(IndexFile<12>);
+
+impl TimeIndex {
+    pub fn open(path: &Path, capacity: usize, keep: bool) -> Result<Self> {
+        IndexFile::open(path, capacity, keep).map(TimeIndex)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn entry(&self, i: usize) -> (i64, u32) {
+        let e = self.0.get(i);
+        (
+            i64::from_be_bytes(e[0..8].try_into().unwrap()),
+            u32::from_be_bytes(e[8..12].try_into().unwrap()),
+        )
+    }
+
+    pub fn last(&self) -> Option<(i64, u32)> {
+        self.len().checked_sub(1).map(|i| self.entry(i))
+    }
+
+    /// Records that every record before `relative_offset` has a timestamp ≤
+    /// `max_timestamp`; skipped unless it raises the last entry's timestamp.
+    pub fn maybe_push(&self, max_timestamp: i64, relative_offset: u32) {
+        if self.last().is_some_and(|(t, _)| t >= max_timestamp) {
+            return;
+        }
+        let mut e = [0u8; 12];
+        e[0..8].copy_from_slice(&max_timestamp.to_be_bytes());
+        e[8..12].copy_from_slice(&relative_offset.to_be_bytes());
+        self.0.push(e);
+    }
+
+    /// The relative offset before which every record is older than `timestamp`
+    /// (the last entry with a smaller timestamp), or `None` to start at the segment's head.
+    pub fn lookup(&self, timestamp: i64) -> Option<u32> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.entry(mid).0 < timestamp {
+                lo = mid + 1
+            } else {
+                hi = mid
+            }
+        }
+        lo.checked_sub(1).map(|i| self.entry(i).1)
+    }
+
+    /// Whether timestamps strictly increase and offsets never decrease, up to `next_relative`.
+    pub fn is_consistent(&self, next_relative: u64) -> bool {
+        let mut prev: Option<(i64, u32)> = None;
+        (0..self.len()).all(|i| {
+            let e = self.entry(i);
+            let ok =
+                u64::from(e.1) <= next_relative && prev.is_none_or(|p| e.0 > p.0 && e.1 >= p.1);
+            prev = Some(e);
+            ok
+        })
+    }
+
+    pub fn trim_and_sync(&self) -> Result<()> {
+        self.0.trim_and_sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_lookup_finds_floor_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = OffsetIndex::open(&dir.path().join("a.index"), 10, false).unwrap();
+        assert_eq!(idx.lookup(5), (0, 0));
+        idx.push(10, 100);
+        idx.push(20, 200);
+        idx.push(30, 300);
+        assert_eq!(idx.lookup(9), (0, 0));
+        assert_eq!(idx.lookup(10), (10, 100));
+        assert_eq!(idx.lookup(29), (20, 200));
+        assert_eq!(idx.lookup(1000), (30, 300));
+        assert!(idx.is_consistent(301));
+        assert!(
+            !idx.is_consistent(300),
+            "a position past the log is inconsistent"
+        );
+    }
+
+    #[test]
+    fn full_index_drops_entries_instead_of_overflowing() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = OffsetIndex::open(&dir.path().join("a.index"), 2, false).unwrap();
+        for i in 1..5 {
+            idx.push(i, i * 10);
+        }
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.lookup(100), (2, 20));
+    }
+
+    #[test]
+    fn time_lookup_and_reopen_keep_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.timeindex");
+        let idx = TimeIndex::open(&path, 10, false).unwrap();
+        idx.maybe_push(100, 5);
+        idx.maybe_push(100, 6); // not larger: skipped
+        idx.maybe_push(200, 9);
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.lookup(100), None);
+        assert_eq!(idx.lookup(101), Some(5));
+        assert_eq!(idx.lookup(1000), Some(9));
+        idx.trim_and_sync().unwrap();
+        drop(idx);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+        let idx = TimeIndex::open(&path, 0, true).unwrap();
+        assert_eq!(idx.last(), Some((200, 9)));
+        assert!(idx.is_consistent(9));
+        assert!(!idx.is_consistent(8));
+    }
+}

@@ -1,0 +1,382 @@
+use std::time::Duration;
+
+use brook_protocol::batch::{Batch, BatchBuilder, batches};
+
+use super::*;
+use crate::config::AppendMode;
+
+fn batch(first_ts: i64, values: &[&str]) -> Batch {
+    let mut b = BatchBuilder::new();
+    for (i, v) in values.iter().enumerate() {
+        b.push(
+            first_ts + i as i64,
+            Some(v.as_bytes()),
+            Some(v.as_bytes()),
+            &[],
+        );
+    }
+    Batch::parse(b.build(0)).unwrap()
+}
+
+fn cfg(mode: AppendMode) -> PartitionConfig {
+    PartitionConfig {
+        segment_bytes: 4096,
+        index_interval_bytes: 256,
+        append_mode: mode,
+        flush: FlushPolicy::Never,
+        ..Default::default()
+    }
+}
+
+/// Every value stored from `from`, in order, read back batch by batch.
+fn values(p: &Partition, from: u64) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let r = p.read(next, 1000).unwrap();
+        if r.batches.is_empty() {
+            return out;
+        }
+        for b in batches(r.batches) {
+            for rec in b.unwrap().records() {
+                let rec = rec.unwrap();
+                if rec.offset >= next {
+                    out.push((
+                        rec.offset,
+                        String::from_utf8(rec.value.unwrap().to_vec()).unwrap(),
+                    ));
+                }
+            }
+        }
+        next = out.last().unwrap().0 + 1;
+    }
+}
+
+fn both_modes(test: impl Fn(AppendMode)) {
+    test(AppendMode::Write);
+    test(AppendMode::Mmap);
+}
+
+#[test]
+fn appends_get_consecutive_offsets_and_read_back() {
+    both_modes(|mode| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), "t/0", cfg(mode)).unwrap();
+        let a = p.append(&batch(10, &["a", "b", "c"])).unwrap();
+        let b = p.append(&batch(20, &["d"])).unwrap();
+        assert_eq!(
+            a,
+            AppendInfo {
+                base_offset: 0,
+                last_offset: 2,
+                log_end_offset: 3
+            }
+        );
+        assert_eq!(
+            b,
+            AppendInfo {
+                base_offset: 3,
+                last_offset: 3,
+                log_end_offset: 4
+            }
+        );
+        assert_eq!(
+            values(&p, 0),
+            vec![
+                (0, "a".into()),
+                (1, "b".into()),
+                (2, "c".into()),
+                (3, "d".into())
+            ]
+        );
+        // Reading from the middle of a batch starts at that batch.
+        let r = p.read(1, 1 << 20).unwrap();
+        assert_eq!(batches(r.batches).next().unwrap().unwrap().base_offset(), 0);
+        assert!(
+            p.read(4, 100).unwrap().batches.is_empty(),
+            "reading at the log end is empty, not an error"
+        );
+        match p.read(5, 100) {
+            Err(Error::OffsetOutOfRange {
+                requested: 5,
+                log_start_offset: 0,
+                log_end_offset: 4,
+            }) => {}
+            other => panic!("expected out of range, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn max_bytes_limits_a_read_but_always_returns_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Partition::open(dir.path(), "t/0", cfg(AppendMode::Write)).unwrap();
+    for i in 0..5 {
+        p.append(&batch(i, &["xxxxxxxxxx"])).unwrap();
+    }
+    let one = p.read(0, 1).unwrap().batches;
+    assert_eq!(batches(one.clone()).count(), 1);
+    let two = p.read(0, one.len() * 2).unwrap().batches;
+    assert_eq!(batches(two).count(), 2);
+}
+
+#[test]
+fn rolls_at_segment_bytes_and_reads_across_segments() {
+    both_modes(|mode| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), "t/0", cfg(mode)).unwrap();
+        let value = "v".repeat(500);
+        for i in 0..40 {
+            p.append(&batch(i, &[&value])).unwrap();
+        }
+        assert!(
+            p.segment_count() >= 5,
+            "4 KiB segments of ~570-byte batches roll: {}",
+            p.segment_count()
+        );
+        let got = values(&p, 0);
+        assert_eq!(got.len(), 40);
+        assert!(got.iter().enumerate().all(|(i, (o, _))| *o == i as u64));
+        // Sealed segments are trimmed to their real length.
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        let reserved = segment_capacity(p.config());
+        assert!(
+            on_disk <= p.size_bytes() + reserved,
+            "only the active segment keeps reserved space"
+        );
+    });
+}
+
+#[test]
+fn clean_close_skips_recovery_and_appends_continue() {
+    both_modes(|mode| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), "t/0", cfg(mode)).unwrap();
+        for i in 0..20 {
+            p.append(&batch(i, &["hello", "world"])).unwrap();
+        }
+        p.close().unwrap();
+        assert!(matches!(
+            p.append(&batch(0, &["late"])),
+            Err(Error::Closed(_))
+        ));
+        drop(p);
+        let p = Partition::open(dir.path(), "t/0", cfg(mode)).unwrap();
+        let report = p.recovery_report();
+        assert!(report.clean);
+        assert_eq!(report.segments_scanned, 0);
+        assert_eq!(p.log_end_offset(), 40);
+        assert_eq!(p.append(&batch(0, &["next"])).unwrap().base_offset, 40);
+        assert_eq!(values(&p, 0).len(), 41);
+        drop(p);
+        // Dropped without close: the next open scans, and finds the same log.
+        let p = Partition::open(dir.path(), "t/0", cfg(mode)).unwrap();
+        assert!(!p.recovery_report().clean);
+        assert!(p.recovery_report().segments_scanned >= 1);
+        assert_eq!(p.recovery_report().bytes_truncated, 0);
+        assert_eq!(values(&p, 0).len(), 41);
+    });
+}
+
+#[test]
+fn offset_for_timestamp_finds_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Partition::open(dir.path(), "t/0", cfg(AppendMode::Write)).unwrap();
+    // Timestamps: batch i holds i*100 .. i*100+2, with one out-of-order batch.
+    for i in 0..30 {
+        p.append(&batch(i * 100, &["a", "b", "c"])).unwrap();
+    }
+    p.append(&batch(50, &["late"])).unwrap(); // offset 90, old timestamp
+    assert_eq!(p.offset_for_timestamp(0).unwrap(), Some(0));
+    assert_eq!(p.offset_for_timestamp(101).unwrap(), Some(4));
+    assert_eq!(p.offset_for_timestamp(1502).unwrap(), Some(47));
+    assert_eq!(p.offset_for_timestamp(2902).unwrap(), Some(89));
+    assert_eq!(p.offset_for_timestamp(2903).unwrap(), None);
+    p.close().unwrap();
+    drop(p);
+    let p = Partition::open(dir.path(), "t/0", cfg(AppendMode::Write)).unwrap();
+    assert_eq!(
+        p.offset_for_timestamp(1502).unwrap(),
+        Some(47),
+        "time index survives reopen"
+    );
+}
+
+#[test]
+fn retention_by_bytes_deletes_oldest_segments_and_persists_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        retention_bytes: Some(4096),
+        retention_ms: None,
+        ..cfg(AppendMode::Write)
+    };
+    let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
+    let value = "v".repeat(500);
+    for i in 0..40 {
+        p.append(&batch(i, &[&value])).unwrap();
+    }
+    let before = p.size_bytes();
+    let deleted = p.enforce_retention(now_ms()).unwrap();
+    assert!(deleted > 0);
+    let start = p.log_start_offset();
+    assert!(start > 0);
+    assert!(p.size_bytes() < before);
+    assert!(
+        p.size_bytes() - 4096 < 4096,
+        "what is left is within one segment of the limit"
+    );
+    assert!(
+        matches!(p.read(0, 100), Err(Error::OffsetOutOfRange { log_start_offset, .. }) if log_start_offset == start)
+    );
+    assert_eq!(values(&p, start).first().unwrap().0, start);
+    drop(p);
+    let p = Partition::open(dir.path(), "t/0", config).unwrap();
+    assert_eq!(
+        p.log_start_offset(),
+        start,
+        "log start offset survives reopen"
+    );
+    assert_eq!(p.log_end_offset(), 40);
+}
+
+#[test]
+fn retention_by_time_keeps_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        retention_ms: Some(1000),
+        ..cfg(AppendMode::Write)
+    };
+    let p = Partition::open(dir.path(), "t/0", config).unwrap();
+    let value = "v".repeat(500);
+    for i in 0..20 {
+        p.append(&batch(10_000 + i, &[&value])).unwrap();
+    }
+    p.append(&batch(50_000, &[&value])).unwrap();
+    assert_eq!(
+        p.enforce_retention(10_500).unwrap(),
+        0,
+        "nothing is older than 1 s yet"
+    );
+    p.enforce_retention(1_000_000).unwrap();
+    assert_eq!(p.segment_count(), 1);
+    let start = p.log_start_offset();
+    assert!(
+        start > 0 && start <= 20,
+        "log start moved to the active segment: {start}"
+    );
+    assert_eq!(
+        values(&p, start).last().unwrap().0,
+        20,
+        "the active segment's records stay"
+    );
+}
+
+#[test]
+fn concurrent_durable_appenders_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        flush: FlushPolicy::Always,
+        segment_bytes: 1 << 20,
+        ..cfg(AppendMode::Write)
+    };
+    let p = Partition::open(dir.path(), "t/0", config).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let p = p.clone();
+            s.spawn(move || {
+                for i in 0..50 {
+                    let info = p.append(&batch(i, &[&format!("{t}-{i}")])).unwrap();
+                    assert!(
+                        p.durable_offset() >= info.log_end_offset,
+                        "Always returns only once durable"
+                    );
+                }
+            });
+        }
+    });
+    assert_eq!(p.log_end_offset(), 400);
+    assert_eq!(p.durable_offset(), 400);
+    let mut got: Vec<String> = values(&p, 0).into_iter().map(|(_, v)| v).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 400);
+}
+
+#[test]
+fn rejects_bad_batches_without_touching_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        max_batch_bytes: 1024,
+        ..cfg(AppendMode::Write)
+    };
+    let p = Partition::open(dir.path(), "t/0", config).unwrap();
+    p.append(&batch(1, &["keep"])).unwrap();
+    let big = "x".repeat(2000);
+    assert!(matches!(
+        p.append(&batch(1, &[&big])),
+        Err(Error::BatchTooLarge { max: 1024, .. })
+    ));
+    let empty = Batch::parse(BatchBuilder::new().build(0)).unwrap();
+    assert!(matches!(
+        p.append(&empty),
+        Err(Error::InvalidBatch(DecodeError::Empty))
+    ));
+    assert_eq!(values(&p, 0), vec![(0, "keep".to_string())]);
+    assert_eq!(p.log_end_offset(), 1);
+}
+
+#[test]
+fn rolls_when_segment_ms_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        segment_ms: 1,
+        segment_bytes: 1 << 20,
+        ..cfg(AppendMode::Write)
+    };
+    let p = Partition::open(dir.path(), "t/0", config).unwrap();
+    p.append(&batch(1, &["a"])).unwrap();
+    let start = std::time::Instant::now();
+    while now_ms() <= p.shared.appender.lock().unwrap().rolled_at_ms
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::hint::spin_loop();
+    }
+    p.append(&batch(2, &["b"])).unwrap();
+    assert_eq!(p.segment_count(), 2);
+}
+
+#[tokio::test]
+async fn waiters_wake_when_data_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Partition::open(dir.path(), "t/0", cfg(AppendMode::Write)).unwrap();
+    let mut end = p.watch_log_end();
+    let writer = p.clone();
+    let handle = tokio::task::spawn_blocking(move || writer.append(&batch(1, &["x"])).unwrap());
+    let seen = tokio::time::timeout(Duration::from_secs(10), end.wait_for(|e| *e > 0)).await;
+    assert_eq!(*seen.expect("woken before the deadline").unwrap(), 1);
+    handle.await.unwrap();
+}
+
+#[test]
+fn interval_policy_flushes_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        flush: FlushPolicy::Interval(Duration::from_millis(5)),
+        ..cfg(AppendMode::Write)
+    };
+    let p = Partition::open(dir.path(), "t/0", config).unwrap();
+    p.append(&batch(1, &["x", "y"])).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.durable_offset() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flusher never made offset 2 durable"
+        );
+        std::thread::yield_now();
+    }
+}
