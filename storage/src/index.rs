@@ -33,12 +33,9 @@ impl<const N: usize> IndexFile<N> {
     /// reserves room for `capacity` entries in total.
     fn open(path: &Path, capacity: usize, keep: bool) -> Result<Self> {
         let file = open_rw(path, true)?;
-        let existing = if keep {
-            file.metadata().at(path)?.len() as usize / N
-        } else {
-            0
-        };
-        if !keep || file.metadata().at(path)?.len() as usize % N != 0 {
+        let file_len = file.metadata().at(path)?.len() as usize;
+        let existing = if keep { file_len / N } else { 0 };
+        if !keep || !file_len.is_multiple_of(N) {
             file.set_len((existing * N) as u64).at(path)?;
         }
         let capacity = capacity.max(existing);

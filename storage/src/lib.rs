@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`Partition`]: one partition's log — append, read, flush (group
 //!   commit), recovery on open, retention. The type most callers use.
-
+//! - [`Log`] and [`Topic`]: the topics under one data directory, each a set of partitions.
 //! - [`PartitionConfig`], [`FlushPolicy`], [`AppendMode`]: settings.
 //! - [`Error`]: every failure, as a variant a caller can act on.
 //!
@@ -21,12 +21,11 @@ mod error;
 mod file;
 mod flusher;
 mod index;
-
+mod log;
 mod partition;
 mod segment;
 
 pub use config::{AppendMode, FlushPolicy, PartitionConfig};
 pub use error::{Error, Result};
-
+pub use log::{Log, MAX_PARTITIONS, Topic, TopicConfig, validate_topic_name};
 pub use partition::{AppendInfo, Partition, ReadResult, RecoveryReport, now_ms};
-pub use segment::ScanStats;

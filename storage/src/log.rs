@@ -1,0 +1,556 @@
+//! The set of topics under one data directory.
+//!
+//! ```text
+//! <root>/<topic>/topic.meta          settings and partition count (atomic replace)
+//! <root>/<topic>/<partition>/...     one Partition directory each
+//! ```
+//! Topic creation builds `<topic>~creating` and renames it into place, and
+//! deletion renames to `<topic>~deleted` before removing, so a crash never
+//! leaves a half-made or half-deleted topic visible: leftovers are cleared on open.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::config::{AppendMode, FlushPolicy, PartitionConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::file::{sync_dir, write_atomic};
+use crate::partition::Partition;
+
+const META: &str = "topic.meta";
+const CREATING: &str = "~creating";
+const DELETED: &str = "~deleted";
+/// Most partitions one topic may have.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+/// A topic's settings: its partition count and the log settings every partition shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// Number of partitions (1..=10 000).
+    pub partitions: u32,
+    /// Settings of each partition's log.
+    pub partition: PartitionConfig,
+}
+
+/// A named, partitioned log.
+pub struct Topic {
+    name: String,
+    dir: PathBuf,
+    config: RwLock<TopicConfig>,
+    partitions: RwLock<Vec<Partition>>,
+}
+
+impl Topic {
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The topic's settings, with the current partition count.
+    pub fn config(&self) -> TopicConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Number of partitions.
+    pub fn partition_count(&self) -> u32 {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u32
+    }
+
+    /// One partition, or [`Error::UnknownPartition`].
+    pub fn partition(&self, id: u32) -> Result<Partition> {
+        let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        parts
+            .get(id as usize)
+            .cloned()
+            .ok_or_else(|| Error::UnknownPartition {
+                topic: self.name.clone(),
+                partition: id,
+                count: parts.len() as u32,
+            })
+    }
+
+    /// All partitions, in order.
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn close(&self) -> Result<()> {
+        self.partitions().iter().try_for_each(Partition::close)
+    }
+}
+
+/// Checks Kafka's topic naming rules: 1–249 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > 249 {
+        return bad("must be 1 to 249 characters long");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not allowed");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return bad("may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// Every topic under one data directory.
+pub struct Log {
+    root: PathBuf,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+}
+
+impl Log {
+    /// Opens the data directory, creating it if needed, and opens (recovering
+    /// where needed) every partition of every topic, several at a time.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Log> {
+        let root = root.into();
+        fs::create_dir_all(&root).at(&root)?;
+        let mut topics = BTreeMap::new();
+        for entry in fs::read_dir(&root).at(&root)? {
+            let path = entry.at(&root)?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            if name.ends_with(CREATING) || name.ends_with(DELETED) {
+                fs::remove_dir_all(&path).at(&path)?;
+                continue;
+            }
+            if !path.is_dir() || validate_topic_name(&name).is_err() {
+                continue;
+            }
+            let config = read_meta(&path)?;
+            let topic = open_topic(&path, &name, config)?;
+            topics.insert(name, Arc::new(topic));
+        }
+        sync_dir(&root)?;
+        Ok(Log {
+            root,
+            topics: RwLock::new(topics),
+        })
+    }
+
+    /// Creates a topic with `config.partitions` empty partitions.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        validate_topic_config(&config)?;
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        if topics.contains_key(name) {
+            return Err(Error::TopicExists(name.to_string()));
+        }
+        let staging = self.root.join(format!("{name}{CREATING}"));
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir_all(&staging).at(&staging)?;
+        write_meta(&staging, &config)?;
+        for p in 0..config.partitions {
+            let dir = staging.join(p.to_string());
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
+        let dir = self.root.join(name);
+        fs::rename(&staging, &dir).at(&dir)?;
+        sync_dir(&self.root)?;
+        let topic = Arc::new(open_topic(&dir, name, config)?);
+        topics.insert(name.to_string(), Arc::clone(&topic));
+        Ok(topic)
+    }
+
+    /// The topic, or [`Error::UnknownTopic`].
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Deletes a topic and its data. Reads already under way finish on the
+    /// data they hold; appends fail from now on.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let topic = {
+            let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+            topics
+                .remove(name)
+                .ok_or_else(|| Error::UnknownTopic(name.to_string()))?
+        };
+        if let Err(e) = topic.close() {
+            tracing::warn!(topic = name, error = %e, "closing a deleted topic's partitions failed");
+        }
+        let trash = self.root.join(format!("{name}{DELETED}"));
+        fs::rename(&topic.dir, &trash).at(&topic.dir)?;
+        sync_dir(&self.root)?;
+        fs::remove_dir_all(&trash).at(&trash)
+    }
+
+    /// Raises the topic's partition count to `total`. Existing keys may map
+    /// to other partitions afterwards, as in Kafka.
+    pub fn add_partitions(&self, name: &str, total: u32) -> Result<()> {
+        let topic = self.topic(name)?;
+        let mut parts = topic.partitions.write().unwrap_or_else(|e| e.into_inner());
+        let current = parts.len() as u32;
+        if total <= current || total > MAX_PARTITIONS {
+            return Err(Error::InvalidConfig(format!(
+                "topic {name:?} has {current} partitions: the new count must be in {}..={MAX_PARTITIONS}, got {total}",
+                current + 1
+            )));
+        }
+        let mut config = topic.config();
+        let mut added = Vec::new();
+        for id in current..total {
+            added.push(Partition::open(
+                topic.dir.join(id.to_string()),
+                format!("{name}/{id}"),
+                config.partition.clone(),
+            )?);
+        }
+        config.partitions = total;
+        // The count becomes real only when the metadata says so.
+        write_meta(&topic.dir, &config)?;
+        parts.extend(added);
+        *topic.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+        Ok(())
+    }
+
+    /// Applies every topic's retention settings; returns the segments deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut deleted = 0;
+        for topic in self.topics() {
+            for p in topic.partitions() {
+                deleted += p.enforce_retention(now_ms)?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Closes every partition cleanly (see [`Partition::close`]).
+    pub fn close(&self) -> Result<()> {
+        self.topics().iter().try_for_each(|t| t.close())
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+fn validate_topic_config(config: &TopicConfig) -> Result<()> {
+    if !(1..=MAX_PARTITIONS).contains(&config.partitions) {
+        return Err(Error::InvalidConfig(format!(
+            "partitions must be in 1..={MAX_PARTITIONS}, got {}",
+            config.partitions
+        )));
+    }
+    config.partition.validate()
+}
+
+/// Opens the partitions of a topic directory in parallel (recovery of one
+/// partition does not wait for another), dropping directories beyond the
+/// recorded count (an interrupted `add_partitions`).
+fn open_topic(dir: &Path, name: &str, config: TopicConfig) -> Result<Topic> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let ids: Vec<u32> = (0..config.partitions).collect();
+    let mut opened: Vec<(u32, Result<Partition>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .chunks(ids.len().div_ceil(threads))
+            .map(|chunk| {
+                let cfg = &config.partition;
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|&id| {
+                            (
+                                id,
+                                Partition::open(
+                                    dir.join(id.to_string()),
+                                    format!("{name}/{id}"),
+                                    cfg.clone(),
+                                ),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    opened.sort_by_key(|(id, _)| *id);
+    let partitions = opened
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect::<Result<Vec<_>>>()?;
+    if partitions.len() as u32 != config.partitions {
+        return Err(Error::InvalidConfig(format!(
+            "topic {name:?}: a partition failed to open"
+        )));
+    }
+    for entry in fs::read_dir(dir).at(dir)? {
+        let path = entry.at(dir)?.path();
+        let extra = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse::<u32>().ok());
+        if extra.is_some_and(|id| id >= config.partitions) {
+            fs::remove_dir_all(&path).at(&path)?;
+        }
+    }
+    Ok(Topic {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+        config: RwLock::new(config),
+        partitions: RwLock::new(partitions),
+    })
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("none".into(), |v| v.to_string())
+}
+
+fn write_meta(dir: &Path, c: &TopicConfig) -> Result<()> {
+    let p = &c.partition;
+    let flush = match p.flush {
+        FlushPolicy::Always => "always".to_string(),
+        FlushPolicy::Never => "never".to_string(),
+        FlushPolicy::Interval(d) => format!("interval:{}", d.as_millis()),
+    };
+    let mode = match p.append_mode {
+        AppendMode::Write => "write",
+        AppendMode::Mmap => "mmap",
+    };
+    let text = format!(
+        "version=1\npartitions={}\nsegment_bytes={}\nsegment_ms={}\nindex_interval_bytes={}\nretention_ms={}\nretention_bytes={}\nmax_batch_bytes={}\nflush={flush}\nappend_mode={mode}\n",
+        c.partitions,
+        p.segment_bytes,
+        p.segment_ms,
+        p.index_interval_bytes,
+        opt(p.retention_ms),
+        opt(p.retention_bytes),
+        p.max_batch_bytes,
+    );
+    write_atomic(dir, META, text.as_bytes())
+}
+
+fn read_meta(dir: &Path) -> Result<TopicConfig> {
+    let path = dir.join(META);
+    let text = fs::read_to_string(&path).at(&path)?;
+    let bad = |what: &str| Error::InvalidConfig(format!("{}: {what}", path.display()));
+    let mut c = TopicConfig {
+        partitions: 0,
+        partition: PartitionConfig::default(),
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| bad(&format!("line {line:?} is not key=value")))?;
+        let num = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| bad(&format!("{key} is not a number: {value:?}")))
+        };
+        let opt_num = || {
+            if value == "none" {
+                Ok(None)
+            } else {
+                num().map(Some)
+            }
+        };
+        let p = &mut c.partition;
+        match key {
+            "version" if value == "1" => {}
+            "version" => return Err(bad(&format!("unknown metadata version {value}"))),
+            "partitions" => {
+                c.partitions = u32::try_from(num()?).map_err(|_| bad("partitions too large"))?
+            }
+            "segment_bytes" => p.segment_bytes = num()?,
+            "segment_ms" => p.segment_ms = num()?,
+            "index_interval_bytes" => {
+                p.index_interval_bytes =
+                    u32::try_from(num()?).map_err(|_| bad("index_interval_bytes too large"))?
+            }
+            "retention_ms" => p.retention_ms = opt_num()?,
+            "retention_bytes" => p.retention_bytes = opt_num()?,
+            "max_batch_bytes" => {
+                p.max_batch_bytes =
+                    u32::try_from(num()?).map_err(|_| bad("max_batch_bytes too large"))?
+            }
+            "flush" => {
+                p.flush = match value {
+                    "always" => FlushPolicy::Always,
+                    "never" => FlushPolicy::Never,
+                    v => match v.strip_prefix("interval:").and_then(|ms| ms.parse().ok()) {
+                        Some(ms) => FlushPolicy::Interval(Duration::from_millis(ms)),
+                        None => return Err(bad(&format!("unknown flush policy {v:?}"))),
+                    },
+                }
+            }
+            "append_mode" => {
+                p.append_mode = match value {
+                    "write" => AppendMode::Write,
+                    "mmap" => AppendMode::Mmap,
+                    v => return Err(bad(&format!("unknown append mode {v:?}"))),
+                }
+            }
+            // Keys from a newer version are ignored, so a downgrade still opens.
+            _ => {}
+        }
+    }
+    validate_topic_config(&c).map_err(|e| bad(&e.to_string()))?;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brook_protocol::batch::{Batch, BatchBuilder};
+
+    fn one_record() -> Batch {
+        let mut b = BatchBuilder::new();
+        b.push(1, Some(b"k"), Some(b"v"), &[]);
+        Batch::parse(b.build(0)).unwrap()
+    }
+
+    fn config(partitions: u32) -> TopicConfig {
+        let partition = PartitionConfig {
+            flush: FlushPolicy::Interval(Duration::from_millis(250)),
+            retention_bytes: Some(1 << 30),
+            ..Default::default()
+        };
+        TopicConfig {
+            partitions,
+            partition,
+        }
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["orders", "a", "Orders.v1_x-2", &"x".repeat(249)] {
+            validate_topic_name(ok).unwrap();
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "ü",
+            &"x".repeat(250),
+            "x~deleted",
+        ] {
+            assert!(
+                matches!(
+                    validate_topic_name(bad),
+                    Err(Error::InvalidTopicName { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn topics_survive_reopen_with_their_settings_and_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        log.create_topic("orders", config(3)).unwrap();
+        log.create_topic("audit", config(1)).unwrap();
+        assert!(matches!(
+            log.create_topic("orders", config(1)),
+            Err(Error::TopicExists(_))
+        ));
+        assert!(matches!(
+            log.create_topic("bad", config(0)),
+            Err(Error::InvalidConfig(_))
+        ));
+        log.topic("orders")
+            .unwrap()
+            .partition(2)
+            .unwrap()
+            .append(&one_record())
+            .unwrap();
+        log.add_partitions("orders", 5).unwrap();
+        assert!(matches!(
+            log.add_partitions("orders", 4),
+            Err(Error::InvalidConfig(_))
+        ));
+        log.close().unwrap();
+        drop(log);
+
+        let log = Log::open(dir.path()).unwrap();
+        let names: Vec<String> = log.topics().iter().map(|t| t.name().to_string()).collect();
+        assert_eq!(names, ["audit", "orders"]);
+        let orders = log.topic("orders").unwrap();
+        assert_eq!(orders.config(), config(5));
+        assert_eq!(orders.partition(2).unwrap().log_end_offset(), 1);
+        assert!(orders.partition(2).unwrap().recovery_report().clean);
+        assert!(matches!(
+            orders.partition(5),
+            Err(Error::UnknownPartition {
+                partition: 5,
+                count: 5,
+                ..
+            })
+        ));
+        assert!(matches!(log.topic("nope"), Err(Error::UnknownTopic(_))));
+    }
+
+    #[test]
+    fn deleted_topics_and_interrupted_creations_are_gone_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        let t = log.create_topic("gone", config(2)).unwrap();
+        let p = t.partition(0).unwrap();
+        p.append(&one_record()).unwrap();
+        log.delete_topic("gone").unwrap();
+        assert!(
+            p.append(&one_record()).is_err(),
+            "appends to a deleted topic fail"
+        );
+        assert!(matches!(
+            log.delete_topic("gone"),
+            Err(Error::UnknownTopic(_))
+        ));
+        fs::create_dir_all(dir.path().join("half~creating/0")).unwrap();
+        drop(log);
+        let log = Log::open(dir.path()).unwrap();
+        assert!(log.topics().is_empty());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        // The name can be used again, starting from offset 0.
+        let t = log.create_topic("gone", config(1)).unwrap();
+        assert_eq!(t.partition(0).unwrap().log_end_offset(), 0);
+    }
+}
