@@ -3,11 +3,13 @@
 //! mean something on a shared, noisy machine.
 //!
 //! ```text
-//! cargo bench -p brook-storage                      # 512 MiB per workload
-//! BROOK_BENCH_MB=2048 cargo bench -p brook-storage  # more data
-//! BROOK_BENCH_DIR=/mnt/disk cargo bench -p brook-storage
+//! cargo bench -p brook-storage --bench storage     # 256 MiB per workload, 5 rounds
+//! BROOK_BENCH_MB=1024 BROOK_BENCH_ROUNDS=3 cargo bench -p brook-storage --bench storage
+//! BROOK_BENCH_DIR=/mnt/disk cargo bench -p brook-storage --bench storage
 //! ```
-//! Workload: 1 KiB records in batches of 1,000 (≈1 MiB per batch).
+//! Workload: 1 KiB records in batches of 1,000 (≈1 MiB per batch). Each
+//! round runs every workload once, with `sync` between them; the report
+//! gives the median of each workload over the rounds, and the ratios.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -19,20 +21,6 @@ use brook_storage::{AppendMode, FlushPolicy, Partition, PartitionConfig};
 
 const RECORDS_PER_BATCH: usize = 1000;
 const RECORD_BYTES: usize = 1024;
-
-struct Row {
-    name: String,
-    bytes: u64,
-    records: u64,
-    elapsed: Duration,
-    baseline: Option<(&'static str, f64)>,
-}
-
-impl Row {
-    fn mib_s(&self) -> f64 {
-        self.bytes as f64 / (1 << 20) as f64 / self.elapsed.as_secs_f64()
-    }
-}
 
 fn make_batch() -> Batch {
     let mut b = BatchBuilder::with_capacity(RECORDS_PER_BATCH * (RECORD_BYTES + 32));
@@ -145,128 +133,186 @@ fn next_offset_after(buf: &[u8]) -> u64 {
     next
 }
 
+/// Lets the previous workload's dirty pages reach the disk and frees its
+/// files, so that one workload's writeback does not slow the next one.
+fn settle(dir: tempfile::TempDir) {
+    drop(dir);
+    unsafe { libc::sync() };
+}
+
+fn preallocated_write(dir: &Path, batch: &[u8], n: usize, sync_each: bool) -> Duration {
+    use std::os::fd::AsRawFd;
+    let f = File::create(dir.join("prealloc.dat")).unwrap();
+    let len = (batch.len() * n) as libc::off_t;
+    assert_eq!(unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, len) }, 0);
+    let mut f = f;
+    let t = Instant::now();
+    for _ in 0..n {
+        f.write_all(batch).unwrap();
+        if sync_each {
+            f.sync_data().unwrap();
+        }
+    }
+    t.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` probes for test names.
     }
-    let mb: usize = std::env::var("BROOK_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512);
-    let root = std::env::var_os("BROOK_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let mb = env("BROOK_BENCH_MB", 256);
+    let rounds = env("BROOK_BENCH_ROUNDS", 5).max(1);
+    let root: std::path::PathBuf =
+        std::env::var_os("BROOK_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let batch = make_batch();
     let n = (mb << 20) / batch.bytes().len();
-    let bytes = (n * batch.bytes().len()) as u64;
-    let records = (n * RECORDS_PER_BATCH) as u64;
     let durable_n = (n / 4).max(8);
-    let durable_bytes = (durable_n * batch.bytes().len()) as u64;
-    let durable_records = (durable_n * RECORDS_PER_BATCH) as u64;
+    let size = batch.bytes().len() as u64;
     eprintln!(
-        "storage bench: {n} batches of {RECORDS_PER_BATCH} x {RECORD_BYTES} B ({mb} MiB) under {}",
+        "storage bench: {n} batches of {RECORDS_PER_BATCH} x {RECORD_BYTES} B ({mb} MiB), {rounds} rounds, under {}",
         root.display()
     );
-    let mut rows = Vec::new();
-    let mut row = |name: &str, bytes, records, elapsed, baseline| {
-        let r = Row {
-            name: name.to_string(),
-            bytes,
-            records,
-            elapsed,
-            baseline,
-        };
-        eprintln!("  {:<44} {:>9.1} MiB/s", r.name, r.mib_s());
-        rows.push(r);
+
+    // name -> (batches per run, samples)
+    let mut samples: Vec<(&'static str, usize, Vec<Duration>)> = Vec::new();
+    let mut record = |name: &'static str, batches: usize, d: Duration| match samples
+        .iter_mut()
+        .find(|s| s.0 == name)
+    {
+        Some(s) => s.2.push(d),
+        None => samples.push((name, batches, vec![d])),
     };
-
-    let base = tempfile::tempdir_in(&root).unwrap();
-    let write_loop = plain_write(base.path(), batch.bytes(), n, false);
-    let write_mib = bytes as f64 / (1 << 20) as f64 / write_loop.as_secs_f64();
-    row(
-        "baseline: File::write_all loop",
-        bytes,
-        records,
-        write_loop,
-        None,
-    );
-    let (read_loop, read_bytes) = plain_read(base.path());
-    let read_mib = read_bytes as f64 / (1 << 20) as f64 / read_loop.as_secs_f64();
-    row(
-        "baseline: File::read loop (page cache)",
-        read_bytes,
-        records,
-        read_loop,
-        None,
-    );
-    let sync_loop = plain_write(base.path(), batch.bytes(), durable_n, true);
-    let sync_mib = durable_bytes as f64 / (1 << 20) as f64 / sync_loop.as_secs_f64();
-    row(
-        "baseline: write_all + fdatasync per batch",
-        durable_bytes,
-        durable_records,
-        sync_loop,
-        None,
-    );
-    drop(base);
-
-    let mut never_mib = 0.0;
-    for (mode, label) in [(AppendMode::Write, "pwritev"), (AppendMode::Mmap, "mmap")] {
+    for round in 0..rounds {
+        eprintln!("  round {}/{rounds}", round + 1);
         let dir = tempfile::tempdir_in(&root).unwrap();
-        let (t, p) = append(dir.path(), &batch, n, config(FlushPolicy::Never, mode), 1);
-        let name = format!("append never, 1 appender ({label})");
-        let mib = bytes as f64 / (1 << 20) as f64 / t.as_secs_f64();
-        if mode == AppendMode::Write {
-            never_mib = mib;
-        }
-        row(&name, bytes, records, t, Some(("write loop", write_mib)));
-        let (t, total) = read_all(&p);
-        assert_eq!(total, bytes, "read back everything");
-        row(
-            &format!("read from page cache ({label}-written)"),
-            total,
-            records,
-            t,
-            Some(("read loop", read_mib)),
+        record(
+            "baseline: File::write_all loop",
+            n,
+            plain_write(dir.path(), batch.bytes(), n, false),
         );
-    }
-    for threads in [1, 8] {
+        let (t, total) = plain_read(dir.path());
+        assert_eq!(total, size * n as u64);
+        record("baseline: File::read loop (page cache)", n, t);
+        settle(dir);
         let dir = tempfile::tempdir_in(&root).unwrap();
-        let (t, _p) = append(
-            dir.path(),
-            &batch,
+        let t = preallocated_write(dir.path(), batch.bytes(), n, false);
+        record("baseline: write_all into a preallocated file", n, t);
+        settle(dir);
+        let dir = tempfile::tempdir_in(&root).unwrap();
+        let t = preallocated_write(dir.path(), batch.bytes(), durable_n, true);
+        record(
+            "baseline: write_all + fdatasync per batch, preallocated file",
             durable_n,
-            config(FlushPolicy::Always, AppendMode::Write),
-            threads,
-        );
-        let name = format!("append always, {threads} appender(s)");
-        row(
-            &name,
-            durable_bytes,
-            durable_records,
             t,
-            Some(("append never", never_mib)),
         );
+        settle(dir);
+        let dir = tempfile::tempdir_in(&root).unwrap();
+        record(
+            "baseline: write_all + fdatasync per batch",
+            durable_n,
+            plain_write(dir.path(), batch.bytes(), durable_n, true),
+        );
+        settle(dir);
+        for (mode, append_name, read_name) in [
+            (
+                AppendMode::Write,
+                "append never, pwritev (default)",
+                "read via mmap (pwritev-written)",
+            ),
+            (
+                AppendMode::Mmap,
+                "append never, memcpy into mmap",
+                "read via mmap (mmap-written)",
+            ),
+        ] {
+            let dir = tempfile::tempdir_in(&root).unwrap();
+            let (t, p) = append(dir.path(), &batch, n, config(FlushPolicy::Never, mode), 1);
+            record(append_name, n, t);
+            let (t, total) = read_all(&p);
+            assert_eq!(total, size * n as u64, "read back everything");
+            record(read_name, n, t);
+            drop(p);
+            settle(dir);
+        }
+        for (threads, name) in [
+            (1, "append always, 1 appender"),
+            (8, "append always, 8 appenders"),
+        ] {
+            let dir = tempfile::tempdir_in(&root).unwrap();
+            let (t, p) = append(
+                dir.path(),
+                &batch,
+                durable_n,
+                config(FlushPolicy::Always, AppendMode::Write),
+                threads,
+            );
+            record(name, durable_n, t);
+            drop(p);
+            settle(dir);
+        }
     }
-    row(
-        "(ref) fdatasync-per-batch baseline vs never",
-        durable_bytes,
-        durable_records,
-        sync_loop,
-        Some(("append never", never_mib)),
-    );
 
-    println!("\n| workload | MiB/s | records/s | ratio |");
-    println!("|---|---:|---:|---|");
-    for r in &rows {
-        let ratio = r.baseline.map_or("baseline".to_string(), |(what, b)| {
-            format!("{:.2}x {what}", r.mib_s() / b)
-        });
+    let mib_s = |name: &str| {
+        let (_, batches, v) = samples.iter().find(|s| s.0 == name).unwrap();
+        (*batches as u64 * size) as f64 / (1 << 20) as f64 / median(v.clone()).as_secs_f64()
+    };
+    let ratios: &[(&str, &str)] = &[
+        (
+            "append never, pwritev (default)",
+            "baseline: File::write_all loop",
+        ),
+        (
+            "append never, memcpy into mmap",
+            "baseline: File::write_all loop",
+        ),
+        (
+            "read via mmap (pwritev-written)",
+            "baseline: File::read loop (page cache)",
+        ),
+        (
+            "read via mmap (mmap-written)",
+            "baseline: File::read loop (page cache)",
+        ),
+        (
+            "append always, 1 appender",
+            "append never, pwritev (default)",
+        ),
+        (
+            "append always, 8 appenders",
+            "append never, pwritev (default)",
+        ),
+        (
+            "append always, 8 appenders",
+            "baseline: write_all + fdatasync per batch",
+        ),
+    ];
+    println!(
+        "\nMedians of {rounds} rounds; {mb} MiB per workload ({} MiB for the fdatasync ones).\n",
+        (durable_n as u64 * size) >> 20
+    );
+    println!("| workload | MiB/s | records/s |");
+    println!("|---|---:|---:|");
+    for (name, _, _) in &samples {
+        let m = mib_s(name);
         println!(
-            "| {} | {:.0} | {:.0} | {} |",
-            r.name,
-            r.mib_s(),
-            r.records as f64 / r.elapsed.as_secs_f64(),
-            ratio
+            "| {name} | {m:.0} | {:.0} |",
+            m * (1 << 20) as f64 / size as f64 * RECORDS_PER_BATCH as f64
         );
     }
-    println!("\nfdatasync baseline: {sync_mib:.0} MiB/s");
+    println!("\n| ratio | value |");
+    println!("|---|---:|");
+    for (a, b) in ratios {
+        println!("| {a} / {b} | {:.2}x |", mib_s(a) / mib_s(b));
+    }
 }
