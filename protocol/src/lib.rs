@@ -4,9 +4,22 @@
 //!   broker → disk → consumer, so this one implementation is shared by the
 //!   client, the broker and the storage engine. It needs only `bytes` and
 //!   `crc32fast`.
-//! - The gRPC service types live behind the default `grpc` feature; the
-//!   storage engine turns it off and sees the codec alone.
+//! - [`partitioner`]: Kafka-compatible key → partition routing.
+//! - `v1` (feature `grpc`, on by default): the gRPC services and messages of
+//!   `proto/brook/v1/*.proto`, generated with tonic and prost. The storage
+//!   engine turns the feature off and sees the codec alone.
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod partitioner;
 mod varint;
+
+/// The gRPC API, package `brook.v1` (generated from `proto/brook/v1`).
+#[cfg(feature = "grpc")]
+#[allow(missing_docs, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("brook.v1");
+
+    /// The encoded file descriptor set, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("brook_descriptor");
+}
