@@ -4,12 +4,19 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "grpc")]
     {
-        let files = ["brook/v1/common.proto", "brook/v1/topics.proto", "brook/v1/log.proto"];
+        let files = [
+            "brook/v1/common.proto",
+            "brook/v1/topics.proto",
+            "brook/v1/log.proto",
+        ];
         println!("cargo:rerun-if-changed=proto");
         let fds = protox::compile(files, ["proto"])?;
         let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
         // Kept for gRPC server reflection.
-        std::fs::write(out.join("brook_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+        std::fs::write(
+            out.join("brook_descriptor.bin"),
+            prost::Message::encode_to_vec(&fds),
+        )?;
         tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
     }
     Ok(())

@@ -92,9 +92,12 @@ impl<const N: usize> IndexFile<N> {
         true
     }
 
-    /// Cuts the file to its entries (a sealed segment needs no spare room) and syncs it.
-    fn trim_and_sync(&self) -> Result<()> {
-        self.file.set_len((self.len() * N) as u64).at(&self.path)?;
+    /// Cuts the file to its entries (a sealed segment needs no spare room).
+    fn trim(&self) -> Result<()> {
+        self.file.set_len((self.len() * N) as u64).at(&self.path)
+    }
+
+    fn sync(&self) -> Result<()> {
         self.file.sync_all().at(&self.path)
     }
 }
@@ -153,8 +156,12 @@ impl OffsetIndex {
         })
     }
 
-    pub fn trim_and_sync(&self) -> Result<()> {
-        self.0.trim_and_sync()
+    pub fn trim(&self) -> Result<()> {
+        self.0.trim()
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.0.sync()
     }
 }
 
@@ -221,8 +228,12 @@ impl TimeIndex {
         })
     }
 
-    pub fn trim_and_sync(&self) -> Result<()> {
-        self.0.trim_and_sync()
+    pub fn trim(&self) -> Result<()> {
+        self.0.trim()
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.0.sync()
     }
 }
 
@@ -272,7 +283,7 @@ mod tests {
         assert_eq!(idx.lookup(100), None);
         assert_eq!(idx.lookup(101), Some(5));
         assert_eq!(idx.lookup(1000), Some(9));
-        idx.trim_and_sync().unwrap();
+        idx.trim().unwrap();
         drop(idx);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
         let idx = TimeIndex::open(&path, 0, true).unwrap();

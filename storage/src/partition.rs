@@ -208,6 +208,16 @@ impl Partition {
         Ok(info)
     }
 
+    /// Like [`Partition::append`], but never waits for a flush, whatever the
+    /// policy: for async callers that must not block on `fdatasync`. The
+    /// caller owes a [`Partition::flush_to`] (e.g. on a blocking thread)
+    /// before acknowledging, when the policy is [`FlushPolicy::Always`] or the
+    /// producer asked for durability. Never blocks on the disk otherwise: a
+    /// roll only trims files, and their sync is left to the background thread.
+    pub fn append_nowait(&self, batch: &Batch) -> Result<AppendInfo> {
+        self.shared.append(batch)
+    }
+
     /// Blocks until every offset below `offset` is on disk, flushing if
     /// needed. Concurrent callers share one flush (group commit): whoever
     /// finds no flush running starts one that covers everything written so
@@ -558,11 +568,11 @@ impl Shared {
         let end = app.active.next_offset();
         drop(app);
         for seg in std::mem::take(&mut *lock(&self.unsynced)) {
-            seg.sync()?;
+            seg.sync_all()?;
         }
         self.flush_to(end)?;
-        // After the flush the active segment is synced too: write it all down.
-        self.sync_from(0)?;
+        // Sealing trimmed the active segment's files: make that durable too.
+        sync_last_segment(&self.segments)?;
         write_atomic(&self.dir, CLEAN_SHUTDOWN, b"")
     }
 }
@@ -588,6 +598,17 @@ impl Flushable for Shared {
             lock(&self.flush).poisoned.get_or_insert(e.to_string());
         }
     }
+}
+
+/// Syncs the last segment's log and indexes (after a close sealed it).
+fn sync_last_segment(segments: &RwLock<BTreeMap<u64, Arc<Segment>>>) -> Result<()> {
+    let last = segments
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .next_back()
+        .cloned();
+    last.map_or(Ok(()), |s| s.sync_all())
 }
 
 /// Bytes reserved for an active segment: large enough for any accepted batch.

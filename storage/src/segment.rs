@@ -248,6 +248,7 @@ impl Segment {
         drop(w);
         if !active {
             seg.seal()?;
+            seg.sync_all()?;
         }
         let stats = ScanStats {
             bytes_scanned: end.valid_len,
@@ -382,8 +383,16 @@ impl Segment {
         }
     }
 
-    /// Ends appends: records the final time-index entry, cuts the log and the
-    /// indexes to their real length, and syncs the indexes. Used on roll and on close.
+    /// Forces the log and both indexes to disk (a sealed segment's final state).
+    pub fn sync_all(&self) -> Result<()> {
+        self.sync()?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    /// Ends appends: records the final time-index entry and cuts the log and
+    /// the indexes to their real length. Used on roll and on close; does not
+    /// sync (see [`Segment::sync_all`]), so a roll never waits for the disk.
     pub fn seal(&self) -> Result<()> {
         let mut w = self.writer();
         if w.sealed {
@@ -395,8 +404,8 @@ impl Segment {
                 .maybe_push(max_ts, (self.next_offset() - self.base_offset) as u32);
         }
         self.file.set_len(self.size()).at(&self.paths.log)?;
-        self.offset_index.trim_and_sync()?;
-        self.time_index.trim_and_sync()?;
+        self.offset_index.trim()?;
+        self.time_index.trim()?;
         w.sealed = true;
         Ok(())
     }

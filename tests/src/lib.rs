@@ -1,1 +1,267 @@
+//! Harness for the end-to-end tests: builds the `brook` binary, starts it as
+//! a real process on ephemeral ports with a temporary data directory, and
+//! stops it (SIGTERM, or SIGKILL to simulate a crash). Every process started
+//! here is killed when its handle is dropped.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use brook_protocol::batch::{Batch, BatchBuilder, batches};
+use brook_protocol::v1;
+use tonic::transport::Channel;
+
+/// How long any single wait in these tests may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Path of the `brook` binary, built once per test process with the same
+/// profile as the tests (so `cargo test` needs nothing built beforehand).
+pub fn brook_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/<test-binary>
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
+        let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "brook",
+            "--bin",
+            "brook",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .expect("running cargo build for the brook binary");
+        assert!(status.success(), "cargo build -p brook failed");
+        profile_dir.join("brook")
+    })
+}
+
+/// A running `brook serve` process.
+pub struct Broker {
+    child: Child,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// Metrics address.
+    pub metrics: SocketAddr,
+}
+
+impl Broker {
+    /// Starts `brook serve` on ephemeral ports over `data_dir`, with extra flags.
+    /// Returns once the ports are bound (the log may still be recovering).
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> Broker {
+        let mut child = Command::new(brook_binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning brook");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the broker never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .expect("brook printed its listening line");
+        let addr = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        };
+        Broker {
+            grpc: addr("grpc="),
+            metrics: addr("metrics="),
+            child,
+        }
+    }
+
+    /// Starts a broker and waits until gRPC health says SERVING.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Broker {
+        let b = Broker::spawn(data_dir, extra);
+        b.wait_serving().await;
+        b
+    }
+
+    /// Polls gRPC health until SERVING.
+    pub async fn wait_serving(&self) {
+        use tonic_health::pb::{
+            HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+        };
+        let mut health = HealthClient::new(self.channel().await);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if status.is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "broker did not become SERVING");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A new connection to the broker.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connecting to brook")
+    }
+
+    /// Topic admin client.
+    pub async fn topics(&self) -> v1::topics_client::TopicsClient<Channel> {
+        v1::topics_client::TopicsClient::new(self.channel().await)
+    }
+
+    /// Producer client.
+    pub async fn producer(&self) -> v1::producer_client::ProducerClient<Channel> {
+        v1::producer_client::ProducerClient::new(self.channel().await)
+    }
+
+    /// Consumer client (responses up to 64 MiB).
+    pub async fn consumer(&self) -> v1::consumer_client::ConsumerClient<Channel> {
+        v1::consumer_client::ConsumerClient::new(self.channel().await)
+            .max_decoding_message_size(64 << 20)
+    }
+
+    /// SIGTERM, then wait for the exit (graceful shutdown).
+    pub fn terminate(mut self) -> ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for brook") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "brook did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL: a crash, with no chance to flush or close.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping brook");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Creates a topic with `partitions` partitions and the broker's defaults otherwise.
+pub async fn create_topic(b: &Broker, name: &str, partitions: u32) -> v1::TopicDescription {
+    let config = v1::TopicConfig {
+        partitions,
+        ..Default::default()
+    };
+    b.topics()
+        .await
+        .create_topic(v1::CreateTopicRequest {
+            name: name.into(),
+            config: Some(config),
+        })
+        .await
+        .expect("create topic")
+        .into_inner()
+}
+
+/// A batch of `values` with keys `key`, in the batch format.
+pub fn batch_of(key: Option<&[u8]>, values: &[&[u8]]) -> Batch {
+    let mut b = BatchBuilder::new();
+    for v in values {
+        b.push(
+            1_700_000_000_000,
+            key,
+            Some(v),
+            &[("correlation-id", b"c-1")],
+        );
+    }
+    Batch::parse(b.build(0)).expect("valid batch")
+}
+
+/// Every record of a partition from `from` to its current end, as (offset, key, value).
+pub async fn fetch_all(
+    b: &Broker,
+    topic: &str,
+    partition: u32,
+    from: u64,
+) -> Vec<(u64, Option<Vec<u8>>, Vec<u8>)> {
+    let mut consumer = b.consumer().await;
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let req = v1::FetchRequest {
+            topic: topic.into(),
+            partition,
+            offset: next,
+            ..Default::default()
+        };
+        let r = consumer.fetch(req).await.expect("fetch").into_inner();
+        if r.batches.is_empty() {
+            return out;
+        }
+        for batch in batches(r.batches) {
+            for rec in batch.expect("valid batch").records() {
+                let rec = rec.expect("valid record");
+                if rec.offset >= next {
+                    out.push((
+                        rec.offset,
+                        rec.key.map(|k| k.to_vec()),
+                        rec.value.map(|v| v.to_vec()).unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+        next = r.next_offset;
+    }
+}
+
+/// Polls `f` until it returns true or the deadline passes.
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
+    let deadline = Instant::now() + DEADLINE;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

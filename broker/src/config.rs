@@ -1,0 +1,211 @@
+//! `brook serve` settings. Each one is a command-line flag, an environment
+//! variable (`BROOK_…`) and a key of the optional TOML file given with
+//! `--config`; the first of those that is set wins, then the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use brook_storage::{FlushPolicy, PartitionConfig};
+use serde::Deserialize;
+
+/// Flags of `brook serve`. Every value is optional here so that the config
+/// file can fill what the command line and environment leave unset.
+#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys in snake_case, e.g. `data_dir = "/var/lib/brook"`).
+    #[arg(long, env = "BROOK_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory holding the topics [default: ./brook-data]
+    #[arg(long, env = "BROOK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC address [default: 127.0.0.1:9292; port 0 picks a free port]
+    #[arg(long, env = "BROOK_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Prometheus /metrics address [default: 127.0.0.1:9293]
+    #[arg(long, env = "BROOK_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest gRPC request accepted, in bytes; larger ones get RESOURCE_EXHAUSTED [default: 16777216]
+    #[arg(long, env = "BROOK_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Longest a fetch may long-poll, in ms [default: 30000]
+    #[arg(long, env = "BROOK_MAX_FETCH_WAIT_MS")]
+    pub max_fetch_wait_ms: Option<u64>,
+    /// How often retention runs, in ms [default: 300000]
+    #[arg(long, env = "BROOK_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
+    /// Default retention of new topics, in ms; -1 keeps forever [default: 604800000, 7 days]
+    #[arg(long, env = "BROOK_RETENTION_MS", allow_negative_numbers = true)]
+    pub retention_ms: Option<i64>,
+    /// Default size limit per partition of new topics; -1 is unlimited [default: -1]
+    #[arg(long, env = "BROOK_RETENTION_BYTES", allow_negative_numbers = true)]
+    pub retention_bytes: Option<i64>,
+    /// Default segment size of new topics [default: 134217728]
+    #[arg(long, env = "BROOK_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Default segment age before a roll, in ms [default: 604800000]
+    #[arg(long, env = "BROOK_SEGMENT_MS")]
+    pub segment_ms: Option<u64>,
+    /// Default largest record batch of new topics [default: 4194304]
+    #[arg(long, env = "BROOK_MAX_BATCH_BYTES")]
+    pub max_batch_bytes: Option<u32>,
+    /// Default flush policy of new topics: always, never or interval:MS [default: interval:1000]
+    #[arg(long, env = "BROOK_FLUSH")]
+    pub flush: Option<String>,
+    /// Testing aid: wait this long (ms) before recovering the log, to observe the UNAVAILABLE window.
+    #[arg(long, env = "BROOK_DEBUG_DELAY_RECOVERY_MS", hide = true)]
+    #[serde(skip)]
+    pub debug_delay_recovery_ms: Option<u64>,
+}
+
+/// The settings in force, after flags, environment, file and defaults.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where topics live.
+    pub data_dir: PathBuf,
+    /// gRPC address.
+    pub listen: SocketAddr,
+    /// Metrics address.
+    pub metrics_listen: SocketAddr,
+    /// gRPC decoding limit.
+    pub max_request_bytes: usize,
+    /// Long-poll cap.
+    pub max_fetch_wait: Duration,
+    /// Retention period.
+    pub retention_check_interval: Duration,
+    /// Settings of new topics' partitions, unless a request overrides them.
+    pub topic_defaults: PartitionConfig,
+    /// See [`ServeArgs::debug_delay_recovery_ms`].
+    pub debug_delay_recovery: Duration,
+}
+
+/// Parses `always`, `never` or `interval:MS`.
+pub fn parse_flush(s: &str) -> anyhow::Result<FlushPolicy> {
+    match s {
+        "always" => Ok(FlushPolicy::Always),
+        "never" => Ok(FlushPolicy::Never),
+        _ => {
+            let ms = s
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .with_context(|| {
+                    format!("flush policy {s:?} is not always, never or interval:MS (MS >= 1)")
+                })?;
+            Ok(FlushPolicy::Interval(Duration::from_millis(ms)))
+        }
+    }
+}
+
+fn limit(v: i64, what: &str) -> anyhow::Result<Option<u64>> {
+    match v {
+        -1 => Ok(None),
+        v if v >= 0 => Ok(Some(v as u64)),
+        v => anyhow::bail!("{what} must be -1 (unlimited) or >= 0, got {v}"),
+    }
+}
+
+impl ServeArgs {
+    /// Fills unset values from the config file, then the defaults, and checks them.
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => ServeArgs::default(),
+        };
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                self.$field.or(file.$field).unwrap_or($default)
+            };
+        }
+        let flush = parse_flush(&pick!(flush, "interval:1000".to_string()))?;
+        let topic_defaults = PartitionConfig {
+            segment_bytes: pick!(segment_bytes, 128 << 20),
+            segment_ms: pick!(segment_ms, 7 * 24 * 3600 * 1000),
+            retention_ms: limit(pick!(retention_ms, 7 * 24 * 3600 * 1000), "retention_ms")?,
+            retention_bytes: limit(pick!(retention_bytes, -1), "retention_bytes")?,
+            max_batch_bytes: pick!(max_batch_bytes, 4 << 20),
+            flush,
+            ..PartitionConfig::default()
+        };
+        topic_defaults.validate().context("topic defaults")?;
+        let config = ServeConfig {
+            data_dir: pick!(data_dir, PathBuf::from("./brook-data")),
+            listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 9292))),
+            metrics_listen: pick!(metrics_listen, SocketAddr::from(([127, 0, 0, 1], 9293))),
+            max_request_bytes: pick!(max_request_bytes, 16 << 20),
+            max_fetch_wait: Duration::from_millis(pick!(max_fetch_wait_ms, 30_000)),
+            retention_check_interval: Duration::from_millis(
+                pick!(retention_check_interval_ms, 300_000).max(1),
+            ),
+            debug_delay_recovery: Duration::from_millis(self.debug_delay_recovery_ms.unwrap_or(0)),
+            topic_defaults,
+        };
+        anyhow::ensure!(
+            config.max_request_bytes > config.topic_defaults.max_batch_bytes as usize,
+            "max_request_bytes ({}) must exceed max_batch_bytes ({})",
+            config.max_request_bytes,
+            config.topic_defaults.max_batch_bytes
+        );
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ServeArgs> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("brook.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\nsegment_bytes = 1048576\nflush = \"always\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            data_dir: Some("/from/flag".into()),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.topic_defaults.segment_bytes, 1 << 20);
+        assert_eq!(c.topic_defaults.flush, FlushPolicy::Always);
+        assert_eq!(c.listen.port(), 9292);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = ServeArgs {
+            flush: Some("sometimes".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("sometimes"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("brook.toml");
+        std::fs::write(&path, "no_such_key = 1\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("no_such_key"));
+        assert_eq!(
+            parse_flush("interval:250").unwrap(),
+            FlushPolicy::Interval(Duration::from_millis(250))
+        );
+    }
+}

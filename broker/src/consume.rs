@@ -1,0 +1,317 @@
+//! The `brook.v1.Consumer` service: long-poll fetch and push subscribe.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brook_protocol::batch::{BatchHeader, batches};
+use brook_protocol::v1::{self, consumer_server::Consumer};
+use brook_storage::{Partition, ReadResult};
+use bytes::Bytes;
+use futures_util::stream::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::metrics::TopicLabels;
+use crate::state::Broker;
+use crate::status::{invalid, to_status};
+
+const DEFAULT_MAX_BYTES: u32 = 1 << 20;
+/// Messages a subscription may queue before HTTP/2 flow control holds it back.
+const SUBSCRIBE_QUEUE: usize = 4;
+
+/// Implements `brook.v1.Consumer`.
+pub struct ConsumerService {
+    broker: Arc<Broker>,
+}
+
+impl ConsumerService {
+    /// A service over the shared broker state.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        ConsumerService { broker }
+    }
+}
+
+/// The offset after the last batch in `buf` (walking headers only), or `from` if empty.
+fn next_offset(buf: &[u8], from: u64) -> u64 {
+    let (mut pos, mut next) = (0usize, from);
+    while let Ok(h) = BatchHeader::parse(&buf[pos..], u32::MAX) {
+        next = h.next_offset();
+        pos += h.total_len();
+    }
+    next
+}
+
+/// Records at or after `from`, decoded for clients without the batch codec.
+fn decode(buf: &Bytes, from: u64) -> Result<Vec<v1::Record>, Status> {
+    let mut out = Vec::new();
+    for batch in batches(buf.clone()) {
+        let batch =
+            batch.map_err(|e| Status::data_loss(format!("stored batch failed to decode: {e}")))?;
+        for r in batch.records() {
+            let r =
+                r.map_err(|e| Status::data_loss(format!("stored record failed to decode: {e}")))?;
+            if r.offset >= from {
+                out.push(v1::Record {
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp,
+                    key: r.key,
+                    value: r.value,
+                    headers: r
+                        .headers
+                        .into_iter()
+                        .map(|h| v1::Header {
+                            key: h.key,
+                            value: h.value,
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn count_records(buf: &[u8]) -> u64 {
+    let (mut pos, mut n) = (0usize, 0u64);
+    while let Ok(h) = BatchHeader::parse(&buf[pos..], u32::MAX) {
+        n += u64::from(h.record_count);
+        pos += h.total_len();
+    }
+    n
+}
+
+impl ConsumerService {
+    fn count_out(&self, topic: &str, buf: &[u8]) {
+        let labels = TopicLabels {
+            topic: topic.to_string(),
+        };
+        self.broker
+            .metrics
+            .fetched_records
+            .get_or_create(&labels)
+            .inc_by(count_records(buf));
+        self.broker
+            .metrics
+            .fetched_bytes
+            .get_or_create(&labels)
+            .inc_by(buf.len() as u64);
+    }
+
+    async fn fetch_inner(&self, req: &v1::FetchRequest) -> Result<v1::FetchResponse, Status> {
+        let p = self.broker.partition(&req.topic, req.partition)?;
+        let max_bytes = if req.max_bytes == 0 {
+            DEFAULT_MAX_BYTES
+        } else {
+            req.max_bytes
+        } as usize;
+        let wait = Duration::from_millis(u64::from(req.max_wait_ms))
+            .min(self.broker.config.max_fetch_wait);
+        let deadline = tokio::time::Instant::now() + wait;
+        // Subscribe before the first read so that no append between the read
+        // and the wait goes unnoticed.
+        let mut end = p.watch_log_end();
+        let mut shutdown = self.broker.shutdown_signal();
+        let read = loop {
+            let r = p.read(req.offset, max_bytes).map_err(to_status)?;
+            let enough = r.batches.len() >= (req.min_bytes as usize).max(1);
+            if enough
+                || req.min_bytes == 0 && !r.batches.is_empty()
+                || tokio::time::Instant::now() >= deadline
+            {
+                break r;
+            }
+            tokio::select! {
+                changed = end.changed() => if changed.is_err() { break r },
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = shutdown.wait_for(|s| *s) => break r,
+            }
+        };
+        self.count_out(&req.topic, &read.batches);
+        let records = if req.decoded {
+            decode(&read.batches, req.offset)?
+        } else {
+            Vec::new()
+        };
+        Ok(v1::FetchResponse {
+            next_offset: next_offset(&read.batches, req.offset),
+            log_start_offset: read.log_start_offset,
+            log_end_offset: read.log_end_offset,
+            batches: read.batches,
+            records,
+        })
+    }
+
+    /// Where `start` puts the subscription in `p`.
+    fn start_offset(p: &Partition, start: &Option<v1::StartPosition>) -> Result<u64, Status> {
+        use v1::start_position::Position;
+        match start.as_ref().and_then(|s| s.position.as_ref()) {
+            None | Some(Position::Latest(_)) => Ok(p.log_end_offset()),
+            Some(Position::Earliest(_)) => Ok(p.log_start_offset()),
+            Some(Position::Offset(o)) => {
+                let (start, end) = (p.log_start_offset(), p.log_end_offset());
+                if *o < start || *o > end {
+                    return Err(to_status(brook_storage::Error::OffsetOutOfRange {
+                        requested: *o,
+                        log_start_offset: start,
+                        log_end_offset: end,
+                    }));
+                }
+                Ok(*o)
+            }
+            Some(Position::TimestampMs(t)) => Ok(p
+                .offset_for_timestamp(*t)
+                .map_err(to_status)?
+                .unwrap_or(p.log_end_offset())),
+        }
+    }
+}
+
+type SubscribeStream = Pin<Box<dyn Stream<Item = Result<v1::SubscribeResponse, Status>> + Send>>;
+
+/// What every partition of one subscription shares.
+struct Subscription {
+    service: ConsumerService,
+    topic: String,
+    max_bytes: usize,
+    decoded: bool,
+}
+
+/// Follows one partition, sending what it appends until the client leaves
+/// or the broker shuts down. `send` waits when the client's queue is full,
+/// so a slow consumer holds the reads back instead of growing a buffer.
+async fn follow(
+    sub: Arc<Subscription>,
+    id: u32,
+    p: Partition,
+    mut next: u64,
+    tx: mpsc::Sender<Result<v1::SubscribeResponse, Status>>,
+) {
+    let Subscription {
+        service,
+        topic,
+        max_bytes,
+        decoded,
+    } = &*sub;
+    let (max_bytes, decoded) = (*max_bytes, *decoded);
+    let mut end = p.watch_log_end();
+    let mut shutdown = service.broker.shutdown_signal();
+    loop {
+        let ReadResult {
+            batches,
+            log_end_offset,
+            ..
+        } = match p.read(next, max_bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                let status = to_status(e);
+                tracing::warn!(
+                    topic,
+                    partition = id,
+                    message = status.message(),
+                    "subscription ended"
+                );
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        };
+        if batches.is_empty() {
+            tokio::select! {
+                changed = end.changed() => if changed.is_err() { return },
+                _ = shutdown.wait_for(|s| *s) => return,
+                _ = tx.closed() => return,
+            }
+            continue;
+        }
+        let records = if decoded {
+            match decode(&batches, next) {
+                Ok(r) => r,
+                Err(s) => {
+                    let _ = tx.send(Err(s)).await;
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let from = next;
+        next = next_offset(&batches, from);
+        service.count_out(topic, &batches);
+        let msg = v1::SubscribeResponse {
+            partition: id,
+            batches,
+            records,
+            log_end_offset,
+            next_offset: next,
+        };
+        tokio::select! {
+            sent = tx.send(Ok(msg)) => if sent.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Consumer for ConsumerService {
+    async fn fetch(
+        &self,
+        req: Request<v1::FetchRequest>,
+    ) -> Result<Response<v1::FetchResponse>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let r = self.fetch_inner(&req).await;
+        self.broker
+            .finish("Fetch", &req.topic, Some(req.partition), started, r)
+    }
+
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(
+        &self,
+        req: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<SubscribeStream>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let r = (|| {
+            let topic = self.broker.topic(&req.topic)?;
+            let ids: Vec<u32> = if req.partitions.is_empty() {
+                (0..topic.partition_count()).collect()
+            } else {
+                req.partitions.clone()
+            };
+            let mut starts = Vec::new();
+            for &id in &ids {
+                if ids.iter().filter(|&&x| x == id).count() > 1 {
+                    return Err(invalid(format!("partition {id} is listed twice")));
+                }
+                let p = topic.partition(id).map_err(to_status)?;
+                let from = Self::start_offset(&p, &req.start)?;
+                starts.push((id, p, from));
+            }
+            Ok(starts)
+        })();
+        let starts = self
+            .broker
+            .finish("Subscribe", &req.topic, None, started, r)?
+            .into_inner();
+        let (tx, rx) = mpsc::channel(SUBSCRIBE_QUEUE);
+        let max_bytes = if req.max_bytes == 0 {
+            DEFAULT_MAX_BYTES
+        } else {
+            req.max_bytes
+        } as usize;
+        let sub = Arc::new(Subscription {
+            service: ConsumerService {
+                broker: Arc::clone(&self.broker),
+            },
+            topic: req.topic,
+            max_bytes,
+            decoded: req.decoded,
+        });
+        for (id, p, from) in starts {
+            tokio::spawn(follow(Arc::clone(&sub), id, p, from, tx.clone()));
+        }
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

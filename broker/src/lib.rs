@@ -1,0 +1,18 @@
+//! The Brook broker: a tonic gRPC server in front of the storage engine.
+//!
+//! - [`server::run`]: start, serve, stop cleanly.
+//! - [`config`]: `brook serve` settings (flags, `BROOK_*` environment, TOML file).
+//! - `topics`, `produce`, `consume`: the `brook.v1` services.
+//! - [`state::Broker`]: what the services share; `status`: storage errors → gRPC statuses.
+//! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
+#![warn(missing_docs)]
+
+pub mod config;
+mod conn;
+mod consume;
+mod metrics;
+mod produce;
+pub mod server;
+pub mod state;
+mod status;
+mod topics;

@@ -1,0 +1,284 @@
+//! The `brook.v1.Producer` service: raw batches (unary and streamed) and keyed publish.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use brook_protocol::batch::{Batch, BatchBuilder};
+use brook_protocol::partitioner::partition_for_key;
+use brook_protocol::v1::{self, producer_server::Producer};
+use brook_storage::{AppendInfo, FlushPolicy, Partition, now_ms};
+use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::metrics::TopicLabels;
+use crate::state::Broker;
+use crate::status::{invalid, to_status};
+
+/// Batches a produce stream may have in flight (appended, awaiting their ack).
+const STREAM_IN_FLIGHT: usize = 64;
+
+/// Implements `brook.v1.Producer`.
+pub struct ProducerService {
+    broker: Arc<Broker>,
+}
+
+impl ProducerService {
+    /// A service over the shared broker state.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        ProducerService { broker }
+    }
+}
+
+fn wants_durable(acks: i32) -> Result<bool, Status> {
+    match v1::Acks::try_from(acks) {
+        Ok(v1::Acks::Unspecified | v1::Acks::Written) => Ok(false),
+        Ok(v1::Acks::Durable) => Ok(true),
+        Err(_) => Err(invalid(format!("unknown acks value {acks}"))),
+    }
+}
+
+/// Appends without blocking the async worker on the disk, then waits for
+/// the flush on a blocking thread when the ack or the topic's policy needs it.
+///
+/// The append itself stays on the async thread: a buffered append is one
+/// `pwritev` into the page cache (microseconds), cheaper than a thread hop.
+fn append_now(
+    broker: &Broker,
+    topic: &str,
+    p: &Partition,
+    batch: &Batch,
+) -> Result<AppendInfo, Status> {
+    let info = p.append_nowait(batch).map_err(to_status)?;
+    let labels = TopicLabels {
+        topic: topic.to_string(),
+    };
+    broker
+        .metrics
+        .produced_records
+        .get_or_create(&labels)
+        .inc_by(info.log_end_offset - info.base_offset);
+    broker
+        .metrics
+        .produced_bytes
+        .get_or_create(&labels)
+        .inc_by(batch.bytes().len() as u64);
+    Ok(info)
+}
+
+async fn make_durable(p: Partition, info: AppendInfo, durable: bool) -> Result<AppendInfo, Status> {
+    if !(durable || p.config().flush == FlushPolicy::Always) {
+        return Ok(info);
+    }
+    tokio::task::spawn_blocking(move || p.flush_to(info.log_end_offset))
+        .await
+        .map_err(|e| Status::internal(format!("flush task failed: {e}")))?
+        .map_err(to_status)?;
+    Ok(info)
+}
+
+/// Checks a producer's batch completely: bounds, CRC, every record.
+fn parse_batch(bytes: bytes::Bytes) -> Result<Batch, Status> {
+    let batch = Batch::parse(bytes).map_err(|e| to_status(e.into()))?;
+    batch.validate_records().map_err(|e| to_status(e.into()))?;
+    Ok(batch)
+}
+
+fn response(info: AppendInfo) -> v1::ProduceResponse {
+    v1::ProduceResponse {
+        base_offset: info.base_offset,
+        last_offset: info.last_offset,
+        log_end_offset: info.log_end_offset,
+    }
+}
+
+impl ProducerService {
+    /// Checks and appends one request; the returned future completes its ack.
+    fn start_produce(
+        &self,
+        req: v1::ProduceRequest,
+    ) -> Result<impl Future<Output = Result<v1::ProduceResponse, Status>> + use<>, Status> {
+        let durable = wants_durable(req.acks)?;
+        let p = self.broker.partition(&req.topic, req.partition)?;
+        let batch = parse_batch(req.batch)?;
+        let info = append_now(&self.broker, &req.topic, &p, &batch)?;
+        Ok(async move { make_durable(p, info, durable).await.map(response) })
+    }
+
+    async fn publish_records(
+        &self,
+        req: v1::PublishRequest,
+    ) -> Result<v1::PublishResponse, Status> {
+        let durable = wants_durable(req.acks)?;
+        if req.records.is_empty() {
+            return Err(invalid("publish request has no records"));
+        }
+        let topic = self.broker.topic(&req.topic)?;
+        let count = topic.partition_count();
+        let max_batch = topic.config().partition.max_batch_bytes as usize;
+        // Route every record, keeping request order within each partition.
+        let mut routed: Vec<Vec<usize>> = vec![Vec::new(); count as usize];
+        for (i, r) in req.records.iter().enumerate() {
+            let p = match &r.key {
+                Some(key) => partition_for_key(key, count),
+                None => self.broker.next_round_robin(count),
+            };
+            routed[p as usize].push(i);
+        }
+        let now = now_ms();
+        let mut positions = vec![v1::RecordPosition::default(); req.records.len()];
+        let mut pending = Vec::new();
+        for (pid, indexes) in routed.iter().enumerate().filter(|(_, ix)| !ix.is_empty()) {
+            let partition = topic.partition(pid as u32).map_err(to_status)?;
+            for chunk in chunk_by_size(&req.records, indexes, max_batch) {
+                let mut b = BatchBuilder::new();
+                for &i in &chunk {
+                    let r = &req.records[i];
+                    let headers: Vec<(&str, &[u8])> = r
+                        .headers
+                        .iter()
+                        .map(|h| (h.key.as_str(), h.value.as_ref()))
+                        .collect();
+                    b.push(
+                        r.timestamp_ms.unwrap_or(now),
+                        r.key.as_deref(),
+                        r.value.as_deref(),
+                        &headers,
+                    );
+                }
+                let batch = Batch::parse(b.build(0)).map_err(|e| to_status(e.into()))?;
+                let info = append_now(&self.broker, &req.topic, &partition, &batch)?;
+                for (j, &i) in chunk.iter().enumerate() {
+                    positions[i] = v1::RecordPosition {
+                        partition: pid as u32,
+                        offset: info.base_offset + j as u64,
+                    };
+                }
+                pending.push((partition.clone(), info));
+            }
+        }
+        for (p, info) in pending {
+            make_durable(p, info, durable).await?;
+        }
+        Ok(v1::PublishResponse { positions })
+    }
+}
+
+/// Splits one partition's records into runs whose batches stay under `max_batch` bytes.
+fn chunk_by_size(
+    records: &[v1::PublishRecord],
+    indexes: &[usize],
+    max_batch: usize,
+) -> Vec<Vec<usize>> {
+    let mut chunks = vec![Vec::new()];
+    let mut size = brook_protocol::batch::HEADER_LEN;
+    for &i in indexes {
+        let r = &records[i];
+        let est = 32
+            + r.key.as_ref().map_or(0, |k| k.len())
+            + r.value.as_ref().map_or(0, |v| v.len())
+            + r.headers
+                .iter()
+                .map(|h| h.key.len() + h.value.len() + 10)
+                .sum::<usize>();
+        let current = chunks.last_mut().expect("never empty");
+        if !current.is_empty() && size + est > max_batch {
+            chunks.push(Vec::new());
+            size = brook_protocol::batch::HEADER_LEN;
+        }
+        size += est;
+        chunks.last_mut().expect("never empty").push(i);
+    }
+    chunks
+}
+
+/// An ack of a streamed batch: when it started, its topic and partition, its result.
+type PendingAck = Pin<
+    Box<dyn Future<Output = (Instant, String, u32, Result<v1::ProduceResponse, Status>)> + Send>,
+>;
+
+type ProduceStream = Pin<Box<dyn Stream<Item = Result<v1::ProduceResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Producer for ProducerService {
+    async fn produce(
+        &self,
+        req: Request<v1::ProduceRequest>,
+    ) -> Result<Response<v1::ProduceResponse>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let (topic, partition) = (req.topic.clone(), req.partition);
+        let r = match self.start_produce(req) {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        self.broker
+            .finish("Produce", &topic, Some(partition), started, r)
+    }
+
+    type ProduceStreamStream = ProduceStream;
+
+    async fn produce_stream(
+        &self,
+        req: Request<Streaming<v1::ProduceRequest>>,
+    ) -> Result<Response<ProduceStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
+        let service = ProducerService {
+            broker: Arc::clone(&self.broker),
+        };
+        tokio::spawn(async move {
+            // Appends happen in stream order as requests arrive; acks complete
+            // in that same order (FuturesOrdered), so a durable ack never lets
+            // a later batch overtake it.
+            let mut acks: FuturesOrdered<PendingAck> = FuturesOrdered::new();
+            let mut reading = true;
+            loop {
+                tokio::select! {
+                    Some((started, topic, partition, ack)) = acks.next(), if !acks.is_empty() => {
+                        let failed = ack.is_err();
+                        let _ = service.broker.finish("ProduceStream", &topic, Some(partition), started, ack.clone());
+                        if tx.send(ack).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                    msg = inbound.message(), if reading && acks.len() < STREAM_IN_FLIGHT => match msg {
+                        Ok(Some(req)) => {
+                            let started = Instant::now();
+                            let (topic, partition) = (req.topic.clone(), req.partition);
+                            let ack: Pin<Box<dyn Future<Output = _> + Send>> = match service.start_produce(req) {
+                                Ok(ack) => Box::pin(ack),
+                                Err(e) => {
+                                    // Nothing after a failed batch is appended.
+                                    reading = false;
+                                    Box::pin(std::future::ready(Err(e)))
+                                }
+                            };
+                            acks.push_back(Box::pin(async move { (started, topic, partition, ack.await) }));
+                        }
+                        Ok(None) => reading = false,
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            return;
+                        }
+                    },
+                    else => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn publish(
+        &self,
+        req: Request<v1::PublishRequest>,
+    ) -> Result<Response<v1::PublishResponse>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let topic = req.topic.clone();
+        let r = self.publish_records(req).await;
+        self.broker.finish("Publish", &topic, None, started, r)
+    }
+}

@@ -1,0 +1,151 @@
+//! Starting, running and stopping the broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use brook_protocol::v1::{
+    self, consumer_server::ConsumerServer, producer_server::ProducerServer,
+    topics_server::TopicsServer,
+};
+use brook_storage::{Log, now_ms};
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::config::ServeConfig;
+use crate::consume::ConsumerService;
+use crate::produce::ProducerService;
+use crate::state::Broker;
+use crate::topics::TopicsService;
+
+/// Runs the broker until `shutdown` resolves, then stops it cleanly: stop
+/// accepting, finish in-flight requests, end subscriptions, flush and close
+/// every partition (writing the clean-shutdown markers).
+///
+/// Prints `brook listening grpc=ADDR metrics=ADDR` on stdout once both ports
+/// are bound (before recovery: until it ends, requests get UNAVAILABLE and
+/// gRPC health says NOT_SERVING).
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding gRPC address {}", config.listen))?;
+    let metrics_listener = TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("binding metrics address {}", config.metrics_listen))?;
+    let grpc_addr = listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    println!("brook listening grpc={grpc_addr} metrics={metrics_addr}");
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, data_dir = %config.data_dir.display(), "brook listening");
+
+    let broker = Arc::new(Broker::new(config.clone()));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    let max = config.max_request_bytes;
+    let grpc_stop = {
+        let mut signal = broker.shutdown_signal();
+        async move {
+            let _ = signal.wait_for(|s| *s).await;
+        }
+    };
+    let incoming = crate::conn::incoming(listener, broker.metrics.open_connections.clone());
+    let grpc = tokio::spawn(
+        Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(
+                TopicsServer::new(TopicsService::new(Arc::clone(&broker)))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                ProducerServer::new(ProducerService::new(Arc::clone(&broker)))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                ConsumerServer::new(ConsumerService::new(Arc::clone(&broker)))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .serve_with_incoming_shutdown(incoming, grpc_stop),
+    );
+    let metrics = tokio::spawn(crate::metrics::serve(metrics_listener, Arc::clone(&broker)));
+
+    tokio::time::sleep(config.debug_delay_recovery).await;
+    let started = std::time::Instant::now();
+    let data_dir = config.data_dir.clone();
+    let log = tokio::task::spawn_blocking(move || Log::open(data_dir))
+        .await?
+        .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+    let log = Arc::new(log);
+    broker.set_log(Arc::clone(&log));
+    for name in [
+        "",
+        "brook.v1.Topics",
+        "brook.v1.Producer",
+        "brook.v1.Consumer",
+    ] {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    tracing::info!(
+        topics = log.topics().len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "log recovered; serving"
+    );
+    let retention = tokio::spawn(retention_loop(
+        Arc::clone(&broker),
+        Arc::clone(&log),
+        config.retention_check_interval,
+    ));
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    for name in [
+        "",
+        "brook.v1.Topics",
+        "brook.v1.Producer",
+        "brook.v1.Consumer",
+    ] {
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+    broker.begin_shutdown();
+    grpc.await?.context("gRPC server")?;
+    metrics.await?;
+    retention.abort();
+    tokio::task::spawn_blocking(move || log.close())
+        .await?
+        .context("closing the log")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Applies retention every `period` until shutdown.
+async fn retention_loop(broker: Arc<Broker>, log: Arc<Log>, period: Duration) {
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let log = Arc::clone(&log);
+        match tokio::task::spawn_blocking(move || log.enforce_retention(now_ms())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(segments = n, "retention deleted segments"),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+    }
+}

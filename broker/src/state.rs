@@ -1,0 +1,106 @@
+//! What every service shares: the log (once recovered), the shutdown signal,
+//! settings and metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use brook_storage::{Log, Partition, Topic};
+use tokio::sync::watch;
+use tonic::Status;
+
+use crate::config::ServeConfig;
+use crate::metrics::Metrics;
+use crate::status::to_status;
+
+/// The broker's shared state. Services hold it in an `Arc`.
+pub struct Broker {
+    log: OnceLock<Arc<Log>>,
+    shutdown: watch::Sender<bool>,
+    /// Settings in force.
+    pub config: ServeConfig,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Next partition for records without a key, per the round-robin rule.
+    round_robin: AtomicU64,
+}
+
+impl Broker {
+    /// A broker that is still recovering: requests get UNAVAILABLE until [`Broker::set_log`].
+    pub fn new(config: ServeConfig) -> Broker {
+        Broker {
+            log: OnceLock::new(),
+            shutdown: watch::Sender::new(false),
+            config,
+            metrics: Metrics::default(),
+            round_robin: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes the recovered log available to requests.
+    pub fn set_log(&self, log: Arc<Log>) {
+        let _ = self.log.set(log);
+    }
+
+    /// The log, or UNAVAILABLE while recovering or shutting down.
+    pub fn log(&self) -> Result<&Arc<Log>, Status> {
+        if *self.shutdown.borrow() {
+            return Err(Status::unavailable("the broker is shutting down"));
+        }
+        self.log.get().ok_or_else(|| {
+            Status::unavailable("the broker is recovering its partitions; retry shortly")
+        })
+    }
+
+    /// The log even during shutdown (for the final flush).
+    pub fn recovered_log(&self) -> Option<&Arc<Log>> {
+        self.log.get()
+    }
+
+    /// A topic by name (NOT_FOUND if unknown).
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, Status> {
+        self.log()?.topic(name).map_err(to_status)
+    }
+
+    /// A partition (NOT_FOUND if the topic or partition is unknown).
+    pub fn partition(&self, topic: &str, partition: u32) -> Result<Partition, Status> {
+        self.topic(topic)?.partition(partition).map_err(to_status)
+    }
+
+    /// Starts the shutdown: new requests get UNAVAILABLE, streams end.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// A receiver that turns true when shutdown begins; long polls and
+    /// subscriptions select on it so that a graceful stop never waits on them.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Records a finished request in the metrics and, if it failed, logs one
+    /// line naming the topic and partition involved.
+    pub fn finish<T>(
+        &self,
+        method: &'static str,
+        topic: &str,
+        partition: Option<u32>,
+        started: std::time::Instant,
+        result: Result<T, Status>,
+    ) -> Result<tonic::Response<T>, Status> {
+        self.metrics.observe(
+            method,
+            topic,
+            started,
+            result.as_ref().map(|_| ()).map_err(|s| s.code()),
+        );
+        if let Err(s) = &result {
+            tracing::warn!(method, topic, partition, code = ?s.code(), message = s.message(), "request failed");
+        }
+        result.map(tonic::Response::new)
+    }
+
+    /// The partition for the next record without a key.
+    pub fn next_round_robin(&self, partitions: u32) -> u32 {
+        (self.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(partitions.max(1))) as u32
+    }
+}

@@ -1,0 +1,27 @@
+//! The one place where storage errors become gRPC statuses.
+
+use brook_protocol::batch::DecodeError;
+use brook_storage::Error;
+use tonic::{Code, Status};
+
+/// Maps a storage error to the status a client can act on; the message names
+/// the thing that was wrong.
+pub fn to_status(e: Error) -> Status {
+    let code = match &e {
+        Error::OffsetOutOfRange { .. } => Code::OutOfRange,
+        Error::InvalidBatch(DecodeError::CrcMismatch { .. }) => Code::DataLoss,
+        Error::InvalidBatch(_) | Error::BatchTooLarge { .. } => Code::InvalidArgument,
+        Error::InvalidConfig(_) | Error::InvalidTopicName { .. } => Code::InvalidArgument,
+        Error::DiskFull { .. } => Code::ResourceExhausted,
+        Error::TopicExists(_) => Code::AlreadyExists,
+        Error::UnknownTopic(_) | Error::UnknownPartition { .. } => Code::NotFound,
+        Error::Closed(_) => Code::Unavailable,
+        Error::Io { .. } | Error::Poisoned { .. } => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// Shorthand for an INVALID_ARGUMENT status.
+pub fn invalid(msg: impl Into<String>) -> Status {
+    Status::invalid_argument(msg)
+}

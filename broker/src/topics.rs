@@ -1,0 +1,202 @@
+//! The `brook.v1.Topics` service: create, delete, list, describe, add partitions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brook_protocol::v1::{self, topics_server::Topics};
+use brook_storage::{FlushPolicy, PartitionConfig, Topic, TopicConfig};
+use tonic::{Request, Response, Status};
+
+use crate::state::Broker;
+use crate::status::{invalid, to_status};
+
+/// Implements `brook.v1.Topics`.
+pub struct TopicsService {
+    broker: Arc<Broker>,
+}
+
+impl TopicsService {
+    /// A service over the shared broker state.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        TopicsService { broker }
+    }
+}
+
+fn limit(v: Option<i64>, default: Option<u64>, what: &str) -> Result<Option<u64>, Status> {
+    match v {
+        None => Ok(default),
+        Some(-1) => Ok(None),
+        Some(v) if v >= 0 => Ok(Some(v as u64)),
+        Some(v) => Err(invalid(format!(
+            "{what} must be -1 (unlimited) or >= 0, got {v}"
+        ))),
+    }
+}
+
+/// Request settings over the broker's defaults.
+fn topic_config(
+    req: Option<v1::TopicConfig>,
+    defaults: &PartitionConfig,
+) -> Result<TopicConfig, Status> {
+    let c = req.ok_or_else(|| invalid("config is required (at least config.partitions)"))?;
+    let flush = match v1::FlushPolicy::try_from(c.flush_policy) {
+        Ok(v1::FlushPolicy::Unspecified) => defaults.flush,
+        Ok(v1::FlushPolicy::Always) => FlushPolicy::Always,
+        Ok(v1::FlushPolicy::Never) => FlushPolicy::Never,
+        Ok(v1::FlushPolicy::Interval) => {
+            let ms = c.flush_interval_ms.ok_or_else(|| {
+                invalid("flush_interval_ms is required with FLUSH_POLICY_INTERVAL")
+            })?;
+            FlushPolicy::Interval(Duration::from_millis(ms))
+        }
+        Err(_) => return Err(invalid(format!("unknown flush_policy {}", c.flush_policy))),
+    };
+    let partition = PartitionConfig {
+        segment_bytes: c.segment_bytes.unwrap_or(defaults.segment_bytes),
+        segment_ms: c.segment_ms.unwrap_or(defaults.segment_ms),
+        retention_ms: limit(c.retention_ms, defaults.retention_ms, "retention_ms")?,
+        retention_bytes: limit(
+            c.retention_bytes,
+            defaults.retention_bytes,
+            "retention_bytes",
+        )?,
+        max_batch_bytes: c.max_batch_bytes.unwrap_or(defaults.max_batch_bytes),
+        flush,
+        ..defaults.clone()
+    };
+    Ok(TopicConfig {
+        partitions: c.partitions,
+        partition,
+    })
+}
+
+/// The proto form of a topic's settings, every field filled in.
+pub fn config_to_proto(c: &TopicConfig) -> v1::TopicConfig {
+    let p = &c.partition;
+    let (flush_policy, flush_interval_ms) = match p.flush {
+        FlushPolicy::Always => (v1::FlushPolicy::Always, None),
+        FlushPolicy::Never => (v1::FlushPolicy::Never, None),
+        FlushPolicy::Interval(d) => (v1::FlushPolicy::Interval, Some(d.as_millis() as u64)),
+    };
+    let signed = |v: Option<u64>| Some(v.map_or(-1, |v| v.min(i64::MAX as u64) as i64));
+    v1::TopicConfig {
+        partitions: c.partitions,
+        retention_ms: signed(p.retention_ms),
+        retention_bytes: signed(p.retention_bytes),
+        segment_bytes: Some(p.segment_bytes),
+        segment_ms: Some(p.segment_ms),
+        max_batch_bytes: Some(p.max_batch_bytes),
+        flush_policy: flush_policy as i32,
+        flush_interval_ms,
+    }
+}
+
+/// A topic with its partitions' offsets and sizes.
+pub fn describe(t: &Topic) -> v1::TopicDescription {
+    let partitions = t
+        .partitions()
+        .iter()
+        .enumerate()
+        .map(|(id, p)| v1::PartitionDescription {
+            partition: id as u32,
+            log_start_offset: p.log_start_offset(),
+            log_end_offset: p.log_end_offset(),
+            size_bytes: p.size_bytes(),
+            segment_count: p.segment_count() as u32,
+        })
+        .collect();
+    v1::TopicDescription {
+        name: t.name().to_string(),
+        config: Some(config_to_proto(&t.config())),
+        partitions,
+    }
+}
+
+#[tonic::async_trait]
+impl Topics for TopicsService {
+    async fn create_topic(
+        &self,
+        req: Request<v1::CreateTopicRequest>,
+    ) -> Result<Response<v1::TopicDescription>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let r = async {
+            let config = topic_config(req.config, &self.broker.config.topic_defaults)?;
+            let log = Arc::clone(self.broker.log()?);
+            let name = req.name.clone();
+            let topic = tokio::task::spawn_blocking(move || log.create_topic(&name, config))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(to_status)?;
+            tracing::info!(topic = %req.name, partitions = topic.partition_count(), "created topic");
+            Ok(describe(&topic))
+        }
+        .await;
+        self.broker
+            .finish("CreateTopic", &req.name, None, started, r)
+    }
+
+    async fn delete_topic(
+        &self,
+        req: Request<v1::DeleteTopicRequest>,
+    ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
+        let started = Instant::now();
+        let name = req.into_inner().name;
+        let r = async {
+            let log = Arc::clone(self.broker.log()?);
+            let n = name.clone();
+            tokio::task::spawn_blocking(move || log.delete_topic(&n))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(to_status)?;
+            tracing::info!(topic = %name, "deleted topic");
+            Ok(v1::DeleteTopicResponse {})
+        }
+        .await;
+        self.broker.finish("DeleteTopic", &name, None, started, r)
+    }
+
+    async fn list_topics(
+        &self,
+        _req: Request<v1::ListTopicsRequest>,
+    ) -> Result<Response<v1::ListTopicsResponse>, Status> {
+        let started = Instant::now();
+        let r = self.broker.log().map(|log| v1::ListTopicsResponse {
+            topics: log.topics().iter().map(|t| describe(t)).collect(),
+        });
+        self.broker.finish("ListTopics", "", None, started, r)
+    }
+
+    async fn describe_topic(
+        &self,
+        req: Request<v1::DescribeTopicRequest>,
+    ) -> Result<Response<v1::TopicDescription>, Status> {
+        let started = Instant::now();
+        let name = req.into_inner().name;
+        let r = self.broker.topic(&name).map(|t| describe(&t));
+        self.broker.finish("DescribeTopic", &name, None, started, r)
+    }
+
+    async fn add_partitions(
+        &self,
+        req: Request<v1::AddPartitionsRequest>,
+    ) -> Result<Response<v1::TopicDescription>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let r = async {
+            let log = Arc::clone(self.broker.log()?);
+            let name = req.name.clone();
+            let topic = tokio::task::spawn_blocking(move || {
+                log.add_partitions(&name, req.partitions)
+                    .and_then(|()| log.topic(&name))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(to_status)?;
+            Ok(describe(&topic))
+        }
+        .await;
+        self.broker
+            .finish("AddPartitions", &req.name, None, started, r)
+    }
+}
