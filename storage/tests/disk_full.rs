@@ -51,7 +51,7 @@ fn full_disk_is_an_error_and_reads_go_on() {
     let value = vec![7u8; 20_000];
     let mut acked = 0u64;
     let err = loop {
-        match p.append(&batch(acked as i64, &[value.clone()])) {
+        match p.append(&batch(acked as i64, std::slice::from_ref(&value))) {
             Ok(info) => acked = info.log_end_offset,
             Err(e) => break e,
         }
@@ -67,7 +67,7 @@ fn full_disk_is_an_error_and_reads_go_on() {
     assert_eq!(p.log_end_offset(), acked);
     // A second attempt fails the same way without damaging anything.
     assert!(matches!(
-        p.append(&batch(0, &[value.clone()])),
+        p.append(&batch(0, std::slice::from_ref(&value))),
         Err(Error::DiskFull { .. })
     ));
     assert_eq!(read_all(&p, 0).len() as u64, acked);
