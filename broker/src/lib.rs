@@ -10,6 +10,7 @@
 pub mod config;
 mod conn;
 mod consume;
+mod limits;
 mod metrics;
 mod produce;
 pub mod server;

@@ -260,7 +260,7 @@ impl Producer for ProducerService {
                         }
                         Ok(None) => reading = false,
                         Err(status) => {
-                            let _ = tx.send(Err(status)).await;
+                            let _ = tx.send(Err(crate::limits::correct(status))).await;
                             return;
                         }
                     },

@@ -61,6 +61,9 @@ pub async fn run(
     let incoming = crate::conn::incoming(listener, broker.metrics.open_connections.clone());
     let grpc = tokio::spawn(
         Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                crate::limits::correct_response,
+            ))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(

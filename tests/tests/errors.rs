@@ -1,0 +1,207 @@
+//! Every error code the API promises, each reached by a bad request, and the
+//! data already stored unchanged afterwards.
+
+use brook_protocol::v1;
+use brook_tests::{Broker, batch_of, create_topic, fetch_all};
+use tonic::Code;
+
+fn assert_code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, mentions: &str) {
+    let status = r.expect_err("the request should fail");
+    assert_eq!(status.code(), code, "wrong code for: {}", status.message());
+    assert!(
+        status.message().contains(mentions),
+        "message {:?} should mention {mentions:?}",
+        status.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_precise_codes_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        dir.path(),
+        &[
+            "--max-request-bytes",
+            "2097152",
+            "--max-batch-bytes",
+            "1048576",
+        ],
+    )
+    .await;
+    create_topic(&broker, "orders", 2).await;
+    let mut topics = broker.topics().await;
+    let mut producer = broker.producer().await;
+    let mut consumer = broker.consumer().await;
+    let good = |p: u32, v: &[u8]| v1::ProduceRequest {
+        topic: "orders".into(),
+        partition: p,
+        batch: batch_of(Some(b"k"), &[v]).into_bytes(),
+        acks: 0,
+    };
+    producer.produce(good(0, b"first")).await.unwrap();
+    producer.produce(good(1, b"second")).await.unwrap();
+    let before = (
+        fetch_all(&broker, "orders", 0, 0).await,
+        fetch_all(&broker, "orders", 1, 0).await,
+    );
+
+    // NOT_FOUND
+    assert_code(
+        producer
+            .produce(v1::ProduceRequest {
+                topic: "nope".into(),
+                ..good(0, b"x")
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
+    assert_code(
+        producer.produce(good(7, b"x")).await,
+        Code::NotFound,
+        "partition 7",
+    );
+    assert_code(
+        topics
+            .delete_topic(v1::DeleteTopicRequest {
+                name: "nope".into(),
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
+    // ALREADY_EXISTS
+    let again = v1::CreateTopicRequest {
+        name: "orders".into(),
+        config: Some(v1::TopicConfig {
+            partitions: 1,
+            ..Default::default()
+        }),
+    };
+    assert_code(
+        topics.create_topic(again).await,
+        Code::AlreadyExists,
+        "orders",
+    );
+    // INVALID_ARGUMENT: name, config, empty batch, oversized batch, garbage.
+    let bad_name = v1::CreateTopicRequest {
+        name: "bad/name".into(),
+        config: Some(v1::TopicConfig {
+            partitions: 1,
+            ..Default::default()
+        }),
+    };
+    assert_code(
+        topics.create_topic(bad_name).await,
+        Code::InvalidArgument,
+        "bad/name",
+    );
+    let zero = v1::CreateTopicRequest {
+        name: "zero".into(),
+        config: Some(v1::TopicConfig {
+            partitions: 0,
+            ..Default::default()
+        }),
+    };
+    assert_code(
+        topics.create_topic(zero).await,
+        Code::InvalidArgument,
+        "partitions",
+    );
+    let empty = brook_protocol::batch::BatchBuilder::new().build(0);
+    assert_code(
+        producer
+            .produce(v1::ProduceRequest {
+                batch: empty,
+                ..good(0, b"")
+            })
+            .await,
+        Code::InvalidArgument,
+        "no records",
+    );
+    let big = vec![7u8; 1_500_000];
+    assert_code(
+        producer.produce(good(0, &big)).await,
+        Code::InvalidArgument,
+        "max_batch_bytes",
+    );
+    let garbage = bytes::Bytes::from_static(
+        b"definitely not a record batch, but long enough to parse a header from it",
+    );
+    assert_code(
+        producer
+            .produce(v1::ProduceRequest {
+                batch: garbage,
+                ..good(0, b"")
+            })
+            .await,
+        Code::InvalidArgument,
+        "batch",
+    );
+    assert_code(
+        producer
+            .publish(v1::PublishRequest {
+                topic: "orders".into(),
+                records: vec![],
+                acks: 0,
+            })
+            .await,
+        Code::InvalidArgument,
+        "no records",
+    );
+    // DATA_LOSS: a batch damaged in transit fails its CRC.
+    let mut damaged = batch_of(Some(b"k"), &[b"payload"]).into_bytes().to_vec();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xff;
+    assert_code(
+        producer
+            .produce(v1::ProduceRequest {
+                batch: damaged.into(),
+                ..good(0, b"")
+            })
+            .await,
+        Code::DataLoss,
+        "CRC",
+    );
+    // OUT_OF_RANGE, with the valid range in the message.
+    let far = v1::FetchRequest {
+        topic: "orders".into(),
+        partition: 0,
+        offset: 99,
+        ..Default::default()
+    };
+    assert_code(consumer.fetch(far).await, Code::OutOfRange, "0..1");
+    // RESOURCE_EXHAUSTED: a request over --max-request-bytes.
+    let huge = v1::PublishRequest {
+        topic: "orders".into(),
+        records: vec![v1::PublishRecord {
+            value: Some(vec![1u8; 3 << 20].into()),
+            ..Default::default()
+        }],
+        acks: 0,
+    };
+    assert_code(producer.publish(huge).await, Code::ResourceExhausted, "");
+
+    let after = (
+        fetch_all(&broker, "orders", 0, 0).await,
+        fetch_all(&broker, "orders", 1, 0).await,
+    );
+    assert_eq!(
+        after, before,
+        "failed requests stored nothing and changed nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_while_recovering() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::spawn(dir.path(), &["--debug-delay-recovery-ms", "5000"]);
+    let mut topics = broker.topics().await;
+    assert_code(
+        topics.list_topics(v1::ListTopicsRequest {}).await,
+        Code::Unavailable,
+        "recovering",
+    );
+    broker.wait_serving().await;
+    assert!(topics.list_topics(v1::ListTopicsRequest {}).await.is_ok());
+}

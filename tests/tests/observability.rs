@@ -1,0 +1,216 @@
+//! What operators and generic tools see: Prometheus metrics, gRPC health and
+//! server reflection, and the streaming produce path.
+
+use brook_protocol::v1;
+use brook_tests::{Broker, DEADLINE, batch_of, create_topic, fetch_all};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_stream::StreamExt;
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: brook\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The value of the first sample line that starts with `prefix`.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_records_offsets_and_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    create_topic(&broker, "m", 2).await;
+    let mut producer = broker.producer().await;
+    for _ in 0..3 {
+        let req = v1::ProduceRequest {
+            topic: "m".into(),
+            partition: 1,
+            batch: batch_of(None, &[b"a", b"b"]).into_bytes(),
+            acks: 0,
+        };
+        producer.produce(req).await.unwrap();
+    }
+    let missing = v1::ProduceRequest {
+        topic: "nope".into(),
+        partition: 0,
+        batch: batch_of(None, &[b"a"]).into_bytes(),
+        acks: 0,
+    };
+    assert!(producer.produce(missing).await.is_err());
+    fetch_all(&broker, "m", 1, 0).await;
+
+    let text = http_get(broker.metrics, "/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(
+        sample(&text, "brook_produced_records_total{topic=\"m\"}"),
+        Some(6.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "brook_requests_total{method=\"Produce\",topic=\"m\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "brook_request_errors_total{method=\"Produce\",code=\"NotFound\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "brook_partition_log_end_offset{topic=\"m\",partition=\"1\"}"
+        ),
+        Some(6.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "brook_partition_log_end_offset{topic=\"m\",partition=\"0\"}"
+        ),
+        Some(0.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "brook_partition_size_bytes{topic=\"m\",partition=\"1\"}"
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(sample(&text, "brook_fetched_records_total{topic=\"m\"}").unwrap() >= 6.0);
+    assert!(
+        sample(
+            &text,
+            "brook_request_duration_seconds_count{method=\"Produce\"}"
+        )
+        .unwrap()
+            >= 4.0
+    );
+    assert!(sample(&text, "brook_open_connections").unwrap() >= 1.0);
+    assert!(
+        http_get(broker.metrics, "/other")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_every_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let mut client = ServerReflectionClient::new(broker.channel().await);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected {resp:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in [
+        "brook.v1.Topics",
+        "brook.v1.Producer",
+        "brook.v1.Consumer",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_stream_acks_in_order_and_stops_at_the_first_bad_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    create_topic(&broker, "s", 1).await;
+    let mut producer = broker.producer().await;
+    let mut reqs = Vec::new();
+    for i in 0..50u32 {
+        let acks = if i % 7 == 0 {
+            v1::Acks::Durable
+        } else {
+            v1::Acks::Written
+        };
+        let value = i.to_be_bytes();
+        reqs.push(v1::ProduceRequest {
+            topic: "s".into(),
+            partition: 0,
+            batch: batch_of(None, &[&value, &value]).into_bytes(),
+            acks: acks as i32,
+        });
+    }
+    let mut bad = batch_of(None, &[b"bad"]).into_bytes().to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    reqs.push(v1::ProduceRequest {
+        topic: "s".into(),
+        partition: 0,
+        batch: bad.into(),
+        acks: 0,
+    });
+    reqs.push(v1::ProduceRequest {
+        topic: "s".into(),
+        partition: 0,
+        batch: batch_of(None, &[b"after"]).into_bytes(),
+        acks: 0,
+    });
+
+    let mut acks = producer
+        .produce_stream(tokio_stream::iter(reqs))
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..50u64 {
+        let ack = tokio::time::timeout(DEADLINE, acks.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ack.base_offset, i * 2, "acks arrive in request order");
+    }
+    let err = tokio::time::timeout(DEADLINE, acks.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DataLoss);
+    assert!(
+        acks.next().await.is_none(),
+        "the stream ends at the first failure"
+    );
+    let stored = fetch_all(&broker, "s", 0, 0).await;
+    assert_eq!(
+        stored.len(),
+        100,
+        "nothing after the bad batch was appended"
+    );
+}
