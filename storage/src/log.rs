@@ -125,7 +125,7 @@ impl Log {
     pub fn open(root: impl Into<PathBuf>) -> Result<Log> {
         let root = root.into();
         fs::create_dir_all(&root).at(&root)?;
-        let mut topics = BTreeMap::new();
+        let mut found = Vec::new();
         for entry in fs::read_dir(&root).at(&root)? {
             let path = entry.at(&root)?.path();
             let Some(name) = path
@@ -143,7 +143,18 @@ impl Log {
                 continue;
             }
             let config = read_meta(&path)?;
-            let topic = open_topic(&path, &name, config)?;
+            found.push((path, name, config));
+        }
+        // Every partition of every topic in one pool: recovery runs in parallel.
+        let jobs: Vec<Job> = found
+            .iter()
+            .flat_map(|(path, name, config)| partition_jobs(path, name, config))
+            .collect();
+        let mut opened = open_partitions(&jobs).into_iter();
+        let mut topics = BTreeMap::new();
+        for (path, name, config) in found {
+            let mine: Vec<_> = opened.by_ref().take(config.partitions as usize).collect();
+            let topic = assemble_topic(&path, &name, config, mine)?;
             topics.insert(name, Arc::new(topic));
         }
         sync_dir(&root)?;
@@ -172,7 +183,8 @@ impl Log {
         let dir = self.root.join(name);
         fs::rename(&staging, &dir).at(&dir)?;
         sync_dir(&self.root)?;
-        let topic = Arc::new(open_topic(&dir, name, config)?);
+        let opened = open_partitions(&partition_jobs(&dir, name, &config));
+        let topic = Arc::new(assemble_topic(&dir, name, config, opened)?);
         topics.insert(name.to_string(), Arc::clone(&topic));
         Ok(topic)
     }
@@ -275,46 +287,62 @@ fn validate_topic_config(config: &TopicConfig) -> Result<()> {
     config.partition.validate()
 }
 
-/// Opens the partitions of a topic directory in parallel (recovery of one
-/// partition does not wait for another), dropping directories beyond the
-/// recorded count (an interrupted `add_partitions`).
-fn open_topic(dir: &Path, name: &str, config: TopicConfig) -> Result<Topic> {
+/// One partition to open: its directory, its name for logs, its settings.
+type Job = (PathBuf, String, PartitionConfig);
+
+/// Opens partitions on a few threads that take the next job as they finish
+/// one, so recovering one large partition does not hold up the others.
+fn open_partitions(jobs: &[Job]) -> Vec<Result<Partition>> {
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
-        .min(8);
-    let ids: Vec<u32> = (0..config.partitions).collect();
-    let mut opened: Vec<(u32, Result<Partition>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = ids
-            .chunks(ids.len().div_ceil(threads))
-            .map(|chunk| {
-                let cfg = &config.partition;
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|&id| {
-                            (
-                                id,
-                                Partition::open(
-                                    dir.join(id.to_string()),
-                                    format!("{name}/{id}"),
-                                    cfg.clone(),
-                                ),
-                            )
-                        })
-                        .collect::<Vec<_>>()
+        .min(8)
+        .min(jobs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut opened: Vec<(usize, Result<Partition>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((dir, name, cfg)) = jobs.get(i) else {
+                            return done;
+                        };
+                        done.push((i, Partition::open(dir, name.clone(), cfg.clone())));
+                    }
                 })
             })
             .collect();
-        handles
+        workers
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|w| w.join().unwrap_or_default())
             .collect()
     });
-    opened.sort_by_key(|(id, _)| *id);
-    let partitions = opened
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect::<Result<Vec<_>>>()?;
+    opened.sort_by_key(|(i, _)| *i);
+    opened.into_iter().map(|(_, p)| p).collect()
+}
+
+fn partition_jobs(dir: &Path, name: &str, config: &TopicConfig) -> Vec<Job> {
+    (0..config.partitions)
+        .map(|id| {
+            (
+                dir.join(id.to_string()),
+                format!("{name}/{id}"),
+                config.partition.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Builds a topic from its opened partitions, dropping partition directories
+/// beyond the recorded count (an interrupted `add_partitions`).
+fn assemble_topic(
+    dir: &Path,
+    name: &str,
+    config: TopicConfig,
+    opened: Vec<Result<Partition>>,
+) -> Result<Topic> {
+    let partitions = opened.into_iter().collect::<Result<Vec<_>>>()?;
     if partitions.len() as u32 != config.partitions {
         return Err(Error::InvalidConfig(format!(
             "topic {name:?}: a partition failed to open"
