@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use brook_protocol::batch::{BatchHeader, batches};
+use brook_protocol::batch::{batches, headers};
 use brook_protocol::v1::{self, consumer_server::Consumer};
 use brook_storage::{Partition, ReadResult};
 use bytes::Bytes;
@@ -33,14 +33,9 @@ impl ConsumerService {
     }
 }
 
-/// The offset after the last batch in `buf` (walking headers only), or `from` if empty.
+/// The offset after the last batch in `buf`, or `from` if it is empty.
 fn next_offset(buf: &[u8], from: u64) -> u64 {
-    let (mut pos, mut next) = (0usize, from);
-    while let Ok(h) = BatchHeader::parse(&buf[pos..], u32::MAX) {
-        next = h.next_offset();
-        pos += h.total_len();
-    }
-    next
+    headers(buf).last().map_or(from, |h| h.next_offset())
 }
 
 /// Records at or after `from`, decoded for clients without the batch codec.
@@ -74,12 +69,7 @@ fn decode(buf: &Bytes, from: u64) -> Result<Vec<v1::Record>, Status> {
 }
 
 fn count_records(buf: &[u8]) -> u64 {
-    let (mut pos, mut n) = (0usize, 0u64);
-    while let Ok(h) = BatchHeader::parse(&buf[pos..], u32::MAX) {
-        n += u64::from(h.record_count);
-        pos += h.total_len();
-    }
-    n
+    headers(buf).map(|h| u64::from(h.record_count)).sum()
 }
 
 impl ConsumerService {

@@ -91,16 +91,7 @@ pub async fn run(
         .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
     let log = Arc::new(log);
     broker.set_log(Arc::clone(&log));
-    for name in [
-        "",
-        "brook.v1.Topics",
-        "brook.v1.Producer",
-        "brook.v1.Consumer",
-    ] {
-        health
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
-    }
+    set_health(&health, ServingStatus::Serving).await;
     tracing::info!(
         topics = log.topics().len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -114,16 +105,7 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight requests");
-    for name in [
-        "",
-        "brook.v1.Topics",
-        "brook.v1.Producer",
-        "brook.v1.Consumer",
-    ] {
-        health
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
-    }
+    set_health(&health, ServingStatus::NotServing).await;
     broker.begin_shutdown();
     grpc.await?.context("gRPC server")?;
     metrics.await?;
@@ -133,6 +115,18 @@ pub async fn run(
         .context("closing the log")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Sets the health of the server as a whole ("") and of each Brook service.
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    for name in [
+        "",
+        "brook.v1.Topics",
+        "brook.v1.Producer",
+        "brook.v1.Consumer",
+    ] {
+        health.set_service_status(name, status).await;
+    }
 }
 
 /// Applies retention every `period` until shutdown.

@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use brook_protocol::batch::{Batch, BatchBuilder, BatchHeader};
+use brook_protocol::batch::{Batch, BatchBuilder, headers};
 use brook_storage::{AppendMode, FlushPolicy, Partition, PartitionConfig};
 
 const RECORDS_PER_BATCH: usize = 1000;
@@ -122,15 +122,12 @@ fn read_all(p: &Partition) -> (Duration, u64) {
     (t.elapsed(), total)
 }
 
-/// The offset after the last batch in `buf`, walking only the headers.
+/// The offset after the last batch in `buf`.
 fn next_offset_after(buf: &[u8]) -> u64 {
-    let (mut pos, mut next) = (0usize, 0u64);
-    while pos < buf.len() {
-        let h = BatchHeader::parse(&buf[pos..], u32::MAX).expect("stored batches parse");
-        next = h.next_offset();
-        pos += h.total_len();
-    }
-    next
+    headers(buf)
+        .last()
+        .expect("a read returns at least one batch")
+        .next_offset()
 }
 
 /// Lets the previous workload's dirty pages reach the disk and frees its
