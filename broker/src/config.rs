@@ -55,6 +55,12 @@ pub struct ServeArgs {
     /// Default flush policy of new topics: always, never or interval:MS [default: interval:1000]
     #[arg(long, env = "BROOK_FLUSH")]
     pub flush: Option<String>,
+    /// Shortest session timeout a group member may ask for, in ms [default: 1000]
+    #[arg(long, env = "BROOK_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// Longest session timeout a group member may ask for, in ms [default: 300000]
+    #[arg(long, env = "BROOK_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<u64>,
     /// Testing aid: wait this long (ms) before recovering the log, to observe the UNAVAILABLE window.
     #[arg(long, env = "BROOK_DEBUG_DELAY_RECOVERY_MS", hide = true)]
     #[serde(skip)]
@@ -78,6 +84,10 @@ pub struct ServeConfig {
     pub retention_check_interval: Duration,
     /// Settings of new topics' partitions, unless a request overrides them.
     pub topic_defaults: PartitionConfig,
+    /// Bounds on a group member's session timeout.
+    pub group_min_session_timeout: Duration,
+    /// See `group_min_session_timeout`.
+    pub group_max_session_timeout: Duration,
     /// See [`ServeArgs::debug_delay_recovery_ms`].
     pub debug_delay_recovery: Duration,
 }
@@ -140,9 +150,21 @@ impl ServeArgs {
             retention_check_interval: Duration::from_millis(
                 pick!(retention_check_interval_ms, 300_000).max(1),
             ),
+            group_min_session_timeout: Duration::from_millis(pick!(
+                group_min_session_timeout_ms,
+                1000
+            )),
+            group_max_session_timeout: Duration::from_millis(pick!(
+                group_max_session_timeout_ms,
+                300_000
+            )),
             debug_delay_recovery: Duration::from_millis(self.debug_delay_recovery_ms.unwrap_or(0)),
             topic_defaults,
         };
+        anyhow::ensure!(
+            config.group_min_session_timeout <= config.group_max_session_timeout,
+            "group_min_session_timeout_ms must not exceed group_max_session_timeout_ms"
+        );
         anyhow::ensure!(
             config.max_request_bytes > config.topic_defaults.max_batch_bytes as usize,
             "max_request_bytes ({}) must exceed max_batch_bytes ({})",

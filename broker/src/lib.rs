@@ -2,7 +2,7 @@
 //!
 //! - [`server::run`]: start, serve, stop cleanly.
 //! - [`config`]: `brook serve` settings (flags, `BROOK_*` environment, TOML file).
-//! - `topics`, `produce`, `consume`: the `brook.v1` services.
+//! - `topics`, `produce`, `consume`, [`groups`]: the `brook.v1` services.
 //! - [`state::Broker`]: what the services share; `status`: storage errors → gRPC statuses.
 //! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
 #![warn(missing_docs)]
@@ -10,6 +10,7 @@
 pub mod config;
 mod conn;
 mod consume;
+pub mod groups;
 mod limits;
 mod metrics;
 mod produce;

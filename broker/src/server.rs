@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use brook_protocol::v1::{
-    self, consumer_server::ConsumerServer, producer_server::ProducerServer,
-    topics_server::TopicsServer,
+    self, consumer_server::ConsumerServer, groups_server::GroupsServer,
+    producer_server::ProducerServer, topics_server::TopicsServer,
 };
 use brook_storage::{Log, now_ms};
 use tokio::net::TcpListener;
@@ -15,6 +15,8 @@ use tonic_health::ServingStatus;
 
 use crate::config::ServeConfig;
 use crate::consume::ConsumerService;
+use crate::groups::Groups;
+use crate::groups::service::{GroupsService, counter};
 use crate::produce::ProducerService;
 use crate::state::Broker;
 use crate::topics::TopicsService;
@@ -75,6 +77,10 @@ pub async fn run(
                     .max_decoding_message_size(max),
             )
             .add_service(
+                GroupsServer::new(GroupsService::new(Arc::clone(&broker)))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
                 ConsumerServer::new(ConsumerService::new(Arc::clone(&broker)))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(usize::MAX),
@@ -90,7 +96,15 @@ pub async fn run(
         .await?
         .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
     let log = Arc::new(log);
-    broker.set_log(Arc::clone(&log));
+    let groups_dir = config.data_dir.join("~groups");
+    let groups = tokio::task::spawn_blocking(move || Groups::open(groups_dir)).await??;
+    let groups = Arc::new(groups);
+    broker.set_ready(Arc::clone(&log), Arc::clone(&groups));
+    let reaper = tokio::spawn(expire_members(
+        Arc::clone(&broker),
+        Arc::clone(&log),
+        Arc::clone(&groups),
+    ));
     set_health(&health, ServingStatus::Serving).await;
     tracing::info!(
         topics = log.topics().len(),
@@ -107,6 +121,8 @@ pub async fn run(
     tracing::info!("shutting down: finishing in-flight requests");
     set_health(&health, ServingStatus::NotServing).await;
     broker.begin_shutdown();
+    groups.coordinator.shutdown();
+    reaper.abort();
     grpc.await?.context("gRPC server")?;
     metrics.await?;
     retention.abort();
@@ -117,6 +133,18 @@ pub async fn run(
     Ok(())
 }
 
+/// Removes group members whose session timed out, every 100 ms.
+async fn expire_members(broker: Arc<Broker>, log: Arc<Log>, groups: Arc<Groups>) {
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        groups.coordinator.expire(&counter(&log));
+    }
+}
+
 /// Sets the health of the server as a whole ("") and of each Brook service.
 async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
     for name in [
@@ -124,6 +152,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
         "brook.v1.Topics",
         "brook.v1.Producer",
         "brook.v1.Consumer",
+        "brook.v1.Groups",
     ] {
         health.set_service_status(name, status).await;
     }

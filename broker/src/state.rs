@@ -9,12 +9,14 @@ use tokio::sync::watch;
 use tonic::Status;
 
 use crate::config::ServeConfig;
+use crate::groups::Groups;
 use crate::metrics::Metrics;
 use crate::status::to_status;
 
 /// The broker's shared state. Services hold it in an `Arc`.
 pub struct Broker {
     log: OnceLock<Arc<Log>>,
+    groups: OnceLock<Arc<Groups>>,
     shutdown: watch::Sender<bool>,
     /// Settings in force.
     pub config: ServeConfig,
@@ -29,6 +31,7 @@ impl Broker {
     pub fn new(config: ServeConfig) -> Broker {
         Broker {
             log: OnceLock::new(),
+            groups: OnceLock::new(),
             shutdown: watch::Sender::new(false),
             config,
             metrics: Metrics::default(),
@@ -36,9 +39,23 @@ impl Broker {
         }
     }
 
-    /// Makes the recovered log available to requests.
-    pub fn set_log(&self, log: Arc<Log>) {
+    /// Makes the recovered log and the group state available to requests.
+    pub fn set_ready(&self, log: Arc<Log>, groups: Arc<Groups>) {
+        let _ = self.groups.set(groups);
         let _ = self.log.set(log);
+    }
+
+    /// Consumer-group state, or UNAVAILABLE while recovering or shutting down.
+    pub fn groups(&self) -> Result<&Arc<Groups>, Status> {
+        self.log()?;
+        self.groups
+            .get()
+            .ok_or_else(|| Status::unavailable("the broker is recovering; retry shortly"))
+    }
+
+    /// Group state even during shutdown (for metrics).
+    pub fn recovered_groups(&self) -> Option<&Arc<Groups>> {
+        self.groups.get()
     }
 
     /// The log, or UNAVAILABLE while recovering or shutting down.

@@ -1,0 +1,131 @@
+//! Consumer lag: how far each partition's committed offset trails its log end,
+//! in records and in time (the age of the oldest unconsumed record).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use brook_protocol::batch::batches;
+use brook_protocol::v1;
+use brook_storage::{Log, Partition};
+use tonic::Status;
+
+use super::Groups;
+
+/// Timestamps of records at given offsets. Stored records never change, so an
+/// entry stays true while the record is stored; the cache only saves the read.
+#[derive(Default)]
+pub struct TimestampCache(Mutex<HashMap<(String, u32, u64), i64>>);
+
+const CACHE_LIMIT: usize = 100_000;
+
+impl TimestampCache {
+    /// The timestamp of the record at `offset`, read through the segment's mapping on a miss.
+    fn get(&self, topic: &str, id: u32, p: &Partition, offset: u64) -> Option<i64> {
+        let key = (topic.to_string(), id, offset);
+        if let Some(ts) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Some(*ts);
+        }
+        let read = p.read(offset, 1).ok()?;
+        let batch = batches(read.batches).next()?.ok()?;
+        let ts = if batch.base_offset() == offset {
+            batch.header().first_timestamp
+        } else {
+            batch
+                .records()
+                .filter_map(Result::ok)
+                .find(|r| r.offset == offset)?
+                .timestamp
+        };
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, ts);
+        Some(ts)
+    }
+}
+
+/// The partitions whose lag a group has: every partition of every topic it
+/// committed for or subscribes to, or of `topic` alone when given.
+fn partitions_of(
+    groups: &Groups,
+    log: &Log,
+    group: &str,
+    topic: &str,
+) -> Result<BTreeSet<String>, Status> {
+    if !topic.is_empty() {
+        log.topic(topic).map_err(crate::status::to_status)?;
+        return Ok([topic.to_string()].into());
+    }
+    let mut topics: BTreeSet<String> = groups
+        .offsets
+        .get(group)
+        .keys()
+        .map(|(t, _)| t.clone())
+        .collect();
+    if let Some(info) = groups.coordinator.describe(group) {
+        topics.extend(info.topics);
+    }
+    Ok(topics)
+}
+
+/// Lag of `group` (optionally one topic) at wall-clock time `now_ms`.
+pub fn consumer_lag(
+    groups: &Groups,
+    log: &Log,
+    group: &str,
+    topic: &str,
+    now_ms: i64,
+) -> Result<v1::ConsumerLag, Status> {
+    let committed = groups.offsets.get(group);
+    if committed.is_empty() && groups.coordinator.member_count(group) == 0 {
+        return Err(Status::not_found(format!(
+            "group {group:?} has no committed offsets and no members"
+        )));
+    }
+    let mut out = v1::ConsumerLag {
+        group: group.to_string(),
+        ..Default::default()
+    };
+    let mut per_topic: BTreeMap<String, v1::TopicLag> = BTreeMap::new();
+    for name in partitions_of(groups, log, group, topic)? {
+        // A topic deleted since the commit has no lag to report.
+        let Ok(t) = log.topic(&name) else { continue };
+        for (id, p) in t.partitions().iter().enumerate() {
+            let id = id as u32;
+            let committed_offset = committed.get(&(name.clone(), id)).map(|c| c.offset);
+            let (start, end) = (p.log_start_offset(), p.log_end_offset());
+            // Records below the log start are gone: they are not lag any more.
+            let from = committed_offset.unwrap_or(start).max(start);
+            let lag_records = end.saturating_sub(from);
+            let lag_ms = match lag_records {
+                0 => 0,
+                _ => groups
+                    .timestamps
+                    .get(&name, id, p, from)
+                    .map_or(0, |ts| (now_ms - ts).max(0)),
+            };
+            let tl = per_topic
+                .entry(name.clone())
+                .or_insert_with(|| v1::TopicLag {
+                    topic: name.clone(),
+                    ..Default::default()
+                });
+            tl.lag_records += lag_records;
+            tl.lag_ms = tl.lag_ms.max(lag_ms);
+            out.total_lag_records += lag_records;
+            out.max_lag_ms = out.max_lag_ms.max(lag_ms);
+            out.partitions.push(v1::PartitionLag {
+                topic: name.clone(),
+                partition: id,
+                committed_offset,
+                log_start_offset: start,
+                log_end_offset: end,
+                lag_records,
+                lag_ms,
+            });
+        }
+    }
+    out.topics = per_topic.into_values().collect();
+    Ok(out)
+}

@@ -1,0 +1,38 @@
+//! Consumer groups: membership and assignment (`coordinator`, `assign`),
+//! durable committed offsets (`offsets`), lag (`lag`), and the
+//! `brook.v1.Groups` service (`service`).
+
+pub mod assign;
+pub mod coordinator;
+pub mod lag;
+pub mod offsets;
+pub mod service;
+
+/// Everything the groups feature keeps, shared by the service and metrics.
+pub struct Groups {
+    /// Committed offsets, on disk.
+    pub offsets: offsets::OffsetStore,
+    /// Membership, in memory.
+    pub coordinator: coordinator::Coordinator,
+    /// Record timestamps for time lag.
+    pub timestamps: lag::TimestampCache,
+}
+
+impl Groups {
+    /// Loads the committed offsets from `dir`.
+    pub fn open(dir: impl Into<std::path::PathBuf>) -> anyhow::Result<Groups> {
+        Ok(Groups {
+            offsets: offsets::OffsetStore::open(dir)?,
+            coordinator: coordinator::Coordinator::default(),
+            timestamps: lag::TimestampCache::default(),
+        })
+    }
+
+    /// Every group known: with members or with committed offsets.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: std::collections::BTreeSet<String> =
+            self.offsets.groups().into_iter().collect();
+        names.extend(self.coordinator.groups());
+        names.into_iter().collect()
+    }
+}

@@ -1,0 +1,470 @@
+//! The `brook.v1.Groups` service.
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use brook_protocol::v1::{self, groups_server};
+use brook_storage::{Log, now_ms};
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Groups;
+use super::assign::Strategy;
+use super::coordinator::{JoinSpec, by_topic};
+use super::offsets::Committed;
+use crate::state::Broker;
+use crate::status::{invalid, to_status};
+
+/// One committed offset to store.
+type Entry = (super::offsets::Tp, Committed);
+
+/// Longest commit metadata accepted.
+const MAX_METADATA: usize = 4096;
+
+/// Implements `brook.v1.Groups`.
+pub struct GroupsService {
+    broker: Arc<Broker>,
+}
+
+impl GroupsService {
+    /// A service over the shared broker state.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        GroupsService { broker }
+    }
+}
+
+fn check_group_name(name: &str) -> Result<(), Status> {
+    brook_storage::validate_topic_name(name).map_err(|e| match e {
+        brook_storage::Error::InvalidTopicName { reason, .. } => {
+            invalid(format!("invalid group name {name:?}: {reason}"))
+        }
+        other => to_status(other),
+    })
+}
+
+/// Partition counts for the coordinator.
+pub fn counter(log: &Log) -> impl Fn(&str) -> Option<u32> + '_ {
+    move |topic| log.topic(topic).ok().map(|t| t.partition_count())
+}
+
+fn strategy(s: i32) -> Result<Strategy, Status> {
+    match v1::AssignmentStrategy::try_from(s) {
+        Ok(v1::AssignmentStrategy::Unspecified | v1::AssignmentStrategy::Sticky) => {
+            Ok(Strategy::Sticky)
+        }
+        Ok(v1::AssignmentStrategy::Range) => Ok(Strategy::Range),
+        Ok(v1::AssignmentStrategy::RoundRobin) => Ok(Strategy::RoundRobin),
+        Err(_) => Err(invalid(format!("unknown assignment strategy {s}"))),
+    }
+}
+
+fn strategy_to_proto(s: Option<Strategy>) -> v1::AssignmentStrategy {
+    match s {
+        None => v1::AssignmentStrategy::Unspecified,
+        Some(Strategy::Range) => v1::AssignmentStrategy::Range,
+        Some(Strategy::RoundRobin) => v1::AssignmentStrategy::RoundRobin,
+        Some(Strategy::Sticky) => v1::AssignmentStrategy::Sticky,
+    }
+}
+
+fn committed_to_proto(group: &Groups, name: &str, topic: &str) -> Vec<v1::CommittedOffset> {
+    group
+        .offsets
+        .get(name)
+        .into_iter()
+        .filter(|((t, _), _)| topic.is_empty() || t == topic)
+        .map(|((topic, partition), c)| v1::CommittedOffset {
+            topic,
+            partition,
+            offset: c.offset,
+            metadata: c.metadata,
+            commit_timestamp_ms: c.timestamp_ms,
+        })
+        .collect()
+}
+
+impl GroupsService {
+    fn state(&self) -> Result<(&Arc<Log>, &Arc<Groups>), Status> {
+        Ok((self.broker.log()?, self.broker.groups()?))
+    }
+
+    /// Reads the JoinGroup that opens a session and checks it.
+    fn join_spec(&self, first: Option<v1::JoinMessage>, host: String) -> Result<JoinSpec, Status> {
+        let Some(v1::JoinMessage {
+            message: Some(v1::join_message::Message::Join(j)),
+        }) = first
+        else {
+            return Err(invalid(
+                "the first message of a Join stream must be a JoinGroup",
+            ));
+        };
+        check_group_name(&j.group)?;
+        if j.topics.is_empty() {
+            return Err(invalid("JoinGroup needs at least one topic"));
+        }
+        let log = self.broker.log()?;
+        for t in &j.topics {
+            log.topic(t).map_err(to_status)?;
+        }
+        let c = &self.broker.config;
+        let timeout = match j.session_timeout_ms {
+            0 => Duration::from_secs(10)
+                .clamp(c.group_min_session_timeout, c.group_max_session_timeout),
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        if timeout < c.group_min_session_timeout || timeout > c.group_max_session_timeout {
+            return Err(invalid(format!(
+                "session_timeout_ms {} is outside the broker's limits {}..={}",
+                timeout.as_millis(),
+                c.group_min_session_timeout.as_millis(),
+                c.group_max_session_timeout.as_millis()
+            )));
+        }
+        Ok(JoinSpec {
+            group: j.group,
+            topics: j.topics.into_iter().collect::<BTreeSet<_>>(),
+            client_id: j.client_id,
+            host,
+            session_timeout: timeout,
+            strategy: strategy(j.strategy)?,
+        })
+    }
+
+    fn commit_inner(&self, req: v1::CommitRequest) -> Result<Vec<Entry>, Status> {
+        check_group_name(&req.group)?;
+        let (log, groups) = self.state()?;
+        groups
+            .coordinator
+            .check_commit(&req.group, &req.member_id, req.generation)?;
+        let now = now_ms();
+        let mut entries = Vec::with_capacity(req.offsets.len());
+        for o in req.offsets {
+            let p = log
+                .topic(&o.topic)
+                .and_then(|t| t.partition(o.partition))
+                .map_err(to_status)?;
+            let end = p.log_end_offset();
+            if o.offset > end {
+                return Err(Status::out_of_range(format!(
+                    "commit of offset {} for {}/{} is past the log end {end}",
+                    o.offset, o.topic, o.partition
+                )));
+            }
+            if o.metadata.len() > MAX_METADATA {
+                return Err(invalid(format!(
+                    "commit metadata is {} bytes; at most {MAX_METADATA}",
+                    o.metadata.len()
+                )));
+            }
+            entries.push((
+                (o.topic, o.partition),
+                Committed {
+                    offset: o.offset,
+                    metadata: o.metadata,
+                    timestamp_ms: now,
+                },
+            ));
+        }
+        Ok(entries)
+    }
+
+    fn reset_inner(
+        &self,
+        req: &v1::ResetOffsetsRequest,
+    ) -> Result<(Vec<v1::OffsetChange>, Vec<Entry>), Status> {
+        use v1::reset_offsets_request::To;
+        check_group_name(&req.group)?;
+        let (log, groups) = self.state()?;
+        let members = groups.coordinator.member_count(&req.group);
+        if members > 0 && !req.force {
+            return Err(Status::failed_precondition(format!(
+                "group {:?} has {members} active members: stop them first, or set force",
+                req.group
+            )));
+        }
+        let topic = log.topic(&req.topic).map_err(to_status)?;
+        let ids: Vec<u32> = if req.partitions.is_empty() {
+            (0..topic.partition_count()).collect()
+        } else {
+            req.partitions.clone()
+        };
+        let committed = groups.offsets.get(&req.group);
+        let to = req.to.as_ref().ok_or_else(|| {
+            invalid("say where to reset to: earliest, latest, offset, timestamp_ms or shift_by")
+        })?;
+        let (mut changes, mut entries) = (Vec::new(), Vec::new());
+        for id in ids {
+            let p = topic.partition(id).map_err(to_status)?;
+            let (start, end) = (p.log_start_offset(), p.log_end_offset());
+            let before = committed.get(&(req.topic.clone(), id)).map(|c| c.offset);
+            let after = match to {
+                To::Earliest(_) => start,
+                To::Latest(_) => end,
+                To::Offset(o) => (*o).clamp(start, end),
+                To::TimestampMs(t) => p
+                    .offset_for_timestamp(*t)
+                    .map_err(to_status)?
+                    .unwrap_or(end),
+                To::ShiftBy(n) => before
+                    .unwrap_or(start)
+                    .saturating_add_signed(*n)
+                    .clamp(start, end),
+            };
+            changes.push(v1::OffsetChange {
+                topic: req.topic.clone(),
+                partition: id,
+                before,
+                after,
+            });
+            let metadata = format!("reset by ResetOffsets at {}", now_ms());
+            entries.push((
+                (req.topic.clone(), id),
+                Committed {
+                    offset: after,
+                    metadata,
+                    timestamp_ms: now_ms(),
+                },
+            ));
+        }
+        Ok((changes, entries))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("{e:#}")))
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::MemberEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl groups_server::Groups for GroupsService {
+    type JoinStream = EventStream;
+
+    async fn join(
+        &self,
+        req: Request<Streaming<v1::JoinMessage>>,
+    ) -> Result<Response<EventStream>, Status> {
+        let started = Instant::now();
+        let host = req
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        let mut inbound = req.into_inner();
+        let first = inbound.message().await?;
+        let group_name = match &first {
+            Some(v1::JoinMessage {
+                message: Some(v1::join_message::Message::Join(j)),
+            }) => j.group.clone(),
+            _ => String::new(),
+        };
+        let joined = (|| {
+            let spec = self.join_spec(first, host)?;
+            let (log, groups) = self.state()?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let group = spec.group.clone();
+            let member = groups.coordinator.join(spec, tx, &counter(log))?;
+            Ok((group, member, rx, Arc::clone(log), Arc::clone(groups)))
+        })();
+        let (group, member, rx, log, groups) = self
+            .broker
+            .finish("Join", &group_name, None, started, joined)?
+            .into_inner();
+        let mut shutdown = self.broker.shutdown_signal();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.message() => m,
+                    _ = shutdown.wait_for(|s| *s) => return,
+                };
+                let still_member = match msg {
+                    Ok(Some(v1::JoinMessage {
+                        message: Some(v1::join_message::Message::Heartbeat(_)),
+                    })) => groups.coordinator.heartbeat(&group, &member),
+                    Ok(Some(v1::JoinMessage {
+                        message: Some(v1::join_message::Message::RevokeDone(_)),
+                    })) => groups.coordinator.revoke_done(&group, &member),
+                    // A second JoinGroup or an empty message: ignore, the session stands.
+                    Ok(Some(_)) => true,
+                    // The client closed the stream or its connection died: it leaves.
+                    Ok(None) | Err(_) => false,
+                };
+                if !still_member {
+                    groups.coordinator.leave(&group, &member, &counter(&log));
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+    }
+
+    async fn commit(
+        &self,
+        req: Request<v1::CommitRequest>,
+    ) -> Result<Response<v1::CommitResponse>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let group = req.group.clone();
+        let r = async {
+            let entries = self.commit_inner(req)?;
+            let groups = Arc::clone(self.broker.groups()?);
+            let g = group.clone();
+            blocking(move || groups.offsets.commit(&g, entries)).await?;
+            Ok(v1::CommitResponse {})
+        }
+        .await;
+        self.broker.finish("Commit", &group, None, started, r)
+    }
+
+    async fn fetch_committed(
+        &self,
+        req: Request<v1::FetchCommittedRequest>,
+    ) -> Result<Response<v1::FetchCommittedResponse>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let r = check_group_name(&req.group)
+            .and_then(|()| self.broker.groups())
+            .map(|g| v1::FetchCommittedResponse {
+                offsets: committed_to_proto(g, &req.group, &req.topic),
+            });
+        self.broker
+            .finish("FetchCommitted", &req.group, None, started, r)
+    }
+
+    async fn list_groups(
+        &self,
+        _req: Request<v1::ListGroupsRequest>,
+    ) -> Result<Response<v1::ListGroupsResponse>, Status> {
+        let started = Instant::now();
+        let r = self.broker.groups().map(|g| {
+            let groups = g
+                .names()
+                .into_iter()
+                .map(|name| {
+                    let info = g.coordinator.describe(&name);
+                    v1::GroupSummary {
+                        state: info.as_ref().map_or(v1::GroupState::Empty, |i| i.state) as i32,
+                        members: info.map_or(0, |i| i.members.len() as u32),
+                        group: name,
+                    }
+                })
+                .collect();
+            v1::ListGroupsResponse { groups }
+        });
+        self.broker.finish("ListGroups", "", None, started, r)
+    }
+
+    async fn describe_group(
+        &self,
+        req: Request<v1::DescribeGroupRequest>,
+    ) -> Result<Response<v1::GroupDescription>, Status> {
+        let started = Instant::now();
+        let name = req.into_inner().group;
+        let r = (|| {
+            check_group_name(&name)?;
+            let g = self.broker.groups()?;
+            let offsets = committed_to_proto(g, &name, "");
+            let info = g.coordinator.describe(&name);
+            if info.is_none() && offsets.is_empty() {
+                return Err(Status::not_found(format!("unknown group {name:?}")));
+            }
+            let mut d = v1::GroupDescription {
+                group: name.clone(),
+                offsets,
+                state: v1::GroupState::Empty as i32,
+                ..Default::default()
+            };
+            if let Some(info) = info {
+                d.state = info.state as i32;
+                d.generation = info.generation;
+                d.strategy = strategy_to_proto(info.strategy) as i32;
+                d.topics = info.topics.into_iter().collect();
+                d.members = info
+                    .members
+                    .into_iter()
+                    .map(|m| v1::MemberDescription {
+                        member_id: m.id,
+                        client_id: m.client_id,
+                        host: m.host,
+                        assignment: by_topic(&m.assignment),
+                    })
+                    .collect();
+            }
+            Ok(d)
+        })();
+        self.broker.finish("DescribeGroup", &name, None, started, r)
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<v1::DeleteGroupRequest>,
+    ) -> Result<Response<v1::DeleteGroupResponse>, Status> {
+        let started = Instant::now();
+        let name = req.into_inner().group;
+        let r = async {
+            check_group_name(&name)?;
+            let groups = Arc::clone(self.broker.groups()?);
+            let members = groups.coordinator.member_count(&name);
+            if members > 0 {
+                return Err(Status::failed_precondition(format!(
+                    "group {name:?} has {members} active members"
+                )));
+            }
+            if !groups.names().contains(&name) {
+                return Err(Status::not_found(format!("unknown group {name:?}")));
+            }
+            let n = name.clone();
+            blocking(move || {
+                groups.coordinator.forget(&n);
+                groups.offsets.delete(&n)
+            })
+            .await?;
+            Ok(v1::DeleteGroupResponse {})
+        }
+        .await;
+        self.broker.finish("DeleteGroup", &name, None, started, r)
+    }
+
+    async fn get_consumer_lag(
+        &self,
+        req: Request<v1::GetConsumerLagRequest>,
+    ) -> Result<Response<v1::ConsumerLag>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let r = check_group_name(&req.group)
+            .and_then(|()| self.state())
+            .and_then(|(log, groups)| {
+                super::lag::consumer_lag(groups, log, &req.group, &req.topic, now_ms())
+            });
+        self.broker
+            .finish("GetConsumerLag", &req.group, None, started, r)
+    }
+
+    async fn reset_offsets(
+        &self,
+        req: Request<v1::ResetOffsetsRequest>,
+    ) -> Result<Response<v1::ResetOffsetsResponse>, Status> {
+        let started = Instant::now();
+        let req = req.into_inner();
+        let r = async {
+            let (changes, entries) = self.reset_inner(&req)?;
+            if !req.dry_run {
+                let groups = Arc::clone(self.broker.groups()?);
+                let g = req.group.clone();
+                blocking(move || groups.offsets.commit(&g, entries)).await?;
+                tracing::info!(group = %req.group, topic = %req.topic, partitions = changes.len(), "offsets reset");
+            }
+            Ok(v1::ResetOffsetsResponse { changes, applied: !req.dry_run })
+        }
+        .await;
+        self.broker
+            .finish("ResetOffsets", &req.group, None, started, r)
+    }
+}
