@@ -62,6 +62,17 @@ pub struct PartitionLabels {
     pub partition: u32,
 }
 
+/// Labels of per-group lag gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    /// Consumer group.
+    pub group: String,
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+}
+
 fn latency_histogram() -> Histogram {
     // 25 µs .. ~3.3 s
     Histogram::new(exponential_buckets(0.000_025, 2.0, 18))
@@ -89,6 +100,8 @@ pub struct Metrics {
     size_bytes: Family<PartitionLabels, Gauge>,
     /// Open client connections on the gRPC port.
     pub open_connections: Gauge,
+    lag_records: Family<LagLabels, Gauge>,
+    lag_seconds: Family<LagLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -106,6 +119,8 @@ impl Default for Metrics {
             log_start_offset: Family::default(),
             size_bytes: Family::default(),
             open_connections: Gauge::default(),
+            lag_records: Family::default(),
+            lag_seconds: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -162,6 +177,16 @@ impl Default for Metrics {
             "open_connections",
             "Open gRPC client connections",
             m.open_connections.clone(),
+        );
+        r.register(
+            "consumer_lag_records",
+            "Records a group has not consumed yet",
+            m.lag_records.clone(),
+        );
+        r.register(
+            "consumer_lag_seconds",
+            "Age of a group's oldest unconsumed record",
+            m.lag_seconds.clone(),
         );
         Metrics { registry: r, ..m }
     }
@@ -223,10 +248,40 @@ impl Metrics {
                 }
             }
         }
+        self.render_lag(broker);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl Metrics {
+    fn render_lag(&self, broker: &Broker) {
+        self.lag_records.clear();
+        self.lag_seconds.clear();
+        let (Some(log), Some(groups)) = (broker.recovered_log(), broker.recovered_groups()) else {
+            return;
+        };
+        let now = brook_storage::now_ms();
+        for group in groups.names() {
+            let Ok(lag) = crate::groups::lag::consumer_lag(groups, log, &group, "", now) else {
+                continue;
+            };
+            for p in lag.partitions {
+                let labels = LagLabels {
+                    group: group.clone(),
+                    topic: p.topic,
+                    partition: p.partition,
+                };
+                self.lag_records
+                    .get_or_create(&labels)
+                    .set(p.lag_records as i64);
+                self.lag_seconds
+                    .get_or_create(&labels)
+                    .set(p.lag_ms as f64 / 1000.0);
+            }
+        }
     }
 }
 

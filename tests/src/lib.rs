@@ -3,6 +3,8 @@
 //! stops it (SIGTERM, or SIGKILL to simulate a crash). Every process started
 //! here is killed when its handle is dropped.
 
+pub mod group;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -58,8 +58,8 @@ struct Group {
     strategy: Option<Strategy>,
     generation: u64,
     members: BTreeMap<String, Member>,
-    /// Members that still owe a RevokeDone.
-    pending: BTreeSet<String>,
+    /// Members that still owe RevokeDones, with how many (one per Revoke sent).
+    pending: BTreeMap<String, u32>,
     target: BTreeMap<String, Vec<Tp>>,
 }
 
@@ -147,7 +147,7 @@ impl Group {
                 partitions: by_topic(&revoked),
             });
             self.send(&id, event);
-            self.pending.insert(id);
+            *self.pending.entry(id).or_default() += 1;
         }
         self.target = target;
         if self.pending.is_empty() {
@@ -319,9 +319,18 @@ impl Coordinator {
             return false;
         };
         m.last_seen = Instant::now();
-        m.revoke_deadline = None;
-        if g.pending.remove(member) && g.pending.is_empty() {
-            g.complete();
+        // Each Revoke is acknowledged on its own: partitions revoked by a
+        // later Revoke may still be in use until its RevokeDone arrives.
+        let Some(owed) = g.pending.get_mut(member) else {
+            return true;
+        };
+        *owed -= 1;
+        if *owed == 0 {
+            g.pending.remove(member);
+            m.revoke_deadline = None;
+            if g.pending.is_empty() {
+                g.complete();
+            }
         }
         true
     }
@@ -518,6 +527,37 @@ mod tests {
         );
         c.leave("g", &a, &count);
         c.check_commit("g", "", 0).unwrap();
+    }
+
+    #[test]
+    fn every_revoke_must_be_acknowledged_before_partitions_move() {
+        let c = Coordinator::default();
+        let count = |_: &str| Some(6);
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        let a = c.join(spec("g", "a"), tx1, &count).unwrap();
+        events(&mut rx1);
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        c.join(spec("g", "b"), tx2, &count).unwrap();
+        let (tx3, mut rx3) = mpsc::unbounded_channel();
+        c.join(spec("g", "c"), tx3, &count).unwrap();
+        let revokes = events(&mut rx1)
+            .iter()
+            .filter(|e| matches!(e, v1::member_event::Event::Revoke(_)))
+            .count();
+        assert_eq!(revokes, 2, "a is asked twice");
+        c.revoke_done("g", &a);
+        assert_eq!(
+            owned(&events(&mut rx2)),
+            None,
+            "one RevokeDone does not answer two Revokes"
+        );
+        c.revoke_done("g", &a);
+        let (pa, pb, pc) = (
+            owned(&events(&mut rx1)).unwrap(),
+            owned(&events(&mut rx2)).unwrap(),
+            owned(&events(&mut rx3)).unwrap(),
+        );
+        assert_eq!((pa.1.len(), pb.1.len(), pc.1.len()), (2, 2, 2));
     }
 
     #[test]
