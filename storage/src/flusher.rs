@@ -21,6 +21,7 @@ pub(crate) trait Flushable: Send + Sync {
 enum Job {
     Every(Weak<dyn Flushable>, Duration),
     SyncSealed(Weak<dyn Flushable>),
+    Barrier(std::sync::mpsc::Sender<()>),
 }
 
 fn sender() -> &'static Mutex<Sender<Job>> {
@@ -47,6 +48,15 @@ fn send(job: Job) {
 /// Flush `target` every `period` for as long as it lives.
 pub(crate) fn every(target: Weak<dyn Flushable>, period: Duration) {
     send(Job::Every(target, period));
+}
+
+/// Returns once every job queued before the call has run (jobs run in order
+/// on one thread). Lets a caller that dropped a partition without closing it
+/// (a simulated crash) know that no background write to its files is left.
+pub fn drain() {
+    let (tx, rx) = mpsc::channel();
+    send(Job::Barrier(tx));
+    let _ = rx.recv();
 }
 
 /// Sync `target`'s newly sealed segments soon.
@@ -97,6 +107,9 @@ fn run(rx: Receiver<Job>) {
                 if let Some(t) = target.upgrade() {
                     t.sync_sealed();
                 }
+            }
+            Ok(Job::Barrier(done)) => {
+                let _ = done.send(());
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,

@@ -27,5 +27,6 @@ mod segment;
 
 pub use config::{AppendMode, FlushPolicy, PartitionConfig};
 pub use error::{Error, Result};
+pub use flusher::drain as drain_background_jobs;
 pub use log::{Log, MAX_PARTITIONS, Topic, TopicConfig, validate_topic_name};
 pub use partition::{AppendInfo, Partition, ReadResult, RecoveryReport, now_ms};

@@ -689,7 +689,11 @@ fn remove_leftovers(dir: &Path) -> Result<()> {
     for entry in fs::read_dir(dir).at(dir)? {
         let path = entry.at(dir)?.path();
         if path.extension().is_some_and(|e| e == "tmp") {
-            fs::remove_file(&path).at(&path)?;
+            // A rename may have taken it meanwhile: gone is what we wanted.
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(&path),
+                _ => {}
+            }
         }
     }
     Ok(())

@@ -68,6 +68,10 @@ fn write_log(dir: &Path, sizes: &[(usize, usize)]) -> Vec<Written> {
             len: b.bytes().len() as u64,
         });
     }
+    drop(p);
+    // Like a crash: no close. Let roll-time syncs finish first, so that they
+    // cannot rewrite files after the test damaged them.
+    brook_storage::drain_background_jobs();
     out
 }
 

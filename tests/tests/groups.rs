@@ -59,13 +59,13 @@ async fn three_members_share_six_partitions_exactly_once_across_leave_and_rejoin
     let c = start("c");
     let mut groups = groups_client(broker.channel().await);
     eventually("3 stable members, 2 partitions each", async || {
-        let d = groups
-            .describe_group(v1::DescribeGroupRequest {
-                group: "billing".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let req = v1::DescribeGroupRequest {
+            group: "billing".into(),
+        };
+        // NOT_FOUND until the first member has joined.
+        let Ok(d) = groups.describe_group(req).await.map(|r| r.into_inner()) else {
+            return false;
+        };
         d.state == v1::GroupState::Stable as i32
             && d.members.len() == 3
             && d.members
@@ -87,13 +87,12 @@ async fn three_members_share_six_partitions_exactly_once_across_leave_and_rejoin
     // c comes back as a new member.
     let c2 = start("c2");
     eventually("3 members again", async || {
-        let d = groups
-            .describe_group(v1::DescribeGroupRequest {
-                group: "billing".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let req = v1::DescribeGroupRequest {
+            group: "billing".into(),
+        };
+        let Ok(d) = groups.describe_group(req).await.map(|r| r.into_inner()) else {
+            return false;
+        };
         d.state == v1::GroupState::Stable as i32 && d.members.len() == 3
     })
     .await;
