@@ -18,6 +18,16 @@ use crate::state::Broker;
 use crate::status::{invalid, to_status};
 
 const DEFAULT_MAX_BYTES: u32 = 1 << 20;
+/// Largest `max_bytes` honoured: bounds one response's size whatever the client asks.
+const MAX_MAX_BYTES: u32 = 64 << 20;
+
+fn max_bytes(asked: u32) -> usize {
+    (if asked == 0 {
+        DEFAULT_MAX_BYTES
+    } else {
+        asked.min(MAX_MAX_BYTES)
+    }) as usize
+}
 /// Messages a subscription may queue before HTTP/2 flow control holds it back.
 const SUBSCRIBE_QUEUE: usize = 4;
 
@@ -91,11 +101,7 @@ impl ConsumerService {
 
     async fn fetch_inner(&self, req: &v1::FetchRequest) -> Result<v1::FetchResponse, Status> {
         let p = self.broker.partition(&req.topic, req.partition)?;
-        let max_bytes = if req.max_bytes == 0 {
-            DEFAULT_MAX_BYTES
-        } else {
-            req.max_bytes
-        } as usize;
+        let max_bytes = max_bytes(req.max_bytes);
         let wait = Duration::from_millis(u64::from(req.max_wait_ms))
             .min(self.broker.config.max_fetch_wait);
         let deadline = tokio::time::Instant::now() + wait;
@@ -271,8 +277,9 @@ impl Consumer for ConsumerService {
                 req.partitions.clone()
             };
             let mut starts = Vec::new();
+            let mut listed = std::collections::HashSet::new();
             for &id in &ids {
-                if ids.iter().filter(|&&x| x == id).count() > 1 {
+                if !listed.insert(id) {
                     return Err(invalid(format!("partition {id} is listed twice")));
                 }
                 let p = topic.partition(id).map_err(to_status)?;
@@ -286,11 +293,7 @@ impl Consumer for ConsumerService {
             .finish("Subscribe", &req.topic, None, started, r)?
             .into_inner();
         let (tx, rx) = mpsc::channel(SUBSCRIBE_QUEUE);
-        let max_bytes = if req.max_bytes == 0 {
-            DEFAULT_MAX_BYTES
-        } else {
-            req.max_bytes
-        } as usize;
+        let max_bytes = max_bytes(req.max_bytes);
         let sub = Arc::new(Subscription {
             service: ConsumerService {
                 broker: Arc::clone(&self.broker),
