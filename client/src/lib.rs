@@ -1,1 +1,31 @@
+//! The Rust client for Brook.
+//!
+//! - [`Client`]: one HTTP/2 connection, cheap to clone ([`ClientBuilder`] for timeouts and retries).
+//! - [`Producer`]: batched, pipelined sends with per-record acknowledgements.
+//! - [`Consumer`]: a consumer-group member (or a reader of given partitions) with commits.
+//! - [`Admin`]: topics, groups, committed offsets, lag, offset resets.
+//!
+//! ```no_run
+//! # async fn demo() -> brook_client::Result<()> {
+//! use brook_client::Client;
+//! let client = Client::connect("http://127.0.0.1:9292").await?;
+//! client.admin().create_topic("orders", 3).await?;
+//! let producer = client.producer(Default::default());
+//! producer.send("orders", Some("order-42"), "OrderPlaced").await?.await?;
+//! let lag = client.consumer_lag("billing").await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
 
+mod admin;
+mod client;
+mod consumer;
+mod error;
+mod producer;
+
+pub use admin::{Admin, ResetTo};
+pub use brook_protocol::v1 as proto;
+pub use client::{Client, ClientBuilder};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RevokeCallback, StartFrom};
+pub use error::{Error, Result};
+pub use producer::{Acks, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

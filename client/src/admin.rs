@@ -1,0 +1,214 @@
+use brook_protocol::v1;
+
+use crate::client::Client;
+use crate::error::Result;
+
+/// Topic and group administration.
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// let admin = client.admin();
+/// admin.create_topic("orders", 6).await?;
+/// for t in admin.list_topics().await? {
+///     println!("{} has {} partitions", t.name, t.partitions.len());
+/// }
+/// let lag = admin.consumer_lag("billing", Some("orders")).await?;
+/// println!("billing is {} records behind", lag.total_lag_records);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Admin {
+    client: Client,
+}
+
+impl Client {
+    /// Topic and group administration on this connection.
+    pub fn admin(&self) -> Admin {
+        Admin {
+            client: self.clone(),
+        }
+    }
+}
+
+/// Where a group's offsets should move to (see [`Admin::reset_offsets`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The first stored record.
+    Earliest,
+    /// The log end: skip everything stored.
+    Latest,
+    /// This offset (clamped to the log).
+    Offset(u64),
+    /// The first record at or after this time (ms since the epoch).
+    Timestamp(i64),
+    /// This many records from the committed offset (negative: back).
+    ShiftBy(i64),
+}
+
+impl Admin {
+    /// Creates a topic with `partitions` partitions and the broker's defaults.
+    pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<v1::TopicDescription> {
+        self.create_topic_with(
+            name,
+            v1::TopicConfig {
+                partitions,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// Creates a topic with the given settings.
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        config: v1::TopicConfig,
+    ) -> Result<v1::TopicDescription> {
+        let req = v1::CreateTopicRequest {
+            name: name.into(),
+            config: Some(config),
+        };
+        // Not retried: a retry after a lost answer would say ALREADY_EXISTS.
+        Ok(self.client.topics().create_topic(req).await?.into_inner())
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.client
+            .topics()
+            .delete_topic(v1::DeleteTopicRequest { name: name.into() })
+            .await?;
+        Ok(())
+    }
+
+    /// Every topic with its partitions.
+    pub async fn list_topics(&self) -> Result<Vec<v1::TopicDescription>> {
+        let r = self
+            .client
+            .retry(|| async {
+                self.client
+                    .topics()
+                    .list_topics(v1::ListTopicsRequest {})
+                    .await
+            })
+            .await?;
+        Ok(r.into_inner().topics)
+    }
+
+    /// One topic: settings, and offsets and sizes per partition.
+    pub async fn describe_topic(&self, name: &str) -> Result<v1::TopicDescription> {
+        let req = v1::DescribeTopicRequest { name: name.into() };
+        Ok(self
+            .client
+            .retry(|| async { self.client.topics().describe_topic(req.clone()).await })
+            .await?
+            .into_inner())
+    }
+
+    /// Raises a topic's partition count to `total`.
+    pub async fn add_partitions(&self, name: &str, total: u32) -> Result<v1::TopicDescription> {
+        let req = v1::AddPartitionsRequest {
+            name: name.into(),
+            partitions: total,
+        };
+        Ok(self.client.topics().add_partitions(req).await?.into_inner())
+    }
+
+    /// Groups known to the broker.
+    pub async fn list_groups(&self) -> Result<Vec<v1::GroupSummary>> {
+        let r = self
+            .client
+            .retry(|| async {
+                self.client
+                    .groups()
+                    .list_groups(v1::ListGroupsRequest {})
+                    .await
+            })
+            .await?;
+        Ok(r.into_inner().groups)
+    }
+
+    /// A group's state, members and committed offsets.
+    pub async fn describe_group(&self, group: &str) -> Result<v1::GroupDescription> {
+        let req = v1::DescribeGroupRequest {
+            group: group.into(),
+        };
+        Ok(self
+            .client
+            .retry(|| async { self.client.groups().describe_group(req.clone()).await })
+            .await?
+            .into_inner())
+    }
+
+    /// Deletes a group's committed offsets (only while it has no members).
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        self.client
+            .groups()
+            .delete_group(v1::DeleteGroupRequest {
+                group: group.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The committed offsets of a group, optionally for one topic.
+    pub async fn committed(
+        &self,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<Vec<v1::CommittedOffset>> {
+        let req = v1::FetchCommittedRequest {
+            group: group.into(),
+            topic: topic.unwrap_or_default().into(),
+        };
+        Ok(self
+            .client
+            .retry(|| async { self.client.groups().fetch_committed(req.clone()).await })
+            .await?
+            .into_inner()
+            .offsets)
+    }
+
+    /// Lag of a group per partition, per topic and in total.
+    pub async fn consumer_lag(&self, group: &str, topic: Option<&str>) -> Result<v1::ConsumerLag> {
+        let req = v1::GetConsumerLagRequest {
+            group: group.into(),
+            topic: topic.unwrap_or_default().into(),
+        };
+        Ok(self
+            .client
+            .retry(|| async { self.client.groups().get_consumer_lag(req.clone()).await })
+            .await?
+            .into_inner())
+    }
+
+    /// Moves a group's offsets for `topic` (all partitions, or `partitions`).
+    /// With `dry_run` nothing changes and the answer shows what would.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[u32],
+        to: ResetTo,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<v1::ResetOffsetsResponse> {
+        use v1::reset_offsets_request::To;
+        let to = match to {
+            ResetTo::Earliest => To::Earliest(v1::Earliest {}),
+            ResetTo::Latest => To::Latest(v1::Latest {}),
+            ResetTo::Offset(o) => To::Offset(o),
+            ResetTo::Timestamp(t) => To::TimestampMs(t),
+            ResetTo::ShiftBy(n) => To::ShiftBy(n),
+        };
+        let req = v1::ResetOffsetsRequest {
+            group: group.into(),
+            topic: topic.into(),
+            partitions: partitions.to_vec(),
+            to: Some(to),
+            dry_run,
+            force,
+        };
+        Ok(self.client.groups().reset_offsets(req).await?.into_inner())
+    }
+}

@@ -1,0 +1,600 @@
+//! The consumer: a consumer-group member (or a reader of given partitions)
+//! that fetches ahead on every partition it owns and hands records out one
+//! at a time, committing what was processed.
+//!
+//! Processed means: a record counts as processed when the next one is asked
+//! for (or on [`Consumer::commit`]). Commits, automatic or manual, and the
+//! commit made before a revoked partition is given up, cover processed
+//! records only, so a crash replays at most the record in hand: at-least-once.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use brook_protocol::batch::batches;
+use brook_protocol::v1::{self, member_event::Event};
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+
+/// Where a partition without a committed offset starts (Kafka's `auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The first stored record.
+    #[default]
+    Earliest,
+    /// Records appended from now on.
+    Latest,
+}
+
+/// Called with the partitions a rebalance takes away, before they are committed and released.
+pub type RevokeCallback = Arc<dyn Fn(&[(String, u32)]) + Send + Sync>;
+
+/// Consumer settings.
+#[derive(Clone)]
+pub struct ConsumerConfig {
+    /// The consumer group (commits and lag are per group).
+    pub group: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Shown by DescribeGroup.
+    pub client_id: String,
+    /// The broker removes the member after this long without a heartbeat.
+    pub session_timeout: Duration,
+    /// Commit processed offsets this often; `None` commits only on
+    /// [`Consumer::commit`] and before giving a partition up.
+    pub auto_commit: Option<Duration>,
+    /// Where partitions without a committed offset start.
+    pub start_from: StartFrom,
+    /// Batch bytes per fetch.
+    pub fetch_max_bytes: u32,
+    /// Long-poll wait of each fetch.
+    pub fetch_max_wait: Duration,
+    /// Called on every revocation.
+    pub on_revoke: Option<RevokeCallback>,
+}
+
+impl ConsumerConfig {
+    /// Settings for `group` consuming `topics`, defaults otherwise.
+    pub fn new(group: impl Into<String>, topics: &[&str]) -> Self {
+        ConsumerConfig {
+            group: group.into(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            client_id: "brook-client".into(),
+            session_timeout: Duration::from_secs(10),
+            auto_commit: Some(Duration::from_secs(5)),
+            start_from: StartFrom::Earliest,
+            fetch_max_bytes: 4 << 20,
+            fetch_max_wait: Duration::from_millis(500),
+            on_revoke: None,
+        }
+    }
+}
+
+/// A record as a consumer sees it. Key and value are zero-copy views of the fetched batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition.
+    pub offset: u64,
+    /// Milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// Key, if any.
+    pub key: Option<Bytes>,
+    /// Value, if any.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<(String, Bytes)>,
+}
+
+type Tp = (String, u32);
+
+/// Fetched batches of one partition, tagged with the epoch they were fetched under.
+struct Fetched {
+    tp: Tp,
+    epoch: u64,
+    from: u64,
+    batches: Bytes,
+}
+
+#[derive(Default)]
+struct State {
+    member_id: String,
+    generation: u64,
+    /// Bumped whenever a partition is revoked or sought, so batches fetched before are dropped.
+    epochs: HashMap<Tp, u64>,
+    /// Next offset to commit per partition: everything before it was processed.
+    positions: HashMap<Tp, u64>,
+    fetchers: HashMap<Tp, JoinHandle<()>>,
+    paused: BTreeSet<Tp>,
+}
+
+struct Shared {
+    client: Client,
+    config: ConsumerConfig,
+    state: Mutex<State>,
+    records: mpsc::Sender<Fetched>,
+}
+
+/// A consumer-group member. Records come out of [`Consumer::recv`] (or the
+/// [`Consumer::into_stream`] stream) in offset order per partition.
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// use brook_client::ConsumerConfig;
+/// let mut billing = client.consumer(ConsumerConfig::new("billing", &["orders"])).await?;
+/// while let Ok(order) = billing.recv().await {
+///     println!("{}/{}: {:?}", order.partition, order.offset, order.value);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Consumer {
+    shared: Arc<Shared>,
+    records: mpsc::Receiver<Fetched>,
+    current: VecDeque<(ConsumerRecord, u64)>,
+    last: Option<(Tp, u64, u64)>,
+    session: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
+}
+
+impl Client {
+    /// Joins `config.group` and starts consuming what the group assigns.
+    pub async fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
+        let (tx, rx) = mpsc::channel(8);
+        let shared = Arc::new(Shared {
+            client: self.clone(),
+            config,
+            state: Mutex::default(),
+            records: tx,
+        });
+        let (events, requests) = join(&shared).await?;
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(membership(Arc::clone(&shared), events, requests, stop_rx));
+        Ok(Consumer {
+            shared,
+            records: rx,
+            current: VecDeque::new(),
+            last: None,
+            session: Some((task, stop_tx)),
+        })
+    }
+
+    /// Reads the given partitions of `topic` without joining the group's
+    /// membership (Kafka's `assign()`): starts at the group's committed
+    /// offsets (or `config.start_from`), and commits as a standalone consumer.
+    pub async fn consumer_assigned(
+        &self,
+        config: ConsumerConfig,
+        topic: &str,
+        partitions: &[u32],
+    ) -> Result<Consumer> {
+        let (tx, rx) = mpsc::channel(8);
+        let shared = Arc::new(Shared {
+            client: self.clone(),
+            config,
+            state: Mutex::default(),
+            records: tx,
+        });
+        let tps: Vec<Tp> = partitions.iter().map(|&p| (topic.to_string(), p)).collect();
+        start_fetchers(&shared, &tps).await?;
+        Ok(Consumer {
+            shared,
+            records: rx,
+            current: VecDeque::new(),
+            last: None,
+            session: None,
+        })
+    }
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Session = (
+    tonic::Streaming<v1::MemberEvent>,
+    mpsc::Sender<v1::JoinMessage>,
+);
+
+async fn join(shared: &Arc<Shared>) -> Result<Session> {
+    let c = &shared.config;
+    let (requests, rx) = mpsc::channel(16);
+    let join = v1::JoinGroup {
+        group: c.group.clone(),
+        topics: c.topics.clone(),
+        client_id: c.client_id.clone(),
+        session_timeout_ms: c.session_timeout.as_millis() as u32,
+        strategy: 0,
+    };
+    let _ = requests
+        .send(v1::JoinMessage {
+            message: Some(v1::join_message::Message::Join(join)),
+        })
+        .await;
+    let events = shared
+        .client
+        .groups()
+        .join(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((events, requests))
+}
+
+/// Drives the membership session: heartbeats, revocations, assignments, auto-commit.
+async fn membership(
+    shared: Arc<Shared>,
+    mut events: tonic::Streaming<v1::MemberEvent>,
+    requests: mpsc::Sender<v1::JoinMessage>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut heartbeat = tokio::time::interval(shared.config.session_timeout / 3);
+    let auto = shared
+        .config
+        .auto_commit
+        .unwrap_or(Duration::from_secs(3600 * 24 * 365));
+    let mut auto_commit = tokio::time::interval(auto);
+    auto_commit.tick().await;
+    loop {
+        tokio::select! {
+            ev = events.message() => match ev.ok().flatten().and_then(|e| e.event) {
+                Some(Event::Joined(j)) => lock(&shared).member_id = j.member_id,
+                Some(Event::Revoke(r)) => {
+                    let tps: Vec<Tp> = r.partitions.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p))).collect();
+                    stop_fetchers(&shared, &tps);
+                    if let Some(cb) = &shared.config.on_revoke {
+                        cb(&tps);
+                    }
+                    if let Err(e) = commit_positions(&shared, Some(&tps)).await {
+                        tracing::warn!(error = %e, "commit before revocation failed");
+                    }
+                    let done = v1::join_message::Message::RevokeDone(v1::RevokeDone { generation: r.generation });
+                    let _ = requests.send(v1::JoinMessage { message: Some(done) }).await;
+                }
+                Some(Event::Assignment(a)) => {
+                    lock(&shared).generation = a.generation;
+                    let tps: Vec<Tp> = a.partitions.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p))).collect();
+                    let new: Vec<Tp> = {
+                        let st = lock(&shared);
+                        tps.into_iter().filter(|tp| !st.fetchers.contains_key(tp)).collect()
+                    };
+                    if let Err(e) = start_fetchers(&shared, &new).await {
+                        tracing::warn!(error = %e, "starting fetchers failed");
+                    }
+                }
+                None => {
+                    tracing::warn!(group = %shared.config.group, "group session ended");
+                    let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
+                    stop_fetchers(&shared, &all);
+                    return;
+                }
+            },
+            _ = heartbeat.tick() => {
+                let _ = requests.send(v1::JoinMessage { message: Some(v1::join_message::Message::Heartbeat(v1::Heartbeat {})) }).await;
+            }
+            _ = auto_commit.tick(), if shared.config.auto_commit.is_some() => {
+                if let Err(e) = commit_positions(&shared, None).await {
+                    tracing::debug!(error = %e, "auto-commit failed");
+                }
+            }
+            _ = &mut stop => {
+                let _ = commit_positions(&shared, None).await;
+                let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
+                stop_fetchers(&shared, &all);
+                return; // dropping the request stream leaves the group
+            }
+        }
+    }
+}
+
+fn stop_fetchers(shared: &Shared, tps: &[Tp]) {
+    let mut st = lock(shared);
+    for tp in tps {
+        if let Some(f) = st.fetchers.remove(tp) {
+            f.abort();
+        }
+        *st.epochs.entry(tp.clone()).or_default() += 1;
+    }
+}
+
+/// Starts fetching `tps` from their committed offsets (or `start_from`).
+async fn start_fetchers(shared: &Arc<Shared>, tps: &[Tp]) -> Result<()> {
+    if tps.is_empty() {
+        return Ok(());
+    }
+    let committed = shared
+        .client
+        .admin()
+        .committed(&shared.config.group, None)
+        .await?;
+    for tp in tps {
+        let start = committed
+            .iter()
+            .find(|c| c.topic == tp.0 && c.partition == tp.1)
+            .map(|c| c.offset);
+        spawn_fetcher(shared, tp.clone(), start);
+    }
+    Ok(())
+}
+
+fn spawn_fetcher(shared: &Arc<Shared>, tp: Tp, start: Option<u64>) {
+    let mut st = lock(shared);
+    let epoch = *st.epochs.entry(tp.clone()).or_default();
+    if let Some(s) = start {
+        st.positions.insert(tp.clone(), s);
+    }
+    let task = tokio::spawn(fetch_loop(Arc::clone(shared), tp.clone(), epoch, start));
+    if let Some(old) = st.fetchers.insert(tp, task) {
+        old.abort();
+    }
+}
+
+/// Fetches one partition ahead of the application, long-polling when caught up.
+async fn fetch_loop(shared: Arc<Shared>, tp: Tp, epoch: u64, start: Option<u64>) {
+    let mut rpc = shared.client.consumer_rpc();
+    let c = &shared.config;
+    let mut next = match start {
+        Some(o) => o,
+        None => match first_offset(&shared, &tp).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot find where to start");
+                return;
+            }
+        },
+    };
+    loop {
+        if lock(&shared).paused.contains(&tp) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let req = v1::FetchRequest {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            offset: next,
+            max_bytes: c.fetch_max_bytes,
+            min_bytes: 1,
+            max_wait_ms: c.fetch_max_wait.as_millis() as u32,
+            decoded: false,
+        };
+        match rpc.fetch(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if r.batches.is_empty() {
+                    continue;
+                }
+                let from = next;
+                next = r.next_offset;
+                if shared
+                    .records
+                    .send(Fetched {
+                        tp: tp.clone(),
+                        epoch,
+                        from,
+                        batches: r.batches,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(s) if s.code() == tonic::Code::OutOfRange => {
+                tracing::warn!(topic = %tp.0, partition = tp.1, message = s.message(), "offset out of range; restarting from start_from");
+                match first_offset(&shared, &tp).await {
+                    Ok(o) => next = o,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+            Err(s) => {
+                tracing::debug!(topic = %tp.0, partition = tp.1, message = s.message(), "fetch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn first_offset(shared: &Shared, tp: &Tp) -> Result<u64> {
+    let d = shared.client.admin().describe_topic(&tp.0).await?;
+    let p = d
+        .partitions
+        .get(tp.1 as usize)
+        .ok_or_else(|| Error::Protocol(format!("no partition {} in {}", tp.1, tp.0)))?;
+    Ok(match shared.config.start_from {
+        StartFrom::Earliest => p.log_start_offset,
+        StartFrom::Latest => p.log_end_offset,
+    })
+}
+
+/// Commits processed positions (of `only`, or of every partition).
+async fn commit_positions(shared: &Shared, only: Option<&[Tp]>) -> Result<()> {
+    let (member_id, generation, offsets) = {
+        let st = lock(shared);
+        let offsets: Vec<v1::OffsetCommit> = st
+            .positions
+            .iter()
+            .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
+            .map(|((topic, partition), offset)| v1::OffsetCommit {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+                metadata: String::new(),
+            })
+            .collect();
+        (st.member_id.clone(), st.generation, offsets)
+    };
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let req = v1::CommitRequest {
+        group: shared.config.group.clone(),
+        member_id,
+        generation,
+        offsets,
+    };
+    shared
+        .client
+        .retry(|| async { shared.client.groups().commit(req.clone()).await })
+        .await?;
+    Ok(())
+}
+
+impl Consumer {
+    /// The next record. Waits for one; fails only when the consumer can no
+    /// longer receive (the group session ended or the client was closed).
+    pub async fn recv(&mut self) -> Result<ConsumerRecord> {
+        self.mark_processed();
+        loop {
+            while let Some((rec, epoch)) = self.current.pop_front() {
+                let tp = (rec.topic.clone(), rec.partition);
+                if lock(&self.shared).epochs.get(&tp).copied().unwrap_or(0) != epoch {
+                    continue; // revoked or sought since it was fetched
+                }
+                self.last = Some((tp, rec.offset, epoch));
+                return Ok(rec);
+            }
+            let fetched = self.records.recv().await.ok_or(Error::Closed)?;
+            self.decode(fetched)?;
+        }
+    }
+
+    fn decode(&mut self, f: Fetched) -> Result<()> {
+        for batch in batches(f.batches) {
+            let batch = batch.map_err(|e| Error::Protocol(e.to_string()))?;
+            for r in batch.records() {
+                let r = r.map_err(|e| Error::Protocol(e.to_string()))?;
+                if r.offset < f.from {
+                    continue;
+                }
+                let rec = ConsumerRecord {
+                    topic: f.tp.0.clone(),
+                    partition: f.tp.1,
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp,
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+                };
+                self.current.push_back((rec, f.epoch));
+            }
+        }
+        Ok(())
+    }
+
+    /// The record handed out last is done: its successor is the position to commit.
+    fn mark_processed(&mut self) {
+        if let Some((tp, offset, epoch)) = self.last.take() {
+            let mut st = lock(&self.shared);
+            if st.epochs.get(&tp).copied().unwrap_or(0) == epoch {
+                st.positions.insert(tp, offset + 1);
+            }
+        }
+    }
+
+    /// Commits every processed record (including the one in hand) and waits for the broker.
+    pub async fn commit(&mut self) -> Result<()> {
+        self.mark_processed();
+        commit_positions(&self.shared, None).await
+    }
+
+    /// Moves a partition this consumer owns to `offset`; records fetched before are dropped.
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
+        let tp = (topic.to_string(), partition);
+        stop_fetchers(&self.shared, std::slice::from_ref(&tp));
+        spawn_fetcher(&self.shared, tp, Some(offset));
+    }
+
+    /// Moves a partition to the first record at or after `timestamp_ms` (or
+    /// its end if every record is older), found through the broker's time index.
+    pub async fn seek_to_timestamp(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<()> {
+        // A dry-run reset answers exactly this question without changing anything.
+        let admin = self.shared.client.admin();
+        let r = admin
+            .reset_offsets(
+                &self.shared.config.group,
+                topic,
+                &[partition],
+                crate::ResetTo::Timestamp(timestamp_ms),
+                true,
+                true,
+            )
+            .await?;
+        let offset = r
+            .changes
+            .first()
+            .map(|c| c.after)
+            .ok_or_else(|| Error::Protocol("empty reset answer".into()))?;
+        self.seek(topic, partition, offset);
+        Ok(())
+    }
+
+    /// Stops fetching a partition (records already fetched still come out).
+    pub fn pause(&self, topic: &str, partition: u32) {
+        lock(&self.shared)
+            .paused
+            .insert((topic.to_string(), partition));
+    }
+
+    /// Resumes a paused partition.
+    pub fn resume(&self, topic: &str, partition: u32) {
+        lock(&self.shared)
+            .paused
+            .remove(&(topic.to_string(), partition));
+    }
+
+    /// Partitions this consumer fetches now.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<Tp> = lock(&self.shared).fetchers.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Commits what was processed and leaves the group.
+    pub async fn close(mut self) -> Result<()> {
+        self.mark_processed();
+        match self.session.take() {
+            Some((task, stop)) => {
+                let _ = stop.send(());
+                let _ = task.await;
+                Ok(())
+            }
+            None => {
+                let r = commit_positions(&self.shared, None).await;
+                let all: Vec<Tp> = lock(&self.shared).fetchers.keys().cloned().collect();
+                stop_fetchers(&self.shared, &all);
+                r
+            }
+        }
+    }
+
+    /// The records as a `Stream`.
+    pub fn into_stream(self) -> impl Stream<Item = Result<ConsumerRecord>> {
+        futures_util::stream::unfold(self, |mut c| async move {
+            match c.recv().await {
+                Err(Error::Closed) => None,
+                r => Some((r, c)),
+            }
+        })
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let all: Vec<Tp> = lock(&self.shared).fetchers.keys().cloned().collect();
+        stop_fetchers(&self.shared, &all);
+        if let Some((task, _)) = self.session.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! The producer: records are batched per partition (by `linger` and
+//! `batch_bytes`), encoded once into Brook's batch format, and sent over one
+//! pipelined `ProduceStream` with several batches in flight; acks come back
+//! in order and resolve each record's future with its partition and offset.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use brook_protocol::batch::{Batch, BatchBuilder};
+use brook_protocol::partitioner::partition_for_key;
+use brook_protocol::v1;
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+
+/// How durable a record must be before its send completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// In the broker's page cache: survives a broker crash, not a power cut.
+    #[default]
+    Written,
+    /// On the broker's disk.
+    Durable,
+}
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// How long a partition's first record waits for others to join its batch.
+    pub linger: Duration,
+    /// A batch is sent as soon as it reaches this size.
+    pub batch_bytes: usize,
+    /// Records waiting or in flight may use at most this many bytes; `send` waits beyond.
+    pub buffer_bytes: usize,
+    /// Batches sent and not yet acknowledged, at most.
+    pub max_in_flight: usize,
+    /// Durability of every send.
+    pub acks: Acks,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            linger: Duration::from_millis(5),
+            batch_bytes: 1 << 20,
+            buffer_bytes: 64 << 20,
+            max_in_flight: 16,
+            acks: Acks::Written,
+        }
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Routes the record (Kafka's murmur2); `None` goes round-robin.
+    pub key: Option<Bytes>,
+    /// The payload; `None` is a tombstone.
+    pub value: Option<Bytes>,
+    /// Headers (correlation id, event type, ...).
+    pub headers: Vec<(String, Bytes)>,
+    /// Milliseconds since the epoch; the client's clock when `None`.
+    pub timestamp_ms: Option<i64>,
+    /// Sends to this partition instead of routing by key.
+    pub partition: Option<u32>,
+}
+
+/// Where a record was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition.
+    pub offset: u64,
+}
+
+/// Completes when the record is acknowledged (see [`Producer::send`]).
+pub struct Delivery(oneshot::Receiver<Result<RecordMetadata>>);
+
+impl Future for Delivery {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+type Tp = (String, u32);
+
+enum Cmd {
+    Send {
+        tp: Tp,
+        record: ProducerRecord,
+        permit: OwnedSemaphorePermit,
+        reply: oneshot::Sender<Result<RecordMetadata>>,
+    },
+    Flush(oneshot::Sender<Result<()>>),
+}
+
+/// Sends records to Brook. Cheap to clone; clones share the batches and the stream.
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// let producer = client.producer(Default::default());
+/// let delivery = producer.send("orders", Some("order-42"), r#"{"type":"OrderPlaced"}"#).await?;
+/// let stored = delivery.await?; // acknowledged: partition and offset
+/// println!("order-42 is at {}/{}", stored.partition, stored.offset);
+/// producer.flush().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    tx: mpsc::Sender<Cmd>,
+    buffer: Arc<Semaphore>,
+    client: Client,
+    partitions: Arc<Mutex<HashMap<String, u32>>>,
+    round_robin: Arc<AtomicU64>,
+    buffer_bytes: usize,
+}
+
+impl Client {
+    /// A producer on this connection; its sender task runs until every clone is dropped.
+    pub fn producer(&self, config: ProducerConfig) -> Producer {
+        let (tx, rx) = mpsc::channel(1024);
+        let buffer_bytes = config.buffer_bytes.max(1);
+        tokio::spawn(Sender::new(self.clone(), config).run(rx));
+        Producer {
+            tx,
+            buffer: Arc::new(Semaphore::new(buffer_bytes)),
+            client: self.clone(),
+            partitions: Arc::default(),
+            round_robin: Arc::default(),
+            buffer_bytes,
+        }
+    }
+}
+
+fn record_size(r: &ProducerRecord) -> usize {
+    24 + r.key.as_ref().map_or(0, Bytes::len)
+        + r.value.as_ref().map_or(0, Bytes::len)
+        + r.headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>()
+}
+
+impl Producer {
+    /// Queues `value` for `topic` under `key`. Returns once the record is
+    /// buffered (waiting if the buffer is full); the returned [`Delivery`]
+    /// completes when the broker acknowledged it.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<impl Into<Bytes>>,
+        value: impl Into<Bytes>,
+    ) -> Result<Delivery> {
+        let record = ProducerRecord {
+            topic: topic.into(),
+            key: key.map(Into::into),
+            value: Some(value.into()),
+            ..Default::default()
+        };
+        self.send_record(record).await
+    }
+
+    /// Queues a record with all its fields (headers, timestamp, partition).
+    pub async fn send_record(&self, record: ProducerRecord) -> Result<Delivery> {
+        let count = self.partition_count(&record.topic).await?;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if p < count => p,
+            (Some(p), _) => {
+                return Err(Error::Status {
+                    code: tonic::Code::NotFound,
+                    message: format!(
+                        "topic {:?} has no partition {p} (it has {count})",
+                        record.topic
+                    ),
+                });
+            }
+            (None, Some(key)) => partition_for_key(key, count),
+            (None, None) => {
+                (self.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(count)) as u32
+            }
+        };
+        let size = record_size(&record).min(self.buffer_bytes) as u32;
+        let permit = Arc::clone(&self.buffer)
+            .acquire_many_owned(size)
+            .await
+            .map_err(|_| Error::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        let cmd = Cmd::Send {
+            tp: (record.topic.clone(), partition),
+            record,
+            permit,
+            reply,
+        };
+        self.tx.send(cmd).await.map_err(|_| Error::Closed)?;
+        Ok(Delivery(rx))
+    }
+
+    /// Sends everything buffered and waits until all of it is acknowledged.
+    pub async fn flush(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Flush(reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(n) = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+        {
+            return Ok(*n);
+        }
+        let n = self
+            .client
+            .admin()
+            .describe_topic(topic)
+            .await?
+            .partitions
+            .len() as u32;
+        self.partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic.to_string(), n);
+        Ok(n)
+    }
+}
+
+/// A batch being filled.
+struct Open {
+    builder: BatchBuilder,
+    waiters: Vec<oneshot::Sender<Result<RecordMetadata>>>,
+    permits: Vec<OwnedSemaphorePermit>,
+    deadline: Instant,
+}
+
+/// A batch sent and not yet acknowledged.
+struct InFlight {
+    partition: u32,
+    waiters: Vec<oneshot::Sender<Result<RecordMetadata>>>,
+    _permits: Vec<OwnedSemaphorePermit>,
+}
+
+struct Stream {
+    requests: mpsc::Sender<v1::ProduceRequest>,
+    acks: Streaming<v1::ProduceResponse>,
+}
+
+/// The background task that owns the batches and the stream.
+struct Sender {
+    client: Client,
+    config: ProducerConfig,
+    open: HashMap<Tp, Open>,
+    in_flight: VecDeque<InFlight>,
+    stream: Option<Stream>,
+    flushes: Vec<oneshot::Sender<Result<()>>>,
+}
+
+impl Sender {
+    fn new(client: Client, config: ProducerConfig) -> Self {
+        Sender {
+            client,
+            config,
+            open: HashMap::new(),
+            in_flight: VecDeque::new(),
+            stream: None,
+            flushes: Vec::new(),
+        }
+    }
+
+    async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>) {
+        let mut accepting = true;
+        loop {
+            let next_deadline = self.open.values().map(|o| o.deadline).min();
+            tokio::select! {
+                cmd = cmds.recv(), if accepting => match cmd {
+                    Some(Cmd::Send { tp, record, permit, reply }) => self.add(tp, record, permit, reply),
+                    Some(Cmd::Flush(reply)) => {
+                        self.flushes.push(reply);
+                        for o in self.open.values_mut() {
+                            o.deadline = Instant::now();
+                        }
+                    }
+                    None => {
+                        accepting = false;
+                        for o in self.open.values_mut() {
+                            o.deadline = Instant::now();
+                        }
+                    }
+                },
+                ack = next_ack(&mut self.stream), if !self.in_flight.is_empty() => self.on_ack(ack),
+                // Only while there is in-flight room: a due batch that cannot
+                // be sent yet waits for an ack, not for a spinning timer.
+                _ = sleep_until(next_deadline), if next_deadline.is_some() && self.in_flight.len() < self.config.max_in_flight => {}
+            }
+            self.ship_ready().await;
+            if self.open.is_empty() && self.in_flight.is_empty() {
+                for f in self.flushes.drain(..) {
+                    let _ = f.send(Ok(()));
+                }
+                if !accepting {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add(
+        &mut self,
+        tp: Tp,
+        r: ProducerRecord,
+        permit: OwnedSemaphorePermit,
+        reply: oneshot::Sender<Result<RecordMetadata>>,
+    ) {
+        let linger = self.config.linger;
+        let open = self.open.entry(tp).or_insert_with(|| Open {
+            builder: BatchBuilder::new(),
+            waiters: Vec::new(),
+            permits: Vec::new(),
+            deadline: Instant::now() + linger,
+        });
+        let headers: Vec<(&str, &[u8])> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_ref()))
+            .collect();
+        let ts = r.timestamp_ms.unwrap_or_else(now_ms);
+        open.builder
+            .push(ts, r.key.as_deref(), r.value.as_deref(), &headers);
+        open.waiters.push(reply);
+        open.permits.push(permit);
+        if open.builder.size_bytes() >= self.config.batch_bytes {
+            open.deadline = Instant::now();
+        }
+    }
+
+    /// Sends every batch that is full or has lingered long enough, while
+    /// in-flight room remains.
+    async fn ship_ready(&mut self) {
+        let now = Instant::now();
+        let mut ready: Vec<Tp> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.deadline <= now)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        ready.sort();
+        for tp in ready {
+            if self.in_flight.len() >= self.config.max_in_flight {
+                return;
+            }
+            let Some(open) = self.open.remove(&tp) else {
+                continue;
+            };
+            self.ship(tp, open).await;
+        }
+    }
+
+    async fn ship(&mut self, (topic, partition): Tp, open: Open) {
+        let acks = match self.config.acks {
+            Acks::Written => v1::Acks::Written,
+            Acks::Durable => v1::Acks::Durable,
+        } as i32;
+        let batch = open.builder.build(0);
+        debug_assert!(Batch::parse(batch.clone()).is_ok());
+        let req = v1::ProduceRequest {
+            topic,
+            partition,
+            batch,
+            acks,
+        };
+        let sent = match self.stream_mut().await {
+            Ok(s) => s.requests.send(req).await.map_err(|_| Error::Closed),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => self.in_flight.push_back(InFlight {
+                partition,
+                waiters: open.waiters,
+                _permits: open.permits,
+            }),
+            Err(e) => {
+                self.stream = None;
+                for w in open.waiters {
+                    let _ = w.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    async fn stream_mut(&mut self) -> Result<&mut Stream> {
+        if self.stream.is_none() {
+            let (requests, rx) = mpsc::channel(self.config.max_in_flight.max(1));
+            let acks = self
+                .client
+                .producer_rpc()
+                .produce_stream(ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            self.stream = Some(Stream { requests, acks });
+        }
+        Ok(self.stream.as_mut().expect("just set"))
+    }
+
+    fn on_ack(&mut self, ack: Option<Result<v1::ProduceResponse, tonic::Status>>) {
+        let Some(front) = self.in_flight.pop_front() else {
+            return;
+        };
+        match ack {
+            Some(Ok(r)) => {
+                for (i, w) in front.waiters.into_iter().enumerate() {
+                    let _ = w.send(Ok(RecordMetadata {
+                        partition: front.partition,
+                        offset: r.base_offset + i as u64,
+                    }));
+                }
+            }
+            failure => {
+                // The broker appends nothing after a failed batch on a stream:
+                // this batch failed, the ones behind it were never stored.
+                let err = match failure {
+                    Some(Err(s)) => Error::from(s),
+                    _ => Error::Status {
+                        code: tonic::Code::Unavailable,
+                        message: "the produce stream ended".into(),
+                    },
+                };
+                let behind = Error::Status {
+                    code: tonic::Code::Aborted,
+                    message: format!(
+                        "not stored: an earlier batch on the same stream failed ({err})"
+                    ),
+                };
+                for w in front.waiters {
+                    let _ = w.send(Err(err.clone()));
+                }
+                for f in self.in_flight.drain(..) {
+                    for w in f.waiters {
+                        let _ = w.send(Err(behind.clone()));
+                    }
+                }
+                self.stream = None;
+            }
+        }
+    }
+}
+
+async fn next_ack(
+    stream: &mut Option<Stream>,
+) -> Option<Result<v1::ProduceResponse, tonic::Status>> {
+    match stream {
+        Some(s) => s.acks.message().await.transpose(),
+        None => None,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

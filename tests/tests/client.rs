@@ -1,0 +1,199 @@
+//! The Rust client against a real broker: producer batching and acks,
+//! group consumers sharing partitions, resuming from commits, lag.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use brook_client::{Client, ConsumerConfig, ProducerConfig, ProducerRecord, StartFrom};
+use brook_protocol::partitioner::partition_for_key;
+use brook_tests::{Broker, DEADLINE, fetch_all};
+
+async fn client(b: &Broker) -> Client {
+    Client::connect(format!("http://{}", b.grpc)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_batches_keyed_records_and_resolves_each_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("orders", 4).await.unwrap();
+    let producer = client.producer(ProducerConfig {
+        linger: Duration::from_millis(20),
+        batch_bytes: 4096,
+        ..Default::default()
+    });
+    let mut deliveries = Vec::new();
+    for i in 0..2000 {
+        let key = format!("order-{}", i % 50);
+        let d = producer
+            .send("orders", Some(key.clone()), format!("{key}:{i}"))
+            .await
+            .unwrap();
+        deliveries.push((key, i, d));
+    }
+    producer.flush().await.unwrap();
+    let mut placed = BTreeMap::new();
+    for (key, i, d) in deliveries {
+        let m = d.await.unwrap();
+        assert_eq!(
+            m.partition,
+            partition_for_key(key.as_bytes(), 4),
+            "the client routes like the broker and Kafka"
+        );
+        assert!(
+            placed
+                .insert((m.partition, m.offset), format!("{key}:{i}"))
+                .is_none(),
+            "two records at one offset"
+        );
+    }
+    for p in 0..4 {
+        for (offset, _, value) in fetch_all(&broker, "orders", p, 0).await {
+            assert_eq!(
+                placed.remove(&(p, offset)).as_deref(),
+                Some(String::from_utf8(value).unwrap().as_str())
+            );
+        }
+    }
+    assert!(
+        placed.is_empty(),
+        "every acknowledged record is stored where its ack said"
+    );
+    let d = client.admin().describe_topic("orders").await.unwrap();
+    assert!(d.partitions.iter().map(|p| p.log_end_offset).sum::<u64>() == 2000);
+
+    let err = producer
+        .send("nope", None::<&str>, "x")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(tonic::Code::NotFound));
+    let record = ProducerRecord {
+        topic: "orders".into(),
+        partition: Some(9),
+        value: Some("x".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        producer.send_record(record).await.err().unwrap().code(),
+        Some(tonic::Code::NotFound)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_consumers_share_the_work_and_resume_from_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("orders", 4).await.unwrap();
+    let producer = client.producer(Default::default());
+    for i in 0..400 {
+        producer
+            .send("orders", Some(format!("k{i}")), format!("v{i}"))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    let config = || ConsumerConfig {
+        auto_commit: Some(Duration::from_millis(100)),
+        ..ConsumerConfig::new("billing", &["orders"])
+    };
+    let mut a = client.consumer(config()).await.unwrap();
+    let mut b = client.consumer(config()).await.unwrap();
+    let mut seen = BTreeSet::new();
+    let mut by_member = [0usize; 2];
+    // Take 300 records from whichever member has one.
+    while seen.len() < 300 {
+        let (rec, who) = tokio::time::timeout(DEADLINE, async {
+            tokio::select! {
+                r = a.recv() => (r.unwrap(), 0),
+                r = b.recv() => (r.unwrap(), 1),
+            }
+        })
+        .await
+        .expect("records keep coming");
+        assert!(
+            seen.insert((rec.partition, rec.offset)),
+            "record {}/{} delivered twice",
+            rec.partition,
+            rec.offset
+        );
+        by_member[who] += 1;
+    }
+    assert!(
+        by_member[0] > 0 && by_member[1] > 0,
+        "both members got partitions: {by_member:?}"
+    );
+    a.commit().await.unwrap();
+    b.commit().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+
+    // A new member resumes exactly after what was committed.
+    let mut c = client.consumer(config()).await.unwrap();
+    while seen.len() < 400 {
+        let rec = tokio::time::timeout(DEADLINE, c.recv())
+            .await
+            .expect("the rest arrives")
+            .unwrap();
+        assert!(
+            seen.insert((rec.partition, rec.offset)),
+            "record {}/{} replayed after its commit",
+            rec.partition,
+            rec.offset
+        );
+    }
+    c.commit().await.unwrap();
+    let lag = client.consumer_lag("billing").await.unwrap();
+    assert_eq!(lag.total_lag_records, 0);
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assigned_consumer_seeks_by_offset_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("ev", 1).await.unwrap();
+    let producer = client.producer(Default::default());
+    for i in 0..50i64 {
+        let r = ProducerRecord {
+            topic: "ev".into(),
+            value: Some(format!("e{i}").into()),
+            timestamp_ms: Some(1_000_000 + i * 10),
+            ..Default::default()
+        };
+        producer.send_record(r).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let config = ConsumerConfig {
+        start_from: StartFrom::Latest,
+        auto_commit: None,
+        ..ConsumerConfig::new("reader", &["ev"])
+    };
+    let mut c = client.consumer_assigned(config, "ev", &[0]).await.unwrap();
+    c.seek("ev", 0, 40);
+    let r = tokio::time::timeout(DEADLINE, c.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.offset, r.value.as_deref()), (40, Some(&b"e40"[..])));
+    c.seek_to_timestamp("ev", 0, 1_000_000 + 125).await.unwrap();
+    let r = tokio::time::timeout(DEADLINE, c.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.offset, 13, "first record at or after the time");
+    c.commit().await.unwrap();
+    assert_eq!(
+        client
+            .admin()
+            .committed("reader", Some("ev"))
+            .await
+            .unwrap()[0]
+            .offset,
+        14
+    );
+}
