@@ -148,7 +148,8 @@ impl ProducerService {
                         &headers,
                     );
                 }
-                let batch = Batch::parse(b.build(0)).map_err(|e| to_status(e.into()))?;
+                // Checked like a producer's batch: e.g. timestamps whose deltas overflow are refused.
+                let batch = parse_batch(b.build(0))?;
                 let info = append_now(&self.broker, &req.topic, &partition, &batch)?;
                 for (j, &i) in chunk.iter().enumerate() {
                     positions[i] = v1::RecordPosition {
@@ -234,6 +235,7 @@ impl Producer for ProducerService {
             // in that same order (FuturesOrdered), so a durable ack never lets
             // a later batch overtake it.
             let mut acks: FuturesOrdered<PendingAck> = FuturesOrdered::new();
+            let mut shutdown = service.broker.shutdown_signal();
             let mut reading = true;
             loop {
                 tokio::select! {
@@ -264,6 +266,7 @@ impl Producer for ProducerService {
                             return;
                         }
                     },
+                    _ = async { let _ = shutdown.wait_for(|s| *s).await; }, if acks.is_empty() => return,
                     else => return,
                 }
             }

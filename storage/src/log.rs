@@ -184,7 +184,19 @@ impl Log {
         fs::rename(&staging, &dir).at(&dir)?;
         sync_dir(&self.root)?;
         let opened = open_partitions(&partition_jobs(&dir, name, &config));
-        let topic = Arc::new(assemble_topic(&dir, name, config, opened)?);
+        let topic = match assemble_topic(&dir, name, config, opened) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                // E.g. the disk cannot hold the preallocated segments: leave
+                // no half-made topic behind to fail the next start.
+                let trash = self.root.join(format!("{name}{DELETED}"));
+                if fs::rename(&dir, &trash).is_ok() {
+                    let _ = sync_dir(&self.root);
+                    let _ = fs::remove_dir_all(&trash);
+                }
+                return Err(e);
+            }
+        };
         topics.insert(name.to_string(), Arc::clone(&topic));
         Ok(topic)
     }

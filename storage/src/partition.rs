@@ -406,6 +406,8 @@ impl Shared {
             segment_capacity(&self.config),
             &self.config,
         )?);
+        // The new file must survive a power cut before a durable ack can point into it.
+        sync_dir(&self.dir)?;
         if let Err(e) = app.active.seal() {
             let _ = new.delete();
             return Err(e);
@@ -492,7 +494,15 @@ impl Shared {
         }
         let segs: Vec<Arc<Segment>> = {
             let map = self.segments.read().unwrap_or_else(|e| e.into_inner());
-            let first = map.range(..=offset).next_back().map_or(0, |(b, _)| *b);
+            // None: retention removed the segment since the range check.
+            let Some((&first, _)) = map.range(..=offset).next_back() else {
+                let log_start = self.log_start.load(Ordering::Acquire);
+                return Err(Error::OffsetOutOfRange {
+                    requested: offset,
+                    log_start_offset: log_start,
+                    log_end_offset: log_end,
+                });
+            };
             map.range(first..)
                 .take(2)
                 .map(|(_, s)| Arc::clone(s))
@@ -643,6 +653,7 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: bool) -> Result<Loade
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
         let seg = Segment::create(dir, log_start, segment_capacity(cfg), cfg)?;
+        sync_dir(dir)?;
         segments.insert(log_start, Arc::new(seg));
         return Ok((segments, log_start, report));
     }

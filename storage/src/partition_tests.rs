@@ -380,3 +380,22 @@ fn interval_policy_flushes_in_the_background() {
         std::thread::yield_now();
     }
 }
+
+#[test]
+fn an_empty_segment_reopened_after_a_clean_close_still_fits_the_largest_batch() {
+    // Regression: the reopened active segment was sized by segment_bytes
+    // alone, so a batch larger than it was written past the mapping.
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        segment_bytes: 1024,
+        max_batch_bytes: 64 << 10,
+        ..cfg(AppendMode::Write)
+    };
+    let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
+    p.close().unwrap();
+    drop(p);
+    let p = Partition::open(dir.path(), "t/0", config).unwrap();
+    let big = "b".repeat(8000);
+    p.append(&batch(1, &[&big])).unwrap();
+    assert_eq!(values(&p, 0), vec![(0, big)]);
+}

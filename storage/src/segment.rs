@@ -106,7 +106,7 @@ impl Segment {
         let paths = SegmentPaths::new(dir, base_offset);
         let file_len = fs::metadata(&paths.log).at(&paths.log)?.len();
         let capacity = if active {
-            file_len.max(cfg.segment_bytes)
+            file_len.max(crate::partition::segment_capacity(cfg))
         } else {
             file_len
         };
@@ -353,7 +353,17 @@ impl Segment {
         }
         let pos = self.size.load(Ordering::Relaxed);
         let bytes = batch.bytes();
-        debug_assert!(pos + bytes.len() as u64 <= self.capacity);
+        if pos + bytes.len() as u64 > self.capacity {
+            // The partition rolls before this can happen; never write past the mapping.
+            return Err(Error::Io {
+                path: self.paths.log.clone(),
+                source: std::io::Error::other(format!(
+                    "batch of {} bytes does not fit at {pos} of {}",
+                    bytes.len(),
+                    self.capacity
+                )),
+            });
+        }
         let stamped = base_offset.to_be_bytes();
         match (self.append_mode, &self.map) {
             (AppendMode::Mmap, Some(map)) => {

@@ -149,6 +149,23 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
         Code::InvalidArgument,
         "no records",
     );
+    // Timestamps whose deltas cannot be encoded are refused, not stored undecodable.
+    let extreme = |t: i64| v1::PublishRecord {
+        key: Some("same-partition".into()),
+        timestamp_ms: Some(t),
+        value: Some(vec![1].into()),
+        ..Default::default()
+    };
+    let req = v1::PublishRequest {
+        topic: "orders".into(),
+        records: vec![extreme(i64::MIN), extreme(1)],
+        acks: 0,
+    };
+    assert_code(
+        producer.publish(req).await,
+        Code::InvalidArgument,
+        "timestamp",
+    );
     // DATA_LOSS: a batch damaged in transit fails its CRC.
     let mut damaged = batch_of(Some(b"k"), &[b"payload"]).into_bytes().to_vec();
     let last = damaged.len() - 1;

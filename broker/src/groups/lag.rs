@@ -103,7 +103,7 @@ pub fn consumer_lag(
                 _ => groups
                     .timestamps
                     .get(&name, id, p, from)
-                    .map_or(0, |ts| (now_ms - ts).max(0)),
+                    .map_or(0, |ts| now_ms.saturating_sub(ts).max(0)),
             };
             let tl = per_topic
                 .entry(name.clone())

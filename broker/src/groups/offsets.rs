@@ -33,6 +33,15 @@ pub struct Committed {
 /// hold another group's commit.
 type GroupOffsets = Arc<Mutex<BTreeMap<Tp, Committed>>>;
 
+/// Why [`OffsetStore::commit_checked`] stored nothing.
+#[derive(Debug)]
+pub enum CommitError<E> {
+    /// The check refused the commit.
+    Rejected(E),
+    /// Writing the file failed.
+    Io(anyhow::Error),
+}
+
 /// Every group's committed offsets.
 pub struct OffsetStore {
     dir: PathBuf,
@@ -118,15 +127,41 @@ impl OffsetStore {
         Arc::clone(lock(&self.groups).entry(group.to_string()).or_default())
     }
 
+    /// Stores `offsets` for `group` if `check` passes, both under the group's
+    /// lock (so a fenced member cannot pass the check and then land its write
+    /// after a newer member's); returns once they are on disk.
+    pub fn commit_checked<E>(
+        &self,
+        group: &str,
+        offsets: Vec<(Tp, Committed)>,
+        check: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), CommitError<E>> {
+        loop {
+            let g = self.group(group);
+            let mut current = lock(&g);
+            // A concurrent delete replaced the group's entry: use the new one.
+            if !lock(&self.groups)
+                .get(group)
+                .is_some_and(|now| Arc::ptr_eq(now, &g))
+            {
+                continue;
+            }
+            check().map_err(CommitError::Rejected)?;
+            let mut next = current.clone();
+            next.extend(offsets);
+            self.write(group, &next).map_err(CommitError::Io)?;
+            *current = next;
+            return Ok(());
+        }
+    }
+
     /// Stores `offsets` for `group`; returns once they are on disk.
     pub fn commit(&self, group: &str, offsets: Vec<(Tp, Committed)>) -> anyhow::Result<()> {
-        let g = self.group(group);
-        let mut g = lock(&g);
-        let mut next = g.clone();
-        next.extend(offsets);
-        self.write(group, &next)?;
-        *g = next;
-        Ok(())
+        self.commit_checked(group, offsets, || Ok::<(), std::convert::Infallible>(()))
+            .map_err(|e| match e {
+                CommitError::Io(e) => e,
+                CommitError::Rejected(never) => match never {},
+            })
     }
 
     fn write(&self, group: &str, offsets: &BTreeMap<Tp, Committed>) -> anyhow::Result<()> {
@@ -139,7 +174,10 @@ impl OffsetStore {
                 hex(&c.metadata)
             ));
         }
-        let tmp = self.dir.join(format!("{group}.offsets.tmp"));
+        // Unique, so two writers can never share a temporary file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join(format!("{group}.offsets.{n}.tmp"));
         let dst = self.dir.join(format!("{group}.offsets"));
         let mut f =
             fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -173,8 +211,10 @@ impl OffsetStore {
         names
     }
 
-    /// Forgets a group's offsets, on disk too.
+    /// Forgets a group's offsets, on disk too. Waits for a commit in progress.
     pub fn delete(&self, group: &str) -> anyhow::Result<()> {
+        let g = self.group(group);
+        let _writing = lock(&g);
         lock(&self.groups).remove(group);
         match fs::remove_file(self.dir.join(format!("{group}.offsets"))) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Groups;
 use super::assign::Strategy;
 use super::coordinator::{JoinSpec, by_topic};
-use super::offsets::Committed;
+use super::offsets::{CommitError, Committed};
 use crate::state::Broker;
 use crate::status::{invalid, to_status};
 
@@ -240,7 +240,20 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(format!("{e:#}")))
+        .map_err(io_status)
+}
+
+/// A failed offsets write: RESOURCE_EXHAUSTED when the disk is full, INTERNAL otherwise.
+pub fn io_status(e: anyhow::Error) -> Status {
+    let full = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(28))
+    });
+    if full {
+        Status::resource_exhausted(format!("disk full: {e:#}"))
+    } else {
+        Status::internal(format!("{e:#}"))
+    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::MemberEvent, Status>> + Send>>;
@@ -312,11 +325,24 @@ impl groups_server::Groups for GroupsService {
         let started = Instant::now();
         let req = req.into_inner();
         let group = req.group.clone();
+        let (member, generation) = (req.member_id.clone(), req.generation);
         let r = async {
             let entries = self.commit_inner(req)?;
             let groups = Arc::clone(self.broker.groups()?);
             let g = group.clone();
-            blocking(move || groups.offsets.commit(&g, entries)).await?;
+            tokio::task::spawn_blocking(move || {
+                // The membership check runs again under the group's offsets
+                // lock: a member fenced in between cannot land its write.
+                groups.offsets.commit_checked(&g, entries, || {
+                    groups.coordinator.check_commit(&g, &member, generation)
+                })
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| match e {
+                CommitError::Rejected(status) => status,
+                CommitError::Io(e) => io_status(e),
+            })?;
             Ok(v1::CommitResponse {})
         }
         .await;
