@@ -7,6 +7,7 @@
 //! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod config;
 mod conn;
 mod consume;

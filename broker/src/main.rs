@@ -23,6 +23,8 @@ enum Command {
     /// then the file, then the default. Logs go to stderr (RUST_LOG filters);
     /// the first line on stdout is `brook listening grpc=ADDR metrics=ADDR`.
     Serve(ServeArgs),
+    /// Measure a running broker: produce, consume or end-to-end load.
+    Bench(brook_broker::bench::BenchArgs),
 }
 
 async fn shutdown_signal() {
@@ -54,6 +56,9 @@ fn main() -> ExitCode {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(brook_broker::server::run(config, shutdown_signal()))
         }),
+        Command::Bench(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(brook_broker::bench::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

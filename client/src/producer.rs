@@ -271,6 +271,9 @@ struct Sender {
     client: Client,
     config: ProducerConfig,
     open: HashMap<Tp, Open>,
+    /// Batches that reached `batch_bytes`, in the order they filled; they go
+    /// out before any open batch, so a partition's batches stay in order.
+    full: VecDeque<(Tp, Open)>,
     in_flight: VecDeque<InFlight>,
     stream: Option<Stream>,
     flushes: Vec<oneshot::Sender<Result<()>>>,
@@ -282,6 +285,7 @@ impl Sender {
             client,
             config,
             open: HashMap::new(),
+            full: VecDeque::new(),
             in_flight: VecDeque::new(),
             stream: None,
             flushes: Vec::new(),
@@ -314,7 +318,7 @@ impl Sender {
                 _ = sleep_until(next_deadline), if next_deadline.is_some() && self.in_flight.len() < self.config.max_in_flight => {}
             }
             self.ship_ready().await;
-            if self.open.is_empty() && self.in_flight.is_empty() {
+            if self.open.is_empty() && self.full.is_empty() && self.in_flight.is_empty() {
                 for f in self.flushes.drain(..) {
                     let _ = f.send(Ok(()));
                 }
@@ -333,7 +337,7 @@ impl Sender {
         reply: oneshot::Sender<Result<RecordMetadata>>,
     ) {
         let linger = self.config.linger;
-        let open = self.open.entry(tp).or_insert_with(|| Open {
+        let open = self.open.entry(tp.clone()).or_insert_with(|| Open {
             builder: BatchBuilder::new(),
             waiters: Vec::new(),
             permits: Vec::new(),
@@ -350,13 +354,24 @@ impl Sender {
         open.waiters.push(reply);
         open.permits.push(permit);
         if open.builder.size_bytes() >= self.config.batch_bytes {
-            open.deadline = Instant::now();
+            // Full: it will not grow while it waits for in-flight room.
+            let full = self.open.remove(&tp).expect("just filled");
+            self.full.push_back((tp, full));
         }
     }
 
     /// Sends every batch that is full or has lingered long enough, while
     /// in-flight room remains.
     async fn ship_ready(&mut self) {
+        while self.in_flight.len() < self.config.max_in_flight {
+            let Some((tp, open)) = self.full.pop_front() else {
+                break;
+            };
+            self.ship(tp, open).await;
+        }
+        if !self.full.is_empty() {
+            return;
+        }
         let now = Instant::now();
         let mut ready: Vec<Tp> = self
             .open
