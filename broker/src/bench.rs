@@ -113,6 +113,8 @@ struct Report {
     latency: Option<Histogram<u64>>,
     baseline_mib_s: Option<f64>,
     broker_peak_rss_kib: Option<u64>,
+    /// Anonymous (heap) memory now: RSS less the mapped file pages, which are page cache.
+    broker_rss_anon_kib: Option<u64>,
 }
 
 impl Report {
@@ -127,7 +129,7 @@ impl Report {
             let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
             let optf = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.1}"));
             println!(
-                "{{\"workload\":\"{}\",\"messages\":{},\"seconds\":{secs:.3},\"msgs_per_s\":{msgs:.0},\"mib_per_s\":{mib:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"baseline_write_mib_per_s\":{},\"broker_peak_rss_kib\":{}}}",
+                "{{\"workload\":\"{}\",\"messages\":{},\"seconds\":{secs:.3},\"msgs_per_s\":{msgs:.0},\"mib_per_s\":{mib:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"baseline_write_mib_per_s\":{},\"broker_peak_rss_kib\":{},\"broker_rss_anon_kib\":{}}}",
                 self.workload,
                 self.messages,
                 opt(pct(0.5)),
@@ -135,6 +137,7 @@ impl Report {
                 opt(pct(0.999)),
                 optf(self.baseline_mib_s),
                 opt(self.broker_peak_rss_kib),
+                opt(self.broker_rss_anon_kib),
             );
             return;
         }
@@ -158,7 +161,13 @@ impl Report {
             );
         }
         if let Some(kib) = self.broker_peak_rss_kib {
-            println!("  broker peak RSS {:.1} MiB", kib as f64 / 1024.0);
+            let anon = self.broker_rss_anon_kib.map_or(String::new(), |a| {
+                format!(
+                    " (of which heap now {:.1} MiB; the rest is mapped page cache)",
+                    a as f64 / 1024.0
+                )
+            });
+            println!("  broker peak RSS {:.1} MiB{anon}", kib as f64 / 1024.0);
         }
     }
 }
@@ -174,7 +183,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Workload::Consume(c) => consume(&client, &args.topic, c).await?,
         Workload::E2e(p) => e2e(&args, p).await?,
     };
-    report.broker_peak_rss_kib = peak_rss(args.broker_pid);
+    let pid = args.broker_pid.or_else(find_broker);
+    report.broker_peak_rss_kib = proc_status_kib(pid, "VmHWM:");
+    report.broker_rss_anon_kib = proc_status_kib(pid, "RssAnon:");
     report.print(args.json);
     Ok(())
 }
@@ -208,6 +219,9 @@ fn producer_config(p: &ProduceArgs) -> anyhow::Result<ProducerConfig> {
         ..ProducerConfig::default()
     })
 }
+
+/// One record in this many has its ack latency measured (W1/W2-style runs).
+const LATENCY_SAMPLE: u64 = 16;
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
@@ -261,6 +275,12 @@ async fn produce_share(
         let key = keys.get((i % p.keys.max(1)) as usize).cloned();
         let t = Instant::now();
         let d = producer.send(&topic, key, value.clone()).await?;
+        // Latency is sampled (every LATENCY_SAMPLE-th record, like
+        // kafka-producer-perf-test's sampling) so that measuring costs little
+        // next to sending; that every record was stored is checked after.
+        if i % LATENCY_SAMPLE != 0 {
+            continue;
+        }
         if tx.send((t, d)).await.is_err() {
             // The collector stopped on a failed ack: report that failure.
             collector.await??;
@@ -272,7 +292,18 @@ async fn produce_share(
     collector.await?
 }
 
+/// Sum of the topic's partition end offsets.
+async fn client_end_offsets(url: &str, topic: &str) -> anyhow::Result<u64> {
+    let d = Client::connect(url)
+        .await?
+        .admin()
+        .describe_topic(topic)
+        .await?;
+    Ok(d.partitions.iter().map(|p| p.log_end_offset).sum())
+}
+
 async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
+    let before = client_end_offsets(&args.url, &args.topic).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     let per = p.messages / u64::from(p.producers.max(1));
@@ -295,6 +326,13 @@ async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
         hist.add(t.await??)?;
     }
     let elapsed = started.elapsed();
+    let stored: u64 = client_end_offsets(&args.url, &args.topic).await?;
+    anyhow::ensure!(
+        stored >= before + p.messages,
+        "only {} of {} records were stored (the sampled acks did not show the failure)",
+        stored.saturating_sub(before),
+        p.messages
+    );
     let bytes = p.messages * p.size as u64;
     let baseline = write_baseline(p.baseline_dir.clone(), bytes).await?;
     let workload = if p.sync {
@@ -310,6 +348,7 @@ async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
         latency: Some(hist),
         baseline_mib_s: Some(baseline),
         broker_peak_rss_kib: None,
+        broker_rss_anon_kib: None,
     })
 }
 
@@ -342,6 +381,7 @@ async fn consume(client: &Client, topic: &str, c: &ConsumeArgs) -> anyhow::Resul
         latency: None,
         baseline_mib_s: None,
         broker_peak_rss_kib: None,
+        broker_rss_anon_kib: None,
     })
 }
 
@@ -399,6 +439,7 @@ async fn e2e(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
         latency: Some(hist),
         baseline_mib_s: None,
         broker_peak_rss_kib: None,
+        broker_rss_anon_kib: None,
     })
 }
 
@@ -426,13 +467,12 @@ async fn write_baseline(dir: Option<PathBuf>, bytes: u64) -> anyhow::Result<f64>
     .await?
 }
 
-/// Peak resident memory (VmHWM) of the broker, from /proc.
-fn peak_rss(pid: Option<u32>) -> Option<u64> {
-    let pid = pid.or_else(find_broker)?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+/// A `kB` field of the broker's /proc status (VmHWM: peak RSS; RssAnon: heap).
+fn proc_status_kib(pid: Option<u32>, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

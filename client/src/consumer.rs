@@ -79,8 +79,8 @@ impl ConsumerConfig {
 /// A record as a consumer sees it. Key and value are zero-copy views of the fetched batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared by every record of a fetch: no allocation per record).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: u32,
     /// Offset in the partition.
@@ -95,7 +95,9 @@ pub struct ConsumerRecord {
     pub headers: Vec<(String, Bytes)>,
 }
 
-type Tp = (String, u32);
+/// A topic partition; the topic is shared so that tracking a record's
+/// partition never allocates.
+type Tp = (Arc<str>, u32);
 
 /// Fetched batches of one partition, tagged with the epoch they were fetched under.
 struct Fetched {
@@ -182,7 +184,7 @@ impl Client {
             state: Mutex::default(),
             records: tx,
         });
-        let tps: Vec<Tp> = partitions.iter().map(|&p| (topic.to_string(), p)).collect();
+        let tps: Vec<Tp> = partitions.iter().map(|&p| (Arc::from(topic), p)).collect();
         start_fetchers(&shared, &tps).await?;
         Ok(Consumer {
             shared,
@@ -246,10 +248,11 @@ async fn membership(
             ev = events.message() => match ev.ok().flatten().and_then(|e| e.event) {
                 Some(Event::Joined(j)) => lock(&shared).member_id = j.member_id,
                 Some(Event::Revoke(r)) => {
-                    let tps: Vec<Tp> = r.partitions.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p))).collect();
+                    let tps: Vec<Tp> = r.partitions.iter().flat_map(|t| t.partitions.iter().map(|p| (Arc::from(t.topic.as_str()), *p))).collect();
                     stop_fetchers(&shared, &tps);
                     if let Some(cb) = &shared.config.on_revoke {
-                        cb(&tps);
+                        let named: Vec<(String, u32)> = tps.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+                        cb(&named);
                     }
                     if let Err(e) = commit_positions(&shared, Some(&tps)).await {
                         tracing::warn!(error = %e, "commit before revocation failed");
@@ -259,7 +262,7 @@ async fn membership(
                 }
                 Some(Event::Assignment(a)) => {
                     lock(&shared).generation = a.generation;
-                    let tps: Vec<Tp> = a.partitions.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p))).collect();
+                    let tps: Vec<Tp> = a.partitions.iter().flat_map(|t| t.partitions.iter().map(|p| (Arc::from(t.topic.as_str()), *p))).collect();
                     let new: Vec<Tp> = {
                         let st = lock(&shared);
                         tps.into_iter().filter(|tp| !st.fetchers.contains_key(tp)).collect()
@@ -316,7 +319,7 @@ async fn start_fetchers(shared: &Arc<Shared>, tps: &[Tp]) -> Result<()> {
     for tp in tps {
         let start = committed
             .iter()
-            .find(|c| c.topic == tp.0 && c.partition == tp.1)
+            .find(|c| *c.topic == *tp.0 && c.partition == tp.1)
             .map(|c| c.offset);
         spawn_fetcher(shared, tp.clone(), start);
     }
@@ -355,7 +358,7 @@ async fn fetch_loop(shared: Arc<Shared>, tp: Tp, epoch: u64, start: Option<u64>)
             continue;
         }
         let req = v1::FetchRequest {
-            topic: tp.0.clone(),
+            topic: tp.0.to_string(),
             partition: tp.1,
             offset: next,
             max_bytes: c.fetch_max_bytes,
@@ -421,7 +424,7 @@ async fn commit_positions(shared: &Shared, only: Option<&[Tp]>) -> Result<()> {
             .iter()
             .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
             .map(|((topic, partition), offset)| v1::OffsetCommit {
-                topic: topic.clone(),
+                topic: topic.to_string(),
                 partition: *partition,
                 offset: *offset,
                 metadata: String::new(),
@@ -452,7 +455,7 @@ impl Consumer {
         self.mark_processed();
         loop {
             while let Some((rec, epoch)) = self.current.pop_front() {
-                let tp = (rec.topic.clone(), rec.partition);
+                let tp: Tp = (Arc::clone(&rec.topic), rec.partition);
                 if lock(&self.shared).epochs.get(&tp).copied().unwrap_or(0) != epoch {
                     continue; // revoked or sought since it was fetched
                 }
@@ -465,6 +468,7 @@ impl Consumer {
     }
 
     fn decode(&mut self, f: Fetched) -> Result<()> {
+        let topic: Arc<str> = Arc::clone(&f.tp.0);
         for batch in batches(f.batches) {
             let batch = batch.map_err(|e| Error::Protocol(e.to_string()))?;
             for r in batch.records() {
@@ -473,7 +477,7 @@ impl Consumer {
                     continue;
                 }
                 let rec = ConsumerRecord {
-                    topic: f.tp.0.clone(),
+                    topic: Arc::clone(&topic),
                     partition: f.tp.1,
                     offset: r.offset,
                     timestamp_ms: r.timestamp,
@@ -505,7 +509,7 @@ impl Consumer {
 
     /// Moves a partition this consumer owns to `offset`; records fetched before are dropped.
     pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
-        let tp = (topic.to_string(), partition);
+        let tp: Tp = (Arc::from(topic), partition);
         stop_fetchers(&self.shared, std::slice::from_ref(&tp));
         spawn_fetcher(&self.shared, tp, Some(offset));
     }
@@ -543,19 +547,23 @@ impl Consumer {
     pub fn pause(&self, topic: &str, partition: u32) {
         lock(&self.shared)
             .paused
-            .insert((topic.to_string(), partition));
+            .insert((Arc::from(topic), partition));
     }
 
     /// Resumes a paused partition.
     pub fn resume(&self, topic: &str, partition: u32) {
         lock(&self.shared)
             .paused
-            .remove(&(topic.to_string(), partition));
+            .remove(&(Arc::from(topic), partition));
     }
 
     /// Partitions this consumer fetches now.
     pub fn assignment(&self) -> Vec<(String, u32)> {
-        let mut v: Vec<Tp> = lock(&self.shared).fetchers.keys().cloned().collect();
+        let mut v: Vec<(String, u32)> = lock(&self.shared)
+            .fetchers
+            .keys()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect();
         v.sort();
         v
     }
