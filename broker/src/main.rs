@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use brook_broker::cli;
 use brook_broker::config::ServeArgs;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -25,6 +26,41 @@ enum Command {
     Serve(ServeArgs),
     /// Measure a running broker: produce, consume or end-to-end load.
     Bench(brook_broker::bench::BenchArgs),
+    /// Create, list, describe, delete topics; add partitions.
+    Topic {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::TopicCmd,
+    },
+    /// Send standard input to a topic, one record per line.
+    Produce {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        cmd: cli::ProduceCmd,
+    },
+    /// Print a topic's records (as a group member with --group).
+    Consume {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        cmd: cli::ConsumeCmd,
+    },
+    /// List, describe, delete consumer groups; reset their offsets.
+    Group {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(subcommand)]
+        cmd: cli::GroupCmd,
+    },
+    /// Consumer lag per partition: committed, end, lag in records and time.
+    Lag {
+        #[command(flatten)]
+        conn: cli::Conn,
+        #[command(flatten)]
+        cmd: cli::LagCmd,
+    },
 }
 
 async fn shutdown_signal() {
@@ -43,6 +79,10 @@ async fn shutdown_signal() {
     }
 }
 
+fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(f)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -56,9 +96,12 @@ fn main() -> ExitCode {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(brook_broker::server::run(config, shutdown_signal()))
         }),
-        Command::Bench(args) => tokio::runtime::Runtime::new()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(brook_broker::bench::run(args))),
+        Command::Bench(args) => block_on(brook_broker::bench::run(args)),
+        Command::Topic { conn, cmd } => block_on(cli::topic(&conn, cmd)),
+        Command::Produce { conn, cmd } => block_on(cli::produce(&conn, cmd)),
+        Command::Consume { conn, cmd } => block_on(cli::consume(&conn, cmd)),
+        Command::Group { conn, cmd } => block_on(cli::group(&conn, cmd)),
+        Command::Lag { conn, cmd } => block_on(cli::lag(&conn, cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
