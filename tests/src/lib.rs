@@ -56,6 +56,37 @@ pub fn brook_binary() -> &'static Path {
     })
 }
 
+/// Path of an example of the client crate, built like [`brook_binary`].
+pub fn client_example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "brook-client",
+        "--example",
+        name,
+        "--target-dir",
+    ])
+    .arg(&target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    assert!(
+        cmd.status().expect("running cargo build").success(),
+        "building example {name} failed"
+    );
+    profile_dir.join("examples").join(name)
+}
+
 /// A running `brook serve` process.
 pub struct Broker {
     child: Child,
