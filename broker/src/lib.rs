@@ -13,6 +13,7 @@ pub mod config;
 mod conn;
 mod consume;
 pub mod groups;
+mod idempotence;
 mod limits;
 mod metrics;
 mod produce;

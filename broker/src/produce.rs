@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::idempotence::Verdict;
 use crate::metrics::TopicLabels;
 use crate::state::Broker;
 use crate::status::{invalid, to_status};
@@ -86,16 +87,20 @@ fn parse_batch(bytes: bytes::Bytes) -> Result<Batch, Status> {
     Ok(batch)
 }
 
-fn response(info: AppendInfo) -> v1::ProduceResponse {
+fn response(info: AppendInfo, duplicate: bool) -> v1::ProduceResponse {
     v1::ProduceResponse {
         base_offset: info.base_offset,
         last_offset: info.last_offset,
         log_end_offset: info.log_end_offset,
+        duplicate,
     }
 }
 
 impl ProducerService {
     /// Checks and appends one request; the returned future completes its ack.
+    /// A batch from an idempotent producer is checked against the partition's
+    /// producer state, appended and recorded under that state's lock; a retry
+    /// of a stored batch is answered with its first offsets.
     fn start_produce(
         &self,
         req: v1::ProduceRequest,
@@ -103,8 +108,40 @@ impl ProducerService {
         let durable = wants_durable(req.acks)?;
         let p = self.broker.partition(&req.topic, req.partition)?;
         let batch = parse_batch(req.batch)?;
-        let info = append_now(&self.broker, &req.topic, &p, &batch)?;
-        Ok(async move { make_durable(p, info, durable).await.map(response) })
+        let h = *batch.header();
+        let (info, duplicate) = if h.producer_id >= 0 {
+            let state = self
+                .broker
+                .producers
+                .partition(&req.topic, req.partition, &p)?;
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            match state.check(&h)? {
+                Verdict::Duplicate(stored) => {
+                    let info = AppendInfo {
+                        base_offset: stored.base_offset,
+                        last_offset: stored.last_offset,
+                        log_end_offset: p.log_end_offset(),
+                    };
+                    (info, true)
+                }
+                Verdict::Append => {
+                    let info = append_now(&self.broker, &req.topic, &p, &batch)?;
+                    state.record(&h, info.base_offset);
+                    (info, false)
+                }
+            }
+        } else {
+            (append_now(&self.broker, &req.topic, &p, &batch)?, false)
+        };
+        Ok(async move {
+            // A duplicate is durable once everything up to its last record is.
+            let flush_info = AppendInfo {
+                log_end_offset: info.last_offset + 1,
+                ..info
+            };
+            make_durable(p, flush_info, durable).await?;
+            Ok(response(info, duplicate))
+        })
     }
 
     async fn publish_records(
@@ -272,6 +309,21 @@ impl Producer for ProducerService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn init_producer(
+        &self,
+        _req: Request<v1::InitProducerRequest>,
+    ) -> Result<Response<v1::InitProducerResponse>, Status> {
+        let started = Instant::now();
+        let r = self
+            .broker
+            .allocate_producer_id()
+            .map(|producer_id| v1::InitProducerResponse {
+                producer_id,
+                producer_epoch: 0,
+            });
+        self.broker.finish("InitProducer", "", None, started, r)
     }
 
     async fn publish(

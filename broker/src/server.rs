@@ -99,6 +99,9 @@ pub async fn run(
     let groups_dir = config.data_dir.join("~groups");
     let groups = tokio::task::spawn_blocking(move || Groups::open(groups_dir)).await??;
     let groups = Arc::new(groups);
+    let ids = crate::idempotence::ProducerIds::open(&config.data_dir)
+        .context("reading the producer-id reservation")?;
+    broker.set_producer_ids(ids);
     broker.set_ready(Arc::clone(&log), Arc::clone(&groups));
     let reaper = tokio::spawn(expire_members(
         Arc::clone(&broker),
@@ -126,9 +129,14 @@ pub async fn run(
     grpc.await?.context("gRPC server")?;
     metrics.await?;
     retention.abort();
-    tokio::task::spawn_blocking(move || log.close())
-        .await?
-        .context("closing the log")?;
+    let saver = Arc::clone(&broker);
+    tokio::task::spawn_blocking(move || {
+        // After the last append: the snapshots are valid to each log end.
+        saver.producers.save_all(&log);
+        log.close()
+    })
+    .await?
+    .context("closing the log")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

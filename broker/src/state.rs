@@ -22,6 +22,9 @@ pub struct Broker {
     pub config: ServeConfig,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Idempotent producers' sequences per partition.
+    pub producers: crate::idempotence::Producers,
+    producer_ids: OnceLock<crate::idempotence::ProducerIds>,
     /// Next partition for records without a key, per the round-robin rule.
     round_robin: AtomicU64,
 }
@@ -35,6 +38,8 @@ impl Broker {
             shutdown: watch::Sender::new(false),
             config,
             metrics: Metrics::default(),
+            producers: Default::default(),
+            producer_ids: OnceLock::new(),
             round_robin: AtomicU64::new(0),
         }
     }
@@ -43,6 +48,22 @@ impl Broker {
     pub fn set_ready(&self, log: Arc<Log>, groups: Arc<Groups>) {
         let _ = self.groups.set(groups);
         let _ = self.log.set(log);
+    }
+
+    /// Sets the producer-id allocator (once the data directory is open).
+    pub fn set_producer_ids(&self, ids: crate::idempotence::ProducerIds) {
+        let _ = self.producer_ids.set(ids);
+    }
+
+    /// A new idempotent producer id.
+    pub fn allocate_producer_id(&self) -> Result<i64, Status> {
+        self.log()?;
+        let ids = self
+            .producer_ids
+            .get()
+            .ok_or_else(|| Status::unavailable("the broker is recovering"))?;
+        ids.allocate()
+            .map_err(|e| Status::internal(format!("reserving producer ids: {e}")))
     }
 
     /// Consumer-group state, or UNAVAILABLE while recovering or shutting down.

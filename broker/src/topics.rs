@@ -149,6 +149,7 @@ impl Topics for TopicsService {
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(to_status)?;
+            self.broker.producers.forget_topic(&name);
             tracing::info!(topic = %name, "deleted topic");
             Ok(v1::DeleteTopicResponse {})
         }

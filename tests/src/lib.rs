@@ -90,6 +90,7 @@ pub fn client_example(name: &str) -> PathBuf {
 /// A running `brook serve` process.
 pub struct Broker {
     child: Child,
+    data_dir: PathBuf,
     /// gRPC address.
     pub grpc: SocketAddr,
     /// Metrics address.
@@ -100,11 +101,16 @@ impl Broker {
     /// Starts `brook serve` on ephemeral ports over `data_dir`, with extra flags.
     /// Returns once the ports are bound (the log may still be recovering).
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> Broker {
+        Broker::spawn_at(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Like [`Broker::spawn`], with the gRPC address given.
+    pub fn spawn_at(data_dir: &Path, listen: &str, extra: &[&str]) -> Broker {
         let mut child = Command::new(brook_binary())
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -134,6 +140,7 @@ impl Broker {
             grpc: addr("grpc="),
             metrics: addr("metrics="),
             child,
+            data_dir: data_dir.to_path_buf(),
         }
     }
 
@@ -204,6 +211,19 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// SIGKILL, keeping the handle for [`Broker::restart`].
+    pub fn kill9_in_place(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping brook");
+    }
+
+    /// Starts the broker again on the same data and gRPC address, and waits until it serves.
+    pub async fn restart(&mut self) {
+        let (dir, listen) = (self.data_dir.clone(), self.grpc.to_string());
+        *self = Broker::spawn_at(&dir, &listen, &[]);
+        self.wait_serving().await;
     }
 
     /// SIGKILL: a crash, with no chance to flush or close.
