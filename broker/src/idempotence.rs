@@ -227,10 +227,13 @@ fn read_snapshot(path: &Path) -> Option<(PartitionProducers, u64)> {
     Some((state, valid_to))
 }
 
+/// One partition's producer state, locked around check + append + record.
+type SharedState = Arc<Mutex<PartitionProducers>>;
+
 /// Producer state of every partition that an idempotent producer used since start.
 #[derive(Default)]
 pub struct Producers {
-    partitions: Mutex<HashMap<(String, u32), Arc<Mutex<PartitionProducers>>>>,
+    partitions: Mutex<HashMap<(String, u32), SharedState>>,
 }
 
 impl Producers {
