@@ -61,6 +61,12 @@ pub struct ServeArgs {
     /// Longest session timeout a group member may ask for, in ms [default: 300000]
     #[arg(long, env = "BROOK_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<u64>,
+    /// Testing aid (a fail point): end every produce stream with UNAVAILABLE
+    /// right after appending its Nth batch and before acknowledging it, as a
+    /// dropped connection would.
+    #[arg(long, env = "BROOK_DEBUG_DROP_STREAM_AFTER", hide = true)]
+    #[serde(skip)]
+    pub debug_drop_stream_after: Option<u64>,
     /// Testing aid: wait this long (ms) before recovering the log, to observe the UNAVAILABLE window.
     #[arg(long, env = "BROOK_DEBUG_DELAY_RECOVERY_MS", hide = true)]
     #[serde(skip)]
@@ -88,6 +94,8 @@ pub struct ServeConfig {
     pub group_min_session_timeout: Duration,
     /// See `group_min_session_timeout`.
     pub group_max_session_timeout: Duration,
+    /// See [`ServeArgs::debug_drop_stream_after`].
+    pub debug_drop_stream_after: Option<u64>,
     /// See [`ServeArgs::debug_delay_recovery_ms`].
     pub debug_delay_recovery: Duration,
 }
@@ -158,6 +166,7 @@ impl ServeArgs {
                 group_max_session_timeout_ms,
                 300_000
             )),
+            debug_drop_stream_after: self.debug_drop_stream_after,
             debug_delay_recovery: Duration::from_millis(self.debug_delay_recovery_ms.unwrap_or(0)),
             topic_defaults,
         };

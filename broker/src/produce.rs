@@ -273,6 +273,7 @@ impl Producer for ProducerService {
             // a later batch overtake it.
             let mut acks: FuturesOrdered<PendingAck> = FuturesOrdered::new();
             let mut shutdown = service.broker.shutdown_signal();
+            let (drop_after, mut appended) = (service.broker.config.debug_drop_stream_after, 0u64);
             let mut reading = true;
             loop {
                 tokio::select! {
@@ -287,6 +288,13 @@ impl Producer for ProducerService {
                         Ok(Some(req)) => {
                             let started = Instant::now();
                             let (topic, partition) = (req.topic.clone(), req.partition);
+                            appended += 1;
+                            if drop_after.is_some_and(|n| appended > n) {
+                                // Fail point: the batch is stored, its ack is lost.
+                                let _ = service.start_produce(req);
+                                let _ = tx.send(Err(Status::unavailable("debug fail point: stream dropped after an append"))).await;
+                                return;
+                            }
                             let ack: Pin<Box<dyn Future<Output = _> + Send>> = match service.start_produce(req) {
                                 Ok(ack) => Box::pin(ack),
                                 Err(e) => {

@@ -46,6 +46,12 @@ pub struct ProducerConfig {
     pub max_in_flight: usize,
     /// Durability of every send.
     pub acks: Acks,
+    /// Idempotent producer (default): the broker stores each batch once, so
+    /// batches in flight when a connection drops are re-sent safely. At most
+    /// 5 batches are then in flight.
+    pub idempotent: bool,
+    /// How long an idempotent producer keeps re-sending before failing a send.
+    pub delivery_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -54,8 +60,10 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(5),
             batch_bytes: 1 << 20,
             buffer_bytes: 64 << 20,
-            max_in_flight: 16,
+            max_in_flight: 5,
             acks: Acks::Written,
+            idempotent: true,
+            delivery_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -254,9 +262,9 @@ struct Open {
     deadline: Instant,
 }
 
-/// A batch sent and not yet acknowledged.
+/// A batch sent (or to be re-sent) and not yet acknowledged.
 struct InFlight {
-    partition: u32,
+    request: v1::ProduceRequest,
     waiters: Vec<oneshot::Sender<Result<RecordMetadata>>>,
     _permits: Vec<OwnedSemaphorePermit>,
 }
@@ -264,6 +272,20 @@ struct InFlight {
 struct Stream {
     requests: mpsc::Sender<v1::ProduceRequest>,
     acks: Streaming<v1::ProduceResponse>,
+}
+
+/// Codes after which an idempotent producer re-sends its in-flight batches:
+/// the connection or the broker went away, and the broker's sequence check
+/// makes a re-sent batch that was already stored a no-op.
+fn retriable(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Internal
+    )
 }
 
 /// The background task that owns the batches and the stream.
@@ -277,10 +299,24 @@ struct Sender {
     in_flight: VecDeque<InFlight>,
     stream: Option<Stream>,
     flushes: Vec<oneshot::Sender<Result<()>>>,
+    /// Producer id and epoch, once the broker gave them (idempotent mode).
+    identity: Option<(i64, i16)>,
+    /// Next sequence number per partition (idempotent mode).
+    sequences: HashMap<Tp, i32>,
+    /// Set while the stream is down: when the first failure happened.
+    failing_since: Option<Instant>,
+    /// The stream is down and in-flight batches must be re-sent before anything else.
+    resend_needed: bool,
+    backoff: Duration,
 }
 
 impl Sender {
-    fn new(client: Client, config: ProducerConfig) -> Self {
+    fn new(client: Client, mut config: ProducerConfig) -> Self {
+        if config.idempotent {
+            // The broker remembers a producer's last 5 batches per partition:
+            // more in flight and a retry could fall outside what it can dedupe.
+            config.max_in_flight = config.max_in_flight.clamp(1, 5);
+        }
         Sender {
             client,
             config,
@@ -289,13 +325,23 @@ impl Sender {
             in_flight: VecDeque::new(),
             stream: None,
             flushes: Vec::new(),
+            identity: None,
+            sequences: HashMap::new(),
+            failing_since: None,
+            resend_needed: false,
+            backoff: Duration::from_millis(50),
         }
     }
 
     async fn run(mut self, mut cmds: mpsc::Receiver<Cmd>) {
         let mut accepting = true;
         loop {
+            if self.resend_needed {
+                self.resend().await;
+                continue;
+            }
             let next_deadline = self.open.values().map(|o| o.deadline).min();
+            let room = self.in_flight.len() < self.config.max_in_flight;
             tokio::select! {
                 cmd = cmds.recv(), if accepting => match cmd {
                     Some(Cmd::Send { tp, record, permit, reply }) => self.add(tp, record, permit, reply),
@@ -312,10 +358,10 @@ impl Sender {
                         }
                     }
                 },
-                ack = next_ack(&mut self.stream), if !self.in_flight.is_empty() => self.on_ack(ack),
+                ack = next_ack(&mut self.stream), if self.stream.is_some() && !self.in_flight.is_empty() => self.on_ack(ack),
                 // Only while there is in-flight room: a due batch that cannot
                 // be sent yet waits for an ack, not for a spinning timer.
-                _ = sleep_until(next_deadline), if next_deadline.is_some() && self.in_flight.len() < self.config.max_in_flight => {}
+                _ = sleep_until(next_deadline), if next_deadline.is_some() && room => {}
             }
             self.ship_ready().await;
             if self.open.is_empty() && self.full.is_empty() && self.in_flight.is_empty() {
@@ -365,15 +411,15 @@ impl Sender {
     }
 
     /// Sends every batch that is full or has lingered long enough, while
-    /// in-flight room remains.
+    /// in-flight room remains and the stream is up.
     async fn ship_ready(&mut self) {
-        while self.in_flight.len() < self.config.max_in_flight {
+        while self.in_flight.len() < self.config.max_in_flight && !self.resend_needed {
             let Some((tp, open)) = self.full.pop_front() else {
                 break;
             };
             self.ship(tp, open).await;
         }
-        if !self.full.is_empty() {
+        if !self.full.is_empty() || self.resend_needed {
             return;
         }
         let now = Instant::now();
@@ -385,7 +431,7 @@ impl Sender {
             .collect();
         ready.sort();
         for tp in ready {
-            if self.in_flight.len() >= self.config.max_in_flight {
+            if self.in_flight.len() >= self.config.max_in_flight || self.resend_needed {
                 return;
             }
             let Some(open) = self.open.remove(&tp) else {
@@ -395,39 +441,62 @@ impl Sender {
         }
     }
 
-    async fn ship(&mut self, (topic, partition): Tp, open: Open) {
+    async fn ship(&mut self, tp: Tp, open: Open) {
         let acks = match self.config.acks {
             Acks::Written => v1::Acks::Written,
             Acks::Durable => v1::Acks::Durable,
         } as i32;
-        let batch = open.builder.build(0);
+        let mut builder = open.builder;
+        if self.config.idempotent {
+            let (pid, epoch) = match self.identity().await {
+                Ok(id) => id,
+                Err(e) => {
+                    // No producer id yet (broker unreachable): keep the batch
+                    // first in line and retry like a dropped stream.
+                    self.full.push_front((tp, Open { builder, ..open }));
+                    self.stream_failed(e);
+                    return;
+                }
+            };
+            let seq = self.sequences.entry(tp.clone()).or_insert(0);
+            let base = *seq;
+            *seq = seq.wrapping_add(builder.record_count() as i32) & i32::MAX;
+            builder = builder.producer(pid, epoch, base);
+        }
+        let batch = builder.build(0);
         debug_assert!(Batch::parse(batch.clone()).is_ok());
-        let req = v1::ProduceRequest {
-            topic,
-            partition,
+        let request = v1::ProduceRequest {
+            topic: tp.0,
+            partition: tp.1,
             batch,
             acks,
         };
-        let sent = match self.stream_mut().await {
-            Ok(s) => s.requests.send(req).await.map_err(|_| Error::Closed),
-            Err(e) => Err(e),
-        };
-        match sent {
-            Ok(()) => self.in_flight.push_back(InFlight {
-                partition,
-                waiters: open.waiters,
-                _permits: open.permits,
-            }),
-            Err(e) => {
-                self.stream = None;
-                for w in open.waiters {
-                    let _ = w.send(Err(e.clone()));
-                }
-            }
+        self.in_flight.push_back(InFlight {
+            request: request.clone(),
+            waiters: open.waiters,
+            _permits: open.permits,
+        });
+        if let Err(e) = self.send(request).await {
+            self.stream_failed(e);
         }
     }
 
-    async fn stream_mut(&mut self) -> Result<&mut Stream> {
+    async fn identity(&mut self) -> Result<(i64, i16)> {
+        if let Some(id) = self.identity {
+            return Ok(id);
+        }
+        let r = self
+            .client
+            .producer_rpc()
+            .init_producer(v1::InitProducerRequest {})
+            .await?
+            .into_inner();
+        let id = (r.producer_id, r.producer_epoch as i16);
+        self.identity = Some(id);
+        Ok(id)
+    }
+
+    async fn send(&mut self, request: v1::ProduceRequest) -> Result<()> {
         if self.stream.is_none() {
             let (requests, rx) = mpsc::channel(self.config.max_in_flight.max(1));
             let acks = self
@@ -438,48 +507,90 @@ impl Sender {
                 .into_inner();
             self.stream = Some(Stream { requests, acks });
         }
-        Ok(self.stream.as_mut().expect("just set"))
+        let stream = self.stream.as_mut().expect("just set");
+        stream
+            .requests
+            .send(request)
+            .await
+            .map_err(|_| Error::Status {
+                code: tonic::Code::Unavailable,
+                message: "the produce stream closed".into(),
+            })
+    }
+
+    /// The stream broke: an idempotent producer re-sends later, within
+    /// `delivery_timeout`; any other fails what is in flight now.
+    fn stream_failed(&mut self, e: Error) {
+        self.stream = None;
+        let retry = self.config.idempotent && e.code().is_some_and(retriable);
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        if retry && since.elapsed() < self.config.delivery_timeout {
+            tracing::debug!(error = %e, "produce stream failed; will re-send");
+            self.resend_needed = true;
+            return;
+        }
+        self.fail_all(e);
+    }
+
+    /// Waits, reconnects and re-sends every in-flight batch in order.
+    async fn resend(&mut self) {
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
+        if let Err(e) = self.identity().await {
+            self.stream_failed(e);
+            return;
+        }
+        let requests: Vec<v1::ProduceRequest> =
+            self.in_flight.iter().map(|f| f.request.clone()).collect();
+        for r in requests {
+            if let Err(e) = self.send(r).await {
+                self.stream_failed(e);
+                return;
+            }
+        }
+        self.resend_needed = false;
+    }
+
+    fn fail_all(&mut self, err: Error) {
+        self.failing_since = None;
+        self.resend_needed = false;
+        self.stream = None;
+        // Sequences of failed batches are burnt: a new producer id starts afresh.
+        self.identity = None;
+        self.sequences.clear();
+        let behind = Error::Status {
+            code: tonic::Code::Aborted,
+            message: format!("not stored: an earlier batch on the same stream failed ({err})"),
+        };
+        for (i, f) in self.in_flight.drain(..).enumerate() {
+            for w in f.waiters {
+                let _ = w.send(Err(if i == 0 { err.clone() } else { behind.clone() }));
+            }
+        }
     }
 
     fn on_ack(&mut self, ack: Option<Result<v1::ProduceResponse, tonic::Status>>) {
-        let Some(front) = self.in_flight.pop_front() else {
-            return;
-        };
         match ack {
             Some(Ok(r)) => {
+                self.failing_since = None;
+                self.backoff = Duration::from_millis(50);
+                let Some(front) = self.in_flight.pop_front() else {
+                    return;
+                };
                 for (i, w) in front.waiters.into_iter().enumerate() {
                     let _ = w.send(Ok(RecordMetadata {
-                        partition: front.partition,
+                        partition: front.request.partition,
                         offset: r.base_offset + i as u64,
                     }));
                 }
             }
-            failure => {
-                // The broker appends nothing after a failed batch on a stream:
-                // this batch failed, the ones behind it were never stored.
-                let err = match failure {
-                    Some(Err(s)) => Error::from(s),
-                    _ => Error::Status {
-                        code: tonic::Code::Unavailable,
-                        message: "the produce stream ended".into(),
-                    },
-                };
-                let behind = Error::Status {
-                    code: tonic::Code::Aborted,
-                    message: format!(
-                        "not stored: an earlier batch on the same stream failed ({err})"
-                    ),
-                };
-                for w in front.waiters {
-                    let _ = w.send(Err(err.clone()));
-                }
-                for f in self.in_flight.drain(..) {
-                    for w in f.waiters {
-                        let _ = w.send(Err(behind.clone()));
-                    }
-                }
-                self.stream = None;
-            }
+            // The broker appends nothing after a failed batch on a stream, so
+            // the batches behind this one were never stored.
+            Some(Err(s)) => self.stream_failed(Error::from(s)),
+            None => self.stream_failed(Error::Status {
+                code: tonic::Code::Unavailable,
+                message: "the produce stream ended".into(),
+            }),
         }
     }
 }
