@@ -180,7 +180,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     ensure_topic(&client, &args.topic, args.partitions).await?;
     let mut report = match &args.workload {
         Workload::Produce(p) => produce(&args, p).await?,
-        Workload::Consume(c) => consume(&client, &args.topic, c).await?,
+        Workload::Consume(c) => consume(&client, &args.topic, c, args.json).await?,
         Workload::E2e(p) => e2e(&args, p).await?,
     };
     let pid = args.broker_pid.or_else(find_broker);
@@ -220,6 +220,39 @@ fn producer_config(p: &ProduceArgs) -> anyhow::Result<ProducerConfig> {
     })
 }
 
+/// Records sent or received so far, for the progress line.
+static DONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Prints `label: done/total` on stderr every second until dropped (nothing with --json).
+struct Progress(Option<tokio::task::JoinHandle<()>>);
+
+impl Progress {
+    fn start(label: &'static str, total: u64, quiet: bool) -> Progress {
+        DONE.store(0, std::sync::atomic::Ordering::Relaxed);
+        if quiet {
+            return Progress(None);
+        }
+        Progress(Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let n = DONE.load(std::sync::atomic::Ordering::Relaxed);
+                eprintln!(
+                    "  {label}: {n}/{total} ({:.0}%)",
+                    n as f64 * 100.0 / total.max(1) as f64
+                );
+            }
+        })))
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
+        }
+    }
+}
+
 /// One record in this many has its ack latency measured (W1/W2-style runs).
 const LATENCY_SAMPLE: u64 = 16;
 
@@ -247,6 +280,7 @@ async fn produce_share(
             let key = keys.get((i % p.keys.max(1)) as usize).cloned();
             let t = Instant::now();
             producer.send(&topic, key, value.clone()).await?.await?;
+            DONE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             hist.record(t.elapsed().as_micros().max(1) as u64)?;
         }
         return Ok(hist);
@@ -275,6 +309,7 @@ async fn produce_share(
         let key = keys.get((i % p.keys.max(1)) as usize).cloned();
         let t = Instant::now();
         let d = producer.send(&topic, key, value.clone()).await?;
+        DONE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Latency is sampled (every LATENCY_SAMPLE-th record, like
         // kafka-producer-perf-test's sampling) so that measuring costs little
         // next to sending; that every record was stored is checked after.
@@ -303,6 +338,7 @@ async fn client_end_offsets(url: &str, topic: &str) -> anyhow::Result<u64> {
 }
 
 async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
+    let progress = Progress::start("sent", p.messages, args.json);
     let before = client_end_offsets(&args.url, &args.topic).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -326,6 +362,7 @@ async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
         hist.add(t.await??)?;
     }
     let elapsed = started.elapsed();
+    drop(progress);
     let stored: u64 = client_end_offsets(&args.url, &args.topic).await?;
     anyhow::ensure!(
         stored >= before + p.messages,
@@ -352,7 +389,13 @@ async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
     })
 }
 
-async fn consume(client: &Client, topic: &str, c: &ConsumeArgs) -> anyhow::Result<Report> {
+async fn consume(
+    client: &Client,
+    topic: &str,
+    c: &ConsumeArgs,
+    quiet: bool,
+) -> anyhow::Result<Report> {
+    let _progress = Progress::start("received", c.messages, quiet);
     let partitions: Vec<u32> =
         (0..client.admin().describe_topic(topic).await?.partitions.len() as u32).collect();
     let config = ConsumerConfig {
@@ -372,6 +415,7 @@ async fn consume(client: &Client, topic: &str, c: &ConsumeArgs) -> anyhow::Resul
             })??;
         bytes += r.value.as_ref().map_or(0, |v| v.len() as u64);
         n += 1;
+        DONE.store(n, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(Report {
         workload: "consume",
