@@ -16,6 +16,7 @@ pub fn to_status(e: Error) -> Status {
         Error::TopicExists(_) => Code::AlreadyExists,
         Error::UnknownTopic(_) | Error::UnknownPartition { .. } => Code::NotFound,
         Error::Closed(_) => Code::Unavailable,
+        Error::Corrupt { .. } => Code::DataLoss,
         Error::Io { .. } | Error::Poisoned { .. } => Code::Internal,
     };
     Status::new(code, e.to_string())

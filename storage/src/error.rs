@@ -46,6 +46,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Stored bytes that were valid when written no longer decode (bit rot,
+    /// outside damage): reads of that range fail instead of returning garbage.
+    #[error("corrupt data in {path} at position {position}: {reason}")]
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte position of the bad batch.
+        position: u64,
+        /// What did not decode.
+        reason: String,
+    },
     /// A previous fsync failed. The page cache may have dropped the unwritten
     /// data, so the partition refuses further writes instead of pretending.
     #[error("partition {partition} stopped accepting writes after a failed flush: {reason}")]

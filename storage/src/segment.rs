@@ -485,17 +485,18 @@ impl Segment {
 
     /// The header of the published batch at `pos`, checked so that a damaged
     /// file yields an error, not a panic.
+    fn corrupt(&self, position: u64, reason: String) -> Error {
+        Error::Corrupt {
+            path: self.paths.log.clone(),
+            position,
+            reason,
+        }
+    }
+
     fn header_at(&self, pos: u64, size: u64) -> Result<BatchHeader> {
         let buf = self.bytes_at(pos, size - pos);
-        BatchHeader::parse(buf, u32::try_from(buf.len()).unwrap_or(u32::MAX)).map_err(|e| {
-            Error::Io {
-                path: self.paths.log.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("at position {pos}: {e}"),
-                ),
-            }
-        })
+        BatchHeader::parse(buf, u32::try_from(buf.len()).unwrap_or(u32::MAX))
+            .map_err(|e| self.corrupt(pos, e.to_string()))
     }
 
     /// The first offset in this segment whose record timestamp is ≥ `timestamp`.
@@ -510,9 +511,10 @@ impl Segment {
         while pos < size {
             let h = self.header_at(pos, size)?;
             if h.last_offset() >= from && h.max_timestamp >= timestamp {
-                let batch = Batch::parse(self.view(pos, pos + h.total_len() as u64))?;
+                let batch = Batch::parse(self.view(pos, pos + h.total_len() as u64))
+                    .map_err(|e| self.corrupt(pos, e.to_string()))?;
                 for record in batch.records() {
-                    let record = record?;
+                    let record = record.map_err(|e| self.corrupt(pos, e.to_string()))?;
                     if record.offset >= from && record.timestamp >= timestamp {
                         return Ok(Some(record.offset));
                     }
