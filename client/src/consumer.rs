@@ -287,7 +287,23 @@ async fn membership(
                 }
             }
             _ = &mut stop => {
-                let _ = commit_positions(&shared, None).await;
+                // A rebalance may have moved the generation on with its
+                // Assignment still unread: apply pending events and commit again.
+                for _ in 0..20 {
+                    match commit_positions(&shared, None).await {
+                        Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {}
+                        _ => break,
+                    }
+                    let pending = tokio::time::timeout(Duration::from_millis(100), events.message()).await;
+                    match pending.ok().and_then(|r| r.ok()).flatten().and_then(|e| e.event) {
+                        Some(Event::Assignment(a)) => lock(&shared).generation = a.generation,
+                        Some(Event::Revoke(r)) => {
+                            let done = v1::join_message::Message::RevokeDone(v1::RevokeDone { generation: r.generation });
+                            let _ = requests.send(v1::JoinMessage { message: Some(done) }).await;
+                        }
+                        _ => {}
+                    }
+                }
                 let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
                 stop_fetchers(&shared, &all);
                 return; // dropping the request stream leaves the group
@@ -502,9 +518,30 @@ impl Consumer {
     }
 
     /// Commits every processed record (including the one in hand) and waits for the broker.
+    ///
+    /// During a rebalance the group's generation can move on before this
+    /// consumer has applied its new assignment; the commit is then retried
+    /// for up to two seconds once the new generation is known.
     pub async fn commit(&mut self) -> Result<()> {
         self.mark_processed();
-        commit_positions(&self.shared, None).await
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let generation = lock(&self.shared).generation;
+            match commit_positions(&self.shared, None).await {
+                Err(e)
+                    if e.code() == Some(tonic::Code::FailedPrecondition)
+                        && self.session.is_some() =>
+                {
+                    while lock(&self.shared).generation == generation {
+                        if tokio::time::Instant::now() > deadline {
+                            return Err(e);
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Moves a partition this consumer owns to `offset`; records fetched before are dropped.

@@ -117,8 +117,8 @@ impl OffsetIndex {
     pub fn entry(&self, i: usize) -> (u32, u32) {
         let e = self.0.get(i);
         (
-            u32::from_be_bytes(e[0..4].try_into().unwrap()),
-            u32::from_be_bytes(e[4..8].try_into().unwrap()),
+            u32::from_be_bytes([e[0], e[1], e[2], e[3]]),
+            u32::from_be_bytes([e[4], e[5], e[6], e[7]]),
         )
     }
 
@@ -180,8 +180,8 @@ impl TimeIndex {
     pub fn entry(&self, i: usize) -> (i64, u32) {
         let e = self.0.get(i);
         (
-            i64::from_be_bytes(e[0..8].try_into().unwrap()),
-            u32::from_be_bytes(e[8..12].try_into().unwrap()),
+            i64::from_be_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]),
+            u32::from_be_bytes([e[8], e[9], e[10], e[11]]),
         )
     }
 

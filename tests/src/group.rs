@@ -183,6 +183,7 @@ pub async fn run_member(
     let mut generation = 0;
     let mut positions: BTreeMap<u32, u64> = BTreeMap::new();
     let mut beat = tokio::time::interval(Duration::from_millis(500));
+    let mut poll = tokio::time::interval(Duration::from_millis(5));
     loop {
         tokio::select! {
             ev = s.events.message() => match ev.ok().flatten().and_then(|e| e.event) {
@@ -207,10 +208,33 @@ pub async fn run_member(
             },
             _ = beat.tick() => s.heartbeat().await,
             _ = async { let _ = stop.wait_for(|v| *v).await; } => {
-                let _ = commit(&b, &group, &topic, &s.member_id, generation, &positions).await;
+                // A rebalance may have moved the generation on with its
+                // Assignment still unread: take pending events, then commit again.
+                for _ in 0..50 {
+                    match commit(&b, &group, &topic, &s.member_id, generation, &positions).await {
+                        Err(e) if e.code() == tonic::Code::FailedPrecondition => {}
+                        _ => break,
+                    }
+                    let pending = tokio::time::timeout(Duration::from_millis(100), s.events.message()).await;
+                    match pending.ok().and_then(|r| r.ok()).flatten().and_then(|e| e.event) {
+                        Some(Event::Assignment(a)) => {
+                            generation = a.generation;
+                            let now = partitions(&a.partitions);
+                            positions.retain(|p, _| now.contains(p));
+                        }
+                        Some(Event::Revoke(r)) => {
+                            let gone = partitions(&r.partitions);
+                            let mine: BTreeMap<u32, u64> = positions.iter().filter(|(p, _)| gone.contains(p)).map(|(p, o)| (*p, *o)).collect();
+                            let _ = commit(&b, &group, &topic, &s.member_id, generation, &mine).await;
+                            positions.retain(|p, _| !gone.contains(p));
+                            s.revoke_done(r.generation).await;
+                        }
+                        _ => {}
+                    }
+                }
                 return; // dropping the session closes the stream: the member leaves
             }
-            _ = tokio::time::sleep(Duration::from_millis(5)) => {
+            _ = poll.tick() => {
                 for (p, pos) in positions.clone() {
                     let req = v1::FetchRequest { topic: topic.clone(), partition: p, offset: pos, ..Default::default() };
                     let r = consumer.fetch(req).await.expect("fetch").into_inner();

@@ -446,6 +446,7 @@ async fn member_child() {
         .await
         .unwrap();
     let mut s = Session::join_over(channel, "shipping", "orders", "child", 2_000).await;
+    let mut beat = tokio::time::interval(std::time::Duration::from_millis(300));
     loop {
         tokio::select! {
             ev = s.events.message() => match ev.ok().flatten().and_then(|e| e.event) {
@@ -454,7 +455,7 @@ async fn member_child() {
                 Some(_) => {}
                 None => return,
             },
-            _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => s.heartbeat().await,
+            _ = beat.tick() => s.heartbeat().await,
         }
     }
 }
