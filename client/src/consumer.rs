@@ -124,6 +124,9 @@ struct Shared {
     config: ConsumerConfig,
     state: Mutex<State>,
     records: mpsc::Sender<Fetched>,
+    /// Bumped whenever an epoch changes, so `recv` re-checks its queued
+    /// records only then instead of taking the lock for every record.
+    revision: std::sync::atomic::AtomicU64,
 }
 
 /// A consumer-group member. Records come out of [`Consumer::recv`] (or the
@@ -143,6 +146,7 @@ pub struct Consumer {
     records: mpsc::Receiver<Fetched>,
     current: VecDeque<(ConsumerRecord, u64)>,
     last: Option<(Tp, u64, u64)>,
+    checked_revision: u64,
     session: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
 }
 
@@ -155,6 +159,7 @@ impl Client {
             config,
             state: Mutex::default(),
             records: tx,
+            revision: Default::default(),
         });
         let (events, requests) = join(&shared).await?;
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -164,6 +169,7 @@ impl Client {
             records: rx,
             current: VecDeque::new(),
             last: None,
+            checked_revision: 0,
             session: Some((task, stop_tx)),
         })
     }
@@ -183,6 +189,7 @@ impl Client {
             config,
             state: Mutex::default(),
             records: tx,
+            revision: Default::default(),
         });
         let tps: Vec<Tp> = partitions.iter().map(|&p| (Arc::from(topic), p)).collect();
         start_fetchers(&shared, &tps).await?;
@@ -191,6 +198,7 @@ impl Client {
             records: rx,
             current: VecDeque::new(),
             last: None,
+            checked_revision: 0,
             session: None,
         })
     }
@@ -257,6 +265,9 @@ async fn membership(
                     if let Err(e) = commit_positions(&shared, Some(&tps)).await {
                         tracing::warn!(error = %e, "commit before revocation failed");
                     }
+                    // Forget them: a later commit must never write offsets for
+                    // partitions another member now owns.
+                    lock(&shared).positions.retain(|tp, _| !tps.contains(tp));
                     let done = v1::join_message::Message::RevokeDone(v1::RevokeDone { generation: r.generation });
                     let _ = requests.send(v1::JoinMessage { message: Some(done) }).await;
                 }
@@ -264,7 +275,9 @@ async fn membership(
                     lock(&shared).generation = a.generation;
                     let tps: Vec<Tp> = a.partitions.iter().flat_map(|t| t.partitions.iter().map(|p| (Arc::from(t.topic.as_str()), *p))).collect();
                     let new: Vec<Tp> = {
-                        let st = lock(&shared);
+                        let mut st = lock(&shared);
+                        // Only what this member owns now may be committed.
+                        st.positions.retain(|tp, _| tps.contains(tp));
                         tps.into_iter().filter(|tp| !st.fetchers.contains_key(tp)).collect()
                     };
                     if let Err(e) = start_fetchers(&shared, &new).await {
@@ -320,6 +333,9 @@ fn stop_fetchers(shared: &Shared, tps: &[Tp]) {
         }
         *st.epochs.entry(tp.clone()).or_default() += 1;
     }
+    shared
+        .revision
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
 }
 
 /// Starts fetching `tps` from their committed offsets (or `start_from`).
@@ -470,16 +486,38 @@ impl Consumer {
     pub async fn recv(&mut self) -> Result<ConsumerRecord> {
         self.mark_processed();
         loop {
-            while let Some((rec, epoch)) = self.current.pop_front() {
-                let tp: Tp = (Arc::clone(&rec.topic), rec.partition);
-                if lock(&self.shared).epochs.get(&tp).copied().unwrap_or(0) != epoch {
-                    continue; // revoked or sought since it was fetched
-                }
-                self.last = Some((tp, rec.offset, epoch));
+            let revision = self
+                .shared
+                .revision
+                .load(std::sync::atomic::Ordering::Acquire);
+            if revision != self.checked_revision {
+                // Something was revoked or sought: drop what was fetched before it.
+                let st = lock(&self.shared);
+                self.current.retain(|(rec, epoch)| {
+                    st.epochs
+                        .get(&(Arc::clone(&rec.topic), rec.partition))
+                        .copied()
+                        .unwrap_or(0)
+                        == *epoch
+                });
+                drop(st);
+                self.checked_revision = revision;
+            }
+            if let Some((rec, epoch)) = self.current.pop_front() {
+                self.last = Some(((Arc::clone(&rec.topic), rec.partition), rec.offset, epoch));
                 return Ok(rec);
             }
             let fetched = self.records.recv().await.ok_or(Error::Closed)?;
-            self.decode(fetched)?;
+            // Batches fetched under an older epoch are stale as a whole.
+            if lock(&self.shared)
+                .epochs
+                .get(&fetched.tp)
+                .copied()
+                .unwrap_or(0)
+                == fetched.epoch
+            {
+                self.decode(fetched)?;
+            }
         }
     }
 

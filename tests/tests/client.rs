@@ -197,3 +197,102 @@ async fn assigned_consumer_seeks_by_offset_and_time() {
         14
     );
 }
+
+/// Regression: a member kept the positions of partitions taken from it and
+/// auto-committed them later, moving the new owner's offsets backwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_never_commits_partitions_it_no_longer_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("t", 2).await.unwrap();
+    let producer = client.producer(Default::default());
+    for i in 0..200 {
+        let r = ProducerRecord {
+            topic: "t".into(),
+            partition: Some(i % 2),
+            value: Some(format!("v{i}").into()),
+            ..Default::default()
+        };
+        producer.send_record(r).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let config = || ConsumerConfig {
+        auto_commit: Some(Duration::from_millis(20)),
+        ..ConsumerConfig::new("g", &["t"])
+    };
+    let mut a = client.consumer(config()).await.unwrap();
+    let mut from_a = BTreeSet::new();
+    while from_a.len() < 2 {
+        let r = tokio::time::timeout(DEADLINE, a.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        from_a.insert(r.partition);
+    }
+    // b joins and takes one partition; more records arrive; b consumes and commits all of its partition.
+    let mut b = client.consumer(config()).await.unwrap();
+    for i in 0..200 {
+        let r = ProducerRecord {
+            topic: "t".into(),
+            partition: Some(i % 2),
+            value: Some(format!("w{i}").into()),
+            ..Default::default()
+        };
+        producer.send_record(r).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    let taken = loop {
+        let r = tokio::time::timeout(DEADLINE, async {
+            tokio::select! {
+                r = b.recv() => Some(r.unwrap()),
+                _ = a.recv() => None,
+            }
+        })
+        .await
+        .unwrap();
+        if let Some(r) = r {
+            break r.partition;
+        }
+    };
+    let mut last = 0;
+    while last < 199 {
+        let r = tokio::time::timeout(DEADLINE, async {
+            tokio::select! {
+                r = b.recv() => Some(r.unwrap()),
+                _ = a.recv() => None,
+            }
+        })
+        .await
+        .unwrap();
+        if let Some(r) = r {
+            assert_eq!(r.partition, taken);
+            last = r.offset;
+        }
+    }
+    b.commit().await.unwrap();
+    let committed = |c: &Client| {
+        let c = c.clone();
+        async move {
+            c.admin()
+                .committed("g", Some("t"))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|o| o.partition == taken)
+                .unwrap()
+                .offset
+        }
+    };
+    assert_eq!(committed(&client).await, 200);
+    // a auto-commits every 20 ms; over many cycles the taken partition must stay at b's offset.
+    let until = std::time::Instant::now() + Duration::from_millis(600);
+    while std::time::Instant::now() < until {
+        let _ = tokio::time::timeout(Duration::from_millis(20), a.recv()).await;
+        assert_eq!(
+            committed(&client).await,
+            200,
+            "a committed a partition it no longer owns"
+        );
+    }
+}
