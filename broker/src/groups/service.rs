@@ -483,8 +483,23 @@ impl groups_server::Groups for GroupsService {
             let (changes, entries) = self.reset_inner(&req)?;
             if !req.dry_run {
                 let groups = Arc::clone(self.broker.groups()?);
-                let g = req.group.clone();
-                blocking(move || groups.offsets.commit(&g, entries)).await?;
+                let (g, force) = (req.group.clone(), req.force);
+                tokio::task::spawn_blocking(move || {
+                    // Checked again under the offsets lock: a member that joins
+                    // meanwhile either blocks the reset or reads the new offsets.
+                    groups.offsets.commit_checked(&g, entries, || match groups.coordinator.member_count(&g) {
+                        n if n > 0 && !force => Err(Status::failed_precondition(format!(
+                            "group {g:?} has {n} active members: stop them first, or set force"
+                        ))),
+                        _ => Ok(()),
+                    })
+                })
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| match e {
+                    CommitError::Rejected(status) => status,
+                    CommitError::Io(e) => io_status(e),
+                })?;
                 tracing::info!(group = %req.group, topic = %req.topic, partitions = changes.len(), "offsets reset");
             }
             Ok(v1::ResetOffsetsResponse { changes, applied: !req.dry_run })
