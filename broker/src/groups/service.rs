@@ -179,13 +179,7 @@ impl GroupsService {
         use v1::reset_offsets_request::To;
         check_group_name(&req.group)?;
         let (log, groups) = self.state()?;
-        let members = groups.coordinator.member_count(&req.group);
-        if members > 0 && !req.force {
-            return Err(Status::failed_precondition(format!(
-                "group {:?} has {members} active members: stop them first, or set force",
-                req.group
-            )));
-        }
+        no_members(groups, &req.group, req.force)?;
         let topic = log.topic(&req.topic).map_err(to_status)?;
         let ids: Vec<u32> = if req.partitions.is_empty() {
             (0..topic.partition_count()).collect()
@@ -241,6 +235,36 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(io_status)
+}
+
+/// Stores offsets on a blocking thread if `check` passes under the group's offsets lock.
+async fn store_checked(
+    groups: Arc<Groups>,
+    group: String,
+    entries: Vec<Entry>,
+    check: impl FnOnce(&Groups, &str) -> Result<(), Status> + Send + 'static,
+) -> Result<(), Status> {
+    tokio::task::spawn_blocking(move || {
+        groups
+            .offsets
+            .commit_checked(&group, entries, || check(&groups, &group))
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+    .map_err(|e| match e {
+        CommitError::Rejected(status) => status,
+        CommitError::Io(e) => io_status(e),
+    })
+}
+
+/// Offsets may be reset only while the group has no members, unless forced.
+fn no_members(groups: &Groups, group: &str, force: bool) -> Result<(), Status> {
+    match groups.coordinator.member_count(group) {
+        n if n > 0 && !force => Err(Status::failed_precondition(format!(
+            "group {group:?} has {n} active members: stop them first, or set force"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A failed offsets write: RESOURCE_EXHAUSTED when the disk is full, INTERNAL otherwise.
@@ -329,20 +353,12 @@ impl groups_server::Groups for GroupsService {
         let r = async {
             let entries = self.commit_inner(req)?;
             let groups = Arc::clone(self.broker.groups()?);
-            let g = group.clone();
-            tokio::task::spawn_blocking(move || {
-                // The membership check runs again under the group's offsets
-                // lock: a member fenced in between cannot land its write.
-                groups.offsets.commit_checked(&g, entries, || {
-                    groups.coordinator.check_commit(&g, &member, generation)
-                })
+            // The membership check runs again under the group's offsets lock:
+            // a member fenced in between cannot land its write.
+            store_checked(groups, group.clone(), entries, move |groups, g| {
+                groups.coordinator.check_commit(g, &member, generation)
             })
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| match e {
-                CommitError::Rejected(status) => status,
-                CommitError::Io(e) => io_status(e),
-            })?;
+            .await?;
             Ok(v1::CommitResponse {})
         }
         .await;
@@ -483,23 +499,10 @@ impl groups_server::Groups for GroupsService {
             let (changes, entries) = self.reset_inner(&req)?;
             if !req.dry_run {
                 let groups = Arc::clone(self.broker.groups()?);
-                let (g, force) = (req.group.clone(), req.force);
-                tokio::task::spawn_blocking(move || {
-                    // Checked again under the offsets lock: a member that joins
-                    // meanwhile either blocks the reset or reads the new offsets.
-                    groups.offsets.commit_checked(&g, entries, || match groups.coordinator.member_count(&g) {
-                        n if n > 0 && !force => Err(Status::failed_precondition(format!(
-                            "group {g:?} has {n} active members: stop them first, or set force"
-                        ))),
-                        _ => Ok(()),
-                    })
-                })
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|e| match e {
-                    CommitError::Rejected(status) => status,
-                    CommitError::Io(e) => io_status(e),
-                })?;
+                let force = req.force;
+                // Checked again under the offsets lock: a member that joins
+                // meanwhile either blocks the reset or reads the new offsets.
+                store_checked(groups, req.group.clone(), entries, move |groups, g| no_members(groups, g, force)).await?;
                 tracing::info!(group = %req.group, topic = %req.topic, partitions = changes.len(), "offsets reset");
             }
             Ok(v1::ResetOffsetsResponse { changes, applied: !req.dry_run })
