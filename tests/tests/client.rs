@@ -8,6 +8,13 @@ use brook_client::{Client, ConsumerConfig, ProducerConfig, ProducerRecord, Start
 use brook_protocol::partitioner::partition_for_key;
 use brook_tests::{Broker, DEADLINE, fetch_all};
 
+/// Awaits `f`, failing with its name instead of hanging the suite.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not complete within {DEADLINE:?}"))
+}
+
 async fn client(b: &Broker) -> Client {
     Client::connect(format!("http://{}", b.grpc)).await.unwrap()
 }
@@ -32,10 +39,10 @@ async fn producer_batches_keyed_records_and_resolves_each_with_its_offset() {
             .unwrap();
         deliveries.push((key, i, d));
     }
-    producer.flush().await.unwrap();
+    within("flush", producer.flush()).await.unwrap();
     let mut placed = BTreeMap::new();
     for (key, i, d) in deliveries {
-        let m = d.await.unwrap();
+        let m = within("delivery", d).await.unwrap();
         assert_eq!(
             m.partition,
             partition_for_key(key.as_bytes(), 4),
@@ -94,7 +101,7 @@ async fn group_consumers_share_the_work_and_resume_from_commits() {
             .await
             .unwrap();
     }
-    producer.flush().await.unwrap();
+    within("flush", producer.flush()).await.unwrap();
 
     let config = || ConsumerConfig {
         auto_commit: Some(Duration::from_millis(100)),
@@ -126,10 +133,10 @@ async fn group_consumers_share_the_work_and_resume_from_commits() {
         by_member[0] > 0 && by_member[1] > 0,
         "both members got partitions: {by_member:?}"
     );
-    a.commit().await.unwrap();
-    b.commit().await.unwrap();
-    a.close().await.unwrap();
-    b.close().await.unwrap();
+    within("commit", a.commit()).await.unwrap();
+    within("commit", b.commit()).await.unwrap();
+    within("close", a.close()).await.unwrap();
+    within("close", b.close()).await.unwrap();
 
     // A new member resumes exactly after what was committed.
     let mut c = client.consumer(config()).await.unwrap();
@@ -145,10 +152,10 @@ async fn group_consumers_share_the_work_and_resume_from_commits() {
             rec.offset
         );
     }
-    c.commit().await.unwrap();
+    within("commit", c.commit()).await.unwrap();
     let lag = client.consumer_lag("billing").await.unwrap();
     assert_eq!(lag.total_lag_records, 0);
-    c.close().await.unwrap();
+    within("close", c.close()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +174,7 @@ async fn assigned_consumer_seeks_by_offset_and_time() {
         };
         producer.send_record(r).await.unwrap();
     }
-    producer.flush().await.unwrap();
+    within("flush", producer.flush()).await.unwrap();
     let config = ConsumerConfig {
         start_from: StartFrom::Latest,
         auto_commit: None,
@@ -186,7 +193,7 @@ async fn assigned_consumer_seeks_by_offset_and_time() {
         .unwrap()
         .unwrap();
     assert_eq!(r.offset, 13, "first record at or after the time");
-    c.commit().await.unwrap();
+    within("commit", c.commit()).await.unwrap();
     assert_eq!(
         client
             .admin()
@@ -216,7 +223,7 @@ async fn a_member_never_commits_partitions_it_no_longer_owns() {
         };
         producer.send_record(r).await.unwrap();
     }
-    producer.flush().await.unwrap();
+    within("flush", producer.flush()).await.unwrap();
     let config = || ConsumerConfig {
         auto_commit: Some(Duration::from_millis(20)),
         ..ConsumerConfig::new("g", &["t"])
@@ -241,7 +248,7 @@ async fn a_member_never_commits_partitions_it_no_longer_owns() {
         };
         producer.send_record(r).await.unwrap();
     }
-    producer.flush().await.unwrap();
+    within("flush", producer.flush()).await.unwrap();
     let taken = loop {
         let r = tokio::time::timeout(DEADLINE, async {
             tokio::select! {
@@ -270,7 +277,7 @@ async fn a_member_never_commits_partitions_it_no_longer_owns() {
             last = r.offset;
         }
     }
-    b.commit().await.unwrap();
+    within("commit", b.commit()).await.unwrap();
     let committed = |c: &Client| {
         let c = c.clone();
         async move {
