@@ -193,19 +193,22 @@ impl OffsetStore {
 
     /// A group's committed offsets (empty if it has none).
     pub fn get(&self, group: &str) -> BTreeMap<Tp, Committed> {
-        lock(&self.groups)
-            .get(group)
-            .map(|g| lock(g).clone())
-            .unwrap_or_default()
+        // The map's lock is released before the group's is taken: commits
+        // hold a group's lock while they look at the map (lock order: group, then map).
+        let g = lock(&self.groups).get(group).cloned();
+        g.map(|g| lock(&g).clone()).unwrap_or_default()
     }
 
     /// Groups with committed offsets.
     pub fn groups(&self) -> Vec<String> {
-        let groups = lock(&self.groups);
-        let mut names: Vec<String> = groups
+        let groups: Vec<(String, GroupOffsets)> = lock(&self.groups)
             .iter()
+            .map(|(n, g)| (n.clone(), Arc::clone(g)))
+            .collect();
+        let mut names: Vec<String> = groups
+            .into_iter()
             .filter(|(_, g)| !lock(g).is_empty())
-            .map(|(n, _)| n.clone())
+            .map(|(n, _)| n)
             .collect();
         names.sort();
         names
@@ -262,6 +265,61 @@ mod tests {
         let store = OffsetStore::open(dir.path()).unwrap();
         assert_eq!(store.groups(), ["shipping"]);
         assert!(store.get("billing").is_empty());
+    }
+
+    /// Regression: `get` took the map's lock then a group's, commits the
+    /// other way round, and a broker deadlocked under concurrent commits and
+    /// offset reads (seen as a hung e2e test).
+    #[test]
+    fn concurrent_commits_and_reads_never_deadlock() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(OffsetStore::open(dir.path()).unwrap());
+        let committing = Arc::new(AtomicBool::new(true));
+        let (done, finished) = std::sync::mpsc::channel();
+        let c = Committed {
+            offset: 1,
+            metadata: String::new(),
+            timestamp_ms: 0,
+        };
+        for reader in [false, true] {
+            let (store, committing, done) = (store.clone(), committing.clone(), done.clone());
+            std::thread::spawn(move || {
+                // Readers spin for as long as commits run, so that every
+                // commit races a reader holding the map's lock.
+                while committing.load(Ordering::Relaxed) {
+                    if reader {
+                        assert!(store.get("g").len() <= 2);
+                    } else {
+                        assert!(store.groups().len() <= 1);
+                    }
+                }
+                done.send(()).unwrap();
+            });
+        }
+        // Two committers: while one writes, the other waits for the group's
+        // lock, and a reader waiting with the map's lock held must not block it.
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let (store, done, c) = (store.clone(), done.clone(), c.clone());
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        store
+                            .commit("g", vec![(("t".into(), (i + w) % 2), c.clone())])
+                            .unwrap();
+                    }
+                    done.send(()).unwrap();
+                })
+            })
+            .collect();
+        let result = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .and_then(|()| finished.recv_timeout(std::time::Duration::from_secs(60)));
+        committing.store(false, Ordering::Relaxed);
+        result.expect("commits and reads deadlocked");
+        for w in writers {
+            w.join().unwrap();
+        }
     }
 
     #[test]
