@@ -21,6 +21,16 @@ use crate::produce::ProducerService;
 use crate::state::Broker;
 use crate::topics::TopicsService;
 
+/// HTTP/2 receive window of each stream. hyper's default (1 MiB) is smaller
+/// than one default producer batch, so every batch waited a round trip for a
+/// window update mid-way; this lets a few batches be in flight per stream.
+const H2_STREAM_WINDOW: u32 = 8 << 20;
+/// HTTP/2 receive window of a connection: what one client may have sent and
+/// the broker not yet read, across its streams.
+const H2_CONNECTION_WINDOW: u32 = 32 << 20;
+/// Largest HTTP/2 frame a client may send: fewer, larger frames per batch.
+const H2_MAX_FRAME: u32 = 1 << 20;
+
 /// Runs the broker until `shutdown` resolves, then stops it cleanly: stop
 /// accepting, finish in-flight requests, end subscriptions, flush and close
 /// every partition (writing the clean-shutdown markers).
@@ -63,6 +73,9 @@ pub async fn run(
     let incoming = crate::conn::incoming(listener, broker.metrics.open_connections.clone());
     let grpc = tokio::spawn(
         Server::builder()
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_frame_size(H2_MAX_FRAME)
             .layer(tower::util::MapResponseLayer::new(
                 crate::limits::correct_response,
             ))

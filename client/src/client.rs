@@ -65,7 +65,13 @@ impl ClientBuilder {
         let mut endpoint = Endpoint::from_shared(self.url.clone())
             .map_err(|e| err(&e))?
             .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A fetch answers with up to several MiB: with hyper's 2 MiB
+            // stream window the broker would stall mid-response for a
+            // window update; bigger frames cost fewer wakeups per MiB.
+            .initial_stream_window_size(8 << 20)
+            .initial_connection_window_size(32 << 20)
+            .max_frame_size(1 << 20);
         if let Some(t) = self.request_timeout {
             endpoint = endpoint.timeout(t);
         }

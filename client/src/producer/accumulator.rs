@@ -1,0 +1,228 @@
+//! Open batches, filled by the callers of `send` under one short lock (like
+//! Kafka's RecordAccumulator) and drained by the sender task.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use brook_protocol::batch::BatchBuilder;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+
+use super::delivery::{Delivery, Outcome, Slot};
+
+/// A record as `send` received it, borrowed.
+pub(crate) struct RecordRef<'a> {
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, &'a [u8])],
+}
+
+/// A batch being filled.
+pub(crate) struct Open {
+    pub builder: BatchBuilder,
+    pub slot: Slot,
+    pub deadline: Instant,
+}
+
+/// A batch taken by the sender.
+pub(crate) struct Ready {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    pub batch: Open,
+}
+
+/// One topic's partition count and open batches.
+pub(crate) struct TopicSlots {
+    name: Arc<str>,
+    pub partitions: u32,
+    open: Vec<Option<Open>>,
+}
+
+pub(crate) struct State {
+    pub topics: HashMap<Arc<str>, TopicSlots>,
+    /// Batches that reached `batch_bytes`, in the order they filled; they go
+    /// out before any open batch, so a partition's batches stay in order.
+    full: VecDeque<Ready>,
+    /// Batches sent and not yet acknowledged (for `flush`).
+    pub in_flight: VecDeque<Arc<Outcome>>,
+    /// Every handle of the producer is gone: ship everything, then stop.
+    pub closed: bool,
+}
+
+/// Shared by the producer's handles and its sender task.
+pub(crate) struct Accumulator {
+    state: Mutex<State>,
+    /// Wakes the sender: a batch was opened (its linger timer starts), filled, flushed or closed.
+    pub wake: Notify,
+    /// Bytes of records waiting or in flight; `send` waits when none are left.
+    pub buffer: Arc<Semaphore>,
+    linger: Duration,
+    batch_bytes: usize,
+}
+
+impl Accumulator {
+    pub(crate) fn new(linger: Duration, batch_bytes: usize, buffer_bytes: usize) -> Accumulator {
+        Accumulator {
+            state: Mutex::new(State {
+                topics: HashMap::new(),
+                full: VecDeque::new(),
+                in_flight: VecDeque::new(),
+                closed: false,
+            }),
+            wake: Notify::new(),
+            buffer: Arc::new(Semaphore::new(buffer_bytes)),
+            linger,
+            batch_bytes,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a record to its partition's open batch (opening one if
+    /// needed). `bytes` of the buffer, already acquired, are held until the
+    /// batch completes. Wakes the sender when it has something new to do.
+    pub(crate) fn append(
+        &self,
+        state: &mut State,
+        topic: &str,
+        partition: u32,
+        record: &RecordRef<'_>,
+        bytes: u32,
+    ) -> Delivery {
+        let State { topics, full, .. } = state;
+        let Some(slots) = topics.get_mut(topic) else {
+            unreachable!("callers look the topic up first")
+        };
+        let index = partition as usize;
+        if slots.open.len() <= index {
+            slots.open.resize_with(index + 1, || None);
+        }
+        let opened = slots.open[index].is_none();
+        let batch = slots.open[index].get_or_insert_with(|| {
+            // Sized for a full batch up front: growing a 1 MiB buffer by
+            // doubling cost a realloc and copy per step.
+            let capacity =
+                (self.batch_bytes + record.value.map_or(0, <[u8]>::len) + 256).min(8 << 20);
+            Open {
+                builder: BatchBuilder::with_capacity(capacity),
+                slot: Slot::new(Arc::clone(&self.buffer)),
+                deadline: Instant::now() + self.linger,
+            }
+        });
+        let delivery = batch.slot.delivery(batch.builder.record_count());
+        batch.builder.push(
+            record.timestamp_ms,
+            record.key,
+            record.value,
+            record.headers,
+        );
+        batch.slot.reserve(bytes);
+        let filled = batch.builder.size_bytes() >= self.batch_bytes;
+        if filled && let Some(batch) = slots.open[index].take() {
+            full.push_back(Ready {
+                topic: Arc::clone(&slots.name),
+                partition,
+                batch,
+            });
+        }
+        if opened || filled {
+            self.wake.notify_one();
+        }
+        delivery
+    }
+}
+
+impl State {
+    pub(crate) fn add_topic(&mut self, topic: &str, partitions: u32) {
+        let name: Arc<str> = Arc::from(topic);
+        self.topics
+            .entry(Arc::clone(&name))
+            .or_insert_with(|| TopicSlots {
+                name,
+                partitions,
+                open: Vec::new(),
+            });
+    }
+
+    /// The next batch to send: the oldest full one, else the open batch
+    /// whose linger ended first (if it has).
+    pub(crate) fn take_next(&mut self, now: Instant) -> Option<Ready> {
+        if let Some(r) = self.full.pop_front() {
+            return Some(r);
+        }
+        let (topic, partition) = self
+            .topics
+            .iter()
+            .flat_map(|(t, s)| {
+                s.open.iter().enumerate().filter_map(move |(p, o)| {
+                    o.as_ref()
+                        .filter(|o| o.deadline <= now)
+                        .map(|o| (o.deadline, t, p))
+                })
+            })
+            .min_by_key(|(deadline, _, _)| *deadline)
+            .map(|(_, t, p)| (Arc::clone(t), p))?;
+        let batch = self.topics.get_mut(&topic)?.open[partition].take()?;
+        Some(Ready {
+            topic,
+            partition: partition as u32,
+            batch,
+        })
+    }
+
+    /// Puts a batch that could not be sent back at the head of the line.
+    pub(crate) fn requeue(&mut self, ready: Ready) {
+        self.full.push_front(ready);
+    }
+
+    /// When the next open batch's linger ends.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if !self.full.is_empty() {
+            return Some(Instant::now());
+        }
+        self.topics
+            .values()
+            .flat_map(|s| s.open.iter().flatten())
+            .map(|o| o.deadline)
+            .min()
+    }
+
+    /// Makes every open batch due now (flush, close).
+    pub(crate) fn expire_all(&mut self) {
+        let now = Instant::now();
+        for o in self
+            .topics
+            .values_mut()
+            .flat_map(|s| s.open.iter_mut().flatten())
+        {
+            o.deadline = now;
+        }
+    }
+
+    /// The outcomes of every batch not yet acknowledged.
+    pub(crate) fn unfinished(&self) -> Vec<Arc<Outcome>> {
+        let open = self
+            .topics
+            .values()
+            .flat_map(|s| s.open.iter().flatten())
+            .map(|o| o.slot.outcome());
+        let full = self.full.iter().map(|r| r.batch.slot.outcome());
+        open.chain(full)
+            .cloned()
+            .chain(self.in_flight.iter().cloned())
+            .collect()
+    }
+
+    /// No batch open or full.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.full.is_empty()
+            && self
+                .topics
+                .values()
+                .all(|s| s.open.iter().all(Option::is_none))
+    }
+}

@@ -1,0 +1,146 @@
+//! Completion of a batch, shared by every record in it: one allocation per
+//! batch instead of a channel per record.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::Semaphore;
+
+use super::RecordMetadata;
+use crate::error::{Error, Result};
+
+/// Where a batch was stored: its partition and base offset.
+type Stored = (u32, u64);
+
+enum State {
+    Pending(Vec<Waker>),
+    Done(Result<Stored>),
+}
+
+/// The result of one batch, awaited by its records' [`Delivery`]s and by flushes.
+pub(crate) struct Outcome(Mutex<State>);
+
+impl Outcome {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the result once (later calls are ignored) and wakes every waiter.
+    fn complete(&self, result: Result<Stored>) {
+        let wakers = {
+            let mut state = self.lock();
+            match &mut *state {
+                State::Pending(wakers) => {
+                    let wakers = std::mem::take(wakers);
+                    *state = State::Done(result);
+                    wakers
+                }
+                State::Done(_) => return,
+            }
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    fn poll_done(&self, cx: &mut Context<'_>) -> Poll<Result<Stored>> {
+        let mut state = self.lock();
+        match &mut *state {
+            State::Done(r) => Poll::Ready(r.clone()),
+            State::Pending(wakers) => {
+                if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Waits for the batch's result.
+    pub(crate) async fn wait(&self) -> Result<()> {
+        std::future::poll_fn(|cx| self.poll_done(cx))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A batch's claim on the result and on the producer's buffer: dropping it
+/// without a result (the sender task ended) fails the batch's records with
+/// [`Error::Closed`], and always gives the batch's bytes back to the buffer.
+pub(crate) struct Slot {
+    outcome: Arc<Outcome>,
+    bytes: u32,
+    buffer: Arc<Semaphore>,
+}
+
+impl Slot {
+    pub(crate) fn new(buffer: Arc<Semaphore>) -> Slot {
+        Slot {
+            outcome: Arc::new(Outcome(Mutex::new(State::Pending(Vec::new())))),
+            bytes: 0,
+            buffer,
+        }
+    }
+
+    /// Holds `bytes` more of the buffer until the batch completes.
+    pub(crate) fn reserve(&mut self, bytes: u32) {
+        self.bytes += bytes;
+    }
+
+    pub(crate) fn outcome(&self) -> &Arc<Outcome> {
+        &self.outcome
+    }
+
+    /// The future of the record at `index` in the batch.
+    pub(crate) fn delivery(&self, index: u32) -> Delivery {
+        Delivery {
+            outcome: Arc::clone(&self.outcome),
+            index,
+        }
+    }
+
+    /// Completes the batch with its partition and base offset, or an error.
+    pub(crate) fn complete(self, result: Result<Stored>) {
+        self.outcome.complete(result);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.outcome.complete(Err(Error::Closed));
+        self.buffer.add_permits(self.bytes as usize);
+    }
+}
+
+/// Completes when the record is acknowledged (see [`super::Producer::send`]),
+/// with where it was stored, or with why it was not.
+///
+/// Dropping a `Delivery` does not cancel the send.
+pub struct Delivery {
+    outcome: Arc<Outcome>,
+    index: u32,
+}
+
+impl Future for Delivery {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let index = self.index;
+        self.outcome.poll_done(cx).map(|r| {
+            r.map(|(partition, base)| RecordMetadata {
+                partition,
+                offset: base + u64::from(index),
+            })
+        })
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("index", &self.index)
+            .finish()
+    }
+}
