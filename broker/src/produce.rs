@@ -73,10 +73,20 @@ async fn make_durable(p: Partition, info: AppendInfo, durable: bool) -> Result<A
     if !(durable || p.config().flush == FlushPolicy::Always) {
         return Ok(info);
     }
-    tokio::task::spawn_blocking(move || p.flush_to(info.log_end_offset))
-        .await
-        .map_err(|e| Status::internal(format!("flush task failed: {e}")))?
-        .map_err(to_status)?;
+    let flush = move || p.flush_to(info.log_end_offset);
+    let flushed = if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        // The sync runs on this worker, whose other tasks tokio hands to
+        // another thread meanwhile: no hop to a blocking thread and back,
+        // which cost two cross-thread wakeups (~0.1 ms of a durable ack here).
+        tokio::task::block_in_place(flush)
+    } else {
+        tokio::task::spawn_blocking(flush)
+            .await
+            .map_err(|e| Status::internal(format!("flush task failed: {e}")))?
+    };
+    flushed.map_err(to_status)?;
     Ok(info)
 }
 

@@ -10,7 +10,8 @@
 //!
 //! Internals: `segment` (one `.log` file with its `.index` and
 //! `.timeindex`), `index` (the two mmap'd sparse indexes), `file` (the
-//! narrow file-system seam), `flusher` (the background flush thread).
+//! narrow file-system seam), `flusher` (the background flush thread), `resident` (keeps
+//! pages that reads touched from staying in the process's RSS).
 //!
 //! The batch format is `brook_protocol::batch`; the on-disk layout is
 //! written down in `docs/format.md`. Nothing here knows about gRPC.
@@ -23,6 +24,7 @@ mod flusher;
 mod index;
 mod log;
 mod partition;
+mod resident;
 mod segment;
 
 pub use config::{AppendMode, FlushPolicy, PartitionConfig};

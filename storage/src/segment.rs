@@ -142,12 +142,14 @@ impl Segment {
         let map = if capacity == 0 {
             None
         } else {
-            Some(Arc::new(
+            let map = Arc::new(
                 MmapOptions::new()
                     .len(capacity as usize)
                     .map_raw(&file)
                     .at(&paths.log)?,
-            ))
+            );
+            crate::resident::register(&map);
+            Some(map)
         };
         let index_cap = if capacity > size {
             index_capacity(capacity, cfg.index_interval_bytes)
@@ -445,6 +447,7 @@ impl Segment {
             }
             end += len;
         }
+        crate::resident::note_read((end - start) as usize);
         Ok(Some(self.view(start, end)))
     }
 
