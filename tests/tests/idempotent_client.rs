@@ -97,3 +97,52 @@ async fn lost_acks_are_retried_and_stored_once() {
         "every record stored exactly once"
     );
 }
+
+/// With the broker gone for good, every send fails once `delivery_timeout`
+/// has passed, also a batch that never got as far as a producer id (the
+/// producer forgets its id after a timeout): no `Delivery` or `flush` hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_fail_after_the_delivery_timeout_when_the_broker_stays_down() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    create_topic(&broker, "pay", 1).await;
+    let client = Client::connect(format!("http://{}", broker.grpc))
+        .await
+        .unwrap();
+    let timeout = Duration::from_secs(1);
+    let producer = client.producer(ProducerConfig {
+        linger: Duration::ZERO,
+        delivery_timeout: timeout,
+        ..Default::default()
+    });
+    let bounded = |what: &'static str, d: brook_client::Delivery| async move {
+        tokio::time::timeout(brook_tests::DEADLINE, d)
+            .await
+            .unwrap_or_else(|_| panic!("{what} never completed"))
+    };
+    bounded(
+        "the first send",
+        producer.send("pay", None::<&[u8]>, "a").await.unwrap(),
+    )
+    .await
+    .expect("stored while the broker is up");
+    broker.kill9();
+    // In flight when the stream breaks: retried, then failed.
+    let b = producer.send("pay", None::<&[u8]>, "b").await.unwrap();
+    assert!(bounded("the send in flight", b).await.is_err());
+    // After that failure the producer has no id: this batch waits for one.
+    let started = std::time::Instant::now();
+    let c = producer.send("pay", None::<&[u8]>, "c").await.unwrap();
+    assert!(
+        bounded("the send waiting for a producer id", c)
+            .await
+            .is_err()
+    );
+    assert!(
+        started.elapsed() >= timeout,
+        "failed only after the delivery timeout"
+    );
+    let flushed = tokio::time::timeout(brook_tests::DEADLINE, producer.flush()).await;
+    assert!(flushed.is_ok(), "flush never completed");
+}

@@ -24,6 +24,8 @@ pub(crate) struct Open {
     pub builder: BatchBuilder,
     pub slot: Slot,
     pub deadline: Instant,
+    /// When its first record was sent: `delivery_timeout` counts from here.
+    pub created: Instant,
 }
 
 /// A batch taken by the sender.
@@ -49,6 +51,8 @@ pub(crate) struct State {
     pub in_flight: VecDeque<Arc<Outcome>>,
     /// Every handle of the producer is gone: ship everything, then stop.
     pub closed: bool,
+    /// The sender task ended: nothing more can be sent.
+    pub sender_gone: bool,
 }
 
 /// Shared by the producer's handles and its sender task.
@@ -70,6 +74,7 @@ impl Accumulator {
                 full: VecDeque::new(),
                 in_flight: VecDeque::new(),
                 closed: false,
+                sender_gone: false,
             }),
             wake: Notify::new(),
             buffer: Arc::new(Semaphore::new(buffer_bytes)),
@@ -107,10 +112,12 @@ impl Accumulator {
             // doubling cost a realloc and copy per step.
             let capacity =
                 (self.batch_bytes + record.value.map_or(0, <[u8]>::len) + 256).min(8 << 20);
+            let now = Instant::now();
             Open {
                 builder: BatchBuilder::with_capacity(capacity),
                 slot: Slot::new(Arc::clone(&self.buffer)),
-                deadline: Instant::now() + self.linger,
+                deadline: now + self.linger,
+                created: now,
             }
         });
         let delivery = batch.slot.delivery(batch.builder.record_count());
@@ -149,8 +156,16 @@ impl State {
     }
 
     /// The next batch to send: the oldest full one, else the open batch
-    /// whose linger ended first (if it has).
+    /// whose linger ended first (if it has). From here on it counts as in
+    /// flight (for `flush`), under the same lock, so it is never unseen.
     pub(crate) fn take_next(&mut self, now: Instant) -> Option<Ready> {
+        let next = self.next_due(now)?;
+        self.in_flight
+            .push_back(Arc::clone(next.batch.slot.outcome()));
+        Some(next)
+    }
+
+    fn next_due(&mut self, now: Instant) -> Option<Ready> {
         if let Some(r) = self.full.pop_front() {
             return Some(r);
         }
@@ -174,9 +189,21 @@ impl State {
         })
     }
 
-    /// Puts a batch that could not be sent back at the head of the line.
+    /// Puts the batch [`State::take_next`] gave last back at the head of the
+    /// line: it could not be sent yet.
     pub(crate) fn requeue(&mut self, ready: Ready) {
+        self.in_flight.pop_back();
         self.full.push_front(ready);
+    }
+
+    /// Takes every batch not yet sent (the sender is gone: dropping them
+    /// fails their records with `Error::Closed`).
+    pub(crate) fn take_all(&mut self) -> Vec<Open> {
+        let mut out: Vec<Open> = self.full.drain(..).map(|r| r.batch).collect();
+        for s in self.topics.values_mut() {
+            out.extend(s.open.iter_mut().filter_map(Option::take));
+        }
+        out
     }
 
     /// When the next open batch's linger ends.

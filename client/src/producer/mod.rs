@@ -247,8 +247,11 @@ impl Producer {
         loop {
             {
                 let mut state = h.acc.lock();
+                if state.sender_gone {
+                    return Err(Error::Closed);
+                }
                 if let Some(slots) = state.topics.get(topic) {
-                    let count = slots.partitions;
+                    let count = slots.partitions.max(1);
                     let partition = match (partition, key) {
                         (Some(p), _) if p < count => p,
                         (Some(p), _) => {

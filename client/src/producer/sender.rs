@@ -142,13 +142,24 @@ impl Sender {
             let (pid, epoch) = match self.identity().await {
                 Ok(id) => id,
                 Err(e) => {
-                    // No producer id yet (broker unreachable): keep the batch
-                    // first in line and retry like a dropped stream.
-                    self.acc.lock().requeue(Ready {
-                        topic,
-                        partition,
-                        batch: super::accumulator::Open { builder, ..batch },
-                    });
+                    let batch = super::accumulator::Open { builder, ..batch };
+                    let retry = e.code().is_some_and(retriable)
+                        && batch.created.elapsed() < self.config.delivery_timeout;
+                    let mut state = self.acc.lock();
+                    if retry {
+                        // No producer id yet (broker unreachable): keep the
+                        // batch first in line and retry like a dropped stream.
+                        state.requeue(Ready {
+                            topic,
+                            partition,
+                            batch,
+                        });
+                        drop(state);
+                    } else {
+                        state.in_flight.pop_back();
+                        drop(state);
+                        batch.slot.complete(Err(e.clone()));
+                    }
                     self.stream_failed(e);
                     return;
                 }
@@ -169,10 +180,6 @@ impl Sender {
             batch: bytes,
             acks,
         };
-        self.acc
-            .lock()
-            .in_flight
-            .push_back(Arc::clone(batch.slot.outcome()));
         self.in_flight.push_back(InFlight {
             request: request.clone(),
             slot: batch.slot,
@@ -263,11 +270,13 @@ impl Sender {
             code: tonic::Code::Aborted,
             message: format!("not stored: an earlier batch on the same stream failed ({err})"),
         };
-        self.acc.lock().in_flight.clear();
+        // Completed before they leave the flush list, so that a flush never
+        // misses their errors.
         for (i, f) in self.in_flight.drain(..).enumerate() {
             f.slot
                 .complete(Err(if i == 0 { err.clone() } else { behind.clone() }));
         }
+        self.acc.lock().in_flight.clear();
     }
 
     fn on_ack(&mut self, ack: Option<Result<v1::ProduceResponse, tonic::Status>>) {
@@ -291,6 +300,19 @@ impl Sender {
                 message: "the produce stream ended".into(),
             }),
         }
+    }
+}
+
+impl Drop for Sender {
+    /// However the task ends (drained, panicked, or its runtime shut down),
+    /// records still buffered fail with `Error::Closed` and new sends are refused.
+    fn drop(&mut self) {
+        let unsent = {
+            let mut state = self.acc.lock();
+            state.sender_gone = true;
+            state.take_all()
+        };
+        drop(unsent);
     }
 }
 
