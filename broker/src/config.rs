@@ -61,6 +61,11 @@ pub struct ServeArgs {
     /// Longest session timeout a group member may ask for, in ms [default: 300000]
     #[arg(long, env = "BROOK_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<u64>,
+    /// How often idempotent producers' state is snapshotted per partition
+    /// (only if it changed), in ms; after a crash the log is replayed from
+    /// the last snapshot [default: 10000]
+    #[arg(long, env = "BROOK_PRODUCER_SNAPSHOT_INTERVAL_MS")]
+    pub producer_snapshot_interval_ms: Option<u64>,
     /// Testing aid (a fail point): end every produce stream with UNAVAILABLE
     /// right after appending its Nth batch and before acknowledging it, as a
     /// dropped connection would.
@@ -94,6 +99,8 @@ pub struct ServeConfig {
     pub group_min_session_timeout: Duration,
     /// See `group_min_session_timeout`.
     pub group_max_session_timeout: Duration,
+    /// See [`ServeArgs::producer_snapshot_interval_ms`].
+    pub producer_snapshot_interval: Duration,
     /// See [`ServeArgs::debug_drop_stream_after`].
     pub debug_drop_stream_after: Option<u64>,
     /// See [`ServeArgs::debug_delay_recovery_ms`].
@@ -166,6 +173,9 @@ impl ServeArgs {
                 group_max_session_timeout_ms,
                 300_000
             )),
+            producer_snapshot_interval: Duration::from_millis(
+                pick!(producer_snapshot_interval_ms, 10_000).max(1),
+            ),
             debug_drop_stream_after: self.debug_drop_stream_after,
             debug_delay_recovery: Duration::from_millis(self.debug_delay_recovery_ms.unwrap_or(0)),
             topic_defaults,

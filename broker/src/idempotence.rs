@@ -9,9 +9,12 @@
 //! lock per partition.
 //!
 //! The state survives restarts: `<partition dir>/producer-state` is written
-//! at clean shutdown (with the log offset it is valid to), and the first
+//! with the log offset it is valid to, every few seconds while it changes
+//! (after the log is flushed to that offset, so that a crash cannot leave
+//! the log shorter than the snapshot) and at clean shutdown. The first
 //! idempotent produce after a start replays the batch headers after that
-//! offset — or the whole log after a crash that left no fresh snapshot.
+//! offset — or the whole log if the snapshot is missing, damaged or ahead of
+//! the log.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -53,9 +56,11 @@ pub enum Verdict {
 }
 
 /// The producers of one partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PartitionProducers {
     producers: HashMap<i64, Producer>,
+    /// Batches recorded since load: tells whether a new snapshot is due.
+    version: u64,
 }
 
 fn last_seq(h: &BatchHeader) -> i32 {
@@ -125,6 +130,7 @@ impl PartitionProducers {
         if h.producer_id < 0 {
             return;
         }
+        self.version += 1;
         let p = self.producers.entry(h.producer_id).or_default();
         if h.producer_epoch != p.epoch {
             *p = Producer {
@@ -234,6 +240,10 @@ type SharedState = Arc<Mutex<PartitionProducers>>;
 #[derive(Default)]
 pub struct Producers {
     partitions: Mutex<HashMap<(String, u32), SharedState>>,
+    /// The `version` of each partition's last snapshot.
+    saved: Mutex<HashMap<(String, u32), u64>>,
+    /// One snapshot writer at a time (they share a temporary file name).
+    writing: Mutex<()>,
 }
 
 impl Producers {
@@ -264,10 +274,65 @@ impl Producers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(t, _), _| t != topic);
+        self.saved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(t, _), _| t != topic);
+    }
+
+    /// Snapshots every partition whose state changed since its last
+    /// snapshot. The state is copied with the log end under its lock (so the
+    /// copy is exactly the state at that offset), then the log is flushed to
+    /// that offset before the snapshot is written: a crash can lose unflushed
+    /// batches, and a snapshot ahead of the log would answer a retry of a
+    /// lost batch as a duplicate.
+    pub fn snapshot_changed(&self, log: &brook_storage::Log) {
+        let _one_writer = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let states: Vec<((String, u32), SharedState)> = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, s)| (k.clone(), Arc::clone(s)))
+            .collect();
+        for (key, state) in states {
+            let Ok(p) = log.topic(&key.0).and_then(|t| t.partition(key.1)) else {
+                continue;
+            };
+            let saved = self
+                .saved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .copied();
+            let (copy, valid_to) = {
+                let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                if saved == Some(state.version) {
+                    continue;
+                }
+                (state.clone(), p.log_end_offset())
+            };
+            let written = p
+                .flush_to(valid_to)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|()| copy.save(p.dir(), valid_to));
+            match written {
+                Ok(()) => {
+                    self.saved
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, copy.version);
+                }
+                Err(e) => {
+                    tracing::warn!(topic = key.0, partition = key.1, error = %e, "could not write the producer-state snapshot; a crash now replays more of the log");
+                }
+            }
+        }
     }
 
     /// Writes a snapshot for every loaded partition (at shutdown, after the last append).
     pub fn save_all(&self, log: &brook_storage::Log) {
+        let _one_writer = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
         for ((topic, id), state) in map.iter() {
             let Ok(p) = log.topic(topic).and_then(|t| t.partition(*id)) else {

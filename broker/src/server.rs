@@ -132,6 +132,11 @@ pub async fn run(
         Arc::clone(&log),
         config.retention_check_interval,
     ));
+    let snapshots = tokio::spawn(snapshot_loop(
+        Arc::clone(&broker),
+        Arc::clone(&log),
+        config.producer_snapshot_interval,
+    ));
 
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -142,6 +147,8 @@ pub async fn run(
     grpc.await?.context("gRPC server")?;
     metrics.await?;
     retention.abort();
+    // Waits for a snapshot being written: the final ones below replace it.
+    snapshots.await?;
     let saver = Arc::clone(&broker);
     tokio::task::spawn_blocking(move || {
         // After the last append: the snapshots are valid to each log end.
@@ -176,6 +183,21 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
         "brook.v1.Groups",
     ] {
         health.set_service_status(name, status).await;
+    }
+}
+
+/// Snapshots idempotent producers' state every `period` until shutdown, so
+/// that recovery after a crash replays only what came after.
+async fn snapshot_loop(broker: Arc<Broker>, log: Arc<Log>, period: Duration) {
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let (broker, log) = (Arc::clone(&broker), Arc::clone(&log));
+        // Blocking: each snapshot waits for its partition's fdatasync.
+        let _ = tokio::task::spawn_blocking(move || broker.producers.snapshot_changed(&log)).await;
     }
 }
 

@@ -112,3 +112,60 @@ async fn retried_batches_are_stored_once_across_restarts() {
         "ids stay unique across restarts"
     );
 }
+
+/// Snapshots are written while the broker runs, so a crash replays only the
+/// log after the last one; batches after it are still deduplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_snapshots_are_taken_while_running_and_survive_kill9() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--producer-snapshot-interval-ms", "50"]).await;
+    create_topic(&broker, "pay", 1).await;
+    let pid = broker
+        .producer()
+        .await
+        .init_producer(v1::InitProducerRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .producer_id;
+    produce(&broker, batch(pid, 0, 0, &["a", "b"]))
+        .await
+        .unwrap();
+    produce(&broker, batch(pid, 0, 2, &["c"])).await.unwrap();
+    let snapshot = dir.path().join("pay/0/producer-state");
+    let valid_to = || {
+        std::fs::read_to_string(&snapshot).ok().and_then(|t| {
+            t.lines()
+                .next()?
+                .strip_prefix("brook-producers 1 ")?
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    brook_tests::eventually(
+        "a snapshot valid to offset 3 is written while running",
+        async || valid_to() == Some(3),
+    )
+    .await;
+    // After the snapshot: only the log knows about this batch.
+    produce(&broker, batch(pid, 0, 3, &["d"])).await.unwrap();
+    broker.kill9();
+    assert!(
+        valid_to().is_some_and(|v| v >= 3),
+        "the runtime snapshot is on disk"
+    );
+
+    let broker = Broker::start(dir.path(), &[]).await;
+    let c = produce(&broker, batch(pid, 0, 2, &["c"])).await.unwrap();
+    assert!(c.duplicate && c.base_offset == 2, "known from the snapshot");
+    let d = produce(&broker, batch(pid, 0, 3, &["d"])).await.unwrap();
+    assert!(
+        d.duplicate && d.base_offset == 3,
+        "known from the log after the snapshot"
+    );
+    let gap = produce(&broker, batch(pid, 0, 9, &["z"]))
+        .await
+        .unwrap_err();
+    assert_eq!(gap.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(fetch_all(&broker, "pay", 0, 0).await.len(), 4);
+}
