@@ -23,6 +23,9 @@ pub struct Conn {
         global = true
     )]
     pub url: String,
+    /// PEM CA to trust for an https:// broker (default: the system's roots).
+    #[arg(long, env = "BROOK_TLS_CA", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// JSON output instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -30,7 +33,14 @@ pub struct Conn {
 
 impl Conn {
     async fn client(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.url)
+        let mut builder = Client::builder(&self.url);
+        if let Some(ca) = &self.tls_ca {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("reading the CA file {}", ca.display()))?;
+            builder = builder.tls_ca_pem(pem);
+        }
+        builder
+            .connect()
             .await
             .with_context(|| format!("cannot reach the broker at {}", self.url))
     }

@@ -61,6 +61,15 @@ pub struct ServeArgs {
     /// Longest session timeout a group member may ask for, in ms [default: 300000]
     #[arg(long, env = "BROOK_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<u64>,
+    /// PEM certificate (chain) of the broker: with --tls-key, gRPC is served over TLS only
+    #[arg(long, env = "BROOK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "BROOK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA: clients must present a certificate it signed (mutual TLS)
+    #[arg(long, env = "BROOK_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// How often idempotent producers' state is snapshotted per partition
     /// (only if it changed), in ms; after a crash the log is replayed from
     /// the last snapshot [default: 10000]
@@ -101,10 +110,40 @@ pub struct ServeConfig {
     pub group_max_session_timeout: Duration,
     /// See [`ServeArgs::producer_snapshot_interval_ms`].
     pub producer_snapshot_interval: Duration,
+    /// TLS certificate and key (PEM contents), and the CA for client certificates.
+    pub tls: Option<TlsFiles>,
     /// See [`ServeArgs::debug_drop_stream_after`].
     pub debug_drop_stream_after: Option<u64>,
     /// See [`ServeArgs::debug_delay_recovery_ms`].
     pub debug_delay_recovery: Duration,
+}
+
+/// The PEM files of the broker's TLS settings, read at start.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: Vec<u8>,
+    /// Its private key.
+    pub key: Vec<u8>,
+    /// CA that client certificates must chain to (mutual TLS), if any.
+    pub client_ca: Option<Vec<u8>>,
+}
+
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> anyhow::Result<Option<TlsFiles>> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    match (cert, key) {
+        (None, None) if client_ca.is_none() => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: read(&cert)?,
+            key: read(&key)?,
+            client_ca: client_ca.as_deref().map(read).transpose()?,
+        })),
+        _ => anyhow::bail!("TLS needs both tls_cert and tls_key (tls_client_ca needs them too)"),
+    }
 }
 
 /// Parses `always`, `never` or `interval:MS`.
@@ -173,6 +212,11 @@ impl ServeArgs {
                 group_max_session_timeout_ms,
                 300_000
             )),
+            tls: tls_files(
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+                self.tls_client_ca.or(file.tls_client_ca),
+            )?,
             producer_snapshot_interval: Duration::from_millis(
                 pick!(producer_snapshot_interval_ms, 10_000).max(1),
             ),

@@ -23,7 +23,7 @@ enum Command {
     /// the TOML file given with --config. Precedence: flag, then environment,
     /// then the file, then the default. Logs go to stderr (RUST_LOG filters);
     /// the first line on stdout is `brook listening grpc=ADDR metrics=ADDR`.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Measure a running broker: produce, consume or end-to-end load.
     Bench(brook_broker::bench::BenchArgs),
     /// Create, list, describe, delete topics; add partitions.

@@ -10,7 +10,7 @@ use brook_protocol::v1::{
 };
 use brook_storage::{Log, now_ms};
 use tokio::net::TcpListener;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::config::ServeConfig;
@@ -42,6 +42,17 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Before binding: a bad certificate stops the start with its reason.
+    let mut server = Server::builder();
+    if let Some(tls) = &config.tls {
+        let mut settings = ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key));
+        if let Some(ca) = &tls.client_ca {
+            settings = settings.client_ca_root(Certificate::from_pem(ca));
+        }
+        server = server
+            .tls_config(settings)
+            .context("the TLS certificate or key is not usable")?;
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding gRPC address {}", config.listen))?;
@@ -50,7 +61,8 @@ pub async fn run(
         .with_context(|| format!("binding metrics address {}", config.metrics_listen))?;
     let grpc_addr = listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
-    println!("brook listening grpc={grpc_addr} metrics={metrics_addr}");
+    let tls = if config.tls.is_some() { " tls=on" } else { "" };
+    println!("brook listening grpc={grpc_addr} metrics={metrics_addr}{tls}");
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, data_dir = %config.data_dir.display(), "brook listening");
 
     let broker = Arc::new(Broker::new(config.clone()));
@@ -72,7 +84,7 @@ pub async fn run(
     };
     let incoming = crate::conn::incoming(listener, broker.metrics.open_connections.clone());
     let grpc = tokio::spawn(
-        Server::builder()
+        server
             .initial_stream_window_size(H2_STREAM_WINDOW)
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_frame_size(H2_MAX_FRAME)

@@ -3,11 +3,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brook_protocol::v1;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::{Error, Result};
 
 /// Connection settings. [`ClientBuilder::connect`] makes the [`Client`].
+///
+/// ```no_run
+/// # async fn demo() -> brook_client::Result<()> {
+/// use std::time::Duration;
+/// let client = brook_client::Client::builder("https://brook.internal:9292")
+///     .tls_ca_pem(std::fs::read("ca.pem").expect("CA file"))
+///     .connect_timeout(Duration::from_secs(3))
+///     .request_timeout(Duration::from_secs(40))
+///     .retries(3, Duration::from_millis(200))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     url: String,
@@ -15,6 +28,9 @@ pub struct ClientBuilder {
     request_timeout: Option<Duration>,
     retries: u32,
     backoff: Duration,
+    tls_ca_pem: Option<Vec<u8>>,
+    tls_domain: Option<String>,
+    tls_identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Settings shared by every handle made from one client.
@@ -33,7 +49,53 @@ impl ClientBuilder {
             request_timeout: None,
             retries: 5,
             backoff: Duration::from_millis(100),
+            tls_ca_pem: None,
+            tls_domain: None,
+            tls_identity: None,
         }
+    }
+
+    /// Trusts the certificate authority in `pem` (instead of the system's
+    /// roots) for the broker's certificate. Needs an `https://` URL; an
+    /// `https://` URL without this trusts the system's roots.
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca_pem = Some(pem.into());
+        self
+    }
+
+    /// The name the broker's certificate must carry (default: the URL's host).
+    pub fn tls_domain(mut self, name: impl Into<String>) -> Self {
+        self.tls_domain = Some(name.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM) for mutual TLS.
+    pub fn tls_identity(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    fn tls_config(&self) -> Option<ClientTlsConfig> {
+        let https = self.url.starts_with("https://");
+        if !https {
+            return None;
+        }
+        let mut tls = ClientTlsConfig::new();
+        tls = match &self.tls_ca_pem {
+            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+            None => tls.with_native_roots(),
+        };
+        if let Some(name) = &self.tls_domain {
+            tls = tls.domain_name(name.clone());
+        }
+        if let Some((cert, key)) = &self.tls_identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        Some(tls)
     }
 
     /// Longest wait for the connection.
@@ -58,10 +120,31 @@ impl ClientBuilder {
 
     /// Opens the HTTP/2 connection that every clone of the client shares.
     pub async fn connect(self) -> Result<Client> {
-        let err = |e: &dyn std::fmt::Display| Error::Connect {
-            url: self.url.clone(),
-            reason: e.to_string(),
+        // tonic's transport errors say only "transport error" at the top:
+        // the reason (refused, bad certificate, ...) is in the source chain.
+        let err = |e: &dyn std::error::Error| {
+            let mut reason = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !reason.contains(&text) {
+                    reason.push_str(&format!(": {text}"));
+                }
+                source = s.source();
+            }
+            Error::Connect {
+                url: self.url.clone(),
+                reason,
+            }
         };
+        let tls_settings =
+            self.tls_ca_pem.is_some() || self.tls_domain.is_some() || self.tls_identity.is_some();
+        if tls_settings && !self.url.starts_with("https://") {
+            return Err(Error::Connect {
+                url: self.url.clone(),
+                reason: "TLS settings were given, so the URL must start with https://".into(),
+            });
+        }
         let mut endpoint = Endpoint::from_shared(self.url.clone())
             .map_err(|e| err(&e))?
             .connect_timeout(self.connect_timeout)
@@ -74,6 +157,9 @@ impl ClientBuilder {
             .max_frame_size(1 << 20);
         if let Some(t) = self.request_timeout {
             endpoint = endpoint.timeout(t);
+        }
+        if let Some(tls) = self.tls_config() {
+            endpoint = endpoint.tls_config(tls).map_err(|e| err(&e))?;
         }
         let channel = endpoint.connect().await.map_err(|e| err(&e))?;
         Ok(Client {

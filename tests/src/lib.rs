@@ -19,6 +19,33 @@ use tonic::transport::Channel;
 /// How long any single wait in these tests may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// A `cargo` command without the variables cargo sets for a test process
+/// (CARGO_MANIFEST_DIR=tests/ and the like): some build scripts (ring's)
+/// track them, and inheriting them made every nested build recompile the
+/// TLS stack and the broker whenever it alternated with a plain `cargo build`.
+fn nested_cargo() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_MANIFEST_LINKS"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
 /// Path of the `brook` binary, built once per test process with the same
 /// profile as the tests (so `cargo test` needs nothing built beforehand).
 pub fn brook_binary() -> &'static Path {
@@ -33,8 +60,7 @@ pub fn brook_binary() -> &'static Path {
             .to_path_buf();
         let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        let mut cmd = nested_cargo();
         cmd.args([
             "build",
             "--quiet",
@@ -65,8 +91,7 @@ pub fn client_example(name: &str) -> PathBuf {
         .expect("target/<profile>")
         .to_path_buf();
     let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = nested_cargo();
     cmd.args([
         "build",
         "--quiet",
