@@ -112,6 +112,8 @@ struct Report {
     elapsed: Duration,
     latency: Option<Histogram<u64>>,
     baseline_mib_s: Option<f64>,
+    /// The same writes without the sync: the page cache's bandwidth here.
+    buffered_baseline_mib_s: Option<f64>,
     broker_peak_rss_kib: Option<u64>,
     /// Anonymous (heap) memory now: RSS less the mapped file pages, which are page cache.
     broker_rss_anon_kib: Option<u64>,
@@ -129,13 +131,14 @@ impl Report {
             let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
             let optf = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.1}"));
             println!(
-                "{{\"workload\":\"{}\",\"messages\":{},\"seconds\":{secs:.3},\"msgs_per_s\":{msgs:.0},\"mib_per_s\":{mib:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"baseline_write_mib_per_s\":{},\"broker_peak_rss_kib\":{},\"broker_rss_anon_kib\":{}}}",
+                "{{\"workload\":\"{}\",\"messages\":{},\"seconds\":{secs:.3},\"msgs_per_s\":{msgs:.0},\"mib_per_s\":{mib:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"baseline_write_mib_per_s\":{},\"baseline_buffered_mib_per_s\":{},\"broker_peak_rss_kib\":{},\"broker_rss_anon_kib\":{}}}",
                 self.workload,
                 self.messages,
                 opt(pct(0.5)),
                 opt(pct(0.99)),
                 opt(pct(0.999)),
                 optf(self.baseline_mib_s),
+                optf(self.buffered_baseline_mib_s),
                 opt(self.broker_peak_rss_kib),
                 opt(self.broker_rss_anon_kib),
             );
@@ -157,6 +160,12 @@ impl Report {
         if let Some(b) = self.baseline_mib_s {
             println!(
                 "  baseline: sequential write + fdatasync of the same bytes {b:.1} MiB/s; this run = {:.2}x of it",
+                mib / b
+            );
+        }
+        if let Some(b) = self.buffered_baseline_mib_s {
+            println!(
+                "  baseline: the same writes without the sync (page cache) {b:.1} MiB/s; this run = {:.2}x of it",
                 mib / b
             );
         }
@@ -371,7 +380,7 @@ async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
         p.messages
     );
     let bytes = p.messages * p.size as u64;
-    let baseline = write_baseline(p.baseline_dir.clone(), bytes).await?;
+    let (buffered, baseline) = write_baseline(p.baseline_dir.clone(), bytes).await?;
     let workload = if p.sync {
         "produce (each send awaited)"
     } else {
@@ -384,6 +393,7 @@ async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
         elapsed,
         latency: Some(hist),
         baseline_mib_s: Some(baseline),
+        buffered_baseline_mib_s: Some(buffered),
         broker_peak_rss_kib: None,
         broker_rss_anon_kib: None,
     })
@@ -424,6 +434,7 @@ async fn consume(
         elapsed: started.elapsed(),
         latency: None,
         baseline_mib_s: None,
+        buffered_baseline_mib_s: None,
         broker_peak_rss_kib: None,
         broker_rss_anon_kib: None,
     })
@@ -482,13 +493,16 @@ async fn e2e(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
         elapsed: started.elapsed(),
         latency: Some(hist),
         baseline_mib_s: None,
+        buffered_baseline_mib_s: None,
         broker_peak_rss_kib: None,
         broker_rss_anon_kib: None,
     })
 }
 
-/// Sequential write of `bytes` in 1 MiB writes, then fdatasync: what the disk does alone.
-async fn write_baseline(dir: Option<PathBuf>, bytes: u64) -> anyhow::Result<f64> {
+/// Sequential write of `bytes` in 1 MiB writes into a new file, then
+/// fdatasync: what the machine does alone. Returns the bandwidth of the
+/// writes alone (page cache) and of writes + sync (disk), in MiB/s.
+async fn write_baseline(dir: Option<PathBuf>, bytes: u64) -> anyhow::Result<(f64, f64)> {
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let dir = dir.unwrap_or_else(std::env::temp_dir);
@@ -502,11 +516,13 @@ async fn write_baseline(dir: Option<PathBuf>, bytes: u64) -> anyhow::Result<f64>
             f.write_all(&buf[..n])?;
             left -= n as u64;
         }
+        let written = started.elapsed().as_secs_f64();
         f.sync_data()?;
-        let secs = started.elapsed().as_secs_f64();
+        let synced = started.elapsed().as_secs_f64();
         drop(f);
         std::fs::remove_file(&path)?;
-        Ok(bytes as f64 / (1 << 20) as f64 / secs)
+        let mib = bytes as f64 / (1 << 20) as f64;
+        Ok((mib / written, mib / synced))
     })
     .await?
 }

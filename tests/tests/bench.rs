@@ -54,6 +54,7 @@ async fn produce_consume_and_e2e_report_what_they_did() {
     assert!(field(&produced, "msgs_per_s") > 0.0);
     assert!(field(&produced, "p99_us") >= field(&produced, "p50_us"));
     assert!(field(&produced, "baseline_write_mib_per_s") > 0.0);
+    assert!(field(&produced, "baseline_buffered_mib_per_s") > 0.0);
     let d = broker
         .topics()
         .await
