@@ -23,6 +23,14 @@ pub struct Admin {
 
 impl Client {
     /// Topic and group administration on this connection.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// let admin = client.admin(); // cheap: shares the client's connection
+    /// let orders = admin.describe_topic("orders").await?;
+    /// println!("orders has {} partitions", orders.partitions.len());
+    /// # Ok(()) }
+    /// ```
     pub fn admin(&self) -> Admin {
         Admin {
             client: self.clone(),
@@ -31,6 +39,16 @@ impl Client {
 }
 
 /// Where a group's offsets should move to (see [`Admin::reset_offsets`]).
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// use brook_client::ResetTo;
+/// // billing is stuck on a poison record at orders/3 offset 1041: skip it.
+/// let (to, dry_run, force) = (ResetTo::Offset(1042), false, false);
+/// let r = client.admin().reset_offsets("billing", "orders", &[3], to, dry_run, force).await?;
+/// assert!(r.applied);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetTo {
     /// The first stored record.
@@ -47,6 +65,14 @@ pub enum ResetTo {
 
 impl Admin {
     /// Creates a topic with `partitions` partitions and the broker's defaults.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// // Fails with ALREADY_EXISTS if there is one (see `Error::code`).
+    /// let orders = client.admin().create_topic("orders", 6).await?;
+    /// assert_eq!(orders.partitions.len(), 6);
+    /// # Ok(()) }
+    /// ```
     pub async fn create_topic(&self, name: &str, partitions: u32) -> Result<v1::TopicDescription> {
         self.create_topic_with(
             name,
@@ -59,6 +85,18 @@ impl Admin {
     }
 
     /// Creates a topic with the given settings.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use brook_client::proto::TopicConfig;
+    /// let config = TopicConfig {
+    ///     partitions: 6,
+    ///     retention_ms: Some(7 * 24 * 3600 * 1000), // keep a week of orders
+    ///     ..Default::default()
+    /// };
+    /// let orders = client.admin().create_topic_with("orders", config).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn create_topic_with(
         &self,
         name: &str,
@@ -73,6 +111,13 @@ impl Admin {
     }
 
     /// Deletes a topic and its data.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// // NOT_FOUND if there is no such topic.
+    /// client.admin().delete_topic("orders-staging").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.client
             .topics()
@@ -82,6 +127,15 @@ impl Admin {
     }
 
     /// Every topic with its partitions.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// for t in client.admin().list_topics().await? {
+    ///     let stored: u64 = t.partitions.iter().map(|p| p.log_end_offset - p.log_start_offset).sum();
+    ///     println!("{}: {} partitions, {stored} records", t.name, t.partitions.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_topics(&self) -> Result<Vec<v1::TopicDescription>> {
         let r = self
             .client
@@ -96,6 +150,17 @@ impl Admin {
     }
 
     /// One topic: settings, and offsets and sizes per partition.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// let orders = client.admin().describe_topic("orders").await?; // NOT_FOUND if none
+    /// for p in &orders.partitions {
+    ///     // Stored: offsets start..end; the next record appended gets offset `end`.
+    ///     let (start, end) = (p.log_start_offset, p.log_end_offset);
+    ///     println!("orders/{}: {start}..{end}, {} bytes", p.partition, p.size_bytes);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn describe_topic(&self, name: &str) -> Result<v1::TopicDescription> {
         let req = v1::DescribeTopicRequest { name: name.into() };
         Ok(self
@@ -106,6 +171,15 @@ impl Admin {
     }
 
     /// Raises a topic's partition count to `total`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// // 6 -> 12 partitions (INVALID_ARGUMENT unless more than now). Keys route by
+    /// // partition count, so new events for an order may land in another partition.
+    /// let orders = client.admin().add_partitions("orders", 12).await?;
+    /// assert_eq!(orders.partitions.len(), 12);
+    /// # Ok(()) }
+    /// ```
     pub async fn add_partitions(&self, name: &str, total: u32) -> Result<v1::TopicDescription> {
         let req = v1::AddPartitionsRequest {
             name: name.into(),
@@ -115,6 +189,14 @@ impl Admin {
     }
 
     /// Groups known to the broker.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// for g in client.admin().list_groups().await? {
+    ///     println!("{}: {:?}, {} members", g.group, g.state(), g.members);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_groups(&self) -> Result<Vec<v1::GroupSummary>> {
         let r = self
             .client
@@ -129,6 +211,18 @@ impl Admin {
     }
 
     /// A group's state, members and committed offsets.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// let billing = client.admin().describe_group("billing").await?; // NOT_FOUND if unknown
+    /// for m in &billing.members {
+    ///     println!("{} at {} owns {:?}", m.client_id, m.host, m.assignment);
+    /// }
+    /// for c in &billing.offsets {
+    ///     println!("{}/{}: committed {}", c.topic, c.partition, c.offset);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn describe_group(&self, group: &str) -> Result<v1::GroupDescription> {
         let req = v1::DescribeGroupRequest {
             group: group.into(),
@@ -141,6 +235,13 @@ impl Admin {
     }
 
     /// Deletes a group's committed offsets (only while it has no members).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// // FAILED_PRECONDITION while a consumer of the group is still running.
+    /// client.admin().delete_group("billing-v1").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_group(&self, group: &str) -> Result<()> {
         self.client
             .groups()
@@ -152,6 +253,15 @@ impl Admin {
     }
 
     /// The committed offsets of a group, optionally for one topic.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// for c in client.admin().committed("billing", Some("orders")).await? {
+    ///     // `offset` is the next record billing reads from that partition.
+    ///     println!("orders/{}: next {}", c.partition, c.offset);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn committed(
         &self,
         group: &str,
@@ -170,6 +280,17 @@ impl Admin {
     }
 
     /// Lag of a group per partition, per topic and in total.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// let lag = client.admin().consumer_lag("billing", Some("orders")).await?;
+    /// for p in &lag.partitions {
+    ///     // lag_ms: age of the oldest record billing has not consumed (0 when caught up).
+    ///     println!("orders/{}: {} records, {} ms behind", p.partition, p.lag_records, p.lag_ms);
+    /// }
+    /// println!("billing is {} records behind in total", lag.total_lag_records);
+    /// # Ok(()) }
+    /// ```
     pub async fn consumer_lag(&self, group: &str, topic: Option<&str>) -> Result<v1::ConsumerLag> {
         let req = v1::GetConsumerLagRequest {
             group: group.into(),
@@ -184,6 +305,20 @@ impl Admin {
 
     /// Moves a group's offsets for `topic` (all partitions, or `partitions`).
     /// With `dry_run` nothing changes and the answer shows what would.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use brook_client::ResetTo;
+    /// # let now_ms: i64 = 0;
+    /// let to = ResetTo::Timestamp(now_ms - 3_600_000); // replay the last hour of orders
+    /// let preview = client.admin().reset_offsets("billing", "orders", &[], to, true, false).await?;
+    /// for c in &preview.changes {
+    ///     println!("orders/{}: {:?} -> {}", c.partition, c.before, c.after);
+    /// }
+    /// // Applies it: FAILED_PRECONDITION while billing's consumers run, unless forced.
+    /// client.admin().reset_offsets("billing", "orders", &[], to, false, false).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn reset_offsets(
         &self,
         group: &str,

@@ -42,6 +42,13 @@ pub(crate) struct Options {
 
 impl ClientBuilder {
     /// Settings for the broker at `url` (e.g. `http://127.0.0.1:9292`).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// use brook_client::ClientBuilder;
+    /// let client = ClientBuilder::new("http://127.0.0.1:9292").connect().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn new(url: impl Into<String>) -> Self {
         ClientBuilder {
             url: url.into(),
@@ -58,18 +65,52 @@ impl ClientBuilder {
     /// Trusts the certificate authority in `pem` (instead of the system's
     /// roots) for the broker's certificate. Needs an `https://` URL; an
     /// `https://` URL without this trusts the system's roots.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// let ca = std::fs::read("/etc/brook/ca.pem").expect("CA certificate");
+    /// let client = brook_client::Client::builder("https://brook.internal:9292")
+    ///     .tls_ca_pem(ca)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_ca_pem = Some(pem.into());
         self
     }
 
     /// The name the broker's certificate must carry (default: the URL's host).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// // Connecting by IP address to a broker whose certificate names brook.internal.
+    /// let client = brook_client::Client::builder("https://10.0.0.7:9292")
+    ///     .tls_ca_pem(std::fs::read("ca.pem").expect("CA certificate"))
+    ///     .tls_domain("brook.internal")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn tls_domain(mut self, name: impl Into<String>) -> Self {
         self.tls_domain = Some(name.into());
         self
     }
 
     /// Presents this client certificate and key (PEM) for mutual TLS.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// let client = brook_client::Client::builder("https://brook.internal:9292")
+    ///     .tls_ca_pem(std::fs::read("ca.pem").expect("CA certificate"))
+    ///     .tls_identity(
+    ///         std::fs::read("billing.pem").expect("client certificate"),
+    ///         std::fs::read("billing-key.pem").expect("client key"),
+    ///     )
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn tls_identity(
         mut self,
         cert_pem: impl Into<Vec<u8>>,
@@ -99,12 +140,34 @@ impl ClientBuilder {
     }
 
     /// Longest wait for the connection.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// use std::time::Duration;
+    /// // Fail fast at startup (with Error::Connect) when the broker is not up.
+    /// let client = brook_client::Client::builder("http://127.0.0.1:9292")
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
         self
     }
 
     /// Deadline of each unary request (long polls excluded from nothing: set it above their wait).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// use std::time::Duration;
+    /// // Consumers long-poll for `fetch_max_wait` (500 ms by default): well below 30 s.
+    /// let client = brook_client::Client::builder("http://127.0.0.1:9292")
+    ///     .request_timeout(Duration::from_secs(30))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = Some(d);
         self
@@ -112,6 +175,17 @@ impl ClientBuilder {
 
     /// How often a call that got UNAVAILABLE (broker starting or stopping)
     /// is retried, with exponential backoff starting at `backoff`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// use std::time::Duration;
+    /// // Ride out a broker restart: 8 retries, waiting 0.2 s, 0.4 s, 0.8 s, ... (5 s at most).
+    /// let client = brook_client::Client::builder("http://127.0.0.1:9292")
+    ///     .retries(8, Duration::from_millis(200))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
         self.retries = retries;
         self.backoff = backoff;
@@ -119,6 +193,17 @@ impl ClientBuilder {
     }
 
     /// Opens the HTTP/2 connection that every clone of the client shares.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// use brook_client::{Client, Error};
+    /// let client = match Client::builder("http://127.0.0.1:9292").connect().await {
+    ///     Ok(client) => client, // clone it into every task that needs the broker
+    ///     Err(Error::Connect { url, reason }) => panic!("no broker at {url}: {reason}"),
+    ///     Err(e) => return Err(e),
+    /// };
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(self) -> Result<Client> {
         // tonic's transport errors say only "transport error" at the top:
         // the reason (refused, bad certificate, ...) is in the source chain.
@@ -189,11 +274,28 @@ pub struct Client {
 
 impl Client {
     /// Connects with default settings (see [`ClientBuilder`]).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// let client = brook_client::Client::connect("http://127.0.0.1:9292").await?;
+    /// let for_billing = client.clone(); // same connection, no new handshake
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(url: impl Into<String>) -> Result<Client> {
         ClientBuilder::new(url).connect().await
     }
 
     /// Settings first, then [`ClientBuilder::connect`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// use std::time::Duration;
+    /// let client = brook_client::Client::builder("http://127.0.0.1:9292")
+    ///     .connect_timeout(Duration::from_secs(3))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
         ClientBuilder::new(url)
     }
@@ -243,6 +345,15 @@ impl Client {
     }
 
     /// The lag of `group` on every topic it consumes (see [`crate::Admin`] for one topic).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// let lag = client.consumer_lag("billing").await?;
+    /// for t in &lag.topics {
+    ///     println!("billing: {} records ({} ms) behind on {}", t.lag_records, t.lag_ms, t.topic);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn consumer_lag(&self, group: &str) -> Result<v1::ConsumerLag> {
         self.admin().consumer_lag(group, None).await
     }

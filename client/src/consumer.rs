@@ -23,6 +23,18 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 
 /// Where a partition without a committed offset starts (Kafka's `auto.offset.reset`).
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// use brook_client::{ConsumerConfig, StartFrom};
+/// // A new group that only notifies about orders placed from now on.
+/// let config = ConsumerConfig {
+///     start_from: StartFrom::Latest,
+///     ..ConsumerConfig::new("notifications", &["orders"])
+/// };
+/// let mut notifications = client.consumer(config).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFrom {
     /// The first stored record.
@@ -33,9 +45,37 @@ pub enum StartFrom {
 }
 
 /// Called with the partitions a rebalance takes away, before they are committed and released.
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// use std::sync::Arc;
+/// use brook_client::{ConsumerConfig, RevokeCallback};
+/// // Runs on the consumer's session task: keep it short and non-blocking.
+/// let on_revoke: RevokeCallback = Arc::new(|lost: &[(String, u32)]| {
+///     println!("billing hands {lost:?} to other members");
+/// });
+/// let config = ConsumerConfig {
+///     on_revoke: Some(on_revoke),
+///     ..ConsumerConfig::new("billing", &["orders"])
+/// };
+/// let mut billing = client.consumer(config).await?;
+/// # Ok(()) }
+/// ```
 pub type RevokeCallback = Arc<dyn Fn(&[(String, u32)]) + Send + Sync>;
 
 /// Consumer settings.
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// use brook_client::ConsumerConfig;
+/// let config = ConsumerConfig {
+///     client_id: "billing-service".into(), // shown by describe_group
+///     auto_commit: None,                   // commit after each invoice instead
+///     ..ConsumerConfig::new("billing", &["orders"])
+/// };
+/// let mut billing = client.consumer(config).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ConsumerConfig {
     /// The consumer group (commits and lag are per group).
@@ -61,6 +101,16 @@ pub struct ConsumerConfig {
 
 impl ConsumerConfig {
     /// Settings for `group` consuming `topics`, defaults otherwise.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use std::time::Duration;
+    /// use brook_client::ConsumerConfig;
+    /// let config = ConsumerConfig::new("inventory", &["orders", "returns"]);
+    /// assert_eq!(config.auto_commit, Some(Duration::from_secs(5))); // commits every 5 s
+    /// let mut inventory = client.consumer(config).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn new(group: impl Into<String>, topics: &[&str]) -> Self {
         ConsumerConfig {
             group: group.into(),
@@ -77,6 +127,15 @@ impl ConsumerConfig {
 }
 
 /// A record as a consumer sees it. Key and value are zero-copy views of the fetched batch.
+///
+/// ```no_run
+/// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
+/// let order = billing.recv().await?;
+/// let key = String::from_utf8_lossy(order.key.as_deref().unwrap_or_default());
+/// let event_type = order.headers.iter().find(|(name, _)| name == "type").map(|(_, v)| v);
+/// println!("{}/{} offset {}: {key} {event_type:?}", order.topic, order.partition, order.offset);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
     /// Topic (shared by every record of a fetch: no allocation per record).
@@ -152,6 +211,15 @@ pub struct Consumer {
 
 impl Client {
     /// Joins `config.group` and starts consuming what the group assigns.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use brook_client::ConsumerConfig;
+    /// let mut billing = client.consumer(ConsumerConfig::new("billing", &["orders"])).await?;
+    /// // Waits until the group assigned partitions and one of them has a record.
+    /// let order = billing.recv().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
         let (tx, rx) = mpsc::channel(8);
         let shared = Arc::new(Shared {
@@ -177,6 +245,18 @@ impl Client {
     /// Reads the given partitions of `topic` without joining the group's
     /// membership (Kafka's `assign()`): starts at the group's committed
     /// offsets (or `config.start_from`), and commits as a standalone consumer.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use brook_client::ConsumerConfig;
+    /// // Re-read partition 3 only, under a group of its own (a standalone commit
+    /// // fails with FAILED_PRECONDITION while the group has members).
+    /// let config = ConsumerConfig::new("billing-audit", &["orders"]);
+    /// let mut audit = client.consumer_assigned(config, "orders", &[3]).await?;
+    /// let order = audit.recv().await?;
+    /// audit.close().await?; // commits: the next run starts after `order`
+    /// # Ok(()) }
+    /// ```
     pub async fn consumer_assigned(
         &self,
         config: ConsumerConfig,
@@ -483,6 +563,15 @@ async fn commit_positions(shared: &Shared, only: Option<&[Tp]>) -> Result<()> {
 impl Consumer {
     /// The next record. Waits for one; fails only when the consumer can no
     /// longer receive (the group session ended or the client was closed).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
+    /// let order = billing.recv().await?;
+    /// println!("orders/{} offset {}: {:?}", order.partition, order.offset, order.value);
+    /// // Asking for the next record marks `order` processed: auto-commit may now commit it.
+    /// let next = billing.recv().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn recv(&mut self) -> Result<ConsumerRecord> {
         self.mark_processed();
         loop {
@@ -560,6 +649,18 @@ impl Consumer {
     /// During a rebalance the group's generation can move on before this
     /// consumer has applied its new assignment; the commit is then retried
     /// for up to two seconds once the new generation is known.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use brook_client::ConsumerConfig;
+    /// let config = ConsumerConfig { auto_commit: None, ..ConsumerConfig::new("billing", &["orders"]) };
+    /// let mut billing = client.consumer(config).await?;
+    /// while let Ok(order) = billing.recv().await {
+    ///     // ... write the invoice for `order` ...
+    ///     billing.commit().await?; // after a crash, billing resumes after `order`
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn commit(&mut self) -> Result<()> {
         self.mark_processed();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -583,6 +684,14 @@ impl Consumer {
     }
 
     /// Moves a partition this consumer owns to `offset`; records fetched before are dropped.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
+    /// // Re-read orders/2 from offset 1000 (commits now store 1000 for it too).
+    /// billing.seek("orders", 2, 1000);
+    /// let record = billing.recv().await?; // orders/2 gives 1000 next; other partitions go on
+    /// # Ok(()) }
+    /// ```
     pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
         let tp: Tp = (Arc::from(topic), partition);
         stop_fetchers(&self.shared, std::slice::from_ref(&tp));
@@ -591,6 +700,15 @@ impl Consumer {
 
     /// Moves a partition to the first record at or after `timestamp_ms` (or
     /// its end if every record is older), found through the broker's time index.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
+    /// # let now_ms: i64 = 0;
+    /// // Re-process the last 10 minutes of orders/2.
+    /// billing.seek_to_timestamp("orders", 2, now_ms - 600_000).await?;
+    /// let record = billing.recv().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn seek_to_timestamp(
         &mut self,
         topic: &str,
@@ -619,6 +737,15 @@ impl Consumer {
     }
 
     /// Stops fetching a partition (records already fetched still come out).
+    ///
+    /// ```no_run
+    /// # async fn demo(billing: brook_client::Consumer) -> brook_client::Result<()> {
+    /// // The warehouse behind orders/0 is offline: stop fetching its orders for now.
+    /// billing.pause("orders", 0);
+    /// // ... once it is back:
+    /// billing.resume("orders", 0);
+    /// # Ok(()) }
+    /// ```
     pub fn pause(&self, topic: &str, partition: u32) {
         lock(&self.shared)
             .paused
@@ -626,6 +753,14 @@ impl Consumer {
     }
 
     /// Resumes a paused partition.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
+    /// billing.pause("orders", 0);
+    /// let other = billing.recv().await?; // records of the other partitions keep coming
+    /// billing.resume("orders", 0); // fetching orders/0 continues where it stopped
+    /// # Ok(()) }
+    /// ```
     pub fn resume(&self, topic: &str, partition: u32) {
         lock(&self.shared)
             .paused
@@ -633,6 +768,15 @@ impl Consumer {
     }
 
     /// Partitions this consumer fetches now.
+    ///
+    /// ```no_run
+    /// # async fn demo(billing: brook_client::Consumer) -> brook_client::Result<()> {
+    /// // Empty until the group assigned partitions; changes with every rebalance.
+    /// for (topic, partition) in billing.assignment() {
+    ///     println!("this billing member reads {topic}/{partition}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn assignment(&self) -> Vec<(String, u32)> {
         let mut v: Vec<(String, u32)> = lock(&self.shared)
             .fetchers
@@ -644,6 +788,16 @@ impl Consumer {
     }
 
     /// Commits what was processed and leaves the group.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use brook_client::ConsumerConfig;
+    /// let mut billing = client.consumer(ConsumerConfig::new("billing", &["orders"])).await?;
+    /// let order = billing.recv().await?;
+    /// // Commits up to and including `order`; the group rebalances its partitions to the others.
+    /// billing.close().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn close(mut self) -> Result<()> {
         self.mark_processed();
         match self.session.take() {
@@ -662,6 +816,18 @@ impl Consumer {
     }
 
     /// The records as a `Stream`.
+    ///
+    /// ```no_run
+    /// # async fn demo(billing: brook_client::Consumer) -> brook_client::Result<()> {
+    /// use futures_util::StreamExt;
+    /// let orders = billing.into_stream();
+    /// let mut orders = std::pin::pin!(orders); // the stream is not `Unpin`
+    /// while let Some(order) = orders.next().await {
+    ///     let order = order?; // an Err item: why the consumer could not go on
+    ///     println!("{}/{}", order.partition, order.offset);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn into_stream(self) -> impl Stream<Item = Result<ConsumerRecord>> {
         futures_util::stream::unfold(self, |mut c| async move {
             match c.recv().await {

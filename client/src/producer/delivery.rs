@@ -118,6 +118,20 @@ impl Drop for Slot {
 /// with where it was stored, or with why it was not.
 ///
 /// Dropping a `Delivery` does not cancel the send.
+///
+/// ```no_run
+/// # async fn demo(producer: brook_client::Producer) -> brook_client::Result<()> {
+/// // Queue several events first, then wait: they travel in one batch.
+/// let mut deliveries = Vec::new();
+/// for id in ["order-41", "order-42", "order-43"] {
+///     deliveries.push(producer.send("orders", Some(id), "OrderPlaced").await?);
+/// }
+/// for delivery in deliveries {
+///     let stored = delivery.await?; // Err: why this record was not stored
+///     println!("stored at {}/{}", stored.partition, stored.offset);
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Delivery {
     outcome: Arc<Outcome>,
     index: u32,

@@ -21,6 +21,15 @@ pub use delivery::Delivery;
 use sender::Sender;
 
 /// How durable a record must be before its send completes.
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// use brook_client::{Acks, ProducerConfig};
+/// // A payment must survive a power cut: its send completes once it is on disk.
+/// let payments = client.producer(ProducerConfig { acks: Acks::Durable, ..Default::default() });
+/// payments.send("payments", Some("order-42"), "PaymentCaptured").await?.await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Acks {
     /// In the broker's page cache: survives a broker crash, not a power cut.
@@ -31,6 +40,20 @@ pub enum Acks {
 }
 
 /// Producer settings.
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// use std::time::Duration;
+/// use brook_client::ProducerConfig;
+/// // A bulk import of past orders: bigger batches, fewer requests.
+/// let config = ProducerConfig {
+///     linger: Duration::from_millis(20),
+///     batch_bytes: 4 << 20,
+///     ..Default::default()
+/// };
+/// let importer = client.producer(config);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
     /// How long a partition's first record waits for others to join its batch.
@@ -66,6 +89,19 @@ impl Default for ProducerConfig {
 }
 
 /// A record to send.
+///
+/// ```no_run
+/// # async fn demo(producer: brook_client::Producer) -> brook_client::Result<()> {
+/// use brook_client::ProducerRecord;
+/// // A tombstone (no value): order-42 is gone; readers of `orders` can forget it.
+/// let tombstone = ProducerRecord {
+///     topic: "orders".into(),
+///     key: Some("order-42".into()),
+///     ..Default::default()
+/// };
+/// producer.send_record(tombstone).await?.await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
     /// Topic.
@@ -83,6 +119,15 @@ pub struct ProducerRecord {
 }
 
 /// Where a record was stored.
+///
+/// ```no_run
+/// # async fn demo(producer: brook_client::Producer) -> brook_client::Result<()> {
+/// use brook_client::RecordMetadata;
+/// let stored: RecordMetadata = producer.send("orders", Some("order-42"), "OrderPlaced").await?.await?;
+/// // Every event keyed order-42 lands in this partition, in order.
+/// println!("order-42 is at orders/{} offset {}", stored.partition, stored.offset);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordMetadata {
     /// Partition.
