@@ -52,7 +52,14 @@ fn append_now(
     p: &Partition,
     batch: &Batch,
 ) -> Result<AppendInfo, Status> {
-    let info = p.append_nowait(batch).map_err(to_status)?;
+    let info = p.append_nowait(batch).map_err(|e| match e {
+        // Closed while the topic is being deleted: say so, not "retry later".
+        brook_storage::Error::Closed(_) => match broker.topic(topic) {
+            Err(gone) => gone,
+            Ok(_) => to_status(e),
+        },
+        e => to_status(e),
+    })?;
     let labels = TopicLabels {
         topic: topic.to_string(),
     };
@@ -353,5 +360,45 @@ impl Producer for ProducerService {
         let topic = req.topic.clone();
         let r = self.publish_records(req).await;
         self.broker.finish("Publish", &topic, None, started, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use brook_protocol::batch::{Batch, BatchBuilder};
+    use brook_storage::{Log, TopicConfig};
+
+    use super::*;
+    use crate::config::ServeArgs;
+    use crate::groups::Groups;
+
+    #[test]
+    fn an_append_racing_a_topic_deletion_is_not_found_not_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServeArgs {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let broker = Broker::new(config);
+        let log = Arc::new(Log::open(dir.path()).unwrap());
+        let groups = Arc::new(Groups::open(dir.path().join("~groups")).unwrap());
+        broker.set_ready(Arc::clone(&log), groups);
+        let topic = TopicConfig {
+            partitions: 1,
+            partition: Default::default(),
+        };
+        log.create_topic("orders", topic).unwrap();
+        // A produce looked the partition up, then the topic was deleted.
+        let p = broker.partition("orders", 0).unwrap();
+        log.delete_topic("orders").unwrap();
+        let mut b = BatchBuilder::new();
+        b.push(1, None, Some(b"OrderPlaced"), &[]);
+        let batch = Batch::parse(b.build(0)).unwrap();
+        let err = append_now(&broker, "orders", &p, &batch).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
     }
 }
