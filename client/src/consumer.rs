@@ -321,7 +321,7 @@ async fn join(shared: &Arc<Shared>) -> Result<Session> {
 async fn membership(
     shared: Arc<Shared>,
     mut events: tonic::Streaming<v1::MemberEvent>,
-    requests: mpsc::Sender<v1::JoinMessage>,
+    mut requests: mpsc::Sender<v1::JoinMessage>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut heartbeat = tokio::time::interval(shared.config.session_timeout / 3);
@@ -365,10 +365,17 @@ async fn membership(
                     }
                 }
                 None => {
-                    tracing::warn!(group = %shared.config.group, "group session ended");
+                    // The broker restarted, or removed this member (session
+                    // timeout): its partitions may be someone else's now.
+                    tracing::warn!(group = %shared.config.group, "group session ended; rejoining");
                     let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
                     stop_fetchers(&shared, &all);
-                    return;
+                    // Processed but uncommitted records come again (at-least-once).
+                    lock(&shared).positions.clear();
+                    match rejoin(&shared, &mut stop).await {
+                        Some((e, r)) => (events, requests) = (e, r),
+                        None => return,
+                    }
                 }
             },
             _ = heartbeat.tick() => {
@@ -400,6 +407,25 @@ async fn membership(
                 let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
                 stop_fetchers(&shared, &all);
                 return; // dropping the request stream leaves the group
+            }
+        }
+    }
+}
+
+/// Joins again, with backoff, until it works (`None` if the consumer is
+/// closed meanwhile).
+async fn rejoin(shared: &Arc<Shared>, stop: &mut oneshot::Receiver<()>) -> Option<Session> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        tokio::select! {
+            _ = &mut *stop => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        match join(shared).await {
+            Ok(session) => return Some(session),
+            Err(e) => {
+                tracing::debug!(error = %e, "rejoining the group failed; retrying");
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -561,8 +587,9 @@ async fn commit_positions(shared: &Shared, only: Option<&[Tp]>) -> Result<()> {
 }
 
 impl Consumer {
-    /// The next record. Waits for one; fails only when the consumer can no
-    /// longer receive (the group session ended or the client was closed).
+    /// The next record. Waits for one (a group member whose session ended,
+    /// e.g. because the broker restarted, rejoins and goes on); fails only
+    /// on a batch it cannot decode.
     ///
     /// ```no_run
     /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {

@@ -303,3 +303,55 @@ async fn a_member_never_commits_partitions_it_no_longer_owns() {
         );
     }
 }
+
+/// A group member rejoins by itself when its session ends because the
+/// broker restarted (membership lives in the broker's memory), and goes on
+/// consuming from the group's commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_member_rejoins_after_the_broker_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &[]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("orders", 2).await.unwrap();
+    let producer = client.producer(Default::default());
+    for i in 0..10 {
+        producer
+            .send("orders", Some(format!("order-{i}")), format!("placed-{i}"))
+            .await
+            .unwrap();
+    }
+    within("flush", producer.flush()).await.unwrap();
+    let mut billing = client
+        .consumer(ConsumerConfig::new("billing", &["orders"]))
+        .await
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    while seen.len() < 10 {
+        let r = within("a record before the restart", billing.recv())
+            .await
+            .unwrap();
+        seen.insert(r.value.unwrap());
+    }
+    within("commit", billing.commit()).await.unwrap();
+
+    broker.kill9_in_place();
+    broker.restart().await;
+    for i in 10..20 {
+        producer
+            .send("orders", Some(format!("order-{i}")), format!("placed-{i}"))
+            .await
+            .unwrap();
+    }
+    within("flush after the restart", producer.flush())
+        .await
+        .unwrap();
+    let mut after = BTreeSet::new();
+    while after.len() < 10 {
+        let r = within("a record after the restart", billing.recv())
+            .await
+            .unwrap();
+        let v = r.value.unwrap();
+        assert!(!seen.contains(&v), "a committed record came again: {v:?}");
+        after.insert(v);
+    }
+}
