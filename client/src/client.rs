@@ -156,7 +156,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Deadline of each unary request (long polls excluded from nothing: set it above their wait).
+    /// Deadline of every request, long-polling fetches included: set it above
+    /// the consumer's `fetch_max_wait`, or idle fetches fail with DEADLINE_EXCEEDED.
     ///
     /// ```no_run
     /// # async fn demo() -> brook_client::Result<()> {

@@ -206,7 +206,8 @@ pub struct Consumer {
     current: VecDeque<(ConsumerRecord, u64)>,
     last: Option<(Tp, u64, u64)>,
     checked_revision: u64,
-    session: Option<(JoinHandle<()>, oneshot::Sender<()>)>,
+    /// The membership task (its result is the final commit's) and its stop signal.
+    session: Option<(JoinHandle<Result<()>>, oneshot::Sender<()>)>,
 }
 
 impl Client {
@@ -323,7 +324,7 @@ async fn membership(
     mut events: tonic::Streaming<v1::MemberEvent>,
     mut requests: mpsc::Sender<v1::JoinMessage>,
     mut stop: oneshot::Receiver<()>,
-) {
+) -> Result<()> {
     let mut heartbeat = tokio::time::interval(shared.config.session_timeout / 3);
     let auto = shared
         .config
@@ -374,7 +375,8 @@ async fn membership(
                     lock(&shared).positions.clear();
                     match rejoin(&shared, &mut stop).await {
                         Some((e, r)) => (events, requests) = (e, r),
-                        None => return,
+                        // Closed while rejoining: nothing is left to commit.
+                        None => return Ok(()),
                     }
                 }
             },
@@ -389,8 +391,10 @@ async fn membership(
             _ = &mut stop => {
                 // A rebalance may have moved the generation on with its
                 // Assignment still unread: apply pending events and commit again.
+                let mut committed = Ok(());
                 for _ in 0..20 {
-                    match commit_positions(&shared, None).await {
+                    committed = commit_positions(&shared, None).await;
+                    match &committed {
                         Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {}
                         _ => break,
                     }
@@ -406,7 +410,7 @@ async fn membership(
                 }
                 let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
                 stop_fetchers(&shared, &all);
-                return; // dropping the request stream leaves the group
+                return committed; // dropping the request stream leaves the group
             }
         }
     }
@@ -814,7 +818,8 @@ impl Consumer {
         v
     }
 
-    /// Commits what was processed and leaves the group.
+    /// Commits what was processed and leaves the group; fails with the final
+    /// commit's error if that commit was refused.
     ///
     /// ```no_run
     /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
@@ -830,8 +835,7 @@ impl Consumer {
         match self.session.take() {
             Some((task, stop)) => {
                 let _ = stop.send(());
-                let _ = task.await;
-                Ok(())
+                task.await.map_err(|_| Error::Closed)?
             }
             None => {
                 let r = commit_positions(&self.shared, None).await;

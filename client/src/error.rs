@@ -14,7 +14,8 @@ use thiserror::Error;
 /// ```
 #[derive(Debug, Clone, Error)]
 pub enum Error {
-    /// The broker answered with an error status (its code says what to do:
+    /// An error status, from the broker or from a check the client makes
+    /// before sending (its code says what to do:
     /// NOT_FOUND, INVALID_ARGUMENT, OUT_OF_RANGE, ...).
     #[error("broker error {code:?}: {message}")]
     Status {

@@ -29,3 +29,5 @@ pub use client::{Client, ClientBuilder};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RevokeCallback, StartFrom};
 pub use error::{Error, Result};
 pub use producer::{Acks, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+/// gRPC status codes, as in [`Error::code`] (re-exported so that callers need no `tonic` dependency).
+pub use tonic::Code;
