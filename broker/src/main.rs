@@ -7,6 +7,9 @@ use brook_broker::config::ServeArgs;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Brook: a Kafka-like event log broker in one binary.
 #[derive(Parser)]
 #[command(name = "brook", version, about, long_about = None)]
