@@ -355,3 +355,35 @@ async fn a_group_member_rejoins_after_the_broker_restarts() {
         after.insert(v);
     }
 }
+
+/// A batch never grows past `batch_bytes`, so a producer whose batch size
+/// equals the broker's `max_batch_bytes` never has a batch refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_never_exceed_batch_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--max-batch-bytes", "65536"]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("orders", 1).await.unwrap();
+    let producer = client.producer(ProducerConfig {
+        batch_bytes: 65536,
+        linger: Duration::from_millis(50),
+        ..Default::default()
+    });
+    let value = vec![b'x'; 1000];
+    let mut deliveries = Vec::new();
+    for i in 0..500 {
+        deliveries.push(
+            producer
+                .send("orders", Some(format!("order-{i}")), &value)
+                .await
+                .unwrap(),
+        );
+    }
+    within("flush", producer.flush())
+        .await
+        .expect("no batch was refused");
+    for d in deliveries {
+        within("delivery", d).await.unwrap();
+    }
+    assert_eq!(fetch_all(&broker, "orders", 0, 0).await.len(), 500);
+}

@@ -19,6 +19,21 @@ pub(crate) struct RecordRef<'a> {
     pub headers: &'a [(&'a str, &'a [u8])],
 }
 
+impl RecordRef<'_> {
+    /// The most bytes the record can take in a batch: its data plus the
+    /// largest varints of every length and delta.
+    pub(crate) fn max_encoded_len(&self) -> usize {
+        let len = |b: Option<&[u8]>| b.map_or(0, <[u8]>::len);
+        36 + len(self.key)
+            + len(self.value)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| 10 + k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
 /// A batch being filled.
 pub(crate) struct Open {
     pub builder: BatchBuilder,
@@ -106,6 +121,22 @@ impl Accumulator {
         if slots.open.len() <= index {
             slots.open.resize_with(index + 1, || None);
         }
+        // A batch never grows past batch_bytes (the broker's max_batch_bytes
+        // is usually set to match) unless its one record alone is bigger:
+        // a record that would not fit closes the open batch first.
+        let encoded = record.max_encoded_len();
+        let closes_open = slots.open[index].as_ref().is_some_and(|o| {
+            !o.builder.is_empty() && o.builder.size_bytes() + encoded > self.batch_bytes
+        });
+        let mut woke = false;
+        if closes_open && let Some(batch) = slots.open[index].take() {
+            full.push_back(Ready {
+                topic: Arc::clone(&slots.name),
+                partition,
+                batch,
+            });
+            woke = true;
+        }
         let opened = slots.open[index].is_none();
         let batch = slots.open[index].get_or_insert_with(|| {
             // Sized for a full batch up front: growing a 1 MiB buffer by
@@ -128,7 +159,8 @@ impl Accumulator {
             record.headers,
         );
         batch.slot.reserve(bytes);
-        let filled = batch.builder.size_bytes() >= self.batch_bytes;
+        // Full: no record of this size fits any more.
+        let filled = batch.builder.size_bytes() + encoded > self.batch_bytes;
         if filled && let Some(batch) = slots.open[index].take() {
             full.push_back(Ready {
                 topic: Arc::clone(&slots.name),
@@ -136,7 +168,7 @@ impl Accumulator {
                 batch,
             });
         }
-        if opened || filled {
+        if opened || filled || woke {
             self.wake.notify_one();
         }
         delivery
