@@ -387,3 +387,54 @@ async fn batches_never_exceed_batch_bytes() {
     }
     assert_eq!(fetch_all(&broker, "orders", 0, 0).await.len(), 500);
 }
+
+/// `send` waits while the records buffered or in flight fill `buffer_bytes`,
+/// and goes on once the broker acknowledged some of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_waits_while_the_buffer_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("orders", 1).await.unwrap();
+    let producer = client.producer(ProducerConfig {
+        buffer_bytes: 64 << 10,
+        batch_bytes: 1 << 20,
+        linger: Duration::from_secs(3600),
+        ..Default::default()
+    });
+    let value = vec![b'x'; 10 << 10];
+    let mut deliveries = Vec::new();
+    // Six 10 KiB records fit in 64 KiB; the seventh does not.
+    for _ in 0..6 {
+        deliveries.push(
+            within(
+                "a send with room",
+                producer.send("orders", None::<&[u8]>, &value),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let mut seventh = Box::pin(producer.send("orders", None::<&[u8]>, &value));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut seventh)
+            .await
+            .is_err(),
+        "a send went through with the buffer full"
+    );
+    // Nothing was sent yet (the linger is an hour): flushing frees the buffer.
+    let flushing = tokio::spawn({
+        let producer = producer.clone();
+        async move { producer.flush().await }
+    });
+    let d = within("the seventh send after the flush", seventh)
+        .await
+        .unwrap();
+    within("flush", flushing).await.unwrap().unwrap();
+    deliveries.push(d);
+    within("flush again", producer.flush()).await.unwrap();
+    for d in deliveries {
+        within("delivery", d).await.unwrap();
+    }
+    assert_eq!(fetch_all(&broker, "orders", 0, 0).await.len(), 7);
+}
