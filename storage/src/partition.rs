@@ -108,6 +108,24 @@ struct FlushState {
     poisoned: Option<String>,
 }
 
+/// Clears a flush leader's `flushing` flag if its sync unwinds, poisoning
+/// the partition and waking the waiters.
+struct FlushingGuard<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
+
+impl Drop for FlushingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut st = lock(&self.shared.flush);
+            st.flushing = false;
+            st.poisoned = Some("a flush panicked".into());
+            self.shared.flushed.notify_all();
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // State behind these locks is only changed after the fallible work is done,
     // so a panic elsewhere leaves nothing half-written: keep going.
@@ -231,6 +249,12 @@ impl Partition {
     /// no batches; outside `log_start..=log_end` is [`Error::OffsetOutOfRange`].
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadResult> {
         self.shared.read(offset, max_bytes)
+    }
+
+    /// Whether both handles are the same open partition (not merely the
+    /// same name: a topic deleted and created again has new partitions).
+    pub fn same_as(&self, other: &Partition) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// First offset still stored.
@@ -445,7 +469,18 @@ impl Shared {
             let from = st.durable;
             drop(st);
             let upto = *self.end.borrow();
-            let result = self.sync_from(from);
+            let result = {
+                // If the sync panics, the flag must still drop and the
+                // waiters wake (to find the partition poisoned), or every
+                // later flush would wait forever.
+                let mut unwinding = FlushingGuard {
+                    shared: self,
+                    armed: true,
+                };
+                let result = self.sync_from(from);
+                unwinding.armed = false;
+                result
+            };
             st = lock(&self.flush);
             st.flushing = false;
             match result {
@@ -464,6 +499,8 @@ impl Shared {
     }
 
     /// Syncs every segment that may hold bytes at or after offset `from`.
+    ///
+    /// (The flush leader's [`FlushingGuard`] covers a panic in here.)
     fn sync_from(&self, from: u64) -> Result<()> {
         let segs: Vec<Arc<Segment>> = {
             let map = self.segments.read().unwrap_or_else(|e| e.into_inner());
