@@ -239,10 +239,13 @@ type SharedState = Arc<Mutex<PartitionProducers>>;
 /// Producer state of every partition that an idempotent producer used since start.
 #[derive(Default)]
 pub struct Producers {
-    partitions: Mutex<HashMap<(String, u32), SharedState>>,
+    /// Each with the partition it was loaded from: a topic deleted and
+    /// created again under the same name must not inherit the old state.
+    partitions: Mutex<HashMap<(String, u32), (Partition, SharedState)>>,
     /// The `version` of each partition's last snapshot.
     saved: Mutex<HashMap<(String, u32), u64>>,
-    /// One snapshot writer at a time (they share a temporary file name).
+    /// Held by snapshot writers and by topic deletion: a snapshot is never
+    /// written into a partition directory being deleted (or recreated).
     writing: Mutex<()>,
 }
 
@@ -255,21 +258,36 @@ impl Producers {
         p: &Partition,
     ) -> Result<Arc<Mutex<PartitionProducers>>, Status> {
         let key = (topic.to_string(), id);
-        if let Some(s) = self
+        if let Some((loaded_from, s)) = self
             .partitions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
+            && loaded_from.same_as(p)
         {
             return Ok(Arc::clone(s));
         }
         let loaded = Arc::new(Mutex::new(PartitionProducers::load(p)?));
         let mut map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(Arc::clone(map.entry(key).or_insert(loaded)))
+        match map.get(&key) {
+            Some((loaded_from, s)) if loaded_from.same_as(p) => Ok(Arc::clone(s)),
+            // Missing, or left from a deleted incarnation of the topic.
+            _ => {
+                map.insert(key.clone(), (p.clone(), Arc::clone(&loaded)));
+                self.saved
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+                Ok(loaded)
+            }
+        }
     }
 
-    /// Forgets a deleted topic's state (its snapshots went with its files).
-    pub fn forget_topic(&self, topic: &str) {
+    /// Deletes a topic with `delete` while no snapshot is being written, and
+    /// forgets its state (its snapshots go with its files).
+    pub fn delete_topic<R>(&self, topic: &str, delete: impl FnOnce() -> R) -> R {
+        let _no_snapshot_meanwhile = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let result = delete();
         self.partitions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -278,6 +296,7 @@ impl Producers {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(t, _), _| t != topic);
+        result
     }
 
     /// Snapshots every partition whose state changed since its last
@@ -288,17 +307,20 @@ impl Producers {
     /// lost batch as a duplicate.
     pub fn snapshot_changed(&self, log: &brook_storage::Log) {
         let _one_writer = self.writing.lock().unwrap_or_else(|e| e.into_inner());
-        let states: Vec<((String, u32), SharedState)> = self
+        let states: Vec<((String, u32), Partition, SharedState)> = self
             .partitions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(k, s)| (k.clone(), Arc::clone(s)))
+            .map(|(k, (p, s))| (k.clone(), p.clone(), Arc::clone(s)))
             .collect();
-        for (key, state) in states {
-            let Ok(p) = log.topic(&key.0).and_then(|t| t.partition(key.1)) else {
+        for (key, p, state) in states {
+            // Only the partition the state was loaded from, if it is still
+            // the topic's (deletion waits for `writing`, held here).
+            let current = log.topic(&key.0).and_then(|t| t.partition(key.1));
+            if !current.is_ok_and(|c| c.same_as(&p)) {
                 continue;
-            };
+            }
             let saved = self
                 .saved
                 .lock()
@@ -330,16 +352,23 @@ impl Producers {
         }
     }
 
-    /// Writes a snapshot for every loaded partition (at shutdown, after the last append).
+    /// Writes a snapshot for every loaded partition (at shutdown, after the
+    /// last append), each after flushing its log to the snapshot's offset.
     pub fn save_all(&self, log: &brook_storage::Log) {
         let _one_writer = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
-        for ((topic, id), state) in map.iter() {
-            let Ok(p) = log.topic(topic).and_then(|t| t.partition(*id)) else {
+        for ((topic, id), (p, state)) in map.iter() {
+            let current = log.topic(topic).and_then(|t| t.partition(*id));
+            if !current.is_ok_and(|c| c.same_as(p)) {
                 continue;
-            };
+            }
             let state = state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = state.save(p.dir(), p.log_end_offset()) {
+            let valid_to = p.log_end_offset();
+            let saved = p
+                .flush_to(valid_to)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|()| state.save(p.dir(), valid_to));
+            if let Err(e) = saved {
                 tracing::warn!(topic, partition = id, error = %e, "could not write the producer-state snapshot; the next start replays the log");
             }
         }
@@ -438,6 +467,44 @@ mod tests {
             Verdict::Append,
             "non-idempotent batches pass"
         );
+    }
+
+    /// Regression (review): state loaded from a partition of a topic that
+    /// was then deleted and created again under the same name must not
+    /// answer for the new topic, or a retry would be called a duplicate of
+    /// a record that no longer exists.
+    #[test]
+    fn a_recreated_topic_does_not_inherit_producer_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = brook_storage::Log::open(dir.path()).unwrap();
+        let config = || brook_storage::TopicConfig {
+            partitions: 1,
+            partition: Default::default(),
+        };
+        let producers = Producers::default();
+        log.create_topic("pay", config()).unwrap();
+        let old = log.topic("pay").unwrap().partition(0).unwrap();
+        let state = producers.partition("pay", 0, &old).unwrap();
+        state.lock().unwrap().record(&header(7, 0, 0, 3), 0);
+        // A produce that looked the partition up before the deletion.
+        log.delete_topic("pay").unwrap();
+        log.create_topic("pay", config()).unwrap();
+        let new = log.topic("pay").unwrap().partition(0).unwrap();
+        let state = producers.partition("pay", 0, &new).unwrap();
+        assert_eq!(
+            state.lock().unwrap().check(&header(7, 0, 0, 3)).unwrap(),
+            Verdict::Append,
+            "the new topic has no record of the old one's batches"
+        );
+        // Snapshots only go to the partition the state came from.
+        producers.snapshot_changed(&log);
+        assert!(
+            new.dir().join(SNAPSHOT).exists(),
+            "the new partition's own state is snapshotted"
+        );
+        let (copy, valid_to) = read_snapshot(&new.dir().join(SNAPSHOT)).unwrap();
+        assert_eq!(valid_to, 0);
+        assert!(copy.producers.is_empty());
     }
 
     #[test]

@@ -144,12 +144,13 @@ impl Topics for TopicsService {
         let name = req.into_inner().name;
         let r = async {
             let log = Arc::clone(self.broker.log()?);
-            let n = name.clone();
-            tokio::task::spawn_blocking(move || log.delete_topic(&n))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(to_status)?;
-            self.broker.producers.forget_topic(&name);
+            let (broker, n) = (Arc::clone(&self.broker), name.clone());
+            tokio::task::spawn_blocking(move || {
+                broker.producers.delete_topic(&n, || log.delete_topic(&n))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(to_status)?;
             tracing::info!(topic = %name, "deleted topic");
             Ok(v1::DeleteTopicResponse {})
         }
