@@ -80,19 +80,13 @@ async fn make_durable(p: Partition, info: AppendInfo, durable: bool) -> Result<A
     if !(durable || p.config().flush == FlushPolicy::Always) {
         return Ok(info);
     }
-    let flush = move || p.flush_to(info.log_end_offset);
-    let flushed = if tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::MultiThread
-    {
-        // The sync runs on this worker, whose other tasks tokio hands to
-        // another thread meanwhile: no hop to a blocking thread and back,
-        // which cost two cross-thread wakeups (~0.1 ms of a durable ack here).
-        tokio::task::block_in_place(flush)
-    } else {
-        tokio::task::spawn_blocking(flush)
-            .await
-            .map_err(|e| Status::internal(format!("flush task failed: {e}")))?
-    };
+    // On a blocking thread, not with block_in_place: the ack futures of a
+    // produce stream run inside the stream's task, and blocking that task
+    // would stop it from appending the next batches meanwhile, so one fsync
+    // could no longer cover several pipelined batches (group commit).
+    let flushed = tokio::task::spawn_blocking(move || p.flush_to(info.log_end_offset))
+        .await
+        .map_err(|e| Status::internal(format!("flush task failed: {e}")))?;
     flushed.map_err(to_status)?;
     Ok(info)
 }
