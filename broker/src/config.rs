@@ -62,13 +62,13 @@ pub struct ServeArgs {
     #[arg(long, env = "BROOK_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<u64>,
     /// PEM certificate (chain) of the broker: with --tls-key, gRPC is served over TLS only
-    #[arg(long, env = "BROOK_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "BROOK_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of --tls-cert
-    #[arg(long, env = "BROOK_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "BROOK_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// PEM CA: clients must present a certificate it signed (mutual TLS)
-    #[arg(long, env = "BROOK_TLS_CLIENT_CA", requires = "tls_cert")]
+    #[arg(long, env = "BROOK_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
     /// How often idempotent producers' state is snapshotted per partition
     /// (only if it changed), in ms; after a crash the log is replayed from
@@ -267,6 +267,47 @@ mod tests {
         assert_eq!(c.topic_defaults.segment_bytes, 1 << 20);
         assert_eq!(c.topic_defaults.flush, FlushPolicy::Always);
         assert_eq!(c.listen.port(), 9292);
+    }
+
+    #[test]
+    fn tls_files_may_come_from_flags_and_the_file_together() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("cert.pem", "CERT"), ("key.pem", "KEY"), ("ca.pem", "CA")] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let path = dir.path().join("brook.toml");
+        let toml = format!(
+            "tls_cert = {:?}\ntls_key = {:?}\n",
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem")
+        );
+        std::fs::write(&path, toml).unwrap();
+        let c = ServeArgs {
+            config: Some(path),
+            tls_client_ca: Some(dir.path().join("ca.pem")),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let tls = c.tls.expect("TLS is on");
+        assert_eq!((&tls.cert[..], &tls.key[..]), (&b"CERT"[..], &b"KEY"[..]));
+        assert_eq!(tls.client_ca.as_deref(), Some(&b"CA"[..]));
+
+        let half = ServeArgs {
+            tls_cert: Some(dir.path().join("cert.pem")),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{half:#}").contains("tls_key"), "{half:#}");
+        let missing = ServeArgs {
+            tls_cert: Some(dir.path().join("nope.pem")),
+            tls_key: Some(dir.path().join("key.pem")),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{missing:#}").contains("nope.pem"), "{missing:#}");
     }
 
     #[test]

@@ -7,6 +7,12 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::error::{Error, Result};
 
+/// Whether `url`'s scheme is https (schemes are case-insensitive).
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
 /// Connection settings. [`ClientBuilder::connect`] makes the [`Client`].
 ///
 /// ```no_run
@@ -121,7 +127,7 @@ impl ClientBuilder {
     }
 
     fn tls_config(&self) -> Option<ClientTlsConfig> {
-        let https = self.url.starts_with("https://");
+        let https = is_https(&self.url);
         if !https {
             return None;
         }
@@ -225,7 +231,7 @@ impl ClientBuilder {
         };
         let tls_settings =
             self.tls_ca_pem.is_some() || self.tls_domain.is_some() || self.tls_identity.is_some();
-        if tls_settings && !self.url.starts_with("https://") {
+        if tls_settings && !is_https(&self.url) {
             return Err(Error::Connect {
                 url: self.url.clone(),
                 reason: "TLS settings were given, so the URL must start with https://".into(),

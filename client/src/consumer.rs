@@ -428,7 +428,7 @@ async fn rejoin(shared: &Arc<Shared>, stop: &mut oneshot::Receiver<()>) -> Optio
         match join(shared).await {
             Ok(session) => return Some(session),
             Err(e) => {
-                tracing::debug!(error = %e, "rejoining the group failed; retrying");
+                tracing::warn!(group = %shared.config.group, error = %e, "rejoining the group failed; retrying");
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
