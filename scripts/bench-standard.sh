@@ -3,6 +3,11 @@
 # directory per round; prints every run as JSON, then the medians.
 #   scripts/bench-standard.sh [ROUNDS]   (default 3; needs ~1 min per round)
 # The data directory is under $BROOK_BENCH_DIR (default: the temp dir).
+# Before each round it writes and deletes a 2 GiB file there: on the VMs this
+# was measured on, memory the guest freed a while ago is handed back to the
+# host and costs a hypervisor fault per page when the page cache next takes
+# it, which made whichever round came first 2-3x slower on W1. Set
+# BROOK_BENCH_COLD=1 to skip that and measure the cold state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -10,8 +15,13 @@ cargo build --release -q -p brook
 B=target/release/brook
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
+dir=${BROOK_BENCH_DIR:-${TMPDIR:-/tmp}}
 for round in $(seq 1 "$rounds"); do
-  data=$(mktemp -d "${BROOK_BENCH_DIR:-${TMPDIR:-/tmp}}/brook-bench.XXXXXX")
+  if [ -z "${BROOK_BENCH_COLD:-}" ]; then
+    dd if=/dev/zero of="$dir/brook-bench-warm" bs=1M count=2048 status=none
+    rm -f "$dir/brook-bench-warm"
+  fi
+  data=$(mktemp -d "$dir/brook-bench.XXXXXX")
   $B serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$data.addr" 2>/dev/null &
   pid=$!
   for _ in $(seq 100); do grep -q listening "$data.addr" 2>/dev/null && break; sleep 0.1; done
