@@ -26,6 +26,9 @@ pub struct BenchArgs {
         global = true
     )]
     pub url: String,
+    /// PEM CA to trust for an https:// broker (default: the system's roots).
+    #[arg(long, env = "BROOK_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
     /// Topic to use (created with --partitions if missing).
     #[arg(long, default_value = "bench", global = true)]
     pub topic: String,
@@ -181,16 +184,49 @@ impl Report {
     }
 }
 
+/// Where the broker is and how to reach it; every connection of a run is made from it.
+#[derive(Clone)]
+struct Target {
+    url: String,
+    tls_ca: Option<std::sync::Arc<Vec<u8>>>,
+}
+
+impl Target {
+    fn new(args: &BenchArgs) -> anyhow::Result<Target> {
+        let tls_ca = match &args.tls_ca {
+            Some(path) => Some(std::sync::Arc::new(
+                std::fs::read(path)
+                    .with_context(|| format!("reading the CA file {}", path.display()))?,
+            )),
+            None => None,
+        };
+        Ok(Target {
+            url: args.url.clone(),
+            tls_ca,
+        })
+    }
+
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let mut builder = Client::builder(&self.url);
+        if let Some(ca) = &self.tls_ca {
+            builder = builder.tls_ca_pem(ca.as_slice());
+        }
+        builder
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", self.url))
+    }
+}
+
 /// Runs the chosen workload.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let client = Client::connect(&args.url)
-        .await
-        .with_context(|| format!("connecting to {}", args.url))?;
+    let target = Target::new(&args)?;
+    let client = target.connect().await?;
     ensure_topic(&client, &args.topic, args.partitions).await?;
     let mut report = match &args.workload {
-        Workload::Produce(p) => produce(&args, p).await?,
+        Workload::Produce(p) => produce(&args, &target, p).await?,
         Workload::Consume(c) => consume(&client, &args.topic, c, args.json).await?,
-        Workload::E2e(p) => e2e(&args, p).await?,
+        Workload::E2e(p) => e2e(&args, &client, p).await?,
     };
     let pid = args.broker_pid.or_else(find_broker);
     report.broker_peak_rss_kib = proc_status_kib(pid, "VmHWM:");
@@ -271,13 +307,13 @@ fn new_histogram() -> Histogram<u64> {
 
 /// Sends this producer's share; returns the send-to-ack latency histogram.
 async fn produce_share(
-    url: String,
+    target: Target,
     topic: String,
     p: ProduceArgs,
     first: u64,
     count: u64,
 ) -> anyhow::Result<Histogram<u64>> {
-    let client = Client::connect(&url).await?;
+    let client = target.connect().await?;
     let producer = client.producer(producer_config(&p)?);
     let value = Bytes::from(vec![0x42u8; p.size]);
     let keys: Vec<Bytes> = (0..p.keys)
@@ -337,8 +373,9 @@ async fn produce_share(
 }
 
 /// Sum of the topic's partition end offsets.
-async fn client_end_offsets(url: &str, topic: &str) -> anyhow::Result<u64> {
-    let d = Client::connect(url)
+async fn client_end_offsets(target: &Target, topic: &str) -> anyhow::Result<u64> {
+    let d = target
+        .connect()
         .await?
         .admin()
         .describe_topic(topic)
@@ -346,9 +383,9 @@ async fn client_end_offsets(url: &str, topic: &str) -> anyhow::Result<u64> {
     Ok(d.partitions.iter().map(|p| p.log_end_offset).sum())
 }
 
-async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
+async fn produce(args: &BenchArgs, target: &Target, p: &ProduceArgs) -> anyhow::Result<Report> {
     let progress = Progress::start("sent", p.messages, args.json);
-    let before = client_end_offsets(&args.url, &args.topic).await?;
+    let before = client_end_offsets(target, &args.topic).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     let per = p.messages / u64::from(p.producers.max(1));
@@ -359,7 +396,7 @@ async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
             per
         };
         tasks.push(tokio::spawn(produce_share(
-            args.url.clone(),
+            target.clone(),
             args.topic.clone(),
             p.clone(),
             per * i,
@@ -372,7 +409,7 @@ async fn produce(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
     }
     let elapsed = started.elapsed();
     drop(progress);
-    let stored: u64 = client_end_offsets(&args.url, &args.topic).await?;
+    let stored: u64 = client_end_offsets(target, &args.topic).await?;
     anyhow::ensure!(
         stored >= before + p.messages,
         "only {} of {} records were stored (the sampled acks did not show the failure)",
@@ -440,8 +477,7 @@ async fn consume(
     })
 }
 
-async fn e2e(args: &BenchArgs, p: &ProduceArgs) -> anyhow::Result<Report> {
-    let client = Client::connect(&args.url).await?;
+async fn e2e(args: &BenchArgs, client: &Client, p: &ProduceArgs) -> anyhow::Result<Report> {
     let partitions: Vec<u32> = (0..client
         .admin()
         .describe_topic(&args.topic)

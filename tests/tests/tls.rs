@@ -188,6 +188,23 @@ async fn the_cli_connects_over_tls_with_the_ca_file() {
     );
     let listed = run(&["topic", "list"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("payments"));
+    let bench = run(&[
+        "bench",
+        "--topic",
+        "payments",
+        "--json",
+        "produce",
+        "--messages",
+        "2000",
+        "--size",
+        "100",
+    ]);
+    assert!(
+        bench.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    assert!(String::from_utf8_lossy(&bench.stdout).contains("\"messages\":2000"));
     // Without the CA the system roots do not know this certificate.
     let untrusted = Command::new(brook_binary())
         .args(["topic", "list", "--url", &url])
