@@ -30,7 +30,7 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker that is still recovering: requests get UNAVAILABLE until [`Broker::set_log`].
+    /// A broker that is still recovering: requests get UNAVAILABLE until [`Broker::set_ready`].
     pub fn new(config: ServeConfig) -> Broker {
         Broker {
             log: OnceLock::new(),
