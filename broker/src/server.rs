@@ -173,16 +173,29 @@ pub async fn run(
     Ok(())
 }
 
-/// Removes group members whose session timed out, every 100 ms.
-async fn expire_members(broker: Arc<Broker>, log: Arc<Log>, groups: Arc<Groups>) {
+/// Runs `job` every `period` until the shutdown begins (a job under way finishes first).
+async fn every<F, Fut>(broker: &Broker, period: Duration, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut shutdown = broker.shutdown_signal();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::time::sleep(period) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        groups.coordinator.expire(&counter(&log));
+        job().await;
     }
+}
+
+/// Removes group members whose session timed out, every 100 ms.
+async fn expire_members(broker: Arc<Broker>, log: Arc<Log>, groups: Arc<Groups>) {
+    every(&broker, Duration::from_millis(100), || {
+        groups.coordinator.expire(&counter(&log));
+        std::future::ready(())
+    })
+    .await;
 }
 
 /// Sets the health of the server as a whole ("") and of each Brook service.
@@ -201,32 +214,29 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
 /// Snapshots idempotent producers' state every `period` until shutdown, so
 /// that recovery after a crash replays only what came after.
 async fn snapshot_loop(broker: Arc<Broker>, log: Arc<Log>, period: Duration) {
-    let mut shutdown = broker.shutdown_signal();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
+    every(&broker, period, || {
         let (broker, log) = (Arc::clone(&broker), Arc::clone(&log));
-        // Blocking: each snapshot waits for its partition's fdatasync.
-        let _ = tokio::task::spawn_blocking(move || broker.producers.snapshot_changed(&log)).await;
-    }
+        async move {
+            // Blocking: each snapshot waits for its partition's fdatasync.
+            let _ =
+                tokio::task::spawn_blocking(move || broker.producers.snapshot_changed(&log)).await;
+        }
+    })
+    .await;
 }
 
 /// Applies retention every `period` until shutdown.
 async fn retention_loop(broker: Arc<Broker>, log: Arc<Log>, period: Duration) {
-    let mut shutdown = broker.shutdown_signal();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
+    every(&broker, period, || {
         let log = Arc::clone(&log);
-        match tokio::task::spawn_blocking(move || log.enforce_retention(now_ms())).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(segments = n, "retention deleted segments"),
-            Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
-            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        async move {
+            match tokio::task::spawn_blocking(move || log.enforce_retention(now_ms())).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(segments = n, "retention deleted segments"),
+                Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+                Err(e) => tracing::error!(error = %e, "retention task failed"),
+            }
         }
-    }
+    })
+    .await;
 }
