@@ -195,6 +195,10 @@ impl Topics for TopicsService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(to_status)?;
+            let (log, groups) = (self.broker.log()?, self.broker.groups()?);
+            groups
+                .coordinator
+                .topic_changed(&req.name, &crate::groups::service::counter(log));
             Ok(describe(&topic))
         }
         .await;

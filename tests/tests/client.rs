@@ -438,3 +438,46 @@ async fn send_waits_while_the_buffer_is_full() {
     }
     assert_eq!(fetch_all(&broker, "orders", 0, 0).await.len(), 7);
 }
+
+/// Partitions added to a topic get owners: the group rebalances and its
+/// member consumes them without rejoining.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_partitions_are_assigned_to_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("orders", 2).await.unwrap();
+    let mut billing = client
+        .consumer(ConsumerConfig::new("billing", &["orders"]))
+        .await
+        .unwrap();
+    let producer = client.producer(Default::default());
+    let send_to = |partition: u32| ProducerRecord {
+        topic: "orders".into(),
+        partition: Some(partition),
+        value: Some(format!("to-{partition}").into()),
+        ..Default::default()
+    };
+    producer.send_record(send_to(0)).await.unwrap();
+    within("flush", producer.flush()).await.unwrap();
+    let first = within("a record from the first partitions", billing.recv())
+        .await
+        .unwrap();
+    assert_eq!(first.partition, 0);
+
+    client.admin().add_partitions("orders", 4).await.unwrap();
+    // A new producer learns the new partition count.
+    let producer = client.producer(Default::default());
+    for p in [2, 3] {
+        producer.send_record(send_to(p)).await.unwrap();
+    }
+    within("flush", producer.flush()).await.unwrap();
+    let mut got = BTreeSet::new();
+    while got.len() < 2 {
+        let r = within("a record from an added partition", billing.recv())
+            .await
+            .unwrap();
+        got.insert(r.partition);
+    }
+    assert_eq!(got, BTreeSet::from([2, 3]));
+}

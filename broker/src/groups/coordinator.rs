@@ -362,6 +362,22 @@ impl Coordinator {
         Ok(())
     }
 
+    /// A topic gained partitions: every group with a member subscribed to it
+    /// rebalances, so that the new partitions get owners (as Kafka does on a
+    /// metadata change).
+    pub fn topic_changed(&self, topic: &str, partition_count: &dyn Fn(&str) -> Option<u32>) {
+        let mut groups = self.lock();
+        for (name, g) in groups.iter_mut() {
+            if g.members
+                .values()
+                .any(|m| m.topics.iter().any(|t| t == topic))
+            {
+                tracing::info!(group = %name, topic, "topic gained partitions; rebalancing");
+                g.rebalance(partition_count);
+            }
+        }
+    }
+
     /// Removes members whose session or revocation deadline passed.
     pub fn expire(&self, partition_count: &dyn Fn(&str) -> Option<u32>) {
         let now = Instant::now();
