@@ -206,8 +206,11 @@ pub struct Consumer {
     current: VecDeque<(ConsumerRecord, u64)>,
     last: Option<(Tp, u64, u64)>,
     checked_revision: u64,
-    /// The membership task (its result is the final commit's) and its stop signal.
+    /// The membership (or assigned auto-commit) task, whose result is the
+    /// final commit's, and its stop signal.
     session: Option<(JoinHandle<Result<()>>, oneshot::Sender<()>)>,
+    /// A group member (not a consumer of given partitions).
+    member: bool,
 }
 
 impl Client {
@@ -240,12 +243,15 @@ impl Client {
             last: None,
             checked_revision: 0,
             session: Some((task, stop_tx)),
+            member: true,
         })
     }
 
     /// Reads the given partitions of `topic` without joining the group's
     /// membership (Kafka's `assign()`): starts at the group's committed
-    /// offsets (or `config.start_from`), and commits as a standalone consumer.
+    /// offsets (or `config.start_from`), and commits as a standalone consumer
+    /// (every `config.auto_commit`, on `commit()` and on `close()`); such
+    /// commits are refused (FAILED_PRECONDITION) while the group has members.
     ///
     /// ```no_run
     /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
@@ -274,13 +280,19 @@ impl Client {
         });
         let tps: Vec<Tp> = partitions.iter().map(|&p| (Arc::from(topic), p)).collect();
         start_fetchers(&shared, &tps).await?;
+        let session = shared.config.auto_commit.map(|every| {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let task = tokio::spawn(auto_commit_assigned(Arc::clone(&shared), every, stop_rx));
+            (task, stop_tx)
+        });
         Ok(Consumer {
             shared,
             records: rx,
             current: VecDeque::new(),
             last: None,
             checked_revision: 0,
-            session: None,
+            session,
+            member: false,
         })
     }
 }
@@ -316,6 +328,32 @@ async fn join(shared: &Arc<Shared>) -> Result<Session> {
         .await?
         .into_inner();
     Ok((events, requests))
+}
+
+/// Auto-commit of a consumer of given partitions (no membership): every
+/// `every`, and once more when stopped, whose result `close` returns.
+async fn auto_commit_assigned(
+    shared: Arc<Shared>,
+    every: Duration,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<()> {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = commit_positions(&shared, None).await {
+                    tracing::debug!(error = %e, "auto-commit failed");
+                }
+            }
+            _ = &mut stop => {
+                let committed = commit_positions(&shared, None).await;
+                let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
+                stop_fetchers(&shared, &all);
+                return committed;
+            }
+        }
+    }
 }
 
 /// Drives the membership session: heartbeats, revocations, assignments, auto-commit.
@@ -698,10 +736,7 @@ impl Consumer {
         loop {
             let generation = lock(&self.shared).generation;
             match commit_positions(&self.shared, None).await {
-                Err(e)
-                    if e.code() == Some(tonic::Code::FailedPrecondition)
-                        && self.session.is_some() =>
-                {
+                Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) && self.member => {
                     while lock(&self.shared).generation == generation {
                         if tokio::time::Instant::now() > deadline {
                             return Err(e);

@@ -481,3 +481,46 @@ async fn added_partitions_are_assigned_to_the_group() {
     }
     assert_eq!(got, BTreeSet::from([2, 3]));
 }
+
+/// A consumer of given partitions auto-commits what it processed, like a
+/// group member, without `commit()` or `close()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assigned_consumer_auto_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("orders", 1).await.unwrap();
+    let producer = client.producer(Default::default());
+    for i in 0..10 {
+        producer
+            .send("orders", Some(format!("order-{i}")), "OrderPlaced")
+            .await
+            .unwrap();
+    }
+    within("flush", producer.flush()).await.unwrap();
+    let config = ConsumerConfig {
+        auto_commit: Some(Duration::from_millis(50)),
+        start_from: StartFrom::Earliest,
+        ..ConsumerConfig::new("audit", &["orders"])
+    };
+    let mut audit = client
+        .consumer_assigned(config, "orders", &[0])
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        within("a record", audit.recv()).await.unwrap();
+    }
+    // Asking for one more marks the tenth processed; none comes.
+    let _ = tokio::time::timeout(Duration::from_millis(100), audit.recv()).await;
+    brook_tests::eventually("the ten records are auto-committed", async || {
+        client
+            .admin()
+            .committed("audit", Some("orders"))
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.partition == 0 && c.offset == 10)
+    })
+    .await;
+    within("close", audit.close()).await.unwrap();
+}
