@@ -81,6 +81,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BROOK_DEBUG_DROP_STREAM_AFTER", hide = true)]
     #[serde(skip)]
     pub debug_drop_stream_after: Option<u64>,
+    /// Testing aid (a fail point): answer the first N FetchCommitted calls
+    /// with INTERNAL, as a transient failure would.
+    #[arg(long, env = "BROOK_DEBUG_FAIL_FETCH_COMMITTED", hide = true)]
+    #[serde(skip)]
+    pub debug_fail_fetch_committed: Option<u64>,
     /// Testing aid: wait this long (ms) before recovering the log, to observe the UNAVAILABLE window.
     #[arg(long, env = "BROOK_DEBUG_DELAY_RECOVERY_MS", hide = true)]
     #[serde(skip)]
@@ -114,6 +119,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// See [`ServeArgs::debug_drop_stream_after`].
     pub debug_drop_stream_after: Option<u64>,
+    /// See [`ServeArgs::debug_fail_fetch_committed`].
+    pub debug_fail_fetch_committed: u64,
     /// See [`ServeArgs::debug_delay_recovery_ms`].
     pub debug_delay_recovery: Duration,
 }
@@ -221,6 +228,7 @@ impl ServeArgs {
                 pick!(producer_snapshot_interval_ms, 10_000).max(1),
             ),
             debug_drop_stream_after: self.debug_drop_stream_after,
+            debug_fail_fetch_committed: self.debug_fail_fetch_committed.unwrap_or(0),
             debug_delay_recovery: Duration::from_millis(self.debug_delay_recovery_ms.unwrap_or(0)),
             topic_defaults,
         };

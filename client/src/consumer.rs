@@ -330,6 +330,32 @@ async fn join(shared: &Arc<Shared>) -> Result<Session> {
     Ok((events, requests))
 }
 
+/// Starts fetching `tps` with backoff until it works, or until a newer
+/// generation took over (its own Assignment starts what it still owns).
+async fn retry_start(shared: Arc<Shared>, tps: Vec<Tp>, generation: u64) {
+    // A partition revoked meanwhile bumps its epoch: it is then left alone.
+    let epochs: Vec<u64> = {
+        let st = lock(&shared);
+        tps.iter()
+            .map(|tp| st.epochs.get(tp).copied().unwrap_or(0))
+            .collect()
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(delay).await;
+        if lock(&shared).generation != generation {
+            return;
+        }
+        match start_fetchers_at(&shared, &tps, Some(&epochs)).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "starting fetchers failed; retrying");
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Auto-commit of a consumer of given partitions (no membership): every
 /// `every`, and once more when stopped, whose result `close` returns.
 async fn auto_commit_assigned(
@@ -400,7 +426,10 @@ async fn membership(
                         tps.into_iter().filter(|tp| !st.fetchers.contains_key(tp)).collect()
                     };
                     if let Err(e) = start_fetchers(&shared, &new).await {
-                        tracing::warn!(error = %e, "starting fetchers failed");
+                        // Keep trying in the background, or these partitions
+                        // would stay assigned here and never be read.
+                        tracing::warn!(error = %e, "starting fetchers failed; retrying");
+                        tokio::spawn(retry_start(Arc::clone(&shared), new, a.generation));
                     }
                 }
                 None => {
@@ -488,6 +517,13 @@ fn stop_fetchers(shared: &Shared, tps: &[Tp]) {
 
 /// Starts fetching `tps` from their committed offsets (or `start_from`).
 async fn start_fetchers(shared: &Arc<Shared>, tps: &[Tp]) -> Result<()> {
+    start_fetchers_at(shared, tps, None).await
+}
+
+/// [`start_fetchers`]; with `epochs`, only the partitions whose epoch is
+/// still the one given (not revoked or sought meanwhile), checked under the
+/// same lock that registers the fetcher.
+async fn start_fetchers_at(shared: &Arc<Shared>, tps: &[Tp], epochs: Option<&[u64]>) -> Result<()> {
     if tps.is_empty() {
         return Ok(());
     }
@@ -496,19 +532,26 @@ async fn start_fetchers(shared: &Arc<Shared>, tps: &[Tp]) -> Result<()> {
         .admin()
         .committed(&shared.config.group, None)
         .await?;
-    for tp in tps {
+    for (i, tp) in tps.iter().enumerate() {
         let start = committed
             .iter()
             .find(|c| *c.topic == *tp.0 && c.partition == tp.1)
             .map(|c| c.offset);
-        spawn_fetcher(shared, tp.clone(), start);
+        spawn_fetcher_at(shared, tp.clone(), start, epochs.map(|e| e[i]));
     }
     Ok(())
 }
 
 fn spawn_fetcher(shared: &Arc<Shared>, tp: Tp, start: Option<u64>) {
+    spawn_fetcher_at(shared, tp, start, None);
+}
+
+fn spawn_fetcher_at(shared: &Arc<Shared>, tp: Tp, start: Option<u64>, expect_epoch: Option<u64>) {
     let mut st = lock(shared);
     let epoch = *st.epochs.entry(tp.clone()).or_default();
+    if expect_epoch.is_some_and(|e| e != epoch) {
+        return;
+    }
     if let Some(s) = start {
         st.positions.insert(tp.clone(), s);
     }

@@ -524,3 +524,27 @@ async fn an_assigned_consumer_auto_commits() {
     .await;
     within("close", audit.close()).await.unwrap();
 }
+
+/// A group member whose first look-up of the committed offsets fails (a
+/// transient error) still reads its partitions: it retries with backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_retries_starting_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--debug-fail-fetch-committed", "3"]).await;
+    let client = client(&broker).await;
+    client.admin().create_topic("orders", 1).await.unwrap();
+    let producer = client.producer(Default::default());
+    producer
+        .send("orders", Some("order-1"), "OrderPlaced")
+        .await
+        .unwrap();
+    within("flush", producer.flush()).await.unwrap();
+    let mut billing = client
+        .consumer(ConsumerConfig::new("billing", &["orders"]))
+        .await
+        .unwrap();
+    let r = within("the record, after the failed look-ups", billing.recv())
+        .await
+        .unwrap();
+    assert_eq!(&r.value.unwrap()[..], b"OrderPlaced");
+}

@@ -371,6 +371,15 @@ impl groups_server::Groups for GroupsService {
     ) -> Result<Response<v1::FetchCommittedResponse>, Status> {
         let started = Instant::now();
         let req = req.into_inner();
+        static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            < self.broker.config.debug_fail_fetch_committed
+        {
+            let r = Err(Status::internal("debug fail point: FetchCommitted failed"));
+            return self
+                .broker
+                .finish("FetchCommitted", &req.group, None, started, r);
+        }
         let r = check_group_name(&req.group)
             .and_then(|()| self.broker.groups())
             .map(|g| v1::FetchCommittedResponse {
