@@ -186,6 +186,10 @@ struct Shared {
     /// Bumped whenever an epoch changes, so `recv` re-checks its queued
     /// records only then instead of taking the lock for every record.
     revision: std::sync::atomic::AtomicU64,
+    /// Held from reading the positions until the broker answered: two
+    /// commits in flight at once (auto-commit and `commit()`) could land in
+    /// the other order and move the committed offset backwards.
+    committing: tokio::sync::Mutex<()>,
 }
 
 /// A consumer-group member. Records come out of [`Consumer::recv`] (or the
@@ -232,6 +236,7 @@ impl Client {
             state: Mutex::default(),
             records: tx,
             revision: Default::default(),
+            committing: Default::default(),
         });
         let (events, requests) = join(&shared).await?;
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -277,6 +282,7 @@ impl Client {
             state: Mutex::default(),
             records: tx,
             revision: Default::default(),
+            committing: Default::default(),
         });
         let tps: Vec<Tp> = partitions.iter().map(|&p| (Arc::from(topic), p)).collect();
         start_fetchers(&shared, &tps).await?;
@@ -640,6 +646,7 @@ async fn first_offset(shared: &Shared, tp: &Tp) -> Result<u64> {
 
 /// Commits processed positions (of `only`, or of every partition).
 async fn commit_positions(shared: &Shared, only: Option<&[Tp]>) -> Result<()> {
+    let _one_at_a_time = shared.committing.lock().await;
     let (member_id, generation, offsets) = {
         let st = lock(shared);
         let offsets: Vec<v1::OffsetCommit> = st

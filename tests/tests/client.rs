@@ -237,8 +237,19 @@ async fn a_member_never_commits_partitions_it_no_longer_owns() {
             .unwrap();
         from_a.insert(r.partition);
     }
-    // b joins and takes one partition; more records arrive; b consumes and commits all of its partition.
+    // One more: the record in hand is marked processed, so a holds a
+    // position in both partitions, whichever b takes.
+    within("a third record", a.recv()).await.unwrap();
+    // b joins and takes one partition. Only once the rebalance is over do
+    // more records arrive (before it, a may still read them all); b
+    // consumes and commits all of its partition.
     let mut b = client.consumer(config()).await.unwrap();
+    brook_tests::eventually("a and b own one partition each", async || {
+        let (owned_a, owned_b) = (a.assignment(), b.assignment());
+        owned_a.len() == 1 && owned_b.len() == 1 && owned_a != owned_b
+    })
+    .await;
+    let taken = b.assignment()[0].1;
     for i in 0..200 {
         let r = ProducerRecord {
             topic: "t".into(),
@@ -249,19 +260,6 @@ async fn a_member_never_commits_partitions_it_no_longer_owns() {
         producer.send_record(r).await.unwrap();
     }
     within("flush", producer.flush()).await.unwrap();
-    let taken = loop {
-        let r = tokio::time::timeout(DEADLINE, async {
-            tokio::select! {
-                r = b.recv() => Some(r.unwrap()),
-                _ = a.recv() => None,
-            }
-        })
-        .await
-        .unwrap();
-        if let Some(r) = r {
-            break r.partition;
-        }
-    };
     let mut last = 0;
     while last < 199 {
         let r = tokio::time::timeout(DEADLINE, async {
