@@ -109,6 +109,12 @@ async fn group_consumers_share_the_work_and_resume_from_commits() {
     };
     let mut a = client.consumer(config()).await.unwrap();
     let mut b = client.consumer(config()).await.unwrap();
+    // Consume only once the group settled: before, a owns all four
+    // partitions and could hand out 300 records alone.
+    brook_tests::eventually("a and b own two partitions each", async || {
+        a.assignment().len() == 2 && b.assignment().len() == 2
+    })
+    .await;
     let mut seen = BTreeSet::new();
     let mut by_member = [0usize; 2];
     // Take 300 records from whichever member has one.
