@@ -19,12 +19,27 @@ async fn client(b: &Broker) -> Client {
     Client::connect(format!("http://{}", b.grpc)).await.unwrap()
 }
 
+/// A broker (started with `flags`) on a fresh data directory, a client of
+/// it, and `topic` with `partitions`. Keep the directory alive with the broker.
+async fn broker_with_topic(
+    topic: &str,
+    partitions: u32,
+    flags: &[&str],
+) -> (tempfile::TempDir, Broker, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), flags).await;
+    let client = client(&broker).await;
+    client
+        .admin()
+        .create_topic(topic, partitions)
+        .await
+        .unwrap();
+    (dir, broker, client)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_batches_keyed_records_and_resolves_each_with_its_offset() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]).await;
-    let client = client(&broker).await;
-    client.admin().create_topic("orders", 4).await.unwrap();
+    let (_dir, broker, client) = broker_with_topic("orders", 4, &[]).await;
     let producer = client.producer(ProducerConfig {
         linger: Duration::from_millis(20),
         batch_bytes: 4096,
@@ -90,10 +105,7 @@ async fn producer_batches_keyed_records_and_resolves_each_with_its_offset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_consumers_share_the_work_and_resume_from_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]).await;
-    let client = client(&broker).await;
-    client.admin().create_topic("orders", 4).await.unwrap();
+    let (_dir, _broker, client) = broker_with_topic("orders", 4, &[]).await;
     let producer = client.producer(Default::default());
     for i in 0..400 {
         producer
@@ -166,10 +178,7 @@ async fn group_consumers_share_the_work_and_resume_from_commits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assigned_consumer_seeks_by_offset_and_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]).await;
-    let client = client(&broker).await;
-    client.admin().create_topic("ev", 1).await.unwrap();
+    let (_dir, _broker, client) = broker_with_topic("ev", 1, &[]).await;
     let producer = client.producer(Default::default());
     for i in 0..50i64 {
         let r = ProducerRecord {
@@ -215,10 +224,7 @@ async fn assigned_consumer_seeks_by_offset_and_time() {
 /// auto-committed them later, moving the new owner's offsets backwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_never_commits_partitions_it_no_longer_owns() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]).await;
-    let client = client(&broker).await;
-    client.admin().create_topic("t", 2).await.unwrap();
+    let (_dir, _broker, client) = broker_with_topic("t", 2, &[]).await;
     let producer = client.producer(Default::default());
     for i in 0..200 {
         let r = ProducerRecord {
@@ -364,10 +370,8 @@ async fn a_group_member_rejoins_after_the_broker_restarts() {
 /// equals the broker's `max_batch_bytes` never has a batch refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_never_exceed_batch_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &["--max-batch-bytes", "65536"]).await;
-    let client = client(&broker).await;
-    client.admin().create_topic("orders", 1).await.unwrap();
+    let (_dir, broker, client) =
+        broker_with_topic("orders", 1, &["--max-batch-bytes", "65536"]).await;
     let producer = client.producer(ProducerConfig {
         batch_bytes: 65536,
         linger: Duration::from_millis(50),
@@ -396,10 +400,7 @@ async fn batches_never_exceed_batch_bytes() {
 /// and goes on once the broker acknowledged some of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_waits_while_the_buffer_is_full() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]).await;
-    let client = client(&broker).await;
-    client.admin().create_topic("orders", 1).await.unwrap();
+    let (_dir, broker, client) = broker_with_topic("orders", 1, &[]).await;
     let producer = client.producer(ProducerConfig {
         buffer_bytes: 64 << 10,
         batch_bytes: 1 << 20,
@@ -447,10 +448,7 @@ async fn send_waits_while_the_buffer_is_full() {
 /// member consumes them without rejoining.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn added_partitions_are_assigned_to_the_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]).await;
-    let client = client(&broker).await;
-    client.admin().create_topic("orders", 2).await.unwrap();
+    let (_dir, _broker, client) = broker_with_topic("orders", 2, &[]).await;
     let mut billing = client
         .consumer(ConsumerConfig::new("billing", &["orders"]))
         .await
@@ -490,10 +488,7 @@ async fn added_partitions_are_assigned_to_the_group() {
 /// group member, without `commit()` or `close()`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_assigned_consumer_auto_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]).await;
-    let client = client(&broker).await;
-    client.admin().create_topic("orders", 1).await.unwrap();
+    let (_dir, _broker, client) = broker_with_topic("orders", 1, &[]).await;
     let producer = client.producer(Default::default());
     for i in 0..10 {
         producer
@@ -533,10 +528,8 @@ async fn an_assigned_consumer_auto_commits() {
 /// transient error) still reads its partitions: it retries with backoff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_retries_starting_its_partitions() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &["--debug-fail-fetch-committed", "3"]).await;
-    let client = client(&broker).await;
-    client.admin().create_topic("orders", 1).await.unwrap();
+    let (_dir, _broker, client) =
+        broker_with_topic("orders", 1, &["--debug-fail-fetch-committed", "3"]).await;
     let producer = client.producer(Default::default());
     producer
         .send("orders", Some("order-1"), "OrderPlaced")
