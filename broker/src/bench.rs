@@ -193,26 +193,19 @@ struct Target {
 
 impl Target {
     fn new(args: &BenchArgs) -> anyhow::Result<Target> {
-        let tls_ca = match &args.tls_ca {
-            Some(path) => Some(std::sync::Arc::new(
-                std::fs::read(path)
-                    .with_context(|| format!("reading the CA file {}", path.display()))?,
-            )),
-            None => None,
-        };
+        let tls_ca = args
+            .tls_ca
+            .as_deref()
+            .map(crate::cli::read_ca)
+            .transpose()?;
         Ok(Target {
             url: args.url.clone(),
-            tls_ca,
+            tls_ca: tls_ca.map(std::sync::Arc::new),
         })
     }
 
     async fn connect(&self) -> anyhow::Result<Client> {
-        let mut builder = Client::builder(&self.url);
-        if let Some(ca) = &self.tls_ca {
-            builder = builder.tls_ca_pem(ca.as_slice());
-        }
-        builder
-            .connect()
+        crate::cli::connect(&self.url, self.tls_ca.as_deref().map(Vec::as_slice))
             .await
             .with_context(|| format!("connecting to {}", self.url))
     }

@@ -33,17 +33,25 @@ pub struct Conn {
 
 impl Conn {
     async fn client(&self) -> anyhow::Result<Client> {
-        let mut builder = Client::builder(&self.url);
-        if let Some(ca) = &self.tls_ca {
-            let pem = std::fs::read(ca)
-                .with_context(|| format!("reading the CA file {}", ca.display()))?;
-            builder = builder.tls_ca_pem(pem);
-        }
-        builder
-            .connect()
+        let ca = self.tls_ca.as_deref().map(read_ca).transpose()?;
+        connect(&self.url, ca.as_deref())
             .await
             .with_context(|| format!("cannot reach the broker at {}", self.url))
     }
+}
+
+/// Reads the PEM CA file to trust for an https:// broker.
+pub(crate) fn read_ca(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))
+}
+
+/// Connects to the broker at `url`, trusting `ca` (PEM) if given.
+pub(crate) async fn connect(url: &str, ca: Option<&[u8]>) -> brook_client::Result<Client> {
+    let mut builder = Client::builder(url);
+    if let Some(ca) = ca {
+        builder = builder.tls_ca_pem(ca);
+    }
+    builder.connect().await
 }
 
 /// `brook topic ...`

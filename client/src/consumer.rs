@@ -285,7 +285,7 @@ impl Client {
             committing: Default::default(),
         });
         let tps: Vec<Tp> = partitions.iter().map(|&p| (Arc::from(topic), p)).collect();
-        start_fetchers(&shared, &tps).await?;
+        start_fetchers(&shared, &tps, None).await?;
         let session = shared.config.auto_commit.map(|every| {
             let (stop_tx, stop_rx) = oneshot::channel();
             let task = tokio::spawn(auto_commit_assigned(Arc::clone(&shared), every, stop_rx));
@@ -352,7 +352,7 @@ async fn retry_start(shared: Arc<Shared>, tps: Vec<Tp>, generation: u64) {
         if lock(&shared).generation != generation {
             return;
         }
-        match start_fetchers_at(&shared, &tps, Some(&epochs)).await {
+        match start_fetchers(&shared, &tps, Some(&epochs)).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "starting fetchers failed; retrying");
@@ -380,8 +380,7 @@ async fn auto_commit_assigned(
             }
             _ = &mut stop => {
                 let committed = commit_positions(&shared, None).await;
-                let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
-                stop_fetchers(&shared, &all);
+                stop_all_fetchers(&shared);
                 return committed;
             }
         }
@@ -431,7 +430,7 @@ async fn membership(
                         st.positions.retain(|tp, _| tps.contains(tp));
                         tps.into_iter().filter(|tp| !st.fetchers.contains_key(tp)).collect()
                     };
-                    if let Err(e) = start_fetchers(&shared, &new).await {
+                    if let Err(e) = start_fetchers(&shared, &new, None).await {
                         // Keep trying in the background, or these partitions
                         // would stay assigned here and never be read.
                         tracing::warn!(error = %e, "starting fetchers failed; retrying");
@@ -442,8 +441,7 @@ async fn membership(
                     // The broker restarted, or removed this member (session
                     // timeout): its partitions may be someone else's now.
                     tracing::warn!(group = %shared.config.group, "group session ended; rejoining");
-                    let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
-                    stop_fetchers(&shared, &all);
+                    stop_all_fetchers(&shared);
                     // Processed but uncommitted records come again (at-least-once).
                     lock(&shared).positions.clear();
                     match rejoin(&shared, &mut stop).await {
@@ -481,8 +479,7 @@ async fn membership(
                         _ => {}
                     }
                 }
-                let all: Vec<Tp> = lock(&shared).fetchers.keys().cloned().collect();
-                stop_fetchers(&shared, &all);
+                stop_all_fetchers(&shared);
                 return committed; // dropping the request stream leaves the group
             }
         }
@@ -508,6 +505,11 @@ async fn rejoin(shared: &Arc<Shared>, stop: &mut oneshot::Receiver<()>) -> Optio
     }
 }
 
+fn stop_all_fetchers(shared: &Shared) {
+    let all: Vec<Tp> = lock(shared).fetchers.keys().cloned().collect();
+    stop_fetchers(shared, &all);
+}
+
 fn stop_fetchers(shared: &Shared, tps: &[Tp]) {
     let mut st = lock(shared);
     for tp in tps {
@@ -522,14 +524,10 @@ fn stop_fetchers(shared: &Shared, tps: &[Tp]) {
 }
 
 /// Starts fetching `tps` from their committed offsets (or `start_from`).
-async fn start_fetchers(shared: &Arc<Shared>, tps: &[Tp]) -> Result<()> {
-    start_fetchers_at(shared, tps, None).await
-}
-
-/// [`start_fetchers`]; with `epochs`, only the partitions whose epoch is
-/// still the one given (not revoked or sought meanwhile), checked under the
-/// same lock that registers the fetcher.
-async fn start_fetchers_at(shared: &Arc<Shared>, tps: &[Tp], epochs: Option<&[u64]>) -> Result<()> {
+/// With `epochs`, only the partitions whose epoch is still the one given
+/// (not revoked or sought meanwhile), checked under the same lock that
+/// registers the fetcher.
+async fn start_fetchers(shared: &Arc<Shared>, tps: &[Tp], epochs: Option<&[u64]>) -> Result<()> {
     if tps.is_empty() {
         return Ok(());
     }
@@ -543,16 +541,12 @@ async fn start_fetchers_at(shared: &Arc<Shared>, tps: &[Tp], epochs: Option<&[u6
             .iter()
             .find(|c| *c.topic == *tp.0 && c.partition == tp.1)
             .map(|c| c.offset);
-        spawn_fetcher_at(shared, tp.clone(), start, epochs.map(|e| e[i]));
+        spawn_fetcher(shared, tp.clone(), start, epochs.map(|e| e[i]));
     }
     Ok(())
 }
 
-fn spawn_fetcher(shared: &Arc<Shared>, tp: Tp, start: Option<u64>) {
-    spawn_fetcher_at(shared, tp, start, None);
-}
-
-fn spawn_fetcher_at(shared: &Arc<Shared>, tp: Tp, start: Option<u64>, expect_epoch: Option<u64>) {
+fn spawn_fetcher(shared: &Arc<Shared>, tp: Tp, start: Option<u64>, expect_epoch: Option<u64>) {
     let mut st = lock(shared);
     let epoch = *st.epochs.entry(tp.clone()).or_default();
     if expect_epoch.is_some_and(|e| e != epoch) {
@@ -811,7 +805,7 @@ impl Consumer {
     pub fn seek(&mut self, topic: &str, partition: u32, offset: u64) {
         let tp: Tp = (Arc::from(topic), partition);
         stop_fetchers(&self.shared, std::slice::from_ref(&tp));
-        spawn_fetcher(&self.shared, tp, Some(offset));
+        spawn_fetcher(&self.shared, tp, Some(offset), None);
     }
 
     /// Moves a partition to the first record at or after `timestamp_ms` (or
@@ -924,8 +918,7 @@ impl Consumer {
             }
             None => {
                 let r = commit_positions(&self.shared, None).await;
-                let all: Vec<Tp> = lock(&self.shared).fetchers.keys().cloned().collect();
-                stop_fetchers(&self.shared, &all);
+                stop_all_fetchers(&self.shared);
                 r
             }
         }
@@ -956,8 +949,7 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
-        let all: Vec<Tp> = lock(&self.shared).fetchers.keys().cloned().collect();
-        stop_fetchers(&self.shared, &all);
+        stop_all_fetchers(&self.shared);
         if let Some((task, _)) = self.session.take() {
             task.abort();
         }

@@ -128,14 +128,8 @@ impl Accumulator {
         let closes_open = slots.open[index].as_ref().is_some_and(|o| {
             !o.builder.is_empty() && o.builder.size_bytes() + encoded > self.batch_bytes
         });
-        let mut woke = false;
-        if closes_open && let Some(batch) = slots.open[index].take() {
-            full.push_back(Ready {
-                topic: Arc::clone(&slots.name),
-                partition,
-                batch,
-            });
-            woke = true;
+        if closes_open {
+            slots.close(partition, full);
         }
         let opened = slots.open[index].is_none();
         let batch = slots.open[index].get_or_insert_with(|| {
@@ -161,17 +155,26 @@ impl Accumulator {
         batch.slot.reserve(bytes);
         // Full: no record of this size fits any more.
         let filled = batch.builder.size_bytes() + encoded > self.batch_bytes;
-        if filled && let Some(batch) = slots.open[index].take() {
+        if filled {
+            slots.close(partition, full);
+        }
+        if opened || filled || closes_open {
+            self.wake.notify_one();
+        }
+        delivery
+    }
+}
+
+impl TopicSlots {
+    /// Moves the partition's open batch to the line of full ones.
+    fn close(&mut self, partition: u32, full: &mut VecDeque<Ready>) {
+        if let Some(batch) = self.open[partition as usize].take() {
             full.push_back(Ready {
-                topic: Arc::clone(&slots.name),
+                topic: Arc::clone(&self.name),
                 partition,
                 batch,
             });
         }
-        if opened || filled || woke {
-            self.wake.notify_one();
-        }
-        delivery
     }
 }
 

@@ -201,15 +201,6 @@ impl Client {
     }
 }
 
-fn record_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, &[u8])]) -> usize {
-    24 + key.map_or(0, <[u8]>::len)
-        + value.map_or(0, <[u8]>::len)
-        + headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 4)
-            .sum::<usize>()
-}
-
 impl Producer {
     /// Queues `value` for `topic` under `key` (Kafka's murmur2 picks the
     /// partition, as the broker does; no key goes round-robin). Returns once
@@ -219,8 +210,9 @@ impl Producer {
     /// ```no_run
     /// # async fn demo(producer: brook_client::Producer) -> brook_client::Result<()> {
     /// let d = producer.send("orders", Some("order-42"), "OrderPlaced").await?;
+    /// // Buffered; awaiting the Delivery waits for the broker's acknowledgement.
     /// let m = d.await?;
-    /// assert!(m.offset < u64::MAX);
+    /// println!("order-42 is at orders/{} offset {}", m.partition, m.offset);
     /// # Ok(()) }
     /// ```
     pub async fn send(
@@ -276,19 +268,21 @@ impl Producer {
         timestamp_ms: Option<i64>,
     ) -> Result<Delivery> {
         let h = &*self.handle;
-        let size = record_size(key, value, headers).min(h.buffer_bytes) as u32;
-        let permit = h
-            .acc
-            .buffer
-            .acquire_many(size)
-            .await
-            .map_err(|_| Error::Closed)?;
         let record = RecordRef {
             timestamp_ms: timestamp_ms.unwrap_or_else(now_ms),
             key,
             value,
             headers,
         };
+        // A record holds its largest encoded size of the buffer (capped, so
+        // that one record bigger than the buffer can still go).
+        let size = record.max_encoded_len().min(h.buffer_bytes) as u32;
+        let permit = h
+            .acc
+            .buffer
+            .acquire_many(size)
+            .await
+            .map_err(|_| Error::Closed)?;
         loop {
             {
                 let mut state = h.acc.lock();
