@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use brook_storage::{FlushPolicy, PartitionConfig};
+use brook_storage::{FlushPolicy, OnOpenError, PartitionConfig};
 use serde::Deserialize;
 
 /// Flags of `brook serve`. Every value is optional here so that the config
@@ -75,6 +75,12 @@ pub struct ServeArgs {
     /// the last snapshot [default: 10000]
     #[arg(long, env = "BROOK_PRODUCER_SNAPSHOT_INTERVAL_MS")]
     pub producer_snapshot_interval_ms: Option<u64>,
+    /// What to do with a partition that cannot be opened at start (an
+    /// unreadable file, a directory where a segment should be): `offline`
+    /// keeps it offline (its requests get UNAVAILABLE with the reason) while
+    /// every other partition serves; `fail` stops the broker [default: offline]
+    #[arg(long, env = "BROOK_ON_OPEN_ERROR")]
+    pub on_open_error: Option<String>,
     /// Testing aid (a fail point): end every produce stream with UNAVAILABLE
     /// right after appending its Nth batch and before acknowledging it, as a
     /// dropped connection would.
@@ -117,6 +123,8 @@ pub struct ServeConfig {
     pub producer_snapshot_interval: Duration,
     /// TLS certificate and key (PEM contents), and the CA for client certificates.
     pub tls: Option<TlsFiles>,
+    /// See [`ServeArgs::on_open_error`].
+    pub on_open_error: OnOpenError,
     /// See [`ServeArgs::debug_drop_stream_after`].
     pub debug_drop_stream_after: Option<u64>,
     /// See [`ServeArgs::debug_fail_fetch_committed`].
@@ -224,6 +232,11 @@ impl ServeArgs {
                 self.tls_key.or(file.tls_key),
                 self.tls_client_ca.or(file.tls_client_ca),
             )?,
+            on_open_error: match pick!(on_open_error, "offline".to_string()).as_str() {
+                "offline" => OnOpenError::Offline,
+                "fail" => OnOpenError::Fail,
+                other => anyhow::bail!("on_open_error must be offline or fail, got {other:?}"),
+            },
             producer_snapshot_interval: Duration::from_millis(
                 pick!(producer_snapshot_interval_ms, 10_000).max(1),
             ),

@@ -5,6 +5,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,18 +25,43 @@ impl Drop for Conn {
     }
 }
 
+/// How long accepting pauses after a failure: out of descriptors (EMFILE),
+/// accept would fail again at once and spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// At most one log line per this period for failed accepts (each is counted).
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(5);
+
 /// Accepts connections forever, with TCP_NODELAY (small acks must not wait
-/// for Nagle), counting each in `gauge`.
-pub fn incoming(listener: TcpListener, gauge: Gauge) -> impl Stream<Item = io::Result<Conn>> {
-    futures_util::stream::unfold(listener, move |listener| {
-        let gauge = gauge.clone();
+/// for Nagle), counting each in `gauge`. A failed accept (e.g. EMFILE, out
+/// of file descriptors) is counted in `errors`, logged at most every few
+/// seconds, and retried after a pause: the listener never ends.
+pub fn incoming(
+    listener: TcpListener,
+    gauge: Gauge,
+    errors: Counter,
+) -> impl Stream<Item = io::Result<Conn>> {
+    let last_log: Option<Instant> = None;
+    futures_util::stream::unfold((listener, last_log), move |(listener, mut last_log)| {
+        let (gauge, errors) = (gauge.clone(), errors.clone());
         async move {
-            let conn = listener.accept().await.map(|(stream, _)| {
-                let _ = stream.set_nodelay(true);
-                gauge.inc();
-                Conn { stream, gauge }
-            });
-            Some((conn, listener))
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        gauge.inc();
+                        return Some((Ok(Conn { stream, gauge }), (listener, last_log)));
+                    }
+                    Err(e) => {
+                        errors.inc();
+                        if last_log.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY) {
+                            last_log = Some(Instant::now());
+                            tracing::error!(error = %e, failed_total = errors.get(),
+                                "accepting a connection failed (out of file descriptors? raise `ulimit -n`); retrying");
+                        }
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                }
+            }
         }
     })
 }

@@ -150,13 +150,20 @@ impl PartitionProducers {
         }
     }
 
-    /// Replays the batch headers of `partition` from `from` to its end.
+    /// Replays the batch headers of `partition` from `from` to its end,
+    /// passing over damaged ranges (their producers' sequences are lost with
+    /// them; a retry of such a batch is then appended again, not deduplicated).
     fn replay(&mut self, partition: &Partition, from: u64) -> Result<(), Status> {
         let mut next = from.max(partition.log_start_offset());
         while next < partition.log_end_offset() {
-            let read = partition
-                .read(next, 8 << 20)
-                .map_err(crate::status::to_status)?;
+            let read = match partition.read(next, 8 << 20) {
+                Ok(read) => read,
+                Err(brook_storage::Error::Damaged { end_offset, .. }) if end_offset > next => {
+                    next = end_offset;
+                    continue;
+                }
+                Err(e) => return Err(crate::status::to_status(e)),
+            };
             let mut last = None;
             for h in headers(&read.batches) {
                 if h.next_offset() > next {

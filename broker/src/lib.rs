@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 mod conn;
 mod consume;
+pub mod datadir;
+mod fdlimit;
 pub mod groups;
 mod idempotence;
 mod limits;

@@ -57,6 +57,11 @@ enum Command {
         #[command(subcommand)]
         cmd: cli::GroupCmd,
     },
+    /// Check or repair a data directory offline (no broker running on it).
+    Data {
+        #[command(subcommand)]
+        cmd: brook_broker::datadir::DataCmd,
+    },
     /// Consumer lag per partition: committed, end, lag in records and time.
     Lag {
         #[command(flatten)]
@@ -92,6 +97,9 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: logs sent to files and
+        // collectors stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -105,6 +113,12 @@ fn main() -> ExitCode {
         Command::Consume { conn, cmd } => block_on(cli::consume(&conn, cmd)),
         Command::Group { conn, cmd } => block_on(cli::group(&conn, cmd)),
         Command::Lag { conn, cmd } => block_on(cli::lag(&conn, cmd)),
+        Command::Data { cmd } => match brook_broker::datadir::run(cmd) {
+            // Damage found: the table says what; the exit code tells scripts.
+            Ok(false) => return ExitCode::from(1),
+            Ok(true) => Ok(()),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -62,6 +62,15 @@ pub struct PartitionLabels {
     pub partition: u32,
 }
 
+/// Labels of an offline partition ("" as partition: the whole topic).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OfflineLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number, or "" when the topic's metadata cannot be read.
+    pub partition: String,
+}
+
 /// Labels of per-group lag gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LagLabels {
@@ -100,6 +109,13 @@ pub struct Metrics {
     size_bytes: Family<PartitionLabels, Gauge>,
     /// Open client connections on the gRPC port.
     pub open_connections: Gauge,
+    /// Failed accepts on the gRPC port (e.g. out of file descriptors).
+    pub accept_errors: Counter,
+    damaged_ranges: Family<PartitionLabels, Gauge>,
+    damaged_by_reads: Gauge,
+    offline: Family<OfflineLabels, Gauge>,
+    offline_total: Gauge,
+    open_fds: Gauge,
     lag_records: Family<LagLabels, Gauge>,
     lag_seconds: Family<LagLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
@@ -119,6 +135,12 @@ impl Default for Metrics {
             log_start_offset: Family::default(),
             size_bytes: Family::default(),
             open_connections: Gauge::default(),
+            accept_errors: Counter::default(),
+            damaged_ranges: Family::default(),
+            damaged_by_reads: Gauge::default(),
+            offline: Family::default(),
+            offline_total: Gauge::default(),
+            open_fds: Gauge::default(),
             lag_records: Family::default(),
             lag_seconds: Family::default(),
             registry: Registry::default(),
@@ -179,6 +201,36 @@ impl Default for Metrics {
             m.open_connections.clone(),
         );
         r.register(
+            "accept_errors",
+            "Failed accepts on the gRPC port (out of file descriptors, ...)",
+            m.accept_errors.clone(),
+        );
+        r.register(
+            "partition_damaged_ranges",
+            "Ranges of offsets whose stored bytes fail their checks; reads of them answer DATA_LOSS",
+            m.damaged_ranges.clone(),
+        );
+        r.register(
+            "damaged_ranges_found_by_reads",
+            "Damaged ranges that reads found since the start (the rest were found when opening)",
+            m.damaged_by_reads.clone(),
+        );
+        r.register(
+            "partition_offline",
+            "1 for each partition (or topic) that could not be opened and serves nothing",
+            m.offline.clone(),
+        );
+        r.register(
+            "partitions_offline",
+            "Partitions (or topics) that could not be opened",
+            m.offline_total.clone(),
+        );
+        r.register(
+            "open_file_descriptors",
+            "File descriptors the broker process holds",
+            m.open_fds.clone(),
+        );
+        r.register(
             "consumer_lag_records",
             "Records a group has not consumed yet",
             m.lag_records.clone(),
@@ -226,16 +278,38 @@ impl Metrics {
             &self.log_end_offset,
             &self.log_start_offset,
             &self.size_bytes,
+            &self.damaged_ranges,
         ] {
             family.clear();
         }
+        self.offline.clear();
+        self.damaged_by_reads
+            .set(brook_storage::damage_found_by_reads() as i64);
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(fds.count() as i64);
+        }
         if let Some(log) = broker.recovered_log() {
+            let offline = log.offline();
+            self.offline_total.set(offline.len() as i64);
+            for o in offline {
+                let labels = OfflineLabels {
+                    topic: o.topic,
+                    partition: o.partition.map_or_else(String::new, |p| p.to_string()),
+                };
+                self.offline.get_or_create(&labels).set(1);
+            }
             for topic in log.topics() {
-                for (id, p) in topic.partitions().iter().enumerate() {
+                for (id, p) in topic.partitions() {
                     let labels = PartitionLabels {
                         topic: topic.name().to_string(),
-                        partition: id as u32,
+                        partition: id,
                     };
+                    let damaged = p.damaged_ranges().len();
+                    if damaged > 0 {
+                        self.damaged_ranges
+                            .get_or_create(&labels)
+                            .set(damaged as i64);
+                    }
                     self.log_end_offset
                         .get_or_create(&labels)
                         .set(p.log_end_offset() as i64);

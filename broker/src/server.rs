@@ -8,7 +8,7 @@ use brook_protocol::v1::{
     self, consumer_server::ConsumerServer, groups_server::GroupsServer,
     producer_server::ProducerServer, topics_server::TopicsServer,
 };
-use brook_storage::{Log, now_ms};
+use brook_storage::{DirLock, Log, LogOptions, now_ms};
 use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -20,6 +20,10 @@ use crate::groups::service::{GroupsService, counter};
 use crate::produce::ProducerService;
 use crate::state::Broker;
 use crate::topics::TopicsService;
+
+/// gRPC health service name that is NOT_SERVING while any partition is
+/// offline (the server as a whole, "", stays SERVING: the rest serves).
+pub const STORAGE_HEALTH: &str = "brook.storage";
 
 /// HTTP/2 receive window of each stream. hyper's default (1 MiB) is smaller
 /// than one default producer batch, so every batch waited a round trip for a
@@ -35,13 +39,19 @@ const H2_MAX_FRAME: u32 = 1 << 20;
 /// accepting, finish in-flight requests, end subscriptions, flush and close
 /// every partition (writing the clean-shutdown markers).
 ///
-/// Prints `brook listening grpc=ADDR metrics=ADDR` on stdout once both ports
-/// are bound (before recovery: until it ends, requests get UNAVAILABLE and
-/// gRPC health says NOT_SERVING).
+/// Start-up order: lock the data directory (a second broker on it exits at
+/// once, before binding anything), raise the descriptor limit, bind both
+/// ports (requests get UNAVAILABLE and gRPC health says NOT_SERVING while
+/// the log recovers), recover, and only then print
+/// `brook listening grpc=ADDR metrics=ADDR` on stdout: the line means the
+/// broker serves.
 pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // The storage error names the directory and the holder's PID.
+    let lock = DirLock::exclusive(&config.data_dir)?;
+    crate::fdlimit::raise_nofile();
     // Before binding: a bad certificate stops the start with its reason.
     let mut server = Server::builder();
     if let Some(tls) = &config.tls {
@@ -61,9 +71,6 @@ pub async fn run(
         .with_context(|| format!("binding metrics address {}", config.metrics_listen))?;
     let grpc_addr = listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
-    let tls = if config.tls.is_some() { " tls=on" } else { "" };
-    println!("brook listening grpc={grpc_addr} metrics={metrics_addr}{tls}");
-    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, data_dir = %config.data_dir.display(), "brook listening");
 
     let broker = Arc::new(Broker::new(config.clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -82,7 +89,11 @@ pub async fn run(
             let _ = signal.wait_for(|s| *s).await;
         }
     };
-    let incoming = crate::conn::incoming(listener, broker.metrics.open_connections.clone());
+    let incoming = crate::conn::incoming(
+        listener,
+        broker.metrics.open_connections.clone(),
+        broker.metrics.accept_errors.clone(),
+    );
     let grpc = tokio::spawn(
         server
             .initial_stream_window_size(H2_STREAM_WINDOW)
@@ -116,10 +127,11 @@ pub async fn run(
 
     tokio::time::sleep(config.debug_delay_recovery).await;
     let started = std::time::Instant::now();
-    let data_dir = config.data_dir.clone();
-    let log = tokio::task::spawn_blocking(move || Log::open(data_dir))
-        .await?
-        .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+    let options = LogOptions {
+        on_open_error: config.on_open_error,
+    };
+    // Storage errors name the file and what was wrong: no context to repeat.
+    let log = tokio::task::spawn_blocking(move || Log::open_with(lock, options)).await??;
     let log = Arc::new(log);
     let groups_dir = config.data_dir.join("~groups");
     let groups = tokio::task::spawn_blocking(move || Groups::open(groups_dir)).await??;
@@ -134,11 +146,23 @@ pub async fn run(
         Arc::clone(&groups),
     ));
     set_health(&health, ServingStatus::Serving).await;
+    let offline = log.offline();
+    let storage_health = match offline.is_empty() {
+        true => ServingStatus::Serving,
+        false => ServingStatus::NotServing,
+    };
+    health
+        .set_service_status(STORAGE_HEALTH, storage_health)
+        .await;
     tracing::info!(
         topics = log.topics().len(),
+        offline_partitions = offline.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "log recovered; serving"
     );
+    let tls = if config.tls.is_some() { " tls=on" } else { "" };
+    println!("brook listening grpc={grpc_addr} metrics={metrics_addr}{tls}");
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, data_dir = %config.data_dir.display(), "brook listening");
     let retention = tokio::spawn(retention_loop(
         Arc::clone(&broker),
         Arc::clone(&log),

@@ -12,14 +12,30 @@ pub fn to_status(e: Error) -> Status {
         Error::InvalidBatch(DecodeError::CrcMismatch { .. }) => Code::DataLoss,
         Error::InvalidBatch(_) | Error::BatchTooLarge { .. } => Code::InvalidArgument,
         Error::InvalidConfig(_) | Error::InvalidTopicName { .. } => Code::InvalidArgument,
-        Error::DiskFull { .. } => Code::ResourceExhausted,
+        Error::DiskFull { .. } | Error::TooManyOpenFiles { .. } => Code::ResourceExhausted,
         Error::TopicExists(_) => Code::AlreadyExists,
         Error::UnknownTopic(_) | Error::UnknownPartition { .. } => Code::NotFound,
-        Error::Closed(_) => Code::Unavailable,
-        Error::Corrupt { .. } => Code::DataLoss,
+        Error::Closed(_) | Error::Offline { .. } | Error::Locked { .. } => Code::Unavailable,
+        Error::Corrupt { .. } | Error::Damaged { .. } => Code::DataLoss,
         Error::Io { .. } | Error::Poisoned { .. } => Code::Internal,
     };
-    Status::new(code, e.to_string())
+    let mut status = Status::new(code, e.to_string());
+    // Machine-readable: a consumer can skip exactly the damaged offsets.
+    if let Error::Damaged {
+        first_offset,
+        end_offset,
+        ..
+    } = &e
+    {
+        let md = status.metadata_mut();
+        md.insert(
+            "brook-reason",
+            tonic::metadata::MetadataValue::from_static("DAMAGED_RANGE"),
+        );
+        md.insert("brook-damaged-first-offset", (*first_offset).into());
+        md.insert("brook-damaged-end-offset", (*end_offset).into());
+    }
+    status
 }
 
 /// Shorthand for an INVALID_ARGUMENT status.

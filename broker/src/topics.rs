@@ -93,18 +93,35 @@ pub fn config_to_proto(c: &TopicConfig) -> v1::TopicConfig {
 
 /// A topic with its partitions' offsets and sizes.
 pub fn describe(t: &Topic) -> v1::TopicDescription {
-    let partitions = t
+    let mut partitions: Vec<v1::PartitionDescription> = t
         .partitions()
-        .iter()
-        .enumerate()
+        .into_iter()
         .map(|(id, p)| v1::PartitionDescription {
-            partition: id as u32,
+            partition: id,
             log_start_offset: p.log_start_offset(),
             log_end_offset: p.log_end_offset(),
             size_bytes: p.size_bytes(),
             segment_count: p.segment_count() as u32,
+            offline_reason: String::new(),
+            damaged: p
+                .damaged_ranges()
+                .into_iter()
+                .map(|d| v1::DamagedRange {
+                    first_offset: d.first_offset,
+                    end_offset: d.end_offset,
+                    reason: d.reason,
+                })
+                .collect(),
         })
         .collect();
+    partitions.extend(t.offline_partitions().into_iter().map(|(id, reason)| {
+        v1::PartitionDescription {
+            partition: id,
+            offline_reason: reason,
+            ..Default::default()
+        }
+    }));
+    partitions.sort_by_key(|p| p.partition);
     v1::TopicDescription {
         name: t.name().to_string(),
         config: Some(config_to_proto(&t.config())),

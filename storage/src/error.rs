@@ -57,6 +57,49 @@ pub enum Error {
         /// What did not decode.
         reason: String,
     },
+    /// Stored bytes of a range of offsets fail their checks (CRC, length,
+    /// offset continuity) or are missing: reads of that range fail with this,
+    /// everything before and after it stays readable.
+    #[error(
+        "offsets {first_offset}..{end_offset} are damaged: {reason} ({path} bytes {position}..{end_position})"
+    )]
+    Damaged {
+        /// The segment file.
+        path: PathBuf,
+        /// First byte of the damaged range in the file.
+        position: u64,
+        /// Byte after the damaged range.
+        end_position: u64,
+        /// First offset that cannot be read.
+        first_offset: u64,
+        /// First offset after the damage that can be read again.
+        end_offset: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// The partition could not be opened; it serves nothing until the problem
+    /// is fixed and the broker restarted, while every other partition serves.
+    #[error("partition {partition} is offline: {reason}")]
+    Offline {
+        /// Partition name (`topic/partition`).
+        partition: String,
+        /// Why it could not be opened.
+        reason: String,
+    },
+    /// Another process holds the data directory's lock.
+    #[error("data directory {} is locked by another process{}: {}", dir.display(), holder.map(|p| format!(" (pid {p})")).unwrap_or_default(), "two brokers must never share one data directory")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The holder's PID, where the lock file records it and that process lives.
+        holder: Option<u32>,
+    },
+    /// The process or the system ran out of file descriptors.
+    #[error("out of file descriptors opening {path} (raise `ulimit -n`)")]
+    TooManyOpenFiles {
+        /// The file that could not be opened or mapped.
+        path: PathBuf,
+    },
     /// A previous fsync failed. The page cache may have dropped the unwritten
     /// data, so the partition refuses further writes instead of pretending.
     #[error("partition {partition} stopped accepting writes after a failed flush: {reason}")]
@@ -109,10 +152,13 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
         self.map_err(|source| {
-            if source.raw_os_error() == Some(libc::ENOSPC)
-                || source.kind() == io::ErrorKind::StorageFull
-            {
+            let errno = source.raw_os_error();
+            if errno == Some(libc::ENOSPC) || source.kind() == io::ErrorKind::StorageFull {
                 Error::DiskFull {
+                    path: path.to_path_buf(),
+                }
+            } else if errno == Some(libc::EMFILE) || errno == Some(libc::ENFILE) {
+                Error::TooManyOpenFiles {
                     path: path.to_path_buf(),
                 }
             } else {

@@ -10,15 +10,23 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 
-/// Reserves disk blocks for `[0, len)` so that later writes into that range,
-/// through `write` or through a mapping, cannot fail for lack of space. This
-/// is what keeps a full disk from raising SIGBUS inside a mapped segment.
-pub(crate) fn preallocate(file: &File, len: u64, path: &Path) -> Result<()> {
-    let len = libc::off_t::try_from(len)
-        .map_err(|_| io::Error::other("length overflows off_t"))
-        .at(path)?;
+/// Reserves disk blocks for `[from, to)` (growing the file to `to` if it is
+/// shorter) so that later writes into that range, through `write` or through
+/// a mapping, cannot fail for lack of space. This is what keeps a full disk
+/// from raising SIGBUS inside a mapped segment.
+pub(crate) fn preallocate(file: &File, from: u64, to: u64, path: &Path) -> Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    let off = |v: u64| {
+        libc::off_t::try_from(v)
+            .map_err(|_| io::Error::other("length overflows off_t"))
+            .at(path)
+    };
+    let (start, len) = (off(from)?, off(to - from)?);
+    // SAFETY: a plain syscall on a descriptor we own.
     // posix_fallocate returns the error number instead of setting errno.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), start, len) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc)).at(path);
     }
@@ -54,6 +62,36 @@ pub(crate) fn write_all_at2(file: &File, head: &[u8], body: &[u8], pos: u64) -> 
         file.write_all_at(&body[done..], pos + n as u64)?;
     }
     Ok(())
+}
+
+/// The end of the last range of `[from, len)` that holds data, asking the
+/// file system (`SEEK_DATA`/`SEEK_HOLE`) so that preallocated space that was
+/// never written is not read byte by byte. Where the file system cannot say,
+/// `len`.
+pub(crate) fn data_end(file: &File, from: u64, len: u64) -> u64 {
+    let fd = file.as_raw_fd();
+    let (mut pos, mut end) = (from, from);
+    while pos < len {
+        let Ok(at) = libc::off_t::try_from(pos) else {
+            return len;
+        };
+        // SAFETY: lseek on a descriptor we own; it moves no memory.
+        let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+        if data < 0 {
+            return match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENXIO) => end,
+                _ => len,
+            };
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 || (data as u64) >= len {
+            return if hole < 0 { len } else { end };
+        }
+        end = (hole as u64).min(len);
+        pos = hole as u64;
+    }
+    end
 }
 
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.

@@ -20,18 +20,25 @@ use crate::error::{IoContext, Result};
 use crate::file::{open_rw, preallocate};
 
 /// A file of fixed-size entries, mapped into memory.
+///
+/// Holds no file descriptor: the mapping is all that reads and appends need,
+/// and the rare operations on the file itself (growing the reservation,
+/// trimming, syncing) open it by path. An idle partition's indexes thus cost
+/// no descriptor.
 struct IndexFile<const N: usize> {
     path: PathBuf,
-    file: File,
     map: Option<MmapRaw>,
+    /// Entries the mapping covers (the most this file can ever hold).
     capacity: usize,
+    /// Entries the file has disk space reserved for; pushes beyond are dropped.
+    reserved: AtomicUsize,
     len: AtomicUsize,
 }
 
 impl<const N: usize> IndexFile<N> {
-    /// Opens `path`, keeping the entries it holds (`keep`) or emptying it, and
-    /// reserves room for `capacity` entries in total.
-    fn open(path: &Path, capacity: usize, keep: bool) -> Result<Self> {
+    /// Opens `path`, keeping the entries it holds (`keep`) or emptying it;
+    /// maps room for `capacity` entries and reserves disk space for `reserve`.
+    fn open(path: &Path, capacity: usize, reserve: usize, keep: bool) -> Result<Self> {
         let file = open_rw(path, true)?;
         let file_len = file.metadata().at(path)?.len() as usize;
         let existing = if keep { file_len / N } else { 0 };
@@ -39,12 +46,15 @@ impl<const N: usize> IndexFile<N> {
             file.set_len((existing * N) as u64).at(path)?;
         }
         let capacity = capacity.max(existing);
-        if capacity > existing {
-            preallocate(&file, (capacity * N) as u64, path)?;
+        let reserve = reserve.clamp(existing, capacity);
+        if reserve > existing {
+            preallocate(&file, (existing * N) as u64, (reserve * N) as u64, path)?;
         }
         let map = if capacity == 0 {
             None
         } else {
+            // The mapping may reach past the end of the file: only entries
+            // below `reserved`, which the file holds, are ever touched.
             Some(
                 MmapOptions::new()
                     .len(capacity * N)
@@ -54,9 +64,9 @@ impl<const N: usize> IndexFile<N> {
         };
         Ok(IndexFile {
             path: path.to_path_buf(),
-            file,
             map,
             capacity,
+            reserved: AtomicUsize::new(reserve.max(existing)),
             len: AtomicUsize::new(existing),
         })
     }
@@ -67,38 +77,69 @@ impl<const N: usize> IndexFile<N> {
 
     fn get(&self, i: usize) -> [u8; N] {
         debug_assert!(i < self.len());
-        let map = self
-            .map
-            .as_ref()
-            .expect("an index with entries has a mapping");
         let mut out = [0u8; N];
-        // SAFETY: entry i < len <= capacity lies inside the mapping and was
-        // fully written before len was published (release/acquire).
+        let Some(map) = self.map.as_ref() else {
+            return out;
+        };
+        // SAFETY: entry i < len <= reserved <= capacity lies inside the
+        // mapping and the file, and was fully written before len was
+        // published (release/acquire).
         unsafe { std::ptr::copy_nonoverlapping(map.as_ptr().add(i * N), out.as_mut_ptr(), N) };
         out
     }
 
-    /// Appends an entry; returns false (and drops it) when the file is full,
-    /// which only makes the sparse index sparser.
+    /// Appends an entry; returns false (and drops it) when no space is
+    /// reserved for it, which only makes the sparse index sparser.
     fn push(&self, entry: [u8; N]) -> bool {
         let len = self.len.load(Ordering::Relaxed);
-        let Some(map) = self.map.as_ref().filter(|_| len < self.capacity) else {
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        let Some(map) = self.map.as_ref().filter(|_| len < reserved) else {
             return false;
         };
-        // SAFETY: slot `len` is inside the mapping and not yet visible to
-        // readers; the segment's writer lock makes this the only writer.
+        // SAFETY: slot `len` is inside the mapping and the file's reserved
+        // space, and not yet visible to readers; the segment's writer lock
+        // makes this the only writer.
         unsafe { std::ptr::copy_nonoverlapping(entry.as_ptr(), map.as_mut_ptr().add(len * N), N) };
         self.len.store(len + 1, Ordering::Release);
         true
     }
 
+    /// Reserves disk space for `entries` entries (at most the capacity).
+    fn reserve(&self, entries: usize) -> Result<()> {
+        let entries = entries.min(self.capacity);
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        if entries <= reserved {
+            return Ok(());
+        }
+        let file = open_rw(&self.path, false)?;
+        preallocate(
+            &file,
+            (reserved * N) as u64,
+            (entries * N) as u64,
+            &self.path,
+        )?;
+        self.reserved.store(entries, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Cuts the file to its entries (a sealed segment needs no spare room).
     fn trim(&self) -> Result<()> {
-        self.file.set_len((self.len() * N) as u64).at(&self.path)
+        let len = self.len();
+        open_rw(&self.path, false)?
+            .set_len((len * N) as u64)
+            .at(&self.path)?;
+        self.reserved.store(len, Ordering::Relaxed);
+        Ok(())
     }
 
     fn sync(&self) -> Result<()> {
-        self.file.sync_all().at(&self.path)
+        // fsync writes back the pages dirtied through the mapping too.
+        match File::open(&self.path) {
+            Ok(f) => f.sync_all().at(&self.path),
+            // Deleted (retention took the segment): nothing left to sync.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).at(&self.path),
+        }
     }
 }
 
@@ -106,8 +147,14 @@ impl<const N: usize> IndexFile<N> {
 pub(crate) struct OffsetIndex(IndexFile<8>);
 
 impl OffsetIndex {
-    pub fn open(path: &Path, capacity: usize, keep: bool) -> Result<Self> {
-        IndexFile::open(path, capacity, keep).map(OffsetIndex)
+    /// Opens the index (see [`IndexFile::open`]).
+    pub fn open(path: &Path, capacity: usize, reserve: usize, keep: bool) -> Result<Self> {
+        IndexFile::open(path, capacity, reserve, keep).map(OffsetIndex)
+    }
+
+    /// Reserves disk space for `entries` entries.
+    pub fn reserve(&self, entries: usize) -> Result<()> {
+        self.0.reserve(entries)
     }
 
     pub fn len(&self) -> usize {
@@ -169,8 +216,14 @@ impl OffsetIndex {
 pub(crate) struct TimeIndex(IndexFile<12>);
 
 impl TimeIndex {
-    pub fn open(path: &Path, capacity: usize, keep: bool) -> Result<Self> {
-        IndexFile::open(path, capacity, keep).map(TimeIndex)
+    /// Opens the index (see [`IndexFile::open`]).
+    pub fn open(path: &Path, capacity: usize, reserve: usize, keep: bool) -> Result<Self> {
+        IndexFile::open(path, capacity, reserve, keep).map(TimeIndex)
+    }
+
+    /// Reserves disk space for `entries` entries.
+    pub fn reserve(&self, entries: usize) -> Result<()> {
+        self.0.reserve(entries)
     }
 
     pub fn len(&self) -> usize {
@@ -195,6 +248,24 @@ impl TimeIndex {
         if self.last().is_some_and(|(t, _)| t >= max_timestamp) {
             return;
         }
+        self.push(max_timestamp, relative_offset);
+    }
+
+    /// The entry a segment ends with when sealed: its largest timestamp at
+    /// its end offset. Always written (unless it is already the last entry),
+    /// so that a sealed segment whose time index lost entries at its end is
+    /// recognised on open.
+    pub fn push_final(&self, max_timestamp: i64, relative_offset: u32) {
+        let last = self.last();
+        if last == Some((max_timestamp, relative_offset))
+            || last.is_some_and(|(t, o)| t > max_timestamp || o > relative_offset)
+        {
+            return;
+        }
+        self.push(max_timestamp, relative_offset);
+    }
+
+    fn push(&self, max_timestamp: i64, relative_offset: u32) {
         let mut e = [0u8; 12];
         e[0..8].copy_from_slice(&max_timestamp.to_be_bytes());
         e[8..12].copy_from_slice(&relative_offset.to_be_bytes());
@@ -216,13 +287,14 @@ impl TimeIndex {
         lo.checked_sub(1).map(|i| self.entry(i).1)
     }
 
-    /// Whether timestamps strictly increase and offsets never decrease, up to `next_relative`.
+    /// Whether timestamps and offsets never decrease (only the final entry
+    /// may repeat the timestamp before it), up to `next_relative`.
     pub fn is_consistent(&self, next_relative: u64) -> bool {
         let mut prev: Option<(i64, u32)> = None;
         (0..self.len()).all(|i| {
             let e = self.entry(i);
             let ok =
-                u64::from(e.1) <= next_relative && prev.is_none_or(|p| e.0 > p.0 && e.1 >= p.1);
+                u64::from(e.1) <= next_relative && prev.is_none_or(|p| e.0 >= p.0 && e.1 >= p.1);
             prev = Some(e);
             ok
         })
@@ -244,7 +316,7 @@ mod tests {
     #[test]
     fn offset_lookup_finds_floor_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = OffsetIndex::open(&dir.path().join("a.index"), 10, false).unwrap();
+        let idx = OffsetIndex::open(&dir.path().join("a.index"), 10, 10, false).unwrap();
         assert_eq!(idx.lookup(5), (0, 0));
         idx.push(10, 100);
         idx.push(20, 200);
@@ -263,7 +335,7 @@ mod tests {
     #[test]
     fn full_index_drops_entries_instead_of_overflowing() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = OffsetIndex::open(&dir.path().join("a.index"), 2, false).unwrap();
+        let idx = OffsetIndex::open(&dir.path().join("a.index"), 2, 2, false).unwrap();
         for i in 1..5 {
             idx.push(i, i * 10);
         }
@@ -275,7 +347,7 @@ mod tests {
     fn time_lookup_and_reopen_keep_entries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.timeindex");
-        let idx = TimeIndex::open(&path, 10, false).unwrap();
+        let idx = TimeIndex::open(&path, 10, 10, false).unwrap();
         idx.maybe_push(100, 5);
         idx.maybe_push(100, 6); // not larger: skipped
         idx.maybe_push(200, 9);
@@ -286,7 +358,7 @@ mod tests {
         idx.trim().unwrap();
         drop(idx);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
-        let idx = TimeIndex::open(&path, 0, true).unwrap();
+        let idx = TimeIndex::open(&path, 0, 0, true).unwrap();
         assert_eq!(idx.last(), Some((200, 9)));
         assert!(idx.is_consistent(9));
         assert!(!idx.is_consistent(8));

@@ -8,8 +8,12 @@
 //! - [`PartitionConfig`], [`FlushPolicy`], [`AppendMode`]: settings.
 //! - [`Error`]: every failure, as a variant a caller can act on.
 //!
+//! - [`DirLock`]: the data directory's lock (one writer process at a time).
+//! - [`DamagedRange`]: stored bytes that fail their checks, contained.
+//!
 //! Internals: `segment` (one `.log` file with its `.index` and
-//! `.timeindex`), `index` (the two mmap'd sparse indexes), `file` (the
+//! `.timeindex`), `scan` (the checks of stored batches and resync after
+//! damage), `index` (the two mmap'd sparse indexes), `file` (the
 //! narrow file-system seam), `flusher` (the background flush thread), `resident` (keeps
 //! pages that reads touched from staying in the process's RSS).
 //!
@@ -18,17 +22,27 @@
 #![warn(missing_docs)]
 
 mod config;
+mod damage;
 mod error;
 mod file;
 mod flusher;
 mod index;
+mod lock;
 mod log;
 mod partition;
 mod resident;
+mod scan;
 mod segment;
+pub mod verify;
 
 pub use config::{AppendMode, FlushPolicy, PartitionConfig};
+pub use damage::DamagedRange;
 pub use error::{Error, Result};
 pub use flusher::drain as drain_background_jobs;
-pub use log::{Log, MAX_PARTITIONS, Topic, TopicConfig, validate_topic_name};
+pub use lock::{DirLock, LOCK_FILE};
+pub use log::{
+    Log, LogOptions, MAX_PARTITIONS, OfflinePartition, OnOpenError, Topic, TopicConfig,
+    validate_topic_name,
+};
 pub use partition::{AppendInfo, Partition, ReadResult, RecoveryReport, now_ms};
+pub use segment::damage_found_by_reads;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::config::{AppendMode, FlushPolicy, PartitionConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::file::{sync_dir, write_atomic};
+use crate::lock::DirLock;
 use crate::partition::Partition;
 
 const META: &str = "topic.meta";
@@ -34,12 +35,48 @@ pub struct TopicConfig {
     pub partition: PartitionConfig,
 }
 
+/// What [`Log::open`] does with a partition (or topic) that cannot be opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnOpenError {
+    /// Keep it offline: its requests fail with [`Error::Offline`], every
+    /// other partition serves.
+    #[default]
+    Offline,
+    /// Fail the whole open (the broker does not start).
+    Fail,
+}
+
+/// Options of [`Log::open_with`].
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// What to do with a partition that cannot be opened.
+    pub on_open_error: OnOpenError,
+}
+
+/// A partition, or why it could not be opened.
+#[derive(Clone)]
+enum Slot {
+    Online(Partition),
+    Offline(Arc<str>),
+}
+
+/// A partition (or a whole topic, `partition: None`) that could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflinePartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition; `None` when the topic's metadata itself could not be read.
+    pub partition: Option<u32>,
+    /// Why it could not be opened.
+    pub reason: String,
+}
+
 /// A named, partitioned log.
 pub struct Topic {
     name: String,
     dir: PathBuf,
     config: RwLock<TopicConfig>,
-    partitions: RwLock<Vec<Partition>>,
+    partitions: RwLock<Vec<Slot>>,
 }
 
 impl Topic {
@@ -64,29 +101,54 @@ impl Topic {
             .len() as u32
     }
 
-    /// One partition, or [`Error::UnknownPartition`].
+    /// One partition, or [`Error::UnknownPartition`], or [`Error::Offline`].
     pub fn partition(&self, id: u32) -> Result<Partition> {
         let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
-        parts
-            .get(id as usize)
-            .cloned()
-            .ok_or_else(|| Error::UnknownPartition {
+        match parts.get(id as usize) {
+            Some(Slot::Online(p)) => Ok(p.clone()),
+            Some(Slot::Offline(reason)) => Err(Error::Offline {
+                partition: format!("{}/{id}", self.name),
+                reason: reason.to_string(),
+            }),
+            None => Err(Error::UnknownPartition {
                 topic: self.name.clone(),
                 partition: id,
                 count: parts.len() as u32,
-            })
+            }),
+        }
     }
 
-    /// All partitions, in order.
-    pub fn partitions(&self) -> Vec<Partition> {
+    /// The partitions that are online, with their numbers, in order.
+    pub fn partitions(&self) -> Vec<(u32, Partition)> {
         self.partitions
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .iter()
+            .enumerate()
+            .filter_map(|(id, slot)| match slot {
+                Slot::Online(p) => Some((id as u32, p.clone())),
+                Slot::Offline(_) => None,
+            })
+            .collect()
+    }
+
+    /// The partitions that could not be opened, with the reason.
+    pub fn offline_partitions(&self) -> Vec<(u32, String)> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .enumerate()
+            .filter_map(|(id, slot)| match slot {
+                Slot::Offline(reason) => Some((id as u32, reason.to_string())),
+                Slot::Online(_) => None,
+            })
+            .collect()
     }
 
     fn close(&self) -> Result<()> {
-        self.partitions().iter().try_for_each(Partition::close)
+        let online: Vec<Partition> = self.partitions().into_iter().map(|(_, p)| p).collect();
+        parallel(&online, Partition::close).into_iter().collect()
     }
 }
 
@@ -117,14 +179,25 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
 pub struct Log {
     root: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Topics whose metadata could not be read at open, with the reason.
+    offline_topics: BTreeMap<String, String>,
+    _lock: DirLock,
 }
 
 impl Log {
-    /// Opens the data directory, creating it if needed, and opens (recovering
-    /// where needed) every partition of every topic, several at a time.
+    /// Locks the data directory (creating it if needed) and opens every
+    /// partition of every topic, several at a time, recovering where needed;
+    /// a partition that cannot be opened stays offline.
     pub fn open(root: impl Into<PathBuf>) -> Result<Log> {
         let root = root.into();
-        fs::create_dir_all(&root).at(&root)?;
+        Log::open_with(DirLock::exclusive(&root)?, LogOptions::default())
+    }
+
+    /// Like [`Log::open`], over a directory already locked (so that a broker
+    /// can refuse to start before doing anything else).
+    pub fn open_with(lock: DirLock, options: LogOptions) -> Result<Log> {
+        let root = lock.dir().to_path_buf();
+        let mut offline_topics = BTreeMap::new();
         let mut found = Vec::new();
         for entry in fs::read_dir(&root).at(&root)? {
             let path = entry.at(&root)?.path();
@@ -142,8 +215,14 @@ impl Log {
             if !path.is_dir() || validate_topic_name(&name).is_err() {
                 continue;
             }
-            let config = read_meta(&path)?;
-            found.push((path, name, config));
+            match (read_meta(&path), options.on_open_error) {
+                (Ok(config), _) => found.push((path, name, config)),
+                (Err(e), OnOpenError::Fail) => return Err(e),
+                (Err(e), OnOpenError::Offline) => {
+                    tracing::error!(topic = %name, error = %e, "topic is offline: its metadata cannot be read");
+                    offline_topics.insert(name, e.to_string());
+                }
+            }
         }
         // Every partition of every topic in one pool: recovery runs in parallel.
         let jobs: Vec<Job> = found
@@ -154,20 +233,51 @@ impl Log {
         let mut topics = BTreeMap::new();
         for (path, name, config) in found {
             let mine: Vec<_> = opened.by_ref().take(config.partitions as usize).collect();
-            let topic = assemble_topic(&path, &name, config, mine)?;
+            let topic = assemble_topic(&path, &name, config, mine, options.on_open_error)?;
             topics.insert(name, Arc::new(topic));
         }
         sync_dir(&root)?;
         Ok(Log {
             root,
             topics: RwLock::new(topics),
+            offline_topics,
+            _lock: lock,
         })
+    }
+
+    /// Every partition (or topic) that could not be opened, with the reason.
+    pub fn offline(&self) -> Vec<OfflinePartition> {
+        let mut out: Vec<OfflinePartition> = self
+            .offline_topics
+            .iter()
+            .map(|(topic, reason)| OfflinePartition {
+                topic: topic.clone(),
+                partition: None,
+                reason: reason.clone(),
+            })
+            .collect();
+        for topic in self.topics() {
+            for (id, reason) in topic.offline_partitions() {
+                out.push(OfflinePartition {
+                    topic: topic.name.clone(),
+                    partition: Some(id),
+                    reason,
+                });
+            }
+        }
+        out
     }
 
     /// Creates a topic with `config.partitions` empty partitions.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
         validate_topic_name(name)?;
         validate_topic_config(&config)?;
+        if let Some(reason) = self.offline_topics.get(name) {
+            return Err(Error::Offline {
+                partition: name.to_string(),
+                reason: reason.clone(),
+            });
+        }
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         if topics.contains_key(name) {
             return Err(Error::TopicExists(name.to_string()));
@@ -184,7 +294,7 @@ impl Log {
         fs::rename(&staging, &dir).at(&dir)?;
         sync_dir(&self.root)?;
         let opened = open_partitions(&partition_jobs(&dir, name, &config));
-        let topic = match assemble_topic(&dir, name, config, opened) {
+        let topic = match assemble_topic(&dir, name, config, opened, OnOpenError::Fail) {
             Ok(t) => Arc::new(t),
             Err(e) => {
                 // E.g. the disk cannot hold the preallocated segments: leave
@@ -253,11 +363,11 @@ impl Log {
         let mut config = topic.config();
         let mut added = Vec::new();
         for id in current..total {
-            added.push(Partition::open(
+            added.push(Slot::Online(Partition::open(
                 topic.dir.join(id.to_string()),
                 format!("{name}/{id}"),
                 config.partition.clone(),
-            )?);
+            )?));
         }
         config.partitions = total;
         // The count becomes real only when the metadata says so.
@@ -271,16 +381,23 @@ impl Log {
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let mut deleted = 0;
         for topic in self.topics() {
-            for p in topic.partitions() {
+            for (_, p) in topic.partitions() {
                 deleted += p.enforce_retention(now_ms)?;
             }
         }
         Ok(deleted)
     }
 
-    /// Closes every partition cleanly (see [`Partition::close`]).
+    /// Closes every partition cleanly (see [`Partition::close`]), many at a
+    /// time: a clean stop of thousands of partitions is bound by fsync
+    /// latency, not by the disk's bandwidth.
     pub fn close(&self) -> Result<()> {
-        self.topics().iter().try_for_each(|t| t.close())
+        let all: Vec<Partition> = self
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().into_iter().map(|(_, p)| p))
+            .collect();
+        parallel(&all, Partition::close).into_iter().collect()
     }
 
     /// The data directory.
@@ -302,25 +419,27 @@ fn validate_topic_config(config: &TopicConfig) -> Result<()> {
 /// One partition to open: its directory, its name for logs, its settings.
 type Job = (PathBuf, String, PartitionConfig);
 
-/// Opens partitions on a few threads that take the next job as they finish
-/// one, so recovering one large partition does not hold up the others.
-fn open_partitions(jobs: &[Job]) -> Vec<Result<Partition>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(8)
-        .min(jobs.len().max(1));
+/// Threads that open or close partitions: the work is mostly waiting for
+/// fsyncs and metadata updates, which overlap well beyond the core count.
+const IO_THREADS: usize = 16;
+
+/// Runs `f` on every job on a few threads that take the next job as they
+/// finish one (so one slow job does not hold up the others); the results
+/// come back in the jobs' order.
+fn parallel<J: Sync, T: Send>(jobs: &[J], f: impl Fn(&J) -> T + Sync) -> Vec<T> {
+    let threads = IO_THREADS.min(jobs.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut opened: Vec<(usize, Result<Partition>)> = std::thread::scope(|s| {
+    let mut done: Vec<(usize, T)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     let mut done = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((dir, name, cfg)) = jobs.get(i) else {
+                        let Some(job) = jobs.get(i) else {
                             return done;
                         };
-                        done.push((i, Partition::open(dir, name.clone(), cfg.clone())));
+                        done.push((i, f(job)));
                     }
                 })
             })
@@ -330,8 +449,15 @@ fn open_partitions(jobs: &[Job]) -> Vec<Result<Partition>> {
             .flat_map(|w| w.join().unwrap_or_default())
             .collect()
     });
-    opened.sort_by_key(|(i, _)| *i);
-    opened.into_iter().map(|(_, p)| p).collect()
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Opens partitions in parallel (see [`parallel`]).
+fn open_partitions(jobs: &[Job]) -> Vec<Result<Partition>> {
+    parallel(jobs, |(dir, name, cfg)| {
+        Partition::open(dir, name.clone(), cfg.clone())
+    })
 }
 
 fn partition_jobs(dir: &Path, name: &str, config: &TopicConfig) -> Vec<Job> {
@@ -353,8 +479,19 @@ fn assemble_topic(
     name: &str,
     config: TopicConfig,
     opened: Vec<Result<Partition>>,
+    on_error: OnOpenError,
 ) -> Result<Topic> {
-    let partitions = opened.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut partitions = Vec::with_capacity(opened.len());
+    for (id, result) in opened.into_iter().enumerate() {
+        match (result, on_error) {
+            (Ok(p), _) => partitions.push(Slot::Online(p)),
+            (Err(e), OnOpenError::Fail) => return Err(e),
+            (Err(e), OnOpenError::Offline) => {
+                tracing::error!(partition = %format!("{name}/{id}"), error = %e, "partition is offline: it cannot be opened; every other partition serves");
+                partitions.push(Slot::Offline(e.to_string().into()));
+            }
+        }
+    }
     if partitions.len() as u32 != config.partitions {
         return Err(Error::InvalidConfig(format!(
             "topic {name:?}: a partition failed to open"
@@ -588,9 +725,65 @@ mod tests {
         drop(log);
         let log = Log::open(dir.path()).unwrap();
         assert!(log.topics().is_empty());
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [crate::LOCK_FILE], "only the lock file is left");
         // The name can be used again, starting from offset 0.
         let t = log.create_topic("gone", config(1)).unwrap();
         assert_eq!(t.partition(0).unwrap().log_end_offset(), 0);
+    }
+
+    #[test]
+    fn a_partition_that_cannot_be_opened_is_offline_and_the_rest_serve() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path()).unwrap();
+        log.create_topic("orders", config(3)).unwrap();
+        for id in 0..3 {
+            log.topic("orders")
+                .unwrap()
+                .partition(id)
+                .unwrap()
+                .append(&one_record())
+                .unwrap();
+        }
+        log.close().unwrap();
+        drop(log);
+        // A directory where partition 1's segment file should be.
+        let seg = dir.path().join("orders/1/00000000000000000000.log");
+        fs::remove_file(&seg).unwrap();
+        fs::create_dir(&seg).unwrap();
+
+        let strict = LogOptions {
+            on_open_error: OnOpenError::Fail,
+        };
+        assert!(Log::open_with(DirLock::exclusive(dir.path()).unwrap(), strict).is_err());
+
+        let log = Log::open(dir.path()).unwrap();
+        let topic = log.topic("orders").unwrap();
+        assert_eq!(topic.partition_count(), 3);
+        match topic.partition(1) {
+            Err(Error::Offline { partition, reason }) => {
+                assert_eq!(partition, "orders/1");
+                assert!(reason.contains("00000000000000000000.log"), "{reason}");
+            }
+            other => panic!("expected Offline, got {:?}", other.map(|_| ())),
+        }
+        let online: Vec<u32> = topic.partitions().iter().map(|(id, _)| *id).collect();
+        assert_eq!(online, [0, 2]);
+        assert_eq!(log.offline().len(), 1);
+        let p2 = topic.partition(2).unwrap();
+        assert_eq!(p2.read(0, 1 << 20).unwrap().log_end_offset, 1);
+        assert_eq!(p2.append(&one_record()).unwrap().base_offset, 1);
+        // The data stays where it was for an operator to look at.
+        assert!(seg.is_dir());
+    }
+
+    #[test]
+    fn a_second_log_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _log = Log::open(dir.path()).unwrap();
+        assert!(matches!(Log::open(dir.path()), Err(Error::Locked { .. })));
     }
 }

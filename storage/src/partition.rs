@@ -13,13 +13,14 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::config::{FlushPolicy, PartitionConfig};
+use crate::damage::DamagedRange;
 use crate::error::{Error, IoContext, Result};
 use crate::file::{
     list_segments, read_offset_file, remove_segment_files, sync_dir, write_atomic,
     write_offset_file,
 };
 use crate::flusher::{self, Flushable};
-use crate::segment::{ScanStats, Segment};
+use crate::segment::{OpenReport, Role, Segment, segment_capacity};
 
 const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 const LOG_START_OFFSET: &str = "log-start-offset";
@@ -49,18 +50,33 @@ pub struct ReadResult {
 }
 
 /// What opening a partition found, logged and kept for callers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// Whether the previous run closed the partition cleanly (nothing was scanned).
+    /// Whether the previous run closed the partition cleanly.
     pub clean: bool,
+    /// Whether the partition was new (no segment existed).
+    pub created: bool,
     /// Segments scanned and re-indexed.
     pub segments_scanned: u32,
     /// Bytes of valid batches scanned.
     pub bytes_scanned: u64,
-    /// Non-zero bytes cut from the tail (torn or corrupt writes).
+    /// Non-zero bytes cut from the tail of the last segment (torn writes of
+    /// an unclean stop, past the recovery point).
     pub bytes_truncated: u64,
-    /// Segments deleted because they followed a cut.
-    pub segments_dropped: u32,
+    /// Segments whose indexes failed their check (or were missing) and were rebuilt.
+    pub indexes_rebuilt: u32,
+    /// Damaged ranges found while opening: kept on disk, reads answer DATA_LOSS.
+    pub damaged: Vec<DamagedRange>,
+}
+
+impl RecoveryReport {
+    fn add(&mut self, seg: &OpenReport) {
+        self.segments_scanned += u32::from(seg.scanned);
+        self.bytes_scanned += seg.bytes_scanned;
+        self.bytes_truncated += seg.bytes_truncated;
+        self.indexes_rebuilt += u32::from(seg.indexes_rebuilt);
+        self.damaged.extend(seg.damaged.iter().cloned());
+    }
 }
 
 /// One partition of a topic: an append-only log of record batches kept in
@@ -153,8 +169,9 @@ impl Partition {
         let name = name.into();
         fs::create_dir_all(&dir).at(&dir)?;
         let started = Instant::now();
-        let clean = dir.join(CLEAN_SHUTDOWN).exists();
+        let clean = read_clean_marker(&dir);
         let (segments, log_start, report) = load_segments(&dir, &config, clean)?;
+        let clean = clean.is_some();
         if clean {
             // Must be durable before the first append, or a crash would make
             // the next start trust a segment that has grown since.
@@ -174,15 +191,23 @@ impl Partition {
             true => now_ms(),
             false => active.first_timestamp().unwrap_or_else(now_ms),
         };
-        if !clean {
+        if !clean && !report.created {
             tracing::info!(
                 partition = %name,
                 segments_scanned = report.segments_scanned,
                 bytes_scanned = report.bytes_scanned,
                 bytes_truncated = report.bytes_truncated,
-                segments_dropped = report.segments_dropped,
+                damaged_ranges = report.damaged.len(),
+                indexes_rebuilt = report.indexes_rebuilt,
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "recovered partition after an unclean shutdown"
+            );
+        } else if !report.damaged.is_empty() || report.indexes_rebuilt > 0 {
+            tracing::warn!(
+                partition = %name,
+                damaged_ranges = report.damaged.len(),
+                indexes_rebuilt = report.indexes_rebuilt,
+                "opened partition with repairs or damage (see the lines above)"
             );
         }
         let shared = Arc::new(Shared {
@@ -334,7 +359,27 @@ impl Partition {
 
     /// What opening this partition found.
     pub fn recovery_report(&self) -> RecoveryReport {
-        self.shared.recovery
+        self.shared.recovery.clone()
+    }
+
+    /// Every damaged range known in the partition: found when it was opened
+    /// or by a read since. Reads of these offsets fail with [`Error::Damaged`].
+    pub fn damaged_ranges(&self) -> Vec<DamagedRange> {
+        self.shared
+            .segment_list()
+            .iter()
+            .flat_map(|s| s.damaged_ranges())
+            .collect()
+    }
+
+    /// Disk space reserved by the partition's log files (what preallocation
+    /// holds ahead of the data included; indexes not counted).
+    pub fn reserved_bytes(&self) -> u64 {
+        self.shared
+            .segment_list()
+            .iter()
+            .map(|s| s.allocated().max(s.size()))
+            .sum()
     }
 
     /// The partition's settings.
@@ -616,11 +661,13 @@ impl Shared {
         drop(app);
         for seg in std::mem::take(&mut *lock(&self.unsynced)) {
             seg.sync_all()?;
+            seg.release_file();
         }
         self.flush_to(end)?;
         // Sealing trimmed the active segment's files: make that durable too.
         sync_last_segment(&self.segments)?;
-        write_atomic(&self.dir, CLEAN_SHUTDOWN, b"")
+        // The end offset tells the next open where the synced log ends.
+        write_atomic(&self.dir, CLEAN_SHUTDOWN, format!("{end}\n").as_bytes())
     }
 }
 
@@ -640,6 +687,10 @@ impl Flushable for Shared {
             .iter()
             .try_for_each(|s| s.sync())
             .and_then(|()| write_offset_file(&self.dir, RECOVERY_POINT, recovery_point));
+        if result.is_ok() {
+            // Synced and sealed: read through the mapping alone from now on.
+            pending.iter().for_each(|s| s.release_file());
+        }
         if let Err(e) = result {
             tracing::error!(partition = %self.name, error = %e, "syncing rolled segments failed");
             lock(&self.flush).poisoned.get_or_insert(e.to_string());
@@ -655,25 +706,34 @@ fn sync_last_segment(segments: &RwLock<BTreeMap<u64, Arc<Segment>>>) -> Result<(
         .values()
         .next_back()
         .cloned();
-    last.map_or(Ok(()), |s| s.sync_all())
-}
-
-/// Bytes reserved for an active segment: large enough for any accepted batch.
-pub(crate) fn segment_capacity(cfg: &PartitionConfig) -> u64 {
-    cfg.segment_bytes.max(u64::from(cfg.max_batch_bytes))
+    last.map_or(Ok(()), |s| {
+        s.sync_all()?;
+        s.release_file();
+        Ok(())
+    })
 }
 
 type Loaded = (BTreeMap<u64, Arc<Segment>>, u64, RecoveryReport);
 
-/// Opens every segment of `dir`: trusted below the recovery point (or all of
-/// them after a clean shutdown), scanned from there on. A cut segment ends
-/// the log: the segments after it are deleted, since their offsets would no
-/// longer follow on.
-fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: bool) -> Result<Loaded> {
-    let recovery_point = if clean {
-        u64::MAX
-    } else {
-        read_offset_file(&dir.join(RECOVERY_POINT)).unwrap_or(0)
+/// The clean-shutdown marker's end offset: `Some` after a clean close
+/// (`Some(None)` for a marker from before it recorded the end).
+fn read_clean_marker(dir: &Path) -> Option<Option<u64>> {
+    let path = dir.join(CLEAN_SHUTDOWN);
+    path.exists().then(|| read_offset_file(&path))
+}
+
+/// Opens every segment of `dir` under the recovery rules (docs/format.md,
+/// "Recovery"): segments are trusted after a clean close or below the
+/// recovery point, and scanned otherwise; no sealed segment is ever cut or
+/// deleted; only the last segment's unsynced tail may be cut. Offsets that
+/// no segment holds are marked missing, never reused.
+fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) -> Result<Loaded> {
+    let persisted_rp = read_offset_file(&dir.join(RECOVERY_POINT)).unwrap_or(0);
+    // After a clean close everything up to the recorded end was synced.
+    let (trust_below, recovery_point) = match clean {
+        Some(Some(end)) => (u64::MAX, end.max(persisted_rp)),
+        Some(None) => (u64::MAX, persisted_rp),
+        None => (persisted_rp, persisted_rp),
     };
     let mut log_start = read_offset_file(&dir.join(LOG_START_OFFSET)).unwrap_or(0);
     remove_leftovers(dir)?;
@@ -684,50 +744,47 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: bool) -> Result<Loade
         bases.remove(0);
     }
     let mut report = RecoveryReport {
-        clean,
+        clean: clean.is_some(),
         ..Default::default()
     };
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
+        report.created = true;
         let seg = Segment::create(dir, log_start, segment_capacity(cfg), cfg)?;
         sync_dir(dir)?;
         segments.insert(log_start, Arc::new(seg));
         return Ok((segments, log_start, report));
     }
-    let mut i = 0;
-    while i < bases.len() {
-        let (base, last) = (bases[i], i + 1 == bases.len());
-        let (seg, stats) = Segment::open(dir, base, cfg, last, base < recovery_point)?;
-        if let Some(ScanStats {
-            bytes_scanned,
-            bytes_truncated,
-        }) = stats
-        {
-            report.segments_scanned += 1;
-            report.bytes_scanned += bytes_scanned;
-            report.bytes_truncated += bytes_truncated;
-        }
-        if !last && seg.next_offset() != bases[i + 1] {
-            // The log breaks here: what follows cannot be reached by offset.
-            for &later in &bases[i + 1..] {
-                tracing::warn!(segment = later, "deleting segment after a break in the log");
-                remove_segment_files(dir, later)?;
-                report.segments_dropped += 1;
+    for (i, &base) in bases.iter().enumerate() {
+        let role = match bases.get(i + 1) {
+            Some(&next_base) => Role::Sealed { next_base },
+            None => Role::Active { recovery_point },
+        };
+        let (seg, stats) = Segment::open(dir, base, cfg, role, base < trust_below)?;
+        report.add(&stats);
+        if let Role::Sealed { next_base } = role {
+            let end = seg.next_offset();
+            if end > next_base {
+                return Err(Error::Corrupt {
+                    path: seg.path().to_path_buf(),
+                    position: seg.size(),
+                    reason: format!(
+                        "segments overlap: this one holds offsets up to {} but the next starts at {next_base}",
+                        end - 1
+                    ),
+                });
             }
-            bases.truncate(i + 1);
-            drop(seg);
-            // Reopen as the active segment; it was just checked.
-            continue;
+            if end < next_base {
+                seg.mark_missing(end, next_base);
+                report
+                    .damaged
+                    .extend(seg.damaged_ranges().into_iter().last());
+            }
         }
         segments.insert(base, Arc::new(seg));
-        i += 1;
     }
-    let first = *segments.keys().next().expect("at least one segment");
-    let end = segments
-        .values()
-        .next_back()
-        .expect("at least one segment")
-        .next_offset();
+    let first = *segments.keys().next().unwrap_or(&0);
+    let end = segments.values().next_back().map_or(0, |s| s.next_offset());
     log_start = log_start.clamp(first, end);
     Ok((segments, log_start, report))
 }

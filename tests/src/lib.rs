@@ -131,6 +131,17 @@ impl Broker {
 
     /// Like [`Broker::spawn`], with the gRPC address given.
     pub fn spawn_at(data_dir: &Path, listen: &str, extra: &[&str]) -> Broker {
+        Broker::spawn_with(data_dir, listen, extra, Stdio::inherit())
+    }
+
+    /// Like [`Broker::spawn`], with the broker's log (stderr, level `warn`)
+    /// written to `log` for the test to read.
+    pub fn spawn_logged(data_dir: &Path, extra: &[&str], log: &Path) -> Broker {
+        let file = std::fs::File::create(log).expect("creating the log file");
+        Broker::spawn_with(data_dir, "127.0.0.1:0", extra, Stdio::from(file))
+    }
+
+    fn spawn_with(data_dir: &Path, listen: &str, extra: &[&str], stderr: Stdio) -> Broker {
         let mut child = Command::new(brook_binary())
             .arg("serve")
             .arg("--data-dir")
@@ -139,7 +150,7 @@ impl Broker {
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawning brook");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -167,6 +178,82 @@ impl Broker {
             child,
             data_dir: data_dir.to_path_buf(),
         }
+    }
+
+    /// Starts `brook serve` on ports picked beforehand and returns at once,
+    /// while the log may still be recovering (the listening line is printed
+    /// only once the broker serves, so it cannot be waited for here).
+    pub fn spawn_recovering(data_dir: &Path, extra: &[&str]) -> Broker {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+        };
+        let (grpc, metrics) = (free(), free());
+        let mut child = Command::new(brook_binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(grpc.to_string())
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning brook");
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+        Broker {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            grpc,
+            metrics,
+        }
+    }
+
+    /// Runs `brook serve` expecting it to refuse to start: returns its exit
+    /// status, its stdout and its stderr once it exits (fails after [`DEADLINE`]).
+    pub fn run_refused(data_dir: &Path, extra: &[&str]) -> (ExitStatus, String, String) {
+        let mut child = Command::new(brook_binary())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning brook");
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("waiting for brook") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("brook did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let read = |r: Option<&mut dyn std::io::Read>| {
+            let mut s = String::new();
+            if let Some(r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        };
+        let out = read(child.stdout.as_mut().map(|r| r as &mut dyn std::io::Read));
+        let err = read(child.stderr.as_mut().map(|r| r as &mut dyn std::io::Read));
+        (status, out, err)
+    }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Starts a broker and waits until gRPC health says SERVING.
@@ -199,11 +286,16 @@ impl Broker {
 
     /// A new connection to the broker.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.grpc))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connecting to brook")
+        // A broker just spawned may not have bound its port yet: retry.
+        let endpoint = Channel::from_shared(format!("http://{}", self.grpc)).unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match endpoint.connect().await {
+                Ok(channel) => return channel,
+                Err(e) => assert!(Instant::now() < deadline, "connecting to brook: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Topic admin client.

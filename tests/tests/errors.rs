@@ -212,7 +212,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_while_recovering() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::spawn(dir.path(), &["--debug-delay-recovery-ms", "5000"]);
+    let broker = Broker::spawn_recovering(dir.path(), &["--debug-delay-recovery-ms", "5000"]);
     let mut topics = broker.topics().await;
     assert_code(
         topics.list_topics(v1::ListTopicsRequest {}).await,

@@ -91,8 +91,7 @@ pub fn consumer_lag(
     for name in partitions_of(groups, log, group, topic)? {
         // A topic deleted since the commit has no lag to report.
         let Ok(t) = log.topic(&name) else { continue };
-        for (id, p) in t.partitions().iter().enumerate() {
-            let id = id as u32;
+        for (id, p) in t.partitions() {
             let committed_offset = committed.get(&(name.clone(), id)).map(|c| c.offset);
             let (start, end) = (p.log_start_offset(), p.log_end_offset());
             // Records below the log start are gone: they are not lag any more.
@@ -102,7 +101,7 @@ pub fn consumer_lag(
                 0 => 0,
                 _ => groups
                     .timestamps
-                    .get(&name, id, p, from)
+                    .get(&name, id, &p, from)
                     .map_or(0, |ts| now_ms.saturating_sub(ts).max(0)),
             };
             let tl = per_topic
