@@ -131,18 +131,54 @@ impl Broker {
 
     /// Like [`Broker::spawn`], with the gRPC address given.
     pub fn spawn_at(data_dir: &Path, listen: &str, extra: &[&str]) -> Broker {
-        Broker::spawn_with(data_dir, listen, extra, Stdio::inherit())
+        Broker::spawn_with(data_dir, listen, extra, Stdio::inherit(), None)
+    }
+
+    /// Like [`Broker::spawn`], with the process's file-descriptor limit
+    /// (soft and hard) set to `nofile`, to run it out of descriptors.
+    pub fn spawn_with_nofile(data_dir: &Path, extra: &[&str], nofile: u64) -> Broker {
+        Broker::spawn_with(
+            data_dir,
+            "127.0.0.1:0",
+            extra,
+            Stdio::inherit(),
+            Some(nofile),
+        )
     }
 
     /// Like [`Broker::spawn`], with the broker's log (stderr, level `warn`)
     /// written to `log` for the test to read.
     pub fn spawn_logged(data_dir: &Path, extra: &[&str], log: &Path) -> Broker {
         let file = std::fs::File::create(log).expect("creating the log file");
-        Broker::spawn_with(data_dir, "127.0.0.1:0", extra, Stdio::from(file))
+        Broker::spawn_with(data_dir, "127.0.0.1:0", extra, Stdio::from(file), None)
     }
 
-    fn spawn_with(data_dir: &Path, listen: &str, extra: &[&str], stderr: Stdio) -> Broker {
-        let mut child = Command::new(brook_binary())
+    fn spawn_with(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        stderr: Stdio,
+        nofile: Option<u64>,
+    ) -> Broker {
+        let mut cmd = Command::new(brook_binary());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: setrlimit is async-signal-safe; it runs in the child
+            // between fork and exec and touches only its own limits.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
