@@ -188,8 +188,9 @@ impl PartitionProducers {
         Ok(state)
     }
 
-    /// Writes the snapshot, valid up to `valid_to`, atomically.
-    pub fn save(&self, dir: &Path, valid_to: u64) -> std::io::Result<()> {
+    /// Writes the snapshot, valid up to `valid_to`, atomically; `durable`
+    /// also fsyncs it (and its directory) before returning.
+    pub fn save(&self, dir: &Path, valid_to: u64, durable: bool) -> std::io::Result<()> {
         let mut text = format!("brook-producers 1 {valid_to}\n");
         for (pid, p) in &self.producers {
             text.push_str(&format!("p {pid} {} {}\n", p.epoch, p.next_seq));
@@ -202,6 +203,9 @@ impl PartitionProducers {
         }
         let tmp = dir.join(format!("{SNAPSHOT}.tmp"));
         std::fs::write(&tmp, text)?;
+        if !durable {
+            return std::fs::rename(&tmp, dir.join(SNAPSHOT));
+        }
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, dir.join(SNAPSHOT))?;
         std::fs::File::open(dir)?.sync_all()
@@ -344,7 +348,7 @@ impl Producers {
             let written = p
                 .flush_to(valid_to)
                 .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|()| copy.save(p.dir(), valid_to));
+                .and_then(|()| copy.save(p.dir(), valid_to, true));
             match written {
                 Ok(()) => {
                     self.saved
@@ -359,26 +363,39 @@ impl Producers {
         }
     }
 
-    /// Writes a snapshot for every loaded partition (at shutdown, after the
-    /// last append), each after flushing its log to the snapshot's offset.
+    /// Writes a snapshot for every loaded partition, at the clean shutdown
+    /// after the last append and right before [`brook_storage::Log::close`].
+    /// The snapshots are not synced one by one: the log's close syncs the
+    /// file system after them. A snapshot that reached the disk without the
+    /// log it describes is valid past the recovered log end, and is ignored.
+    /// A snapshot already on disk for the state's current version stays: no
+    /// idempotent batch came since, so replaying after it rebuilds nothing.
+    /// The rest are written on a few threads (thousands of small files).
     pub fn save_all(&self, log: &brook_storage::Log) {
         let _one_writer = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let map = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
-        for ((topic, id), (p, state)) in map.iter() {
-            let current = log.topic(topic).and_then(|t| t.partition(*id));
-            if !current.is_ok_and(|c| c.same_as(p)) {
-                continue;
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let stale: Vec<_> = map
+            .iter()
+            .filter(|(key, (p, state))| {
+                let current = log.topic(&key.0).and_then(|t| t.partition(key.1));
+                let version = state.lock().unwrap_or_else(|e| e.into_inner()).version;
+                current.is_ok_and(|c| c.same_as(p)) && saved.get(*key) != Some(&version)
+            })
+            .collect();
+        let threads = 16.min(stale.len()).max(1);
+        std::thread::scope(|s| {
+            for chunk in stale.chunks(stale.len().div_ceil(threads).max(1)) {
+                s.spawn(move || {
+                    for ((topic, id), (p, state)) in chunk {
+                        let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Err(e) = state.save(p.dir(), p.log_end_offset(), false) {
+                            tracing::warn!(topic, partition = id, error = %e, "could not write the producer-state snapshot; the next start replays the log");
+                        }
+                    }
+                });
             }
-            let state = state.lock().unwrap_or_else(|e| e.into_inner());
-            let valid_to = p.log_end_offset();
-            let saved = p
-                .flush_to(valid_to)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|()| state.save(p.dir(), valid_to));
-            if let Err(e) = saved {
-                tracing::warn!(topic, partition = id, error = %e, "could not write the producer-state snapshot; the next start replays the log");
-            }
-        }
+        });
     }
 }
 
@@ -548,7 +565,7 @@ mod tests {
         let mut s = PartitionProducers::default();
         s.record(&header(3, 2, 0, 4), 10);
         s.record(&header(3, 2, 4, 1), 14);
-        s.save(dir.path(), 15).unwrap();
+        s.save(dir.path(), 15, true).unwrap();
         let (loaded, to) = read_snapshot(&dir.path().join(SNAPSHOT)).unwrap();
         assert_eq!(to, 15);
         assert_eq!(loaded.producers, s.producers);

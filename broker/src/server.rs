@@ -186,14 +186,23 @@ pub async fn run(
     // Waits for a snapshot being written: the final ones below replace it.
     snapshots.await?;
     let saver = Arc::clone(&broker);
+    let stopping = std::time::Instant::now();
+    tracing::info!("requests finished; closing the log");
     tokio::task::spawn_blocking(move || {
         // After the last append: the snapshots are valid to each log end.
         saver.producers.save_all(&log);
+        tracing::info!(
+            elapsed_ms = stopping.elapsed().as_millis() as u64,
+            "producer-state snapshots written"
+        );
         log.close()
     })
     .await?
     .context("closing the log")?;
-    tracing::info!("stopped cleanly");
+    tracing::info!(
+        close_ms = stopping.elapsed().as_millis() as u64,
+        "stopped cleanly"
+    );
     Ok(())
 }
 

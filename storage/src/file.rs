@@ -116,6 +116,27 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()
     sync_dir(dir)
 }
 
+/// Replaces `dir/name` with `contents` atomically but not durably (temporary
+/// file and rename, no fsync): for callers that sync the whole file system
+/// afterwards (see [`sync_filesystem`]).
+pub(crate) fn replace_unsynced(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    fs::write(&tmp, contents).at(&tmp)?;
+    let dst = dir.join(name);
+    fs::rename(&tmp, &dst).at(&dst)
+}
+
+/// Writes back everything dirty on the file system holding `path`
+/// (`syncfs`): data, metadata and directories of every file at once.
+pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
+    let dir = File::open(path).at(path)?;
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error()).at(path);
+    }
+    Ok(())
+}
+
 /// Reads a file holding one decimal number; `None` if it is missing or unreadable as a number.
 pub(crate) fn read_offset_file(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()

@@ -38,17 +38,20 @@ struct IndexFile<const N: usize> {
 impl<const N: usize> IndexFile<N> {
     /// Opens `path`, keeping the entries it holds (`keep`) or emptying it;
     /// maps room for `capacity` entries and reserves disk space for `reserve`.
+    /// Entries past the last one written read as zeros (space reserved
+    /// ahead, or left by a clean close that did not trim): no written entry
+    /// is all zeros, so the entries are those before the first zero one.
     fn open(path: &Path, capacity: usize, reserve: usize, keep: bool) -> Result<Self> {
         let file = open_rw(path, true)?;
         let file_len = file.metadata().at(path)?.len() as usize;
-        let existing = if keep { file_len / N } else { 0 };
-        if !keep || !file_len.is_multiple_of(N) {
-            file.set_len((existing * N) as u64).at(path)?;
+        let whole = if keep { file_len / N } else { 0 };
+        if whole * N != file_len {
+            file.set_len((whole * N) as u64).at(path)?;
         }
-        let capacity = capacity.max(existing);
-        let reserve = reserve.clamp(existing, capacity);
-        if reserve > existing {
-            preallocate(&file, (existing * N) as u64, (reserve * N) as u64, path)?;
+        let capacity = capacity.max(whole);
+        let reserve = reserve.clamp(whole, capacity);
+        if reserve > whole {
+            preallocate(&file, (whole * N) as u64, (reserve * N) as u64, path)?;
         }
         let map = if capacity == 0 {
             None
@@ -62,13 +65,31 @@ impl<const N: usize> IndexFile<N> {
                     .at(path)?,
             )
         };
-        Ok(IndexFile {
+        let index = IndexFile {
             path: path.to_path_buf(),
             map,
             capacity,
-            reserved: AtomicUsize::new(reserve.max(existing)),
-            len: AtomicUsize::new(existing),
-        })
+            reserved: AtomicUsize::new(reserve),
+            len: AtomicUsize::new(whole),
+        };
+        let written = index.first_zero_entry(whole);
+        index.len.store(written, Ordering::Release);
+        Ok(index)
+    }
+
+    /// The index of the first all-zero entry below `n` (binary search: the
+    /// written entries come first), or `n`.
+    fn first_zero_entry(&self, n: usize) -> usize {
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.get(mid) == [0u8; N] {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
     }
 
     fn len(&self) -> usize {

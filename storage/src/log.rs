@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::config::{AppendMode, FlushPolicy, PartitionConfig};
 use crate::error::{Error, IoContext, Result};
-use crate::file::{sync_dir, write_atomic};
+use crate::file::{sync_dir, sync_filesystem, write_atomic};
 use crate::lock::DirLock;
 use crate::partition::Partition;
 
@@ -388,21 +388,49 @@ impl Log {
         Ok(deleted)
     }
 
-    /// Closes every partition cleanly (see [`Partition::close`]), many at a
-    /// time: a clean stop of thousands of partitions is bound by fsync
-    /// latency, not by the disk's bandwidth.
+    /// Closes every partition cleanly (see [`Partition::close`]): stops
+    /// and seals them all, syncs the file system once (`syncfs`), writes
+    /// every clean-shutdown marker, and syncs once more. A marker becomes
+    /// durable only after what it vouches for; thousands of partitions
+    /// close in two syncs rather than several fsyncs each.
     pub fn close(&self) -> Result<()> {
-        let all: Vec<Partition> = self
+        let (all, elsewhere): (Vec<Partition>, Vec<Partition>) = self
             .topics()
             .iter()
             .flat_map(|t| t.partitions().into_iter().map(|(_, p)| p))
+            .partition(|p| same_file_system(&self.root, p.dir()));
+        // A partition on another mounted file system is not covered by
+        // syncing the root's: it closes with its own fsyncs.
+        parallel(&elsewhere, Partition::close)
+            .into_iter()
+            .collect::<Result<()>>()?;
+        let ends = parallel(&all, Partition::close_unsynced)
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        sync_filesystem(&self.root)?;
+        let closing: Vec<(&Partition, u64)> = all
+            .iter()
+            .zip(ends)
+            .filter_map(|(p, end)| end.map(|e| (p, e)))
             .collect();
-        parallel(&all, Partition::close).into_iter().collect()
+        parallel(&closing, |(p, end)| p.finish_close_after_syncfs(*end))
+            .into_iter()
+            .collect::<Result<()>>()?;
+        sync_filesystem(&self.root)
     }
 
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+/// Whether `a` and `b` lie on the same file system (unknown counts as not).
+fn same_file_system(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
     }
 }
 

@@ -355,6 +355,24 @@ impl Segment {
         Ok(())
     }
 
+    /// Ends appends at a clean close: records the final time-index entry but
+    /// trims nothing, so that the next open finds its reserved space still
+    /// there (the bytes and entries after the data read as zeros). Cheaper
+    /// than [`Segment::seal`] by a truncation of three files, which matters
+    /// when thousands of partitions close at once.
+    pub fn stop(&self) {
+        let mut w = self.writer();
+        if w.sealed {
+            return;
+        }
+        let max_ts = self.max_timestamp();
+        if max_ts != i64::MIN {
+            self.time_index
+                .push_final(max_ts, (self.next_offset() - self.base_offset) as u32);
+        }
+        w.sealed = true;
+    }
+
     /// Removes the segment's files. Views handed out earlier stay readable.
     pub fn delete(&self) -> Result<()> {
         for path in [&self.paths.log, &self.paths.index, &self.paths.timeindex] {

@@ -75,6 +75,13 @@ impl Segment {
         let before = (entries(&paths.index, 8), entries(&paths.timeindex, 12));
         let indexes_exist = paths.index.exists() && paths.timeindex.exists();
         let mut rebuild_reason = None;
+        // An active segment's reserved space past its data reads as zeros:
+        // ask the file system where the data ends rather than read it all.
+        let data_end = if active {
+            data_end(&file, 0, file_len)
+        } else {
+            file_len
+        };
         if trusted {
             if indexes_exist {
                 let seg = Self::with_file(
@@ -87,7 +94,7 @@ impl Segment {
                     true,
                     active,
                 )?;
-                match seg.verify_trusted(file_len) {
+                match seg.verify_trusted(file_len, data_end, active) {
                     Ok(()) => {
                         if active {
                             seg.reserve_ahead(ALLOC_MIN)?;
@@ -100,11 +107,6 @@ impl Segment {
                 rebuild_reason = Some("an index file is missing".to_string());
             }
         }
-        let data_end = if active {
-            data_end(&file, 0, file_len)
-        } else {
-            file_len
-        };
         let seg = Self::with_file(
             paths,
             file,
@@ -134,9 +136,10 @@ impl Segment {
 
     /// Checks a trusted segment: consistent indexes, a time index that ends
     /// at the segment's end (sealing writes that entry), and intact batches
-    /// from the last index entry to exactly the end of the file. Sets size,
-    /// next offset and maximum timestamp from what it read.
-    fn verify_trusted(&self, file_len: u64) -> Result<(), String> {
+    /// from the last index entry to exactly the end of the file (for the
+    /// active segment: to the end of its data, only zeros after it). Sets
+    /// size, next offset and maximum timestamp from what it read.
+    fn verify_trusted(&self, file_len: u64, data_end: u64, active: bool) -> Result<(), String> {
         if !self.offset_index.is_consistent(file_len) {
             return Err("offset index entries are out of order or point past the log".into());
         }
@@ -144,14 +147,14 @@ impl Segment {
             0 => (0, 0),
             n => self.offset_index.entry(n - 1),
         };
-        if file_len > 0 && self.time_index.len() == 0 {
+        if data_end > 0 && self.time_index.len() == 0 && !active {
             return Err("the time index is empty".into());
         }
         let mut max_ts = self.time_index.last().map_or(i64::MIN, |(t, _)| t);
         // Replays the writer's indexing rule over the tail: a batch that would
         // have got an entry but has none means the index lost entries.
         let (mut since_index, mut missing_entry) = (0u64, false);
-        let buf = self.bytes_at(0, file_len);
+        let buf = self.bytes_at(0, if active { data_end } else { file_len });
         let chain = scan(
             buf,
             u64::from(pos),
@@ -163,26 +166,29 @@ impl Segment {
                 max_ts = max_ts.max(h.max_timestamp);
             },
         );
-        if let Some(reason) = chain
-            .tail
-            .clone()
-            .or(chain.gaps.first().map(|g| g.reason.clone()))
-        {
+        let zeros_after = active && last_nonzero(buf, chain.valid_end) == chain.valid_end;
+        let bad = chain
+            .gaps
+            .first()
+            .map(|g| g.reason.clone())
+            .or(chain.tail.clone().filter(|_| !zeros_after));
+        if let Some(reason) = bad {
             return Err(format!("the log after the last index entry: {reason}"));
         }
+        let size = chain.valid_end;
         if missing_entry {
             return Err("the offset index lacks entries at its end".into());
         }
         let next_rel = chain.next_offset - self.base_offset;
         let ends_at_end =
-            file_len == 0 || self.time_index.last().map(|(_, o)| u64::from(o)) == Some(next_rel);
+            size == 0 || self.time_index.last().map(|(_, o)| u64::from(o)) == Some(next_rel);
         if !self.time_index.is_consistent(next_rel) || !ends_at_end {
             return Err("the time index is inconsistent or lacks entries at its end".into());
         }
-        self.size.store(file_len, Ordering::Release);
+        self.size.store(size, Ordering::Release);
         self.next_offset.store(chain.next_offset, Ordering::Release);
         self.max_timestamp.store(max_ts, Ordering::Release);
-        self.writer().bytes_since_index = file_len - u64::from(pos);
+        self.writer().bytes_since_index = size - u64::from(pos);
         Ok(())
     }
 

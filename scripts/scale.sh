@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Issue #9's scale run: N partitions (N/8 topics x 8), one small record each,
+# the broker's default settings, under `ulimit -n 20000`. For each N prints
+# one line: creation time, idle RSS, open descriptors, disk reserved (du),
+# clean stop time, and time to serving after a clean stop and after kill -9.
+#   scripts/scale.sh [N ...]        (default: 1000 5000 10000)
+# The data directories go under $BROOK_SCALE_DIR (default: the temp dir).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sizes=${*:-1000 5000 10000}
+cargo build --release -q -p brook
+cargo build --release -q -p brook-client --example many_partitions
+B=target/release/brook
+LOAD=target/release/examples/many_partitions
+ulimit -n 20000
+base=${BROOK_SCALE_DIR:-${TMPDIR:-/tmp}}
+
+now() { date +%s.%N; }
+# Starts the broker over $data; sets pid and url once the listening line
+# (printed when it serves) is out; sets ready_s to the seconds that took.
+start() {
+  local t0 out
+  t0=$(now)
+  out=$(mktemp)
+  $B serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$out" 2>>"$data.log" &
+  pid=$!
+  for _ in $(seq 6000); do grep -q listening "$out" 2>/dev/null && break; sleep 0.01; done
+  grep -q listening "$out" || { echo "broker did not start; see $data.log" >&2; exit 1; }
+  ready_s=$(awk "BEGIN {print $(now) - $t0}")
+  url="http://$(grep -o 'grpc=[^ ]*' "$out" | cut -d= -f2)"
+  rm -f "$out"
+}
+
+for n in $sizes; do
+  data=$(mktemp -d "$base/brook-scale.XXXXXX")
+  start
+  load=$($LOAD "$url" $((n / 8)) 8)
+  sleep 2 # let the first interval flush and the allocator settle before reading RSS
+  rss_mib=$(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 ))
+  fds=$(ls /proc/$pid/fd | wc -l)
+  reserved_mib=$(( $(du -sk "$data" | cut -f1) / 1024 ))
+  t0=$(now); kill -TERM $pid; wait $pid; stop_s=$(awk "BEGIN {print $(now) - $t0}")
+  start; clean_restart_s=$ready_s
+  kill -KILL $pid; wait $pid 2>/dev/null || true
+  start; kill9_restart_s=$ready_s
+  fds_after=$(ls /proc/$pid/fd | wc -l)
+  kill -TERM $pid; wait $pid
+  printf 'partitions=%s %s idle_rss_mib=%s open_fds=%s open_fds_after_kill9_restart=%s reserved_mib=%s clean_stop_s=%.2f serving_after_clean_stop_s=%.2f serving_after_kill9_s=%.2f\n' \
+    "$n" "$load" "$rss_mib" "$fds" "$fds_after" "$reserved_mib" "$stop_s" "$clean_restart_s" "$kill9_restart_s"
+  rm -rf "$data" "$data.log"
+done
