@@ -25,6 +25,12 @@ use crate::segment::{OpenReport, Role, Segment, segment_capacity};
 const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 const LOG_START_OFFSET: &str = "log-start-offset";
 const RECOVERY_POINT: &str = "recovery-point";
+/// How often, at most, a flush records the offset it made durable as the
+/// recovery point (offsets below it are never cut by recovery).
+#[cfg(not(test))]
+const RECOVERY_POINT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+#[cfg(test)]
+const RECOVERY_POINT_EVERY: std::time::Duration = std::time::Duration::ZERO;
 
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +115,8 @@ struct Shared {
     unsynced: Mutex<Vec<Arc<Segment>>>,
     retention: Mutex<()>,
     recovery: RecoveryReport,
+    /// The recovery point last written, and when.
+    recovery_point: Mutex<(u64, Instant)>,
 }
 
 struct Appender {
@@ -210,6 +218,7 @@ impl Partition {
                 "opened partition with repairs or damage (see the lines above)"
             );
         }
+        let dir_for_rp = dir.join(RECOVERY_POINT);
         let shared = Arc::new(Shared {
             name,
             dir,
@@ -231,6 +240,10 @@ impl Partition {
             unsynced: Mutex::new(Vec::new()),
             retention: Mutex::new(()),
             recovery: report,
+            recovery_point: Mutex::new((
+                read_offset_file(&dir_for_rp).unwrap_or(0),
+                Instant::now(),
+            )),
             config,
         });
         if let FlushPolicy::Interval(period) = shared.config.flush {
@@ -528,10 +541,12 @@ impl Shared {
             };
             st = lock(&self.flush);
             st.flushing = false;
+            let mut advanced = None;
             match result {
                 Ok(()) if upto > st.durable => {
                     st.durable = upto;
                     self.durable.send_replace(upto);
+                    advanced = Some(upto);
                 }
                 Ok(()) => {}
                 Err(e) => {
@@ -540,6 +555,11 @@ impl Shared {
                 }
             }
             self.flushed.notify_all();
+            if let Some(durable) = advanced {
+                drop(st);
+                self.advance_recovery_point(durable, false);
+                st = lock(&self.flush);
+            }
         }
     }
 
@@ -665,6 +685,31 @@ impl Shared {
         write_atomic(&self.dir, CLEAN_SHUTDOWN, format!("{end}\n").as_bytes())
     }
 
+    /// Records `offset` as the recovery point if it is higher than the last
+    /// one: everything below it is on disk, so recovery never cuts it. At a
+    /// roll (`roll`: synced, durably replaced) always; after a flush at most
+    /// every [`RECOVERY_POINT_EVERY`], without an fsync of its own: written
+    /// after the data it vouches for, it can only reach the disk later than
+    /// that data or not at all, and a lost update leaves an older, still
+    /// true recovery point.
+    fn advance_recovery_point(&self, offset: u64, roll: bool) {
+        let mut rp = lock(&self.recovery_point);
+        if offset <= rp.0 || (!roll && rp.1.elapsed() < RECOVERY_POINT_EVERY) {
+            return;
+        }
+        let line = format!("{offset}\n");
+        let written = match roll {
+            true => write_atomic(&self.dir, RECOVERY_POINT, line.as_bytes()),
+            false => crate::file::replace_unsynced(&self.dir, RECOVERY_POINT, line.as_bytes()),
+        };
+        match written {
+            Ok(()) => *rp = (offset, Instant::now()),
+            Err(e) => {
+                tracing::warn!(partition = %self.name, error = %e, "could not record the recovery point; recovery will scan more")
+            }
+        }
+    }
+
     /// Stops appends and ends the active segment (final time-index entry,
     /// no trim, no sync); returns the log end, or `None` if already closed.
     fn stop_appends(&self) -> Result<Option<u64>> {
@@ -715,11 +760,9 @@ impl Flushable for Shared {
         let pending = std::mem::take(&mut *lock(&self.unsynced));
         let Some(last) = pending.last() else { return };
         let recovery_point = last.next_offset();
-        let result = pending
-            .iter()
-            .try_for_each(|s| s.sync())
-            .and_then(|()| write_offset_file(&self.dir, RECOVERY_POINT, recovery_point));
+        let result = pending.iter().try_for_each(|s| s.sync());
         if result.is_ok() {
+            self.advance_recovery_point(recovery_point, true);
             // Synced and sealed: read through the mapping alone from now on.
             pending.iter().for_each(|s| s.release_file());
         }

@@ -399,3 +399,68 @@ fn an_empty_segment_reopened_after_a_clean_close_still_fits_the_largest_batch() 
     p.append(&batch(1, &[&big])).unwrap();
     assert_eq!(values(&p, 0), vec![(0, big)]);
 }
+
+/// A flush records the offset it made durable as the recovery point, so
+/// after a crash the last segment is never cut below it: a durably
+/// acknowledged last batch that is found damaged is contained (DATA_LOSS
+/// for its offsets, the log end kept), not cut and its offsets reused.
+#[test]
+fn damage_below_a_flushed_recovery_point_in_the_active_segment_is_never_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        segment_bytes: 1 << 20,
+        ..cfg(AppendMode::Write)
+    };
+    let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
+    p.append(&batch(1, &["a", "b"])).unwrap();
+    let last = p.append(&batch(3, &["c", "d", "e"])).unwrap();
+    p.flush_to(last.log_end_offset).unwrap();
+    assert_eq!(
+        read_offset_file(&dir.path().join(RECOVERY_POINT)),
+        Some(last.log_end_offset),
+        "the flush recorded what it made durable"
+    );
+    drop(p); // a crash: no close
+    crate::flusher::drain();
+    let seg = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let second = headers_positions(&bytes)[1];
+    bytes[second + 40] ^= 0xFF;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let p = Partition::open(dir.path(), "t/0", config).unwrap();
+    assert!(!p.recovery_report().clean);
+    assert_eq!(p.log_end_offset(), last.log_end_offset, "nothing was cut");
+    match p.read(2, 1 << 20) {
+        Err(Error::Damaged {
+            first_offset,
+            end_offset,
+            ..
+        }) => assert_eq!((first_offset, end_offset), (2, 5)),
+        other => panic!("expected Damaged, got {:?}", other.map(|r| r.batches.len())),
+    }
+    // A read from 0 returns the intact batch and stops before the damaged one.
+    let before: Vec<u64> = batches(p.read(0, 1 << 20).unwrap().batches)
+        .flat_map(|b| {
+            b.unwrap()
+                .records()
+                .map(|r| r.unwrap().offset)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(before, [0, 1]);
+    assert_eq!(p.append(&batch(9, &["f"])).unwrap().base_offset, 5);
+    assert_eq!(values(&p, 5), [(5, "f".to_string())]);
+}
+
+/// Byte positions of the batches at the start of `bytes` (until zeros).
+fn headers_positions(bytes: &[u8]) -> Vec<usize> {
+    let mut pos = 0;
+    brook_protocol::batch::headers(bytes)
+        .map(|h| {
+            let at = pos;
+            pos += h.total_len();
+            at
+        })
+        .collect()
+}
