@@ -164,6 +164,8 @@ struct Fetched {
     epoch: u64,
     from: u64,
     batches: Bytes,
+    /// Instead of records: the broker answered that the next ones are damaged.
+    damaged: Option<Error>,
 }
 
 #[derive(Default)]
@@ -604,12 +606,29 @@ async fn fetch_loop(shared: Arc<Shared>, tp: Tp, epoch: u64, start: Option<u64>)
                         epoch,
                         from,
                         batches: r.batches,
+                        damaged: None,
                     })
                     .await
                     .is_err()
                 {
                     return;
                 }
+            }
+            Err(s) if Error::damaged(&s, &tp.0, tp.1).is_some() => {
+                // Tell the application (recv returns the error) and ask again
+                // now and then, until it seeks past the damage (a new fetcher).
+                tracing::warn!(topic = %tp.0, partition = tp.1, message = s.message(), "damaged records on the broker");
+                let notice = Fetched {
+                    tp: tp.clone(),
+                    epoch,
+                    from: next,
+                    batches: Bytes::new(),
+                    damaged: Error::damaged(&s, &tp.0, tp.1),
+                };
+                if shared.records.send(notice).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(s) if s.code() == tonic::Code::OutOfRange => {
                 tracing::warn!(topic = %tp.0, partition = tp.1, message = s.message(), "offset out of range; restarting from start_from");
@@ -674,8 +693,10 @@ async fn commit_positions(shared: &Shared, only: Option<&[Tp]>) -> Result<()> {
 
 impl Consumer {
     /// The next record. Waits for one (a group member whose session ended,
-    /// e.g. because the broker restarted, rejoins and goes on); fails only
-    /// on a batch it cannot decode.
+    /// e.g. because the broker restarted, rejoins and goes on); fails on a
+    /// batch it cannot decode, and with [`Error::Damaged`](crate::Error::Damaged)
+    /// when the broker holds the next records of a partition only as damaged
+    /// bytes (seek past them to go on: `Consumer::seek(topic, partition, end_offset)`).
     ///
     /// ```no_run
     /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
@@ -723,7 +744,10 @@ impl Consumer {
         }
     }
 
-    fn decode(&mut self, f: Fetched) -> Result<()> {
+    fn decode(&mut self, mut f: Fetched) -> Result<()> {
+        if let Some(damaged) = f.damaged.take() {
+            return Err(damaged);
+        }
         let topic: Arc<str> = Arc::clone(&f.tp.0);
         for batch in batches(f.batches) {
             let batch = batch.map_err(|e| Error::Protocol(e.to_string()))?;

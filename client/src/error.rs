@@ -35,9 +35,47 @@ pub enum Error {
     /// The broker sent something this client cannot read.
     #[error("malformed response: {0}")]
     Protocol(String),
+    /// The broker holds records `first_offset..end_offset` of a partition
+    /// only as damaged bytes (they fail their checks on its disk): they
+    /// cannot be delivered. The consumer's position stays at `first_offset`
+    /// and this error repeats until the application decides: seek to
+    /// `end_offset` to skip them (`Consumer::seek`), or stop and repair.
+    #[error(
+        "records {first_offset}..{end_offset} of {topic}/{partition} are damaged on the broker ({message}); seek to {end_offset} to skip them"
+    )]
+    Damaged {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// First offset that cannot be read.
+        first_offset: u64,
+        /// First offset after the damage.
+        end_offset: u64,
+        /// The broker's message (file, bytes, what failed).
+        message: String,
+    },
     /// The producer or consumer was closed.
     #[error("closed")]
     Closed,
+}
+
+impl Error {
+    /// The damaged range a DATA_LOSS status names (metadata
+    /// `brook-damaged-first-offset` and `brook-damaged-end-offset`), if any.
+    pub(crate) fn damaged(s: &tonic::Status, topic: &str, partition: u32) -> Option<Error> {
+        if s.code() != tonic::Code::DataLoss {
+            return None;
+        }
+        let get = |k: &str| s.metadata().get(k)?.to_str().ok()?.parse::<u64>().ok();
+        Some(Error::Damaged {
+            topic: topic.to_string(),
+            partition,
+            first_offset: get("brook-damaged-first-offset")?,
+            end_offset: get("brook-damaged-end-offset")?,
+            message: s.message().to_string(),
+        })
+    }
 }
 
 impl From<tonic::Status> for Error {
@@ -65,6 +103,7 @@ impl Error {
     pub fn code(&self) -> Option<tonic::Code> {
         match self {
             Error::Status { code, .. } => Some(*code),
+            Error::Damaged { .. } => Some(tonic::Code::DataLoss),
             _ => None,
         }
     }

@@ -511,3 +511,69 @@ async fn lost_and_cut_indexes_are_rebuilt_and_logged() {
         acked
     );
 }
+
+/// The Rust client's consumer does not stall silently at damage: `recv`
+/// returns `Error::Damaged` naming the offsets (again, until the
+/// application decides), and after a seek past it the records that follow arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_is_told_of_damage_and_can_seek_past_it() {
+    use brook_client::{Client, ConsumerConfig, Error, StartFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    create_small_segment_topic(&b, "orders", 1).await;
+    let acked = produce(&b, "orders", 0, 120).await;
+    assert!(b.terminate().success());
+    let segs = segments(&dir.path().join("orders/0"));
+    let in1 = batches_in(&segs[1]);
+    let (pos, h) = in1[in1.len() / 2];
+    flip(&segs[1], pos + 50, 2);
+    let b = Broker::start(dir.path(), &[]).await;
+
+    let client = Client::connect(format!("http://{}", b.grpc)).await.unwrap();
+    let config = ConsumerConfig {
+        start_from: StartFrom::Earliest,
+        ..ConsumerConfig::new("audit", &["orders"])
+    };
+    let mut consumer = client
+        .consumer_assigned(config, "orders", &[0])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + brook_tests::DEADLINE;
+    let mut got = Vec::new();
+    let mut told = 0;
+    while got.len() < acked.len() - 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "got {} records, told {told} times",
+            got.len()
+        );
+        match tokio::time::timeout(brook_tests::DEADLINE, consumer.recv())
+            .await
+            .expect("recv")
+        {
+            Ok(rec) => got.push((rec.offset, rec.value.unwrap().to_vec())),
+            Err(Error::Damaged {
+                first_offset,
+                end_offset,
+                partition,
+                ..
+            }) => {
+                assert_eq!(
+                    (partition, first_offset, end_offset),
+                    (0, h.base_offset, h.next_offset())
+                );
+                told += 1;
+                if told == 2 {
+                    consumer.seek("orders", 0, end_offset);
+                }
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(told, 2, "told once per recv until the seek");
+    let expected: Vec<(u64, Vec<u8>)> = acked
+        .into_iter()
+        .filter(|r| r.0 < h.base_offset || r.0 >= h.next_offset())
+        .collect();
+    assert_eq!(got, expected);
+}
