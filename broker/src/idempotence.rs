@@ -374,11 +374,10 @@ impl Producers {
         }
     }
 
-    /// Writes a snapshot for every loaded partition, at the clean shutdown
-    /// after the last append and right before [`brook_storage::Log::close`].
-    /// The snapshots are not synced one by one: the log's close syncs the
-    /// file system after them. A snapshot that reached the disk without the
-    /// log it describes is valid past the recovered log end, and is ignored.
+    /// Writes a snapshot for every loaded partition, at the clean shutdown:
+    /// after the last append, from inside [`brook_storage::Log::close_with`]
+    /// once the log is on disk. The snapshots are not synced one by one: the
+    /// close syncs the file system again after them.
     /// A snapshot already on disk for the state's current version stays: no
     /// idempotent batch came since, so replaying after it rebuilds nothing.
     /// The rest are written on a few threads (thousands of small files).

@@ -189,13 +189,15 @@ pub async fn run(
     let stopping = std::time::Instant::now();
     tracing::info!("requests finished; closing the log");
     tokio::task::spawn_blocking(move || {
-        // After the last append: the snapshots are valid to each log end.
-        saver.producers.save_all(&log);
-        tracing::info!(
-            elapsed_ms = stopping.elapsed().as_millis() as u64,
-            "producer-state snapshots written"
-        );
-        log.close()
+        // After the last append, so the snapshots are valid to each log end;
+        // and after the log is on disk, so they never describe more than it.
+        log.close_with(|| {
+            saver.producers.save_all(&log);
+            tracing::info!(
+                elapsed_ms = stopping.elapsed().as_millis() as u64,
+                "log synced; producer-state snapshots written"
+            );
+        })
     })
     .await?
     .context("closing the log")?;

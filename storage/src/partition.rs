@@ -28,7 +28,7 @@ const RECOVERY_POINT: &str = "recovery-point";
 /// How often, at most, a flush records the offset it made durable as the
 /// recovery point (offsets below it are never cut by recovery).
 #[cfg(not(test))]
-const RECOVERY_POINT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const RECOVERY_POINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 #[cfg(test)]
 const RECOVERY_POINT_EVERY: std::time::Duration = std::time::Duration::ZERO;
 
@@ -182,8 +182,16 @@ impl Partition {
         let clean = clean.is_some();
         if clean {
             // Must be durable before the first append, or a crash would make
-            // the next start trust a segment that has grown since.
-            fs::remove_file(dir.join(CLEAN_SHUTDOWN)).at(&dir)?;
+            // the next start trust a segment that has grown since. The
+            // marker holds the end offset synced at the clean close: it
+            // becomes the recovery point, in one rename.
+            let marker = dir.join(CLEAN_SHUTDOWN);
+            match read_offset_file(&marker) {
+                Some(end) if end >= read_offset_file(&dir.join(RECOVERY_POINT)).unwrap_or(0) => {
+                    fs::rename(&marker, dir.join(RECOVERY_POINT)).at(&dir)?
+                }
+                _ => fs::remove_file(&marker).at(&dir)?,
+            }
             sync_dir(&dir)?;
         }
         let active = Arc::clone(
@@ -405,7 +413,8 @@ impl Partition {
         &self.shared.dir
     }
 
-    /// Stops appends, trims the active segment, syncs everything and writes
+    /// Stops appends, writes the active segment's final time-index entry
+    /// (its reserved space stays for the next open), syncs everything and writes
     /// the clean-shutdown marker so the next open skips recovery. Reads keep
     /// working; appends fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
@@ -480,7 +489,9 @@ impl Shared {
     }
 
     /// Starts a new active segment at `base`. The new one is created before
-    /// the old one is sealed, so a failure (disk full) leaves the old one active.
+    /// the old one is sealed, so a failure leaves the old one active. (On a
+    /// full disk the new segment is still created, with no space reserved:
+    /// the append that needs the space fails with `DiskFull`.)
     fn roll(self: &Arc<Self>, app: &mut Appender, base: u64, now: i64) -> Result<()> {
         let new = Arc::new(Segment::create(
             &self.dir,
@@ -686,23 +697,19 @@ impl Shared {
     }
 
     /// Records `offset` as the recovery point if it is higher than the last
-    /// one: everything below it is on disk, so recovery never cuts it. At a
-    /// roll (`roll`: synced, durably replaced) always; after a flush at most
-    /// every [`RECOVERY_POINT_EVERY`], without an fsync of its own: written
-    /// after the data it vouches for, it can only reach the disk later than
-    /// that data or not at all, and a lost update leaves an older, still
-    /// true recovery point.
+    /// one: everything below it is on disk, so recovery never cuts it.
+    /// After a roll's sync always; after a flush at most every
+    /// [`RECOVERY_POINT_EVERY`] (Kafka checkpoints its recovery points every
+    /// 60 s too). Written durably (temporary file, fsync, rename, directory
+    /// fsync): a rename that reached the disk before its contents would
+    /// leave an empty file, read as "no recovery point".
     fn advance_recovery_point(&self, offset: u64, roll: bool) {
         let mut rp = lock(&self.recovery_point);
         if offset <= rp.0 || (!roll && rp.1.elapsed() < RECOVERY_POINT_EVERY) {
             return;
         }
         let line = format!("{offset}\n");
-        let written = match roll {
-            true => write_atomic(&self.dir, RECOVERY_POINT, line.as_bytes()),
-            false => crate::file::replace_unsynced(&self.dir, RECOVERY_POINT, line.as_bytes()),
-        };
-        match written {
+        match write_atomic(&self.dir, RECOVERY_POINT, line.as_bytes()) {
             Ok(()) => *rp = (offset, Instant::now()),
             Err(e) => {
                 tracing::warn!(partition = %self.name, error = %e, "could not record the recovery point; recovery will scan more")
@@ -712,6 +719,10 @@ impl Shared {
 
     /// Stops appends and ends the active segment (final time-index entry,
     /// no trim, no sync); returns the log end, or `None` if already closed.
+    ///
+    /// A partition whose flush failed gets no end (so no clean-shutdown
+    /// marker): what the failed flush should have written may not be on
+    /// disk, and the next open must scan.
     fn stop_appends(&self) -> Result<Option<u64>> {
         let mut app = lock(&self.appender);
         if app.closed {
@@ -719,6 +730,10 @@ impl Shared {
         }
         app.closed = true;
         app.active.stop();
+        if let Some(reason) = &lock(&self.flush).poisoned {
+            tracing::warn!(partition = %self.name, reason, "closing without a clean-shutdown marker: a flush had failed");
+            return Ok(None);
+        }
         Ok(Some(app.active.next_offset()))
     }
 }
@@ -736,6 +751,12 @@ impl Partition {
     /// file descriptors and writes the clean-shutdown marker (durable only
     /// with the next file-system sync).
     pub(crate) fn finish_close_after_syncfs(&self, end: u64) -> Result<()> {
+        // `syncfs` reports only write-back errors since its own descriptor
+        // was opened: one that hit this partition's pages earlier shows on
+        // the file's own fdatasync (cheap now, nothing is dirty). No marker then.
+        if let Some(last) = self.shared.segment_list().last() {
+            last.sync()?;
+        }
         lock(&self.shared.unsynced).clear();
         for seg in self.shared.segment_list() {
             seg.release_file();
@@ -760,7 +781,7 @@ impl Flushable for Shared {
         let pending = std::mem::take(&mut *lock(&self.unsynced));
         let Some(last) = pending.last() else { return };
         let recovery_point = last.next_offset();
-        let result = pending.iter().try_for_each(|s| s.sync());
+        let result = pending.iter().try_for_each(|s| s.sync_all());
         if result.is_ok() {
             self.advance_recovery_point(recovery_point, true);
             // Synced and sealed: read through the mapping alone from now on.

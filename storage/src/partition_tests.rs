@@ -464,3 +464,47 @@ fn headers_positions(bytes: &[u8]) -> Vec<usize> {
         })
         .collect()
 }
+
+/// The last segment lost after a crash: the one before becomes the last,
+/// but the recovery point says more offsets were on disk, so they are
+/// reported missing and never handed out again; a batch appended after the
+/// gap is readable across reopens.
+#[test]
+fn a_lost_last_segment_never_lets_its_offsets_be_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cfg(AppendMode::Write);
+    let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
+    let mut end = 0;
+    while p.segment_count() < 3 {
+        end = p
+            .append(&batch(end as i64, &["some value", "another value"]))
+            .unwrap()
+            .log_end_offset;
+    }
+    let last_base = p.shared.segment_list().last().unwrap().base_offset();
+    p.flush_to(end).unwrap();
+    drop(p);
+    crate::flusher::drain();
+    crate::file::remove_segment_files(dir.path(), last_base).unwrap();
+
+    for round in 0..2 {
+        let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
+        assert_eq!(
+            p.log_end_offset(),
+            end + round,
+            "offsets up to {end} were handed out"
+        );
+        match p.read(last_base, 1 << 20) {
+            Err(Error::Damaged {
+                first_offset,
+                end_offset,
+                ..
+            }) => assert_eq!((first_offset, end_offset), (last_base, end)),
+            other => panic!("expected Damaged, got {:?}", other.map(|r| r.batches.len())),
+        }
+        if round == 0 {
+            assert_eq!(p.append(&batch(7, &["after"])).unwrap().base_offset, end);
+        }
+        assert_eq!(values(&p, end), [(end, "after".to_string())]);
+    }
+}

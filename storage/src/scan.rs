@@ -113,7 +113,9 @@ pub(crate) fn scan(
                 pos += h.total_len() as u64;
                 next = h.next_offset();
             }
-            Err(reason) => match resync(buf, pos + 1, next, limit) {
+            // From `pos` itself: an intact batch there whose offsets jump
+            // ahead (the offsets before it are missing) must not be skipped.
+            Err(reason) => match resync(buf, pos, next, limit) {
                 Some((at, h)) => {
                     gaps.push(Gap {
                         pos_start: pos,

@@ -155,9 +155,19 @@ pub fn repair_partition(
             .iter()
             .filter(|f| f.file == paths.log || f.file == paths.index || f.file == paths.timeindex)
             .collect();
+        // Not worth moving a segment for: offsets no segment holds (nothing
+        // to move), a last segment's damaged tail (the unsynced tail of an
+        // unclean stop, which the broker cuts past the recovery point), and
+        // junk after a sealed segment's complete offsets (never served).
+        let is_last = Some(*base) == last;
         let data = here
             .iter()
             .filter(|f| f.problem.in_log_data() && f.file == paths.log)
+            .filter(|f| match f.problem {
+                Problem::MissingOffsets => false,
+                Problem::DamagedTail => !is_last && f.offsets.is_some_and(|(a, b)| a < b),
+                _ => true,
+            })
             .collect::<Vec<_>>();
         let why = |fs: &[&Finding]| {
             fs.iter()
@@ -165,8 +175,9 @@ pub fn repair_partition(
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        let files: Vec<&PathBuf> = if data.iter().any(|f| f.problem != Problem::MissingOffsets) {
-            if Some(*base) == last {
+        let whole_segment = !data.is_empty();
+        let files: Vec<&PathBuf> = if whole_segment {
+            if is_last {
                 moved_last_end = Some(claimed_end(&dir, &paths.log, *base));
             }
             vec![&paths.log, &paths.index, &paths.timeindex]
@@ -180,16 +191,28 @@ pub fn repair_partition(
             if !file.exists() {
                 continue;
             }
-            let name = file.file_name().unwrap_or_default();
+            let target = free_name(&quarantine, file);
             report.moved.push(format!(
                 "{} -> {}: {}",
                 file.display(),
-                quarantine.join(name).display(),
+                target.display(),
                 why(&here)
             ));
             if !dry_run {
                 fs::create_dir_all(&quarantine).at(&quarantine)?;
-                fs::rename(file, quarantine.join(name)).at(file)?;
+                fs::rename(file, &target).at(file)?;
+            }
+        }
+        if whole_segment {
+            // An empty segment in its place: its offsets then read as missing
+            // (DATA_LOSS), even for the first segment, whose offsets would
+            // otherwise fall below the log start (OUT_OF_RANGE).
+            report.moved.push(format!(
+                "left an empty {} in its place: its offsets answer DATA_LOSS",
+                paths.log.display()
+            ));
+            if !dry_run {
+                File::create(&paths.log).at(&paths.log)?;
             }
         }
     }
@@ -201,9 +224,7 @@ pub fn repair_partition(
         ));
         if !dry_run {
             let paths = SegmentPaths::new(&dir, end);
-            for p in [&paths.log, &paths.index, &paths.timeindex] {
-                File::create(p).at(p)?;
-            }
+            File::create(&paths.log).at(&paths.log)?;
             let _ = fs::remove_file(dir.join(".clean-shutdown"));
         }
     }
@@ -229,7 +250,14 @@ fn claimed_end(dir: &Path, log: &Path, base: u64) -> u64 {
         .ok()
         .map(|m| {
             let buf: &[u8] = m.as_deref().unwrap_or(&[]);
-            scan(buf, 0, base, base + u64::from(u32::MAX), |_, _| {}).next_offset
+            scan(
+                buf,
+                0,
+                base,
+                base.saturating_add(u64::from(u32::MAX)),
+                |_, _| {},
+            )
+            .next_offset
         })
         .unwrap_or(base);
     [
@@ -242,6 +270,19 @@ fn claimed_end(dir: &Path, log: &Path, base: u64) -> u64 {
     .max()
     .unwrap_or(base)
     .max(base + 1)
+}
+
+/// `quarantine/<name>`, or `<name>.1`, `.2`, ... if an earlier repair left one:
+/// evidence is never overwritten.
+fn free_name(quarantine: &Path, file: &Path) -> PathBuf {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let mut target = quarantine.join(&*name);
+    let mut n = 0;
+    while target.exists() {
+        n += 1;
+        target = quarantine.join(format!("{name}.{n}"));
+    }
+    target
 }
 
 fn unreadable(topic: &str, partition: Option<u32>, path: &Path, e: Error) -> Finding {
@@ -333,7 +374,7 @@ fn verify_partition(topic: &str, id: u32, dir: &Path, report: &mut VerifyReport)
             }
         };
         let buf: &[u8] = mapped.as_deref().unwrap_or(&[]);
-        let limit = next_base.unwrap_or(base + u64::from(u32::MAX));
+        let limit = next_base.unwrap_or(base.saturating_add(u64::from(u32::MAX)));
         let mut batch_at: HashMap<u64, (u64, u64, i64)> = HashMap::new();
         let chain = scan(buf, 0, base, limit, |pos, h| {
             batch_at.insert(pos, (h.base_offset, h.next_offset(), h.max_timestamp));

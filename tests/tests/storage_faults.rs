@@ -368,7 +368,13 @@ async fn verify_finds_damage_and_repair_quarantines_it() {
     assert!(repair.status.success(), "{said}");
     let name = segs[2].file_name().unwrap().to_str().unwrap();
     assert!(said.contains(name) && said.contains("quarantine"), "{said}");
-    assert!(!segs[2].exists() && pdir.join("quarantine").join(name).exists());
+    assert!(pdir.join("quarantine").join(name).exists());
+    assert_eq!(
+        std::fs::metadata(&segs[2]).unwrap().len(),
+        0,
+        "an empty segment holds its place"
+    );
+    assert!(said.contains("left an empty"), "{said}");
 
     let b = Broker::start(dir.path(), &[]).await;
     let seg2_first = batches_in(&pdir.join("quarantine").join(name))[0]

@@ -199,22 +199,25 @@ impl Segment {
     }
 
     /// Indexes the batch written at `pos` and makes it visible to readers.
+    ///
+    /// The batch is published before its index entries: a reader never finds
+    /// an entry that points past what it may read.
     fn publish(&self, w: &mut Writer, pos: u64, h: &BatchHeader) {
         let rel = (h.base_offset - self.base_offset) as u32;
+        let max_before = self
+            .max_timestamp
+            .fetch_max(h.max_timestamp, Ordering::AcqRel);
+        self.next_offset.store(h.next_offset(), Ordering::Release);
+        self.size
+            .store(pos + h.total_len() as u64, Ordering::Release);
         if w.bytes_since_index >= self.index_interval {
             self.offset_index.push(rel, pos as u32);
-            let max_before = self.max_timestamp.load(Ordering::Relaxed);
             if max_before != i64::MIN {
                 self.time_index.maybe_push(max_before, rel);
             }
             w.bytes_since_index = 0;
         }
         w.bytes_since_index += h.total_len() as u64;
-        self.max_timestamp
-            .fetch_max(h.max_timestamp, Ordering::AcqRel);
-        self.next_offset.store(h.next_offset(), Ordering::Release);
-        self.size
-            .store(pos + h.total_len() as u64, Ordering::Release);
     }
 
     /// Reserves disk space so that `more` bytes past `size` can be written:

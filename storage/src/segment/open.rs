@@ -94,7 +94,7 @@ impl Segment {
                     true,
                     active,
                 )?;
-                match seg.verify_trusted(file_len, data_end, active) {
+                match seg.verify_trusted(file_len, data_end, role) {
                     Ok(()) => {
                         if active {
                             seg.reserve_ahead(ALLOC_MIN)?;
@@ -139,8 +139,10 @@ impl Segment {
     /// from the last index entry to exactly the end of the file (for the
     /// active segment: to the end of its data, only zeros after it). Sets
     /// size, next offset and maximum timestamp from what it read.
-    fn verify_trusted(&self, file_len: u64, data_end: u64, active: bool) -> Result<(), String> {
-        if !self.offset_index.is_consistent(file_len) {
+    fn verify_trusted(&self, file_len: u64, data_end: u64, role: Role) -> Result<(), String> {
+        let active = matches!(role, Role::Active { .. });
+        let data_len = if active { data_end } else { file_len };
+        if !self.offset_index.is_consistent(data_len) {
             return Err("offset index entries are out of order or point past the log".into());
         }
         let (rel, pos) = match self.offset_index.len() {
@@ -154,7 +156,7 @@ impl Segment {
         // Replays the writer's indexing rule over the tail: a batch that would
         // have got an entry but has none means the index lost entries.
         let (mut since_index, mut missing_entry) = (0u64, false);
-        let buf = self.bytes_at(0, if active { data_end } else { file_len });
+        let buf = self.bytes_at(0, data_len);
         let chain = scan(
             buf,
             u64::from(pos),
@@ -166,7 +168,14 @@ impl Segment {
                 max_ts = max_ts.max(h.max_timestamp);
             },
         );
-        let zeros_after = active && last_nonzero(buf, chain.valid_end) == chain.valid_end;
+        // Zeros after the data: the active segment's reserved space, or a
+        // segment whose roll was interrupted before it was trimmed (its
+        // offsets must then reach the next segment's).
+        let zeros_after = last_nonzero(buf, chain.valid_end) == chain.valid_end
+            && match role {
+                Role::Active { .. } => true,
+                Role::Sealed { next_base } => chain.next_offset == next_base,
+            };
         let bad = chain
             .gaps
             .first()
@@ -178,6 +187,14 @@ impl Segment {
         let size = chain.valid_end;
         if missing_entry {
             return Err("the offset index lacks entries at its end".into());
+        }
+        if let Role::Active { recovery_point } = role
+            && chain.next_offset < recovery_point
+        {
+            return Err(format!(
+                "the log ends at offset {} but offsets up to {recovery_point} were on disk",
+                chain.next_offset
+            ));
         }
         let next_rel = chain.next_offset - self.base_offset;
         let ends_at_end =
@@ -198,7 +215,7 @@ impl Segment {
     fn rescan(&self, file_len: u64, data_end: u64, role: Role) -> Result<OpenReport> {
         let limit = match role {
             Role::Sealed { next_base } => next_base,
-            Role::Active { .. } => self.base_offset + u64::from(u32::MAX),
+            Role::Active { .. } => self.base_offset.saturating_add(u64::from(u32::MAX)),
         };
         let buf = self.bytes_at(0, data_end);
         let mut w = self.writer();
@@ -244,15 +261,15 @@ impl Segment {
                         reason: tail_reason,
                     });
                     self.size.store(file_len, Ordering::Release);
-                } else if chain.valid_end < file_len {
+                } else if nonzero_end > chain.valid_end {
                     tracing::warn!(segment = %path.display(), position = chain.valid_end, bytes = file_len - chain.valid_end,
                         "bytes after the segment's last batch do not decode; kept in the file, never served");
                 }
                 self.next_offset.store(next_base, Ordering::Release);
                 let max_ts = self.max_timestamp();
                 if max_ts != i64::MIN {
-                    self.time_index
-                        .push_final(max_ts, (next_base - self.base_offset) as u32);
+                    let rel = u32::try_from(next_base - self.base_offset).unwrap_or(u32::MAX);
+                    self.time_index.push_final(max_ts, rel);
                 }
                 self.offset_index.trim()?;
                 self.time_index.trim()?;
@@ -264,7 +281,7 @@ impl Segment {
                     .file
                     .as_deref()
                     .ok_or_else(|| Error::Closed(path.display().to_string()))?;
-                let keep_to = if chain.tail.is_none() || chain.next_offset >= recovery_point {
+                let keep_to = if chain.next_offset >= recovery_point {
                     // Past the recovery point, with nothing intact after it:
                     // the unsynced tail of an unclean stop. Cut it.
                     report.bytes_truncated = nonzero_end - chain.valid_end;
@@ -286,7 +303,9 @@ impl Segment {
                     });
                     self.size.store(nonzero_end, Ordering::Release);
                     self.next_offset.store(recovery_point, Ordering::Release);
-                    nonzero_end
+                    // Nothing is cut: appends go on after the kept bytes,
+                    // into space the file already holds.
+                    file_len
                 };
                 if keep_to < file_len {
                     // The cut range is reserved again on the next append and
