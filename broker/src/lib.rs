@@ -6,6 +6,9 @@
 //! - [`state::Broker`]: what the services share; `status`: storage errors → gRPC statuses.
 //! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
 #![warn(missing_docs)]
+// Input from the network or the disk must never reach an unwrap: the
+// compiler keeps that rule in non-test code (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod bench;
 pub mod cli;

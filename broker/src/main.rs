@@ -1,5 +1,8 @@
 //! `brook`: the broker and its command-line tool.
 
+// Input from the network or the disk must never reach an unwrap (see lib.rs).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use std::process::ExitCode;
 
 use brook_broker::cli;

@@ -16,6 +16,9 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+// Input from the network or the disk must never reach an unwrap: the
+// compiler keeps that rule in non-test code (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod admin;
 mod client;

@@ -9,6 +9,9 @@
 //!   `proto/brook/v1/*.proto`, generated with tonic and prost. The storage
 //!   engine turns the feature off and sees the codec alone.
 #![warn(missing_docs)]
+// Input from the network or the disk must never reach an unwrap: the
+// compiler keeps that rule in non-test code (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod batch;
 pub mod partitioner;

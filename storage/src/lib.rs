@@ -20,6 +20,9 @@
 //! The batch format is `brook_protocol::batch`; the on-disk layout is
 //! written down in `docs/format.md`. Nothing here knows about gRPC.
 #![warn(missing_docs)]
+// Input from the network or the disk must never reach an unwrap: the
+// compiler keeps that rule in non-test code (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod config;
 mod damage;

@@ -120,29 +120,28 @@ impl Topic {
 
     /// The partitions that are online, with their numbers, in order.
     pub fn partitions(&self) -> Vec<(u32, Partition)> {
-        self.partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .enumerate()
-            .filter_map(|(id, slot)| match slot {
-                Slot::Online(p) => Some((id as u32, p.clone())),
-                Slot::Offline(_) => None,
-            })
-            .collect()
+        self.slots(|slot| match slot {
+            Slot::Online(p) => Some(p.clone()),
+            Slot::Offline(_) => None,
+        })
     }
 
     /// The partitions that could not be opened, with the reason.
     pub fn offline_partitions(&self) -> Vec<(u32, String)> {
+        self.slots(|slot| match slot {
+            Slot::Offline(reason) => Some(reason.to_string()),
+            Slot::Online(_) => None,
+        })
+    }
+
+    /// `pick` of every partition slot it accepts, with the partition's number.
+    fn slots<T>(&self, pick: impl Fn(&Slot) -> Option<T>) -> Vec<(u32, T)> {
         self.partitions
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .enumerate()
-            .filter_map(|(id, slot)| match slot {
-                Slot::Offline(reason) => Some((id as u32, reason.to_string())),
-                Slot::Online(_) => None,
-            })
+            .filter_map(|(id, slot)| pick(slot).map(|t| (id as u32, t)))
             .collect()
     }
 

@@ -112,6 +112,20 @@ pub fn client_example(name: &str) -> PathBuf {
     profile_dir.join("examples").join(name)
 }
 
+/// `brook serve` over `data_dir` on the given addresses, with `extra`
+/// flags, warnings logged, and stdout piped (for the listening line).
+fn serve_command(data_dir: &Path, listen: &str, metrics: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(brook_binary());
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", listen, "--metrics-listen", metrics])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped());
+    cmd
+}
+
 /// A running `brook serve` process.
 pub struct Broker {
     child: Child,
@@ -160,7 +174,7 @@ impl Broker {
         stderr: Stdio,
         nofile: Option<u64>,
     ) -> Broker {
-        let mut cmd = Command::new(brook_binary());
+        let mut cmd = serve_command(data_dir, listen, "127.0.0.1:0", extra);
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             let lim = libc::rlimit {
@@ -178,17 +192,7 @@ impl Broker {
                 });
             }
         }
-        let mut child = cmd
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawning brook");
+        let mut child = cmd.stderr(stderr).spawn().expect("spawning brook");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -226,17 +230,7 @@ impl Broker {
                 .expect("a free port")
         };
         let (grpc, metrics) = (free(), free());
-        let mut child = Command::new(brook_binary())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg(grpc.to_string())
-            .arg("--metrics-listen")
-            .arg(metrics.to_string())
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
+        let mut child = serve_command(data_dir, &grpc.to_string(), &metrics.to_string(), extra)
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawning brook");
@@ -253,14 +247,7 @@ impl Broker {
     /// Runs `brook serve` expecting it to refuse to start: returns its exit
     /// status, its stdout and its stderr once it exits (fails after [`DEADLINE`]).
     pub fn run_refused(data_dir: &Path, extra: &[&str]) -> (ExitStatus, String, String) {
-        let mut child = Command::new(brook_binary())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
+        let mut child = serve_command(data_dir, "127.0.0.1:0", "127.0.0.1:0", extra)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawning brook");
@@ -409,6 +396,16 @@ pub async fn create_topic(b: &Broker, name: &str, partitions: u32) -> v1::TopicD
         })
         .await
         .expect("create topic")
+        .into_inner()
+}
+
+/// The topic's description (DescribeTopic), failing the test on an error.
+pub async fn describe_topic(b: &Broker, name: &str) -> v1::TopicDescription {
+    b.topics()
+        .await
+        .describe_topic(v1::DescribeTopicRequest { name: name.into() })
+        .await
+        .expect("describe topic")
         .into_inner()
 }
 

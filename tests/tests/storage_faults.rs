@@ -429,15 +429,7 @@ async fn an_unopenable_partition_goes_offline_while_the_others_serve() {
         status.message().contains("offline") && status.message().contains(seg_name),
         "{status:?}"
     );
-    let described = b
-        .topics()
-        .await
-        .describe_topic(v1::DescribeTopicRequest {
-            name: "orders".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let described = brook_tests::describe_topic(&b, "orders").await;
     assert!(described.partitions[1].offline_reason.contains(seg_name));
     assert!(described.partitions[0].offline_reason.is_empty());
 
