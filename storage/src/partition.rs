@@ -69,6 +69,9 @@ pub struct RecoveryReport {
     /// Non-zero bytes cut from the tail of the last segment (torn writes of
     /// an unclean stop, past the recovery point).
     pub bytes_truncated: u64,
+    /// The offset from which the cut bytes would have continued the log
+    /// (offsets at or past it that were never acknowledged as durable).
+    pub truncated_from_offset: Option<u64>,
     /// Segments whose indexes failed their check (or were missing) and were rebuilt.
     pub indexes_rebuilt: u32,
     /// Damaged ranges found while opening: kept on disk, reads answer DATA_LOSS.
@@ -80,6 +83,7 @@ impl RecoveryReport {
         self.segments_scanned += u32::from(seg.scanned);
         self.bytes_scanned += seg.bytes_scanned;
         self.bytes_truncated += seg.bytes_truncated;
+        self.truncated_from_offset = self.truncated_from_offset.or(seg.truncated_from_offset);
         self.indexes_rebuilt += u32::from(seg.indexes_rebuilt);
         self.damaged.extend(seg.damaged.iter().cloned());
     }
@@ -213,6 +217,7 @@ impl Partition {
                 segments_scanned = report.segments_scanned,
                 bytes_scanned = report.bytes_scanned,
                 bytes_truncated = report.bytes_truncated,
+                truncated_from_offset = ?report.truncated_from_offset,
                 damaged_ranges = report.damaged.len(),
                 indexes_rebuilt = report.indexes_rebuilt,
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,

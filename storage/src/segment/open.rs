@@ -42,6 +42,8 @@ pub(crate) struct OpenReport {
     pub bytes_scanned: u64,
     /// Non-zero bytes cut from the tail.
     pub bytes_truncated: u64,
+    /// The offset from which the cut bytes would have continued the log.
+    pub truncated_from_offset: Option<u64>,
     /// Damaged ranges found (kept on disk).
     pub damaged: Vec<DamagedRange>,
     /// Whether a trusted segment's indexes failed their check (or were
@@ -128,6 +130,7 @@ impl Segment {
                 time_index_entries_before = before.1,
                 time_index_entries_after = seg.time_index.len(),
                 bytes_truncated = report.bytes_truncated,
+                truncated_from_offset = ?report.truncated_from_offset,
                 "segment failed its check on open; scanned it and rebuilt its indexes"
             );
         }
@@ -286,6 +289,7 @@ impl Segment {
                     // the unsynced tail of an unclean stop. Cut it.
                     report.bytes_truncated = nonzero_end - chain.valid_end;
                     if report.bytes_truncated > 0 {
+                        report.truncated_from_offset = Some(chain.next_offset);
                         tracing::warn!(segment = %path.display(), position = chain.valid_end, bytes_truncated = report.bytes_truncated,
                             from_offset = chain.next_offset, reason = tail_reason, "cut the unsynced tail of the log");
                     }
