@@ -48,6 +48,7 @@ for n in $sizes; do
   settle_s=$(awk "BEGIN {print $(now) - $t0}")
   rss_mib=$(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 ))
   fds=$(ls /proc/$pid/fd | wc -l)
+  maps=$(wc -l < /proc/$pid/maps) # against vm.max_map_count (65530 by default)
   reserved_mib=$(( $(du -sk "$data" | cut -f1) / 1024 ))
   t0=$(now); kill -TERM $pid; wait $pid; stop_s=$(awk "BEGIN {print $(now) - $t0}")
   start; clean_restart_s=$ready_s
@@ -55,7 +56,7 @@ for n in $sizes; do
   start; kill9_restart_s=$ready_s
   fds_after=$(ls /proc/$pid/fd | wc -l)
   kill -TERM $pid; wait $pid
-  printf 'partitions=%s %s settle_s=%.1f idle_rss_mib=%s open_fds=%s open_fds_after_kill9_restart=%s reserved_mib=%s clean_stop_s=%.2f serving_after_clean_stop_s=%.2f serving_after_kill9_s=%.2f\n' \
-    "$n" "$load" "$settle_s" "$rss_mib" "$fds" "$fds_after" "$reserved_mib" "$stop_s" "$clean_restart_s" "$kill9_restart_s"
+  printf 'partitions=%s %s settle_s=%.1f idle_rss_mib=%s open_fds=%s mappings=%s open_fds_after_kill9_restart=%s reserved_mib=%s clean_stop_s=%.2f serving_after_clean_stop_s=%.2f serving_after_kill9_s=%.2f\n' \
+    "$n" "$load" "$settle_s" "$rss_mib" "$fds" "$maps" "$fds_after" "$reserved_mib" "$stop_s" "$clean_restart_s" "$kill9_restart_s"
   rm -rf "$data" "$data.log"
 done

@@ -839,7 +839,13 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) 
     let mut log_start = read_offset_file(&dir.join(LOG_START_OFFSET)).unwrap_or(0);
     remove_leftovers(dir)?;
     let mut bases = list_segments(dir)?;
-    // Segments wholly below the log start: retention was cut short by a crash.
+    // Segments wholly below the log start: retention was cut short by a
+    // crash. Retention only ever moves the log start to the base of a later
+    // segment, so a value that is not one (a damaged file) deletes nothing.
+    if log_start > 0 && !bases.is_empty() && !bases.contains(&log_start) {
+        tracing::error!(dir = %dir.display(), log_start, "log-start-offset is not a segment's base offset; ignoring it, deleting nothing");
+        log_start = 0;
+    }
     while bases.len() >= 2 && bases[1] <= log_start {
         remove_segment_files(dir, bases[0])?;
         bases.remove(0);

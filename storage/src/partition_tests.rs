@@ -508,3 +508,44 @@ fn a_lost_last_segment_never_lets_its_offsets_be_reused() {
         assert_eq!(values(&p, end), [(end, "after".to_string())]);
     }
 }
+
+/// A damaged `log-start-offset` (not a segment boundary) deletes nothing;
+/// one that retention wrote before a crash cut it short finishes the job.
+#[test]
+fn only_a_log_start_at_a_segment_boundary_deletes_segments_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cfg(AppendMode::Write);
+    let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
+    let mut end = 0;
+    while p.segment_count() < 4 {
+        end = p
+            .append(&batch(end as i64, &["some value", "another value"]))
+            .unwrap()
+            .log_end_offset;
+    }
+    let bases: Vec<u64> = p
+        .shared
+        .segment_list()
+        .iter()
+        .map(|s| s.base_offset())
+        .collect();
+    p.close().unwrap();
+    drop(p);
+
+    write_offset_file(dir.path(), LOG_START_OFFSET, bases[2] + 1).unwrap();
+    let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
+    assert_eq!(
+        p.segment_count(),
+        4,
+        "a log start inside a segment deletes nothing"
+    );
+    assert_eq!(p.log_start_offset(), 0);
+    assert_eq!(values(&p, 0).len() as u64, end);
+    p.close().unwrap();
+    drop(p);
+
+    write_offset_file(dir.path(), LOG_START_OFFSET, bases[2]).unwrap();
+    let p = Partition::open(dir.path(), "t/0", config).unwrap();
+    assert_eq!(p.segment_count(), 2, "an interrupted retention is finished");
+    assert_eq!(p.log_start_offset(), bases[2]);
+}
