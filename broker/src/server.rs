@@ -133,6 +133,7 @@ pub async fn run(
     // Storage errors name the file and what was wrong: no context to repeat.
     let log = tokio::task::spawn_blocking(move || Log::open_with(lock, options)).await??;
     let log = Arc::new(log);
+    crate::fdlimit::check_map_count();
     let groups_dir = config.data_dir.join("~groups");
     let groups = tokio::task::spawn_blocking(move || Groups::open(groups_dir)).await??;
     let groups = Arc::new(groups);
