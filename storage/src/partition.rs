@@ -759,10 +759,10 @@ impl Partition {
         // `syncfs` reports only write-back errors since its own descriptor
         // was opened: one that hit this partition's pages earlier shows on
         // the file's own fdatasync (cheap now, nothing is dirty). No marker then.
-        if let Some(last) = self.shared.segment_list().last() {
-            last.sync()?;
+        let unsynced = std::mem::take(&mut *lock(&self.shared.unsynced));
+        for seg in unsynced.iter().chain(self.shared.segment_list().last()) {
+            seg.sync()?;
         }
-        lock(&self.shared.unsynced).clear();
         for seg in self.shared.segment_list() {
             seg.release_file();
         }
@@ -786,7 +786,9 @@ impl Flushable for Shared {
         let pending = std::mem::take(&mut *lock(&self.unsynced));
         let Some(last) = pending.last() else { return };
         let recovery_point = last.next_offset();
-        let result = pending.iter().try_for_each(|s| s.sync_all());
+        // The log data only: a sealed segment's indexes are rebuilt from it
+        // if a crash leaves them behind (two more fsyncs per roll cost W1).
+        let result = pending.iter().try_for_each(|s| s.sync());
         if result.is_ok() {
             self.advance_recovery_point(recovery_point, true);
             // Synced and sealed: read through the mapping alone from now on.
@@ -867,7 +869,11 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) 
             Some(&next_base) => Role::Sealed { next_base },
             None => Role::Active { recovery_point },
         };
-        let (seg, stats) = Segment::open(dir, base, cfg, role, base < trust_below)?;
+        // After an unclean stop the last segment is always scanned: its
+        // check covers only what follows its last index entry, and index
+        // pages may have reached the disk ahead of the log pages.
+        let trusted = base < trust_below && (clean.is_some() || bases.get(i + 1).is_some());
+        let (seg, stats) = Segment::open(dir, base, cfg, role, trusted)?;
         report.add(&stats);
         if let Role::Sealed { next_base } = role {
             let end = seg.next_offset();
@@ -887,6 +893,18 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) 
                     .damaged
                     .extend(seg.damaged_ranges().into_iter().last());
             }
+        }
+        if let Some(next) = stats.roll_to {
+            // Damage kept below the recovery point at the end of the last
+            // segment: seal it there and go on in a new one.
+            seg.seal()?;
+            seg.sync_all()?;
+            seg.release_file();
+            let new = Segment::create(dir, next, segment_capacity(cfg), cfg)?;
+            sync_dir(dir)?;
+            segments.insert(base, Arc::new(seg));
+            segments.insert(next, Arc::new(new));
+            continue;
         }
         segments.insert(base, Arc::new(seg));
     }

@@ -113,9 +113,12 @@ pub(crate) fn scan(
                 pos += h.total_len() as u64;
                 next = h.next_offset();
             }
-            // From `pos` itself: an intact batch there whose offsets jump
-            // ahead (the offsets before it are missing) must not be skipped.
-            Err(reason) => match resync(buf, pos, next, limit) {
+            // Never from `pos` itself: a batch there with a base offset other
+            // than the expected one has a damaged base offset (the CRC does
+            // not cover it), and must not be served at the offsets it claims.
+            // No write ever leaves such a jump inside a segment (recovery
+            // rolls to a new segment instead).
+            Err(reason) => match resync(buf, pos + 1, next, limit) {
                 Some((at, h)) => {
                     gaps.push(Gap {
                         pos_start: pos,
@@ -202,10 +205,17 @@ mod tests {
     #[test]
     fn a_damaged_base_offset_is_caught_by_continuity() {
         let (mut buf, starts) = log();
-        buf[starts[1] as usize + 7] ^= 0x01;
+        buf[starts[1] as usize + 7] ^= 0x01; // the middle batch now claims 13
         let chain = scan(&buf, 0, 10, u64::MAX, |_, _| {});
         assert_eq!(chain.gaps.len(), 1, "{chain:?}");
-        assert_eq!(chain.gaps[0].first_offset, 12);
+        let gap = &chain.gaps[0];
+        assert_eq!((gap.first_offset, gap.end_offset), (12, 14));
+        assert_eq!((gap.pos_start, gap.pos_end), (starts[1], starts[2]));
+        assert_eq!(
+            chain.next_offset, 16,
+            "the batch after it is served at its own offsets"
+        );
+        assert!(chain.tail.is_none());
     }
 
     #[test]

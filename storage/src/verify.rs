@@ -212,7 +212,9 @@ pub fn repair_partition(
                 paths.log.display()
             ));
             if !dry_run {
-                File::create(&paths.log).at(&paths.log)?;
+                for p in [&paths.log, &paths.index, &paths.timeindex] {
+                    File::create(p).at(p)?;
+                }
             }
         }
     }
@@ -224,7 +226,9 @@ pub fn repair_partition(
         ));
         if !dry_run {
             let paths = SegmentPaths::new(&dir, end);
-            File::create(&paths.log).at(&paths.log)?;
+            for p in [&paths.log, &paths.index, &paths.timeindex] {
+                File::create(p).at(p)?;
+            }
             let _ = fs::remove_file(dir.join(".clean-shutdown"));
         }
     }
@@ -382,9 +386,14 @@ fn verify_partition(topic: &str, id: u32, dir: &Path, report: &mut VerifyReport)
         report.batches += batch_at.len() as u64;
         report.bytes += chain.valid_end;
         for gap in &chain.gaps {
+            // A gap with no bytes is offsets missing, not bytes damaged.
+            let problem = match gap.pos_start == gap.pos_end {
+                true => Problem::MissingOffsets,
+                false => Problem::DamagedBatches,
+            };
             report.findings.push(finding(
                 &paths.log,
-                Problem::DamagedBatches,
+                problem,
                 Some((gap.pos_start, gap.pos_end)),
                 Some((gap.first_offset, gap.end_offset)),
                 gap.reason.clone(),

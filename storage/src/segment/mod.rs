@@ -42,7 +42,7 @@ pub use read::damage_found_by_reads;
 /// grows by.
 pub(crate) const ALLOC_MIN: u64 = 1 << 20;
 /// The largest step: a busy segment reserves at most this much ahead.
-const ALLOC_MAX_STEP: u64 = 16 << 20;
+const ALLOC_MAX_STEP: u64 = 64 << 20;
 
 struct Writer {
     /// The log file, while the segment is active or waits for its sync

@@ -49,6 +49,10 @@ pub(crate) struct OpenReport {
     /// Whether a trusted segment's indexes failed their check (or were
     /// missing) and were rebuilt.
     pub indexes_rebuilt: bool,
+    /// The last segment kept damage below the recovery point: the partition
+    /// must seal it and go on in a new segment starting at this offset, so
+    /// that no segment ever holds a jump in its offsets.
+    pub roll_to: Option<u64>,
 }
 
 /// Entries in an index file, from its length (0 if it is missing).
@@ -307,8 +311,9 @@ impl Segment {
                     });
                     self.size.store(nonzero_end, Ordering::Release);
                     self.next_offset.store(recovery_point, Ordering::Release);
-                    // Nothing is cut: appends go on after the kept bytes,
-                    // into space the file already holds.
+                    report.roll_to = Some(recovery_point);
+                    // Nothing is cut here; the roll seals the segment at
+                    // the end of the kept bytes.
                     file_len
                 };
                 if keep_to < file_len {

@@ -153,10 +153,11 @@ impl Segment {
         let w = self.writer();
         let (size, next) = (self.size(), self.next_offset());
         drop(w);
-        let (end_position, end_offset) = match resync(self.bytes_at(0, size), pos, expected, next) {
-            Some((at, h)) => (at, h.base_offset),
-            None => (size, next),
-        };
+        let (end_position, end_offset) =
+            match resync(self.bytes_at(0, size), pos + 1, expected, next) {
+                Some((at, h)) => (at, h.base_offset),
+                None => (size, next),
+            };
         let range = DamagedRange {
             path: self.paths.log.clone(),
             position: pos,
