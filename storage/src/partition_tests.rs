@@ -474,13 +474,7 @@ fn a_lost_last_segment_never_lets_its_offsets_be_reused() {
     let dir = tempfile::tempdir().unwrap();
     let config = cfg(AppendMode::Write);
     let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
-    let mut end = 0;
-    while p.segment_count() < 3 {
-        end = p
-            .append(&batch(end as i64, &["some value", "another value"]))
-            .unwrap()
-            .log_end_offset;
-    }
+    let end = fill_segments(&p, 3);
     let last_base = p.shared.segment_list().last().unwrap().base_offset();
     p.flush_to(end).unwrap();
     drop(p);
@@ -516,13 +510,7 @@ fn only_a_log_start_at_a_segment_boundary_deletes_segments_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let config = cfg(AppendMode::Write);
     let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
-    let mut end = 0;
-    while p.segment_count() < 4 {
-        end = p
-            .append(&batch(end as i64, &["some value", "another value"]))
-            .unwrap()
-            .log_end_offset;
-    }
+    let end = fill_segments(&p, 4);
     let bases: Vec<u64> = p
         .shared
         .segment_list()
@@ -548,4 +536,17 @@ fn only_a_log_start_at_a_segment_boundary_deletes_segments_on_open() {
     let p = Partition::open(dir.path(), "t/0", config).unwrap();
     assert_eq!(p.segment_count(), 2, "an interrupted retention is finished");
     assert_eq!(p.log_start_offset(), bases[2]);
+}
+
+/// Appends two-record batches until the partition has `segments` segments;
+/// returns the log end.
+fn fill_segments(p: &Partition, segments: usize) -> u64 {
+    let mut end = 0;
+    while p.segment_count() < segments {
+        end = p
+            .append(&batch(end as i64, &["some value", "another value"]))
+            .unwrap()
+            .log_end_offset;
+    }
+    end
 }
