@@ -251,17 +251,7 @@ impl Broker {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawning brook");
-        let deadline = Instant::now() + DEADLINE;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("waiting for brook") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("brook did not exit");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_for_exit(&mut child, "brook did not exit");
         let read = |r: Option<&mut dyn std::io::Read>| {
             let mut s = String::new();
             if let Some(r) = r {
@@ -292,19 +282,15 @@ impl Broker {
             HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
         };
         let mut health = HealthClient::new(self.channel().await);
-        let deadline = Instant::now() + DEADLINE;
-        loop {
+        eventually("the broker to become SERVING", async || {
             let status = health
                 .check(HealthCheckRequest {
                     service: String::new(),
                 })
                 .await;
-            if status.is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "broker did not become SERVING");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            status.is_ok_and(|s| s.into_inner().status == ServingStatus::Serving as i32)
+        })
+        .await;
     }
 
     /// A new connection to the broker.
@@ -319,6 +305,11 @@ impl Broker {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The broker's `/metrics` page (see [`http_get`]).
+    pub async fn metrics_text(&self) -> String {
+        http_get(self.metrics, "/metrics").await
     }
 
     /// Topic admin client.
@@ -340,17 +331,7 @@ impl Broker {
     /// SIGTERM, then wait for the exit (graceful shutdown).
     pub fn terminate(mut self) -> ExitStatus {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for brook") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "brook did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_exit(&mut self.child, "brook did not exit after SIGTERM")
     }
 
     /// SIGKILL, keeping the handle for [`Broker::restart`].
@@ -457,6 +438,36 @@ pub async fn fetch_all(
             }
         }
         next = r.next_offset;
+    }
+}
+
+/// The raw HTTP/1.1 response (status line, headers, body) to `GET path` on
+/// `addr`; empty if the connection fails (a broker out of descriptors).
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = String::new();
+    if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: brook\r\nConnection: close\r\n\r\n");
+        if s.write_all(request.as_bytes()).await.is_ok() {
+            let _ = s.read_to_string(&mut out).await;
+        }
+    }
+    out
+}
+
+/// Waits for `child` to exit (polling, up to [`DEADLINE`]); kills it and
+/// fails with `what` if it does not.
+fn wait_for_exit(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for brook") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

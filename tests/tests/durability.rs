@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use brook_protocol::v1;
-use brook_tests::{Broker, DEADLINE, batch_of, fetch_all};
+use brook_tests::{Broker, batch_of, create_topic, eventually, fetch_all};
 use tonic::Code;
 
 const ROUNDS: usize = 10;
@@ -63,18 +63,7 @@ async fn produce_until_gone(
 async fn kill9_loop_with_durable_acks_loses_no_acknowledged_byte() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(dir.path(), &["--segment-bytes", "65536"]).await;
-    broker
-        .topics()
-        .await
-        .create_topic(v1::CreateTopicRequest {
-            name: "events".into(),
-            config: Some(v1::TopicConfig {
-                partitions: PARTITIONS,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    create_topic(&broker, "events", PARTITIONS).await;
     let acked: Acked = Arc::default();
     for round in 0..ROUNDS {
         let channel = broker.channel().await;
@@ -91,14 +80,11 @@ async fn kill9_loop_with_durable_acks_loses_no_acknowledged_byte() {
             .collect();
         // Kill at a different point each round, while appends are in flight.
         let target = before + 40 + 37 * round;
-        let deadline = std::time::Instant::now() + DEADLINE;
-        while acked.lock().unwrap().len() < target {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: producers stalled"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        eventually(
+            "the producers to reach this round's kill point",
+            async || acked.lock().unwrap().len() >= target,
+        )
+        .await;
         broker.kill9_in_place();
         for p in producers {
             p.await.unwrap();
@@ -160,18 +146,7 @@ async fn a_full_disk_answers_resource_exhausted_and_recovers_when_space_is_freed
     std::fs::write(&filler, vec![1u8; 7 << 20]).unwrap();
     let data = dir.path().join("data");
     let mut broker = Broker::start(&data, &[]).await;
-    broker
-        .topics()
-        .await
-        .create_topic(v1::CreateTopicRequest {
-            name: "big".into(),
-            config: Some(v1::TopicConfig {
-                partitions: 1,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
+    create_topic(&broker, "big", 1).await;
     let mut producer = broker.producer().await;
     let value = vec![b'x'; 32 << 10];
     let produce = |i: u32| v1::ProduceRequest {

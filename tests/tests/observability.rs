@@ -2,21 +2,8 @@
 //! server reflection, and the streaming produce path.
 
 use brook_protocol::v1;
-use brook_tests::{Broker, DEADLINE, batch_of, create_topic, fetch_all};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use brook_tests::{Broker, DEADLINE, batch_of, create_topic, fetch_all, http_get};
 use tokio_stream::StreamExt;
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: brook\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
 
 /// The value of the first sample line that starts with `prefix`.
 fn sample(text: &str, prefix: &str) -> Option<f64> {

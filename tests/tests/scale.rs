@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use brook_protocol::v1;
-use brook_tests::{Broker, batch_of};
+use brook_tests::{Broker, batch_of, create_topic, eventually};
 use tonic::Code;
 
 const TOPICS: u32 = 250;
@@ -155,57 +155,26 @@ async fn running_out_of_descriptors_is_resource_exhausted_and_counted() {
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("file descriptors"), "{err:?}");
     // The half-made topic was cleaned away: a smaller one can be made.
-    topics
-        .create_topic(v1::CreateTopicRequest {
-            name: "narrow".into(),
-            config: Some(v1::TopicConfig {
-                partitions: 4,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("a topic that fits");
+    create_topic(&broker, "narrow", 4).await;
     // More connections than descriptors: accepts fail, are counted, and stop once they close.
     let flood: Vec<std::net::TcpStream> = (0..200)
         .filter_map(|_| std::net::TcpStream::connect(broker.grpc).ok())
         .collect();
-    let metrics = broker.metrics;
-    let errors = move || {
-        let mut text = String::new();
-        if let Ok(mut s) = std::net::TcpStream::connect(metrics) {
-            use std::io::{Read, Write};
-            let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-            let _ = s.read_to_string(&mut text);
-        }
+    // Wait until the broker holds (nearly) all the descriptors it may: its
+    // next accept fails with EMFILE while the flood lasts.
+    eventually("the broker to run out of descriptors", async || {
+        open_fds(broker.pid()) >= 120
+    })
+    .await;
+    drop(flood);
+    eventually("failed accepts to be counted", async || {
+        let text = broker.metrics_text().await;
         text.lines()
             .find_map(|l| l.strip_prefix("brook_accept_errors_total "))
             .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    let deadline = std::time::Instant::now() + brook_tests::DEADLINE;
-    // Wait until the broker holds (nearly) all the descriptors it may: its
-    // next accept fails with EMFILE while the flood lasts.
-    while open_fds(broker.pid()) < 120 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the broker never ran out of descriptors"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    drop(flood);
-    loop {
-        if tokio::task::spawn_blocking(errors)
-            .await
-            .unwrap()
             .is_some_and(|n| n > 0)
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "failed accepts were never counted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let list = broker
         .topics()
         .await

@@ -177,24 +177,6 @@ fn brook(args: &[&str]) -> std::process::Output {
         .expect("running brook")
 }
 
-async fn metrics_text(b: &Broker) -> String {
-    let url = format!("http://{}/metrics", b.metrics);
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let addr = url
-            .trim_start_matches("http://")
-            .trim_end_matches("/metrics")
-            .to_string();
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_broker_on_a_locked_directory_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,7 +279,7 @@ async fn damage_in_sealed_segments_is_contained_after_kill9_and_after_a_clean_st
             segments(&pdir).len() >= segs.len(),
             "no segment was deleted"
         );
-        let metrics = metrics_text(&b2).await;
+        let metrics = b2.metrics_text().await;
         assert!(
             metrics.contains("brook_partition_damaged_ranges{topic=\"orders\",partition=\"0\"} 2"),
             "{metrics}"
@@ -453,7 +435,7 @@ async fn an_unopenable_partition_goes_offline_while_the_others_serve() {
             .status,
         ServingStatus::NotServing as i32
     );
-    let metrics = metrics_text(&b).await;
+    let metrics = b.metrics_text().await;
     assert!(metrics.contains("brook_partitions_offline 1"), "{metrics}");
     assert!(
         metrics.contains("brook_partition_offline{topic=\"orders\",partition=\"1\"} 1"),
