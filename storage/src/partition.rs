@@ -16,8 +16,7 @@ use crate::config::{FlushPolicy, PartitionConfig};
 use crate::damage::DamagedRange;
 use crate::error::{Error, IoContext, Result};
 use crate::file::{
-    list_segments, read_offset_file, remove_segment_files, sync_dir, write_atomic,
-    write_offset_file,
+    list_segments, read_offset_file, remove_segment_files, sync_dir, write_offset_file,
 };
 use crate::flusher::{self, Flushable};
 use crate::segment::{OpenReport, Role, Segment, segment_capacity};
@@ -398,16 +397,6 @@ impl Partition {
             .collect()
     }
 
-    /// Disk space reserved by the partition's log files (what preallocation
-    /// holds ahead of the data included; indexes not counted).
-    pub fn reserved_bytes(&self) -> u64 {
-        self.shared
-            .segment_list()
-            .iter()
-            .map(|s| s.allocated().max(s.size()))
-            .sum()
-    }
-
     /// The partition's settings.
     pub fn config(&self) -> &PartitionConfig {
         &self.shared.config
@@ -698,7 +687,7 @@ impl Shared {
         // The final time-index entry must be on disk before the marker.
         sync_last_segment(&self.segments)?;
         // The end offset tells the next open where the synced log ends.
-        write_atomic(&self.dir, CLEAN_SHUTDOWN, format!("{end}\n").as_bytes())
+        write_offset_file(&self.dir, CLEAN_SHUTDOWN, end)
     }
 
     /// Records `offset` as the recovery point if it is higher than the last
@@ -713,8 +702,7 @@ impl Shared {
         if offset <= rp.0 || (!roll && rp.1.elapsed() < RECOVERY_POINT_EVERY) {
             return;
         }
-        let line = format!("{offset}\n");
-        match write_atomic(&self.dir, RECOVERY_POINT, line.as_bytes()) {
+        match write_offset_file(&self.dir, RECOVERY_POINT, offset) {
             Ok(()) => *rp = (offset, Instant::now()),
             Err(e) => {
                 tracing::warn!(partition = %self.name, error = %e, "could not record the recovery point; recovery will scan more")

@@ -410,11 +410,6 @@ impl Segment {
         self.size.load(Ordering::Acquire)
     }
 
-    /// Disk space reserved for the log file.
-    pub fn allocated(&self) -> u64 {
-        self.writer().allocated
-    }
-
     pub fn max_timestamp(&self) -> i64 {
         self.max_timestamp.load(Ordering::Acquire)
     }
