@@ -70,11 +70,6 @@ pub struct ServeArgs {
     /// PEM CA: clients must present a certificate it signed (mutual TLS)
     #[arg(long, env = "BROOK_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
-    /// How often idempotent producers' state is snapshotted per partition
-    /// (only if it changed), in ms; after a crash the log is replayed from
-    /// the last snapshot [default: 10000]
-    #[arg(long, env = "BROOK_PRODUCER_SNAPSHOT_INTERVAL_MS")]
-    pub producer_snapshot_interval_ms: Option<u64>,
     /// What to do with a partition that cannot be opened at start (an
     /// unreadable file, a directory where a segment should be): `offline`
     /// keeps it offline (its requests get UNAVAILABLE with the reason) while
@@ -119,8 +114,6 @@ pub struct ServeConfig {
     pub group_min_session_timeout: Duration,
     /// See `group_min_session_timeout`.
     pub group_max_session_timeout: Duration,
-    /// See [`ServeArgs::producer_snapshot_interval_ms`].
-    pub producer_snapshot_interval: Duration,
     /// TLS certificate and key (PEM contents), and the CA for client certificates.
     pub tls: Option<TlsFiles>,
     /// See [`ServeArgs::on_open_error`].
@@ -237,9 +230,6 @@ impl ServeArgs {
                 "fail" => OnOpenError::Fail,
                 other => anyhow::bail!("on_open_error must be offline or fail, got {other:?}"),
             },
-            producer_snapshot_interval: Duration::from_millis(
-                pick!(producer_snapshot_interval_ms, 10_000).max(1),
-            ),
             debug_drop_stream_after: self.debug_drop_stream_after,
             debug_fail_fetch_committed: self.debug_fail_fetch_committed.unwrap_or(0),
             debug_delay_recovery: Duration::from_millis(self.debug_delay_recovery_ms.unwrap_or(0)),

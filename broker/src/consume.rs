@@ -107,7 +107,7 @@ impl ConsumerService {
         let deadline = tokio::time::Instant::now() + wait;
         // Subscribe before the first read so that no append between the read
         // and the wait goes unnoticed.
-        let mut end = p.watch_log_end();
+        let mut end = p.watch_high_watermark();
         let mut shutdown = self.broker.shutdown_signal();
         let read = loop {
             let r = p.read(req.offset, max_bytes).map_err(to_status)?;
@@ -133,7 +133,7 @@ impl ConsumerService {
         Ok(v1::FetchResponse {
             next_offset: next_offset(&read.batches, req.offset),
             log_start_offset: read.log_start_offset,
-            log_end_offset: read.log_end_offset,
+            log_end_offset: read.high_watermark,
             batches: read.batches,
             records,
         })
@@ -143,7 +143,7 @@ impl ConsumerService {
     fn start_offset(p: &Partition, start: &Option<v1::StartPosition>) -> Result<u64, Status> {
         use v1::start_position::Position;
         match start.as_ref().and_then(|s| s.position.as_ref()) {
-            None | Some(Position::Latest(_)) => Ok(p.log_end_offset()),
+            None | Some(Position::Latest(_)) => Ok(p.high_watermark()),
             Some(Position::Earliest(_)) => Ok(p.log_start_offset()),
             Some(Position::Offset(o)) => {
                 let (start, end) = (p.log_start_offset(), p.log_end_offset());
@@ -159,7 +159,7 @@ impl ConsumerService {
             Some(Position::TimestampMs(t)) => Ok(p
                 .offset_for_timestamp(*t)
                 .map_err(to_status)?
-                .unwrap_or(p.log_end_offset())),
+                .unwrap_or(p.high_watermark())),
         }
     }
 }
@@ -191,12 +191,12 @@ async fn follow(
         decoded,
     } = &*sub;
     let (max_bytes, decoded) = (*max_bytes, *decoded);
-    let mut end = p.watch_log_end();
+    let mut end = p.watch_high_watermark();
     let mut shutdown = service.broker.shutdown_signal();
     loop {
         let ReadResult {
             batches,
-            log_end_offset,
+            high_watermark: log_end_offset,
             ..
         } = match p.read(next, max_bytes) {
             Ok(r) => r,

@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::idempotence::Verdict;
 use crate::metrics::TopicLabels;
 use crate::state::Broker;
 use crate::status::{invalid, to_status};
@@ -41,8 +40,8 @@ fn wants_durable(acks: i32) -> Result<bool, Status> {
     }
 }
 
-/// Appends without blocking the async worker on the disk, then waits for
-/// the flush on a blocking thread when the ack or the topic's policy needs it.
+/// Appends without waiting for the disk (see [`make_durable`] for the wait)
+/// and counts what was stored.
 ///
 /// The append itself stays on the async thread: a buffered append is one
 /// `pwritev` into the page cache (microseconds), cheaper than a thread hop.
@@ -60,6 +59,9 @@ fn append_now(
         },
         e => to_status(e),
     })?;
+    if info.duplicate {
+        return Ok(info);
+    }
     let labels = TopicLabels {
         topic: topic.to_string(),
     };
@@ -76,18 +78,17 @@ fn append_now(
     Ok(info)
 }
 
+/// Waits until the batch is on disk when the ack or the topic's policy
+/// needs it. No thread waits: the partition's flush threads run one flush
+/// for every waiter (group commit), and this future awaits its end.
 async fn make_durable(p: Partition, info: AppendInfo, durable: bool) -> Result<AppendInfo, Status> {
     if !(durable || p.config().flush == FlushPolicy::Always) {
         return Ok(info);
     }
-    // On a blocking thread, not with block_in_place: the ack futures of a
-    // produce stream run inside the stream's task, and blocking that task
-    // would stop it from appending the next batches meanwhile, so one fsync
-    // could no longer cover several pipelined batches (group commit).
-    let flushed = tokio::task::spawn_blocking(move || p.flush_to(info.log_end_offset))
+    // A duplicate is durable once everything up to its last record is.
+    p.wait_durable(info.last_offset + 1)
         .await
-        .map_err(|e| Status::internal(format!("flush task failed: {e}")))?;
-    flushed.map_err(to_status)?;
+        .map_err(to_status)?;
     Ok(info)
 }
 
@@ -98,20 +99,20 @@ fn parse_batch(bytes: bytes::Bytes) -> Result<Batch, Status> {
     Ok(batch)
 }
 
-fn response(info: AppendInfo, duplicate: bool) -> v1::ProduceResponse {
+fn response(info: AppendInfo) -> v1::ProduceResponse {
     v1::ProduceResponse {
         base_offset: info.base_offset,
         last_offset: info.last_offset,
         log_end_offset: info.log_end_offset,
-        duplicate,
+        duplicate: info.duplicate,
     }
 }
 
 impl ProducerService {
     /// Checks and appends one request; the returned future completes its ack.
     /// A batch from an idempotent producer is checked against the partition's
-    /// producer state, appended and recorded under that state's lock; a retry
-    /// of a stored batch is answered with its first offsets.
+    /// producer state inside the append; a retry of a stored batch is
+    /// answered with its first offsets and not stored again.
     fn start_produce(
         &self,
         req: v1::ProduceRequest,
@@ -119,39 +120,10 @@ impl ProducerService {
         let durable = wants_durable(req.acks)?;
         let p = self.broker.partition(&req.topic, req.partition)?;
         let batch = parse_batch(req.batch)?;
-        let h = *batch.header();
-        let (info, duplicate) = if h.producer_id >= 0 {
-            let state = self
-                .broker
-                .producers
-                .partition(&req.topic, req.partition, &p)?;
-            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-            match state.check(&h)? {
-                Verdict::Duplicate(stored) => {
-                    let info = AppendInfo {
-                        base_offset: stored.base_offset,
-                        last_offset: stored.last_offset,
-                        log_end_offset: p.log_end_offset(),
-                    };
-                    (info, true)
-                }
-                Verdict::Append => {
-                    let info = append_now(&self.broker, &req.topic, &p, &batch)?;
-                    state.record(&h, info.base_offset);
-                    (info, false)
-                }
-            }
-        } else {
-            (append_now(&self.broker, &req.topic, &p, &batch)?, false)
-        };
+        let info = append_now(&self.broker, &req.topic, &p, &batch)?;
         Ok(async move {
-            // A duplicate is durable once everything up to its last record is.
-            let flush_info = AppendInfo {
-                log_end_offset: info.last_offset + 1,
-                ..info
-            };
-            make_durable(p, flush_info, durable).await?;
-            Ok(response(info, duplicate))
+            let info = make_durable(p, info, durable).await?;
+            Ok(response(info))
         })
     }
 

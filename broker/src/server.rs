@@ -137,7 +137,7 @@ pub async fn run(
     let groups_dir = config.data_dir.join("~groups");
     let groups = tokio::task::spawn_blocking(move || Groups::open(groups_dir)).await??;
     let groups = Arc::new(groups);
-    let ids = crate::idempotence::ProducerIds::open(&config.data_dir)
+    let ids = crate::producer_ids::ProducerIds::open(&config.data_dir)
         .context("reading the producer-id reservation")?;
     broker.set_producer_ids(ids);
     broker.set_ready(Arc::clone(&log), Arc::clone(&groups));
@@ -169,11 +169,6 @@ pub async fn run(
         Arc::clone(&log),
         config.retention_check_interval,
     ));
-    let snapshots = tokio::spawn(snapshot_loop(
-        Arc::clone(&broker),
-        Arc::clone(&log),
-        config.producer_snapshot_interval,
-    ));
 
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -184,24 +179,13 @@ pub async fn run(
     grpc.await?.context("gRPC server")?;
     metrics.await?;
     retention.abort();
-    // Waits for a snapshot being written: the final ones below replace it.
-    snapshots.await?;
-    let saver = Arc::clone(&broker);
     let stopping = std::time::Instant::now();
     tracing::info!("requests finished; closing the log");
-    tokio::task::spawn_blocking(move || {
-        // After the last append, so the snapshots are valid to each log end;
-        // and after the log is on disk, so they never describe more than it.
-        log.close_with(|| {
-            saver.producers.save_all(&log);
-            tracing::info!(
-                elapsed_ms = stopping.elapsed().as_millis() as u64,
-                "log synced; producer-state snapshots written"
-            );
-        })
-    })
-    .await?
-    .context("closing the log")?;
+    // After the last append: storage writes each partition's producer-state
+    // snapshot at its log end, before the clean-shutdown markers.
+    tokio::task::spawn_blocking(move || log.close())
+        .await?
+        .context("closing the log")?;
     tracing::info!(
         close_ms = stopping.elapsed().as_millis() as u64,
         "stopped cleanly"
@@ -245,20 +229,6 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
     ] {
         health.set_service_status(name, status).await;
     }
-}
-
-/// Snapshots idempotent producers' state every `period` until shutdown, so
-/// that recovery after a crash replays only what came after.
-async fn snapshot_loop(broker: Arc<Broker>, log: Arc<Log>, period: Duration) {
-    every(&broker, period, || {
-        let (broker, log) = (Arc::clone(&broker), Arc::clone(&log));
-        async move {
-            // Blocking: each snapshot waits for its partition's fdatasync.
-            let _ =
-                tokio::task::spawn_blocking(move || broker.producers.snapshot_changed(&log)).await;
-        }
-    })
-    .await;
 }
 
 /// Applies retention every `period` until shutdown.

@@ -22,9 +22,7 @@ pub struct Broker {
     pub config: ServeConfig,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    /// Idempotent producers' sequences per partition.
-    pub producers: crate::idempotence::Producers,
-    producer_ids: OnceLock<crate::idempotence::ProducerIds>,
+    producer_ids: OnceLock<crate::producer_ids::ProducerIds>,
     /// Next partition for records without a key, per the round-robin rule.
     round_robin: AtomicU64,
 }
@@ -38,7 +36,6 @@ impl Broker {
             shutdown: watch::Sender::new(false),
             config,
             metrics: Metrics::default(),
-            producers: Default::default(),
             producer_ids: OnceLock::new(),
             round_robin: AtomicU64::new(0),
         }
@@ -51,7 +48,7 @@ impl Broker {
     }
 
     /// Sets the producer-id allocator (once the data directory is open).
-    pub fn set_producer_ids(&self, ids: crate::idempotence::ProducerIds) {
+    pub fn set_producer_ids(&self, ids: crate::producer_ids::ProducerIds) {
         let _ = self.producer_ids.set(ids);
     }
 

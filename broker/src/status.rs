@@ -18,8 +18,29 @@ pub fn to_status(e: Error) -> Status {
         Error::Closed(_) | Error::Offline { .. } | Error::Locked { .. } => Code::Unavailable,
         Error::Corrupt { .. } | Error::Damaged { .. } => Code::DataLoss,
         Error::Io { .. } | Error::Poisoned { .. } => Code::Internal,
+        Error::InvalidProducerFields { .. } | Error::NotABatchBoundary { .. } => {
+            Code::InvalidArgument
+        }
+        Error::UnknownProducer { .. }
+        | Error::ProducerFenced { .. }
+        | Error::OutOfOrderSequence { .. }
+        | Error::OffsetMismatch { .. }
+        | Error::StaleLeaderEpoch { .. }
+        | Error::TruncateBelowHighWatermark { .. } => Code::FailedPrecondition,
+    };
+    let reason = match &e {
+        Error::UnknownProducer { .. } => Some("UNKNOWN_PRODUCER_ID"),
+        Error::ProducerFenced { .. } => Some("PRODUCER_FENCED"),
+        Error::OutOfOrderSequence { .. } => Some("OUT_OF_ORDER_SEQUENCE"),
+        _ => None,
     };
     let mut status = Status::new(code, e.to_string());
+    if let Some(reason) = reason {
+        status.metadata_mut().insert(
+            "brook-reason",
+            tonic::metadata::MetadataValue::from_static(reason),
+        );
+    }
     // Machine-readable: a consumer can skip exactly the damaged offsets.
     if let Error::Damaged {
         first_offset,

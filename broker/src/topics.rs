@@ -161,13 +161,11 @@ impl Topics for TopicsService {
         let name = req.into_inner().name;
         let r = async {
             let log = Arc::clone(self.broker.log()?);
-            let (broker, n) = (Arc::clone(&self.broker), name.clone());
-            tokio::task::spawn_blocking(move || {
-                broker.producers.delete_topic(&n, || log.delete_topic(&n))
-            })
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(to_status)?;
+            let n = name.clone();
+            tokio::task::spawn_blocking(move || log.delete_topic(&n))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(to_status)?;
             tracing::info!(topic = %name, "deleted topic");
             Ok(v1::DeleteTopicResponse {})
         }

@@ -69,6 +69,11 @@ pub(crate) const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 const MIN_SEGMENT_BYTES: u64 = 1024;
 
 impl PartitionConfig {
+    /// Bytes an active segment maps: large enough for any accepted batch.
+    pub(crate) fn segment_capacity(&self) -> u64 {
+        self.segment_bytes.max(u64::from(self.max_batch_bytes))
+    }
+
     /// Checks every value's range, naming the first one that is wrong.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidConfig(msg));

@@ -109,6 +109,90 @@ pub enum Error {
         /// The original error.
         reason: String,
     },
+    /// An idempotent producer's batch carries a negative sequence or epoch.
+    #[error(
+        "producer {producer_id} sent base_sequence {sequence} and epoch {epoch}: both must be >= 0"
+    )]
+    InvalidProducerFields {
+        /// The producer.
+        producer_id: i64,
+        /// The epoch it sent.
+        epoch: i16,
+        /// The base sequence it sent.
+        sequence: i32,
+    },
+    /// The partition has no state for this producer and its batch does not
+    /// start at sequence 0 (Kafka's UNKNOWN_PRODUCER_ID): the producer must
+    /// initialise again.
+    #[error(
+        "unknown producer {producer_id} must start at sequence 0, not {sequence} (call InitProducer again)"
+    )]
+    UnknownProducer {
+        /// The producer.
+        producer_id: i64,
+        /// The sequence it sent.
+        sequence: i32,
+    },
+    /// A newer epoch of this producer id has written to the partition: the
+    /// sender is a zombie (Kafka's INVALID_PRODUCER_EPOCH).
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
+    ProducerFenced {
+        /// The producer.
+        producer_id: i64,
+        /// The epoch it sent.
+        epoch: i16,
+        /// The epoch the partition knows.
+        current_epoch: i16,
+    },
+    /// The batch's sequence does not follow the producer's last one and is
+    /// not a remembered retry (Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error(
+        "producer {producer_id} sent sequence {received} but the partition expects {expected}: {reason}"
+    )]
+    OutOfOrderSequence {
+        /// The producer.
+        producer_id: i64,
+        /// The sequence it sent.
+        received: i32,
+        /// The sequence the partition expects.
+        expected: i32,
+        /// Why it does not fit: a gap, or a retry too old to recognise.
+        reason: &'static str,
+    },
+    /// A replicated batch does not continue the log where it ends.
+    #[error("replicated batch starts at offset {received} but the log ends at {log_end_offset}")]
+    OffsetMismatch {
+        /// The batch's base offset.
+        received: u64,
+        /// The partition's log end offset.
+        log_end_offset: u64,
+    },
+    /// A truncation below the high watermark: those records are committed.
+    #[error(
+        "cannot truncate to {offset}: offsets below the high watermark {high_watermark} are committed"
+    )]
+    TruncateBelowHighWatermark {
+        /// The offset asked for.
+        offset: u64,
+        /// The partition's high watermark.
+        high_watermark: u64,
+    },
+    /// A truncation offset inside a batch.
+    #[error("offset {offset} is inside a batch (the batch before it ends at {batch_end})")]
+    NotABatchBoundary {
+        /// The offset asked for.
+        offset: u64,
+        /// Where the batches below it end.
+        batch_end: u64,
+    },
+    /// A leader epoch older than one the partition has seen.
+    #[error("leader epoch {epoch} is older than the partition's latest epoch {latest}")]
+    StaleLeaderEpoch {
+        /// The epoch given.
+        epoch: u32,
+        /// The latest epoch recorded.
+        latest: u32,
+    },
     /// The partition was closed.
     #[error("partition {0} is closed")]
     Closed(String),

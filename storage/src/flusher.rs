@@ -3,6 +3,10 @@
 //! flush policy, and syncing segments after they roll (which advances the
 //! recovery point). One thread, not one per partition, so that thousands of
 //! partitions cost a heap entry each rather than a thread each.
+//!
+//! Beside it, a few flush threads run the flushes that async callers wait
+//! for ([`flush_soon`]): one flush per partition at a time, however many
+//! producers await it, and no thread parked per waiter.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -16,6 +20,45 @@ pub(crate) trait Flushable: Send + Sync {
     fn periodic_flush(&self);
     /// Sync segments that rolled since the last call and advance the recovery point.
     fn sync_sealed(&self);
+    /// Flush everything appended so far, for the async waiters that asked.
+    fn requested_flush(&self);
+}
+
+/// Flush threads: flushes of different partitions run side by side (one
+/// slow disk does not hold up the others), a few at a time.
+const FLUSH_THREADS: usize = 4;
+
+/// Run `target`'s [`Flushable::requested_flush`] soon on a flush thread.
+pub(crate) fn flush_soon(target: Weak<dyn Flushable>) {
+    static POOL: OnceLock<Mutex<Sender<Weak<dyn Flushable>>>> = OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Weak<dyn Flushable>>();
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for i in 0..FLUSH_THREADS {
+            let rx = std::sync::Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("brook-flush-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(target) => {
+                                if let Some(t) = target.upgrade() {
+                                    t.requested_flush();
+                                }
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a storage flush thread");
+            }
+        }
+        Mutex::new(tx)
+    });
+    let tx = pool.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = tx.send(target);
 }
 
 enum Job {

@@ -26,6 +26,7 @@
 
 mod config;
 mod damage;
+mod epochs;
 mod error;
 mod file;
 mod flusher;
@@ -33,6 +34,7 @@ mod index;
 mod lock;
 mod log;
 mod partition;
+mod producers;
 mod resident;
 mod scan;
 mod segment;
@@ -41,6 +43,7 @@ pub mod verify;
 pub use config::{AppendMode, FlushPolicy, PartitionConfig};
 pub use damage::DamagedRange;
 pub use error::{Error, Result};
+pub use file::write_atomic;
 pub use flusher::drain as drain_background_jobs;
 pub use lock::{DirLock, LOCK_FILE};
 pub use log::{
@@ -48,4 +51,5 @@ pub use log::{
     validate_topic_name,
 };
 pub use partition::{AppendInfo, Partition, ReadResult, RecoveryReport, now_ms};
+pub use producers::CACHED_BATCHES;
 pub use segment::damage_found_by_reads;

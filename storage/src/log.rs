@@ -393,14 +393,6 @@ impl Log {
     /// durable only after what it vouches for; thousands of partitions
     /// close in two syncs rather than several fsyncs each.
     pub fn close(&self) -> Result<()> {
-        self.close_with(|| {})
-    }
-
-    /// [`Log::close`], running `after_data_sync` once every partition's data
-    /// is on disk and before any clean-shutdown marker is written: files
-    /// written there (the broker's producer-state snapshots) need no fsync
-    /// of their own, and cannot reach the disk before the data they describe.
-    pub fn close_with(&self, after_data_sync: impl FnOnce()) -> Result<()> {
         let (all, elsewhere): (Vec<Partition>, Vec<Partition>) = self
             .topics()
             .iter()
@@ -415,7 +407,6 @@ impl Log {
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
         sync_filesystem(&self.root)?;
-        after_data_sync();
         let closing: Vec<(&Partition, u64)> = all
             .iter()
             .zip(ends)

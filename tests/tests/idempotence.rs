@@ -113,13 +113,27 @@ async fn retried_batches_are_stored_once_across_restarts() {
     );
 }
 
-/// Snapshots are written while the broker runs, so a crash replays only the
-/// log after the last one; batches after it are still deduplicated.
+/// Storage snapshots producer state when a segment rolls, so a crash
+/// replays only the log after the last roll; batches after it are still
+/// deduplicated, and a gap is refused with a machine-readable reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_snapshots_are_taken_while_running_and_survive_kill9() {
+async fn state_snapshots_are_taken_at_rolls_and_survive_kill9() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &["--producer-snapshot-interval-ms", "50"]).await;
-    create_topic(&broker, "pay", 1).await;
+    let broker = Broker::start(dir.path(), &[]).await;
+    let config = v1::TopicConfig {
+        partitions: 1,
+        segment_bytes: Some(1024),
+        ..Default::default()
+    };
+    broker
+        .topics()
+        .await
+        .create_topic(v1::CreateTopicRequest {
+            name: "pay".into(),
+            config: Some(config),
+        })
+        .await
+        .unwrap();
     let pid = broker
         .producer()
         .await
@@ -128,36 +142,34 @@ async fn state_snapshots_are_taken_while_running_and_survive_kill9() {
         .unwrap()
         .into_inner()
         .producer_id;
-    produce(&broker, batch(pid, 0, 0, &["a", "b"]))
-        .await
-        .unwrap();
-    produce(&broker, batch(pid, 0, 2, &["c"])).await.unwrap();
+    // Two of these do not fit one 1 KiB segment: each one rolls.
+    let big = "x".repeat(600);
+    for seq in 0..3 {
+        produce(&broker, batch(pid, 0, seq, &[&big])).await.unwrap();
+    }
     let snapshot = dir.path().join("pay/0/producer-state");
     let valid_to = || {
         std::fs::read_to_string(&snapshot).ok().and_then(|t| {
             t.lines()
                 .next()?
-                .strip_prefix("brook-producers 1 ")?
+                .strip_prefix("brook-producers 2 ")?
                 .parse::<u64>()
                 .ok()
         })
     };
     brook_tests::eventually(
-        "a snapshot valid to offset 3 is written while running",
-        async || valid_to() == Some(3),
+        "a snapshot valid to the last roll (offset 2) is written while running",
+        async || valid_to() == Some(2),
     )
     .await;
-    // After the snapshot: only the log knows about this batch.
+    // Fits the active segment: no roll, only the log knows about this batch.
     produce(&broker, batch(pid, 0, 3, &["d"])).await.unwrap();
     broker.kill9();
-    assert!(
-        valid_to().is_some_and(|v| v >= 3),
-        "the runtime snapshot is on disk"
-    );
+    assert_eq!(valid_to(), Some(2), "the runtime snapshot is on disk");
 
     let broker = Broker::start(dir.path(), &[]).await;
-    let c = produce(&broker, batch(pid, 0, 2, &["c"])).await.unwrap();
-    assert!(c.duplicate && c.base_offset == 2, "known from the snapshot");
+    let c = produce(&broker, batch(pid, 0, 1, &[&big])).await.unwrap();
+    assert!(c.duplicate && c.base_offset == 1, "known from the snapshot");
     let d = produce(&broker, batch(pid, 0, 3, &["d"])).await.unwrap();
     assert!(
         d.duplicate && d.base_offset == 3,
@@ -167,5 +179,9 @@ async fn state_snapshots_are_taken_while_running_and_survive_kill9() {
         .await
         .unwrap_err();
     assert_eq!(gap.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        gap.metadata().get("brook-reason").unwrap(),
+        "OUT_OF_ORDER_SEQUENCE"
+    );
     assert_eq!(fetch_all(&broker, "pay", 0, 0).await.len(), 4);
 }

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -174,20 +173,7 @@ impl OffsetStore {
                 hex(&c.metadata)
             ));
         }
-        // Unique, so two writers can never share a temporary file.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = self.dir.join(format!("{group}.offsets.{n}.tmp"));
-        let dst = self.dir.join(format!("{group}.offsets"));
-        let mut f =
-            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, &dst)?;
-        fs::File::open(&self.dir)?
-            .sync_all()
-            .context("syncing the offsets directory")?;
+        brook_storage::write_atomic(&self.dir, &format!("{group}.offsets"), text.as_bytes())?;
         Ok(())
     }
 

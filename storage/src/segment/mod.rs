@@ -83,11 +83,6 @@ fn index_capacity(bytes: u64, interval: u64) -> usize {
     (bytes / interval.max(HEADER_LEN as u64)) as usize + 2
 }
 
-/// Bytes reserved for an active segment: large enough for any accepted batch.
-pub(crate) fn segment_capacity(cfg: &PartitionConfig) -> u64 {
-    cfg.segment_bytes.max(u64::from(cfg.max_batch_bytes))
-}
-
 impl Segment {
     /// Creates an empty active segment at `base_offset` with room for `capacity` bytes.
     pub fn create(

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use super::{ALLOC_MIN, Segment, segment_capacity};
+use super::{ALLOC_MIN, Segment};
 use crate::config::PartitionConfig;
 use crate::damage::DamagedRange;
 use crate::error::{Error, IoContext, Result};
@@ -77,7 +77,7 @@ impl Segment {
         let file = open_rw(&paths.log, false)?;
         let file_len = file.metadata().at(&paths.log)?.len();
         let active = matches!(role, Role::Active { .. });
-        let capacity = file_len.max(segment_capacity(cfg));
+        let capacity = file_len.max(cfg.segment_capacity());
         let before = (entries(&paths.index, 8), entries(&paths.timeindex, 12));
         let indexes_exist = paths.index.exists() && paths.timeindex.exists();
         let mut rebuild_reason = None;

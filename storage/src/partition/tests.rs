@@ -4,6 +4,7 @@ use brook_protocol::batch::{Batch, BatchBuilder, batches};
 
 use super::*;
 use crate::config::AppendMode;
+use crate::file::{read_offset_file, write_offset_file};
 
 fn batch(first_ts: i64, values: &[&str]) -> Batch {
     let mut b = BatchBuilder::new();
@@ -69,7 +70,8 @@ fn appends_get_consecutive_offsets_and_read_back() {
             AppendInfo {
                 base_offset: 0,
                 last_offset: 2,
-                log_end_offset: 3
+                log_end_offset: 3,
+                duplicate: false,
             }
         );
         assert_eq!(
@@ -77,7 +79,8 @@ fn appends_get_consecutive_offsets_and_read_back() {
             AppendInfo {
                 base_offset: 3,
                 last_offset: 3,
-                log_end_offset: 4
+                log_end_offset: 4,
+                duplicate: false,
             }
         );
         assert_eq!(
@@ -144,7 +147,7 @@ fn rolls_at_segment_bytes_and_reads_across_segments() {
             .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
             .map(|e| e.metadata().unwrap().len())
             .sum();
-        let reserved = segment_capacity(p.config());
+        let reserved = p.config().segment_capacity();
         assert!(
             on_disk <= p.size_bytes() + reserved,
             "only the active segment keeps reserved space"
@@ -354,7 +357,7 @@ fn rolls_when_segment_ms_passes() {
 async fn waiters_wake_when_data_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let p = Partition::open(dir.path(), "t/0", cfg(AppendMode::Write)).unwrap();
-    let mut end = p.watch_log_end();
+    let mut end = p.watch_high_watermark();
     let writer = p.clone();
     let handle = tokio::task::spawn_blocking(move || writer.append(&batch(1, &["x"])).unwrap());
     let seen = tokio::time::timeout(Duration::from_secs(10), end.wait_for(|e| *e > 0)).await;
