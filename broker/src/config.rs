@@ -53,7 +53,7 @@ pub struct ServeArgs {
     #[arg(long, env = "BROOK_MAX_BATCH_BYTES")]
     pub max_batch_bytes: Option<u32>,
     /// Default flush policy of new topics: always, never or interval:MS [default: interval:1000]
-    #[arg(long, env = "BROOK_FLUSH")]
+    #[arg(long, env = "BROOK_FLUSH", value_name = "POLICY", value_parser = check_flush)]
     pub flush: Option<String>,
     /// Shortest session timeout a group member may ask for, in ms [default: 1000]
     #[arg(long, env = "BROOK_GROUP_MIN_SESSION_TIMEOUT_MS")]
@@ -71,11 +71,9 @@ pub struct ServeArgs {
     #[arg(long, env = "BROOK_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
     /// What to do with a partition that cannot be opened at start (an
-    /// unreadable file, a directory where a segment should be): `offline`
-    /// keeps it offline (its requests get UNAVAILABLE with the reason) while
-    /// every other partition serves; `fail` stops the broker [default: offline]
-    #[arg(long, env = "BROOK_ON_OPEN_ERROR")]
-    pub on_open_error: Option<String>,
+    /// unreadable file, a directory where a segment should be) [default: offline]
+    #[arg(long, env = "BROOK_ON_OPEN_ERROR", value_enum)]
+    pub on_open_error: Option<OpenErrorPolicy>,
     /// Testing aid (a fail point): end every produce stream with UNAVAILABLE
     /// right after appending its Nth batch and before acknowledging it, as a
     /// dropped connection would.
@@ -91,6 +89,27 @@ pub struct ServeArgs {
     #[arg(long, env = "BROOK_DEBUG_DELAY_RECOVERY_MS", hide = true)]
     #[serde(skip)]
     pub debug_delay_recovery_ms: Option<u64>,
+}
+
+/// `--on-open-error` (and `on_open_error` in the file): storage's
+/// [`OnOpenError`] as the words a user types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenErrorPolicy {
+    /// Keep the partition offline (its requests get UNAVAILABLE with the
+    /// reason) while every other partition serves.
+    Offline,
+    /// Stop the broker.
+    Fail,
+}
+
+impl From<OpenErrorPolicy> for OnOpenError {
+    fn from(p: OpenErrorPolicy) -> Self {
+        match p {
+            OpenErrorPolicy::Offline => OnOpenError::Offline,
+            OpenErrorPolicy::Fail => OnOpenError::Fail,
+        }
+    }
 }
 
 /// The settings in force, after flags, environment, file and defaults.
@@ -172,6 +191,15 @@ pub fn parse_flush(s: &str) -> anyhow::Result<FlushPolicy> {
     }
 }
 
+/// Checks a `--flush` value as clap reads it, so that a typo is refused
+/// with the accepted forms before the broker opens anything. The text is
+/// kept: the file's value goes through [`parse_flush`] the same way.
+fn check_flush(s: &str) -> Result<String, String> {
+    parse_flush(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 fn limit(v: i64, what: &str) -> anyhow::Result<Option<u64>> {
     match v {
         -1 => Ok(None),
@@ -225,11 +253,7 @@ impl ServeArgs {
                 self.tls_key.or(file.tls_key),
                 self.tls_client_ca.or(file.tls_client_ca),
             )?,
-            on_open_error: match pick!(on_open_error, "offline".to_string()).as_str() {
-                "offline" => OnOpenError::Offline,
-                "fail" => OnOpenError::Fail,
-                other => anyhow::bail!("on_open_error must be offline or fail, got {other:?}"),
-            },
+            on_open_error: pick!(on_open_error, OpenErrorPolicy::Offline).into(),
             debug_drop_stream_after: self.debug_drop_stream_after,
             debug_fail_fetch_committed: self.debug_fail_fetch_committed.unwrap_or(0),
             debug_delay_recovery: Duration::from_millis(self.debug_delay_recovery_ms.unwrap_or(0)),
@@ -334,12 +358,28 @@ mod tests {
         let path = dir.path().join("brook.toml");
         std::fs::write(&path, "no_such_key = 1\n").unwrap();
         let err = ServeArgs {
-            config: Some(path),
+            config: Some(path.clone()),
             ..Default::default()
         }
         .resolve()
         .unwrap_err();
         assert!(format!("{err:#}").contains("no_such_key"));
+        std::fs::write(&path, "on_open_error = \"retry\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("retry"), "{err:#}");
+        std::fs::write(&path, "on_open_error = \"fail\"\n").unwrap();
+        let c = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.on_open_error, OnOpenError::Fail);
         assert_eq!(
             parse_flush("interval:250").unwrap(),
             FlushPolicy::Interval(Duration::from_millis(250))

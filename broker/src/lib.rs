@@ -5,17 +5,17 @@
 //! - `topics`, `produce`, `consume`, [`groups`]: the `brook.v1` services.
 //! - [`state::Broker`]: what the services share; `status`: storage errors → gRPC statuses.
 //! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
+//! - [`cli`]: the `brook` command line (serve, topic, produce, consume, group,
+//!   lag, data, bench), one file per command family.
 #![warn(missing_docs)]
 // Input from the network or the disk must never reach an unwrap: the
 // compiler keeps that rule in non-test code (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-pub mod bench;
 pub mod cli;
 pub mod config;
 mod conn;
 mod consume;
-pub mod datadir;
 mod fdlimit;
 pub mod groups;
 mod limits;

@@ -1,5 +1,5 @@
-//! `brook data`: offline checks and repair of a data directory (no broker
-//! may run on it; the directory's lock makes sure).
+//! `brook data verify|repair`: offline checks and repair of a data
+//! directory (no broker may run on it; the directory's lock makes sure).
 
 use std::path::PathBuf;
 
@@ -8,12 +8,12 @@ use brook_storage::verify::{self, Finding};
 
 /// `brook data` subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum DataCmd {
+pub(crate) enum DataCmd {
     /// Check every batch of every segment and every index entry; print a
     /// table of the damage found. Exits 1 if there is any, 0 if none.
     /// Takes the directory's shared lock: refused while a broker runs on it.
     #[command(
-        after_help = "Example:\n  brook data verify ./brook-data\n  brook data verify ./brook-data --json"
+        after_help = "Examples:\n  brook data verify ./brook-data\n  brook data verify ./brook-data --json"
     )]
     Verify {
         /// The broker's data directory.
@@ -28,7 +28,7 @@ pub enum DataCmd {
     /// never reuses them, and rebuilds moved indexes. Takes the directory's
     /// exclusive lock: refused while a broker runs on it.
     #[command(
-        after_help = "Example:\n  brook data repair ./brook-data --partition orders/3 --dry-run\n  brook data repair ./brook-data --partition orders/3"
+        after_help = "Examples:\n  brook data repair ./brook-data --partition orders/3 --dry-run\n  brook data repair ./brook-data --partition orders/3"
     )]
     Repair {
         /// The broker's data directory.
@@ -43,7 +43,7 @@ pub enum DataCmd {
 }
 
 /// Runs a `brook data` command; `Ok(false)` means damage was found.
-pub fn run(cmd: DataCmd) -> anyhow::Result<bool> {
+pub(crate) fn run(cmd: DataCmd) -> anyhow::Result<bool> {
     match cmd {
         DataCmd::Verify { dir, json } => {
             let report = verify::verify_dir(&dir)?;

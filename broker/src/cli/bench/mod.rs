@@ -1,0 +1,159 @@
+//! `brook bench`: load against a running broker, like kafka-producer-perf-test
+//! and iggy-bench. Reports msgs/s, MiB/s, latency percentiles (HDR
+//! histogram), the broker's peak memory when it can read it, and a baseline
+//! measured in the same run: this machine's sequential write bandwidth for
+//! the same byte count (like `dd conv=fdatasync`).
+//!
+//! This file holds the flags and picks the workload; each workload has its
+//! own file (`produce`, `consume`, `e2e`), and `report` prints the result.
+
+use std::path::PathBuf;
+
+use brook_client::Client;
+
+use super::connection::Conn;
+
+mod baseline;
+mod consume;
+mod e2e;
+mod memory;
+mod produce;
+mod progress;
+mod report;
+
+/// `brook bench` flags.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  brook bench produce --messages 100000
+  brook bench --topic w1 --partitions 8 produce --messages 1000000 --size 1024 --keys 10000
+  brook bench --topic w1 consume --messages 1000000
+  brook bench --json e2e --messages 10000 --size 64")]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    pub(crate) conn: Conn,
+    /// Topic to use (created with --partitions if missing).
+    #[arg(long, default_value = "bench", global = true)]
+    pub(crate) topic: String,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 8, global = true)]
+    pub(crate) partitions: u32,
+    /// Print one JSON object instead of the human summary.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// The broker's pid, to report its peak memory (found by name if omitted).
+    #[arg(long, global = true)]
+    pub(crate) broker_pid: Option<u32>,
+    /// The workload.
+    #[command(subcommand)]
+    pub(crate) workload: Workload,
+}
+
+/// What to measure.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Workload {
+    /// Send records and wait for every ack.
+    ///
+    /// W1: brook bench produce --messages 1000000 --size 1024 --keys 10000 --partitions 8
+    /// W3: brook bench produce --messages 20000 --size 1024 --sync
+    Produce(ProduceArgs),
+    /// Read records from the start of every partition.
+    ///
+    /// W2: brook bench consume --messages 1000000
+    Consume(ConsumeArgs),
+    /// Produce and consume at once; latency is from send to receipt.
+    E2e(ProduceArgs),
+}
+
+/// Producer workload flags.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ProduceArgs {
+    /// Records to send.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) messages: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) size: usize,
+    /// Distinct keys (aggregates); 0 sends without keys.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) keys: u64,
+    /// Concurrent producers (each with its own client connection).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) producers: u32,
+    /// When the broker acknowledges a batch.
+    #[arg(long, value_enum, default_value_t = AckLevel::Written)]
+    pub(crate) acks: AckLevel,
+    /// Batch size in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub(crate) batch: usize,
+    /// Linger in ms.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) linger_ms: u64,
+    /// Batches in flight per producer (1: one batch in flight).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) in_flight: usize,
+    /// Await each send before the next (single-record latency, W3).
+    #[arg(long)]
+    pub(crate) sync: bool,
+    /// Where the write-bandwidth baseline writes its file (default: the temp dir).
+    #[arg(long)]
+    pub(crate) baseline_dir: Option<PathBuf>,
+}
+
+/// `--acks`: the client's [`brook_client::Acks`], as words on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AckLevel {
+    /// In the broker's page cache: survives a broker crash, not a power cut.
+    Written,
+    /// On the broker's disk.
+    Durable,
+}
+
+impl From<AckLevel> for brook_client::Acks {
+    fn from(a: AckLevel) -> Self {
+        match a {
+            AckLevel::Written => brook_client::Acks::Written,
+            AckLevel::Durable => brook_client::Acks::Durable,
+        }
+    }
+}
+
+/// Consumer workload flags.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ConsumeArgs {
+    /// Records to read.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) messages: u64,
+    /// Bytes per fetch.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub(crate) fetch_bytes: u32,
+}
+
+/// Runs the chosen workload and prints its report.
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let target = args.conn.target()?;
+    let client = target.connect().await?;
+    ensure_topic(&client, &args.topic, args.partitions).await?;
+    let mut report = match &args.workload {
+        Workload::Produce(p) => produce::produce(&args, &target, p).await?,
+        Workload::Consume(c) => consume::consume(&client, &args.topic, c, args.json).await?,
+        Workload::E2e(p) => e2e::e2e(&args, &client, p).await?,
+    };
+    let pid = args.broker_pid.or_else(memory::find_broker);
+    report.broker_peak_rss_kib = memory::proc_status_kib(pid, "VmHWM:");
+    report.broker_rss_anon_kib = memory::proc_status_kib(pid, "RssAnon:");
+    report.print(args.json);
+    Ok(())
+}
+
+/// Creates the topic unless it exists; an existing topic keeps its partitions.
+async fn ensure_topic(client: &Client, topic: &str, partitions: u32) -> anyhow::Result<()> {
+    match client.admin().describe_topic(topic).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(tonic::Code::NotFound) => {
+            client.admin().create_topic(topic, partitions).await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,70 @@
+//! The connection flags (`--url`, `--tls-ca`), defined once and flattened
+//! into every command that talks to a broker, and the one place that turns
+//! them into a [`Client`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use brook_client::Client;
+
+/// Where the broker is and how to trust it.
+///
+/// The flags are `global` so that they may follow a subcommand
+/// (`brook topic list --url …`), as scripts and the docs write them.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Conn {
+    /// Broker address (https:// for a TLS broker).
+    #[arg(
+        long,
+        env = "BROOK_URL",
+        default_value = "http://127.0.0.1:9292",
+        global = true
+    )]
+    pub(crate) url: String,
+    /// PEM CA to trust for an https:// broker (default: the system's roots).
+    #[arg(long, env = "BROOK_TLS_CA", global = true)]
+    pub(crate) tls_ca: Option<PathBuf>,
+}
+
+impl Conn {
+    /// Reads the CA file once, so that a [`Target`] can open as many
+    /// connections as a run needs (bench opens one per producer).
+    pub(crate) fn target(&self) -> anyhow::Result<Target> {
+        let tls_ca = self.tls_ca.as_deref().map(read_ca).transpose()?;
+        Ok(Target {
+            url: self.url.clone(),
+            tls_ca: tls_ca.map(Arc::new),
+        })
+    }
+
+    /// One connection to the broker.
+    pub(crate) async fn client(&self) -> anyhow::Result<Client> {
+        self.target()?.connect().await
+    }
+}
+
+/// A broker address with its CA already read: cheap to clone into tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    url: String,
+    tls_ca: Option<Arc<Vec<u8>>>,
+}
+
+impl Target {
+    /// Connects; the error names the address, which is what a user checks first.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
+        let mut builder = Client::builder(&self.url);
+        if let Some(ca) = &self.tls_ca {
+            builder = builder.tls_ca_pem(ca.as_slice());
+        }
+        builder
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach the broker at {}", self.url))
+    }
+}
+
+fn read_ca(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))
+}

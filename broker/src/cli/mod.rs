@@ -1,0 +1,391 @@
+//! The `brook` command line: the top-level [`Cli`], its commands and the
+//! dispatch to them. One file per command family:
+//!
+//! - `connection`: `--url` and `--tls-ca`, flattened into every command that
+//!   connects; `output`: `--json` and the table printer.
+//! - `topics`, `produce`, `consume`, `groups`, `lag`: the operator commands.
+//!   Human tables by default, JSON with `--json`.
+//! - `position`: the `earliest|latest|offset:N|time:MS|shift:N` forms.
+//! - `data`: `brook data verify|repair`, offline, on a data directory.
+//! - `bench`: `brook bench` and its workloads.
+//!
+//! `brook serve`'s flags live with the rest of its settings in
+//! [`crate::config`]. Errors come back to `main`, which prints them on one
+//! line and exits non-zero.
+
+use std::process::ExitCode;
+
+use crate::config::ServeArgs;
+
+mod bench;
+mod connection;
+mod consume;
+mod data;
+mod groups;
+mod lag;
+mod output;
+mod position;
+mod produce;
+mod topics;
+
+/// Brook: a Kafka-like event log broker in one binary.
+#[derive(Debug, clap::Parser)]
+#[command(name = "brook", version, about, long_about = None)]
+#[command(after_help = "\
+Examples:
+  brook serve --data-dir /var/lib/brook
+  brook topic create orders --partitions 3
+  brook consume orders --from earliest --max 10
+  brook lag billing --watch")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Start the broker.
+    ///
+    /// Every setting is a flag, an environment variable (BROOK_...) and a key of
+    /// the TOML file given with --config. Precedence: flag, then environment,
+    /// then the file, then the default. Logs go to stderr (RUST_LOG filters);
+    /// the first line on stdout is `brook listening grpc=ADDR metrics=ADDR`.
+    #[command(after_help = "\
+Examples:
+  brook serve --data-dir /var/lib/brook --listen 0.0.0.0:9292
+  brook serve --config /etc/brook/brook.toml
+  brook serve --flush always --retention-ms -1
+  brook serve --tls-cert server.pem --tls-key server.key")]
+    Serve(Box<ServeArgs>),
+    /// Measure a running broker: produce, consume or end-to-end load.
+    Bench(bench::BenchArgs),
+    /// Create, list, describe, delete topics; add partitions.
+    Topic(topics::TopicArgs),
+    /// Send standard input to a topic, one record per line.
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records (as a group member with --group).
+    Consume(consume::ConsumeArgs),
+    /// List, describe, delete consumer groups; reset their offsets.
+    Group(groups::GroupArgs),
+    /// Check or repair a data directory offline (no broker running on it).
+    #[command(after_help = "\
+Examples:
+  brook data verify ./brook-data
+  brook data verify ./brook-data --json
+  brook data repair ./brook-data --partition orders/3 --dry-run")]
+    Data {
+        #[command(subcommand)]
+        cmd: data::DataCmd,
+    },
+    /// Consumer lag per partition: committed, end, lag in records and time.
+    Lag(lag::LagArgs),
+}
+
+impl Cli {
+    /// Runs the command. `shutdown` is what stops `brook serve` (the caller
+    /// owns the signal: SIGTERM in `main`); other commands ignore it.
+    ///
+    /// Exits 1 without an error when `brook data verify` finds damage: the
+    /// table says what, the exit code tells scripts.
+    pub fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Serve(args) => {
+                let config = args.resolve()?;
+                block_on(crate::server::run(config, shutdown))?;
+            }
+            Command::Bench(args) => block_on(bench::run(args))?,
+            Command::Topic(args) => block_on(topics::run(args))?,
+            Command::Produce(args) => block_on(produce::run(args))?,
+            Command::Consume(args) => block_on(consume::run(args))?,
+            Command::Group(args) => block_on(groups::run(args))?,
+            Command::Lag(args) => block_on(lag::run(args))?,
+            Command::Data { cmd } => {
+                if !data::run(cmd)? {
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(line.split_whitespace())
+    }
+
+    /// The error of a refused line. A word outside a `ValueEnum` is an
+    /// `InvalidValue` (clap lists the choices); a word-or-number value our
+    /// parser refuses is a `ValueValidation` (our message lists the forms).
+    fn refused(line: &str) -> clap::Error {
+        match parse(line) {
+            Ok(cli) => panic!("{line} was accepted: {cli:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn the_flag_definitions_hold_together() {
+        Cli::command().debug_assert();
+    }
+
+    /// Command lines from README.md, docs/, scripts/ and the end-to-end
+    /// tests: every one of them must keep parsing.
+    const DOCUMENTED: &[&str] = &[
+        "brook serve",
+        "brook serve --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem",
+        "brook serve --on-open-error fail --flush always --segment-bytes 65536",
+        "brook topic create orders --partitions 3",
+        "brook topic create t --retention-ms -1 --flush interval:500",
+        "brook topic list --url https://localhost:9292 --tls-ca ca.pem",
+        "brook topic list --json",
+        "brook topic describe orders",
+        "brook topic delete orders",
+        "brook topic add-partitions orders --partitions 4",
+        "brook topic create payments --partitions 3 --url https://localhost:1 --tls-ca ca.pem",
+        "brook produce orders --key-field aggregate_id --header source=shop",
+        "brook produce orders --key k --header a=b --header c=d --durable",
+        "brook consume orders --from earliest --max 2 --format json",
+        "brook consume orders --group billing --max 2",
+        "brook consume orders --partition 0 --partition 2 --from offset:5 --format plain",
+        "brook consume orders --from time:1700000000000",
+        "brook consume orders --from latest",
+        "brook lag",
+        "brook lag billing",
+        "brook lag billing --json --watch",
+        "brook group list",
+        "brook group describe billing",
+        "brook group delete billing",
+        "brook group reset-offsets billing --topic orders --to earliest --dry-run",
+        "brook group reset-offsets billing --topic orders --partition 1 --to offset:10 --force",
+        "brook group reset-offsets billing --topic orders --to time:1700000000000",
+        "brook group reset-offsets billing --topic orders --to shift:-5",
+        "brook group reset-offsets billing --topic orders --to latest",
+        "brook bench produce --messages 100000",
+        "brook bench --topic w1 produce --messages 1000000 --in-flight 1",
+        "brook bench --topic w1 consume --messages 1000000",
+        "brook bench --topic w1d produce --messages 1000000 --in-flight 1 --acks durable",
+        "brook bench --topic w3d produce --messages 20000 --sync --acks durable",
+        "brook bench --url http://127.0.0.1:1 --json --topic ab produce --messages 10 --in-flight 1",
+        "brook bench --url http://127.0.0.1:1 --broker-pid 42 --json --topic w1 consume --messages 1",
+        "brook bench --url http://127.0.0.1:1 --json --topic b --partitions 3 produce --messages 3000 --size 100 --keys 50",
+        "brook bench --url http://127.0.0.1:1 --json --topic b e2e --messages 500 --size 64",
+        "brook bench --topic p --json produce --messages 2000 --url https://localhost:1 --tls-ca ca.pem",
+        "brook data verify ./brook-data",
+        "brook data verify ./brook-data --json",
+        "brook data repair ./brook-data --partition orders/3 --dry-run",
+    ];
+
+    #[test]
+    fn documented_command_lines_parse() {
+        for line in DOCUMENTED {
+            if let Err(e) = parse(line) {
+                panic!("{line}: {e}");
+            }
+        }
+    }
+
+    /// The `brook …` part of each example line in every command's `--help`.
+    fn examples(cmd: &clap::Command, out: &mut Vec<String>) {
+        let help = cmd.get_after_help().map(|h| h.to_string());
+        for line in help.iter().flat_map(|h| h.lines()) {
+            if let Some(at) = line.find("brook ") {
+                let line = &line[at..];
+                // Redirections belong to the shell, not to brook.
+                let end = line.find(" <").unwrap_or(line.len());
+                out.push(line[..end].to_string());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            examples(sub, out);
+        }
+    }
+
+    #[test]
+    fn every_help_example_parses() {
+        let mut found = Vec::new();
+        examples(&Cli::command(), &mut found);
+        // Top level, serve, bench, topic, produce, consume, group, lag, data (+ verify, repair).
+        assert!(found.len() >= 30, "{found:?}");
+        for line in &found {
+            if let Err(e) = parse(line) {
+                panic!("example {line:?}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn connection_flags_are_accepted_before_and_after_a_subcommand() {
+        for line in [
+            "brook bench --url https://b:1 --tls-ca ca.pem produce",
+            "brook bench produce --url https://b:1 --tls-ca ca.pem",
+            "brook topic --url https://b:1 --tls-ca ca.pem list",
+            "brook topic list --url https://b:1 --tls-ca ca.pem",
+            "brook group describe g --url https://b:1 --tls-ca ca.pem",
+            "brook consume t --url https://b:1 --tls-ca ca.pem",
+            "brook produce t --url https://b:1 --tls-ca ca.pem",
+            "brook lag --url https://b:1 --tls-ca ca.pem",
+        ] {
+            let url = match parse(line)
+                .unwrap_or_else(|e| panic!("{line}: {e}"))
+                .command
+            {
+                Command::Bench(a) => a.conn.url,
+                Command::Topic(a) => a.conn.url,
+                Command::Group(a) => a.conn.url,
+                Command::Consume(a) => a.conn.url,
+                Command::Produce(a) => a.conn.url,
+                Command::Lag(a) => a.conn.url,
+                other => panic!("{line}: {other:?}"),
+            };
+            assert_eq!(url, "https://b:1", "{line}");
+        }
+        // Offline and server commands take no broker address.
+        refused("brook data verify d --url http://b:1");
+        refused("brook serve --url http://b:1");
+    }
+
+    fn consume(line: &str) -> consume::ConsumeArgs {
+        match parse(line)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .command
+        {
+            Command::Consume(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn consume_format_is_a_choice_of_words() {
+        assert_eq!(consume("brook consume t").format, consume::Format::Plain);
+        assert_eq!(
+            consume("brook consume t --format json").format,
+            consume::Format::Json
+        );
+        let e = refused("brook consume t --format xml");
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+        let text = e.to_string();
+        assert!(text.contains("plain") && text.contains("json"), "{text}");
+    }
+
+    #[test]
+    fn consume_from_takes_a_word_or_a_position() {
+        use brook_client::ResetTo;
+        assert_eq!(consume("brook consume t").from, ResetTo::Earliest);
+        let cases = [
+            ("earliest", ResetTo::Earliest),
+            ("latest", ResetTo::Latest),
+            ("offset:1500", ResetTo::Offset(1500)),
+            ("time:1767225600000", ResetTo::Timestamp(1_767_225_600_000)),
+        ];
+        for (from, want) in cases {
+            assert_eq!(
+                consume(&format!("brook consume t --from {from}")).from,
+                want
+            );
+        }
+        for bad in ["begin", "shift:-1", "offset:x", "1500"] {
+            let e = refused(&format!("brook consume t --from {bad}"));
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{bad}: {e}");
+        }
+        let help = Cli::command()
+            .find_subcommand_mut("consume")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(
+            help.contains("offset:N") && help.contains("time:MS"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn reset_offsets_to_takes_a_shift_too() {
+        let line = "brook group reset-offsets g --topic t --to shift:-100";
+        match parse(line).map(|c| c.command) {
+            Ok(Command::Group(a)) => assert!(matches!(
+                a.cmd,
+                groups::GroupCmd::ResetOffsets {
+                    to: brook_client::ResetTo::ShiftBy(-100),
+                    ..
+                }
+            )),
+            other => panic!("{other:?}"),
+        }
+        let e = refused("brook group reset-offsets g --topic t --to back:5");
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        // --to has no default: resetting to nowhere is a mistake.
+        assert_eq!(
+            refused("brook group reset-offsets g --topic t").kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn bench_acks_is_a_choice_of_words() {
+        let acks = |line: &str| match parse(line).map(|c| c.command) {
+            Ok(Command::Bench(bench::BenchArgs {
+                workload: bench::Workload::Produce(p),
+                ..
+            })) => p.acks,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(acks("brook bench produce"), bench::AckLevel::Written);
+        assert_eq!(
+            acks("brook bench produce --acks durable"),
+            bench::AckLevel::Durable
+        );
+        let e = refused("brook bench produce --acks all");
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+        assert!(e.to_string().contains("written"), "{e}");
+    }
+
+    #[test]
+    fn topic_flush_takes_a_word_or_an_interval() {
+        use brook_storage::FlushPolicy;
+        use std::time::Duration;
+        let flush = |line: &str| match parse(line).map(|c| c.command) {
+            Ok(Command::Topic(topics::TopicArgs {
+                cmd: topics::TopicCmd::Create { flush, .. },
+                ..
+            })) => flush,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(flush("brook topic create t"), None);
+        assert_eq!(
+            flush("brook topic create t --flush always"),
+            Some(FlushPolicy::Always)
+        );
+        assert_eq!(
+            flush("brook topic create t --flush interval:250"),
+            Some(FlushPolicy::Interval(Duration::from_millis(250)))
+        );
+        for bad in ["sometimes", "interval:0", "interval:"] {
+            let e = refused(&format!("brook topic create t --flush {bad}"));
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn serve_refuses_unknown_words_up_front() {
+        let e = refused("brook serve --on-open-error retry");
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+        assert!(e.to_string().contains("offline"), "{e}");
+        assert_eq!(
+            refused("brook serve --flush sometimes").kind(),
+            ErrorKind::ValueValidation
+        );
+    }
+}
