@@ -220,13 +220,25 @@ impl ServeArgs {
                 self.$field.or(file.$field).unwrap_or($default)
             };
         }
-        let flush = parse_flush(&pick!(flush, "interval:1000".to_string()))?;
+        // Storage's defaults are the topic defaults: one place defines them.
+        let storage = PartitionConfig::default();
+        let flush = match self.flush.or(file.flush) {
+            Some(text) => parse_flush(&text)?,
+            None => storage.flush,
+        };
+        let unlimited = |v: Option<u64>| v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
         let topic_defaults = PartitionConfig {
-            segment_bytes: pick!(segment_bytes, 128 << 20),
-            segment_ms: pick!(segment_ms, 7 * 24 * 3600 * 1000),
-            retention_ms: limit(pick!(retention_ms, 7 * 24 * 3600 * 1000), "retention_ms")?,
-            retention_bytes: limit(pick!(retention_bytes, -1), "retention_bytes")?,
-            max_batch_bytes: pick!(max_batch_bytes, 4 << 20),
+            segment_bytes: pick!(segment_bytes, storage.segment_bytes),
+            segment_ms: pick!(segment_ms, storage.segment_ms),
+            retention_ms: limit(
+                pick!(retention_ms, unlimited(storage.retention_ms)),
+                "retention_ms",
+            )?,
+            retention_bytes: limit(
+                pick!(retention_bytes, unlimited(storage.retention_bytes)),
+                "retention_bytes",
+            )?,
+            max_batch_bytes: pick!(max_batch_bytes, storage.max_batch_bytes),
             flush,
             ..PartitionConfig::default()
         };
@@ -282,6 +294,37 @@ fn read_file(path: &Path) -> anyhow::Result<ServeArgs> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The topic defaults are storage's, and `--help` states them.
+    #[test]
+    fn topic_defaults_are_storages_and_the_help_says_so() {
+        let c = ServeArgs::default().resolve().unwrap();
+        let storage = PartitionConfig::default();
+        assert_eq!(c.topic_defaults, storage);
+        let help = |id: &str| {
+            let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+            arg.get_help().unwrap().to_string()
+        };
+        for (id, default) in [
+            ("segment_bytes", storage.segment_bytes.to_string()),
+            ("segment_ms", storage.segment_ms.to_string()),
+            ("max_batch_bytes", storage.max_batch_bytes.to_string()),
+            ("retention_ms", storage.retention_ms.unwrap().to_string()),
+            ("retention_bytes", "-1".to_string()),
+            ("flush", "interval:1000".to_string()),
+        ] {
+            assert!(
+                help(id).contains(&format!("[default: {default}")),
+                "--{id} help must state storage's default {default}: {}",
+                help(id)
+            );
+        }
+        assert_eq!(
+            storage.flush,
+            FlushPolicy::Interval(Duration::from_millis(1000))
+        );
+    }
 
     #[test]
     fn flags_beat_the_file_and_the_file_beats_defaults() {
