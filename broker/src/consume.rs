@@ -110,7 +110,7 @@ impl ConsumerService {
         let mut end = p.watch_high_watermark();
         let mut shutdown = self.broker.shutdown_signal();
         let read = loop {
-            let r = p.read(req.offset, max_bytes).map_err(to_status)?;
+            let r = read_off_worker(&p, req.offset, max_bytes).await?;
             let enough = r.batches.len() >= (req.min_bytes as usize).max(1);
             if enough
                 || req.min_bytes == 0 && !r.batches.is_empty()
@@ -198,10 +198,9 @@ async fn follow(
             batches,
             high_watermark: log_end_offset,
             ..
-        } = match p.read(next, max_bytes) {
+        } = match read_off_worker(&p, next, max_bytes).await {
             Ok(r) => r,
-            Err(e) => {
-                let status = to_status(e);
+            Err(status) => {
                 tracing::warn!(
                     topic,
                     partition = id,
@@ -306,5 +305,27 @@ impl Consumer for ConsumerService {
             tokio::spawn(follow(Arc::clone(&sub), id, p, from, tx.clone()));
         }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Reads on a blocking-pool thread, not on an async worker: a read checks
+/// every batch's CRC, so it touches every byte it returns, and a range that
+/// is not in the page cache page-faults for as long as the disk takes,
+/// stalling every request queued on that worker. The hop costs a few
+/// microseconds against a read's hundreds (docs/benchmarks.md, "Reads off
+/// the async workers"). At or past the high watermark there is nothing to
+/// touch: that answer stays on the worker.
+async fn read_off_worker(
+    p: &Partition,
+    offset: u64,
+    max_bytes: usize,
+) -> Result<ReadResult, Status> {
+    if offset >= p.high_watermark() {
+        return p.read(offset, max_bytes).map_err(to_status);
+    }
+    let p = p.clone();
+    match tokio::task::spawn_blocking(move || p.read(offset, max_bytes)).await {
+        Ok(read) => read.map_err(to_status),
+        Err(e) => Err(Status::internal(format!("read task failed: {e}"))),
     }
 }

@@ -1,6 +1,7 @@
 //! A partition: the ordered segments of one log, its appender and readers.
 //!
-//! The rooms of this module: `loader` (opening after a clean or unclean
+//! The rooms of this module: `append` (the leader's append and roll),
+//! `read`, `loader` (opening after a clean or unclean
 //! stop, producer state rebuilt), `flush` (group commit, durable offset,
 //! recovery point), `replica` (high watermark, leader epochs, follower
 //! appends and truncation: what replication builds on), `retention`,
@@ -26,19 +27,21 @@
 //! `appender`) and by the background sync (alone); uncontended it costs
 //! ~20 ns an append, below the noise of every benchmark, so it stays.
 
+mod append;
 mod close;
 mod flush;
 mod loader;
+mod read;
 mod replica;
 mod retention;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
-use brook_protocol::batch::{Batch, DecodeError, headers};
+use brook_protocol::batch::Batch;
 use bytes::Bytes;
 use tokio::sync::watch;
 
@@ -46,9 +49,7 @@ use crate::config::{FlushPolicy, PartitionConfig};
 use crate::damage::DamagedRange;
 use crate::epochs::LeaderEpochs;
 use crate::error::{Error, Result};
-use crate::file::sync_dir;
-use crate::flusher::{self, Flushable};
-use crate::producers::{ProducerState, Verdict};
+use crate::producers::ProducerState;
 use crate::segment::Segment;
 
 pub use loader::RecoveryReport;
@@ -388,188 +389,6 @@ impl Shared {
             None => Ok(()),
         }
     }
-
-    fn check_batch(&self, batch: &Batch) -> Result<u64> {
-        let size = batch.bytes().len();
-        if size > self.config.max_batch_bytes as usize {
-            return Err(Error::BatchTooLarge {
-                size,
-                max: self.config.max_batch_bytes,
-            });
-        }
-        let h = batch.header();
-        if h.record_count == 0 {
-            return Err(DecodeError::Empty.into());
-        }
-        // Recovery relies on this to find the next batch's offset.
-        if h.last_offset_delta != h.record_count - 1 {
-            return Err(DecodeError::Inconsistent {
-                field: "last_offset_delta",
-                header: i64::from(h.last_offset_delta),
-                actual: i64::from(h.record_count) - 1,
-            }
-            .into());
-        }
-        Ok(u64::from(h.record_count))
-    }
-
-    /// The leader's append: producer check, then the next offsets.
-    fn append(self: &Arc<Self>, batch: &Batch) -> Result<AppendInfo> {
-        let count = self.check_batch(batch)?;
-        self.check_not_poisoned()?;
-        let mut app = lock(&self.appender);
-        if app.closed {
-            return Err(Error::Closed(self.name.clone()));
-        }
-        if let Verdict::Duplicate(stored) = app.producers.check(batch.header())? {
-            return Ok(AppendInfo {
-                base_offset: stored.base_offset,
-                last_offset: stored.last_offset,
-                log_end_offset: app.active.next_offset(),
-                duplicate: true,
-            });
-        }
-        let base = app.active.next_offset();
-        self.write(&mut app, batch, base, count)
-    }
-
-    /// Writes `batch` at `base` (the log end), rolling first if the active
-    /// segment is full or old, records it in the producer state and
-    /// publishes the new end (and high watermark, where appends move it).
-    fn write(
-        self: &Arc<Self>,
-        app: &mut Appender,
-        batch: &Batch,
-        base: u64,
-        count: u64,
-    ) -> Result<AppendInfo> {
-        let size = batch.bytes().len() as u64;
-        let now = now_ms();
-        let too_old = now.saturating_sub(app.rolled_at_ms) >= self.config.segment_ms as i64;
-        let offsets_overflow = base + count - app.active.base_offset() > u64::from(u32::MAX);
-        let full =
-            app.active.size() + size > self.config.segment_bytes || !app.active.has_room(size);
-        if !app.active.is_empty() && (full || too_old || offsets_overflow) {
-            self.roll(app, base, now)?;
-        }
-        app.active.append(batch, base)?;
-        app.producers.record(batch.header(), base);
-        let end = base + count;
-        self.end.send_replace(end);
-        if self.watermark() == Watermark::LogEnd {
-            self.high_watermark.send_replace(end);
-        }
-        Ok(AppendInfo {
-            base_offset: base,
-            last_offset: end - 1,
-            log_end_offset: end,
-            duplicate: false,
-        })
-    }
-
-    /// Starts a new active segment at `base`. The new one is created before
-    /// the old one is sealed, so a failure leaves the old one active. (On a
-    /// full disk the new segment is still created, with no space reserved:
-    /// the append that needs the space fails with `DiskFull`.)
-    fn roll(self: &Arc<Self>, app: &mut Appender, base: u64, now: i64) -> Result<()> {
-        let new = Arc::new(Segment::create(
-            &self.dir,
-            base,
-            self.config.segment_capacity(),
-            &self.config,
-        )?);
-        // The new file must survive a power cut before a durable ack can point into it.
-        sync_dir(&self.dir)?;
-        if let Err(e) = app.active.seal() {
-            let _ = new.delete();
-            return Err(e);
-        }
-        self.segments
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(base, Arc::clone(&new));
-        let old = std::mem::replace(&mut app.active, new);
-        app.rolled_at_ms = now;
-        lock(&self.unsynced).push(old);
-        *lock(&self.roll_snapshot) = Some((app.producers.clone(), base));
-        let weak: Weak<dyn Flushable> = Arc::downgrade(self) as Weak<dyn Flushable>;
-        flusher::sync_sealed(weak);
-        Ok(())
-    }
-
-    /// Reads from `offset` (see [`Partition::read`]); `visible_only` stops
-    /// at the high watermark, else at the log end (replaying the log).
-    fn read(&self, offset: u64, max_bytes: usize, visible_only: bool) -> Result<ReadResult> {
-        // The watermark first: it never passes the end read after it.
-        let high_watermark = *self.high_watermark.borrow();
-        let log_end = *self.end.borrow();
-        let bound = match visible_only {
-            true => high_watermark.min(log_end),
-            false => log_end,
-        };
-        let log_start = self.log_start.load(Ordering::Acquire);
-        let out_of_range = || Error::OffsetOutOfRange {
-            requested: offset,
-            log_start_offset: log_start,
-            log_end_offset: log_end,
-        };
-        if offset < log_start || offset > log_end {
-            return Err(out_of_range());
-        }
-        let mut result = ReadResult {
-            batches: Bytes::new(),
-            log_start_offset: log_start,
-            log_end_offset: log_end,
-            high_watermark,
-        };
-        if offset >= bound {
-            return Ok(result);
-        }
-        let segs: Vec<Arc<Segment>> = {
-            let map = self.segments.read().unwrap_or_else(|e| e.into_inner());
-            // None: retention removed the segment since the range check.
-            let Some((&first, _)) = map.range(..=offset).next_back() else {
-                let log_start = self.log_start.load(Ordering::Acquire);
-                return Err(Error::OffsetOutOfRange {
-                    requested: offset,
-                    log_start_offset: log_start,
-                    log_end_offset: log_end,
-                });
-            };
-            map.range(first..)
-                .take(2)
-                .map(|(_, s)| Arc::clone(s))
-                .collect()
-        };
-        for seg in segs {
-            if let Some(batches) = seg.read(offset, max_bytes)? {
-                result.batches = match bound < log_end {
-                    true => batches_below(batches, bound),
-                    false => batches,
-                };
-                return Ok(result);
-            }
-        }
-        // Retention removed the segment between the range check and the lookup.
-        let log_start = self.log_start.load(Ordering::Acquire);
-        Err(Error::OffsetOutOfRange {
-            requested: offset,
-            log_start_offset: log_start,
-            log_end_offset: log_end,
-        })
-    }
-}
-
-/// The leading batches of `batches` whose base offset is below `bound`.
-fn batches_below(batches: Bytes, bound: u64) -> Bytes {
-    let mut len = 0;
-    for h in headers(&batches) {
-        if h.base_offset >= bound {
-            break;
-        }
-        len += h.batch_length as usize + brook_protocol::batch::LOG_OVERHEAD;
-    }
-    batches.slice(..len.min(batches.len()))
 }
 
 #[cfg(test)]

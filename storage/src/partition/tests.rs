@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use brook_protocol::batch::{Batch, BatchBuilder, batches};
+use brook_protocol::batch::{Batch, BatchBuilder, DecodeError, batches};
 
 use super::*;
 use crate::config::AppendMode;

@@ -1,0 +1,124 @@
+//! The leader's append: the batch checks, the producer-state check, the
+//! write at the log end, and the roll to a new segment when the active one
+//! is full or old.
+
+use std::sync::{Arc, Weak};
+
+use brook_protocol::batch::{Batch, DecodeError};
+
+use super::{AppendInfo, Appender, Shared, Watermark, lock, now_ms};
+use crate::error::{Error, Result};
+use crate::file::sync_dir;
+use crate::flusher::{self, Flushable};
+use crate::producers::Verdict;
+use crate::segment::Segment;
+
+impl Shared {
+    pub(super) fn check_batch(&self, batch: &Batch) -> Result<u64> {
+        let size = batch.bytes().len();
+        if size > self.config.max_batch_bytes as usize {
+            return Err(Error::BatchTooLarge {
+                size,
+                max: self.config.max_batch_bytes,
+            });
+        }
+        let h = batch.header();
+        if h.record_count == 0 {
+            return Err(DecodeError::Empty.into());
+        }
+        // Recovery relies on this to find the next batch's offset.
+        if h.last_offset_delta != h.record_count - 1 {
+            return Err(DecodeError::Inconsistent {
+                field: "last_offset_delta",
+                header: i64::from(h.last_offset_delta),
+                actual: i64::from(h.record_count) - 1,
+            }
+            .into());
+        }
+        Ok(u64::from(h.record_count))
+    }
+
+    /// The leader's append: producer check, then the next offsets.
+    pub(super) fn append(self: &Arc<Self>, batch: &Batch) -> Result<AppendInfo> {
+        let count = self.check_batch(batch)?;
+        self.check_not_poisoned()?;
+        let mut app = lock(&self.appender);
+        if app.closed {
+            return Err(Error::Closed(self.name.clone()));
+        }
+        if let Verdict::Duplicate(stored) = app.producers.check(batch.header())? {
+            return Ok(AppendInfo {
+                base_offset: stored.base_offset,
+                last_offset: stored.last_offset,
+                log_end_offset: app.active.next_offset(),
+                duplicate: true,
+            });
+        }
+        let base = app.active.next_offset();
+        self.write(&mut app, batch, base, count)
+    }
+
+    /// Writes `batch` at `base` (the log end), rolling first if the active
+    /// segment is full or old, records it in the producer state and
+    /// publishes the new end (and high watermark, where appends move it).
+    pub(super) fn write(
+        self: &Arc<Self>,
+        app: &mut Appender,
+        batch: &Batch,
+        base: u64,
+        count: u64,
+    ) -> Result<AppendInfo> {
+        let size = batch.bytes().len() as u64;
+        let now = now_ms();
+        let too_old = now.saturating_sub(app.rolled_at_ms) >= self.config.segment_ms as i64;
+        let offsets_overflow = base + count - app.active.base_offset() > u64::from(u32::MAX);
+        let full =
+            app.active.size() + size > self.config.segment_bytes || !app.active.has_room(size);
+        if !app.active.is_empty() && (full || too_old || offsets_overflow) {
+            self.roll(app, base, now)?;
+        }
+        app.active.append(batch, base)?;
+        app.producers.record(batch.header(), base);
+        let end = base + count;
+        self.end.send_replace(end);
+        if self.watermark() == Watermark::LogEnd {
+            self.high_watermark.send_replace(end);
+        }
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: end - 1,
+            log_end_offset: end,
+            duplicate: false,
+        })
+    }
+
+    /// Starts a new active segment at `base`. The new one is created before
+    /// the old one is sealed, so a failure leaves the old one active. (On a
+    /// full disk the new segment is still created, with no space reserved:
+    /// the append that needs the space fails with `DiskFull`.)
+    pub(super) fn roll(self: &Arc<Self>, app: &mut Appender, base: u64, now: i64) -> Result<()> {
+        let new = Arc::new(Segment::create(
+            &self.dir,
+            base,
+            self.config.segment_capacity(),
+            &self.config,
+        )?);
+        // The new file must survive a power cut before a durable ack can point into it.
+        sync_dir(&self.dir)?;
+        if let Err(e) = app.active.seal() {
+            let _ = new.delete();
+            return Err(e);
+        }
+        self.segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(base, Arc::clone(&new));
+        let old = std::mem::replace(&mut app.active, new);
+        app.rolled_at_ms = now;
+        lock(&self.unsynced).push(old);
+        *lock(&self.roll_snapshot) = Some((app.producers.clone(), base));
+        let weak: Weak<dyn Flushable> = Arc::downgrade(self) as Weak<dyn Flushable>;
+        flusher::sync_sealed(weak);
+        Ok(())
+    }
+}
