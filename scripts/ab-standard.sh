@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A/B of two brook binaries on the standard runs (W1 written, W2, W1 durable,
+# W1 with 5 in flight, W3 written and durable), rounds alternating the two
+# sides so that both see the same machine state; prints every run, then the
+# medians and the new/old ratios. The bench client is NEW_BROOK's for both.
+#   scripts/ab-standard.sh OLD_BROOK NEW_BROOK [ROUNDS]   (default 3)
+# Build the old one from a worktree: git worktree add /tmp/base <rev> &&
+#   (cd /tmp/base && cargo build --release -p brook)
+set -euo pipefail
+old=$1 new=$2 rounds=${3:-3}
+dir=${BROOK_BENCH_DIR:-${TMPDIR:-/tmp}}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for round in $(seq 1 "$rounds"); do
+  for side in old new; do
+    B=${!side}
+    data=$(mktemp -d "$dir/brook-ab.XXXXXX")
+    $B serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$data.addr" 2>/dev/null &
+    pid=$!
+    for _ in $(seq 300); do grep -q listening "$data.addr" 2>/dev/null && break; sleep 0.1; done
+    url="http://$(grep -o 'grpc=[^ ]*' "$data.addr" | cut -d= -f2)"
+    run() {
+      local name=$1; shift
+      echo "$round $side $name $($new bench --url "$url" --broker-pid "$pid" --json "$@" 2>/dev/null | tail -1)" | tee -a "$out"
+    }
+    run W1-written     --topic w1  produce --messages 1000000 --in-flight 1
+    run W2             --topic w1  consume --messages 1000000
+    run W1-durable     --topic w1d produce --messages 1000000 --in-flight 1 --acks durable
+    run W1-in-flight-5 --topic w1m produce --messages 1000000 --in-flight 5
+    run W3-written     --topic w3  produce --messages 20000 --sync
+    run W3-durable     --topic w3d produce --messages 20000 --sync --acks durable
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$data" "$data.addr"
+  done
+done
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
+ratio() { awk "BEGIN {printf \"%.3f\", $2 / $1}"; }
+for w in W1-written W2 W1-durable W1-in-flight-5; do
+  o=$(grep " old $w " "$out" | field msgs_per_s | median)
+  n=$(grep " new $w " "$out" | field msgs_per_s | median)
+  echo "$w msgs/s median: old $o, new $n, new/old $(ratio "$o" "$n")"
+done
+for w in W3-written W3-durable; do
+  for q in p50_us p99_us; do
+    o=$(grep " old $w " "$out" | field $q | median)
+    n=$(grep " new $w " "$out" | field $q | median)
+    echo "$w $q median: old $o, new $n, new/old $(ratio "$o" "$n")"
+  done
+done
