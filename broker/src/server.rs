@@ -123,7 +123,11 @@ pub async fn run(
             )
             .serve_with_incoming_shutdown(incoming, grpc_stop),
     );
-    let metrics = tokio::spawn(crate::metrics::serve(metrics_listener, Arc::clone(&broker)));
+    let metrics = tokio::spawn(crate::metrics::serve(
+        metrics_listener,
+        Arc::clone(&broker.metrics),
+        broker.shutdown_signal(),
+    ));
 
     tokio::time::sleep(config.debug_delay_recovery).await;
     let started = std::time::Instant::now();

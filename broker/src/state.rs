@@ -20,8 +20,8 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     /// Settings in force.
     pub config: ServeConfig,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
+    /// Prometheus metrics (shared with the `/metrics` endpoint).
+    pub metrics: Arc<Metrics>,
     /// Idempotent producers' sequences per partition.
     pub producers: crate::idempotence::Producers,
     producer_ids: OnceLock<crate::idempotence::ProducerIds>,
@@ -37,7 +37,7 @@ impl Broker {
             groups: OnceLock::new(),
             shutdown: watch::Sender::new(false),
             config,
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             producers: Default::default(),
             producer_ids: OnceLock::new(),
             round_robin: AtomicU64::new(0),
@@ -46,6 +46,8 @@ impl Broker {
 
     /// Makes the recovered log and the group state available to requests.
     pub fn set_ready(&self, log: Arc<Log>, groups: Arc<Groups>) {
+        self.metrics
+            .set_ready(Arc::clone(&log), Arc::clone(&groups));
         let _ = self.groups.set(groups);
         let _ = self.log.set(log);
     }
@@ -74,11 +76,6 @@ impl Broker {
             .ok_or_else(|| Status::unavailable("the broker is recovering; retry shortly"))
     }
 
-    /// Group state even during shutdown (for metrics).
-    pub fn recovered_groups(&self) -> Option<&Arc<Groups>> {
-        self.groups.get()
-    }
-
     /// The log, or UNAVAILABLE while recovering or shutting down.
     pub fn log(&self) -> Result<&Arc<Log>, Status> {
         if *self.shutdown.borrow() {
@@ -87,11 +84,6 @@ impl Broker {
         self.log.get().ok_or_else(|| {
             Status::unavailable("the broker is recovering its partitions; retry shortly")
         })
-    }
-
-    /// The log even during shutdown (for the final flush).
-    pub fn recovered_log(&self) -> Option<&Arc<Log>> {
-        self.log.get()
     }
 
     /// A topic by name (NOT_FOUND if unknown).
@@ -125,10 +117,10 @@ impl Broker {
         started: std::time::Instant,
         result: Result<T, Status>,
     ) -> Result<tonic::Response<T>, Status> {
-        self.metrics.observe(
+        self.metrics.requests.observe(
             method,
             topic,
-            started,
+            started.elapsed(),
             result.as_ref().map(|_| ()).map_err(|s| s.code()),
         );
         if let Err(s) = &result {

@@ -97,6 +97,25 @@ async fn metrics_count_requests_records_offsets_and_connections() {
     );
 }
 
+/// Partition gauges are read from the log by each scrape: two at once both
+/// get every partition (they used to share gauges one of them could be clearing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scrapes_each_report_every_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    create_topic(&broker, "wide", 64).await;
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(broker.metrics_text(), broker.metrics_text());
+        for text in [a, b] {
+            for family in ["log_end_offset", "log_start_offset", "size_bytes"] {
+                let prefix = format!("brook_partition_{family}{{topic=\"wide\",");
+                let n = text.lines().filter(|l| l.starts_with(&prefix)).count();
+                assert_eq!(n, 64, "{family}: {text}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_every_service() {
     use tonic_reflection::pb::v1::ServerReflectionRequest;

@@ -128,3 +128,14 @@ pub fn consumer_lag(
     out.topics = per_topic.into_values().collect();
     Ok(out)
 }
+
+/// Lag of every known group at `now_ms`, as the metrics export it. A group
+/// that has neither commits nor members any more (deleted since it was
+/// listed) is left out rather than reported as an error.
+pub fn every_group(groups: &Groups, log: &Log, now_ms: i64) -> Vec<v1::ConsumerLag> {
+    groups
+        .names()
+        .iter()
+        .filter_map(|group| consumer_lag(groups, log, group, "", now_ms).ok())
+        .collect()
+}
