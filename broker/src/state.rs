@@ -107,28 +107,6 @@ impl Broker {
         self.shutdown.subscribe()
     }
 
-    /// Records a finished request in the metrics and, if it failed, logs one
-    /// line naming the topic and partition involved.
-    pub fn finish<T>(
-        &self,
-        method: &'static str,
-        topic: &str,
-        partition: Option<u32>,
-        started: std::time::Instant,
-        result: Result<T, Status>,
-    ) -> Result<tonic::Response<T>, Status> {
-        self.metrics.requests.observe(
-            method,
-            topic,
-            started.elapsed(),
-            result.as_ref().map(|_| ()).map_err(|s| s.code()),
-        );
-        if let Err(s) = &result {
-            tracing::warn!(method, topic, partition, code = ?s.code(), message = s.message(), "request failed");
-        }
-        result.map(tonic::Response::new)
-    }
-
     /// The partition for the next record without a key.
     pub fn next_round_robin(&self, partitions: u32) -> u32 {
         (self.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(partitions.max(1))) as u32

@@ -71,7 +71,8 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_025, 2.0, 18))
 }
 
-/// Requests, failures and latency per gRPC method. Clones share the same families.
+/// Requests, failures and latency per gRPC method: what the request layer
+/// (`crate::request`) records once per RPC. Clones share the same families.
 #[derive(Clone)]
 pub struct RequestMetrics {
     requests: Family<RequestLabels, Counter>,
