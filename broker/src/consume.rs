@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brook_protocol::batch::{batches, headers};
 use brook_protocol::v1::{self, consumer_server::Consumer};
@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::metrics::TopicLabels;
+use crate::request::RequestContext;
 use crate::state::Broker;
 use crate::status::{invalid, to_status};
 
@@ -253,11 +254,10 @@ impl Consumer for ConsumerService {
         &self,
         req: Request<v1::FetchRequest>,
     ) -> Result<Response<v1::FetchResponse>, Status> {
-        let started = Instant::now();
+        let ctx = RequestContext::of(&req);
         let req = req.into_inner();
-        let r = self.fetch_inner(&req).await;
-        self.broker
-            .finish("Fetch", &req.topic, Some(req.partition), started, r)
+        ctx.resource(&req.topic).partition(req.partition);
+        self.fetch_inner(&req).await.map(Response::new)
     }
 
     type SubscribeStream = SubscribeStream;
@@ -266,9 +266,9 @@ impl Consumer for ConsumerService {
         &self,
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().topic);
         let req = req.into_inner();
-        let r = (|| {
+        let starts = (|| {
             let topic = self.broker.topic(&req.topic)?;
             let ids: Vec<u32> = if req.partitions.is_empty() {
                 (0..topic.partition_count()).collect()
@@ -286,11 +286,7 @@ impl Consumer for ConsumerService {
                 starts.push((id, p, from));
             }
             Ok(starts)
-        })();
-        let starts = self
-            .broker
-            .finish("Subscribe", &req.topic, None, started, r)?
-            .into_inner();
+        })()?;
         let (tx, rx) = mpsc::channel(SUBSCRIBE_QUEUE);
         let max_bytes = max_bytes(req.max_bytes);
         let sub = Arc::new(Subscription {

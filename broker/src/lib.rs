@@ -4,6 +4,7 @@
 //! - [`config`]: `brook serve` settings (flags, `BROOK_*` environment, TOML file).
 //! - `topics`, `produce`, `consume`, [`groups`]: the `brook.v1` services.
 //! - [`state::Broker`]: what the services share; `status`: storage errors → gRPC statuses.
+//! - `request`: the tower layer that traces, counts, times and logs every RPC.
 //! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
 //! - [`cli`]: the `brook` command line (serve, topic, produce, consume, group,
 //!   lag, data, bench), one file per command family.
@@ -22,6 +23,7 @@ mod limits;
 mod metrics;
 mod produce;
 mod producer_ids;
+mod request;
 pub mod server;
 pub mod state;
 mod status;

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::metrics::TopicLabels;
+use crate::request::{RequestContext, record_message};
 use crate::state::Broker;
 use crate::status::{invalid, to_status};
 
@@ -228,15 +229,14 @@ impl Producer for ProducerService {
         &self,
         req: Request<v1::ProduceRequest>,
     ) -> Result<Response<v1::ProduceResponse>, Status> {
-        let started = Instant::now();
+        let ctx = RequestContext::of(&req);
         let req = req.into_inner();
-        let (topic, partition) = (req.topic.clone(), req.partition);
+        ctx.resource(&req.topic).partition(req.partition);
         let r = match self.start_produce(req) {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
-        self.broker
-            .finish("Produce", &topic, Some(partition), started, r)
+        r.map(Response::new)
     }
 
     type ProduceStreamStream = ProduceStream;
@@ -262,7 +262,7 @@ impl Producer for ProducerService {
                 tokio::select! {
                     Some((started, topic, partition, ack)) = acks.next(), if !acks.is_empty() => {
                         let failed = ack.is_err();
-                        let _ = service.broker.finish("ProduceStream", &topic, Some(partition), started, ack.clone());
+                        record_message(&service.broker.metrics.requests, "ProduceStream", &topic, partition, started, &ack);
                         if tx.send(ack).await.is_err() || failed {
                             return;
                         }
@@ -306,7 +306,6 @@ impl Producer for ProducerService {
         &self,
         _req: Request<v1::InitProducerRequest>,
     ) -> Result<Response<v1::InitProducerResponse>, Status> {
-        let started = Instant::now();
         let r = self
             .broker
             .allocate_producer_id()
@@ -314,18 +313,16 @@ impl Producer for ProducerService {
                 producer_id,
                 producer_epoch: 0,
             });
-        self.broker.finish("InitProducer", "", None, started, r)
+        r.map(Response::new)
     }
 
     async fn publish(
         &self,
         req: Request<v1::PublishRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
-        let started = Instant::now();
-        let req = req.into_inner();
-        let topic = req.topic.clone();
-        let r = self.publish_records(req).await;
-        self.broker.finish("Publish", &topic, None, started, r)
+        RequestContext::of(&req).resource(&req.get_ref().topic);
+        let r = self.publish_records(req.into_inner()).await;
+        r.map(Response::new)
     }
 }
 

@@ -18,6 +18,7 @@ use crate::consume::ConsumerService;
 use crate::groups::Groups;
 use crate::groups::service::{GroupsService, counter};
 use crate::produce::ProducerService;
+use crate::request::RequestLayer;
 use crate::state::Broker;
 use crate::topics::TopicsService;
 
@@ -99,6 +100,9 @@ pub async fn run(
             .initial_stream_window_size(H2_STREAM_WINDOW)
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_frame_size(H2_MAX_FRAME)
+            // Outermost first: the request layer records the status after
+            // limits has corrected it.
+            .layer(RequestLayer::new(broker.metrics.requests.clone()))
             .layer(tower::util::MapResponseLayer::new(
                 crate::limits::correct_response,
             ))
@@ -123,7 +127,11 @@ pub async fn run(
             )
             .serve_with_incoming_shutdown(incoming, grpc_stop),
     );
-    let metrics = tokio::spawn(crate::metrics::serve(metrics_listener, Arc::clone(&broker)));
+    let metrics = tokio::spawn(crate::metrics::serve(
+        metrics_listener,
+        Arc::clone(&broker.metrics),
+        broker.shutdown_signal(),
+    ));
 
     tokio::time::sleep(config.debug_delay_recovery).await;
     let started = std::time::Instant::now();

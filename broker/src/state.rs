@@ -20,8 +20,8 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     /// Settings in force.
     pub config: ServeConfig,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
+    /// Prometheus metrics (shared with the `/metrics` endpoint).
+    pub metrics: Arc<Metrics>,
     producer_ids: OnceLock<crate::producer_ids::ProducerIds>,
     /// Next partition for records without a key, per the round-robin rule.
     round_robin: AtomicU64,
@@ -35,7 +35,7 @@ impl Broker {
             groups: OnceLock::new(),
             shutdown: watch::Sender::new(false),
             config,
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             producer_ids: OnceLock::new(),
             round_robin: AtomicU64::new(0),
         }
@@ -43,6 +43,8 @@ impl Broker {
 
     /// Makes the recovered log and the group state available to requests.
     pub fn set_ready(&self, log: Arc<Log>, groups: Arc<Groups>) {
+        self.metrics
+            .set_ready(Arc::clone(&log), Arc::clone(&groups));
         let _ = self.groups.set(groups);
         let _ = self.log.set(log);
     }
@@ -71,11 +73,6 @@ impl Broker {
             .ok_or_else(|| Status::unavailable("the broker is recovering; retry shortly"))
     }
 
-    /// Group state even during shutdown (for metrics).
-    pub fn recovered_groups(&self) -> Option<&Arc<Groups>> {
-        self.groups.get()
-    }
-
     /// The log, or UNAVAILABLE while recovering or shutting down.
     pub fn log(&self) -> Result<&Arc<Log>, Status> {
         if *self.shutdown.borrow() {
@@ -84,11 +81,6 @@ impl Broker {
         self.log.get().ok_or_else(|| {
             Status::unavailable("the broker is recovering its partitions; retry shortly")
         })
-    }
-
-    /// The log even during shutdown (for the final flush).
-    pub fn recovered_log(&self) -> Option<&Arc<Log>> {
-        self.log.get()
     }
 
     /// A topic by name (NOT_FOUND if unknown).
@@ -110,28 +102,6 @@ impl Broker {
     /// subscriptions select on it so that a graceful stop never waits on them.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
-    }
-
-    /// Records a finished request in the metrics and, if it failed, logs one
-    /// line naming the topic and partition involved.
-    pub fn finish<T>(
-        &self,
-        method: &'static str,
-        topic: &str,
-        partition: Option<u32>,
-        started: std::time::Instant,
-        result: Result<T, Status>,
-    ) -> Result<tonic::Response<T>, Status> {
-        self.metrics.observe(
-            method,
-            topic,
-            started,
-            result.as_ref().map(|_| ()).map_err(|s| s.code()),
-        );
-        if let Err(s) = &result {
-            tracing::warn!(method, topic, partition, code = ?s.code(), message = s.message(), "request failed");
-        }
-        result.map(tonic::Response::new)
     }
 
     /// The partition for the next record without a key.

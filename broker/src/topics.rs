@@ -1,12 +1,13 @@
 //! The `brook.v1.Topics` service: create, delete, list, describe, add partitions.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brook_protocol::v1::{self, topics_server::Topics};
 use brook_storage::{FlushPolicy, PartitionConfig, Topic, TopicConfig};
 use tonic::{Request, Response, Status};
 
+use crate::request::RequestContext;
 use crate::state::Broker;
 use crate::status::{invalid, to_status};
 
@@ -135,7 +136,7 @@ impl Topics for TopicsService {
         &self,
         req: Request<v1::CreateTopicRequest>,
     ) -> Result<Response<v1::TopicDescription>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().name);
         let req = req.into_inner();
         let r = async {
             let config = topic_config(req.config, &self.broker.config.topic_defaults)?;
@@ -149,15 +150,14 @@ impl Topics for TopicsService {
             Ok(describe(&topic))
         }
         .await;
-        self.broker
-            .finish("CreateTopic", &req.name, None, started, r)
+        r.map(Response::new)
     }
 
     async fn delete_topic(
         &self,
         req: Request<v1::DeleteTopicRequest>,
     ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().name);
         let name = req.into_inner().name;
         let r = async {
             let log = Arc::clone(self.broker.log()?);
@@ -170,35 +170,33 @@ impl Topics for TopicsService {
             Ok(v1::DeleteTopicResponse {})
         }
         .await;
-        self.broker.finish("DeleteTopic", &name, None, started, r)
+        r.map(Response::new)
     }
 
     async fn list_topics(
         &self,
         _req: Request<v1::ListTopicsRequest>,
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
-        let started = Instant::now();
         let r = self.broker.log().map(|log| v1::ListTopicsResponse {
             topics: log.topics().iter().map(|t| describe(t)).collect(),
         });
-        self.broker.finish("ListTopics", "", None, started, r)
+        r.map(Response::new)
     }
 
     async fn describe_topic(
         &self,
         req: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::TopicDescription>, Status> {
-        let started = Instant::now();
-        let name = req.into_inner().name;
-        let r = self.broker.topic(&name).map(|t| describe(&t));
-        self.broker.finish("DescribeTopic", &name, None, started, r)
+        RequestContext::of(&req).resource(&req.get_ref().name);
+        let t = self.broker.topic(&req.into_inner().name)?;
+        Ok(Response::new(describe(&t)))
     }
 
     async fn add_partitions(
         &self,
         req: Request<v1::AddPartitionsRequest>,
     ) -> Result<Response<v1::TopicDescription>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().name);
         let req = req.into_inner();
         let r = async {
             let log = Arc::clone(self.broker.log()?);
@@ -217,7 +215,6 @@ impl Topics for TopicsService {
             Ok(describe(&topic))
         }
         .await;
-        self.broker
-            .finish("AddPartitions", &req.name, None, started, r)
+        r.map(Response::new)
     }
 }

@@ -97,6 +97,113 @@ async fn metrics_count_requests_records_offsets_and_connections() {
     );
 }
 
+/// The request layer records each call exactly once: a success and a
+/// failure of one method on one topic move that topic's request count by
+/// two, the method's error count and latency count by one and two, and log
+/// one line; a request refused before any handler decodes it (over
+/// `--max-request-bytes`) is counted too, as a failure with no topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_is_counted_timed_and_its_failure_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("broker.log");
+    let broker = Broker::spawn_logged(
+        dir.path(),
+        &["--max-request-bytes", "65536", "--max-batch-bytes", "32768"],
+        &log,
+    );
+    broker.wait_serving().await;
+    create_topic(&broker, "layer", 1).await;
+    let mut consumer = broker.consumer().await;
+    let mut producer = broker.producer().await;
+    let fetch = |partition| v1::FetchRequest {
+        topic: "layer".into(),
+        partition,
+        ..Default::default()
+    };
+
+    let before = broker.metrics_text().await;
+    consumer.fetch(fetch(0)).await.unwrap();
+    let missing = consumer.fetch(fetch(7)).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let huge = v1::ProduceRequest {
+        topic: "layer".into(),
+        partition: 0,
+        batch: batch_of(None, &[&[7u8; 100_000]]).into_bytes(),
+        acks: 0,
+    };
+    let refused = producer.produce(huge).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    let after = broker.metrics_text().await;
+
+    let moved =
+        |line: &str| sample(&after, line).unwrap_or(0.0) - sample(&before, line).unwrap_or(0.0);
+    for (line, by) in [
+        (r#"brook_requests_total{method="Fetch",topic="layer"}"#, 2.0),
+        (
+            r#"brook_request_errors_total{method="Fetch",code="NotFound"}"#,
+            1.0,
+        ),
+        (
+            r#"brook_request_duration_seconds_count{method="Fetch"}"#,
+            2.0,
+        ),
+        (r#"brook_requests_total{method="Produce",topic=""}"#, 1.0),
+        (
+            r#"brook_request_errors_total{method="Produce",code="ResourceExhausted"}"#,
+            1.0,
+        ),
+        (
+            r#"brook_requests_total{method="Produce",topic="layer"}"#,
+            0.0,
+        ),
+    ] {
+        assert_eq!(moved(line), by, "{line}\n{after}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let failed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("request failed"))
+        .collect();
+    assert_eq!(failed.len(), 2, "{text}");
+    for (line, fields) in failed.iter().zip([
+        [
+            r#"method="Fetch""#,
+            r#"topic="layer""#,
+            "partition=7",
+            "code=NotFound",
+        ],
+        [
+            r#"method="Produce""#,
+            r#"topic="""#,
+            "code=ResourceExhausted",
+            "too large",
+        ],
+    ]) {
+        for field in fields {
+            assert!(line.contains(field), "{field} in {line}");
+        }
+    }
+}
+
+/// Partition gauges are read from the log by each scrape: two at once both
+/// get every partition (they used to share gauges one of them could be clearing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_scrapes_each_report_every_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    create_topic(&broker, "wide", 64).await;
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(broker.metrics_text(), broker.metrics_text());
+        for text in [a, b] {
+            for family in ["log_end_offset", "log_start_offset", "size_bytes"] {
+                let prefix = format!("brook_partition_{family}{{topic=\"wide\",");
+                let n = text.lines().filter(|l| l.starts_with(&prefix)).count();
+                assert_eq!(n, 64, "{family}: {text}");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_every_service() {
     use tonic_reflection::pb::v1::ServerReflectionRequest;

@@ -93,7 +93,9 @@ pub fn consumer_lag(
         let Ok(t) = log.topic(&name) else { continue };
         for (id, p) in t.partitions() {
             let committed_offset = committed.get(&(name.clone(), id)).map(|c| c.offset);
-            let (start, end) = (p.log_start_offset(), p.log_end_offset());
+            // Lag counts to the high watermark: records above it are not
+            // readable yet (Kafka's lag is the same).
+            let (start, end) = (p.log_start_offset(), p.high_watermark());
             // Records below the log start are gone: they are not lag any more.
             let from = committed_offset.unwrap_or(start).max(start);
             let lag_records = end.saturating_sub(from);
@@ -127,4 +129,15 @@ pub fn consumer_lag(
     }
     out.topics = per_topic.into_values().collect();
     Ok(out)
+}
+
+/// Lag of every known group at `now_ms`, as the metrics export it. A group
+/// that has neither commits nor members any more (deleted since it was
+/// listed) is left out rather than reported as an error.
+pub fn every_group(groups: &Groups, log: &Log, now_ms: i64) -> Vec<v1::ConsumerLag> {
+    groups
+        .names()
+        .iter()
+        .filter_map(|group| consumer_lag(groups, log, group, "", now_ms).ok())
+        .collect()
 }

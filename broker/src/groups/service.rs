@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brook_protocol::v1::{self, groups_server};
 use brook_storage::{Log, now_ms};
@@ -16,6 +16,7 @@ use super::Groups;
 use super::assign::Strategy;
 use super::coordinator::{JoinSpec, by_topic};
 use super::offsets::{CommitError, Committed};
+use crate::request::RequestContext;
 use crate::state::Broker;
 use crate::status::{invalid, to_status};
 
@@ -193,7 +194,7 @@ impl GroupsService {
         let (mut changes, mut entries) = (Vec::new(), Vec::new());
         for id in ids {
             let p = topic.partition(id).map_err(to_status)?;
-            let (start, end) = (p.log_start_offset(), p.log_end_offset());
+            let (start, end) = (p.log_start_offset(), p.high_watermark());
             let before = committed.get(&(req.topic.clone(), id)).map(|c| c.offset);
             let after = match to {
                 To::Earliest(_) => start,
@@ -290,7 +291,7 @@ impl groups_server::Groups for GroupsService {
         &self,
         req: Request<Streaming<v1::JoinMessage>>,
     ) -> Result<Response<EventStream>, Status> {
-        let started = Instant::now();
+        let ctx = RequestContext::of(&req);
         let host = req
             .remote_addr()
             .map_or_else(|| "unknown".to_string(), |a| a.to_string());
@@ -302,18 +303,15 @@ impl groups_server::Groups for GroupsService {
             }) => j.group.clone(),
             _ => String::new(),
         };
-        let joined = (|| {
+        ctx.resource(&group_name);
+        let (group, member, rx, log, groups) = (|| {
             let spec = self.join_spec(first, host)?;
             let (log, groups) = self.state()?;
             let (tx, rx) = mpsc::unbounded_channel();
             let group = spec.group.clone();
             let member = groups.coordinator.join(spec, tx, &counter(log))?;
-            Ok((group, member, rx, Arc::clone(log), Arc::clone(groups)))
-        })();
-        let (group, member, rx, log, groups) = self
-            .broker
-            .finish("Join", &group_name, None, started, joined)?
-            .into_inner();
+            Ok::<_, Status>((group, member, rx, Arc::clone(log), Arc::clone(groups)))
+        })()?;
         let mut shutdown = self.broker.shutdown_signal();
         tokio::spawn(async move {
             loop {
@@ -346,7 +344,7 @@ impl groups_server::Groups for GroupsService {
         &self,
         req: Request<v1::CommitRequest>,
     ) -> Result<Response<v1::CommitResponse>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().group);
         let req = req.into_inner();
         let group = req.group.clone();
         let (member, generation) = (req.member_id.clone(), req.generation);
@@ -362,38 +360,30 @@ impl groups_server::Groups for GroupsService {
             Ok(v1::CommitResponse {})
         }
         .await;
-        self.broker.finish("Commit", &group, None, started, r)
+        r.map(Response::new)
     }
 
     async fn fetch_committed(
         &self,
         req: Request<v1::FetchCommittedRequest>,
     ) -> Result<Response<v1::FetchCommittedResponse>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().group);
         let req = req.into_inner();
         static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         if FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             < self.broker.config.debug_fail_fetch_committed
         {
-            let r = Err(Status::internal("debug fail point: FetchCommitted failed"));
-            return self
-                .broker
-                .finish("FetchCommitted", &req.group, None, started, r);
+            return Err(Status::internal("debug fail point: FetchCommitted failed"));
         }
-        let r = check_group_name(&req.group)
-            .and_then(|()| self.broker.groups())
-            .map(|g| v1::FetchCommittedResponse {
-                offsets: committed_to_proto(g, &req.group, &req.topic),
-            });
-        self.broker
-            .finish("FetchCommitted", &req.group, None, started, r)
+        check_group_name(&req.group)?;
+        let offsets = committed_to_proto(self.broker.groups()?, &req.group, &req.topic);
+        Ok(Response::new(v1::FetchCommittedResponse { offsets }))
     }
 
     async fn list_groups(
         &self,
         _req: Request<v1::ListGroupsRequest>,
     ) -> Result<Response<v1::ListGroupsResponse>, Status> {
-        let started = Instant::now();
         let r = self.broker.groups().map(|g| {
             let groups = g
                 .names()
@@ -409,14 +399,14 @@ impl groups_server::Groups for GroupsService {
                 .collect();
             v1::ListGroupsResponse { groups }
         });
-        self.broker.finish("ListGroups", "", None, started, r)
+        r.map(Response::new)
     }
 
     async fn describe_group(
         &self,
         req: Request<v1::DescribeGroupRequest>,
     ) -> Result<Response<v1::GroupDescription>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().group);
         let name = req.into_inner().group;
         let r = (|| {
             check_group_name(&name)?;
@@ -450,14 +440,14 @@ impl groups_server::Groups for GroupsService {
             }
             Ok(d)
         })();
-        self.broker.finish("DescribeGroup", &name, None, started, r)
+        r.map(Response::new)
     }
 
     async fn delete_group(
         &self,
         req: Request<v1::DeleteGroupRequest>,
     ) -> Result<Response<v1::DeleteGroupResponse>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().group);
         let name = req.into_inner().group;
         let r = async {
             check_group_name(&name)?;
@@ -480,29 +470,26 @@ impl groups_server::Groups for GroupsService {
             Ok(v1::DeleteGroupResponse {})
         }
         .await;
-        self.broker.finish("DeleteGroup", &name, None, started, r)
+        r.map(Response::new)
     }
 
     async fn get_consumer_lag(
         &self,
         req: Request<v1::GetConsumerLagRequest>,
     ) -> Result<Response<v1::ConsumerLag>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().group);
         let req = req.into_inner();
-        let r = check_group_name(&req.group)
-            .and_then(|()| self.state())
-            .and_then(|(log, groups)| {
-                super::lag::consumer_lag(groups, log, &req.group, &req.topic, now_ms())
-            });
-        self.broker
-            .finish("GetConsumerLag", &req.group, None, started, r)
+        check_group_name(&req.group)?;
+        let (log, groups) = self.state()?;
+        let lag = super::lag::consumer_lag(groups, log, &req.group, &req.topic, now_ms())?;
+        Ok(Response::new(lag))
     }
 
     async fn reset_offsets(
         &self,
         req: Request<v1::ResetOffsetsRequest>,
     ) -> Result<Response<v1::ResetOffsetsResponse>, Status> {
-        let started = Instant::now();
+        RequestContext::of(&req).resource(&req.get_ref().group);
         let req = req.into_inner();
         let r = async {
             let (changes, entries) = self.reset_inner(&req)?;
@@ -517,7 +504,6 @@ impl groups_server::Groups for GroupsService {
             Ok(v1::ResetOffsetsResponse { changes, applied: !req.dry_run })
         }
         .await;
-        self.broker
-            .finish("ResetOffsets", &req.group, None, started, r)
+        r.map(Response::new)
     }
 }

@@ -1,0 +1,393 @@
+//! Prometheus metrics and the `/metrics` HTTP endpoint (its own port).
+//!
+//! Two kinds of metric live here. Counters and histograms that requests
+//! move as they happen (`requests`, the produced and fetched data, the
+//! connection gauges) are registered families that the code updates.
+//! Everything that describes the log and the groups as they are now
+//! (offsets, sizes, damage, offline partitions, lag) is read at scrape time
+//! by [`collector::LogCollector`]: nothing is copied into gauges before an
+//! encode, so two scrapes at once cannot see each other's half-written state.
+
+mod collector;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_storage::Log;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::groups::Groups;
+
+/// Labels of per-request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// gRPC method, e.g. `Produce`.
+    pub method: &'static str,
+    /// Topic (or, for the `Groups` service, group) named by the request ("" when none).
+    pub topic: String,
+}
+
+/// Labels of per-method error counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// gRPC method.
+    pub method: &'static str,
+    /// gRPC status code name.
+    pub code: String,
+}
+
+/// Labels of per-method latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// gRPC method.
+    pub method: &'static str,
+}
+
+/// Labels of per-topic data counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// Topic name.
+    pub topic: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 25 µs .. ~3.3 s
+    Histogram::new(exponential_buckets(0.000_025, 2.0, 18))
+}
+
+/// Requests, failures and latency per gRPC method: what the request layer
+/// (`crate::request`) records once per RPC. Clones share the same families.
+#[derive(Clone)]
+pub struct RequestMetrics {
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
+}
+
+impl RequestMetrics {
+    fn new() -> Self {
+        RequestMetrics {
+            requests: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
+
+    /// Counts one request that took `elapsed`, and its failure if it failed.
+    pub fn observe(
+        &self,
+        method: &'static str,
+        topic: &str,
+        elapsed: Duration,
+        result: Result<(), tonic::Code>,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                topic: topic.to_string(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+        if let Err(code) = result {
+            self.errors
+                .get_or_create(&ErrorLabels {
+                    method,
+                    code: format!("{code:?}"),
+                })
+                .inc();
+        }
+    }
+}
+
+/// Every metric the broker exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Per-method requests, errors and latency.
+    pub requests: RequestMetrics,
+    /// Records appended per topic.
+    pub produced_records: Family<TopicLabels, Counter>,
+    /// Batch bytes appended per topic.
+    pub produced_bytes: Family<TopicLabels, Counter>,
+    /// Records sent to consumers per topic (fetch and subscribe).
+    pub fetched_records: Family<TopicLabels, Counter>,
+    /// Batch bytes sent to consumers per topic.
+    pub fetched_bytes: Family<TopicLabels, Counter>,
+    /// Open client connections on the gRPC port.
+    pub open_connections: Gauge,
+    /// Failed accepts on the gRPC port (e.g. out of file descriptors).
+    pub accept_errors: Counter,
+    /// Reads the log's gauges at scrape time, once the log is recovered.
+    log: Arc<collector::LogCollector>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut r = Registry::with_prefix("brook");
+        let requests = RequestMetrics::new();
+        r.register(
+            "requests",
+            "gRPC requests by method and topic",
+            requests.requests.clone(),
+        );
+        r.register(
+            "request_errors",
+            "Failed gRPC requests by method and status code",
+            requests.errors.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "gRPC request latency by method",
+            requests.latency.clone(),
+        );
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let family = Family::<TopicLabels, Counter>::default();
+            r.register(name, help, family.clone());
+            family
+        };
+        let produced_records = counter(&mut r, "produced_records", "Records appended, by topic");
+        let produced_bytes = counter(
+            &mut r,
+            "produced_bytes",
+            "Record-batch bytes appended, by topic",
+        );
+        let fetched_records = counter(
+            &mut r,
+            "fetched_records",
+            "Records sent to consumers, by topic",
+        );
+        let fetched_bytes = counter(
+            &mut r,
+            "fetched_bytes",
+            "Record-batch bytes sent to consumers, by topic",
+        );
+        let open_connections = Gauge::default();
+        r.register(
+            "open_connections",
+            "Open gRPC client connections",
+            open_connections.clone(),
+        );
+        let accept_errors = Counter::default();
+        r.register(
+            "accept_errors",
+            "Failed accepts on the gRPC port (out of file descriptors, ...)",
+            accept_errors.clone(),
+        );
+        let log = Arc::new(collector::LogCollector::default());
+        r.register_collector(Box::new(Arc::clone(&log)));
+        Metrics {
+            registry: r,
+            requests,
+            produced_records,
+            produced_bytes,
+            fetched_records,
+            fetched_bytes,
+            open_connections,
+            accept_errors,
+            log,
+        }
+    }
+}
+
+impl Metrics {
+    /// From now on, scrapes report the partitions of `log` and the lag of `groups`.
+    pub fn set_ready(&self, log: Arc<Log>, groups: Arc<Groups>) {
+        self.log.set_ready(log, groups);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    if req.uri().path() != "/metrics" {
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+        *resp.body_mut() = Full::new(Bytes::from_static(b"not found: metrics are at /metrics\n"));
+        return resp;
+    }
+    let text = metrics.render();
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    *resp.body_mut() = Full::new(Bytes::from(text));
+    resp
+}
+
+/// Serves `/metrics` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let resp = respond(&metrics, &req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(error = %e, "metrics connection ended with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use brook_protocol::batch::{Batch, BatchBuilder};
+    use brook_storage::TopicConfig;
+
+    use super::*;
+    use crate::groups::offsets::Committed;
+
+    /// The sample lines of families whose name starts with `prefix`, sorted.
+    fn samples(text: &str, prefix: &str) -> Vec<String> {
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn scrapes_read_the_log_as_it_is_and_leave_empty_families_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::default();
+        let before = metrics.render();
+        assert!(before.contains("brook_partitions_offline 0\n"), "{before}");
+        assert!(
+            before.contains("brook_damaged_ranges_found_by_reads "),
+            "{before}"
+        );
+        assert!(before.contains("brook_open_file_descriptors "), "{before}");
+        assert!(
+            !before.contains("brook_partition_log_end_offset"),
+            "{before}"
+        );
+
+        let log = Arc::new(Log::open(dir.path()).unwrap());
+        let groups = Arc::new(Groups::open(dir.path().join("~groups")).unwrap());
+        let topic = TopicConfig {
+            partitions: 2,
+            partition: Default::default(),
+        };
+        log.create_topic("orders", topic).unwrap();
+        let mut b = BatchBuilder::new();
+        b.push(1, None, Some(b"OrderPlaced"), &[]);
+        b.push(2, None, Some(b"OrderPaid"), &[]);
+        let p1 = log.topic("orders").unwrap().partition(1).unwrap();
+        p1.append(&Batch::parse(b.build(0)).unwrap()).unwrap();
+        let committed = Committed {
+            offset: 1,
+            metadata: String::new(),
+            timestamp_ms: 0,
+        };
+        groups
+            .offsets
+            .commit("billing", vec![(("orders".into(), 1), committed)])
+            .unwrap();
+        metrics.set_ready(Arc::clone(&log), groups);
+
+        let text = metrics.render();
+        let size = p1.size_bytes();
+        let want = [
+            r#"brook_consumer_lag_records{group="billing",topic="orders",partition="0"} 0"#
+                .to_string(),
+            r#"brook_consumer_lag_records{group="billing",topic="orders",partition="1"} 1"#
+                .to_string(),
+        ];
+        assert_eq!(samples(&text, "brook_consumer_lag_records"), want, "{text}");
+        assert_eq!(
+            samples(&text, "brook_consumer_lag_seconds").len(),
+            2,
+            "{text}"
+        );
+        let want = [
+            r#"brook_partition_log_end_offset{topic="orders",partition="0"} 0"#.to_string(),
+            r#"brook_partition_log_end_offset{topic="orders",partition="1"} 2"#.to_string(),
+            r#"brook_partition_log_start_offset{topic="orders",partition="0"} 0"#.to_string(),
+            r#"brook_partition_log_start_offset{topic="orders",partition="1"} 0"#.to_string(),
+            r#"brook_partition_size_bytes{topic="orders",partition="0"} 0"#.to_string(),
+            format!(r#"brook_partition_size_bytes{{topic="orders",partition="1"}} {size}"#),
+        ];
+        assert_eq!(samples(&text, "brook_partition_"), want, "{text}");
+        assert!(
+            text.contains("# TYPE brook_partition_log_end_offset gauge\n"),
+            "{text}"
+        );
+        assert!(text.contains("brook_partitions_offline 0\n"), "{text}");
+        assert!(
+            !text.contains("brook_partition_damaged_ranges"),
+            "no damage: {text}"
+        );
+        assert!(
+            !text.contains("brook_partition_offline"),
+            "none offline: {text}"
+        );
+    }
+
+    #[test]
+    fn concurrent_scrapes_each_see_every_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::default();
+        let log = Arc::new(Log::open(dir.path()).unwrap());
+        let groups = Arc::new(Groups::open(dir.path().join("~groups")).unwrap());
+        let topic = TopicConfig {
+            partitions: 64,
+            partition: Default::default(),
+        };
+        log.create_topic("orders", topic).unwrap();
+        metrics.set_ready(log, groups);
+        std::thread::scope(|s| {
+            let scrapes: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..20).map(|_| metrics.render()).collect::<Vec<_>>()))
+                .collect();
+            for text in scrapes.into_iter().flat_map(|t| t.join().unwrap()) {
+                assert_eq!(samples(&text, "brook_partition_log_end_offset{").len(), 64);
+                assert_eq!(samples(&text, "brook_partition_size_bytes{").len(), 64);
+            }
+        });
+    }
+}
