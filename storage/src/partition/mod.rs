@@ -22,6 +22,10 @@
 //! 7. `recovery_point`: alone, except that a truncation holds it (inside
 //!    `appender`) from lowering it until the new end is published.
 //!
+//! The file system (`Shared::fs`, a [`FileSystem`]) is called with any of
+//! these held; a test double's own lock is taken inside it and released
+//! before it returns, so it is always last.
+//!
 //! Inside a segment, its `writer` mutex is taken by appends (inside
 //! `appender`) and by the background sync (alone); uncontended it costs
 //! ~20 ns an append, below the noise of every benchmark, so it stays.
@@ -48,6 +52,7 @@ use crate::epochs::LeaderEpochs;
 use crate::error::{Error, Result};
 use crate::file::sync_dir;
 use crate::flusher::{self, Flushable};
+use crate::fs::{FileSystem, RealFs};
 use crate::producers::{ProducerState, Verdict};
 use crate::segment::Segment;
 
@@ -125,6 +130,9 @@ struct Shared {
     name: String,
     dir: PathBuf,
     config: PartitionConfig,
+    /// Every change to the partition's files goes through it (its segments
+    /// hold a clone): the real file system, or a test's faulty one.
+    fs: Arc<dyn FileSystem>,
     /// Every segment by base offset; the last one is the active segment.
     /// Written only on roll, retention and truncation, so readers rarely wait.
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
@@ -187,7 +195,19 @@ impl Partition {
         name: impl Into<String>,
         config: PartitionConfig,
     ) -> Result<Partition> {
-        loader::open(dir.into(), name.into(), config)
+        Partition::open_with(dir, name, config, Arc::new(RealFs))
+    }
+
+    /// Like [`Partition::open`], changing the files only through `fs`
+    /// (every write, sync, allocation, truncation, rename and deletion):
+    /// how tests inject I/O errors, full disks and short writes.
+    pub fn open_with(
+        dir: impl Into<PathBuf>,
+        name: impl Into<String>,
+        config: PartitionConfig,
+        fs: Arc<dyn FileSystem>,
+    ) -> Result<Partition> {
+        loader::open(dir.into(), name.into(), config, fs)
     }
 
     /// Appends a checked batch, assigning it the next offsets, and returns
@@ -473,13 +493,14 @@ impl Shared {
     /// the append that needs the space fails with `DiskFull`.)
     fn roll(self: &Arc<Self>, app: &mut Appender, base: u64, now: i64) -> Result<()> {
         let new = Arc::new(Segment::create(
+            &self.fs,
             &self.dir,
             base,
             self.config.segment_capacity(),
             &self.config,
         )?);
         // The new file must survive a power cut before a durable ack can point into it.
-        sync_dir(&self.dir)?;
+        sync_dir(&*self.fs, &self.dir)?;
         if let Err(e) = app.active.seal() {
             let _ = new.delete();
             return Err(e);
