@@ -137,6 +137,7 @@ pub async fn run(
     let started = std::time::Instant::now();
     let options = LogOptions {
         on_open_error: config.on_open_error,
+        ..LogOptions::default()
     };
     // Storage errors name the file and what was wrong: no context to repeat.
     let log = tokio::task::spawn_blocking(move || Log::open_with(lock, options)).await??;

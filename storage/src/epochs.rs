@@ -13,9 +13,11 @@
 //! once per leadership change, never per append.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
-use crate::file::write_atomic;
+use crate::file::write_atomic_in;
+use crate::fs::FileSystem;
 
 /// The checkpoint's file name in the partition directory.
 pub(crate) const CHECKPOINT: &str = "leader-epoch-checkpoint";
@@ -26,12 +28,14 @@ const VERSION: u32 = 0;
 pub(crate) struct LeaderEpochs {
     dir: PathBuf,
     entries: Vec<(u32, u64)>,
+    /// The partition's file system, which the checkpoint is written through.
+    fs: Arc<dyn FileSystem>,
 }
 
 impl LeaderEpochs {
     /// Reads the checkpoint in `dir` (none: no epoch yet). A checkpoint that
     /// does not parse is an error: guessing epochs could keep diverged data.
-    pub fn open(dir: &Path) -> Result<LeaderEpochs> {
+    pub fn open(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<LeaderEpochs> {
         let path = dir.join(CHECKPOINT);
         let entries = match std::fs::read_to_string(&path) {
             Ok(text) => parse(&text).ok_or_else(|| Error::Corrupt {
@@ -45,6 +49,7 @@ impl LeaderEpochs {
         Ok(LeaderEpochs {
             dir: dir.to_path_buf(),
             entries,
+            fs: Arc::clone(fs),
         })
     }
 
@@ -102,7 +107,7 @@ impl LeaderEpochs {
         for (epoch, start) in &self.entries {
             text.push_str(&format!("{epoch} {start}\n"));
         }
-        write_atomic(&self.dir, CHECKPOINT, text.as_bytes())
+        write_atomic_in(&*self.fs, &self.dir, CHECKPOINT, text.as_bytes())
     }
 }
 
@@ -127,11 +132,16 @@ fn parse(text: &str) -> Option<Vec<(u32, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::RealFs;
+
+    fn open(dir: &Path) -> Result<LeaderEpochs> {
+        LeaderEpochs::open(&(Arc::new(RealFs) as Arc<dyn FileSystem>), dir)
+    }
 
     #[test]
     fn epochs_answer_kafkas_questions_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut e = LeaderEpochs::open(dir.path()).unwrap();
+        let mut e = open(dir.path()).unwrap();
         assert_eq!(e.latest(), None);
         assert_eq!(e.end_offset_for(0, 0), None);
         e.assign(1, 0).unwrap();
@@ -153,12 +163,12 @@ mod tests {
             "epoch 2 never led here"
         );
         assert_eq!(e.end_offset_for(3, 20), Some((3, 20)));
-        let reopened = LeaderEpochs::open(dir.path()).unwrap();
+        let reopened = open(dir.path()).unwrap();
         assert_eq!(reopened.entries, [(1, 0), (3, 10)]);
         e.truncate_from(10).unwrap();
         assert_eq!(e.latest(), Some((1, 0)));
         assert_eq!(
-            LeaderEpochs::open(dir.path()).unwrap().entries,
+            open(dir.path()).unwrap().entries,
             [(1, 0)],
             "truncation is persisted"
         );
@@ -168,11 +178,8 @@ mod tests {
     fn a_damaged_checkpoint_is_an_error_not_a_guess() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(CHECKPOINT), "0\n2\n1 0\n").unwrap();
-        assert!(matches!(
-            LeaderEpochs::open(dir.path()),
-            Err(Error::Corrupt { .. })
-        ));
+        assert!(matches!(open(dir.path()), Err(Error::Corrupt { .. })));
         std::fs::write(dir.path().join(CHECKPOINT), "0\n2\n3 0\n1 5\n").unwrap();
-        assert!(LeaderEpochs::open(dir.path()).is_err(), "epochs must grow");
+        assert!(open(dir.path()).is_err(), "epochs must grow");
     }
 }

@@ -1,65 +1,62 @@
-//! The narrow file-system seam: preallocation, positioned vector writes,
-//! atomic small-file replacement and directory fsync. Everything that talks
-//! to the OS about files beyond `std::fs` lives here.
+//! File helpers: the sequences storage builds on the [`FileSystem`] seam
+//! (a whole positioned write, atomic replacement of a small file, directory
+//! sync, segment file removal) and the read-only ones (segment names and
+//! lists, where a file's data ends, small offset files).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
+use crate::fs::{FileSystem, RealFs};
 
 /// Reserves disk blocks for `[from, to)` (growing the file to `to` if it is
 /// shorter) so that later writes into that range, through `write` or through
 /// a mapping, cannot fail for lack of space. This is what keeps a full disk
 /// from raising SIGBUS inside a mapped segment.
-pub(crate) fn preallocate(file: &File, from: u64, to: u64, path: &Path) -> Result<()> {
+pub(crate) fn preallocate(
+    fs: &dyn FileSystem,
+    file: &File,
+    from: u64,
+    to: u64,
+    path: &Path,
+) -> Result<()> {
     if to <= from {
         return Ok(());
     }
-    let off = |v: u64| {
-        libc::off_t::try_from(v)
-            .map_err(|_| io::Error::other("length overflows off_t"))
-            .at(path)
-    };
-    let (start, len) = (off(from)?, off(to - from)?);
-    // SAFETY: a plain syscall on a descriptor we own.
-    // posix_fallocate returns the error number instead of setting errno.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), start, len) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc)).at(path);
-    }
-    Ok(())
+    fs.allocate(file, path, from, to - from).at(path)
 }
 
-/// Writes `head` then `body` at `pos` with one `pwritev` in the common case.
-pub(crate) fn write_all_at2(file: &File, head: &[u8], body: &[u8], pos: u64) -> io::Result<()> {
-    let iov = [
-        libc::iovec {
-            iov_base: head.as_ptr() as *mut libc::c_void,
-            iov_len: head.len(),
-        },
-        libc::iovec {
-            iov_base: body.as_ptr() as *mut libc::c_void,
-            iov_len: body.len(),
-        },
-    ];
-    let offset =
-        libc::off_t::try_from(pos).map_err(|_| io::Error::other("position overflows off_t"))?;
-    // SAFETY: the iovecs point into live slices that outlive the call.
-    let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), 2, offset) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
-    // A short write is legal; finish the rest with plain positioned writes.
-    if n < head.len() {
-        file.write_all_at(&head[n..], pos + n as u64)?;
-        file.write_all_at(body, pos + head.len() as u64)?;
-    } else if n < head.len() + body.len() {
-        let done = n - head.len();
-        file.write_all_at(&body[done..], pos + n as u64)?;
+/// Writes `head` then `body` at `pos`: one `pwritev` in the common case,
+/// more after a short write, until every byte is written.
+pub(crate) fn write_all_at(
+    fs: &dyn FileSystem,
+    file: &File,
+    path: &Path,
+    head: &[u8],
+    body: &[u8],
+    mut pos: u64,
+) -> io::Result<()> {
+    let mut slices = [IoSlice::new(head), IoSlice::new(body)];
+    let mut bufs = &mut slices[..];
+    let mut left = head.len() + body.len();
+    while left > 0 {
+        match fs.write_vectored_at(file, path, bufs, pos) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) if n > left => {
+                return Err(io::Error::other(format!(
+                    "a write of {left} bytes reported {n}"
+                )));
+            }
+            Ok(n) => {
+                IoSlice::advance_slices(&mut bufs, n);
+                pos += n as u64;
+                left -= n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -95,43 +92,66 @@ pub(crate) fn data_end(file: &File, from: u64, len: u64) -> u64 {
 }
 
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+pub(crate) fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).at(dir)
+}
+
+/// Deletes a file; a missing one is fine (a crash or a rename took it).
+pub(crate) fn remove_if_exists(fs: &dyn FileSystem, path: &Path) -> Result<()> {
+    match fs.remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).at(path),
+        _ => Ok(()),
+    }
 }
 
 /// Replaces `dir/name` with `contents` atomically and durably:
 /// write a temporary file, fsync it, rename it over the old one, fsync the
 /// directory. The one implementation of this sequence in Brook (storage's
-/// offset files and snapshots, the broker's group offsets and producer ids).
+/// offset files and snapshots, the broker's group offsets and producer ids),
+/// here on the real file system.
 ///
 /// The temporary file's name is unique in the process, so that two writers
 /// of the same file never share one; a crash leaves a `*.tmp` file that the
 /// directory's owner removes when it opens.
 pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+    write_atomic_in(&RealFs, dir, name, contents)
+}
+
+/// [`write_atomic`] on the file system `fs`.
+pub(crate) fn write_atomic_in(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+) -> Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!("{name}.{n}.tmp"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .at(&tmp)?;
-    f.write_all(contents).at(&tmp)?;
-    f.sync_all().at(&tmp)?;
+    let f = fs.write_file(&tmp, contents).at(&tmp)?;
+    fs.sync_all(&f, &tmp).at(&tmp)?;
+    drop(f);
     let dst = dir.join(name);
-    fs::rename(&tmp, &dst).at(&dst)?;
-    sync_dir(dir)
+    if let Err(e) = fs.rename(&tmp, &dst) {
+        // The old file is intact; leave no stray copy beside it.
+        let _ = fs.remove_file(&tmp);
+        return Err(e).at(&dst);
+    }
+    sync_dir(fs, dir)
 }
 
 /// Replaces `dir/name` with `contents` atomically but not durably (temporary
 /// file and rename, no fsync): for callers that sync the whole file system
 /// afterwards (see [`sync_filesystem`]).
-pub(crate) fn replace_unsynced(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+pub(crate) fn replace_unsynced(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    fs::write(&tmp, contents).at(&tmp)?;
+    fs.write_file(&tmp, contents).at(&tmp)?;
     let dst = dir.join(name);
-    fs::rename(&tmp, &dst).at(&dst)
+    fs.rename(&tmp, &dst).at(&dst)
 }
 
 /// Like [`replace_unsynced`], for many small files written at once (a
@@ -140,26 +160,23 @@ pub(crate) fn replace_unsynced(dir: &Path, name: &str, contents: &[u8]) -> Resul
 /// (`auto_da_alloc`, ~0.3 ms per file) and thousands of them would take
 /// seconds. A crash in between leaves no file, which every caller treats as
 /// "rebuild from the log".
-pub(crate) fn replace_unsynced_fast(dir: &Path, name: &str, contents: &[u8]) -> Result<()> {
+pub(crate) fn replace_unsynced_fast(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    fs::write(&tmp, contents).at(&tmp)?;
+    fs.write_file(&tmp, contents).at(&tmp)?;
     let dst = dir.join(name);
-    match fs::remove_file(&dst) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at(&dst),
-        _ => {}
-    }
-    fs::rename(&tmp, &dst).at(&dst)
+    remove_if_exists(fs, &dst)?;
+    fs.rename(&tmp, &dst).at(&dst)
 }
 
 /// Writes back everything dirty on the file system holding `path`
 /// (`syncfs`): data, metadata and directories of every file at once.
-pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
-    let dir = File::open(path).at(path)?;
-    // SAFETY: syncfs on a descriptor we own.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-        return Err(io::Error::last_os_error()).at(path);
-    }
-    Ok(())
+pub(crate) fn sync_filesystem(fs: &dyn FileSystem, path: &Path) -> Result<()> {
+    fs.sync_filesystem(path).at(path)
 }
 
 /// Reads a file holding one decimal number; `None` if it is missing or unreadable as a number.
@@ -168,8 +185,13 @@ pub(crate) fn read_offset_file(path: &Path) -> Option<u64> {
 }
 
 /// Persists one decimal number atomically (log start offset, recovery point).
-pub(crate) fn write_offset_file(dir: &Path, name: &str, value: u64) -> Result<()> {
-    write_atomic(dir, name, format!("{value}\n").as_bytes())
+pub(crate) fn write_offset_file(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    value: u64,
+) -> Result<()> {
+    write_atomic_in(fs, dir, name, format!("{value}\n").as_bytes())
 }
 
 /// The three files of the segment starting at `base_offset`.
@@ -218,13 +240,13 @@ pub(crate) fn open_rw(path: &Path, create: bool) -> Result<File> {
 }
 
 /// Deletes a segment's three files; missing ones are fine.
-pub(crate) fn remove_segment_files(dir: &Path, base_offset: u64) -> Result<()> {
+pub(crate) fn remove_segment_files(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    base_offset: u64,
+) -> Result<()> {
     let p = SegmentPaths::new(dir, base_offset);
-    for path in [&p.log, &p.index, &p.timeindex] {
-        match fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).at(path),
-            _ => {}
-        }
-    }
-    Ok(())
+    [&p.log, &p.index, &p.timeindex]
+        .into_iter()
+        .try_for_each(|path| remove_if_exists(fs, path))
 }

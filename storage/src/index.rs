@@ -9,6 +9,9 @@
 //! appended to in place by the segment's single writer, and read by any
 //! number of readers, which only look at entries published through an atomic
 //! count (release on write, acquire on read). All integers are big-endian.
+//!
+//! Entries are stored through the mapping; reserving, trimming and syncing
+//! the files goes through the segment's [`FileSystem`], passed to each call.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{IoContext, Result};
 use crate::file::{open_rw, preallocate};
+use crate::fs::FileSystem;
 
 /// A file of fixed-size entries, mapped into memory.
 ///
@@ -41,17 +45,23 @@ impl<const N: usize> IndexFile<N> {
     /// Entries past the last one written read as zeros (space reserved
     /// ahead, or left by a clean close that did not trim): no written entry
     /// is all zeros, so the entries are those before the first zero one.
-    fn open(path: &Path, capacity: usize, reserve: usize, keep: bool) -> Result<Self> {
+    fn open(
+        fs: &dyn FileSystem,
+        path: &Path,
+        capacity: usize,
+        reserve: usize,
+        keep: bool,
+    ) -> Result<Self> {
         let file = open_rw(path, true)?;
         let file_len = file.metadata().at(path)?.len() as usize;
         let whole = if keep { file_len / N } else { 0 };
         if whole * N != file_len {
-            file.set_len((whole * N) as u64).at(path)?;
+            fs.set_len(&file, path, (whole * N) as u64).at(path)?;
         }
         let capacity = capacity.max(whole);
         let reserve = reserve.clamp(whole, capacity);
         if reserve > whole {
-            preallocate(&file, (whole * N) as u64, (reserve * N) as u64, path)?;
+            preallocate(fs, &file, (whole * N) as u64, (reserve * N) as u64, path)?;
         }
         let map = if capacity == 0 {
             None
@@ -126,7 +136,7 @@ impl<const N: usize> IndexFile<N> {
     }
 
     /// Reserves disk space for `entries` entries (at most the capacity).
-    fn reserve(&self, entries: usize) -> Result<()> {
+    fn reserve(&self, fs: &dyn FileSystem, entries: usize) -> Result<()> {
         let entries = entries.min(self.capacity);
         let reserved = self.reserved.load(Ordering::Relaxed);
         if entries <= reserved {
@@ -134,6 +144,7 @@ impl<const N: usize> IndexFile<N> {
         }
         let file = open_rw(&self.path, false)?;
         preallocate(
+            fs,
             &file,
             (reserved * N) as u64,
             (entries * N) as u64,
@@ -144,19 +155,19 @@ impl<const N: usize> IndexFile<N> {
     }
 
     /// Cuts the file to its entries (a sealed segment needs no spare room).
-    fn trim(&self) -> Result<()> {
+    fn trim(&self, fs: &dyn FileSystem) -> Result<()> {
         let len = self.len();
-        open_rw(&self.path, false)?
-            .set_len((len * N) as u64)
+        let file = open_rw(&self.path, false)?;
+        fs.set_len(&file, &self.path, (len * N) as u64)
             .at(&self.path)?;
         self.reserved.store(len, Ordering::Relaxed);
         Ok(())
     }
 
-    fn sync(&self) -> Result<()> {
+    fn sync(&self, fs: &dyn FileSystem) -> Result<()> {
         // fsync writes back the pages dirtied through the mapping too.
         match File::open(&self.path) {
-            Ok(f) => f.sync_all().at(&self.path),
+            Ok(f) => fs.sync_all(&f, &self.path).at(&self.path),
             // Deleted (retention took the segment): nothing left to sync.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).at(&self.path),
@@ -169,13 +180,19 @@ pub(crate) struct OffsetIndex(IndexFile<8>);
 
 impl OffsetIndex {
     /// Opens the index (see [`IndexFile::open`]).
-    pub fn open(path: &Path, capacity: usize, reserve: usize, keep: bool) -> Result<Self> {
-        IndexFile::open(path, capacity, reserve, keep).map(OffsetIndex)
+    pub fn open(
+        fs: &dyn FileSystem,
+        path: &Path,
+        capacity: usize,
+        reserve: usize,
+        keep: bool,
+    ) -> Result<Self> {
+        IndexFile::open(fs, path, capacity, reserve, keep).map(OffsetIndex)
     }
 
     /// Reserves disk space for `entries` entries.
-    pub fn reserve(&self, entries: usize) -> Result<()> {
-        self.0.reserve(entries)
+    pub fn reserve(&self, fs: &dyn FileSystem, entries: usize) -> Result<()> {
+        self.0.reserve(fs, entries)
     }
 
     pub fn len(&self) -> usize {
@@ -224,12 +241,12 @@ impl OffsetIndex {
         })
     }
 
-    pub fn trim(&self) -> Result<()> {
-        self.0.trim()
+    pub fn trim(&self, fs: &dyn FileSystem) -> Result<()> {
+        self.0.trim(fs)
     }
 
-    pub fn sync(&self) -> Result<()> {
-        self.0.sync()
+    pub fn sync(&self, fs: &dyn FileSystem) -> Result<()> {
+        self.0.sync(fs)
     }
 }
 
@@ -238,13 +255,19 @@ pub(crate) struct TimeIndex(IndexFile<12>);
 
 impl TimeIndex {
     /// Opens the index (see [`IndexFile::open`]).
-    pub fn open(path: &Path, capacity: usize, reserve: usize, keep: bool) -> Result<Self> {
-        IndexFile::open(path, capacity, reserve, keep).map(TimeIndex)
+    pub fn open(
+        fs: &dyn FileSystem,
+        path: &Path,
+        capacity: usize,
+        reserve: usize,
+        keep: bool,
+    ) -> Result<Self> {
+        IndexFile::open(fs, path, capacity, reserve, keep).map(TimeIndex)
     }
 
     /// Reserves disk space for `entries` entries.
-    pub fn reserve(&self, entries: usize) -> Result<()> {
-        self.0.reserve(entries)
+    pub fn reserve(&self, fs: &dyn FileSystem, entries: usize) -> Result<()> {
+        self.0.reserve(fs, entries)
     }
 
     pub fn len(&self) -> usize {
@@ -321,23 +344,24 @@ impl TimeIndex {
         })
     }
 
-    pub fn trim(&self) -> Result<()> {
-        self.0.trim()
+    pub fn trim(&self, fs: &dyn FileSystem) -> Result<()> {
+        self.0.trim(fs)
     }
 
-    pub fn sync(&self) -> Result<()> {
-        self.0.sync()
+    pub fn sync(&self, fs: &dyn FileSystem) -> Result<()> {
+        self.0.sync(fs)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::RealFs;
 
     #[test]
     fn offset_lookup_finds_floor_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = OffsetIndex::open(&dir.path().join("a.index"), 10, 10, false).unwrap();
+        let idx = OffsetIndex::open(&RealFs, &dir.path().join("a.index"), 10, 10, false).unwrap();
         assert_eq!(idx.lookup(5), (0, 0));
         idx.push(10, 100);
         idx.push(20, 200);
@@ -356,7 +380,7 @@ mod tests {
     #[test]
     fn full_index_drops_entries_instead_of_overflowing() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = OffsetIndex::open(&dir.path().join("a.index"), 2, 2, false).unwrap();
+        let idx = OffsetIndex::open(&RealFs, &dir.path().join("a.index"), 2, 2, false).unwrap();
         for i in 1..5 {
             idx.push(i, i * 10);
         }
@@ -368,7 +392,7 @@ mod tests {
     fn time_lookup_and_reopen_keep_entries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.timeindex");
-        let idx = TimeIndex::open(&path, 10, 10, false).unwrap();
+        let idx = TimeIndex::open(&RealFs, &path, 10, 10, false).unwrap();
         idx.maybe_push(100, 5);
         idx.maybe_push(100, 6); // not larger: skipped
         idx.maybe_push(200, 9);
@@ -376,10 +400,10 @@ mod tests {
         assert_eq!(idx.lookup(100), None);
         assert_eq!(idx.lookup(101), Some(5));
         assert_eq!(idx.lookup(1000), Some(9));
-        idx.trim().unwrap();
+        idx.trim(&RealFs).unwrap();
         drop(idx);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
-        let idx = TimeIndex::open(&path, 0, 0, true).unwrap();
+        let idx = TimeIndex::open(&RealFs, &path, 0, 0, true).unwrap();
         assert_eq!(idx.last(), Some((200, 9)));
         assert!(idx.is_consistent(9));
         assert!(!idx.is_consistent(8));

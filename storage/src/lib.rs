@@ -11,10 +11,17 @@
 //! - [`DirLock`]: the data directory's lock (one writer process at a time).
 //! - [`DamagedRange`]: stored bytes that fail their checks, contained.
 //!
+//! - [`FileSystem`] and [`RealFs`] (module `fs`): the file-system seam every
+//!   write, sync, allocation, truncation and rename goes through, handed in
+//!   with [`LogOptions::fs`] or [`Partition::open_with`]; with the
+//!   `fault-injection` feature, `FaultyFs` scripts EIO, ENOSPC and short
+//!   writes on it for tests.
+//!
 //! Internals: `segment` (one `.log` file with its `.index` and
 //! `.timeindex`), `scan` (the checks of stored batches and resync after
 //! damage), `index` (the two mmap'd sparse indexes), `file` (the
-//! narrow file-system seam), `flusher` (the background flush thread), `resident` (keeps
+//! sequences built on the seam: whole writes, atomic replacement, directory
+//! sync), `flusher` (the background flush thread), `resident` (keeps
 //! pages that reads touched from staying in the process's RSS).
 //!
 //! The batch format is `brook_protocol::batch`; the on-disk layout is
@@ -30,6 +37,7 @@ mod epochs;
 mod error;
 mod file;
 mod flusher;
+mod fs;
 mod index;
 mod lock;
 mod log;
@@ -45,6 +53,9 @@ pub use damage::DamagedRange;
 pub use error::{Error, Result};
 pub use file::write_atomic;
 pub use flusher::drain as drain_background_jobs;
+#[cfg(feature = "fault-injection")]
+pub use fs::{FaultyFs, FsOp};
+pub use fs::{FileSystem, RealFs};
 pub use lock::{DirLock, LOCK_FILE};
 pub use log::{
     Log, LogOptions, MAX_PARTITIONS, OfflinePartition, OnOpenError, Topic, TopicConfig,

@@ -21,7 +21,8 @@ use std::path::Path;
 use brook_protocol::batch::BatchHeader;
 
 use crate::error::{Error, Result};
-use crate::file::{replace_unsynced_fast, write_atomic};
+use crate::file::{replace_unsynced_fast, write_atomic_in};
+use crate::fs::FileSystem;
 
 /// Batches remembered per producer (as Kafka's 5 in flight).
 pub const CACHED_BATCHES: usize = 5;
@@ -181,11 +182,17 @@ impl ProducerState {
     /// Writes the snapshot, valid up to offset `valid_to`, atomically;
     /// `durable` also fsyncs it and its directory before returning (without,
     /// the caller syncs the file system afterwards).
-    pub fn save(&self, dir: &Path, valid_to: u64, durable: bool) -> Result<()> {
+    pub fn save(
+        &self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        valid_to: u64,
+        durable: bool,
+    ) -> Result<()> {
         let text = self.encode(valid_to);
         match durable {
-            true => write_atomic(dir, SNAPSHOT, text.as_bytes()),
-            false => replace_unsynced_fast(dir, SNAPSHOT, text.as_bytes()),
+            true => write_atomic_in(fs, dir, SNAPSHOT, text.as_bytes()),
+            false => replace_unsynced_fast(fs, dir, SNAPSHOT, text.as_bytes()),
         }
     }
 
@@ -319,7 +326,7 @@ mod tests {
         s.record(&header(3, 2, 0, 4), 10);
         s.record(&header(3, 2, 4, 1), 14);
         s.record(&header(9, 0, 0, 1), 15);
-        s.save(dir.path(), 16, true).unwrap();
+        s.save(&crate::fs::RealFs, dir.path(), 16, true).unwrap();
         let (loaded, to) = ProducerState::load(dir.path()).unwrap();
         assert_eq!((loaded, to), (s.clone(), 16));
         let text = std::fs::read_to_string(dir.path().join(SNAPSHOT)).unwrap();

@@ -16,6 +16,7 @@ use memmap2::Mmap;
 
 use crate::error::{Error, IoContext, Result};
 use crate::file::{SegmentPaths, list_segments, read_offset_file, sync_dir};
+use crate::fs::RealFs;
 use crate::lock::DirLock;
 use crate::scan::{last_nonzero, scan};
 
@@ -233,9 +234,9 @@ pub fn repair_partition(
         }
     }
     if !dry_run && !report.moved.is_empty() {
-        sync_dir(&dir)?;
+        sync_dir(&RealFs, &dir)?;
         if quarantine.is_dir() {
-            sync_dir(&quarantine)?;
+            sync_dir(&RealFs, &quarantine)?;
         }
     }
     report.left = found

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, IoContext, Result};
 use crate::file::{sync_dir, sync_filesystem};
+use crate::fs::FileSystem;
 use crate::lock::DirLock;
 use crate::partition::Partition;
 
@@ -38,6 +39,8 @@ pub struct Log {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Topics whose metadata could not be read at open, with the reason.
     offline_topics: BTreeMap<String, String>,
+    /// Handed to every partition; the topic metadata goes through it too.
+    fs: Arc<dyn FileSystem>,
     _lock: DirLock,
 }
 
@@ -54,6 +57,7 @@ impl Log {
     /// can refuse to start before doing anything else).
     pub fn open_with(lock: DirLock, options: LogOptions) -> Result<Log> {
         let root = lock.dir().to_path_buf();
+        let fs = options.fs;
         let mut offline_topics = BTreeMap::new();
         let mut found = Vec::new();
         for entry in fs::read_dir(&root).at(&root)? {
@@ -86,18 +90,19 @@ impl Log {
             .iter()
             .flat_map(|(path, name, config)| partition_jobs(path, name, config))
             .collect();
-        let mut opened = open_partitions(&jobs).into_iter();
+        let mut opened = open_partitions(&fs, &jobs).into_iter();
         let mut topics = BTreeMap::new();
         for (path, name, config) in found {
             let mine: Vec<_> = opened.by_ref().take(config.partitions as usize).collect();
             let topic = assemble_topic(&path, &name, config, mine, options.on_open_error)?;
             topics.insert(name, Arc::new(topic));
         }
-        sync_dir(&root)?;
+        sync_dir(&*fs, &root)?;
         Ok(Log {
             root,
             topics: RwLock::new(topics),
             offline_topics,
+            fs,
             _lock: lock,
         })
     }
@@ -142,23 +147,23 @@ impl Log {
         let staging = self.root.join(format!("{name}{CREATING}"));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).at(&staging)?;
-        write_meta(&staging, &config)?;
+        write_meta(&*self.fs, &staging, &config)?;
         for p in 0..config.partitions {
             let dir = staging.join(p.to_string());
             fs::create_dir_all(&dir).at(&dir)?;
         }
         let dir = self.root.join(name);
-        fs::rename(&staging, &dir).at(&dir)?;
-        sync_dir(&self.root)?;
-        let opened = open_partitions(&partition_jobs(&dir, name, &config));
+        self.fs.rename(&staging, &dir).at(&dir)?;
+        sync_dir(&*self.fs, &self.root)?;
+        let opened = open_partitions(&self.fs, &partition_jobs(&dir, name, &config));
         let topic = match assemble_topic(&dir, name, config, opened, OnOpenError::Fail) {
             Ok(t) => Arc::new(t),
             Err(e) => {
                 // E.g. the disk cannot hold the preallocated segments: leave
                 // no half-made topic behind to fail the next start.
                 let trash = self.root.join(format!("{name}{DELETED}"));
-                if fs::rename(&dir, &trash).is_ok() {
-                    let _ = sync_dir(&self.root);
+                if self.fs.rename(&dir, &trash).is_ok() {
+                    let _ = sync_dir(&*self.fs, &self.root);
                     let _ = fs::remove_dir_all(&trash);
                 }
                 return Err(e);
@@ -200,8 +205,8 @@ impl Log {
             tracing::warn!(topic = name, error = %e, "closing a deleted topic's partitions failed");
         }
         let trash = self.root.join(format!("{name}{DELETED}"));
-        fs::rename(&topic.dir, &trash).at(&topic.dir)?;
-        sync_dir(&self.root)?;
+        self.fs.rename(&topic.dir, &trash).at(&topic.dir)?;
+        sync_dir(&*self.fs, &self.root)?;
         fs::remove_dir_all(&trash).at(&trash)
     }
 
@@ -220,15 +225,16 @@ impl Log {
         let mut config = topic.config();
         let mut added = Vec::new();
         for id in current..total {
-            added.push(Slot::Online(Partition::open(
+            added.push(Slot::Online(Partition::open_with(
                 topic.dir.join(id.to_string()),
                 format!("{name}/{id}"),
                 config.partition.clone(),
+                Arc::clone(&self.fs),
             )?));
         }
         config.partitions = total;
         // The count becomes real only when the metadata says so.
-        write_meta(&topic.dir, &config)?;
+        write_meta(&*self.fs, &topic.dir, &config)?;
         parts.extend(added);
         *topic.config.write().unwrap_or_else(|e| e.into_inner()) = config;
         Ok(())
@@ -264,7 +270,7 @@ impl Log {
         let ends = parallel(&all, Partition::close_unsynced)
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
-        sync_filesystem(&self.root)?;
+        sync_filesystem(&*self.fs, &self.root)?;
         let closing: Vec<(&Partition, u64)> = all
             .iter()
             .zip(ends)
@@ -273,7 +279,7 @@ impl Log {
         parallel(&closing, |(p, end)| p.finish_close_after_syncfs(*end))
             .into_iter()
             .collect::<Result<()>>()?;
-        sync_filesystem(&self.root)
+        sync_filesystem(&*self.fs, &self.root)
     }
 
     /// The data directory.

@@ -4,10 +4,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::config::PartitionConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::fs::FileSystem;
 use crate::partition::Partition;
 
 use super::OnOpenError;
@@ -51,9 +52,9 @@ pub(super) fn parallel<J: Sync, T: Send>(jobs: &[J], f: impl Fn(&J) -> T + Sync)
 }
 
 /// Opens partitions in parallel (see [`parallel`]).
-pub(super) fn open_partitions(jobs: &[Job]) -> Vec<Result<Partition>> {
+pub(super) fn open_partitions(fs: &Arc<dyn FileSystem>, jobs: &[Job]) -> Vec<Result<Partition>> {
     parallel(jobs, |(dir, name, cfg)| {
-        Partition::open(dir, name.clone(), cfg.clone())
+        Partition::open_with(dir, name.clone(), cfg.clone(), Arc::clone(fs))
     })
 }
 

@@ -145,6 +145,7 @@ fn a_partition_that_cannot_be_opened_is_offline_and_the_rest_serve() {
 
     let strict = LogOptions {
         on_open_error: OnOpenError::Fail,
+        ..Default::default()
     };
     assert!(Log::open_with(DirLock::exclusive(dir.path()).unwrap(), strict).is_err());
 

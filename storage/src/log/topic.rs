@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::config::{AppendMode, FlushPolicy, PartitionConfig};
 use crate::error::{Error, IoContext, Result};
-use crate::file::write_atomic;
+use crate::file::write_atomic_in;
+use crate::fs::{FileSystem, RealFs};
 use crate::partition::Partition;
 
 use super::open::parallel;
@@ -35,10 +36,22 @@ pub enum OnOpenError {
 }
 
 /// Options of [`Log::open_with`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LogOptions {
     /// What to do with a partition that cannot be opened.
     pub on_open_error: OnOpenError,
+    /// The file system every partition (and the topic metadata) is written
+    /// through: [`RealFs`], or a test's faulty one.
+    pub fs: Arc<dyn FileSystem>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            on_open_error: OnOpenError::default(),
+            fs: Arc::new(RealFs),
+        }
+    }
 }
 
 /// A partition, or why it could not be opened.
@@ -176,7 +189,7 @@ pub(super) fn opt(v: Option<u64>) -> String {
     v.map_or("none".into(), |v| v.to_string())
 }
 
-pub(super) fn write_meta(dir: &Path, c: &TopicConfig) -> Result<()> {
+pub(super) fn write_meta(fs: &dyn FileSystem, dir: &Path, c: &TopicConfig) -> Result<()> {
     let p = &c.partition;
     let flush = match p.flush {
         FlushPolicy::Always => "always".to_string(),
@@ -197,7 +210,7 @@ pub(super) fn write_meta(dir: &Path, c: &TopicConfig) -> Result<()> {
         opt(p.retention_bytes),
         p.max_batch_bytes,
     );
-    write_atomic(dir, META, text.as_bytes())
+    write_atomic_in(fs, dir, META, text.as_bytes())
 }
 
 pub(super) fn read_meta(dir: &Path) -> Result<TopicConfig> {

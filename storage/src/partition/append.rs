@@ -8,7 +8,7 @@ use brook_protocol::batch::{Batch, DecodeError};
 
 use super::{AppendInfo, Appender, Shared, Watermark, lock, now_ms};
 use crate::error::{Error, Result};
-use crate::file::sync_dir;
+use crate::file::{remove_segment_files, sync_dir};
 use crate::flusher::{self, Flushable};
 use crate::producers::Verdict;
 use crate::segment::Segment;
@@ -94,17 +94,12 @@ impl Shared {
 
     /// Starts a new active segment at `base`. The new one is created before
     /// the old one is sealed, so a failure leaves the old one active. (On a
-    /// full disk the new segment is still created, with no space reserved:
-    /// the append that needs the space fails with `DiskFull`.)
+    /// full disk the roll fails with `DiskFull` if the new segment's indexes
+    /// cannot reserve their first entries; if only its log cannot, it is
+    /// created with no space reserved and the append that needs the space
+    /// fails with `DiskFull`.)
     pub(super) fn roll(self: &Arc<Self>, app: &mut Appender, base: u64, now: i64) -> Result<()> {
-        let new = Arc::new(Segment::create(
-            &self.dir,
-            base,
-            self.config.segment_capacity(),
-            &self.config,
-        )?);
-        // The new file must survive a power cut before a durable ack can point into it.
-        sync_dir(&self.dir)?;
+        let new = Arc::new(self.create_segment(base)?);
         if let Err(e) = app.active.seal() {
             let _ = new.delete();
             return Err(e);
@@ -120,5 +115,23 @@ impl Shared {
         let weak: Weak<dyn Flushable> = Arc::downgrade(self) as Weak<dyn Flushable>;
         flusher::sync_sealed(weak);
         Ok(())
+    }
+
+    /// Creates the segment a roll goes on in, its name durable in the
+    /// directory. A failure leaves none of its files behind: an empty
+    /// segment at `base` would claim offsets that the old active segment
+    /// may still give out (a smaller batch still fits there), and the next
+    /// open would find the two overlapping.
+    fn create_segment(&self, base: u64) -> Result<Segment> {
+        let capacity = self.config.segment_capacity();
+        let created = Segment::create(&self.fs, &self.dir, base, capacity, &self.config)
+            // The new file must survive a power cut before a durable ack can point into it.
+            .and_then(|seg| sync_dir(&*self.fs, &self.dir).map(|()| seg));
+        if created.is_err()
+            && let Err(e) = remove_segment_files(&*self.fs, &self.dir, base)
+        {
+            tracing::error!(partition = %self.name, base, error = %e, "could not remove the files of a segment whose creation failed");
+        }
+        created
     }
 }

@@ -30,13 +30,13 @@ impl Shared {
         }
         self.flush_to(stopped.end)?;
         if let Some(state) = stopped.snapshot {
-            state.save(&self.dir, stopped.end, true)?;
+            state.save(&*self.fs, &self.dir, stopped.end, true)?;
             self.snapshot_to.store(stopped.end, Ordering::Release);
         }
         // The final time-index entry must be on disk before the marker.
         sync_last_segment(&self.segments)?;
         // The end offset tells the next open where the synced log ends.
-        write_offset_file(&self.dir, CLEAN_SHUTDOWN, stopped.end)
+        write_offset_file(&*self.fs, &self.dir, CLEAN_SHUTDOWN, stopped.end)
     }
 
     /// Stops appends and ends the active segment (final time-index entry,
@@ -78,7 +78,7 @@ impl Partition {
             return Ok(None);
         };
         if let Some(state) = stopped.snapshot {
-            state.save(&self.shared.dir, stopped.end, false)?;
+            state.save(&*self.shared.fs, &self.shared.dir, stopped.end, false)?;
             self.shared
                 .snapshot_to
                 .store(stopped.end, Ordering::Release);
@@ -101,6 +101,7 @@ impl Partition {
             seg.release_file();
         }
         replace_unsynced(
+            &*self.shared.fs,
             &self.shared.dir,
             CLEAN_SHUTDOWN,
             format!("{end}\n").as_bytes(),

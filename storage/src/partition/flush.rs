@@ -184,7 +184,7 @@ impl Shared {
         {
             return;
         }
-        match write_offset_file(&self.dir, RECOVERY_POINT, offset) {
+        match write_offset_file(&*self.fs, &self.dir, RECOVERY_POINT, offset) {
             Ok(()) => *rp = (offset, Instant::now()),
             Err(e) => {
                 tracing::warn!(partition = %self.name, error = %e, "could not record the recovery point; recovery will scan more")
@@ -201,7 +201,7 @@ impl Shared {
         let Some((state, valid_to)) = pending.take_if(|(_, to)| *to <= synced_to) else {
             return;
         };
-        match state.save(&self.dir, valid_to, true) {
+        match state.save(&*self.fs, &self.dir, valid_to, true) {
             Ok(()) => self.snapshot_to.store(valid_to, Ordering::Release),
             Err(e) => {
                 tracing::warn!(partition = %self.name, error = %e, "could not write the producer-state snapshot; a crash now replays more of the log")

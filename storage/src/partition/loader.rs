@@ -3,7 +3,6 @@
 //! state rebuilt from its snapshot plus the log after it.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
@@ -21,8 +20,11 @@ use crate::config::{FlushPolicy, PartitionConfig};
 use crate::damage::DamagedRange;
 use crate::epochs::LeaderEpochs;
 use crate::error::{Error, IoContext, Result};
-use crate::file::{list_segments, read_offset_file, remove_segment_files, sync_dir};
+use crate::file::{
+    list_segments, read_offset_file, remove_if_exists, remove_segment_files, sync_dir,
+};
 use crate::flusher::{self, Flushable};
+use crate::fs::FileSystem;
 use crate::producers::ProducerState;
 use crate::segment::{OpenReport, Role, Segment};
 
@@ -64,12 +66,17 @@ impl RecoveryReport {
 }
 
 /// [`Partition::open`].
-pub(super) fn open(dir: PathBuf, name: String, config: PartitionConfig) -> Result<Partition> {
+pub(super) fn open(
+    dir: PathBuf,
+    name: String,
+    config: PartitionConfig,
+    fs: Arc<dyn FileSystem>,
+) -> Result<Partition> {
     config.validate()?;
-    fs::create_dir_all(&dir).at(&dir)?;
+    std::fs::create_dir_all(&dir).at(&dir)?;
     let started = Instant::now();
     let clean = read_clean_marker(&dir);
-    let (segments, log_start, mut report) = load_segments(&dir, &config, clean)?;
+    let (segments, log_start, mut report) = load_segments(&fs, &dir, &config, clean)?;
     let clean = clean.is_some();
     if clean {
         // Must be durable before the first append, or a crash would make
@@ -79,11 +86,11 @@ pub(super) fn open(dir: PathBuf, name: String, config: PartitionConfig) -> Resul
         let marker = dir.join(CLEAN_SHUTDOWN);
         match read_offset_file(&marker) {
             Some(end) if end >= read_offset_file(&dir.join(RECOVERY_POINT)).unwrap_or(0) => {
-                fs::rename(&marker, dir.join(RECOVERY_POINT)).at(&dir)?
+                fs.rename(&marker, &dir.join(RECOVERY_POINT)).at(&dir)?
             }
-            _ => fs::remove_file(&marker).at(&dir)?,
+            _ => fs.remove_file(&marker).at(&dir)?,
         }
-        sync_dir(&dir)?;
+        sync_dir(&*fs, &dir)?;
     }
     let Some(active) = segments.values().next_back().cloned() else {
         return Err(Error::Offline {
@@ -98,7 +105,7 @@ pub(super) fn open(dir: PathBuf, name: String, config: PartitionConfig) -> Resul
         true => now_ms(),
         false => active.first_timestamp().unwrap_or_else(now_ms),
     };
-    let epochs = LeaderEpochs::open(&dir)?;
+    let epochs = LeaderEpochs::open(&fs, &dir)?;
     let watermark = match config.flush {
         FlushPolicy::Always => Watermark::Durable,
         _ => Watermark::LogEnd,
@@ -107,6 +114,7 @@ pub(super) fn open(dir: PathBuf, name: String, config: PartitionConfig) -> Resul
     let mut shared = Shared {
         name,
         dir,
+        fs,
         segments: RwLock::new(segments),
         appender: Mutex::new(Appender {
             active,
@@ -225,7 +233,12 @@ fn read_clean_marker(dir: &Path) -> Option<Option<u64>> {
 /// recovery point, and scanned otherwise; no sealed segment is ever cut or
 /// deleted; only the last segment's unsynced tail may be cut. Offsets that
 /// no segment holds are marked missing, never reused.
-fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) -> Result<Loaded> {
+fn load_segments(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    cfg: &PartitionConfig,
+    clean: Option<Option<u64>>,
+) -> Result<Loaded> {
     let persisted_rp = read_offset_file(&dir.join(RECOVERY_POINT)).unwrap_or(0);
     // After a clean close everything up to the recorded end was synced.
     let (trust_below, recovery_point) = match clean {
@@ -234,7 +247,7 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) 
         None => (persisted_rp, persisted_rp),
     };
     let mut log_start = read_offset_file(&dir.join(LOG_START_OFFSET)).unwrap_or(0);
-    remove_leftovers(dir)?;
+    remove_leftovers(&**fs, dir)?;
     let mut bases = list_segments(dir)?;
     // Segments wholly below the log start: retention was cut short by a
     // crash. Retention only ever moves the log start to the base of a later
@@ -244,7 +257,7 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) 
         log_start = 0;
     }
     while bases.len() >= 2 && bases[1] <= log_start {
-        remove_segment_files(dir, bases[0])?;
+        remove_segment_files(&**fs, dir, bases[0])?;
         bases.remove(0);
     }
     let mut report = RecoveryReport {
@@ -254,8 +267,8 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) 
     let mut segments = BTreeMap::new();
     if bases.is_empty() {
         report.created = true;
-        let seg = Segment::create(dir, log_start, cfg.segment_capacity(), cfg)?;
-        sync_dir(dir)?;
+        let seg = Segment::create(fs, dir, log_start, cfg.segment_capacity(), cfg)?;
+        sync_dir(&**fs, dir)?;
         segments.insert(log_start, Arc::new(seg));
         return Ok((segments, log_start, report));
     }
@@ -268,7 +281,7 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) 
         // check covers only what follows its last index entry, and index
         // pages may have reached the disk ahead of the log pages.
         let trusted = base < trust_below && (clean.is_some() || bases.get(i + 1).is_some());
-        let (seg, stats) = Segment::open(dir, base, cfg, role, trusted)?;
+        let (seg, stats) = Segment::open(fs, dir, base, cfg, role, trusted)?;
         report.add(&stats);
         if let Role::Sealed { next_base } = role {
             let end = seg.next_offset();
@@ -295,8 +308,8 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) 
             seg.seal()?;
             seg.sync_all()?;
             seg.release_file();
-            let new = Segment::create(dir, next, cfg.segment_capacity(), cfg)?;
-            sync_dir(dir)?;
+            let new = Segment::create(fs, dir, next, cfg.segment_capacity(), cfg)?;
+            sync_dir(&**fs, dir)?;
             segments.insert(base, Arc::new(seg));
             segments.insert(next, Arc::new(new));
             continue;
@@ -310,19 +323,20 @@ fn load_segments(dir: &Path, cfg: &PartitionConfig, clean: Option<Option<u64>>) 
 }
 
 /// Deletes temporary files a crash left behind.
-fn remove_leftovers(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir).at(dir)? {
+fn remove_leftovers(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).at(dir)? {
         let path = entry.at(dir)?.path();
         if path.extension().is_some_and(|e| e == "tmp") {
             // A rename may have taken it meanwhile: gone is what we wanted.
             // (A directory is a truncation's unfinished segment.)
-            let removed = match path.is_dir() {
-                true => fs::remove_dir_all(&path),
-                false => fs::remove_file(&path),
-            };
-            match removed {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(&path),
-                _ => {}
+            match path.is_dir() {
+                true => match std::fs::remove_dir_all(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).at(&path);
+                    }
+                    _ => {}
+                },
+                false => remove_if_exists(fs, &path)?,
             }
         }
     }

@@ -23,6 +23,10 @@
 //! 7. `recovery_point`: alone, except that a truncation holds it (inside
 //!    `appender`) from lowering it until the new end is published.
 //!
+//! The file system (`Shared::fs`, a [`FileSystem`]) is called with any of
+//! these held; a test double's own lock is taken inside it and released
+//! before it returns, so it is always last.
+//!
 //! Inside a segment, its `writer` mutex is taken by appends (inside
 //! `appender`) but also, without `appender`, by the background sync, the
 //! release of a synced segment's file and the close: it guards the file
@@ -51,6 +55,7 @@ use crate::config::{FlushPolicy, PartitionConfig};
 use crate::damage::DamagedRange;
 use crate::epochs::LeaderEpochs;
 use crate::error::{Error, Result};
+use crate::fs::{FileSystem, RealFs};
 use crate::producers::ProducerState;
 use crate::segment::Segment;
 
@@ -128,6 +133,9 @@ struct Shared {
     name: String,
     dir: PathBuf,
     config: PartitionConfig,
+    /// Every change to the partition's files goes through it (its segments
+    /// hold a clone): the real file system, or a test's faulty one.
+    fs: Arc<dyn FileSystem>,
     /// Every segment by base offset; the last one is the active segment.
     /// Written only on roll, retention and truncation, so readers rarely wait.
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
@@ -190,7 +198,19 @@ impl Partition {
         name: impl Into<String>,
         config: PartitionConfig,
     ) -> Result<Partition> {
-        loader::open(dir.into(), name.into(), config)
+        Partition::open_with(dir, name, config, Arc::new(RealFs))
+    }
+
+    /// Like [`Partition::open`], changing the files only through `fs`
+    /// (every write, sync, allocation, truncation, rename and deletion):
+    /// how tests inject I/O errors, full disks and short writes.
+    pub fn open_with(
+        dir: impl Into<PathBuf>,
+        name: impl Into<String>,
+        config: PartitionConfig,
+        fs: Arc<dyn FileSystem>,
+    ) -> Result<Partition> {
+        loader::open(dir.into(), name.into(), config, fs)
     }
 
     /// Appends a checked batch, assigning it the next offsets, and returns

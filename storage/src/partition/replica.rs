@@ -7,7 +7,6 @@
 //! what it fetches ([`Partition::append_replicated`]); the leader moves the
 //! high watermark as followers catch up ([`Partition::advance_high_watermark`]).
 
-use std::fs;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -18,7 +17,9 @@ use super::{
     loader::rebuild_producers, lock,
 };
 use crate::error::{Error, IoContext, Result};
-use crate::file::{remove_segment_files, sync_dir, write_offset_file};
+use crate::file::{
+    SegmentPaths, remove_if_exists, remove_segment_files, sync_dir, write_offset_file,
+};
 use crate::producers::SNAPSHOT;
 use crate::segment::{Role, Segment};
 
@@ -147,7 +148,7 @@ impl Shared {
         // cannot raise the recovery point again meanwhile.
         let mut rp = lock(&self.recovery_point);
         if rp.0 > offset {
-            write_offset_file(&self.dir, RECOVERY_POINT, offset)?;
+            write_offset_file(&*self.fs, &self.dir, RECOVERY_POINT, offset)?;
             rp.0 = offset;
         }
         self.drop_snapshots_past(offset)?;
@@ -160,24 +161,26 @@ impl Shared {
             });
         };
         let kept = kept_batches(holder, offset)?;
-        for seg in segments.iter().rev().filter(|s| s.base_offset() > offset) {
-            remove_segment_files(&self.dir, seg.base_offset())?;
-        }
-        sync_dir(&self.dir)?;
         let base = holder.base_offset();
-        let active = match base == offset {
-            true => {
-                remove_segment_files(&self.dir, base)?;
-                let seg = Segment::create(
-                    &self.dir,
-                    base,
-                    self.config.segment_capacity(),
-                    &self.config,
-                )?;
-                sync_dir(&self.dir)?;
-                seg
+        let replaced = (|| {
+            for seg in segments.iter().rev().filter(|s| s.base_offset() > offset) {
+                remove_segment_files(&*self.fs, &self.dir, seg.base_offset())?;
             }
-            false => self.rebuild_segment(base, &kept, offset)?,
+            sync_dir(&*self.fs, &self.dir)?;
+            // Built beside and renamed over, even when nothing is kept: the
+            // old files stay in place until the new ones are complete.
+            self.rebuild_segment(base, &kept, offset)
+        })();
+        let active = match replaced {
+            Ok(active) => active,
+            Err(e) => {
+                // The files no longer match the segments in memory: stop
+                // writes; the next open recovers from what is on disk.
+                tracing::error!(partition = %self.name, offset, error = %e, "truncation failed; partition stops accepting writes");
+                lock(&self.flush).poisoned.get_or_insert(e.to_string());
+                self.durable.send_modify(|_| {});
+                return Err(e);
+            }
         };
         let active = Arc::new(active);
         {
@@ -212,12 +215,8 @@ impl Shared {
         pending.take_if(|(_, to)| *to > offset);
         let on_disk = self.snapshot_to.load(Ordering::Acquire);
         if on_disk != NO_SNAPSHOT && on_disk > offset {
-            let path = self.dir.join(SNAPSHOT);
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(&path),
-                _ => {}
-            }
-            sync_dir(&self.dir)?;
+            remove_if_exists(&*self.fs, &self.dir.join(SNAPSHOT))?;
+            sync_dir(&*self.fs, &self.dir)?;
             self.snapshot_to.store(NO_SNAPSHOT, Ordering::Release);
         }
         Ok(())
@@ -228,19 +227,20 @@ impl Shared {
     fn rebuild_segment(&self, base: u64, kept: &[Batch], end: u64) -> Result<Segment> {
         let tmp = self.dir.join(TRUNCATING);
         if tmp.exists() {
-            fs::remove_dir_all(&tmp).at(&tmp)?;
+            std::fs::remove_dir_all(&tmp).at(&tmp)?;
         }
-        fs::create_dir(&tmp).at(&tmp)?;
+        std::fs::create_dir(&tmp).at(&tmp)?;
         {
-            let seg = Segment::create(&tmp, base, self.config.segment_capacity(), &self.config)?;
+            let capacity = self.config.segment_capacity();
+            let seg = Segment::create(&self.fs, &tmp, base, capacity, &self.config)?;
             for batch in kept {
                 seg.append(batch, batch.header().base_offset)?;
             }
             seg.seal()?;
             seg.sync_all()?;
         }
-        let from = crate::file::SegmentPaths::new(&tmp, base);
-        let to = crate::file::SegmentPaths::new(&self.dir, base);
+        let from = SegmentPaths::new(&tmp, base);
+        let to = SegmentPaths::new(&self.dir, base);
         // Indexes first: a crash before the log's rename leaves the old log
         // with indexes that fail their check, and those are rebuilt.
         for (a, b) in [
@@ -248,11 +248,12 @@ impl Shared {
             (&from.timeindex, &to.timeindex),
             (&from.log, &to.log),
         ] {
-            fs::rename(a, b).at(b)?;
+            self.fs.rename(a, b).at(b)?;
         }
-        sync_dir(&self.dir)?;
-        fs::remove_dir_all(&tmp).at(&tmp)?;
+        sync_dir(&*self.fs, &self.dir)?;
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
         let (seg, _) = Segment::open(
+            &self.fs,
             &self.dir,
             base,
             &self.config,

@@ -38,7 +38,7 @@ impl Shared {
         };
         let new_start = last.next_offset();
         // Persist first: a crash after this point deletes the rest on open.
-        write_offset_file(&self.dir, LOG_START_OFFSET, new_start)?;
+        write_offset_file(&*self.fs, &self.dir, LOG_START_OFFSET, new_start)?;
         self.log_start.fetch_max(new_start, Ordering::AcqRel);
         {
             let mut map = self.segments.write().unwrap_or_else(|e| e.into_inner());
@@ -49,7 +49,7 @@ impl Shared {
         for seg in &victims {
             seg.delete()?;
         }
-        sync_dir(&self.dir)?;
+        sync_dir(&*self.fs, &self.dir)?;
         tracing::info!(partition = %self.name, segments = victims.len(), log_start_offset = new_start, "retention deleted segments");
         Ok(victims.len())
     }

@@ -482,7 +482,7 @@ fn a_lost_last_segment_never_lets_its_offsets_be_reused() {
     p.flush_to(end).unwrap();
     drop(p);
     crate::flusher::drain();
-    crate::file::remove_segment_files(dir.path(), last_base).unwrap();
+    crate::file::remove_segment_files(&crate::fs::RealFs, dir.path(), last_base).unwrap();
 
     for round in 0..2 {
         let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
@@ -523,7 +523,13 @@ fn only_a_log_start_at_a_segment_boundary_deletes_segments_on_open() {
     p.close().unwrap();
     drop(p);
 
-    write_offset_file(dir.path(), LOG_START_OFFSET, bases[2] + 1).unwrap();
+    write_offset_file(
+        &crate::fs::RealFs,
+        dir.path(),
+        LOG_START_OFFSET,
+        bases[2] + 1,
+    )
+    .unwrap();
     let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
     assert_eq!(
         p.segment_count(),
@@ -535,7 +541,7 @@ fn only_a_log_start_at_a_segment_boundary_deletes_segments_on_open() {
     p.close().unwrap();
     drop(p);
 
-    write_offset_file(dir.path(), LOG_START_OFFSET, bases[2]).unwrap();
+    write_offset_file(&crate::fs::RealFs, dir.path(), LOG_START_OFFSET, bases[2]).unwrap();
     let p = Partition::open(dir.path(), "t/0", config).unwrap();
     assert_eq!(p.segment_count(), 2, "an interrupted retention is finished");
     assert_eq!(p.log_start_offset(), bases[2]);

@@ -11,6 +11,9 @@
 //! again, which is what lets a read hand out zero-copy `Bytes` views of the
 //! mapping: a view keeps the mapping alive even after the segment is deleted.
 //!
+//! Every change to the files goes through the partition's [`FileSystem`]
+//! (`fs`), which the segment holds; stores into the mapping do not.
+//!
 //! File descriptors: the log file is open only while the segment is active
 //! or waits for its post-roll sync; a sealed, synced segment and every index
 //! are used through their mappings alone.
@@ -21,7 +24,7 @@
 mod open;
 mod read;
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -32,7 +35,8 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::config::{AppendMode, PartitionConfig};
 use crate::damage::DamagedRange;
 use crate::error::{Error, IoContext, Result};
-use crate::file::{SegmentPaths, open_rw, preallocate, write_all_at2};
+use crate::file::{SegmentPaths, open_rw, preallocate, remove_if_exists, write_all_at};
+use crate::fs::FileSystem;
 use crate::index::{OffsetIndex, TimeIndex};
 
 pub(crate) use open::{OpenReport, Role};
@@ -75,6 +79,8 @@ pub(crate) struct Segment {
     has_damage: AtomicBool,
     index_interval: u64,
     append_mode: AppendMode,
+    /// Where every write, sync, allocation and truncation of the files goes.
+    fs: Arc<dyn FileSystem>,
 }
 
 /// Entries an index may need for `bytes` of log: at most one per interval
@@ -86,6 +92,7 @@ fn index_capacity(bytes: u64, interval: u64) -> usize {
 impl Segment {
     /// Creates an empty active segment at `base_offset` with room for `capacity` bytes.
     pub fn create(
+        fs: &Arc<dyn FileSystem>,
         dir: &Path,
         base_offset: u64,
         capacity: u64,
@@ -93,8 +100,9 @@ impl Segment {
     ) -> Result<Segment> {
         let paths = SegmentPaths::new(dir, base_offset);
         let file = open_rw(&paths.log, true)?;
-        file.set_len(0).at(&paths.log)?;
-        let seg = Self::with_file(paths, file, base_offset, capacity, 0, cfg, false, true)?;
+        fs.set_len(&file, &paths.log, 0).at(&paths.log)?;
+        let fs = Arc::clone(fs);
+        let seg = Self::with_file(fs, paths, file, base_offset, capacity, 0, cfg, false, true)?;
         seg.reserve_ahead(ALLOC_MIN)?;
         Ok(seg)
     }
@@ -104,6 +112,7 @@ impl Segment {
     /// maps what the file holds and keeps no descriptor.
     #[allow(clippy::too_many_arguments)]
     fn with_file(
+        fs: Arc<dyn FileSystem>,
         paths: SegmentPaths,
         file: File,
         base_offset: u64,
@@ -146,8 +155,9 @@ impl Segment {
                 (n, n)
             }
         };
-        let offset_index = OffsetIndex::open(&paths.index, index_cap, index_reserve, keep_indexes)?;
-        let time_index = TimeIndex::open(&paths.timeindex, index_cap, index_reserve, keep_indexes)?;
+        let (cap, reserve, keep) = (index_cap, index_reserve, keep_indexes);
+        let offset_index = OffsetIndex::open(&*fs, &paths.index, cap, reserve, keep)?;
+        let time_index = TimeIndex::open(&*fs, &paths.timeindex, cap, reserve, keep)?;
         Ok(Segment {
             base_offset,
             paths,
@@ -168,6 +178,7 @@ impl Segment {
             has_damage: AtomicBool::new(false),
             index_interval: interval,
             append_mode: cfg.append_mode,
+            fs,
         })
     }
 
@@ -227,10 +238,10 @@ impl Segment {
         };
         let step = w.allocated.clamp(ALLOC_MIN, ALLOC_MAX_STEP);
         let target = needed.max(w.allocated + step).min(self.capacity);
-        preallocate(&file, w.allocated, target, &self.paths.log)?;
+        preallocate(&*self.fs, &file, w.allocated, target, &self.paths.log)?;
         let entries = index_capacity(target, self.index_interval);
-        self.offset_index.reserve(entries)?;
-        self.time_index.reserve(entries)?;
+        self.offset_index.reserve(&*self.fs, entries)?;
+        self.time_index.reserve(&*self.fs, entries)?;
         w.allocated = target;
         Ok(())
     }
@@ -288,7 +299,8 @@ impl Segment {
                 }
             }
             (_, _, Some(file)) => {
-                write_all_at2(file, &stamped, &bytes[8..], pos).at(&self.paths.log)?
+                write_all_at(&*self.fs, file, &self.paths.log, &stamped, &bytes[8..], pos)
+                    .at(&self.paths.log)?
             }
             (_, _, None) => return Err(Error::Closed(self.paths.log.display().to_string())),
         }
@@ -300,16 +312,17 @@ impl Segment {
 
     /// Forces the published bytes to disk.
     pub fn sync(&self) -> Result<()> {
-        if let (AppendMode::Mmap, Some(map)) = (self.append_mode, &self.map) {
-            let size = self.size() as usize;
-            if size > 0 {
-                map.flush_range(0, size).at(&self.paths.log)?;
-            }
+        if self.append_mode == AppendMode::Mmap {
+            // Published bytes only: the appender may be writing past them.
+            let published = self.bytes_at(0, self.size());
+            self.fs
+                .sync_mapped(&self.paths.log, published)
+                .at(&self.paths.log)?;
         }
         // No file: the segment was sealed and synced, nothing is left to write.
         let file = self.writer().file.clone();
         match file {
-            Some(f) => f.sync_data().at(&self.paths.log),
+            Some(f) => self.fs.sync_data(&f, &self.paths.log).at(&self.paths.log),
             None => Ok(()),
         }
     }
@@ -317,8 +330,8 @@ impl Segment {
     /// Forces the log and both indexes to disk (a sealed segment's final state).
     pub fn sync_all(&self) -> Result<()> {
         self.sync()?;
-        self.offset_index.sync()?;
-        self.time_index.sync()
+        self.offset_index.sync(&*self.fs)?;
+        self.time_index.sync(&*self.fs)
     }
 
     /// Closes the log file of a sealed segment once its final sync is done:
@@ -344,11 +357,12 @@ impl Segment {
                 .push_final(max_ts, (self.next_offset() - self.base_offset) as u32);
         }
         if let Some(file) = &w.file {
-            file.set_len(self.size()).at(&self.paths.log)?;
+            let log = &self.paths.log;
+            self.fs.set_len(file, log, self.size()).at(log)?;
         }
         w.allocated = self.size();
-        self.offset_index.trim()?;
-        self.time_index.trim()?;
+        self.offset_index.trim(&*self.fs)?;
+        self.time_index.trim(&*self.fs)?;
         w.sealed = true;
         Ok(())
     }
@@ -373,13 +387,9 @@ impl Segment {
 
     /// Removes the segment's files. Views handed out earlier stay readable.
     pub fn delete(&self) -> Result<()> {
-        for path in [&self.paths.log, &self.paths.index, &self.paths.timeindex] {
-            match fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(path),
-                _ => {}
-            }
-        }
-        Ok(())
+        [&self.paths.log, &self.paths.index, &self.paths.timeindex]
+            .into_iter()
+            .try_for_each(|path| remove_if_exists(&*self.fs, path))
     }
 
     /// Damaged ranges found in this segment so far.

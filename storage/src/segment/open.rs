@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{ALLOC_MIN, Segment};
@@ -15,6 +16,7 @@ use crate::config::PartitionConfig;
 use crate::damage::DamagedRange;
 use crate::error::{Error, IoContext, Result};
 use crate::file::{SegmentPaths, data_end, open_rw};
+use crate::fs::FileSystem;
 use crate::scan::{last_nonzero, scan};
 
 /// What a segment is opened as.
@@ -67,6 +69,7 @@ impl Segment {
     /// last index entry; anything else, or a failed check, is scanned and
     /// re-indexed under the rules above.
     pub fn open(
+        fs: &Arc<dyn FileSystem>,
         dir: &Path,
         base_offset: u64,
         cfg: &PartitionConfig,
@@ -91,6 +94,7 @@ impl Segment {
         if trusted {
             if indexes_exist {
                 let seg = Self::with_file(
+                    Arc::clone(fs),
                     SegmentPaths::new(dir, base_offset),
                     file.try_clone().at(&paths.log)?,
                     base_offset,
@@ -114,6 +118,7 @@ impl Segment {
             }
         }
         let seg = Self::with_file(
+            Arc::clone(fs),
             paths,
             file,
             base_offset,
@@ -278,10 +283,10 @@ impl Segment {
                     let rel = u32::try_from(next_base - self.base_offset).unwrap_or(u32::MAX);
                     self.time_index.push_final(max_ts, rel);
                 }
-                self.offset_index.trim()?;
-                self.time_index.trim()?;
-                self.offset_index.sync()?;
-                self.time_index.sync()?;
+                self.offset_index.trim(&*self.fs)?;
+                self.time_index.trim(&*self.fs)?;
+                self.offset_index.sync(&*self.fs)?;
+                self.time_index.sync(&*self.fs)?;
             }
             Role::Active { recovery_point } => {
                 let file: &File = w
@@ -319,8 +324,8 @@ impl Segment {
                 if keep_to < file_len {
                     // The cut range is reserved again on the next append and
                     // reads as zeros: no stale batch can reappear behind it.
-                    file.set_len(keep_to).at(&path)?;
-                    file.sync_all().at(&path)?;
+                    self.fs.set_len(file, &path, keep_to).at(&path)?;
+                    self.fs.sync_all(file, &path).at(&path)?;
                 }
                 w.allocated = keep_to;
             }
