@@ -3,6 +3,7 @@
 //! `brook.v1.Groups` service (`service`).
 
 pub mod assign;
+mod commits;
 pub mod coordinator;
 pub mod lag;
 pub mod offsets;

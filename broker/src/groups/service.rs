@@ -14,21 +14,22 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Groups;
 use super::assign::Strategy;
+use super::commits::{blocking, no_members, store_checked};
 use super::coordinator::{JoinSpec, by_topic};
-use super::offsets::{CommitError, Committed};
+use super::offsets::Committed;
 use crate::request::RequestContext;
 use crate::state::Broker;
 use crate::status::{invalid, to_status};
 
 /// One committed offset to store.
-type Entry = (super::offsets::Tp, Committed);
+pub(super) type Entry = (super::offsets::Tp, Committed);
 
 /// Longest commit metadata accepted.
-const MAX_METADATA: usize = 4096;
+pub(super) const MAX_METADATA: usize = 4096;
 
 /// Implements `brook.v1.Groups`.
 pub struct GroupsService {
-    broker: Arc<Broker>,
+    pub(super) broker: Arc<Broker>,
 }
 
 impl GroupsService {
@@ -38,7 +39,7 @@ impl GroupsService {
     }
 }
 
-fn check_group_name(name: &str) -> Result<(), Status> {
+pub(super) fn check_group_name(name: &str) -> Result<(), Status> {
     brook_storage::validate_topic_name(name).map_err(|e| match e {
         brook_storage::Error::InvalidTopicName { reason, .. } => {
             invalid(format!("invalid group name {name:?}: {reason}"))
@@ -89,7 +90,7 @@ fn committed_to_proto(group: &Groups, name: &str, topic: &str) -> Vec<v1::Commit
 }
 
 impl GroupsService {
-    fn state(&self) -> Result<(&Arc<Log>, &Arc<Groups>), Status> {
+    pub(super) fn state(&self) -> Result<(&Arc<Log>, &Arc<Groups>), Status> {
         Ok((self.broker.log()?, self.broker.groups()?))
     }
 
@@ -133,151 +134,6 @@ impl GroupsService {
             session_timeout: timeout,
             strategy: strategy(j.strategy)?,
         })
-    }
-
-    fn commit_inner(&self, req: v1::CommitRequest) -> Result<Vec<Entry>, Status> {
-        check_group_name(&req.group)?;
-        let (log, groups) = self.state()?;
-        groups
-            .coordinator
-            .check_commit(&req.group, &req.member_id, req.generation)?;
-        let now = now_ms();
-        let mut entries = Vec::with_capacity(req.offsets.len());
-        for o in req.offsets {
-            let p = log
-                .topic(&o.topic)
-                .and_then(|t| t.partition(o.partition))
-                .map_err(to_status)?;
-            let end = p.log_end_offset();
-            if o.offset > end {
-                return Err(Status::out_of_range(format!(
-                    "commit of offset {} for {}/{} is past the log end {end}",
-                    o.offset, o.topic, o.partition
-                )));
-            }
-            if o.metadata.len() > MAX_METADATA {
-                return Err(invalid(format!(
-                    "commit metadata is {} bytes; at most {MAX_METADATA}",
-                    o.metadata.len()
-                )));
-            }
-            entries.push((
-                (o.topic, o.partition),
-                Committed {
-                    offset: o.offset,
-                    metadata: o.metadata,
-                    timestamp_ms: now,
-                },
-            ));
-        }
-        Ok(entries)
-    }
-
-    fn reset_inner(
-        &self,
-        req: &v1::ResetOffsetsRequest,
-    ) -> Result<(Vec<v1::OffsetChange>, Vec<Entry>), Status> {
-        use v1::reset_offsets_request::To;
-        check_group_name(&req.group)?;
-        let (log, groups) = self.state()?;
-        no_members(groups, &req.group, req.force)?;
-        let topic = log.topic(&req.topic).map_err(to_status)?;
-        let ids: Vec<u32> = if req.partitions.is_empty() {
-            (0..topic.partition_count()).collect()
-        } else {
-            req.partitions.clone()
-        };
-        let committed = groups.offsets.get(&req.group);
-        let to = req.to.as_ref().ok_or_else(|| {
-            invalid("say where to reset to: earliest, latest, offset, timestamp_ms or shift_by")
-        })?;
-        let (mut changes, mut entries) = (Vec::new(), Vec::new());
-        for id in ids {
-            let p = topic.partition(id).map_err(to_status)?;
-            let (start, end) = (p.log_start_offset(), p.high_watermark());
-            let before = committed.get(&(req.topic.clone(), id)).map(|c| c.offset);
-            let after = match to {
-                To::Earliest(_) => start,
-                To::Latest(_) => end,
-                To::Offset(o) => (*o).clamp(start, end),
-                To::TimestampMs(t) => p
-                    .offset_for_timestamp(*t)
-                    .map_err(to_status)?
-                    .unwrap_or(end),
-                To::ShiftBy(n) => before
-                    .unwrap_or(start)
-                    .saturating_add_signed(*n)
-                    .clamp(start, end),
-            };
-            changes.push(v1::OffsetChange {
-                topic: req.topic.clone(),
-                partition: id,
-                before,
-                after,
-            });
-            let metadata = format!("reset by ResetOffsets at {}", now_ms());
-            entries.push((
-                (req.topic.clone(), id),
-                Committed {
-                    offset: after,
-                    metadata,
-                    timestamp_ms: now_ms(),
-                },
-            ));
-        }
-        Ok((changes, entries))
-    }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(io_status)
-}
-
-/// Stores offsets on a blocking thread if `check` passes under the group's offsets lock.
-async fn store_checked(
-    groups: Arc<Groups>,
-    group: String,
-    entries: Vec<Entry>,
-    check: impl FnOnce(&Groups, &str) -> Result<(), Status> + Send + 'static,
-) -> Result<(), Status> {
-    tokio::task::spawn_blocking(move || {
-        groups
-            .offsets
-            .commit_checked(&group, entries, || check(&groups, &group))
-    })
-    .await
-    .map_err(|e| Status::internal(e.to_string()))?
-    .map_err(|e| match e {
-        CommitError::Rejected(status) => status,
-        CommitError::Io(e) => io_status(e),
-    })
-}
-
-/// Offsets may be reset only while the group has no members, unless forced.
-fn no_members(groups: &Groups, group: &str, force: bool) -> Result<(), Status> {
-    match groups.coordinator.member_count(group) {
-        n if n > 0 && !force => Err(Status::failed_precondition(format!(
-            "group {group:?} has {n} active members: stop them first, or set force"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// A failed offsets write: RESOURCE_EXHAUSTED when the disk is full, INTERNAL otherwise.
-pub fn io_status(e: anyhow::Error) -> Status {
-    let full = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.raw_os_error() == Some(28))
-    });
-    if full {
-        Status::resource_exhausted(format!("disk full: {e:#}"))
-    } else {
-        Status::internal(format!("{e:#}"))
     }
 }
 
