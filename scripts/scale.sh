@@ -5,13 +5,15 @@
 # (idle), idle RSS, open descriptors, disk reserved (du), clean stop time,
 # and time to serving after a clean stop and after kill -9.
 #   scripts/scale.sh [N ...]        (default: 1000 5000 10000)
+#   BROOK=/path/to/brook scripts/scale.sh 10000   (another broker binary)
 # The data directories go under $BROOK_SCALE_DIR (default: the temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=${*:-1000 5000 10000}
-cargo build --release -q -p brook
+# BROOK=path/to/brook measures another broker binary (e.g. an older build).
+if [ -z "${BROOK:-}" ]; then cargo build --release -q -p brook; fi
 cargo build --release -q -p brook-client --example many_partitions
-B=target/release/brook
+B=${BROOK:-target/release/brook}
 LOAD=target/release/examples/many_partitions
 ulimit -n 20000
 base=${BROOK_SCALE_DIR:-${TMPDIR:-/tmp}}
