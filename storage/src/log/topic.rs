@@ -24,7 +24,7 @@ pub struct TopicConfig {
     pub partition: PartitionConfig,
 }
 
-/// What [`Log::open`] does with a partition (or topic) that cannot be opened.
+/// What [`Log::open`](super::Log::open) does with a partition (or topic) that cannot be opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OnOpenError {
     /// Keep it offline: its requests fail with [`Error::Offline`], every
@@ -35,7 +35,7 @@ pub enum OnOpenError {
     Fail,
 }
 
-/// Options of [`Log::open_with`].
+/// Options of [`Log::open_with`](super::Log::open_with).
 #[derive(Debug, Clone)]
 pub struct LogOptions {
     /// What to do with a partition that cannot be opened.
