@@ -29,14 +29,26 @@ impl Shared {
             seg.release_file();
         }
         self.flush_to(stopped.end)?;
-        if let Some(state) = stopped.snapshot {
-            state.save(&*self.fs, &self.dir, stopped.end, true)?;
-            self.snapshot_to.store(stopped.end, Ordering::Release);
-        }
+        self.save_snapshot(stopped.snapshot, stopped.end, true);
         // The final time-index entry must be on disk before the marker.
         sync_last_segment(&self.segments)?;
         // The end offset tells the next open where the synced log ends.
         write_offset_file(&*self.fs, &self.dir, CLEAN_SHUTDOWN, stopped.end)
+    }
+
+    /// Writes the close's producer-state snapshot, valid to `end`. A failure
+    /// is only a warning: the clean-shutdown marker is still right (the log
+    /// is complete), and the next open rebuilds the state from an older
+    /// snapshot (or none) plus the log after it. One partition's full disk
+    /// must not make thousands of others recover uncleanly.
+    fn save_snapshot(&self, state: Option<ProducerState>, end: u64, durable: bool) {
+        let Some(state) = state else { return };
+        match state.save(&*self.fs, &self.dir, end, durable) {
+            Ok(()) => self.snapshot_to.store(end, Ordering::Release),
+            Err(e) => {
+                tracing::warn!(partition = %self.name, error = %e, "could not write the producer-state snapshot at close; the next open replays the log instead")
+            }
+        }
     }
 
     /// Stops appends and ends the active segment (final time-index entry,
@@ -77,12 +89,8 @@ impl Partition {
         let Some(stopped) = self.shared.stop_appends()? else {
             return Ok(None);
         };
-        if let Some(state) = stopped.snapshot {
-            state.save(&*self.shared.fs, &self.shared.dir, stopped.end, false)?;
-            self.shared
-                .snapshot_to
-                .store(stopped.end, Ordering::Release);
-        }
+        self.shared
+            .save_snapshot(stopped.snapshot, stopped.end, false);
         Ok(Some(stopped.end))
     }
 
