@@ -11,9 +11,13 @@
 //! - billing's lag grows while it falls behind, then drains, while the others keep up;
 //! - a consumer restarted after a commit resumes exactly where it committed.
 //!
+//! Each run uses a topic and groups of its own (`orders-demo-<run>`,
+//! `billing-<run>`, …), so it works on a broker that already holds data,
+//! including an earlier run's. A failed check is named in the error.
+//!
 //! ```text
-//! cargo run --release -p brook -- serve          # in one terminal
-//! cargo run -p brook-client --example orders     # in another (BROOK_URL to point elsewhere)
+//! cargo run --release -p brook -- serve                    # in one terminal
+//! cargo run --release -p brook-client --example orders     # in another (BROOK_URL to point elsewhere)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +27,6 @@ use std::time::{Duration, Instant};
 use brook_client::{Client, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
 use tokio::sync::watch;
 
-const TOPIC: &str = "orders";
 const ORDERS: u32 = 300;
 
 /// What one group has seen: (order, event type) pairs, and the last event type per order.
@@ -58,6 +61,7 @@ fn event(kind: &str, order: u32) -> (String, String) {
 
 async fn publish(
     producer: &Producer,
+    topic: &str,
     kind: &str,
     orders: impl Iterator<Item = u32>,
 ) -> brook_client::Result<u64> {
@@ -65,7 +69,7 @@ async fn publish(
     for order in orders {
         let (id, json) = event(kind, order);
         let record = ProducerRecord {
-            topic: TOPIC.into(),
+            topic: topic.into(),
             key: Some(id.into()),
             value: Some(json.into()),
             headers: vec![
@@ -86,7 +90,8 @@ async fn publish(
 /// One group's consumer: records what it sees until told to stop, then commits and leaves.
 async fn consume(
     client: Client,
-    group: &str,
+    topic: String,
+    group: String,
     delay: Duration,
     seen: Arc<Mutex<Seen>>,
     mut stop: watch::Receiver<bool>,
@@ -94,7 +99,7 @@ async fn consume(
     let config = ConsumerConfig {
         auto_commit: Some(Duration::from_millis(200)),
         client_id: format!("{group}-service"),
-        ..ConsumerConfig::new(group, &[TOPIC])
+        ..ConsumerConfig::new(&group, &[&topic])
     };
     let mut consumer = client.consumer(config).await?;
     loop {
@@ -133,12 +138,16 @@ fn count(seen: &Arc<Mutex<Seen>>) -> u64 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("BROOK_URL").unwrap_or_else(|_| "http://127.0.0.1:9292".into());
     let client = Client::connect(&url).await?;
-    if let Err(e) = client.admin().create_topic(TOPIC, 6).await
-        && e.code() != Some(tonic::Code::AlreadyExists)
-    {
-        return Err(e.into());
-    }
-    let groups = [
+    // A topic and groups of this run's own: data already on the broker
+    // (the Quick start's, an earlier run's) cannot change the counts.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let topic = format!("orders-demo-{run}");
+    let group = |role: &str| format!("{role}-{run}");
+    client.admin().create_topic(&topic, 6).await?;
+    println!("topic {topic}, groups inventory-{run}, billing-{run}, shipping-{run}");
+    let roles = [
         ("inventory", Duration::ZERO),
         ("billing", Duration::from_millis(3)),
         ("shipping", Duration::ZERO),
@@ -146,35 +155,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut seen: BTreeMap<&str, Arc<Mutex<Seen>>> = BTreeMap::new();
     let mut stops = BTreeMap::new();
     let mut tasks = BTreeMap::new();
-    for (group, delay) in groups {
+    for (role, delay) in roles {
         let s = Arc::new(Mutex::new(Seen::default()));
         let (stop_tx, stop_rx) = watch::channel(false);
         tasks.insert(
-            group,
+            role,
             tokio::spawn(consume(
                 client.clone(),
-                group,
+                topic.clone(),
+                group(role),
                 delay,
                 Arc::clone(&s),
                 stop_rx,
             )),
         );
-        seen.insert(group, s);
-        stops.insert(group, stop_tx);
+        seen.insert(role, s);
+        stops.insert(role, stop_tx);
     }
     // Let the members join before the orders flow.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let producer = client.producer(ProducerConfig::default());
-    let mut expected = publish(&producer, "OrderPlaced", 0..ORDERS).await?;
-    expected += publish(&producer, "OrderCancelled", (0..ORDERS).step_by(5)).await?;
+    let mut expected = publish(&producer, &topic, "OrderPlaced", 0..ORDERS).await?;
+    expected += publish(&producer, &topic, "OrderCancelled", (0..ORDERS).step_by(5)).await?;
     println!("order service published {expected} events");
 
     // Watch billing's lag grow and drain while inventory and shipping keep up.
     let (mut billing_max, deadline) = (0u64, Instant::now() + Duration::from_secs(120));
     loop {
         let lag = client
-            .consumer_lag("billing")
+            .consumer_lag(&group("billing"))
             .await
             .map(|l| l.total_lag_records)
             .unwrap_or(0);
@@ -191,13 +201,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Restart shipping: it must resume exactly after its last commit.
     stops["shipping"].send(true)?;
-    tasks.remove("shipping").unwrap().await??;
+    tasks
+        .remove("shipping")
+        .ok_or("no shipping task")?
+        .await??;
     let before = count(&seen["shipping"]);
-    expected += publish(&producer, "OrderPlaced", ORDERS..ORDERS + 20).await?;
+    let added = publish(&producer, &topic, "OrderPlaced", ORDERS..ORDERS + 20).await?;
+    expected += added;
     let (stop_tx, stop_rx) = watch::channel(false);
     let restarted = tokio::spawn(consume(
         client.clone(),
-        "shipping",
+        topic.clone(),
+        group("shipping"),
         Duration::ZERO,
         Arc::clone(&seen["shipping"]),
         stop_rx,
@@ -205,14 +220,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.values().any(|s| count(s) < expected) {
         if Instant::now() > deadline {
-            return Err("the last 20 orders were not consumed within 60 s".into());
+            return Err(format!("the last {added} orders were not consumed within 60 s").into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop_tx.send(true)?;
     restarted.await??;
-    for (group, stop) in &stops {
-        if *group != "shipping" {
+    for (role, stop) in &stops {
+        if *role != "shipping" {
             stop.send(true)?;
         }
     }
@@ -220,33 +235,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.await??;
     }
 
-    let mut ok = true;
-    for (group, s) in &seen {
-        let s = s.lock().unwrap();
+    let mut failed = Vec::new();
+    for (role, s) in &seen {
+        let s = s.lock().map_err(|_| "a consumer panicked")?;
         println!(
-            "{group}: {} events, {} duplicates, {} cancellations before their order",
+            "{role}: {} events, {} duplicates, {} cancellations before their order",
             s.events.len(),
             s.duplicates,
             s.out_of_order
         );
-        ok &= s.events.len() as u64 == expected && s.duplicates == 0 && s.out_of_order == 0;
-    }
-    let final_lag: Vec<u64> = {
-        let mut v = Vec::new();
-        for g in ["inventory", "billing", "shipping"] {
-            v.push(client.consumer_lag(g).await?.total_lag_records);
+        if s.events.len() as u64 != expected {
+            failed.push(format!(
+                "{role} saw {} of {expected} events",
+                s.events.len()
+            ));
         }
-        v
-    };
-    println!("billing's lag peaked at {billing_max} and drained; final lag {final_lag:?}");
-    println!(
-        "shipping resumed after {before} events and got exactly the {} new ones",
-        expected - before
-    );
-    ok &= billing_max > 0 && final_lag.iter().all(|l| *l == 0);
-    if !ok {
-        return Err("a check failed (see above)".into());
+        if s.duplicates > 0 {
+            failed.push(format!("{role} saw {} events twice", s.duplicates));
+        }
+        if s.out_of_order > 0 {
+            failed.push(format!(
+                "{role} saw {} cancellations before their order",
+                s.out_of_order
+            ));
+        }
     }
-    println!("all checks passed");
+    let mut final_lag = Vec::new();
+    for role in ["inventory", "billing", "shipping"] {
+        final_lag.push(client.consumer_lag(&group(role)).await?.total_lag_records);
+    }
+    println!("billing's lag peaked at {billing_max} and drained; final lag {final_lag:?}");
+    let resumed = count(&seen["shipping"]) - before;
+    println!("shipping resumed after {before} events and got exactly the {resumed} new ones");
+    if billing_max == 0 {
+        failed.push("billing never lagged".into());
+    }
+    if final_lag.iter().any(|l| *l != 0) {
+        failed.push(format!("lag did not drain: {final_lag:?}"));
+    }
+    if resumed != added {
+        failed.push(format!(
+            "restarted shipping got {resumed} new events, not the {added} published"
+        ));
+    }
+    if !failed.is_empty() {
+        return Err(format!("checks failed: {}", failed.join("; ")).into());
+    }
+    println!("all checks passed (delete the demo topic with: brook topic delete {topic})");
     Ok(())
 }

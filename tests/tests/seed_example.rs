@@ -1,34 +1,63 @@
 //! The seed example (client/examples/orders.rs) runs against a real broker and
 //! passes its own checks: every group sees every order event once, in order
 //! per order; billing's lag grows and drains; a restarted consumer resumes
-//! exactly where it committed.
+//! exactly where it committed; and all that on a broker that already
+//! holds data, its own from an earlier run included.
 
-use brook_tests::{Broker, client_example};
+use brook_tests::{Broker, client_example, create_topic};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_order_service_example_passes_its_checks() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]).await;
+/// Runs the example against the broker at `grpc` and returns its stdout,
+/// failing the test (with both outputs) if it does not pass.
+async fn run_example(grpc: std::net::SocketAddr) -> String {
     let example = client_example("orders");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(example)
-            .env("BROOK_URL", format!("http://{}", broker.grpc))
+            .env("BROOK_URL", format!("http://{grpc}"))
             .output()
-            .map(|o| (o, broker))
     })
     .await
     .unwrap()
     .unwrap();
-    let (out, _broker) = out;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
         "example failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
-    assert!(
-        stdout.contains("billing: 380 events, 0 duplicates, 0 cancellations before their order"),
-        "{stdout}"
-    );
+    stdout
+}
+
+/// Twice on one broker: the second run finds the first one's topic, groups
+/// and commits (and the Quick start's `orders` topic) and must count exactly
+/// the same, since a user runs it on a broker that already holds data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_service_example_passes_its_checks_on_a_broker_with_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    create_topic(&broker, "orders", 3).await;
+    let client = brook_client::Client::connect(&format!("http://{}", broker.grpc))
+        .await
+        .unwrap();
+    let producer = client.producer(Default::default());
+    for order in ["OrderPlaced", "OrderCancelled"] {
+        producer
+            .send("orders", Some("order-42"), order)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    for run in 1..=2 {
+        let stdout = run_example(broker.grpc).await;
+        assert!(stdout.contains("all checks passed"), "run {run}: {stdout}");
+        assert!(
+            stdout
+                .contains("billing: 380 events, 0 duplicates, 0 cancellations before their order"),
+            "run {run}: {stdout}"
+        );
+        assert!(
+            stdout.contains("got exactly the 20 new ones"),
+            "run {run}: {stdout}"
+        );
+    }
 }
