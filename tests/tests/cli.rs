@@ -119,3 +119,38 @@ async fn topics_produce_consume_groups_and_lag_from_the_command_line() {
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains("nope"), "{err}");
 }
+
+/// `--json` on `consume` prints JSON like `--format json`; an unknown topic
+/// gets the command that creates it, on produce and on consume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_json_and_the_unknown_topic_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let (ok, _, err) = brook(&broker, &["produce", "nosuch"], Some("a\n"));
+    assert!(!ok, "producing to a missing topic fails");
+    assert!(err.contains("brook topic create nosuch"), "{err}");
+    let (ok, _, err) = brook(&broker, &["consume", "nosuch", "--max", "1"], None);
+    assert!(!ok);
+    assert!(err.contains("brook topic create nosuch"), "{err}");
+
+    let (ok, _, err) = brook(
+        &broker,
+        &["topic", "create", "t", "--partitions", "1"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = brook(&broker, &["produce", "t", "--key", "k"], Some("v1\n"));
+    assert!(ok, "{err}");
+    let (ok, json, err) = brook(&broker, &["consume", "t", "--max", "1", "--json"], None);
+    assert!(ok, "{err}");
+    let (ok, format_json, err) = brook(
+        &broker,
+        &["consume", "t", "--max", "1", "--format", "json"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let record: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
+    assert_eq!(record["value"], "v1");
+    assert_eq!(record["key"], "k");
+    assert_eq!(json, format_json, "--json and --format json print the same");
+}

@@ -50,7 +50,7 @@ pub(crate) struct ConsumeArgs {
     /// Stop after this many records.
     #[arg(long)]
     pub(crate) max: Option<u64>,
-    /// How each record is printed.
+    /// How each record is printed (`--json` is the same as `--format json`).
     #[arg(long, value_enum, default_value_t = Format::Plain)]
     pub(crate) format: Format,
 }
@@ -68,7 +68,10 @@ pub(crate) enum Format {
 pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let client = args.conn.client().await?;
     let mut consumer = match &args.group {
-        Some(group) => client.consumer(config(&args, group.clone())).await?,
+        Some(group) => client
+            .consumer(config(&args, group.clone()))
+            .await
+            .map_err(|e| super::unknown_topic_hint(e, &args.topic))?,
         None => assigned(&client, &args).await?,
     };
     let mut out = std::io::stdout().lock();
@@ -77,7 +80,12 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         let r = consumer.recv().await?;
         n += 1;
         let text = |b: &Option<Bytes>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
-        match args.format {
+        // `--json`, shared by every command, means what `--format json` does.
+        let format = match args.output.json {
+            true => Format::Json,
+            false => args.format,
+        };
+        match format {
             Format::Json => {
                 let headers: serde_json::Map<String, serde_json::Value> = r
                     .headers
@@ -116,7 +124,8 @@ async fn assigned(client: &Client, args: &ConsumeArgs) -> anyhow::Result<Consume
         let count = client
             .admin()
             .describe_topic(&args.topic)
-            .await?
+            .await
+            .map_err(|e| super::unknown_topic_hint(e, &args.topic))?
             .partitions
             .len() as u32;
         (0..count).collect()

@@ -112,6 +112,19 @@ impl Cli {
     }
 }
 
+/// A client error, with the command that fixes it when the topic does not
+/// exist (the broker answers NOT_FOUND naming the unknown topic).
+fn unknown_topic_hint(e: brook_client::Error, topic: &str) -> anyhow::Error {
+    let unknown =
+        e.code() == Some(tonic::Code::NotFound) && e.to_string().contains("unknown topic");
+    match unknown {
+        true => anyhow::Error::new(e).context(format!(
+            "topic {topic:?} does not exist: create it with `brook topic create {topic}`"
+        )),
+        false => e.into(),
+    }
+}
+
 fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(f)
 }

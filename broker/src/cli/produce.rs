@@ -72,16 +72,23 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             headers: headers.clone(),
             ..Default::default()
         };
-        deliveries.push(producer.send_record(record).await?);
+        let delivery = producer.send_record(record).await;
+        deliveries.push(delivery.map_err(|e| super::unknown_topic_hint(e, &args.topic))?);
         if deliveries.len() % 100_000 == 0 && !json {
             eprintln!("  {} records sent...", deliveries.len());
         }
     }
-    producer.flush().await?;
+    producer
+        .flush()
+        .await
+        .map_err(|e| super::unknown_topic_hint(e, &args.topic))?;
     let count = deliveries.len();
     let mut last = None;
     for d in deliveries {
-        last = Some(d.await?);
+        last = Some(
+            d.await
+                .map_err(|e| super::unknown_topic_hint(e, &args.topic))?,
+        );
     }
     if json {
         println!(
