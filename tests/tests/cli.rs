@@ -154,3 +154,77 @@ async fn consume_json_and_the_unknown_topic_hint() {
     assert_eq!(record["key"], "k");
     assert_eq!(json, format_json, "--json and --format json print the same");
 }
+
+/// Reading partitions directly leaves no group behind and commits nothing;
+/// `--from offset:N` outside a partition is a clear error, not a silent
+/// restart from the beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_directly_leaves_nothing_behind_and_checks_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let (ok, _, err) = brook(
+        &broker,
+        &["topic", "create", "orders", "--partitions", "3"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = brook(
+        &broker,
+        &["produce", "orders", "--key", "k"],
+        Some("a\nb\n"),
+    );
+    assert!(ok, "{err}");
+    // Both records went to k's partition; the other two are empty.
+    let (ok, out, err) = brook(&broker, &["consume", "orders", "--max", "2"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out, "a\nb\n");
+    let (ok, groups, err) = brook(&broker, &["group", "list", "--json"], None);
+    assert!(ok, "{err}");
+    assert!(
+        !groups.contains("brook-cli"),
+        "no group left behind: {groups}"
+    );
+
+    // offset:1 exists only in k's partition: reading all three is refused up front.
+    let (ok, _, err) = brook(
+        &broker,
+        &["consume", "orders", "--from", "offset:1", "--max", "1"],
+        None,
+    );
+    assert!(!ok, "an offset past an empty partition's end is an error");
+    assert!(err.contains("offset:1 is outside orders/"), "{err}");
+    let (ok, _, err) = brook(
+        &broker,
+        &[
+            "consume",
+            "orders",
+            "--partition",
+            "0",
+            "--from",
+            "offset:99",
+            "--max",
+            "1",
+        ],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("offset:99 is outside orders/0"), "{err}");
+    // Inside the partition that holds it, offset:1 reads from there.
+    let p = brook_protocol::partitioner::partition_for_key(b"k", 3).to_string();
+    let (ok, out, err) = brook(
+        &broker,
+        &[
+            "consume",
+            "orders",
+            "--partition",
+            &p,
+            "--from",
+            "offset:1",
+            "--max",
+            "1",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "b\n");
+}

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use anyhow::bail;
 use brook_client::{Client, Consumer, ConsumerConfig, ResetTo, StartFrom};
 use bytes::Bytes;
 use serde_json::json;
@@ -99,7 +100,13 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
-    consumer.close().await?;
+    match args.group {
+        // A member commits what it printed.
+        Some(_) => consumer.close().await?,
+        // Reading partitions directly leaves nothing behind on the broker:
+        // no group, no commits.
+        None => drop(consumer),
+    }
     Ok(())
 }
 
@@ -110,7 +117,7 @@ fn config(args: &ConsumeArgs, group: String) -> ConsumerConfig {
             ResetTo::Latest => StartFrom::Latest,
             _ => StartFrom::Earliest,
         },
-        // Only a named group keeps its progress; the private one below is thrown away.
+        // Only a named group keeps its progress; reading directly commits nothing.
         auto_commit: args.group.as_ref().map(|_| Duration::from_secs(1)),
         client_id: "brook-cli".into(),
         ..ConsumerConfig::new(group, &[&args.topic])
@@ -118,20 +125,38 @@ fn config(args: &ConsumeArgs, group: String) -> ConsumerConfig {
 }
 
 /// A consumer of the chosen partitions (all by default), without a group,
-/// moved to `--from`'s offset or time.
+/// moved to `--from`'s offset or time. `offset:N` means offset N of each
+/// partition read, and must lie inside every one of them.
 async fn assigned(client: &Client, args: &ConsumeArgs) -> anyhow::Result<Consumer> {
-    let parts: Vec<u32> = if args.partitions.is_empty() {
-        let count = client
-            .admin()
-            .describe_topic(&args.topic)
-            .await
-            .map_err(|e| super::unknown_topic_hint(e, &args.topic))?
-            .partitions
-            .len() as u32;
-        (0..count).collect()
-    } else {
-        args.partitions.clone()
+    let described = client
+        .admin()
+        .describe_topic(&args.topic)
+        .await
+        .map_err(|e| super::unknown_topic_hint(e, &args.topic))?;
+    let parts: Vec<u32> = match args.partitions.is_empty() {
+        true => described.partitions.iter().map(|p| p.partition).collect(),
+        false => args.partitions.clone(),
     };
+    for id in &parts {
+        let Some(p) = described.partitions.iter().find(|p| p.partition == *id) else {
+            bail!(
+                "topic {:?} has no partition {id} (it has {})",
+                args.topic,
+                described.partitions.len()
+            );
+        };
+        if let ResetTo::Offset(o) = args.from
+            && !(p.log_start_offset..=p.log_end_offset).contains(&o)
+        {
+            bail!(
+                "--from offset:{o} is outside {}/{id}, which holds offsets {}..{} (--partition picks partitions)",
+                args.topic,
+                p.log_start_offset,
+                p.log_end_offset
+            );
+        }
+    }
+    // Never committed (see `config`): the name only labels the fetches.
     let group = format!("brook-cli-{}", std::process::id());
     let mut c = client
         .consumer_assigned(config(args, group), &args.topic, &parts)
