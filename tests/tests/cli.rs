@@ -178,6 +178,13 @@ async fn reading_directly_leaves_nothing_behind_and_checks_its_offset() {
     let (ok, out, err) = brook(&broker, &["consume", "orders", "--max", "2"], None);
     assert!(ok, "{err}");
     assert_eq!(out, "a\nb\n");
+    // The address as the broker prints it (host:port, no scheme) works too.
+    let (ok, out, err) = brook(
+        &broker,
+        &["topic", "list", "--url", &broker.grpc.to_string()],
+        None,
+    );
+    assert!(ok && out.contains("orders"), "{out}{err}");
     let (ok, groups, err) = brook(&broker, &["group", "list", "--json"], None);
     assert!(ok, "{err}");
     assert!(

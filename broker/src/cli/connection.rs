@@ -14,7 +14,8 @@ use brook_client::Client;
 /// (`brook topic list --url …`), as scripts and the docs write them.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Conn {
-    /// Broker address (https:// for a TLS broker).
+    /// Broker address: a URL (https:// for a TLS broker), or host:port
+    /// (http://, or https:// when --tls-ca is given).
     #[arg(
         long,
         env = "BROOK_URL",
@@ -33,7 +34,7 @@ impl Conn {
     pub(crate) fn target(&self) -> anyhow::Result<Target> {
         let tls_ca = self.tls_ca.as_deref().map(read_ca).transpose()?;
         Ok(Target {
-            url: self.url.clone(),
+            url: with_scheme(&self.url, tls_ca.is_some()),
             tls_ca: tls_ca.map(Arc::new),
         })
     }
@@ -65,6 +66,36 @@ impl Target {
     }
 }
 
+/// `host:port` as a URL: what users type after seeing `127.0.0.1:9292`
+/// in the broker's listening line.
+fn with_scheme(url: &str, tls: bool) -> String {
+    match (url.contains("://"), tls) {
+        (true, _) => url.to_string(),
+        (false, true) => format!("https://{url}"),
+        (false, false) => format!("http://{url}"),
+    }
+}
+
 fn read_ca(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_scheme;
+
+    #[test]
+    fn host_and_port_get_a_scheme() {
+        assert_eq!(
+            with_scheme("127.0.0.1:9292", false),
+            "http://127.0.0.1:9292"
+        );
+        assert_eq!(with_scheme("broker:9292", true), "https://broker:9292");
+        assert_eq!(
+            with_scheme("http://b:1", true),
+            "http://b:1",
+            "a URL is kept"
+        );
+        assert_eq!(with_scheme("https://b:1", false), "https://b:1");
+    }
 }
