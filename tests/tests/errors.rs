@@ -2,7 +2,7 @@
 //! data already stored unchanged afterwards.
 
 use brook_protocol::v1;
-use brook_tests::{Broker, batch_of, create_topic, fetch_all};
+use brook_tests::{Broker, batch_of, create_topic, fetch_all, http_get};
 use tonic::Code;
 
 fn assert_code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, mentions: &str) {
@@ -221,4 +221,28 @@ async fn unavailable_while_recovering() {
     );
     broker.wait_serving().await;
     assert!(topics.list_topics(v1::ListTopicsRequest {}).await.is_ok());
+}
+
+/// The HTTP probes: `/healthz` answers as soon as the process listens,
+/// `/readyz` only once the log is recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_at_once_and_readyz_once_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::spawn_recovering(dir.path(), &["--debug-delay-recovery-ms", "5000"]);
+    let m = broker.metrics;
+    brook_tests::eventually("/healthz answers 200 while recovering", async || {
+        http_get(m, "/healthz").await.starts_with("HTTP/1.1 200")
+    })
+    .await;
+    let ready = http_get(m, "/readyz").await;
+    assert!(
+        ready.starts_with("HTTP/1.1 503") && ready.ends_with("recovering\n"),
+        "{ready}"
+    );
+    broker.wait_serving().await;
+    let ready = http_get(m, "/readyz").await;
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.ends_with("ready\n"),
+        "{ready}"
+    );
 }

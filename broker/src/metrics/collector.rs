@@ -60,6 +60,11 @@ impl LogCollector {
     pub fn set_ready(&self, log: Arc<Log>, groups: Arc<Groups>) {
         let _ = self.ready.set((log, groups));
     }
+
+    /// Whether the log has been recovered.
+    pub fn is_ready(&self) -> bool {
+        self.ready.get().is_some()
+    }
 }
 
 /// Encodes one gauge family; like a registered family with no entries, an

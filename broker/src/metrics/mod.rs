@@ -221,13 +221,35 @@ impl Metrics {
     }
 }
 
-fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    if req.uri().path() != "/metrics" {
-        *resp.status_mut() = StatusCode::NOT_FOUND;
-        *resp.body_mut() = Full::new(Bytes::from_static(b"not found: metrics are at /metrics\n"));
-        return resp;
+/// A plain-text answer.
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// `/metrics`, and the two probes load balancers and orchestrators ask:
+/// `/healthz` (the process answers) and `/readyz` (the log is recovered and
+/// the broker is not stopping: send it traffic).
+fn respond(metrics: &Metrics, stopping: bool, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/metrics" => {}
+        "/healthz" => return text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            return match (metrics.log.is_ready(), stopping) {
+                (_, true) => text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
+                (false, false) => text(StatusCode::SERVICE_UNAVAILABLE, "recovering\n"),
+                (true, false) => text(StatusCode::OK, "ready\n"),
+            };
+        }
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: /metrics, /healthz and /readyz are served here\n",
+            );
+        }
     }
+    let mut resp = Response::new(Full::new(Bytes::new()));
     let text = metrics.render();
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -239,7 +261,7 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     resp
 }
 
-/// Serves `/metrics` until `shutdown` turns true.
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
@@ -257,9 +279,10 @@ pub async fn serve(
             _ = shutdown.wait_for(|s| *s) => return,
         };
         let metrics = Arc::clone(&metrics);
+        let stopping = shutdown.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let resp = respond(&metrics, &req);
+                let resp = respond(&metrics, *stopping.borrow(), &req);
                 async move { Ok::<_, Infallible>(resp) }
             });
             if let Err(e) = http1::Builder::new()
