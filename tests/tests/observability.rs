@@ -54,7 +54,7 @@ async fn metrics_count_requests_records_offsets_and_connections() {
     assert_eq!(
         sample(
             &text,
-            "brook_request_errors_total{method=\"Produce\",code=\"NotFound\"}"
+            "brook_request_errors_total{method=\"Produce\",code=\"NOT_FOUND\"}"
         ),
         Some(1.0)
     );
@@ -140,7 +140,7 @@ async fn each_call_is_counted_timed_and_its_failure_logged_once() {
     for (line, by) in [
         (r#"brook_requests_total{method="Fetch",topic="layer"}"#, 2.0),
         (
-            r#"brook_request_errors_total{method="Fetch",code="NotFound"}"#,
+            r#"brook_request_errors_total{method="Fetch",code="NOT_FOUND"}"#,
             1.0,
         ),
         (
@@ -149,7 +149,7 @@ async fn each_call_is_counted_timed_and_its_failure_logged_once() {
         ),
         (r#"brook_requests_total{method="Produce",topic=""}"#, 1.0),
         (
-            r#"brook_request_errors_total{method="Produce",code="ResourceExhausted"}"#,
+            r#"brook_request_errors_total{method="Produce",code="RESOURCE_EXHAUSTED"}"#,
             1.0,
         ),
         (
@@ -170,12 +170,12 @@ async fn each_call_is_counted_timed_and_its_failure_logged_once() {
             r#"method="Fetch""#,
             r#"topic="layer""#,
             "partition=7",
-            "code=NotFound",
+            "code=\"NOT_FOUND\"",
         ],
         [
             r#"method="Produce""#,
             r#"topic="""#,
-            "code=ResourceExhausted",
+            "code=\"RESOURCE_EXHAUSTED\"",
             "too large",
         ],
     ]) {

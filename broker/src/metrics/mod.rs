@@ -110,7 +110,7 @@ impl RequestMetrics {
             self.errors
                 .get_or_create(&ErrorLabels {
                     method,
-                    code: format!("{code:?}"),
+                    code: crate::request::code_name(code).to_string(),
                 })
                 .inc();
         }

@@ -226,7 +226,7 @@ mod tests {
                 "1",
             ),
             (
-                r#"brook_request_errors_total{method="Produce",code="NotFound"}"#,
+                r#"brook_request_errors_total{method="Produce",code="NOT_FOUND"}"#,
                 "1",
             ),
             (
@@ -245,7 +245,7 @@ mod tests {
             r#"method="Produce""#,
             r#"topic="nope""#,
             "partition=3",
-            "code=NotFound",
+            "code=\"NOT_FOUND\"",
             "unknown topic",
         ] {
             assert!(failed[0].contains(field), "{field} in {}", failed[0]);
@@ -254,11 +254,11 @@ mod tests {
         let closed: Vec<&str> = log.lines().filter(|l| l.contains(": close ")).collect();
         assert_eq!(closed.len(), 2, "{log}");
         assert!(
-            closed[0].contains("rpc{method=\"Produce\" topic=\"orders\" partition=3 code=Ok}"),
+            closed[0].contains("rpc{method=\"Produce\" topic=\"orders\" partition=3 code=\"OK\"}"),
             "{log}"
         );
         assert!(
-            closed[1].contains("topic=\"nope\" partition=3 code=NotFound}"),
+            closed[1].contains("topic=\"nope\" partition=3 code=\"NOT_FOUND\"}"),
             "{log}"
         );
     }
@@ -278,7 +278,7 @@ mod tests {
         assert_eq!(sample(&text, line).as_deref(), Some("1"), "{text}");
         assert!(
             log.contains(
-                r#"request failed method="Commit" group="billing" code=FailedPrecondition"#
+                r#"request failed method="Commit" group="billing" code="FAILED_PRECONDITION""#
             ),
             "{log}"
         );
@@ -311,7 +311,7 @@ mod tests {
         );
         call(&metrics, "/brook.v1.Producer/ProduceStream", "", Some("12")).await;
         let text = metrics.render();
-        let line = r#"brook_request_errors_total{method="ProduceStream",code="Unimplemented"}"#;
+        let line = r#"brook_request_errors_total{method="ProduceStream",code="UNIMPLEMENTED"}"#;
         assert_eq!(sample(&text, line).as_deref(), Some("1"), "{text}");
     }
 }

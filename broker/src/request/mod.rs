@@ -33,7 +33,7 @@ use brook_protocol::v1::{consumer_server, groups_server, producer_server, topics
 use http::HeaderMap;
 use tonic::{Code, Status};
 use tracing::Span;
-use tracing::field::{Empty, debug};
+use tracing::field::Empty;
 
 pub use layer::RequestLayer;
 
@@ -237,7 +237,32 @@ fn code_in(headers: &HeaderMap) -> Option<Code> {
 }
 
 fn record_code(span: &Span, code: Code) {
-    span.record("code", debug(code));
+    span.record("code", code_name(code));
+}
+
+/// The canonical name of a gRPC status code (`NOT_FOUND`), as the gRPC
+/// specification, grpcurl and other gRPC tools spell it: the `code` label
+/// of the error counter and the `code` field of spans and log lines.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 /// The one line a failed request logs. It is a root event (`parent: None`),
@@ -258,7 +283,7 @@ fn log_failure(
             method,
             topic = name,
             partition,
-            code = ?code,
+            code = code_name(code),
             message,
             "request failed"
         ),
@@ -266,7 +291,7 @@ fn log_failure(
             parent: None,
             method,
             group = name,
-            code = ?code,
+            code = code_name(code),
             message,
             "request failed"
         ),
