@@ -235,3 +235,84 @@ async fn reading_directly_leaves_nothing_behind_and_checks_its_offset() {
     assert!(ok, "{err}");
     assert_eq!(out, "b\n");
 }
+
+/// `brook produce` says where records went (`--verbose`), always sums up,
+/// keys lines with `--key-separator`, skips empty lines, and on a bad line
+/// names it and how many records before it were stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_reports_where_records_went_and_which_line_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let (ok, _, err) = brook(
+        &broker,
+        &["topic", "create", "t", "--partitions", "2"],
+        None,
+    );
+    assert!(ok, "{err}");
+
+    let args = ["produce", "t", "--key-separator", ":", "--verbose"];
+    let (ok, out, err) = brook(&broker, &args, Some("k1:v1\n\nk2:v2\n"));
+    assert!(ok, "{err}");
+    let acks: Vec<&str> = out.lines().collect();
+    assert_eq!(acks.len(), 2, "one line per record: {out}");
+    assert!(
+        acks[0].starts_with("line 1: partition ") && acks[1].starts_with("line 3: partition "),
+        "{out}"
+    );
+    assert!(err.contains("produced 2 records (8 bytes)"), "{err}");
+    assert!(err.contains("1 empty lines skipped"), "{err}");
+
+    let args = [
+        "produce",
+        "t",
+        "--key-separator",
+        ":",
+        "--verbose",
+        "--json",
+    ];
+    let (ok, out, err) = brook(&broker, &args, Some("k3:v3\n"));
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "an ack line, then the summary: {out}");
+    assert_eq!(lines[0]["line"], 1);
+    let p = brook_protocol::partitioner::partition_for_key(b"k3", 2);
+    assert_eq!(lines[0]["partition"], p);
+    assert_eq!(lines[1]["records"], 1);
+    assert_eq!(lines[1]["bytes"], 4);
+    assert_eq!(lines[1]["partitions"], serde_json::json!([p]));
+
+    let args = ["produce", "t", "--key-field", "id"];
+    let (ok, _, err) = brook(
+        &broker,
+        &args,
+        Some("{\"id\":\"a\"}\nnot json\n{\"id\":\"b\"}\n"),
+    );
+    assert!(!ok, "a bad line stops the command");
+    assert!(err.contains("input line 2 is not JSON"), "{err}");
+    assert!(err.contains(" at column "), "{err}");
+    assert!(
+        !err.contains("at line 1"),
+        "no line number of the JSON parser's: {err}"
+    );
+    assert!(
+        err.contains("stopped at input line 2; the 1 records before it were stored"),
+        "{err}"
+    );
+
+    let (ok, _, err) = brook(
+        &broker,
+        &["produce", "t", "--key-separator", ":"],
+        Some("a:1\nb\n"),
+    );
+    assert!(!ok);
+    assert!(err.contains("input line 2 has no key separator"), "{err}");
+    // Stored: k1, k2, k3, the JSON line with id a, and a:1.
+    let (ok, out, err) = brook(&broker, &["consume", "t", "--max", "5"], None);
+    assert!(ok, "{err}");
+    let mut values: Vec<&str> = out.lines().collect();
+    values.sort();
+    assert_eq!(values, ["1", "v1", "v2", "v3", "{\"id\":\"a\"}"]);
+}

@@ -112,6 +112,14 @@ impl Cli {
     }
 }
 
+/// [`unknown_topic_hint`] for an error already wrapped.
+fn unknown_topic_hint_any(e: anyhow::Error, topic: &str) -> anyhow::Error {
+    match e.downcast::<brook_client::Error>() {
+        Ok(e) => unknown_topic_hint(e, topic),
+        Err(e) => e,
+    }
+}
+
 /// A client error, with the command that fixes it when the topic does not
 /// exist (the broker answers NOT_FOUND naming the unknown topic).
 fn unknown_topic_hint(e: brook_client::Error, topic: &str) -> anyhow::Error {
