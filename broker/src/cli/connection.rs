@@ -20,11 +20,12 @@ pub(crate) struct Conn {
         long,
         env = "BROOK_URL",
         default_value = "http://127.0.0.1:9292",
-        global = true
+        global = true,
+        help_heading = "Connection"
     )]
     pub(crate) url: String,
     /// PEM CA to trust for an https:// broker (default: the system's roots).
-    #[arg(long, env = "BROOK_TLS_CA", global = true)]
+    #[arg(long, env = "BROOK_TLS_CA", global = true, help_heading = "Connection")]
     pub(crate) tls_ca: Option<PathBuf>,
 }
 

@@ -79,6 +79,16 @@ Examples:
     },
     /// Consumer lag per partition: committed, end, lag in records and time.
     Lag(lag::LagArgs),
+    /// Print a shell completion script for brook.
+    #[command(after_help = "\
+Examples:
+  brook completions bash > /etc/bash_completion.d/brook
+  brook completions zsh > \"${fpath[1]}/_brook\"
+  brook completions fish > ~/.config/fish/completions/brook.fish")]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Cli {
@@ -102,6 +112,10 @@ impl Cli {
             Command::Consume(args) => block_on(consume::run(args))?,
             Command::Group(args) => block_on(groups::run(args))?,
             Command::Lag(args) => block_on(lag::run(args))?,
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut cmd, "brook", &mut std::io::stdout());
+            }
             Command::Data { cmd } => {
                 if !data::run(cmd)? {
                     return Ok(ExitCode::from(1));
@@ -146,6 +160,47 @@ mod tests {
 
     fn parse(line: &str) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(line.split_whitespace())
+    }
+
+    /// The completion scripts know the subcommands and their flags; a shell
+    /// brook does not know is refused by clap with the choices.
+    #[test]
+    fn completions_cover_the_commands_and_their_flags() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "brook", &mut out);
+            let script = String::from_utf8(out).unwrap();
+            for word in ["consume", "reset-offsets", "key-separator", "tls-ca"] {
+                assert!(script.contains(word), "{shell}: {word} missing");
+            }
+        }
+        assert!(matches!(
+            parse("brook completions bash"),
+            Ok(Cli {
+                command: Command::Completions { .. },
+                ..
+            })
+        ));
+        assert_eq!(
+            refused("brook completions tcsh").kind(),
+            ErrorKind::InvalidValue
+        );
+    }
+
+    /// The connection flags have their own heading in every command's help.
+    #[test]
+    fn connection_flags_have_their_own_heading() {
+        let help = Cli::command()
+            .find_subcommand_mut("consume")
+            .unwrap()
+            .render_help()
+            .to_string();
+        let heading = help.find("Connection:").expect("a Connection heading");
+        assert!(help[heading..].contains("--url"), "{help}");
     }
 
     /// The error of a refused line. A word outside a `ValueEnum` is an
@@ -226,7 +281,11 @@ mod tests {
             if let Some(at) = line.find("brook ") {
                 let line = &line[at..];
                 // Redirections belong to the shell, not to brook.
-                let end = line.find(" <").unwrap_or(line.len());
+                let end = [" <", " >"]
+                    .iter()
+                    .filter_map(|r| line.find(r))
+                    .min()
+                    .unwrap_or(line.len());
                 out.push(line[..end].to_string());
             }
         }
