@@ -141,26 +141,13 @@ pub(crate) fn write_atomic_in(
 
 /// Replaces `dir/name` with `contents` atomically but not durably (temporary
 /// file and rename, no fsync): for callers that sync the whole file system
-/// afterwards (see [`sync_filesystem`]).
-pub(crate) fn replace_unsynced(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    name: &str,
-    contents: &[u8],
-) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    fs.write_file(&tmp, contents).at(&tmp)?;
-    let dst = dir.join(name);
-    fs.rename(&tmp, &dst).at(&dst)
-}
-
-/// Like [`replace_unsynced`], for many small files written at once (a
-/// close): the old file is removed before the rename, because renaming over
-/// an existing file makes ext4 write the new one out at once
+/// afterwards (see [`sync_filesystem`]), which write many small files at
+/// once (a close). The old file is removed before the rename, because
+/// renaming over an existing file makes ext4 write the new one out at once
 /// (`auto_da_alloc`, ~0.3 ms per file) and thousands of them would take
 /// seconds. A crash in between leaves no file, which every caller treats as
-/// "rebuild from the log".
-pub(crate) fn replace_unsynced_fast(
+/// the safe case (no clean-shutdown marker: recover; no snapshot: replay).
+pub(crate) fn replace_unsynced(
     fs: &dyn FileSystem,
     dir: &Path,
     name: &str,

@@ -21,7 +21,7 @@ use std::path::Path;
 use brook_protocol::batch::BatchHeader;
 
 use crate::error::{Error, Result};
-use crate::file::{replace_unsynced_fast, write_atomic_in};
+use crate::file::{replace_unsynced, write_atomic_in};
 use crate::fs::FileSystem;
 
 /// Batches remembered per producer (as Kafka's 5 in flight).
@@ -192,7 +192,7 @@ impl ProducerState {
         let text = self.encode(valid_to);
         match durable {
             true => write_atomic_in(fs, dir, SNAPSHOT, text.as_bytes()),
-            false => replace_unsynced_fast(fs, dir, SNAPSHOT, text.as_bytes()),
+            false => replace_unsynced(fs, dir, SNAPSHOT, text.as_bytes()),
         }
     }
 
