@@ -217,7 +217,7 @@ pub struct Consumer {
     checked_revision: u64,
     /// The membership (or assigned auto-commit) task, whose result is the
     /// final commit's, and its stop signal.
-    session: Option<(JoinHandle<Result<()>>, oneshot::Sender<()>)>,
+    session: Option<Background>,
     /// A group member (not a consumer of given partitions).
     member: bool,
 }
@@ -234,27 +234,11 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn consumer(&self, config: ConsumerConfig) -> Result<Consumer> {
-        let (tx, rx) = mpsc::channel(8);
-        let shared = Arc::new(Shared {
-            client: self.clone(),
-            config,
-            state: Mutex::default(),
-            records: tx,
-            revision: Default::default(),
-            committing: Default::default(),
-        });
+        let (shared, rx) = Shared::new(self.clone(), config);
         let (events, requests) = join(&shared).await?;
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(membership(Arc::clone(&shared), events, requests, stop_rx));
-        Ok(Consumer {
-            shared,
-            records: rx,
-            current: VecDeque::new(),
-            last: None,
-            checked_revision: 0,
-            session: Some((task, stop_tx)),
-            member: true,
-        })
+        Ok(Consumer::new(shared, rx, Some((task, stop_tx)), true))
     }
 
     /// Reads the given partitions of `topic` without joining the group's
@@ -280,15 +264,7 @@ impl Client {
         topic: &str,
         partitions: &[u32],
     ) -> Result<Consumer> {
-        let (tx, rx) = mpsc::channel(8);
-        let shared = Arc::new(Shared {
-            client: self.clone(),
-            config,
-            state: Mutex::default(),
-            records: tx,
-            revision: Default::default(),
-            committing: Default::default(),
-        });
+        let (shared, rx) = Shared::new(self.clone(), config);
         let tps: Vec<Tp> = partitions.iter().map(|&p| (Arc::from(topic), p)).collect();
         start_fetchers(&shared, &tps, None).await?;
         let session = shared.config.auto_commit.map(|every| {
@@ -296,15 +272,49 @@ impl Client {
             let task = tokio::spawn(auto_commit_assigned(Arc::clone(&shared), every, stop_rx));
             (task, stop_tx)
         });
-        Ok(Consumer {
+        Ok(Consumer::new(shared, rx, session, false))
+    }
+}
+
+/// A consumer's background task (membership or auto-commit) and its stop signal.
+type Background = (JoinHandle<Result<()>>, oneshot::Sender<()>);
+
+impl Shared {
+    /// The state both kinds of consumer share, and the receiving end of
+    /// the fetchers' channel.
+    fn new(client: Client, config: ConsumerConfig) -> (Arc<Shared>, mpsc::Receiver<Fetched>) {
+        let (tx, rx) = mpsc::channel(8);
+        let shared = Arc::new(Shared {
+            client,
+            config,
+            state: Mutex::default(),
+            records: tx,
+            revision: Default::default(),
+            committing: Default::default(),
+        });
+        (shared, rx)
+    }
+}
+
+impl Consumer {
+    /// A consumer over `shared`: a group member (`member`) with its
+    /// membership task, or a reader of assigned partitions with its
+    /// auto-commit task, if any.
+    fn new(
+        shared: Arc<Shared>,
+        records: mpsc::Receiver<Fetched>,
+        session: Option<Background>,
+        member: bool,
+    ) -> Consumer {
+        Consumer {
             shared,
-            records: rx,
+            records,
             current: VecDeque::new(),
             last: None,
             checked_revision: 0,
             session,
-            member: false,
-        })
+            member,
+        }
     }
 }
 
