@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use brook_storage::{Error, FlushPolicy, Partition, PartitionConfig};
-use common::{Rec, batch, read_all};
+use common::{Rec, batch, log_files, read_all};
 use proptest::prelude::*;
 
 fn config() -> PartitionConfig {
@@ -313,16 +313,7 @@ fn damage_in_a_sealed_segment_is_contained_and_later_segments_kept() {
             f.write_all_at(&[0xAB; 8], written[k].pos + 30).unwrap();
         }
         check_contains_damage(dir.path(), &written, &[last_of_1, middle_of_2]).unwrap();
-        let segments = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "log")
-            })
-            .count();
+        let segments = log_files(dir.path());
         assert!(
             segments >= files.len(),
             "no segment was deleted (clean: {clean})"

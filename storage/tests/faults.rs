@@ -19,7 +19,7 @@ use brook_storage::{
     AppendMode, DirLock, Error, FaultyFs, FileSystem, FlushPolicy, FsOp, Log, LogOptions,
     Partition, PartitionConfig, TopicConfig, drain_background_jobs,
 };
-use common::{Rec, batch, read_all};
+use common::{Rec, batch, log_files, read_all};
 
 const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 
@@ -58,17 +58,14 @@ fn append_n(p: &Partition, model: &mut Vec<Rec>, tag: &str, n: usize, len: usize
     }
 }
 
-fn log_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "log")
-        })
-        .count()
+/// Closes `p`, opens its directory again on the real file system, and
+/// checks that the open was clean and every record of `model` is there.
+fn closed_and_reopened_cleanly(p: Partition, dir: &Path, model: &[Rec]) {
+    p.close().unwrap();
+    drop(p);
+    let p = Partition::open(dir, "t/0", config(AppendMode::Write)).unwrap();
+    assert!(p.recovery_report().clean);
+    assert_eq!(read_all(&p, 0), model);
 }
 
 #[test]
@@ -152,12 +149,7 @@ fn enospc_on_allocate_is_disk_full_and_appends_resume_where_they_stopped() {
     let info = p.append(&batch(0, &[b"after".to_vec()])).unwrap();
     assert_eq!(info.base_offset, end);
     model.push((end, 0, b"after".to_vec()));
-    p.close().unwrap();
-    drop(p);
-
-    let p = Partition::open(dir.path(), "t/0", config(AppendMode::Write)).unwrap();
-    assert!(p.recovery_report().clean);
-    assert_eq!(read_all(&p, 0), model);
+    closed_and_reopened_cleanly(p, dir.path(), &model);
 }
 
 #[test]
@@ -198,12 +190,7 @@ fn short_writes_are_completed_and_every_batch_reads_back_intact() {
         fs.calls(FsOp::Write)
     );
     assert_eq!(read_all(&p, 0), model);
-    p.close().unwrap();
-    drop(p);
-
-    let p = Partition::open(dir.path(), "t/0", config(AppendMode::Write)).unwrap();
-    assert!(p.recovery_report().clean);
-    assert_eq!(read_all(&p, 0), model);
+    closed_and_reopened_cleanly(p, dir.path(), &model);
 }
 
 #[test]
@@ -234,12 +221,7 @@ fn failed_renames_after_a_roll_are_warnings_and_the_log_is_intact() {
     append_n(&p, &mut model, "b", 5, 100);
     p.flush_to(p.log_end_offset()).unwrap();
     assert_eq!(read_all(&p, 0), model);
-    p.close().unwrap();
-    drop(p);
-
-    let p = Partition::open(dir.path(), "t/0", config(AppendMode::Write)).unwrap();
-    assert!(p.recovery_report().clean);
-    assert_eq!(read_all(&p, 0), model);
+    closed_and_reopened_cleanly(p, dir.path(), &model);
 }
 
 #[test]

@@ -39,3 +39,17 @@ pub fn read_all(p: &Partition, from: u64) -> Vec<Rec> {
         next = out.last().map_or(next, |r| r.0 + 1);
     }
 }
+
+/// How many segment (`.log`) files `dir` holds.
+pub fn log_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count()
+}
