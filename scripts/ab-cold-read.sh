@@ -8,6 +8,7 @@
 #   scripts/ab-cold-read.sh OLD_BROOK NEW_BROOK [ROUNDS]   (default 3; root: drop_caches)
 # The bench client is NEW_BROOK's for both sides.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 old=$1 new=$2 rounds=${3:-3}
 dir=${BROOK_BENCH_DIR:-${TMPDIR:-/tmp}}
 out=$(mktemp)
@@ -15,11 +16,7 @@ trap 'rm -f "$out"' EXIT
 for round in $(seq 1 "$rounds"); do
   for side in old new; do
     B=${!side}
-    data=$(mktemp -d "$dir/brook-ab.XXXXXX")
-    $B serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$data.addr" 2>/dev/null &
-    pid=$!
-    for _ in $(seq 300); do grep -q listening "$data.addr" 2>/dev/null && break; sleep 0.1; done
-    url="http://$(grep -o 'grpc=[^ ]*' "$data.addr" | cut -d= -f2)"
+    start_broker "$B"
     $new bench --url "$url" --json --topic cold produce --messages 1000000 --size 1024 >/dev/null 2>&1
     $new bench --url "$url" --json --topic probe --partitions 1 produce --messages 100 --sync >/dev/null 2>&1
     sync; echo 3 > /proc/sys/vm/drop_caches
@@ -29,12 +26,10 @@ for round in $(seq 1 "$rounds"); do
     wait "$cpid"
     echo "$round $side consume $(cat "$data.consume")" | tee -a "$out"
     echo "$round $side probe $probe" | tee -a "$out"
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-    rm -rf "$data" "$data.addr" "$data.consume"
+    rm -f "$data.consume"
+    stop_broker
   done
 done
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
 for side in old new; do
   echo "$side: consume $(grep " $side consume " "$out" | field msgs_per_s | median) msgs/s;" \
     "probe p50 $(grep " $side probe " "$out" | field p50_us | median) us," \

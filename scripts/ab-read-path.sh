@@ -6,6 +6,7 @@
 # Build the old one from a worktree: git worktree add /tmp/base <rev> &&
 #   (cd /tmp/base && cargo build --release -p brook)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 old=$1 new=$2 rounds=${3:-5}
 dir=${BROOK_BENCH_DIR:-${TMPDIR:-/tmp}}
 out=$(mktemp)
@@ -13,20 +14,14 @@ trap 'rm -f "$out"' EXIT
 for round in $(seq 1 "$rounds"); do
   for side in old new; do
     B=${!side}
-    data=$(mktemp -d "$dir/brook-ab.XXXXXX")
-    $B serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$data.addr" 2>/dev/null &
-    pid=$!
-    for _ in $(seq 300); do grep -q listening "$data.addr" 2>/dev/null && break; sleep 0.1; done
-    url="http://$(grep -o 'grpc=[^ ]*' "$data.addr" | cut -d= -f2)"
+    start_broker "$B"
     w1=$($B bench --url "$url" --json --topic ab produce --messages 1000000 --in-flight 1 2>/dev/null | tail -1)
     w2=$($B bench --url "$url" --json --topic ab consume --messages 1000000 2>/dev/null | tail -1)
     echo "$round $side W1 $w1" | tee -a "$out"
     echo "$round $side W2 $w2" | tee -a "$out"
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-    rm -rf "$data" "$data.addr"
+    stop_broker
   done
 done
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for w in W1 W2; do
   o=$(grep " old $w " "$out" | grep -o '"msgs_per_s":[0-9.]*' | cut -d: -f2 | median)
   n=$(grep " new $w " "$out" | grep -o '"msgs_per_s":[0-9.]*' | cut -d: -f2 | median)

@@ -7,6 +7,7 @@
 # Build the old one from a worktree: git worktree add /tmp/base <rev> &&
 #   (cd /tmp/base && cargo build --release -p brook)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 old=$1 new=$2 rounds=${3:-3}
 dir=${BROOK_BENCH_DIR:-${TMPDIR:-/tmp}}
 out=$(mktemp)
@@ -14,11 +15,7 @@ trap 'rm -f "$out"' EXIT
 for round in $(seq 1 "$rounds"); do
   for side in old new; do
     B=${!side}
-    data=$(mktemp -d "$dir/brook-ab.XXXXXX")
-    $B serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$data.addr" 2>/dev/null &
-    pid=$!
-    for _ in $(seq 300); do grep -q listening "$data.addr" 2>/dev/null && break; sleep 0.1; done
-    url="http://$(grep -o 'grpc=[^ ]*' "$data.addr" | cut -d= -f2)"
+    start_broker "$B"
     run() {
       local name=$1; shift
       echo "$round $side $name $($new bench --url "$url" --broker-pid "$pid" --json "$@" 2>/dev/null | tail -1)" | tee -a "$out"
@@ -29,12 +26,9 @@ for round in $(seq 1 "$rounds"); do
     run W1-in-flight-5 --topic w1m produce --messages 1000000 --in-flight 5
     run W3-written     --topic w3  produce --messages 20000 --sync
     run W3-durable     --topic w3d produce --messages 20000 --sync --acks durable
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-    rm -rf "$data" "$data.addr"
+    stop_broker
   done
 done
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
 ratio() { awk "BEGIN {printf \"%.3f\", $2 / $1}"; }
 for w in W1-written W2 W1-durable W1-in-flight-5; do
   o=$(grep " old $w " "$out" | field msgs_per_s | median)

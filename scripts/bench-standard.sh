@@ -9,6 +9,7 @@
 # it, which made whichever round came first 2-3x slower on W1. Set
 # BROOK_BENCH_COLD=1 to skip that and measure the cold state.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 cargo build --release -q -p brook
@@ -21,11 +22,7 @@ for round in $(seq 1 "$rounds"); do
     dd if=/dev/zero of="$dir/brook-bench-warm" bs=1M count=2048 status=none
     rm -f "$dir/brook-bench-warm"
   fi
-  data=$(mktemp -d "$dir/brook-bench.XXXXXX")
-  $B serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$data.addr" 2>/dev/null &
-  pid=$!
-  for _ in $(seq 100); do grep -q listening "$data.addr" 2>/dev/null && break; sleep 0.1; done
-  url="http://$(grep -o 'grpc=[^ ]*' "$data.addr" | cut -d= -f2)"
+  start_broker "$B"
   run() {
     local name=$1; shift
     local line
@@ -38,11 +35,8 @@ for round in $(seq 1 "$rounds"); do
   run W1-in-flight-5 --topic w1m produce --messages 1000000 --in-flight 5
   run W3-written     --topic w3  produce --messages 20000 --sync
   run W3-durable     --topic w3d produce --messages 20000 --sync --acks durable
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-  rm -rf "$data" "$data.addr"
+  stop_broker
 done
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
 echo "medians of $rounds rounds:"
 for w in W1-written W1-durable W1-in-flight-5 W2; do
   echo "  $w: $(grep " $w " "$out" | field msgs_per_s | median) msgs/s, $(grep " $w " "$out" | field mib_per_s | median) MiB/s (baselines: write+fdatasync $(grep " $w " "$out" | field baseline_write_mib_per_s | median) MiB/s, buffered write $(grep " $w " "$out" | field baseline_buffered_mib_per_s | median) MiB/s)"

@@ -1,0 +1,25 @@
+# Shared by the benchmark scripts: source it, then `start_broker BROOK`
+# (sets $data, $pid and $url) ... `stop_broker`.
+
+# Starts BROOK serving a new data directory under $dir (BROOK_BENCH_DIR or
+# the temp dir) on ephemeral ports; returns once it prints its listening
+# line, which it does when it serves.
+start_broker() {
+  data=$(mktemp -d "${dir:-${BROOK_BENCH_DIR:-${TMPDIR:-/tmp}}}/brook-bench.XXXXXX")
+  "$1" serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$data.addr" 2>/dev/null &
+  pid=$!
+  for _ in $(seq 300); do grep -q listening "$data.addr" 2>/dev/null && break; sleep 0.1; done
+  url="http://$(grep -o 'grpc=[^ ]*' "$data.addr" | cut -d= -f2)"
+}
+
+# Stops the broker start_broker started and removes its data.
+stop_broker() {
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$data" "$data.addr"
+}
+
+# The median of the numbers on standard input.
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# The values of JSON field $1 in the lines on standard input.
+field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
