@@ -108,4 +108,39 @@ impl PartitionConfig {
         }
         Ok(())
     }
+
+    /// Checks that `new` may replace these settings on an open partition:
+    /// every value in range, and no change to a setting fixed at creation
+    /// (`max_batch_bytes`, `index_interval_bytes`, `append_mode`: the active
+    /// segment was sized and indexed by them).
+    pub fn check_change(&self, new: &PartitionConfig) -> Result<()> {
+        new.validate()?;
+        let fixed = |what: &str, from: String, to: String| {
+            Err(Error::InvalidConfig(format!(
+                "{what} is fixed when the topic is created ({from}); it cannot become {to}"
+            )))
+        };
+        if self.max_batch_bytes != new.max_batch_bytes {
+            return fixed(
+                "max_batch_bytes",
+                self.max_batch_bytes.to_string(),
+                new.max_batch_bytes.to_string(),
+            );
+        }
+        if self.index_interval_bytes != new.index_interval_bytes {
+            return fixed(
+                "index_interval_bytes",
+                self.index_interval_bytes.to_string(),
+                new.index_interval_bytes.to_string(),
+            );
+        }
+        if self.append_mode != new.append_mode {
+            return fixed(
+                "append_mode",
+                format!("{:?}", self.append_mode),
+                format!("{:?}", new.append_mode),
+            );
+        }
+        Ok(())
+    }
 }

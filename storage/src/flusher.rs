@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 /// Work the flusher can do on a partition it holds weakly.
 pub(crate) trait Flushable: Send + Sync {
-    /// Flush everything appended so far (interval policy).
-    fn periodic_flush(&self);
+    /// Flush everything appended so far (interval policy); returns when to
+    /// flush next, or `None` once the policy is no longer an interval (the
+    /// timer ends).
+    fn periodic_flush(&self) -> Option<Duration>;
     /// Sync segments that rolled since the last call and advance the recovery point.
     fn sync_sealed(&self);
     /// Flush everything appended so far, for the async waiters that asked.
@@ -88,7 +90,8 @@ fn send(job: Job) {
     let _ = tx.send(job);
 }
 
-/// Flush `target` every `period` for as long as it lives.
+/// Flush `target` in `period`, then as often as its
+/// [`Flushable::periodic_flush`] says, for as long as it lives.
 pub(crate) fn every(target: Weak<dyn Flushable>, period: Duration) {
     send(Job::Every(target, period));
 }
@@ -130,8 +133,7 @@ impl Ord for Timer {
 
 fn run(rx: Receiver<Job>) {
     let mut heap: BinaryHeap<Reverse<Timer>> = BinaryHeap::new();
-    let mut targets: std::collections::HashMap<u64, (Weak<dyn Flushable>, Duration)> =
-        Default::default();
+    let mut targets: std::collections::HashMap<u64, Weak<dyn Flushable>> = Default::default();
     let mut next_id = 0u64;
     loop {
         let wait = heap.peek().map_or(Duration::from_secs(3600), |t| {
@@ -144,7 +146,7 @@ fn run(rx: Receiver<Job>) {
                     due: Instant::now() + period,
                     id: next_id,
                 }));
-                targets.insert(next_id, (target, period));
+                targets.insert(next_id, target);
             }
             Ok(Job::SyncSealed(target)) => {
                 if let Some(t) = target.upgrade() {
@@ -159,17 +161,14 @@ fn run(rx: Receiver<Job>) {
         }
         while heap.peek().is_some_and(|t| t.0.due <= Instant::now()) {
             let Reverse(timer) = heap.pop().expect("peeked");
-            let Some((target, period)) = targets.get(&timer.id) else {
+            let Some(target) = targets.get(&timer.id) else {
                 continue;
             };
-            match target.upgrade() {
-                Some(t) => {
-                    t.periodic_flush();
-                    heap.push(Reverse(Timer {
-                        due: Instant::now() + *period,
-                        id: timer.id,
-                    }));
-                }
+            match target.upgrade().and_then(|t| t.periodic_flush()) {
+                Some(period) => heap.push(Reverse(Timer {
+                    due: Instant::now() + period,
+                    id: timer.id,
+                })),
                 None => {
                     targets.remove(&timer.id);
                 }

@@ -13,6 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use crate::config::PartitionConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::file::{sync_dir, sync_filesystem};
 use crate::fs::FileSystem;
@@ -238,6 +239,27 @@ impl Log {
         parts.extend(added);
         *topic.config.write().unwrap_or_else(|e| e.into_inner()) = config;
         Ok(())
+    }
+
+    /// Changes a topic's settings (see [`PartitionConfig::check_change`] for
+    /// what may change): written to its metadata first, durably, then
+    /// applied to every online partition; an offline one takes them when it
+    /// is next opened. Returns the settings now in force.
+    pub fn alter_topic(&self, name: &str, partition: PartitionConfig) -> Result<TopicConfig> {
+        let topic = self.topic(name)?;
+        // Held throughout: a partition added meanwhile would get the old settings.
+        let parts = topic.partitions.write().unwrap_or_else(|e| e.into_inner());
+        let mut config = topic.config();
+        config.partition.check_change(&partition)?;
+        config.partition = partition;
+        write_meta(&*self.fs, &topic.dir, &config)?;
+        for slot in parts.iter() {
+            if let Slot::Online(p) = slot {
+                p.set_config(config.partition.clone())?;
+            }
+        }
+        *topic.config.write().unwrap_or_else(|e| e.into_inner()) = config.clone();
+        Ok(config)
     }
 
     /// Applies every topic's retention settings; returns the segments deleted.

@@ -175,3 +175,53 @@ fn a_second_log_on_the_same_directory_is_refused() {
     let _log = Log::open(dir.path()).unwrap();
     assert!(matches!(Log::open(dir.path()), Err(Error::Locked { .. })));
 }
+
+#[test]
+fn altered_settings_apply_to_every_partition_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    log.create_topic("orders", config(2)).unwrap();
+    let altered = PartitionConfig {
+        retention_ms: None,
+        retention_bytes: Some(4096),
+        segment_bytes: 1 << 20,
+        flush: FlushPolicy::Always,
+        ..config(2).partition
+    };
+    let now = log.alter_topic("orders", altered.clone()).unwrap();
+    assert_eq!(now.partition, altered);
+    assert_eq!(now.partitions, 2);
+    let orders = log.topic("orders").unwrap();
+    for (_, p) in orders.partitions() {
+        assert_eq!(p.config(), altered);
+    }
+    // A partition added later takes the altered settings too.
+    log.add_partitions("orders", 3).unwrap();
+    assert_eq!(orders.partition(2).unwrap().config(), altered);
+    // A setting fixed at creation is refused, and nothing changes.
+    let e = log
+        .alter_topic(
+            "orders",
+            PartitionConfig {
+                max_batch_bytes: 1 << 10,
+                ..altered.clone()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidConfig(m) if m.contains("max_batch_bytes")),
+        "{e}"
+    );
+    assert!(matches!(
+        log.alter_topic("nope", altered.clone()),
+        Err(Error::UnknownTopic(_))
+    ));
+    log.close().unwrap();
+    drop(log);
+
+    let log = Log::open(dir.path()).unwrap();
+    let orders = log.topic("orders").unwrap();
+    assert_eq!(orders.config().partition, altered);
+    assert_eq!(orders.config().partitions, 3);
+    assert_eq!(orders.partition(0).unwrap().config(), altered);
+}

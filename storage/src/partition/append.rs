@@ -16,11 +16,9 @@ use crate::segment::Segment;
 impl Shared {
     pub(super) fn check_batch(&self, batch: &Batch) -> Result<u64> {
         let size = batch.bytes().len();
-        if size > self.config.max_batch_bytes as usize {
-            return Err(Error::BatchTooLarge {
-                size,
-                max: self.config.max_batch_bytes,
-            });
+        let max = self.config().max_batch_bytes;
+        if size > max as usize {
+            return Err(Error::BatchTooLarge { size, max });
         }
         let h = batch.header();
         if h.record_count == 0 {
@@ -70,10 +68,13 @@ impl Shared {
     ) -> Result<AppendInfo> {
         let size = batch.bytes().len() as u64;
         let now = now_ms();
-        let too_old = now.saturating_sub(app.rolled_at_ms) >= self.config.segment_ms as i64;
+        let (segment_ms, segment_bytes) = {
+            let c = self.config.read().unwrap_or_else(|e| e.into_inner());
+            (c.segment_ms, c.segment_bytes)
+        };
+        let too_old = now.saturating_sub(app.rolled_at_ms) >= segment_ms as i64;
         let offsets_overflow = base + count - app.active.base_offset() > u64::from(u32::MAX);
-        let full =
-            app.active.size() + size > self.config.segment_bytes || !app.active.has_room(size);
+        let full = app.active.size() + size > segment_bytes || !app.active.has_room(size);
         if !app.active.is_empty() && (full || too_old || offsets_overflow) {
             self.roll(app, base, now)?;
         }
@@ -123,8 +124,9 @@ impl Shared {
     /// may still give out (a smaller batch still fits there), and the next
     /// open would find the two overlapping.
     fn create_segment(&self, base: u64) -> Result<Segment> {
-        let capacity = self.config.segment_capacity();
-        let created = Segment::create(&self.fs, &self.dir, base, capacity, &self.config)
+        let config = self.config();
+        let capacity = config.segment_capacity();
+        let created = Segment::create(&self.fs, &self.dir, base, capacity, &config)
             // The new file must survive a power cut before a durable ack can point into it.
             .and_then(|seg| sync_dir(&*self.fs, &self.dir).map(|()| seg));
         if created.is_err()

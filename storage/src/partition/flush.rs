@@ -5,9 +5,9 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{RECOVERY_POINT, RECOVERY_POINT_EVERY, Shared, Watermark, lock};
+use super::{FlushPolicy, RECOVERY_POINT, RECOVERY_POINT_EVERY, Shared, Watermark, lock};
 use crate::error::{Error, Result};
 use crate::file::write_offset_file;
 use crate::flusher::{self, Flushable};
@@ -211,11 +211,24 @@ impl Shared {
 }
 
 impl Flushable for Shared {
-    fn periodic_flush(&self) {
+    fn periodic_flush(&self) -> Option<Duration> {
+        let period = {
+            let mut armed = lock(&self.interval_timer);
+            match self.config().flush {
+                FlushPolicy::Interval(period) => period,
+                // The policy changed: this timer ends, and `set_config`
+                // starts a new one if it changes back.
+                _ => {
+                    *armed = false;
+                    return None;
+                }
+            }
+        };
         let end = *self.end.borrow();
         if let Err(e) = self.flush_to(end) {
             tracing::error!(partition = %self.name, error = %e, "periodic flush failed");
         }
+        Some(period)
     }
 
     fn requested_flush(&self) {

@@ -136,7 +136,8 @@ pub(super) fn open(
         retention: Mutex::new(()),
         recovery: RecoveryReport::default(),
         recovery_point: Mutex::new((recovery_point, Instant::now())),
-        config,
+        interval_timer: Mutex::new(matches!(config.flush, FlushPolicy::Interval(_))),
+        config: RwLock::new(config),
     };
     // Nobody else holds the partition yet: the replay reads it unhurried.
     let (producers, snapshot_to, replayed) = rebuild_producers(&shared)?;
@@ -146,7 +147,7 @@ pub(super) fn open(
     log_report(&shared.name, &report, clean, started);
     shared.recovery = report;
     let shared = Arc::new(shared);
-    if let FlushPolicy::Interval(period) = shared.config.flush {
+    if let FlushPolicy::Interval(period) = shared.config().flush {
         let weak: Weak<dyn Flushable> = Arc::downgrade(&shared) as Weak<dyn Flushable>;
         flusher::every(weak, period);
     }

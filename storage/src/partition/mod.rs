@@ -5,7 +5,7 @@
 //! stop, producer state rebuilt), `flush` (group commit, durable offset,
 //! recovery point), `replica` (high watermark, leader epochs, follower
 //! appends and truncation: what replication builds on), `retention`,
-//! `close`.
+//! `close`, `settings` (changing the settings of an open partition).
 //!
 //! # Locks
 //! Taken in this order, never the other way round, so none can deadlock:
@@ -22,6 +22,10 @@
 //!    while syncing.
 //! 7. `recovery_point`: alone, except that a truncation holds it (inside
 //!    `appender`) from lowering it until the new end is published.
+//! 8. `interval_timer`: the flusher thread and `set_config` decide under it
+//!    whether a periodic flush timer runs (the flusher reads `config` inside).
+//! 9. `config` (read-write): read inside any of the above for a moment;
+//!    written by `set_config` inside `appender`, holding nothing else.
 //!
 //! The file system (`Shared::fs`, a [`FileSystem`]) is called with any of
 //! these held; a test double's own lock is taken inside it and released
@@ -40,6 +44,7 @@ mod loader;
 mod read;
 mod replica;
 mod retention;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -132,7 +137,13 @@ enum Watermark {
 struct Shared {
     name: String,
     dir: PathBuf,
-    config: PartitionConfig,
+    /// Changed only by [`Partition::set_config`]; read per append, roll
+    /// and retention pass, so a change applies from the next one.
+    config: RwLock<PartitionConfig>,
+    /// Whether the flusher holds a periodic timer for this partition. The
+    /// timer and `set_config` decide under this lock, so a policy change
+    /// never leaves two timers or none.
+    interval_timer: Mutex<bool>,
     /// Every change to the partition's files goes through it (its segments
     /// hold a clone): the real file system, or a test's faulty one.
     fs: Arc<dyn FileSystem>,
@@ -223,7 +234,7 @@ impl Partition {
     /// gap, a stale epoch or an unknown producer is an error.
     pub fn append(&self, batch: &Batch) -> Result<AppendInfo> {
         let info = self.shared.append(batch)?;
-        if self.shared.config.flush == FlushPolicy::Always {
+        if self.shared.config().flush == FlushPolicy::Always {
             self.flush_to(info.last_offset + 1)?;
         }
         Ok(info)
@@ -364,9 +375,9 @@ impl Partition {
             .collect()
     }
 
-    /// The partition's settings.
-    pub fn config(&self) -> &PartitionConfig {
-        &self.shared.config
+    /// The partition's settings now.
+    pub fn config(&self) -> PartitionConfig {
+        self.shared.config()
     }
 
     /// The directory holding the segments.
@@ -385,6 +396,13 @@ impl Partition {
 }
 
 impl Shared {
+    fn config(&self) -> PartitionConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn segment_list(&self) -> Vec<Arc<Segment>> {
         self.segments
             .read()
@@ -392,6 +410,10 @@ impl Shared {
             .values()
             .cloned()
             .collect()
+    }
+
+    fn set_watermark(&self, w: Watermark) {
+        self.watermark.store(w as u8, Ordering::Release);
     }
 
     fn watermark(&self) -> Watermark {
@@ -415,5 +437,7 @@ impl Shared {
 
 #[cfg(test)]
 mod replica_tests;
+#[cfg(test)]
+mod settings_tests;
 #[cfg(test)]
 mod tests;

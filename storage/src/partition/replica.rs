@@ -34,9 +34,7 @@ impl Partition {
     /// `high_watermark` (at most the log end): the value the replication
     /// layer checkpointed, since a single node's watermark is its log end.
     pub fn set_replicated(&self, high_watermark: u64) {
-        self.shared
-            .watermark
-            .store(Watermark::Replicated as u8, Ordering::Release);
+        self.shared.set_watermark(Watermark::Replicated);
         let end = self.log_end_offset();
         self.shared
             .high_watermark
@@ -231,8 +229,8 @@ impl Shared {
         }
         std::fs::create_dir(&tmp).at(&tmp)?;
         {
-            let capacity = self.config.segment_capacity();
-            let seg = Segment::create(&self.fs, &tmp, base, capacity, &self.config)?;
+            let config = self.config();
+            let seg = Segment::create(&self.fs, &tmp, base, config.segment_capacity(), &config)?;
             for batch in kept {
                 seg.append(batch, batch.header().base_offset)?;
             }
@@ -256,7 +254,7 @@ impl Shared {
             &self.fs,
             &self.dir,
             base,
-            &self.config,
+            &self.config(),
             Role::Active {
                 recovery_point: end,
             },

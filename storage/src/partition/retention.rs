@@ -11,18 +11,18 @@ use crate::segment::Segment;
 impl Shared {
     pub(super) fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let _one_at_a_time = lock(&self.retention);
+        let config = self.config();
         let victims: Vec<Arc<Segment>> = {
             let map = self.segments.read().unwrap_or_else(|e| e.into_inner());
             let mut total: u64 = map.values().map(|s| s.size()).sum();
             let sealed = map.values().take(map.len().saturating_sub(1));
             let mut out = Vec::new();
             for seg in sealed {
-                let too_old = self.config.retention_ms.is_some_and(|ms| {
+                let too_old = config.retention_ms.is_some_and(|ms| {
                     seg.max_timestamp()
                         < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
                 });
-                let too_big = self
-                    .config
+                let too_big = config
                     .retention_bytes
                     .is_some_and(|max| total - seg.size() >= max);
                 if !(too_old || too_big) {
