@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "brook/v1/topics.proto",
             "brook/v1/log.proto",
             "brook/v1/groups.proto",
+            "brook/v1/cluster.proto",
         ];
         println!("cargo:rerun-if-changed=proto");
         let fds = protox::compile(files, ["proto"])?;

@@ -2,7 +2,8 @@
 //!
 //! - [`server::run`]: start, serve, stop cleanly.
 //! - [`config`]: `brook serve` settings (flags, `BROOK_*` environment, TOML file).
-//! - `topics`, `produce`, `consume`, [`groups`]: the `brook.v1` services.
+//! - `topics`, `produce`, `consume`, [`groups`], `cluster`: the `brook.v1` services.
+//! - [`build`]: the version and commit this binary was built from.
 //! - [`state::Broker`]: what the services share; `status`: storage errors → gRPC statuses.
 //! - `request`: the tower layer that traces, counts, times and logs every RPC.
 //! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
@@ -13,7 +14,9 @@
 // compiler keeps that rule in non-test code (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod build;
 pub mod cli;
+mod cluster;
 pub mod config;
 mod conn;
 mod consume;

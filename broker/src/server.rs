@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use brook_protocol::v1::{
-    self, consumer_server::ConsumerServer, groups_server::GroupsServer,
+    self, cluster_server::ClusterServer, consumer_server::ConsumerServer, groups_server::GroupsServer,
     producer_server::ProducerServer, topics_server::TopicsServer,
 };
 use brook_storage::{DirLock, Log, LogOptions, now_ms};
@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use crate::cluster::ClusterService;
 use crate::config::ServeConfig;
 use crate::consume::ConsumerService;
 use crate::groups::Groups;
@@ -120,6 +121,7 @@ pub async fn run(
                 GroupsServer::new(GroupsService::new(Arc::clone(&broker)))
                     .max_decoding_message_size(max),
             )
+            .add_service(ClusterServer::new(ClusterService::new(Arc::clone(&broker))))
             .add_service(
                 ConsumerServer::new(ConsumerService::new(Arc::clone(&broker)))
                     .max_decoding_message_size(max)
@@ -235,6 +237,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
         "brook.v1.Producer",
         "brook.v1.Consumer",
         "brook.v1.Groups",
+        "brook.v1.Cluster",
     ] {
         health.set_service_status(name, status).await;
     }

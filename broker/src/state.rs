@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use brook_storage::{Log, Partition, Topic};
 use tokio::sync::watch;
@@ -25,6 +26,10 @@ pub struct Broker {
     producer_ids: OnceLock<crate::producer_ids::ProducerIds>,
     /// Next partition for records without a key, per the round-robin rule.
     round_robin: AtomicU64,
+    /// When the broker started, for its uptime.
+    pub started: Instant,
+    /// The same moment in ms since the Unix epoch.
+    pub started_at_ms: i64,
 }
 
 impl Broker {
@@ -38,7 +43,14 @@ impl Broker {
             metrics: Arc::new(Metrics::default()),
             producer_ids: OnceLock::new(),
             round_robin: AtomicU64::new(0),
+            started: Instant::now(),
+            started_at_ms: brook_storage::now_ms(),
         }
+    }
+
+    /// Whether requests are served: the log is recovered and no shutdown began.
+    pub fn is_ready(&self) -> bool {
+        self.log().is_ok()
     }
 
     /// Makes the recovered log and the group state available to requests.

@@ -1,4 +1,5 @@
-//! The `brook.v1.Topics` service: create, delete, list, describe, add partitions.
+//! The `brook.v1.Topics` service: create, delete, list, describe, alter,
+//! add partitions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,55 @@ fn topic_config(
         partitions: c.partitions,
         partition,
     })
+}
+
+/// `current`'s partition settings with the fields `req` sets changed. The
+/// storage refuses changes to what is fixed at creation.
+fn altered(current: &TopicConfig, req: Option<v1::TopicConfig>) -> Result<PartitionConfig, Status> {
+    let c = req.ok_or_else(|| invalid("config is required: the settings to change"))?;
+    if c.partitions != 0 && c.partitions != current.partitions {
+        return Err(invalid(format!(
+            "the partition count ({}) changes only by AddPartitions (brook topic add-partitions)",
+            current.partitions
+        )));
+    }
+    let mut p = current.partition.clone();
+    if let Some(v) = c.retention_ms {
+        p.retention_ms = limit(Some(v), None, "retention_ms")?;
+    }
+    if let Some(v) = c.retention_bytes {
+        p.retention_bytes = limit(Some(v), None, "retention_bytes")?;
+    }
+    p.segment_bytes = c.segment_bytes.unwrap_or(p.segment_bytes);
+    p.segment_ms = c.segment_ms.unwrap_or(p.segment_ms);
+    p.max_batch_bytes = c.max_batch_bytes.unwrap_or(p.max_batch_bytes);
+    let interval = c.flush_interval_ms.map(Duration::from_millis);
+    p.flush = match (v1::FlushPolicy::try_from(c.flush_policy), interval) {
+        (Ok(v1::FlushPolicy::Unspecified), None) => p.flush,
+        (Ok(v1::FlushPolicy::Unspecified), Some(period)) => match p.flush {
+            FlushPolicy::Interval(_) => FlushPolicy::Interval(period),
+            _ => {
+                return Err(invalid(
+                    "flush_interval_ms alone changes the period of a topic that flushes at an interval; set flush_policy FLUSH_POLICY_INTERVAL too",
+                ));
+            }
+        },
+        (Ok(v1::FlushPolicy::Interval), Some(period)) => FlushPolicy::Interval(period),
+        (Ok(v1::FlushPolicy::Interval), None) => {
+            return Err(invalid(
+                "flush_interval_ms is required with FLUSH_POLICY_INTERVAL",
+            ));
+        }
+        (Ok(v1::FlushPolicy::Always | v1::FlushPolicy::Never), Some(_)) => {
+            return Err(invalid(
+                "flush_interval_ms goes only with FLUSH_POLICY_INTERVAL",
+            ));
+        }
+        (Ok(v1::FlushPolicy::Always), None) => FlushPolicy::Always,
+        (Ok(v1::FlushPolicy::Never), None) => FlushPolicy::Never,
+        (Err(_), _) => return Err(invalid(format!("unknown flush_policy {}", c.flush_policy))),
+    };
+    Ok(p)
 }
 
 /// The proto form of a topic's settings, every field filled in.
@@ -190,6 +240,28 @@ impl Topics for TopicsService {
         RequestContext::of(&req).resource(&req.get_ref().name);
         let t = self.broker.topic(&req.into_inner().name)?;
         Ok(Response::new(describe(&t)))
+    }
+
+    async fn alter_topic(
+        &self,
+        req: Request<v1::AlterTopicRequest>,
+    ) -> Result<Response<v1::TopicDescription>, Status> {
+        RequestContext::of(&req).resource(&req.get_ref().name);
+        let req = req.into_inner();
+        let r = async {
+            let topic = self.broker.topic(&req.name)?;
+            let wanted = altered(&topic.config(), req.config)?;
+            let log = Arc::clone(self.broker.log()?);
+            let name = req.name.clone();
+            let config = tokio::task::spawn_blocking(move || log.alter_topic(&name, wanted))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(to_status)?;
+            tracing::info!(topic = %req.name, config = ?config.partition, "altered topic");
+            Ok(describe(&topic))
+        }
+        .await;
+        r.map(Response::new)
     }
 
     async fn add_partitions(

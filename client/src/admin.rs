@@ -188,6 +188,74 @@ impl Admin {
         Ok(self.client.topics().add_partitions(req).await?.into_inner())
     }
 
+    /// Changes a topic's settings: the fields set in `changes` (an unset
+    /// field, `partitions: 0` and `FLUSH_POLICY_UNSPECIFIED` keep their
+    /// value). Returns the topic with the settings now in force.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use brook_client::proto::{FlushPolicy, TopicConfig};
+    /// // Keep orders for 30 days, and acknowledge only what is on disk.
+    /// let changes = TopicConfig {
+    ///     retention_ms: Some(30 * 24 * 3600 * 1000),
+    ///     flush_policy: FlushPolicy::Always as i32,
+    ///     ..Default::default()
+    /// };
+    /// let orders = client.admin().alter_topic("orders", changes).await?;
+    /// assert_eq!(orders.config.unwrap().flush_policy(), FlushPolicy::Always);
+    /// # Ok(()) }
+    /// ```
+    pub async fn alter_topic(
+        &self,
+        name: &str,
+        changes: v1::TopicConfig,
+    ) -> Result<v1::TopicDescription> {
+        let req = v1::AlterTopicRequest {
+            name: name.into(),
+            config: Some(changes),
+        };
+        Ok(self.client.topics().alter_topic(req).await?.into_inner())
+    }
+
+    /// The brokers with their version, uptime and state (one broker today).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// for b in client.admin().describe_cluster().await?.brokers {
+    ///     println!("brook {} ({}), up {} s", b.version, b.commit, b.uptime_ms / 1000);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn describe_cluster(&self) -> Result<v1::ClusterDescription> {
+        let req = v1::DescribeClusterRequest {};
+        Ok(self
+            .client
+            .retry(|| async { self.client.cluster().describe_cluster(req).await })
+            .await?
+            .into_inner())
+    }
+
+    /// Whether the broker's standard gRPC health service (`grpc.health.v1`)
+    /// reports `service` as serving: `""` is the broker as a whole (false
+    /// while it recovers its log or shuts down), `"brook.storage"` is false
+    /// while any partition is offline. Asked once, without retries.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// if !client.admin().is_serving("").await? {
+    ///     eprintln!("the broker is still recovering");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn is_serving(&self, service: &str) -> Result<bool> {
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+        let req = HealthCheckRequest {
+            service: service.into(),
+        };
+        let status = self.client.health().check(req).await?.into_inner().status();
+        Ok(status == ServingStatus::Serving)
+    }
+
     /// Groups known to the broker.
     ///
     /// ```no_run

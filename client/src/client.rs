@@ -325,6 +325,14 @@ impl Client {
         v1::groups_client::GroupsClient::new(self.channel.clone())
     }
 
+    pub(crate) fn cluster(&self) -> v1::cluster_client::ClusterClient<Channel> {
+        v1::cluster_client::ClusterClient::new(self.channel.clone())
+    }
+
+    pub(crate) fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
+        tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
+    }
+
     /// Runs an idempotent call, retrying UNAVAILABLE with exponential backoff.
     pub(crate) async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T>
     where

@@ -316,3 +316,130 @@ async fn produce_reports_where_records_went_and_which_line_failed() {
     values.sort();
     assert_eq!(values, ["1", "v1", "v2", "v3", "{\"id\":\"a\"}"]);
 }
+
+/// `brook health` says whether the broker serves, with its version and
+/// uptime, and its exit status says the same: not while the log recovers,
+/// yes once it serves, no for an address where nothing answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_serving_version_and_uptime_in_its_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::spawn_recovering(dir.path(), &["--debug-delay-recovery-ms", "8000"]);
+    // Ports are bound before recovery starts: poll until the broker answers.
+    let mut answer = None;
+    brook_tests::eventually("brook health to get an answer", async || {
+        let (ok, out, err) = brook(&broker, &["health", "--json"], None);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+        if v["reachable"] == true {
+            answer = Some((ok, v, err));
+        }
+        answer.is_some()
+    })
+    .await;
+    let (ok, v, err) = answer.unwrap();
+    assert!(!ok, "recovering is not healthy: {v} {err}");
+    assert_eq!(v["serving"], false, "{v}");
+
+    broker.wait_serving().await;
+    let (ok, out, err) = brook(&broker, &["health"], None);
+    assert!(ok, "{out} {err}");
+    assert!(out.starts_with("serving: brook "), "{out}");
+    let (ok, out, _) = brook(&broker, &["health", "--json"], None);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["healthy"], true);
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["commit"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
+    assert!(v["uptime_ms"].as_u64().unwrap() >= 8000, "{v}");
+    let started = v["started_at_ms"].as_i64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(started <= now && started > now - 600_000, "{v}");
+
+    // Nothing listens on port 1.
+    let (ok, out, _) = brook(
+        &broker,
+        &["health", "--url", "127.0.0.1:1", "--timeout", "3s"],
+        None,
+    );
+    assert!(!ok);
+    assert!(out.starts_with("unreachable: http://127.0.0.1:1"), "{out}");
+    broker.terminate();
+}
+
+/// `brook topic alter --set` changes settings on the running broker,
+/// `describe` shows them, a crash and restart keep them, and what cannot change is
+/// refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_alter_changes_settings_that_describe_shows_and_a_restart_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &[]).await;
+    let (ok, _, err) = brook(&broker, &["topic", "create", "t"], None);
+    assert!(ok, "{err}");
+    let settings = |broker: &Broker| {
+        let (ok, out, err) = brook(broker, &["topic", "describe", "t", "--json"], None);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["settings"].clone()
+    };
+    let before = settings(&broker);
+    assert_eq!(before["retention_ms"], 604_800_000, "{before}");
+
+    let (ok, out, err) = brook(
+        &broker,
+        &[
+            "topic",
+            "alter",
+            "t",
+            "--set",
+            "retention_ms=-1",
+            "--set",
+            "flush=always",
+            "--set",
+            "segment.bytes=4096",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("SETTING") && out.contains("always"), "{out}");
+    let after = settings(&broker);
+    assert_eq!(after["retention_ms"], -1, "{after}");
+    assert_eq!(after["flush"], "always");
+    assert_eq!(after["segment_bytes"], 4096);
+    assert_eq!(after["max_batch_bytes"], before["max_batch_bytes"]);
+
+    // The smaller segments apply at once: 20 KB of records roll several.
+    let lines: String = (0..20).map(|i| format!("{i}{}\n", "x".repeat(1000))).collect();
+    for line in lines.lines() {
+        let (ok, _, err) = brook(&broker, &["produce", "t"], Some(line));
+        assert!(ok, "{err}");
+    }
+    let (_, out, _) = brook(&broker, &["topic", "describe", "t", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let segments = v["partitions"][0]["segments"].as_u64().unwrap();
+    assert!(segments >= 3, "{v}");
+
+    for (set, says) in [
+        ("max_batch_bytes=1024", "fixed when the topic is created"),
+        ("retention=5", "the settings are retention_ms"),
+        ("flush=sometimes", "interval:MS"),
+    ] {
+        let (ok, _, err) = brook(&broker, &["topic", "alter", "t", "--set", set], None);
+        assert!(!ok, "{set}");
+        assert!(err.contains(says), "{set}: {err}");
+    }
+    let (ok, _, err) = brook(
+        &broker,
+        &["topic", "alter", "nosuch", "--set", "retention_ms=1"],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("brook topic create nosuch"), "{err}");
+
+    // Stored before the answer: a crash right after keeps them.
+    broker.kill9_in_place();
+    broker.restart().await;
+    assert_eq!(settings(&broker), after, "kept over a restart");
+    broker.terminate();
+}

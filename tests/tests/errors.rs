@@ -166,6 +166,59 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
         Code::InvalidArgument,
         "timestamp",
     );
+    // AlterTopic: the count, the batch limit, an interval without its policy
+    // and a negative retention are refused.
+    let alter = |config: v1::TopicConfig| v1::AlterTopicRequest {
+        name: "orders".into(),
+        config: Some(config),
+    };
+    for (config, mentions) in [
+        (
+            v1::TopicConfig {
+                partitions: 5,
+                ..Default::default()
+            },
+            "AddPartitions",
+        ),
+        (
+            v1::TopicConfig {
+                max_batch_bytes: Some(2048),
+                ..Default::default()
+            },
+            "max_batch_bytes is fixed",
+        ),
+        (
+            v1::TopicConfig {
+                flush_policy: v1::FlushPolicy::Never as i32,
+                flush_interval_ms: Some(5),
+                ..Default::default()
+            },
+            "goes only with FLUSH_POLICY_INTERVAL",
+        ),
+        (
+            v1::TopicConfig {
+                retention_ms: Some(-7),
+                ..Default::default()
+            },
+            "retention_ms",
+        ),
+    ] {
+        assert_code(
+            topics.alter_topic(alter(config)).await,
+            Code::InvalidArgument,
+            mentions,
+        );
+    }
+    assert_code(
+        topics
+            .alter_topic(v1::AlterTopicRequest {
+                name: "nope".into(),
+                config: Some(Default::default()),
+            })
+            .await,
+        Code::NotFound,
+        "nope",
+    );
     // DATA_LOSS: a batch damaged in transit fails its CRC.
     let mut damaged = batch_of(Some(b"k"), &[b"payload"]).into_bytes().to_vec();
     let last = damaged.len() - 1;

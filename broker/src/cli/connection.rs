@@ -54,6 +54,11 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// The broker's URL, with its scheme.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Connects; the error names the address, which is what a user checks first.
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
         let mut builder = Client::builder(&self.url);

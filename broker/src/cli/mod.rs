@@ -22,10 +22,12 @@ mod connection;
 mod consume;
 mod data;
 mod groups;
+mod health;
 mod lag;
 mod output;
 mod position;
 mod produce;
+mod settings;
 mod topics;
 
 /// Brook: a Kafka-like event log broker in one binary.
@@ -79,6 +81,8 @@ Examples:
     },
     /// Consumer lag per partition: committed, end, lag in records and time.
     Lag(lag::LagArgs),
+    /// Is the broker reachable and serving: version, uptime, state (exit 0 if so).
+    Health(health::HealthArgs),
     /// Print a shell completion script for brook.
     #[command(after_help = "\
 Examples:
@@ -112,6 +116,12 @@ impl Cli {
             Command::Consume(args) => block_on(consume::run(args))?,
             Command::Group(args) => block_on(groups::run(args))?,
             Command::Lag(args) => block_on(lag::run(args))?,
+            Command::Health(args) => {
+                let healthy = tokio::runtime::Runtime::new()?.block_on(health::run(args))?;
+                if !healthy {
+                    return Ok(ExitCode::from(1));
+                }
+            }
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 clap_complete::generate(shell, &mut cmd, "brook", &mut std::io::stdout());
@@ -231,6 +241,8 @@ mod tests {
         "brook topic describe orders",
         "brook topic delete orders",
         "brook topic add-partitions orders --partitions 4",
+        "brook topic alter orders --set retention_ms=-1 --set flush=interval:200",
+        "brook topic alter orders --set retention.bytes=1073741824",
         "brook topic create payments --partitions 3 --url https://localhost:1 --tls-ca ca.pem",
         "brook produce orders --key-field aggregate_id --header source=shop",
         "brook produce orders --key k --header a=b --header c=d --durable",
@@ -240,6 +252,8 @@ mod tests {
         "brook consume orders --from time:1700000000000",
         "brook consume orders --from latest",
         "brook lag",
+        "brook health",
+        "brook health --url 127.0.0.1:9292 --json --strict --timeout 2s",
         "brook lag billing",
         "brook lag billing --json --watch",
         "brook group list",
@@ -270,6 +284,33 @@ mod tests {
         for line in DOCUMENTED {
             if let Err(e) = parse(line) {
                 panic!("{line}: {e}");
+            }
+        }
+    }
+
+    /// The container health checks run `brook health`: the command line in
+    /// the Dockerfile and in docker-compose.yml must parse.
+    #[test]
+    fn container_health_checks_are_brook_command_lines() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for file in ["Dockerfile", "docker-compose.yml"] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let at = text.find("\"health\"").expect(file);
+            let start = text[..at].rfind('[').unwrap();
+            let end = at + text[at..].find(']').unwrap();
+            let mut words: Vec<String> = text[start + 1..end]
+                .split(',')
+                .map(|w| w.trim().trim_matches('"').to_string())
+                .filter(|w| w != "CMD")
+                .collect();
+            // The program by its path in the image.
+            words[0] = words[0].rsplit('/').next().unwrap().to_string();
+            assert_eq!(words[..2], ["brook", "health"], "{file}: {words:?}");
+            match Cli::try_parse_from(&words) {
+                Ok(Cli {
+                    command: Command::Health(_),
+                }) => {}
+                other => panic!("{file}: {words:?}: {other:?}"),
             }
         }
     }

@@ -1,4 +1,5 @@
-//! `brook topic …`: create, list, describe and delete topics; add partitions.
+//! `brook topic …`: create, list, describe, alter and delete topics; add
+//! partitions.
 
 use brook_client::proto as v1;
 use brook_storage::FlushPolicy;
@@ -6,6 +7,7 @@ use serde_json::json;
 
 use super::connection::Conn;
 use super::output::{Output, table};
+use super::settings::{KEYS, Setting, pairs, parse_setting, set_flush};
 
 /// `brook topic` flags and its subcommand.
 #[derive(Debug, clap::Args)]
@@ -14,6 +16,7 @@ Examples:
   brook topic create orders --partitions 3 --retention-ms 604800000
   brook topic create audit --flush always
   brook topic describe orders --json
+  brook topic alter orders --set retention_ms=2592000000 --set flush=always
   brook topic add-partitions orders --partitions 6")]
 pub(crate) struct TopicArgs {
     #[command(flatten)]
@@ -47,10 +50,19 @@ pub(crate) enum TopicCmd {
     },
     /// List topics.
     List,
-    /// Offsets and sizes per partition.
+    /// Settings, and offsets and sizes per partition.
     Describe {
         /// Topic name.
         name: String,
+    },
+    /// Change settings on the running broker (from the next append, roll or flush).
+    #[command(after_help = settings_help())]
+    Alter {
+        /// Topic name.
+        name: String,
+        /// A setting to change, as KEY=VALUE (repeat for several; keys below).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting, required = true)]
+        set: Vec<Setting>,
     },
     /// Delete a topic and its data.
     Delete {
@@ -95,6 +107,17 @@ pub(crate) async fn run(args: TopicArgs) -> anyhow::Result<()> {
         }
         TopicCmd::List => list(&admin.list_topics().await?, json),
         TopicCmd::Describe { name } => show(&admin.describe_topic(&name).await?, json),
+        TopicCmd::Alter { name, set } => {
+            let mut changes = v1::TopicConfig::default();
+            for s in &set {
+                super::settings::apply(&mut changes, s).map_err(anyhow::Error::msg)?;
+            }
+            let altered = admin
+                .alter_topic(&name, changes)
+                .await
+                .map_err(|e| super::unknown_topic_hint(e, &name))?;
+            show(&altered, json);
+        }
         TopicCmd::Delete { name } => {
             admin.delete_topic(&name).await?;
             if !json {
@@ -108,22 +131,31 @@ pub(crate) async fn run(args: TopicArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn set_flush(config: &mut v1::TopicConfig, flush: FlushPolicy) {
-    match flush {
-        FlushPolicy::Always => config.flush_policy = v1::FlushPolicy::Always as i32,
-        FlushPolicy::Never => config.flush_policy = v1::FlushPolicy::Never as i32,
-        FlushPolicy::Interval(d) => {
-            config.flush_policy = v1::FlushPolicy::Interval as i32;
-            config.flush_interval_ms = Some(d.as_millis() as u64);
-        }
+/// The keys `--set` takes, for `brook topic alter --help`.
+fn settings_help() -> String {
+    let mut text = String::from("Settings:\n");
+    for (key, what) in KEYS {
+        text.push_str(&format!("  {key:<16} {what}\n"));
     }
+    text.push_str(
+        "\nExamples:\n  brook topic alter orders --set retention_ms=-1\n  brook topic alter audit --set flush=always --set segment_bytes=67108864",
+    );
+    text
 }
 
-/// One topic, a row per partition.
+/// One topic: its settings, then a row per partition.
 fn show(t: &v1::TopicDescription, json: bool) {
     if json {
         println!("{}", topic_json(t));
         return;
+    }
+    if let Some(config) = &t.config {
+        let rows: Vec<Vec<String>> = pairs(config)
+            .into_iter()
+            .map(|(k, v)| vec![k.to_string(), v])
+            .collect();
+        table(&["SETTING", "VALUE"], &rows);
+        println!();
     }
     let rows: Vec<Vec<String>> = t
         .partitions
@@ -175,8 +207,19 @@ fn list(topics: &[v1::TopicDescription], json: bool) {
 }
 
 fn topic_json(t: &v1::TopicDescription) -> serde_json::Value {
+    let settings: serde_json::Map<String, serde_json::Value> = t
+        .config
+        .iter()
+        .flat_map(pairs)
+        .map(|(k, v)| {
+            // Numbers as numbers for scripts; `flush` stays a word.
+            let value = v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n));
+            (k.to_string(), value)
+        })
+        .collect();
     json!({
         "name": t.name,
+        "settings": settings,
         "partitions": t.partitions.iter().map(|p| json!({
             "partition": p.partition, "log_start_offset": p.log_start_offset,
             "log_end_offset": p.log_end_offset, "size_bytes": p.size_bytes, "segments": p.segment_count,

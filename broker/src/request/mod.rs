@@ -29,7 +29,9 @@ mod layer;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use brook_protocol::v1::{consumer_server, groups_server, producer_server, topics_server};
+use brook_protocol::v1::{
+    cluster_server, consumer_server, groups_server, producer_server, topics_server,
+};
 use http::HeaderMap;
 use tonic::{Code, Status};
 use tracing::Span;
@@ -53,6 +55,7 @@ const SERVICES: &[(&str, &[&str])] = &[
             "ListTopics",
             "DescribeTopic",
             "AddPartitions",
+            "AlterTopic",
         ],
     ),
     (
@@ -73,6 +76,7 @@ const SERVICES: &[(&str, &[&str])] = &[
             "ResetOffsets",
         ],
     ),
+    (cluster_server::SERVICE_NAME, &["DescribeCluster"]),
 ];
 
 /// Streams whose handler counts each message as one request ([`record_message`]).
