@@ -32,7 +32,10 @@ fn git_commit() -> Option<String> {
         if reference.is_file() {
             println!("cargo:rerun-if-changed={}", reference.display());
         }
-        println!("cargo:rerun-if-changed={}", git.join("packed-refs").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            git.join("packed-refs").display()
+        );
     }
     let out = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])

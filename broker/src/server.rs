@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use brook_protocol::v1::{
-    self, cluster_server::ClusterServer, consumer_server::ConsumerServer, groups_server::GroupsServer,
-    producer_server::ProducerServer, topics_server::TopicsServer,
+    self, cluster_server::ClusterServer, consumer_server::ConsumerServer,
+    groups_server::GroupsServer, producer_server::ProducerServer, topics_server::TopicsServer,
 };
 use brook_storage::{DirLock, Log, LogOptions, now_ms};
 use tokio::net::TcpListener;

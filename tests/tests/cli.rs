@@ -357,6 +357,15 @@ async fn health_reports_serving_version_and_uptime_in_its_exit_status() {
         .as_millis() as i64;
     assert!(started <= now && started > now - 600_000, "{v}");
 
+    // The metrics port speaks HTTP/1: the error says which port is gRPC's.
+    let metrics = broker.metrics.to_string();
+    let (ok, _, err) = brook(&broker, &["topic", "list", "--url", &metrics], None);
+    assert!(!ok);
+    assert!(err.contains("is it the metrics port"), "{err}");
+    let (ok, out, _) = brook(&broker, &["health", "--url", &metrics], None);
+    assert!(!ok);
+    assert!(out.contains("is it the metrics port"), "{out}");
+
     // Nothing listens on port 1.
     let (ok, out, _) = brook(
         &broker,
@@ -410,7 +419,9 @@ async fn topic_alter_changes_settings_that_describe_shows_and_a_restart_keeps() 
     assert_eq!(after["max_batch_bytes"], before["max_batch_bytes"]);
 
     // The smaller segments apply at once: 20 KB of records roll several.
-    let lines: String = (0..20).map(|i| format!("{i}{}\n", "x".repeat(1000))).collect();
+    let lines: String = (0..20)
+        .map(|i| format!("{i}{}\n", "x".repeat(1000)))
+        .collect();
     for line in lines.lines() {
         let (ok, _, err) = brook(&broker, &["produce", "t"], Some(line));
         assert!(ok, "{err}");

@@ -90,6 +90,23 @@ async fn metrics_count_requests_records_offsets_and_connections() {
             >= 4.0
     );
     assert!(sample(&text, "brook_open_connections").unwrap() >= 1.0);
+    // What every Prometheus client exports, under the standard names.
+    assert!(sample(&text, "process_cpu_seconds_total ").unwrap() > 0.0);
+    assert!(sample(&text, "process_resident_memory_bytes ").unwrap() > 1e6);
+    assert!(sample(&text, "process_open_fds ").unwrap() >= 5.0);
+    assert!(sample(&text, "process_max_fds ").unwrap() >= 1024.0);
+    assert!(sample(&text, "process_threads ").unwrap() >= 2.0);
+    let started = sample(&text, "process_start_time_seconds ").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(started <= now + 1.0 && started > now - 600.0, "{started}");
+    let version = format!(
+        "brook_build_info{{version=\"{}\",commit=\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(sample(&text, &version), Some(1.0), "{text}");
     assert!(
         http_get(broker.metrics, "/other")
             .await
@@ -232,6 +249,8 @@ async fn reflection_lists_every_service() {
         "brook.v1.Topics",
         "brook.v1.Producer",
         "brook.v1.Consumer",
+        "brook.v1.Groups",
+        "brook.v1.Cluster",
         "grpc.health.v1.Health",
     ] {
         assert!(

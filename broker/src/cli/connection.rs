@@ -72,6 +72,30 @@ impl Target {
     }
 }
 
+/// Adds what is probably wrong to an error that says the peer does not
+/// speak gRPC: an HTTP/1 server such as the broker's own metrics port ends
+/// the HTTP/2 connection at once, which tonic reports as a cancelled or
+/// unknown-status call, or a transport error.
+pub(crate) fn protocol_hint(e: anyhow::Error, url: &str) -> anyhow::Error {
+    let speaks_something_else = e.chain().any(|cause| {
+        let text = cause.to_string();
+        match cause.downcast_ref::<brook_client::Error>() {
+            Some(client) => {
+                matches!(client.code(), Some(tonic::Code::Cancelled))
+                    || (client.code() == Some(tonic::Code::Unknown)
+                        && (text.contains("transport error") || text.contains("h2 protocol")))
+            }
+            None => text.contains("h2 protocol error") || text.contains("frame with invalid size"),
+        }
+    });
+    match speaks_something_else {
+        true => e.context(format!(
+            "{url} does not answer as a Brook gRPC port: is it the metrics port (HTTP, default 9293) or another server? The gRPC port is the grpc= address of the broker's `brook listening` line (default 9292)"
+        )),
+        false => e,
+    }
+}
+
 /// `host:port` as a URL: what users type after seeing `127.0.0.1:9292`
 /// in the broker's listening line.
 fn with_scheme(url: &str, tls: bool) -> String {

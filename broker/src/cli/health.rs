@@ -49,7 +49,9 @@ pub(crate) async fn run(args: HealthArgs) -> anyhow::Result<bool> {
     let url = args.conn.target()?.url().to_string();
     let found = match tokio::time::timeout(args.timeout, ask(&args.conn)).await {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => Found::Unreachable(format!("{e:#}")),
+        Ok(Err(e)) => {
+            Found::Unreachable(format!("{:#}", super::connection::protocol_hint(e, &url)))
+        }
         Err(_) => Found::Unreachable(format!(
             "no answer within {}",
             humantime::format_duration(args.timeout)

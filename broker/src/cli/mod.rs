@@ -105,6 +105,17 @@ impl Cli {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<ExitCode> {
+        let url = self.command.conn().map(|c| c.url.clone());
+        self.dispatch(shutdown).map_err(|e| match &url {
+            Some(url) => connection::protocol_hint(e, url),
+            None => e,
+        })
+    }
+
+    fn dispatch(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Serve(args) => {
                 let config = args.resolve()?;
@@ -133,6 +144,22 @@ impl Cli {
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Command {
+    /// The connection flags of a command that talks to a broker.
+    fn conn(&self) -> Option<&connection::Conn> {
+        match self {
+            Command::Bench(a) => Some(&a.conn),
+            Command::Topic(a) => Some(&a.conn),
+            Command::Produce(a) => Some(&a.conn),
+            Command::Consume(a) => Some(&a.conn),
+            Command::Group(a) => Some(&a.conn),
+            Command::Lag(a) => Some(&a.conn),
+            Command::Health(a) => Some(&a.conn),
+            Command::Serve(_) | Command::Data { .. } | Command::Completions { .. } => None,
+        }
     }
 }
 

@@ -6,12 +6,21 @@ use brook_storage::FlushPolicy;
 
 /// The keys, in the order `describe` prints them, with what each means.
 pub(crate) const KEYS: &[(&str, &str)] = &[
-    ("retention_ms", "delete segments older than this; -1 keeps forever"),
-    ("retention_bytes", "delete the oldest segments above this size per partition; -1 is unlimited"),
+    (
+        "retention_ms",
+        "delete segments older than this; -1 keeps forever",
+    ),
+    (
+        "retention_bytes",
+        "delete the oldest segments above this size per partition; -1 is unlimited",
+    ),
     ("segment_bytes", "start a new segment file at this size"),
     ("segment_ms", "start a new segment file at this age"),
     ("flush", "always, never or interval:MS"),
-    ("max_batch_bytes", "largest batch a produce may carry (fixed at creation)"),
+    (
+        "max_batch_bytes",
+        "largest batch a produce may carry (fixed at creation)",
+    ),
 ];
 
 /// `--set`'s value: a `key=value` pair with a known key. Kafka's dotted
@@ -53,12 +62,14 @@ pub(crate) fn apply(changes: &mut v1::TopicConfig, s: &Setting) -> Result<(), St
     };
     let limit = || match s.value.as_str() {
         "-1" => Ok(-1),
-        _ => number().map(|n| n.min(i64::MAX as u64) as i64).map_err(|_| {
-            format!(
-                "{} must be a whole number or -1 (no limit), got {:?}",
-                s.key, s.value
-            )
-        }),
+        _ => number()
+            .map(|n| n.min(i64::MAX as u64) as i64)
+            .map_err(|_| {
+                format!(
+                    "{} must be a whole number or -1 (no limit), got {:?}",
+                    s.key, s.value
+                )
+            }),
     };
     match s.key {
         "retention_ms" => changes.retention_ms = Some(limit()?),
@@ -174,7 +185,11 @@ mod tests {
         let pairs = pairs(&described);
         assert_eq!(pairs.len(), KEYS.len());
         for (key, value) in pairs {
-            apply(&mut back, &parse_setting(&format!("{key}={value}")).unwrap()).unwrap();
+            apply(
+                &mut back,
+                &parse_setting(&format!("{key}={value}")).unwrap(),
+            )
+            .unwrap();
         }
         assert_eq!(back, described);
     }

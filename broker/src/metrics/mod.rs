@@ -9,6 +9,7 @@
 //! encode, so two scrapes at once cannot see each other's half-written state.
 
 mod collector;
+mod process;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -57,6 +59,13 @@ pub struct ErrorLabels {
 pub struct MethodLabels {
     /// gRPC method.
     pub method: &'static str,
+}
+
+/// Labels of `brook_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
 }
 
 /// Labels of per-topic data counters.
@@ -140,7 +149,18 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut r = Registry::with_prefix("brook");
+        // process_* keep their standard names; everything else is brook_*.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let r = root.sub_registry_with_prefix("brook");
+        r.register(
+            "build",
+            "The version and git commit of the running broker",
+            Info::new(BuildLabels {
+                version: crate::build::VERSION,
+                commit: crate::build::COMMIT,
+            }),
+        );
         let requests = RequestMetrics::new();
         r.register(
             "requests",
@@ -162,19 +182,11 @@ impl Default for Metrics {
             r.register(name, help, family.clone());
             family
         };
-        let produced_records = counter(&mut r, "produced_records", "Records appended, by topic");
-        let produced_bytes = counter(
-            &mut r,
-            "produced_bytes",
-            "Record-batch bytes appended, by topic",
-        );
-        let fetched_records = counter(
-            &mut r,
-            "fetched_records",
-            "Records sent to consumers, by topic",
-        );
+        let produced_records = counter(r, "produced_records", "Records appended, by topic");
+        let produced_bytes = counter(r, "produced_bytes", "Record-batch bytes appended, by topic");
+        let fetched_records = counter(r, "fetched_records", "Records sent to consumers, by topic");
         let fetched_bytes = counter(
-            &mut r,
+            r,
             "fetched_bytes",
             "Record-batch bytes sent to consumers, by topic",
         );
@@ -193,7 +205,7 @@ impl Default for Metrics {
         let log = Arc::new(collector::LogCollector::default());
         r.register_collector(Box::new(Arc::clone(&log)));
         Metrics {
-            registry: r,
+            registry: root,
             requests,
             produced_records,
             produced_bytes,
