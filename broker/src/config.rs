@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// How often retention runs, in ms [default: 300000]
     #[arg(long, env = "BROOK_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in ms, before their connections are dropped and the log is closed; a second signal stops waiting at once [default: 20000]
+    #[arg(long, env = "BROOK_SHUTDOWN_TIMEOUT_MS")]
+    pub shutdown_timeout_ms: Option<u64>,
     /// Default retention of new topics, in ms; -1 keeps forever [default: 604800000, 7 days]
     #[arg(long, env = "BROOK_RETENTION_MS", allow_negative_numbers = true)]
     pub retention_ms: Option<i64>,
@@ -127,6 +130,8 @@ pub struct ServeConfig {
     pub max_fetch_wait: Duration,
     /// Retention period.
     pub retention_check_interval: Duration,
+    /// How long a graceful stop waits for in-flight requests.
+    pub shutdown_timeout: Duration,
     /// Settings of new topics' partitions, unless a request overrides them.
     pub topic_defaults: PartitionConfig,
     /// Bounds on a group member's session timeout.
@@ -252,6 +257,7 @@ impl ServeArgs {
             retention_check_interval: Duration::from_millis(
                 pick!(retention_check_interval_ms, 300_000).max(1),
             ),
+            shutdown_timeout: Duration::from_millis(pick!(shutdown_timeout_ms, 20_000)),
             group_min_session_timeout: Duration::from_millis(pick!(
                 group_min_session_timeout_ms,
                 1000

@@ -1,6 +1,6 @@
 //! The Brook broker: a tonic gRPC server in front of the storage engine.
 //!
-//! - [`server::run`]: start, serve, stop cleanly.
+//! - [`server::run`]: start, serve, stop cleanly; [`signals`]: the stop signals, counted.
 //! - [`config`]: `brook serve` settings (flags, `BROOK_*` environment, TOML file).
 //! - `topics`, `produce`, `consume`, [`groups`], `cluster`: the `brook.v1` services.
 //! - [`build`]: the version and commit this binary was built from.
@@ -28,6 +28,7 @@ mod produce;
 mod producer_ids;
 mod request;
 pub mod server;
+pub mod signals;
 pub mod state;
 mod status;
 mod topics;

@@ -1,6 +1,6 @@
 //! `brook`: the broker and its command-line tool. The commands live in
-//! `brook_broker::cli`; this file sets up logging, owns the SIGTERM that
-//! stops `brook serve`, and turns an error into one line and an exit code.
+//! `brook_broker::cli`; this file sets up logging and turns an error into
+//! one line and an exit code.
 
 // Input from the network or the disk must never reach an unwrap (see lib.rs).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -14,22 +14,6 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the broker");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
-}
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -40,7 +24,7 @@ fn main() -> ExitCode {
         // collectors stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match Cli::parse().run(shutdown_signal()) {
+    match Cli::parse().run() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("brook: {e:#}");

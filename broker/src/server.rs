@@ -20,6 +20,7 @@ use crate::groups::Groups;
 use crate::groups::service::{GroupsService, counter};
 use crate::produce::ProducerService;
 use crate::request::RequestLayer;
+use crate::signals::Signals;
 use crate::state::Broker;
 use crate::topics::TopicsService;
 
@@ -37,9 +38,13 @@ const H2_CONNECTION_WINDOW: u32 = 32 << 20;
 /// Largest HTTP/2 frame a client may send: fewer, larger frames per batch.
 const H2_MAX_FRAME: u32 = 1 << 20;
 
-/// Runs the broker until `shutdown` resolves, then stops it cleanly: stop
-/// accepting, finish in-flight requests, end subscriptions, flush and close
-/// every partition (writing the clean-shutdown markers).
+/// Runs the broker until the first stop signal, then stops it cleanly: stop
+/// accepting, end subscriptions, give in-flight requests up to
+/// `shutdown_timeout` to finish (a second signal stops waiting at once), then
+/// drop what is left and flush and close every partition (writing the
+/// clean-shutdown markers). A further signal while the log closes, or a
+/// second one during recovery, exits at once: the next start recovers, as
+/// after a crash.
 ///
 /// Start-up order: lock the data directory (a second broker on it exits at
 /// once, before binding anything), raise the descriptor limit, bind both
@@ -47,10 +52,7 @@ const H2_MAX_FRAME: u32 = 1 << 20;
 /// the log recovers), recover, and only then print
 /// `brook listening grpc=ADDR metrics=ADDR` on stdout: the line means the
 /// broker serves.
-pub async fn run(
-    config: ServeConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()> {
     // The storage error names the directory and the holder's PID.
     let lock = DirLock::exclusive(&config.data_dir)?;
     crate::fdlimit::raise_nofile();
@@ -135,14 +137,21 @@ pub async fn run(
         broker.shutdown_signal(),
     ));
 
-    tokio::time::sleep(config.debug_delay_recovery).await;
     let started = std::time::Instant::now();
     let options = LogOptions {
         on_open_error: config.on_open_error,
         ..LogOptions::default()
     };
+    let delay = config.debug_delay_recovery;
+    let recovering = async move {
+        tokio::time::sleep(delay).await;
+        tokio::task::spawn_blocking(move || Log::open_with(lock, options)).await
+    };
     // Storage errors name the file and what was wrong: no context to repeat.
-    let log = tokio::task::spawn_blocking(move || Log::open_with(lock, options)).await??;
+    let log = tokio::select! {
+        log = recovering => log??,
+        () = signals.wait_for(2) => exit_now("during recovery"),
+    };
     let log = Arc::new(log);
     crate::fdlimit::check_map_count();
     let groups_dir = config.data_dir.join("~groups");
@@ -181,27 +190,66 @@ pub async fn run(
         config.retention_check_interval,
     ));
 
-    shutdown.await;
-    tracing::info!("shutting down: finishing in-flight requests");
+    signals.wait_for(1).await;
+    let timeout = config.shutdown_timeout;
+    tracing::info!(
+        timeout_ms = timeout.as_millis() as u64,
+        "shutting down: finishing in-flight requests (a second signal stops waiting)"
+    );
     set_health(&health, ServingStatus::NotServing).await;
     broker.begin_shutdown();
     groups.coordinator.shutdown();
     reaper.abort();
-    grpc.await?.context("gRPC server")?;
-    metrics.await?;
     retention.abort();
+    let aborts = [grpc.abort_handle(), metrics.abort_handle()];
+    let servers = async {
+        let grpc = grpc.await;
+        let metrics = metrics.await;
+        (grpc, metrics)
+    };
+    let mut second = signals.clone();
+    let dropped = tokio::select! {
+        (grpc, metrics) = servers => {
+            grpc?.context("gRPC server")?;
+            metrics?;
+            None
+        }
+        () = tokio::time::sleep(timeout) => Some("they did not finish within the shutdown timeout"),
+        () = second.wait_for(2) => Some("a second stop signal came"),
+    };
+    if let Some(why) = dropped {
+        // Their appends after this fail on the closed log: nothing half-acknowledged.
+        aborts.iter().for_each(|a| a.abort());
+        tracing::warn!(
+            why,
+            "dropping the connections of in-flight requests; the log closes cleanly"
+        );
+    }
     let stopping = std::time::Instant::now();
-    tracing::info!("requests finished; closing the log");
+    tracing::info!("closing the log");
     // After the last append: storage writes each partition's producer-state
     // snapshot at its log end, before the clean-shutdown markers.
-    tokio::task::spawn_blocking(move || log.close())
-        .await?
-        .context("closing the log")?;
+    let received = signals.count();
+    let closing = tokio::task::spawn_blocking(move || log.close());
+    tokio::select! {
+        closed = closing => closed?.context("closing the log")?,
+        () = signals.wait_for(received + 1) => exit_now("while closing the log"),
+    }
     tracing::info!(
         close_ms = stopping.elapsed().as_millis() as u64,
         "stopped cleanly"
     );
     Ok(())
+}
+
+/// Ends the process at once, as a crash would: acknowledged records are as
+/// safe as their acknowledgement promised, and the next start recovers.
+fn exit_now(when: &str) -> ! {
+    tracing::error!(
+        when,
+        "another stop signal: exiting now; the next start recovers the log"
+    );
+    std::process::exit(1)
 }
 
 /// Runs `job` every `period` until the shutdown begins (a job under way finishes first).

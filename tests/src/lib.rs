@@ -334,6 +334,16 @@ impl Broker {
         wait_for_exit(&mut self.child, "brook did not exit after SIGTERM")
     }
 
+    /// Sends `signal` (e.g. `libc::SIGTERM`) and returns at once.
+    pub fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the process to exit (fails after [`DEADLINE`]).
+    pub fn wait_exit(mut self) -> ExitStatus {
+        wait_for_exit(&mut self.child, "brook did not exit")
+    }
+
     /// SIGKILL, keeping the handle for [`Broker::restart`].
     pub fn kill9_in_place(&mut self) {
         self.child.kill().expect("SIGKILL");

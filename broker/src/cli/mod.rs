@@ -16,6 +16,7 @@
 use std::process::ExitCode;
 
 use crate::config::ServeArgs;
+use crate::signals::Signals;
 
 mod bench;
 mod connection;
@@ -96,30 +97,24 @@ Examples:
 }
 
 impl Cli {
-    /// Runs the command. `shutdown` is what stops `brook serve` (the caller
-    /// owns the signal: SIGTERM in `main`); other commands ignore it.
+    /// Runs the command. `brook serve` stops on SIGTERM or SIGINT (see
+    /// [`crate::server::run`]).
     ///
     /// Exits 1 without an error when `brook data verify` finds damage: the
     /// table says what, the exit code tells scripts.
-    pub fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<ExitCode> {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
         let url = self.command.conn().map(|c| c.url.clone());
-        self.dispatch(shutdown).map_err(|e| match &url {
+        self.dispatch().map_err(|e| match &url {
             Some(url) => connection::protocol_hint(e, url),
             None => e,
         })
     }
 
-    fn dispatch(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<ExitCode> {
+    fn dispatch(self) -> anyhow::Result<ExitCode> {
         match self.command {
             Command::Serve(args) => {
                 let config = args.resolve()?;
-                block_on(crate::server::run(config, shutdown))?;
+                block_on(async { crate::server::run(config, Signals::listen()).await })?;
             }
             Command::Bench(args) => block_on(bench::run(args))?,
             Command::Topic(args) => block_on(topics::run(args))?,
