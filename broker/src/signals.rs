@@ -41,7 +41,7 @@ impl Signals {
                     } => "SIGTERM",
                 };
                 tx.send_modify(|n| *n += 1);
-                tracing::info!(signal = name, count = *tx.borrow(), "stop signal received");
+                tracing::debug!(signal = name, count = *tx.borrow(), "stop signal received");
             }
         });
         Signals { count: rx }

@@ -454,3 +454,74 @@ async fn topic_alter_changes_settings_that_describe_shows_and_a_restart_keeps() 
     assert_eq!(settings(&broker), after, "kept over a restart");
     broker.terminate();
 }
+
+/// `brook consume -e` stops at the end, alone or as a group member;
+/// `--timeout` stops after a quiet spell; Ctrl-C prints what was consumed
+/// and committed and exits 130. Each prints its one-line summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_stops_at_the_end_after_a_quiet_spell_or_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let (ok, _, err) = brook(
+        &broker,
+        &["topic", "create", "o", "--partitions", "3"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = brook(&broker, &["produce", "o"], Some("a\nb\nc\nd\ne\n"));
+    assert!(ok, "{err}");
+
+    let (ok, out, err) = brook(&broker, &["consume", "o", "-e"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(err.contains("consumed 5 records from o"), "{err}");
+    assert!(err.contains("end reached; nothing committed"), "{err}");
+
+    let (ok, out, err) = brook(
+        &broker,
+        &["consume", "o", "--exit-on-end", "--group", "g"],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(err.contains("end reached; group g committed"), "{err}");
+    // The group goes on where it stopped: nothing new, and it still ends.
+    let (ok, out, err) = brook(&broker, &["consume", "o", "-e", "--group", "g"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out, "", "{err}");
+    assert!(err.contains("consumed 0 records"), "{err}");
+
+    let (ok, out, err) = brook(
+        &broker,
+        &["consume", "o", "--from", "latest", "--timeout", "300ms"],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "");
+    assert!(err.contains("nothing for 300ms"), "{err}");
+
+    // Ctrl-C while waiting for more, as a group member: the summary says
+    // what was committed, and the exit status says it was interrupted.
+    let mut child = Command::new(brook_binary())
+        .args(["consume", "o", "--group", "h"])
+        .env("BROOK_URL", format!("http://{}", broker.grpc))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    for _ in 0..5 {
+        lines.next().expect("a record").unwrap();
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("consumed 5 records from o"), "{err}");
+    assert!(err.contains("interrupted; group h committed"), "{err}");
+    let (ok, lag, _) = brook(&broker, &["lag", "h", "--json"], None);
+    assert!(ok);
+    let lag: serde_json::Value = serde_json::from_str(lag.trim()).unwrap();
+    assert_eq!(lag[0]["total_lag_records"], 0, "{lag}");
+}

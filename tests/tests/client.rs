@@ -545,3 +545,116 @@ async fn a_member_retries_starting_its_partitions() {
         .unwrap();
     assert_eq!(&r.value.unwrap()[..], b"OrderPlaced");
 }
+
+/// `position` is where `recv` goes on; `at_end` turns true once every
+/// partition has been read to the end it found, and false again while
+/// records appended later are still to come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_knows_its_position_and_when_it_has_read_to_the_end() {
+    let (_dir, _broker, client) = broker_with_topic("ev", 2, &[]).await;
+    let producer = client.producer(Default::default());
+    let send = async |partition: u32, n: u32| {
+        for i in 0..n {
+            let r = ProducerRecord {
+                topic: "ev".into(),
+                partition: Some(partition),
+                value: Some(format!("v{i}").into()),
+                ..Default::default()
+            };
+            producer.send_record(r).await.unwrap();
+        }
+        within("flush", producer.flush()).await.unwrap();
+    };
+    send(0, 3).await;
+    let config = ConsumerConfig {
+        start_from: StartFrom::Earliest,
+        auto_commit: None,
+        ..ConsumerConfig::new("reader", &["ev"])
+    };
+    let mut c = client
+        .consumer_assigned(config, "ev", &[0, 1])
+        .await
+        .unwrap();
+    assert_eq!(c.position("ev", 7), None, "not read");
+    let mut got = Vec::new();
+    within("reading to the end", async {
+        while !c.at_end() {
+            tokio::select! {
+                r = c.recv() => got.push(r.unwrap()),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(got.len(), 3, "everything stored, and then at the end");
+    assert_eq!(c.position("ev", 0), Some(3));
+    assert_eq!(
+        c.position("ev", 1),
+        Some(0),
+        "an empty partition is at its end"
+    );
+
+    send(1, 2).await;
+    let r = within("a record appended later", c.recv()).await.unwrap();
+    assert_eq!((r.partition, r.offset), (1, 0));
+    assert_eq!(c.position("ev", 1), Some(1));
+    assert!(
+        !c.at_end(),
+        "one more record of partition 1 is still to come"
+    );
+    within("the last record", c.recv()).await.unwrap();
+    within("at the end again", async {
+        while !c.at_end() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    c.seek("ev", 0, 1);
+    assert_eq!(
+        within("after a seek", c.recv()).await.unwrap().offset,
+        1,
+        "a seek moves the position"
+    );
+    assert_eq!(c.position("ev", 0), Some(2));
+}
+
+/// A refusal that retrying will not cure reaches `recv` instead of being
+/// retried silently: here, the topic was deleted, while the consumer was
+/// reading it and before another one had found where to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_of_a_deleted_topic_is_told() {
+    let (_dir, _broker, client) = broker_with_topic("gone", 1, &[]).await;
+    let producer = client.producer(Default::default());
+    let r = ProducerRecord {
+        topic: "gone".into(),
+        value: Some("v".into()),
+        ..Default::default()
+    };
+    producer.send_record(r).await.unwrap();
+    within("flush", producer.flush()).await.unwrap();
+    let config = ConsumerConfig {
+        start_from: StartFrom::Earliest,
+        auto_commit: None,
+        ..ConsumerConfig::new("reader", &["gone"])
+    };
+    let mut reading = client
+        .consumer_assigned(config.clone(), "gone", &[0])
+        .await
+        .unwrap();
+    within("the record", reading.recv()).await.unwrap();
+    client.admin().delete_topic("gone").await.unwrap();
+    let e = within("recv after the delete", reading.recv())
+        .await
+        .expect_err("no records: the topic is gone");
+    assert_eq!(e.code(), Some(tonic::Code::NotFound), "{e}");
+
+    // A consumer whose start is looked up after the delete.
+    let code = match client.consumer_assigned(config, "gone", &[0]).await {
+        Err(e) => e.code(),
+        Ok(mut late) => within("recv of a late consumer", late.recv())
+            .await
+            .expect_err("no records: the topic is gone")
+            .code(),
+    };
+    assert_eq!(code, Some(tonic::Code::NotFound));
+}

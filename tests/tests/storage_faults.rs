@@ -557,3 +557,52 @@ async fn a_consumer_is_told_of_damage_and_can_seek_past_it() {
         .collect();
     assert_eq!(got, expected);
 }
+
+/// `brook consume` stops at damaged records with a non-zero exit and the
+/// command that reads on past them (it used to re-fetch them silently
+/// forever); that command then reads the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brook_consume_stops_at_damage_and_says_how_to_skip_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    create_small_segment_topic(&b, "orders", 1).await;
+    let acked = produce(&b, "orders", 0, 120).await;
+    assert!(b.terminate().success());
+    let segs = segments(&dir.path().join("orders/0"));
+    let in1 = batches_in(&segs[1]);
+    let (pos, h) = in1[in1.len() / 2];
+    flip(&segs[1], pos + 50, 2);
+    let b = Broker::start(dir.path(), &[]).await;
+
+    let consume = |args: &[&str]| {
+        let out = Command::new(brook_binary())
+            .arg("consume")
+            .args(args)
+            .env("BROOK_URL", format!("http://{}", b.grpc))
+            .output()
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (status, out, err) = consume(&["orders", "-e"]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(
+        out.lines().count() as u64,
+        h.base_offset,
+        "every record before the damage"
+    );
+    let skip = format!(
+        "brook consume orders --partition 0 --from offset:{}",
+        h.next_offset()
+    );
+    assert!(err.contains(&skip), "{err}");
+
+    let from = format!("offset:{}", h.next_offset());
+    let (status, out, err) = consume(&["orders", "--partition", "0", "--from", &from, "-e"]);
+    assert!(status.success(), "{err}");
+    let after = acked.iter().filter(|r| r.0 >= h.next_offset()).count();
+    assert_eq!(out.lines().count(), after, "{err}");
+}

@@ -1,17 +1,19 @@
 //! `brook consume`: print a topic's records, reading partitions directly or
 //! as a member of a consumer group.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::bail;
-use brook_client::{Client, Consumer, ConsumerConfig, ResetTo, StartFrom};
+use brook_client::{Client, Consumer, ConsumerConfig, ConsumerRecord, ResetTo, StartFrom};
 use bytes::Bytes;
 use serde_json::json;
 
 use super::connection::Conn;
 use super::output::Output;
 use super::position::parse_from;
+use crate::signals::Signals;
 
 /// `brook consume` flags.
 #[derive(Debug, clap::Args)]
@@ -20,7 +22,13 @@ Examples:
   brook consume orders --from earliest --max 10 --format json
   brook consume orders --partition 0 --from offset:1500
   brook consume orders --from time:1767225600000 --max 100
-  brook consume orders --group billing")]
+  brook consume orders -e
+  brook consume orders --group billing --timeout 10s
+
+Stops at --max, at the end with -e, after --timeout without a record, or on
+Ctrl-C; then prints one line on stderr: records consumed, and what the group
+committed. Exit status: 0, or 130 after Ctrl-C, or 1 on an error (damaged
+records included: the message says how to skip them).")]
 pub(crate) struct ConsumeArgs {
     #[command(flatten)]
     pub(crate) conn: Conn,
@@ -51,6 +59,12 @@ pub(crate) struct ConsumeArgs {
     /// Stop after this many records.
     #[arg(long)]
     pub(crate) max: Option<u64>,
+    /// Stop once every partition read has been read to its end (as kcat -e).
+    #[arg(short = 'e', long)]
+    pub(crate) exit_on_end: bool,
+    /// Stop when no record has come for this long (e.g. 5s, 500ms).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) timeout: Option<Duration>,
     /// How each record is printed (`--json` is the same as `--format json`).
     #[arg(long, value_enum, default_value_t = Format::Plain)]
     pub(crate) format: Format,
@@ -65,49 +79,152 @@ pub(crate) enum Format {
     Json,
 }
 
-/// Runs `brook consume`.
-pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let client = args.conn.client().await?;
-    let mut consumer = match &args.group {
-        Some(group) => client
-            .consumer(config(&args, group.clone()))
-            .await
-            .map_err(|e| super::unknown_topic_hint(e, &args.topic))?,
-        None => assigned(&client, &args).await?,
+/// Why `brook consume` stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Max,
+    End,
+    Idle,
+    Interrupted,
+}
+
+/// Runs `brook consume`; returns false if Ctrl-C (or SIGTERM) stopped it.
+pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<bool> {
+    let mut signals = Signals::listen();
+    // A second Ctrl-C does not wait for the commit and the summary.
+    let mut second = signals.clone();
+    tokio::spawn(async move {
+        second.wait_for(2).await;
+        std::process::exit(130);
+    });
+    let connecting = async {
+        let client = args.conn.client().await?;
+        let consumer = match &args.group {
+            Some(group) => client
+                .consumer(config(&args, group.clone()))
+                .await
+                .map_err(|e| super::unknown_topic_hint(e, &args.topic))?,
+            None => assigned(&client, &args).await?,
+        };
+        anyhow::Ok((client, consumer))
+    };
+    let (client, mut consumer) = tokio::select! {
+        c = connecting => c?,
+        () = signals.wait_for(1) => {
+            eprintln!("interrupted before the first record");
+            return Ok(false);
+        }
     };
     let mut out = std::io::stdout().lock();
     let mut n = 0u64;
-    while args.max.is_none_or(|m| n < m) {
-        let r = consumer.recv().await?;
-        n += 1;
-        let text = |b: &Option<Bytes>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
-        // `--json`, shared by every command, means what `--format json` does.
-        let format = match args.output.json {
-            true => Format::Json,
-            false => args.format,
-        };
-        match format {
-            Format::Json => {
-                let headers: serde_json::Map<String, serde_json::Value> = r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!(String::from_utf8_lossy(v))))
-                    .collect();
-                let line = json!({"topic": &*r.topic, "partition": r.partition, "offset": r.offset, "timestamp_ms": r.timestamp_ms, "key": text(&r.key), "value": text(&r.value), "headers": headers});
-                writeln!(out, "{line}")?;
-            }
-            Format::Plain => writeln!(out, "{}", text(&r.value).unwrap_or_default())?,
+    let mut partitions = BTreeSet::new();
+    let idle_after = |t: Duration| tokio::time::Instant::now() + t;
+    let mut idle_at = args.timeout.map(idle_after);
+    let stop = loop {
+        if args.max.is_some_and(|m| n >= m) {
+            break Stop::Max;
         }
-    }
+        if args.exit_on_end && consumer.at_end() {
+            break Stop::End;
+        }
+        let r = tokio::select! {
+            r = consumer.recv() => r.map_err(|e| damaged_hint(e, &args))?,
+            () = tokio::time::sleep_until(idle_at.unwrap_or_else(|| idle_after(Duration::from_secs(86_400)))), if idle_at.is_some() => break Stop::Idle,
+            () = signals.wait_for(1) => break Stop::Interrupted,
+            // Look at the end again now and then while nothing arrives.
+            () = tokio::time::sleep(Duration::from_millis(50)), if args.exit_on_end => continue,
+        };
+        n += 1;
+        partitions.insert(r.partition);
+        idle_at = args.timeout.map(idle_after);
+        print_record(&mut out, &r, args.format())?;
+    };
     out.flush()?;
-    match args.group {
+    drop(out);
+    let committed = match &args.group {
         // A member commits what it printed.
-        Some(_) => consumer.close().await?,
+        Some(group) => {
+            consumer.close().await?;
+            let offsets = client.admin().committed(group, Some(&args.topic)).await?;
+            let list: Vec<String> = offsets
+                .iter()
+                .map(|c| format!("{}={}", c.partition, c.offset))
+                .collect();
+            format!("group {group} committed {}", list.join(" "))
+        }
         // Reading partitions directly leaves nothing behind on the broker:
         // no group, no commits.
-        None => drop(consumer),
+        None => {
+            drop(consumer);
+            "nothing committed (no --group)".to_string()
+        }
+    };
+    let parts: Vec<String> = partitions.iter().map(u32::to_string).collect();
+    let why = match stop {
+        Stop::Max => "--max reached".to_string(),
+        Stop::End => "end reached".to_string(),
+        Stop::Idle => format!(
+            "nothing for {}",
+            humantime::format_duration(args.timeout.unwrap_or_default())
+        ),
+        Stop::Interrupted => "interrupted".to_string(),
+    };
+    eprintln!(
+        "consumed {n} records from {} (partitions [{}]), {why}; {committed}",
+        args.topic,
+        parts.join(",")
+    );
+    Ok(stop != Stop::Interrupted)
+}
+
+/// Prints one record as `--format` says.
+fn print_record(out: &mut impl Write, r: &ConsumerRecord, format: Format) -> anyhow::Result<()> {
+    let text = |b: &Option<Bytes>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+    match format {
+        Format::Json => {
+            let headers: serde_json::Map<String, serde_json::Value> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(String::from_utf8_lossy(v))))
+                .collect();
+            let line = json!({"topic": &*r.topic, "partition": r.partition, "offset": r.offset, "timestamp_ms": r.timestamp_ms, "key": text(&r.key), "value": text(&r.value), "headers": headers});
+            writeln!(out, "{line}")?;
+        }
+        Format::Plain => writeln!(out, "{}", text(&r.value).unwrap_or_default())?,
     }
     Ok(())
+}
+
+/// Damaged records stop `brook consume` (it exits non-zero): the error says
+/// how to go past them.
+fn damaged_hint(e: brook_client::Error, args: &ConsumeArgs) -> anyhow::Error {
+    let skip = match &e {
+        brook_client::Error::Damaged {
+            topic,
+            partition,
+            end_offset,
+            ..
+        } => match &args.group {
+            Some(group) => format!(
+                "brook group reset-offsets {group} --topic {topic} --partition {partition} --to offset:{end_offset}"
+            ),
+            None => {
+                format!("brook consume {topic} --partition {partition} --from offset:{end_offset}")
+            }
+        },
+        _ => return e.into(),
+    };
+    anyhow::Error::new(e).context(format!("to read on past the damaged records: {skip}"))
+}
+
+impl ConsumeArgs {
+    /// `--json`, shared by every command, means what `--format json` does.
+    fn format(&self) -> Format {
+        match self.output.json {
+            true => Format::Json,
+            false => self.format,
+        }
+    }
 }
 
 fn config(args: &ConsumeArgs, group: String) -> ConsumerConfig {

@@ -119,7 +119,12 @@ impl Cli {
             Command::Bench(args) => block_on(bench::run(args))?,
             Command::Topic(args) => block_on(topics::run(args))?,
             Command::Produce(args) => block_on(produce::run(args))?,
-            Command::Consume(args) => block_on(consume::run(args))?,
+            Command::Consume(args) => {
+                let finished = tokio::runtime::Runtime::new()?.block_on(consume::run(args))?;
+                if !finished {
+                    return Ok(ExitCode::from(130));
+                }
+            }
             Command::Group(args) => block_on(groups::run(args))?,
             Command::Lag(args) => block_on(lag::run(args))?,
             Command::Health(args) => {

@@ -22,8 +22,9 @@ pub(super) struct Fetched {
     epoch: u64,
     from: u64,
     batches: Bytes,
-    /// Instead of records: the broker answered that the next ones are damaged.
-    damaged: Option<Error>,
+    /// Instead of records: an error the application must see (damaged
+    /// records, a deleted topic, a refusal), returned by `recv`.
+    error: Option<Error>,
 }
 
 pub(super) fn stop_all_fetchers(shared: &Shared) {
@@ -37,6 +38,8 @@ pub(super) fn stop_fetchers(shared: &Shared, tps: &[Tp]) {
         if let Some(f) = st.fetchers.remove(tp) {
             f.abort();
         }
+        st.next.remove(tp);
+        st.caught_up_at.remove(tp);
         *st.epochs.entry(tp.clone()).or_default() += 1;
     }
     shared
@@ -92,33 +95,77 @@ async fn fetch_loop(shared: Arc<Shared>, tp: Tp, epoch: u64, start: Option<u64>)
     let c = &shared.config;
     let mut next = match start {
         Some(o) => o,
-        None => match first_offset(&shared, &tp).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot find where to start");
-                return;
+        None => loop {
+            match first_offset(&shared, &tp).await {
+                Ok(o) => break o,
+                // The topic is gone, or asking is refused: the application
+                // hears of it (as of a refused fetch), and the question is
+                // asked again now and then.
+                Err(e) if e.code().is_some_and(|c| !retry_quietly(c)) => {
+                    tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot find where to start");
+                    let notice = Fetched {
+                        tp: tp.clone(),
+                        epoch,
+                        from: 0,
+                        batches: Bytes::new(),
+                        error: Some(e),
+                    };
+                    if shared.records.send(notice).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %tp.0, partition = tp.1, error = %e, "cannot find where to start yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         },
     };
+    {
+        let mut st = lock(&shared);
+        if st.epochs.get(&tp).copied().unwrap_or(0) != epoch {
+            return;
+        }
+        st.next.insert(tp.clone(), next);
+    }
+    let mut caught_up = false;
     loop {
         if lock(&shared).paused.contains(&tp) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
+        // Until it has found the end once, a fetch does not wait: `at_end`
+        // learns at once where the end is, and long polls follow.
+        let max_wait = match caught_up {
+            true => c.fetch_max_wait.as_millis() as u32,
+            false => 0,
+        };
         let req = v1::FetchRequest {
             topic: tp.0.to_string(),
             partition: tp.1,
             offset: next,
             max_bytes: c.fetch_max_bytes,
             min_bytes: 1,
-            max_wait_ms: c.fetch_max_wait.as_millis() as u32,
+            max_wait_ms: max_wait,
             decoded: false,
         };
         match rpc.fetch(req).await {
             Ok(r) => {
                 let r = r.into_inner();
                 if r.batches.is_empty() {
+                    if !caught_up {
+                        caught_up = true;
+                        let mut st = lock(&shared);
+                        if st.epochs.get(&tp).copied().unwrap_or(0) == epoch {
+                            st.caught_up_at.insert(tp.clone(), next);
+                        }
+                    }
                     continue;
+                }
+                if caught_up {
+                    caught_up = false;
+                    lock(&shared).caught_up_at.remove(&tp);
                 }
                 let from = next;
                 next = r.next_offset;
@@ -129,29 +176,13 @@ async fn fetch_loop(shared: Arc<Shared>, tp: Tp, epoch: u64, start: Option<u64>)
                         epoch,
                         from,
                         batches: r.batches,
-                        damaged: None,
+                        error: None,
                     })
                     .await
                     .is_err()
                 {
                     return;
                 }
-            }
-            Err(s) if Error::damaged(&s, &tp.0, tp.1).is_some() => {
-                // Tell the application (recv returns the error) and ask again
-                // now and then, until it seeks past the damage (a new fetcher).
-                tracing::warn!(topic = %tp.0, partition = tp.1, message = s.message(), "damaged records on the broker");
-                let notice = Fetched {
-                    tp: tp.clone(),
-                    epoch,
-                    from: next,
-                    batches: Bytes::new(),
-                    damaged: Error::damaged(&s, &tp.0, tp.1),
-                };
-                if shared.records.send(notice).await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(s) if s.code() == tonic::Code::OutOfRange => {
                 tracing::warn!(topic = %tp.0, partition = tp.1, message = s.message(), "offset out of range; restarting from start_from");
@@ -160,12 +191,44 @@ async fn fetch_loop(shared: Arc<Shared>, tp: Tp, epoch: u64, start: Option<u64>)
                     Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
             }
+            Err(s) if !retry_quietly(s.code()) => {
+                // Damaged records, a deleted topic, a refusal: retrying will
+                // not help by itself. Tell the application (recv returns the
+                // error) and ask again now and then, until it acts (a seek
+                // past the damage starts a new fetcher) or stops.
+                tracing::warn!(topic = %tp.0, partition = tp.1, code = ?s.code(), message = s.message(), "fetch refused");
+                let error = Error::damaged(&s, &tp.0, tp.1).unwrap_or_else(|| s.into());
+                let notice = Fetched {
+                    tp: tp.clone(),
+                    epoch,
+                    from: next,
+                    batches: Bytes::new(),
+                    error: Some(error),
+                };
+                if shared.records.send(notice).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             Err(s) => {
                 tracing::debug!(topic = %tp.0, partition = tp.1, message = s.message(), "fetch failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
+}
+
+/// Whether a failed fetch is retried without telling the application: a
+/// broker restarting or unreachable (UNAVAILABLE, a transport error), a
+/// request cut short. What the broker refuses for a reason (NOT_FOUND,
+/// DATA_LOSS, INVALID_ARGUMENT, PERMISSION_DENIED, ...) goes to `recv`.
+/// (OUT_OF_RANGE is handled before this: it restarts from `start_from`.)
+fn retry_quietly(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unavailable | Unknown | Cancelled | DeadlineExceeded | Aborted | ResourceExhausted
+    )
 }
 
 async fn first_offset(shared: &Shared, tp: &Tp) -> Result<u64> {
@@ -186,6 +249,10 @@ impl Consumer {
     /// batch it cannot decode, and with [`Error::Damaged`](crate::Error::Damaged)
     /// when the broker holds the next records of a partition only as damaged
     /// bytes (seek past them to go on: `Consumer::seek(topic, partition, end_offset)`).
+    /// A fetch the broker refuses for a reason (the topic was deleted:
+    /// NOT_FOUND; not allowed; ...) fails it too, with that status, again
+    /// about every second while the reason lasts; an unreachable or
+    /// restarting broker does not (the fetch is retried).
     ///
     /// ```no_run
     /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
@@ -216,7 +283,14 @@ impl Consumer {
                 self.checked_revision = revision;
             }
             if let Some((rec, epoch)) = self.current.pop_front() {
-                self.last = Some(((Arc::clone(&rec.topic), rec.partition), rec.offset, epoch));
+                let tp = (Arc::clone(&rec.topic), rec.partition);
+                {
+                    let mut st = lock(&self.shared);
+                    if st.epochs.get(&tp).copied().unwrap_or(0) == epoch {
+                        st.next.insert(tp.clone(), rec.offset + 1);
+                    }
+                }
+                self.last = Some((tp, rec.offset, epoch));
                 return Ok(rec);
             }
             let fetched = self.records.recv().await.ok_or(Error::Closed)?;
@@ -234,8 +308,8 @@ impl Consumer {
     }
 
     fn decode(&mut self, mut f: Fetched) -> Result<()> {
-        if let Some(damaged) = f.damaged.take() {
-            return Err(damaged);
+        if let Some(error) = f.error.take() {
+            return Err(error);
         }
         let topic: Arc<str> = Arc::clone(&f.tp.0);
         for batch in batches(f.batches) {
@@ -321,6 +395,53 @@ impl Consumer {
             .ok_or_else(|| Error::Protocol("empty reset answer".into()))?;
         self.seek(topic, partition, offset);
         Ok(())
+    }
+
+    /// The offset of the next record [`Consumer::recv`] hands out from a
+    /// partition this consumer reads (Kafka's `position`), once its start is
+    /// known; `None` for a partition it does not read.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
+    /// let order = billing.recv().await?;
+    /// assert_eq!(billing.position(&order.topic, order.partition), Some(order.offset + 1));
+    /// # Ok(()) }
+    /// ```
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        let st = lock(&self.shared);
+        st.fetchers
+            .contains_key(&(Arc::from(topic), partition))
+            .then_some(())?;
+        st.next.get(&(Arc::from(topic), partition)).copied()
+    }
+
+    /// Whether every partition this consumer reads has been read to its end:
+    /// each has found the log end once, and `recv` has handed out every
+    /// record before it (kcat's `-e`). False while it reads no partition
+    /// yet (a group member before its first assignment) or a fetch is still
+    /// finding the end. Records appended afterwards are still fetched: this
+    /// says "caught up", not "no more will come".
+    ///
+    /// ```no_run
+    /// # async fn demo(mut audit: brook_client::Consumer) -> brook_client::Result<()> {
+    /// // Print everything stored now, then stop.
+    /// while !audit.at_end() {
+    ///     tokio::select! {
+    ///         r = audit.recv() => println!("{:?}", r?.value),
+    ///         _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn at_end(&self) -> bool {
+        let st = lock(&self.shared);
+        !st.fetchers.is_empty()
+            && st.fetchers.keys().all(|tp| {
+                let next = st.next.get(tp);
+                st.caught_up_at
+                    .get(tp)
+                    .is_some_and(|end| next.is_some_and(|n| n >= end))
+            })
     }
 
     /// Stops fetching a partition (records already fetched still come out).

@@ -179,6 +179,12 @@ struct State {
     epochs: HashMap<Tp, u64>,
     /// Next offset to commit per partition: everything before it was processed.
     positions: HashMap<Tp, u64>,
+    /// Next offset `recv` hands out per partition (Kafka's `position`):
+    /// where its fetcher starts, then one past each record handed out.
+    next: HashMap<Tp, u64>,
+    /// Per partition, the log end its fetcher last found it caught up at (a
+    /// fetch there had nothing); cleared when a fetch brings records.
+    caught_up_at: HashMap<Tp, u64>,
     fetchers: HashMap<Tp, JoinHandle<()>>,
     paused: BTreeSet<Tp>,
 }
