@@ -228,6 +228,32 @@ mod tests {
         );
     }
 
+    /// `brook bench --help` says what W1, W2 and W3 are, one workload and
+    /// one example per line.
+    #[test]
+    fn bench_help_names_its_workloads() {
+        let mut cli = Cli::command();
+        let bench = cli.find_subcommand_mut("bench").unwrap();
+        let help = bench.render_help().to_string();
+        for w in [
+            "W1  produce throughput",
+            "W2  consume",
+            "W3  produce latency",
+        ] {
+            assert!(help.contains(w), "{w}: {help}");
+        }
+        let produce = bench
+            .find_subcommand_mut("produce")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(produce.contains("\n  W3  latency"), "{produce}");
+        assert!(
+            produce.contains("\n      brook bench --topic w3 produce"),
+            "{produce}"
+        );
+    }
+
     /// The connection flags have their own heading in every command's help.
     #[test]
     fn connection_flags_have_their_own_heading() {

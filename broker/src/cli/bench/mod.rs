@@ -24,10 +24,17 @@ mod report;
 /// `brook bench` flags.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
+The standard workloads of docs/benchmarks.md:
+  W1  produce throughput: 1,000,000 records of 1 KiB, 10,000 keys, 8 partitions,
+      one batch in flight
+      brook bench --topic w1 produce --messages 1000000 --size 1024 --keys 10000
+  W2  consume throughput: read W1's records back
+      brook bench --topic w1 consume --messages 1000000
+  W3  produce latency: each record awaited before the next
+      brook bench --topic w3 produce --messages 20000 --size 1024 --sync
+
 Examples:
   brook bench produce --messages 100000
-  brook bench --topic w1 --partitions 8 produce --messages 1000000 --size 1024 --keys 10000
-  brook bench --topic w1 consume --messages 1000000
   brook bench --json e2e --messages 10000 --size 64")]
 pub(crate) struct BenchArgs {
     #[command(flatten)]
@@ -53,15 +60,27 @@ pub(crate) struct BenchArgs {
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Workload {
     /// Send records and wait for every ack.
-    ///
-    /// W1: brook bench produce --messages 1000000 --size 1024 --keys 10000 --partitions 8
-    /// W3: brook bench produce --messages 20000 --size 1024 --sync
+    #[command(after_help = "\
+Workloads (docs/benchmarks.md):
+  W1  throughput, one batch in flight per producer
+      brook bench --topic w1 produce --messages 1000000 --size 1024 --keys 10000
+  W3  latency, each record awaited before the next
+      brook bench --topic w3 produce --messages 20000 --size 1024 --sync
+
+Examples:
+  brook bench produce --messages 100000 --acks durable
+  brook bench produce --producers 4 --in-flight 4 --keys 0")]
     Produce(ProduceArgs),
     /// Read records from the start of every partition.
-    ///
-    /// W2: brook bench consume --messages 1000000
+    #[command(after_help = "\
+Workload W2 (docs/benchmarks.md): read back what W1 wrote
+  brook bench --topic w1 consume --messages 1000000")]
     Consume(ConsumeArgs),
     /// Produce and consume at once; latency is from send to receipt.
+    #[command(after_help = "\
+Examples:
+  brook bench e2e --messages 100000 --size 256
+  brook bench --json e2e --messages 10000 --size 64")]
     E2e(ProduceArgs),
 }
 
