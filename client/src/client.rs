@@ -3,7 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brook_protocol::v1;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::auth::{Auth, Transport};
 
 use crate::error::{Error, Result};
 
@@ -37,6 +39,7 @@ pub struct ClientBuilder {
     tls_ca_pem: Option<Vec<u8>>,
     tls_domain: Option<String>,
     tls_identity: Option<(Vec<u8>, Vec<u8>)>,
+    token: Option<String>,
 }
 
 /// Settings shared by every handle made from one client.
@@ -65,7 +68,25 @@ impl ClientBuilder {
             tls_ca_pem: None,
             tls_domain: None,
             tls_identity: None,
+            token: None,
         }
+    }
+
+    /// Presents `token` on every request (`authorization: Bearer <token>`),
+    /// for a broker that authenticates callers.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> brook_client::Result<()> {
+    /// let token = std::env::var("BROOK_TOKEN").expect("a token");
+    /// let client = brook_client::Client::builder("https://brook.internal:9292")
+    ///     .token(token)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
     }
 
     /// Trusts the certificate authority in `pem` (instead of the system's
@@ -253,9 +274,10 @@ impl ClientBuilder {
         if let Some(tls) = self.tls_config() {
             endpoint = endpoint.tls_config(tls).map_err(|e| err(&e))?;
         }
+        let auth = Auth::bearer(self.token.as_deref(), &self.url)?;
         let channel = endpoint.connect().await.map_err(|e| err(&e))?;
         Ok(Client {
-            channel,
+            channel: Transport::new(channel, auth),
             options: Arc::new(Options {
                 retries: self.retries,
                 backoff: self.backoff,
@@ -275,7 +297,7 @@ impl ClientBuilder {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Client {
-    pub(crate) channel: Channel,
+    pub(crate) channel: Transport,
     pub(crate) options: Arc<Options>,
 }
 
@@ -307,29 +329,29 @@ impl Client {
         ClientBuilder::new(url)
     }
 
-    pub(crate) fn topics(&self) -> v1::topics_client::TopicsClient<Channel> {
+    pub(crate) fn topics(&self) -> v1::topics_client::TopicsClient<Transport> {
         v1::topics_client::TopicsClient::new(self.channel.clone())
     }
 
-    pub(crate) fn producer_rpc(&self) -> v1::producer_client::ProducerClient<Channel> {
+    pub(crate) fn producer_rpc(&self) -> v1::producer_client::ProducerClient<Transport> {
         v1::producer_client::ProducerClient::new(self.channel.clone())
             .max_decoding_message_size(64 << 20)
     }
 
-    pub(crate) fn consumer_rpc(&self) -> v1::consumer_client::ConsumerClient<Channel> {
+    pub(crate) fn consumer_rpc(&self) -> v1::consumer_client::ConsumerClient<Transport> {
         v1::consumer_client::ConsumerClient::new(self.channel.clone())
             .max_decoding_message_size(128 << 20)
     }
 
-    pub(crate) fn groups(&self) -> v1::groups_client::GroupsClient<Channel> {
+    pub(crate) fn groups(&self) -> v1::groups_client::GroupsClient<Transport> {
         v1::groups_client::GroupsClient::new(self.channel.clone())
     }
 
-    pub(crate) fn cluster(&self) -> v1::cluster_client::ClusterClient<Channel> {
+    pub(crate) fn cluster(&self) -> v1::cluster_client::ClusterClient<Transport> {
         v1::cluster_client::ClusterClient::new(self.channel.clone())
     }
 
-    pub(crate) fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
+    pub(crate) fn health(&self) -> tonic_health::pb::health_client::HealthClient<Transport> {
         tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
     }
 

@@ -21,6 +21,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod admin;
+mod auth;
 mod client;
 mod consumer;
 mod error;

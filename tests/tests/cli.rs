@@ -525,3 +525,86 @@ async fn consume_stops_at_the_end_after_a_quiet_spell_or_on_ctrl_c() {
     let lag: serde_json::Value = serde_json::from_str(lag.trim()).unwrap();
     assert_eq!(lag[0]["total_lag_records"], 0, "{lag}");
 }
+
+/// Named contexts: `brook context add` writes ~/.config/brook/config.toml
+/// (XDG_CONFIG_HOME here), commands then connect without --url, pick
+/// another context with --context or BROOK_CONTEXT, and a flag overrides
+/// the context's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contexts_name_brokers_and_flags_override_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("data"), &[]).await;
+    let config = dir.path().join("config");
+    let run = |args: &[&str], context_env: Option<&str>| {
+        let mut cmd = Command::new(brook_binary());
+        cmd.args(args)
+            .env_remove("BROOK_URL")
+            .env_remove("BROOK_CONTEXT")
+            .env("XDG_CONFIG_HOME", &config);
+        if let Some(c) = context_env {
+            cmd.env("BROOK_CONTEXT", c);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let grpc = broker.grpc.to_string();
+    let (ok, _, err) = run(&["context", "add", "local", "--url", &grpc, "--use"], None);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["context", "add", "nowhere", "--url", "127.0.0.1:1"], None);
+    assert!(ok, "{err}");
+    let file = config.join("brook/config.toml");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "it may hold tokens"
+    );
+
+    // The current context, without --url.
+    let (ok, _, err) = run(&["topic", "create", "ctx"], None);
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(&["context", "list"], None);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with('*') && l.contains("local")),
+        "{out}"
+    );
+
+    // Another context, by flag or by environment; a flag overrides its URL.
+    for (args, env) in [
+        (&["topic", "list", "--context", "nowhere"][..], None),
+        (&["topic", "list"][..], Some("nowhere")),
+    ] {
+        let (ok, _, err) = run(args, env);
+        assert!(!ok, "{args:?} {env:?}");
+        assert!(err.contains("127.0.0.1:1"), "{err}");
+    }
+    let (ok, out, err) = run(
+        &["topic", "list", "--context", "nowhere", "--url", &grpc],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("ctx"), "{out}");
+
+    let (ok, _, err) = run(&["topic", "list", "--context", "nosuch"], None);
+    assert!(!ok);
+    assert!(err.contains("local, nowhere"), "{err}");
+
+    let (ok, _, err) = run(&["context", "use", "nowhere"], None);
+    assert!(ok, "{err}");
+    let (ok, _, _) = run(&["topic", "list"], None);
+    assert!(
+        !ok,
+        "the current context is now the one where nothing listens"
+    );
+    let (ok, out, _) = run(&["context", "show", "--json"], None);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["name"], "nowhere");
+    assert_eq!(v["current"], true);
+}

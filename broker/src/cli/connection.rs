@@ -1,6 +1,7 @@
-//! The connection flags (`--url`, `--tls-ca`), defined once and flattened
-//! into every command that talks to a broker, and the one place that turns
-//! them into a [`Client`].
+//! The connection flags (`--url`, `--tls-ca`, `--token`, `--context`),
+//! defined once and flattened into every command that talks to a broker,
+//! and the one place that turns them, over the chosen context (see
+//! `context`), into a [`Client`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,28 +16,57 @@ use brook_client::Client;
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Conn {
     /// Broker address: a URL (https:// for a TLS broker), or host:port
-    /// (http://, or https:// when --tls-ca is given).
+    /// (http://, or https:// when --tls-ca is given) [default: the context's, else http://127.0.0.1:9292]
+    #[arg(long, env = "BROOK_URL", global = true, help_heading = "Connection")]
+    pub(crate) url: Option<String>,
+    /// PEM CA to trust for an https:// broker (default: the context's, else the system's roots).
+    #[arg(long, env = "BROOK_TLS_CA", global = true, help_heading = "Connection")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Bearer token to present (default: the context's).
     #[arg(
         long,
-        env = "BROOK_URL",
-        default_value = "http://127.0.0.1:9292",
+        env = "BROOK_TOKEN",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Connection"
+    )]
+    pub(crate) token: Option<String>,
+    /// Named connection settings from ~/.config/brook/config.toml (see `brook context`) [default: the file's current one]
+    #[arg(
+        long,
+        env = "BROOK_CONTEXT",
         global = true,
         help_heading = "Connection"
     )]
-    pub(crate) url: String,
-    /// PEM CA to trust for an https:// broker (default: the system's roots).
-    #[arg(long, env = "BROOK_TLS_CA", global = true, help_heading = "Connection")]
-    pub(crate) tls_ca: Option<PathBuf>,
+    pub(crate) context: Option<String>,
 }
+
+/// Where a command connects when neither a flag nor a context says.
+const DEFAULT_URL: &str = "http://127.0.0.1:9292";
 
 impl Conn {
     /// Reads the CA file once, so that a [`Target`] can open as many
     /// connections as a run needs (bench opens one per producer).
     pub(crate) fn target(&self) -> anyhow::Result<Target> {
-        let tls_ca = self.tls_ca.as_deref().map(read_ca).transpose()?;
+        let context = super::context::selected(self.context.as_deref())?
+            .map(|(_, c)| c)
+            .unwrap_or_default();
+        let url = self
+            .url
+            .clone()
+            .or(context.url)
+            .unwrap_or_else(|| DEFAULT_URL.to_string());
+        let tls_ca = self
+            .tls_ca
+            .clone()
+            .or(context.tls_ca)
+            .as_deref()
+            .map(read_ca)
+            .transpose()?;
         Ok(Target {
-            url: with_scheme(&self.url, tls_ca.is_some()),
+            url: with_scheme(&url, tls_ca.is_some()),
             tls_ca: tls_ca.map(Arc::new),
+            token: self.token.clone().or(context.token),
         })
     }
 
@@ -51,6 +81,7 @@ impl Conn {
 pub(crate) struct Target {
     url: String,
     tls_ca: Option<Arc<Vec<u8>>>,
+    token: Option<String>,
 }
 
 impl Target {
@@ -64,6 +95,9 @@ impl Target {
         let mut builder = Client::builder(&self.url);
         if let Some(ca) = &self.tls_ca {
             builder = builder.tls_ca_pem(ca.as_slice());
+        }
+        if let Some(token) = &self.token {
+            builder = builder.token(token);
         }
         builder
             .connect()

@@ -21,6 +21,7 @@ use crate::signals::Signals;
 mod bench;
 mod connection;
 mod consume;
+mod context;
 mod data;
 mod groups;
 mod health;
@@ -84,6 +85,8 @@ Examples:
     Lag(lag::LagArgs),
     /// Is the broker reachable and serving: version, uptime, state (exit 0 if so).
     Health(health::HealthArgs),
+    /// Named connection settings (url, CA, token): list, show, add, use, remove.
+    Context(context::ContextArgs),
     /// Print a shell completion script for brook.
     #[command(after_help = "\
 Examples:
@@ -103,7 +106,12 @@ impl Cli {
     /// Exits 1 without an error when `brook data verify` finds damage: the
     /// table says what, the exit code tells scripts.
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let url = self.command.conn().map(|c| c.url.clone());
+        // The address as resolved (flag, context, default), for the hint.
+        let url = self
+            .command
+            .conn()
+            .and_then(|c| c.target().ok())
+            .map(|t| t.url().to_string());
         self.dispatch().map_err(|e| match &url {
             Some(url) => connection::protocol_hint(e, url),
             None => e,
@@ -137,6 +145,7 @@ impl Cli {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
                 clap_complete::generate(shell, &mut cmd, "brook", &mut std::io::stdout());
             }
+            Command::Context(args) => context::run(args)?,
             Command::Data { cmd } => {
                 if !data::run(cmd)? {
                     return Ok(ExitCode::from(1));
@@ -158,7 +167,10 @@ impl Command {
             Command::Group(a) => Some(&a.conn),
             Command::Lag(a) => Some(&a.conn),
             Command::Health(a) => Some(&a.conn),
-            Command::Serve(_) | Command::Data { .. } | Command::Completions { .. } => None,
+            Command::Serve(_)
+            | Command::Data { .. }
+            | Command::Completions { .. }
+            | Command::Context(_) => None,
         }
     }
 }
@@ -305,6 +317,9 @@ mod tests {
         "brook consume orders --from time:1700000000000",
         "brook consume orders --from latest",
         "brook lag",
+        "brook topic list --context prod",
+        "brook context add prod --url https://brook.internal:9292 --tls-ca ca.pem --token t --use",
+        "brook context list --json",
         "brook health",
         "brook health --url 127.0.0.1:9292 --json --strict --timeout 2s",
         "brook lag billing",
@@ -425,7 +440,7 @@ mod tests {
                 Command::Lag(a) => a.conn.url,
                 other => panic!("{line}: {other:?}"),
             };
-            assert_eq!(url, "https://b:1", "{line}");
+            assert_eq!(url.as_deref(), Some("https://b:1"), "{line}");
         }
         // Offline and server commands take no broker address.
         refused("brook data verify d --url http://b:1");

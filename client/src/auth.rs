@@ -1,0 +1,68 @@
+//! The bearer token a client presents: `authorization: Bearer <token>` on
+//! every request, unary and streaming, through one tonic interceptor.
+
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::error::{Error, Result};
+
+/// Adds the `authorization` header when a token is set.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Auth {
+    header: Option<AsciiMetadataValue>,
+}
+
+impl Auth {
+    /// The header for `token`; a token that cannot travel in a header
+    /// (control characters, non-ASCII) is refused before connecting.
+    pub(crate) fn bearer(token: Option<&str>, url: &str) -> Result<Auth> {
+        let header = token
+            .map(|t| {
+                format!("Bearer {}", t.trim()).parse().map_err(|_| Error::Connect {
+                    url: url.to_string(),
+                    reason: "the token contains characters a header cannot carry (printable ASCII only)"
+                        .into(),
+                })
+            })
+            .transpose()?;
+        Ok(Auth { header })
+    }
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(
+        &mut self,
+        mut req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(h) = &self.header {
+            req.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// What every generated client of one [`crate::Client`] sends through.
+pub(crate) type Transport = InterceptedService<Channel, Auth>;
+
+#[cfg(test)]
+mod tests {
+    use tonic::service::Interceptor;
+
+    use super::*;
+
+    #[test]
+    fn a_token_travels_as_a_bearer_header_and_none_adds_nothing() {
+        let mut auth = Auth::bearer(Some(" s3cret "), "http://b:1").unwrap();
+        let req = auth.call(tonic::Request::new(())).unwrap();
+        assert_eq!(
+            req.metadata().get("authorization").unwrap(),
+            "Bearer s3cret"
+        );
+        let mut none = Auth::bearer(None, "http://b:1").unwrap();
+        let req = none.call(tonic::Request::new(())).unwrap();
+        assert!(req.metadata().get("authorization").is_none());
+        let e = Auth::bearer(Some("line\nbreak"), "http://b:1").unwrap_err();
+        assert!(e.to_string().contains("printable ASCII"), "{e}");
+    }
+}
