@@ -10,7 +10,7 @@ use crate::flusher::{self, Flushable};
 
 impl Partition {
     /// Replaces the partition's settings. Fails with
-    /// [`Error::InvalidConfig`] for a value out of range or a change to a
+    /// [`crate::Error::InvalidConfig`] for a value out of range or a change to a
     /// setting fixed at creation (`max_batch_bytes`, `index_interval_bytes`,
     /// `append_mode`: the active segment was sized and indexed by them).
     ///
