@@ -25,7 +25,8 @@ async fn stuck_request(b: &Broker) -> Stalled {
         .into_inner();
     assert_eq!(ack.base_offset, 0);
     let tcp = tokio::net::TcpStream::connect(b.grpc).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let (client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut ping_pong = connection.ping_pong().unwrap();
     let connection = tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
     let req = http::Request::post(format!("http://{}/brook.v1.Producer/Produce", b.grpc))
@@ -36,6 +37,9 @@ async fn stuck_request(b: &Broker) -> Stalled {
     let (response, mut body) = client.send_request(req, false).unwrap();
     body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 100]), false)
         .unwrap();
+    // Frames are read in order: once the ping comes back, the broker has the
+    // request, and a stop that begins now must wait for it.
+    ping_pong.ping(h2::Ping::opaque()).await.unwrap();
     Stalled {
         _client: client,
         _body: body,
