@@ -4,9 +4,14 @@
 //! <root>/<topic>/topic.meta          settings and partition count (atomic replace)
 //! <root>/<topic>/<partition>/...     one Partition directory each
 //! ```
-//! Topic creation builds `<topic>~creating` and renames it into place, and
-//! deletion renames to `<topic>~deleted` before removing, so a crash never
-//! leaves a half-made or half-deleted topic visible: leftovers are cleared on open.
+//! Topic creation builds `~creating.<unique>` and renames it into place, and
+//! deletion renames to `~deleted.<unique>` before removing, so a crash never
+//! leaves a half-made or half-deleted topic visible: leftovers are cleared on
+//! open. The staging names do not contain the topic's: a name of the
+//! longest allowed length (249) plus a suffix would pass the file system's
+//! 255-byte limit. (Topic names cannot contain `~`, so no topic is mistaken
+//! for a leftover; `<topic>~creating` and `<topic>~deleted` from earlier
+//! versions are cleared too.)
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,6 +37,22 @@ use topic::{Slot, read_meta, validate_topic_config, write_meta};
 const META: &str = "topic.meta";
 const CREATING: &str = "~creating";
 const DELETED: &str = "~deleted";
+/// A directory name for a topic being created or deleted, unique in this
+/// process and short whatever the topic's name: `~creating.<pid>.<n>`.
+fn staging_name(kind: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{kind}.{}.{n}", std::process::id())
+}
+
+/// Whether a directory under the root is a creation or deletion left
+/// behind by a crash (this version's names or an earlier version's).
+fn is_staging(name: &str) -> bool {
+    [CREATING, DELETED]
+        .iter()
+        .any(|k| name.starts_with(k) || name.ends_with(k))
+}
+
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
 /// Every topic under one data directory.
@@ -70,7 +91,7 @@ impl Log {
             else {
                 continue;
             };
-            if name.ends_with(CREATING) || name.ends_with(DELETED) {
+            if is_staging(&name) {
                 fs::remove_dir_all(&path).at(&path)?;
                 continue;
             }
@@ -145,7 +166,7 @@ impl Log {
         if topics.contains_key(name) {
             return Err(Error::TopicExists(name.to_string()));
         }
-        let staging = self.root.join(format!("{name}{CREATING}"));
+        let staging = self.root.join(staging_name(CREATING));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir_all(&staging).at(&staging)?;
         write_meta(&*self.fs, &staging, &config)?;
@@ -162,7 +183,7 @@ impl Log {
             Err(e) => {
                 // E.g. the disk cannot hold the preallocated segments: leave
                 // no half-made topic behind to fail the next start.
-                let trash = self.root.join(format!("{name}{DELETED}"));
+                let trash = self.root.join(staging_name(DELETED));
                 if self.fs.rename(&dir, &trash).is_ok() {
                     let _ = sync_dir(&*self.fs, &self.root);
                     let _ = fs::remove_dir_all(&trash);
@@ -205,7 +226,7 @@ impl Log {
         if let Err(e) = topic.close() {
             tracing::warn!(topic = name, error = %e, "closing a deleted topic's partitions failed");
         }
-        let trash = self.root.join(format!("{name}{DELETED}"));
+        let trash = self.root.join(staging_name(DELETED));
         self.fs.rename(&topic.dir, &trash).at(&topic.dir)?;
         sync_dir(&*self.fs, &self.root)?;
         fs::remove_dir_all(&trash).at(&trash)
