@@ -290,7 +290,7 @@ impl Producer for ProducerService {
                         }
                         Ok(None) => reading = false,
                         Err(status) => {
-                            let _ = tx.send(Err(crate::limits::correct(status))).await;
+                            let _ = tx.send(Err(crate::tonic_status::correct(status))).await;
                             return;
                         }
                     },

@@ -81,11 +81,19 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Both versions: grpcurl and grpc's own clients speak v1; grpcio's
+    // reflection client, older grpcurl, grpcui and Postman speak v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .context("building the reflection service")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building the reflection service (v1alpha)")?;
     let max = config.max_request_bytes;
     let grpc_stop = {
         let mut signal = broker.shutdown_signal();
@@ -104,13 +112,14 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_frame_size(H2_MAX_FRAME)
             // Outermost first: the request layer records the status after
-            // limits has corrected it.
+            // tonic_status has corrected it.
             .layer(RequestLayer::new(broker.metrics.requests.clone()))
             .layer(tower::util::MapResponseLayer::new(
-                crate::limits::correct_response,
+                crate::tonic_status::correct_response,
             ))
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(
                 TopicsServer::new(TopicsService::new(Arc::clone(&broker)))
                     .max_decoding_message_size(max),

@@ -320,7 +320,9 @@ impl Admin {
         Ok(())
     }
 
-    /// The committed offsets of a group, optionally for one topic.
+    /// The committed offsets of a group, optionally for one topic. A group
+    /// the broker does not know (no members, no commits; the broker answers
+    /// NOT_FOUND) has none: an empty list, as Kafka's admin client answers.
     ///
     /// ```no_run
     /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
@@ -339,12 +341,15 @@ impl Admin {
             group: group.into(),
             topic: topic.unwrap_or_default().into(),
         };
-        Ok(self
+        let answer = self
             .client
             .retry(|| async { self.client.groups().fetch_committed(req.clone()).await })
-            .await?
-            .into_inner()
-            .offsets)
+            .await;
+        match answer {
+            Ok(r) => Ok(r.into_inner().offsets),
+            Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Lag of a group per partition, per topic and in total.

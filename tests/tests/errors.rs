@@ -2,7 +2,7 @@
 //! data already stored unchanged afterwards.
 
 use brook_protocol::v1;
-use brook_tests::{Broker, batch_of, create_topic, fetch_all, http_get};
+use brook_tests::{Broker, batch_of, create_topic, describe_topic, fetch_all, http_get};
 use tonic::Code;
 
 fn assert_code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, mentions: &str) {
@@ -297,5 +297,141 @@ async fn healthz_answers_at_once_and_readyz_once_recovered() {
     assert!(
         ready.starts_with("HTTP/1.1 200") && ready.ends_with("ready\n"),
         "{ready}"
+    );
+}
+
+/// The grpc-status a raw call gets: `messages` framed as gRPC frames them,
+/// whatever bytes they are. No gRPC library sends a malformed message on
+/// purpose, so this speaks HTTP/2 itself.
+async fn raw_call(addr: std::net::SocketAddr, path: &str, messages: &[&[u8]]) -> (String, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut body) = client.send_request(req, false).unwrap();
+    let mut framed = Vec::new();
+    for m in messages {
+        framed.push(0);
+        framed.extend((m.len() as u32).to_be_bytes());
+        framed.extend(*m);
+    }
+    body.send_data(framed.into(), true).unwrap();
+    let response = response.await.unwrap();
+    let status = |h: &http::HeaderMap| {
+        let get = |k: &str| h.get(k).map(|v| v.to_str().unwrap().to_string());
+        get("grpc-status").map(|c| (c, get("grpc-message").unwrap_or_default()))
+    };
+    if let Some(s) = status(response.headers()) {
+        return s;
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    status(&trailers).expect("a grpc-status")
+}
+
+/// A request that does not decode is the caller's fault: INVALID_ARGUMENT
+/// on unary, server-streaming, client-streaming and bidirectional methods,
+/// never INTERNAL; and the broker goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_requests_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    create_topic(&broker, "t", 1).await;
+    // Field 1 (a string) holding bytes that are not UTF-8.
+    let not_utf8: &[u8] = &[0x0a, 0x02, 0xff, 0xfe];
+    for (path, message) in [
+        ("/brook.v1.Producer/Produce", &[0xffu8][..]),
+        ("/brook.v1.Topics/CreateTopic", not_utf8),
+        ("/brook.v1.Topics/DescribeTopic", not_utf8),
+        ("/brook.v1.Consumer/Fetch", &[0xff][..]),
+        ("/brook.v1.Consumer/Subscribe", &[0xff][..]),
+        ("/brook.v1.Producer/ProduceStream", &[0xff][..]),
+        ("/brook.v1.Groups/Join", &[0xff][..]),
+        ("/brook.v1.Groups/Commit", not_utf8),
+    ] {
+        let (code, message) = raw_call(broker.grpc, path, &[message]).await;
+        assert_eq!(code, "3", "{path}: {message}");
+        assert!(message.contains("decode"), "{path}: {message}");
+    }
+    // Still serving, and a valid raw call is answered normally.
+    let (code, _) = raw_call(broker.grpc, "/brook.v1.Topics/ListTopics", &[&[]]).await;
+    assert_eq!(code, "0");
+    assert_eq!(describe_topic(&broker, "t").await.name, "t");
+}
+
+/// The name limits hold exactly, end to end: a topic of 249 characters is
+/// created, written, read and deleted; 250 is refused. Groups: 200, and 201
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_of_the_longest_allowed_length_work_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let mut topics = broker.topics().await;
+    let mut producer = broker.producer().await;
+    for len in [247, 248, 249] {
+        let name = "t".repeat(len);
+        create_topic(&broker, &name, 1).await;
+        producer
+            .produce(v1::ProduceRequest {
+                topic: name.clone(),
+                partition: 0,
+                batch: batch_of(Some(b"k"), &[b"v"]).into_bytes(),
+                acks: v1::Acks::Durable as i32,
+            })
+            .await
+            .unwrap();
+        assert_eq!(fetch_all(&broker, &name, 0, 0).await.len(), 1, "{len}");
+        topics
+            .delete_topic(v1::DeleteTopicRequest { name })
+            .await
+            .unwrap();
+    }
+    let create = |name: String| v1::CreateTopicRequest {
+        name,
+        config: Some(v1::TopicConfig {
+            partitions: 1,
+            ..Default::default()
+        }),
+    };
+    assert_code(
+        topics.create_topic(create("t".repeat(250))).await,
+        Code::InvalidArgument,
+        "1 to 249 characters",
+    );
+    create_topic(&broker, "t", 1).await;
+    let mut groups = v1::groups_client::GroupsClient::new(broker.channel().await);
+    let commit = |group: String| v1::CommitRequest {
+        group,
+        offsets: vec![v1::OffsetCommit {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    groups.commit(commit("g".repeat(200))).await.unwrap();
+    let fetched = groups
+        .fetch_committed(v1::FetchCommittedRequest {
+            group: "g".repeat(200),
+            topic: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.offsets.len(), 1);
+    assert_code(
+        groups.commit(commit("g".repeat(201))).await,
+        Code::InvalidArgument,
+        "1 to 200 characters",
     );
 }

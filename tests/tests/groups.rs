@@ -399,6 +399,20 @@ async fn reset_to_a_timestamp_replays_exactly_the_records_at_or_after_it() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("has 1 active member:") && err.message().contains("--force"),
+        "{}",
+        err.message()
+    );
+    // A dry run changes nothing: it is answered while members run.
+    let dry = groups
+        .reset_offsets(to_time(base + 99_000, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!dry.applied);
+    assert_eq!((dry.changes[0].before, dry.changes[0].after), (Some(0), 99));
+    assert_eq!(committed(&broker, "audit", "ev").await[&0], 0, "unchanged");
     groups
         .reset_offsets(v1::ResetOffsetsRequest {
             force: true,
@@ -549,4 +563,54 @@ async fn a_killed_members_partitions_move_to_the_others() {
         .unwrap()
         .into_inner();
     assert_eq!(d.members.len(), 1);
+}
+
+/// One rule for every read of a named group: a group the broker does not
+/// know answers NOT_FOUND, FetchCommitted included; and the metrics count
+/// group methods under a `group` label, not `topic`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_groups_are_not_found_everywhere_and_counted_by_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let mut groups = v1::groups_client::GroupsClient::new(broker.channel().await);
+    let fetch = groups
+        .fetch_committed(v1::FetchCommittedRequest {
+            group: "nobody".into(),
+            topic: String::new(),
+        })
+        .await
+        .unwrap_err();
+    let describe = groups
+        .describe_group(v1::DescribeGroupRequest {
+            group: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    let lag = groups
+        .get_consumer_lag(v1::GetConsumerLagRequest {
+            group: "nobody".into(),
+            topic: String::new(),
+        })
+        .await
+        .unwrap_err();
+    let delete = groups
+        .delete_group(v1::DeleteGroupRequest {
+            group: "nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    for (what, status) in [
+        ("FetchCommitted", fetch),
+        ("DescribeGroup", describe),
+        ("GetConsumerLag", lag),
+        ("DeleteGroup", delete),
+    ] {
+        assert_eq!(status.code(), tonic::Code::NotFound, "{what}: {status:?}");
+        assert!(status.message().contains("nobody"), "{what}: {status:?}");
+    }
+    let text = http_get(broker.metrics, "/metrics").await;
+    assert!(
+        text.contains(r#"brook_requests_total{method="FetchCommitted",topic="",group="nobody"} 1"#),
+        "{text}"
+    );
 }

@@ -47,7 +47,7 @@ async fn metrics_count_requests_records_offsets_and_connections() {
     assert_eq!(
         sample(
             &text,
-            "brook_requests_total{method=\"Produce\",topic=\"m\"}"
+            "brook_requests_total{method=\"Produce\",topic=\"m\",group=\"\"}"
         ),
         Some(3.0)
     );
@@ -155,7 +155,10 @@ async fn each_call_is_counted_timed_and_its_failure_logged_once() {
     let moved =
         |line: &str| sample(&after, line).unwrap_or(0.0) - sample(&before, line).unwrap_or(0.0);
     for (line, by) in [
-        (r#"brook_requests_total{method="Fetch",topic="layer"}"#, 2.0),
+        (
+            r#"brook_requests_total{method="Fetch",topic="layer",group=""}"#,
+            2.0,
+        ),
         (
             r#"brook_request_errors_total{method="Fetch",code="NOT_FOUND"}"#,
             1.0,
@@ -164,13 +167,16 @@ async fn each_call_is_counted_timed_and_its_failure_logged_once() {
             r#"brook_request_duration_seconds_count{method="Fetch"}"#,
             2.0,
         ),
-        (r#"brook_requests_total{method="Produce",topic=""}"#, 1.0),
+        (
+            r#"brook_requests_total{method="Produce",topic="",group=""}"#,
+            1.0,
+        ),
         (
             r#"brook_request_errors_total{method="Produce",code="RESOURCE_EXHAUSTED"}"#,
             1.0,
         ),
         (
-            r#"brook_requests_total{method="Produce",topic="layer"}"#,
+            r#"brook_requests_total{method="Produce",topic="layer",group=""}"#,
             0.0,
         ),
     ] {
@@ -223,28 +229,38 @@ async fn concurrent_scrapes_each_report_every_partition() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_lists_every_service() {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
+    /// The services a reflection client of `$version` is told of.
+    macro_rules! listed_services {
+        ($version:ident, $channel:expr) => {{
+            use tonic_reflection::pb::$version::ServerReflectionRequest;
+            use tonic_reflection::pb::$version::server_reflection_client::ServerReflectionClient;
+            use tonic_reflection::pb::$version::server_reflection_request::MessageRequest;
+            use tonic_reflection::pb::$version::server_reflection_response::MessageResponse;
+            let req = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut responses = ServerReflectionClient::new($channel)
+                .server_reflection_info(tokio_stream::iter([req]))
+                .await
+                .unwrap()
+                .into_inner();
+            let resp = responses.next().await.unwrap().unwrap();
+            let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+                panic!("unexpected {resp:?}")
+            };
+            list.service
+                .into_iter()
+                .map(|s| s.name)
+                .collect::<Vec<String>>()
+        }};
+    }
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), &[]).await;
-    let mut client = ServerReflectionClient::new(broker.channel().await);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter([req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let resp = responses.next().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("unexpected {resp:?}")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    // v1 as grpcurl asks; v1alpha as grpcio's reflection client, older
+    // grpcurl, grpcui and Postman ask.
+    let v1 = listed_services!(v1, broker.channel().await);
+    let v1alpha = listed_services!(v1alpha, broker.channel().await);
     for want in [
         "brook.v1.Topics",
         "brook.v1.Producer",
@@ -254,8 +270,12 @@ async fn reflection_lists_every_service() {
         "grpc.health.v1.Health",
     ] {
         assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
+            v1.iter().any(|n| n == want),
+            "v1: {want} missing from {v1:?}"
+        );
+        assert!(
+            v1alpha.iter().any(|n| n == want),
+            "v1alpha: {want} missing from {v1alpha:?}"
         );
     }
 }

@@ -60,7 +60,8 @@ impl GroupsService {
         use v1::reset_offsets_request::To;
         check_group_name(&req.group)?;
         let (log, groups) = self.state()?;
-        no_members(groups, &req.group, req.force)?;
+        // A dry run changes nothing: members may go on meanwhile.
+        no_members(groups, &req.group, req.force || req.dry_run)?;
         let topic = log.topic(&req.topic).map_err(to_status)?;
         let ids: Vec<u32> = if req.partitions.is_empty() {
             (0..topic.partition_count()).collect()
@@ -142,9 +143,18 @@ pub(super) async fn store_checked(
 pub(super) fn no_members(groups: &Groups, group: &str, force: bool) -> Result<(), Status> {
     match groups.coordinator.member_count(group) {
         n if n > 0 && !force => Err(Status::failed_precondition(format!(
-            "group {group:?} has {n} active members: stop them first, or set force"
+            "group {group:?} has {}: stop them first, or force the reset (brook group reset-offsets --force; ResetOffsetsRequest.force)",
+            members(n)
         ))),
         _ => Ok(()),
+    }
+}
+
+/// "1 active member", "3 active members".
+pub(super) fn members(n: usize) -> String {
+    match n {
+        1 => "1 active member".to_string(),
+        n => format!("{n} active members"),
     }
 }
 

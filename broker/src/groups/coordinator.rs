@@ -344,7 +344,8 @@ impl Coordinator {
             return match members {
                 0 => Ok(()),
                 n => Err(Status::failed_precondition(format!(
-                    "group {group:?} has {n} active members: a standalone commit (no member id) needs an empty group"
+                    "group {group:?} has {}: a standalone commit (no member id) needs an empty group",
+                    super::commits::members(n)
                 ))),
             };
         }

@@ -40,6 +40,13 @@ impl GroupsService {
 }
 
 pub(super) fn check_group_name(name: &str) -> Result<(), Status> {
+    // The offsets file and its temporary copy (`<group>.offsets.<n>.tmp`)
+    // must fit the file system's 255-byte names.
+    if name.len() > MAX_GROUP_NAME {
+        return Err(invalid(format!(
+            "invalid group name {name:?}: must be 1 to {MAX_GROUP_NAME} characters long"
+        )));
+    }
     brook_storage::validate_topic_name(name).map_err(|e| match e {
         brook_storage::Error::InvalidTopicName { reason, .. } => {
             invalid(format!("invalid group name {name:?}: {reason}"))
@@ -47,6 +54,10 @@ pub(super) fn check_group_name(name: &str) -> Result<(), Status> {
         other => to_status(other),
     })
 }
+
+/// Longest group name: shorter than a topic's (249), since a group's
+/// offsets file carries a suffix.
+pub const MAX_GROUP_NAME: usize = 200;
 
 /// Partition counts for the coordinator.
 pub fn counter(log: &Log) -> impl Fn(&str) -> Option<u32> + '_ {
@@ -232,7 +243,12 @@ impl groups_server::Groups for GroupsService {
             return Err(Status::internal("debug fail point: FetchCommitted failed"));
         }
         check_group_name(&req.group)?;
-        let offsets = committed_to_proto(self.broker.groups()?, &req.group, &req.topic);
+        let groups = self.broker.groups()?;
+        // One rule for every read of a named group: unknown is NOT_FOUND.
+        if !groups.names().contains(&req.group) {
+            return Err(Status::not_found(format!("unknown group {:?}", req.group)));
+        }
+        let offsets = committed_to_proto(groups, &req.group, &req.topic);
         Ok(Response::new(v1::FetchCommittedResponse { offsets }))
     }
 
@@ -311,7 +327,8 @@ impl groups_server::Groups for GroupsService {
             let members = groups.coordinator.member_count(&name);
             if members > 0 {
                 return Err(Status::failed_precondition(format!(
-                    "group {name:?} has {members} active members"
+                    "group {name:?} has {}: stop them first",
+                    super::commits::members(members)
                 )));
             }
             if !groups.names().contains(&name) {

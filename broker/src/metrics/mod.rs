@@ -41,8 +41,10 @@ use crate::groups::Groups;
 pub struct RequestLabels {
     /// gRPC method, e.g. `Produce`.
     pub method: &'static str,
-    /// Topic (or, for the `Groups` service, group) named by the request ("" when none).
+    /// Topic named by the request ("" when none, and on `Groups` methods).
     pub topic: String,
+    /// Group named by a `Groups` method ("" elsewhere).
+    pub group: String,
 }
 
 /// Labels of per-method error counts.
@@ -102,7 +104,7 @@ impl RequestMetrics {
     pub fn observe(
         &self,
         method: &'static str,
-        topic: &str,
+        (topic, group): (&str, &str),
         elapsed: Duration,
         result: Result<(), tonic::Code>,
     ) {
@@ -110,6 +112,7 @@ impl RequestMetrics {
             .get_or_create(&RequestLabels {
                 method,
                 topic: topic.to_string(),
+                group: group.to_string(),
             })
             .inc();
         self.latency

@@ -218,11 +218,11 @@ mod tests {
         let text = metrics.render();
         for (line, want) in [
             (
-                r#"brook_requests_total{method="Produce",topic="orders"}"#,
+                r#"brook_requests_total{method="Produce",topic="orders",group=""}"#,
                 "1",
             ),
             (
-                r#"brook_requests_total{method="Produce",topic="nope"}"#,
+                r#"brook_requests_total{method="Produce",topic="nope",group=""}"#,
                 "1",
             ),
             (
@@ -274,7 +274,7 @@ mod tests {
         ))
         .await;
         let text = metrics.render();
-        let line = r#"brook_requests_total{method="Commit",topic="billing"}"#;
+        let line = r#"brook_requests_total{method="Commit",topic="",group="billing"}"#;
         assert_eq!(sample(&text, line).as_deref(), Some("1"), "{text}");
         assert!(
             log.contains(

@@ -196,7 +196,7 @@ impl RequestContext {
     ) -> Option<Span> {
         let Some(code) = code_in(headers) else {
             if !self.rpc.per_message {
-                metrics.observe(self.rpc.method, self.name(), elapsed, Ok(()));
+                metrics.observe(self.rpc.method, self.labels(), elapsed, Ok(()));
             }
             return Some(self.span.clone());
         };
@@ -208,7 +208,7 @@ impl RequestContext {
         // A per-message stream counts its messages; one that fails before the
         // first is counted here, or the failure would go uncounted.
         if !self.rpc.per_message || result.is_err() {
-            metrics.observe(self.rpc.method, self.name(), elapsed, result);
+            metrics.observe(self.rpc.method, self.labels(), elapsed, result);
         }
         if result.is_err() {
             // Only failures pay for decoding the message.
@@ -220,6 +220,15 @@ impl RequestContext {
 
     fn name(&self) -> &str {
         self.resource.get().map_or("", String::as_str)
+    }
+
+    /// The metrics' `(topic, group)` labels: the resource goes in the one
+    /// its kind names.
+    fn labels(&self) -> (&str, &str) {
+        match self.rpc.resource {
+            Resource::Topic => (self.name(), ""),
+            Resource::Group => ("", self.name()),
+        }
     }
 
     fn log_failure(&self, status: &Status) {
@@ -319,7 +328,7 @@ pub fn record_message<T>(
     result: &Result<T, Status>,
 ) {
     let code = result.as_ref().map(|_| ()).map_err(Status::code);
-    metrics.observe(method, topic, started.elapsed(), code);
+    metrics.observe(method, (topic, ""), started.elapsed(), code);
     if let Err(status) = result {
         log_failure(method, Resource::Topic, topic, Some(partition), status);
     }
