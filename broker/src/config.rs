@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Largest gRPC request accepted, in bytes; larger ones get RESOURCE_EXHAUSTED [default: 16777216]
     #[arg(long, env = "BROOK_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Most record-batch bytes one fetch or subscription message carries, whatever max_bytes asks (at least one whole batch); half of it with decoded records, which double a response [default: 4194304, gRPC clients' usual receive limit]
+    #[arg(long, env = "BROOK_MAX_FETCH_BYTES")]
+    pub max_fetch_bytes: Option<u32>,
     /// Longest a fetch may long-poll, in ms [default: 30000]
     #[arg(long, env = "BROOK_MAX_FETCH_WAIT_MS")]
     pub max_fetch_wait_ms: Option<u64>,
@@ -128,6 +131,8 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     /// Long-poll cap.
     pub max_fetch_wait: Duration,
+    /// Cap on a fetch's batch bytes.
+    pub max_fetch_bytes: u32,
     /// Retention period.
     pub retention_check_interval: Duration,
     /// How long a graceful stop waits for in-flight requests.
@@ -254,6 +259,7 @@ impl ServeArgs {
             metrics_listen: pick!(metrics_listen, SocketAddr::from(([127, 0, 0, 1], 9293))),
             max_request_bytes: pick!(max_request_bytes, 16 << 20),
             max_fetch_wait: Duration::from_millis(pick!(max_fetch_wait_ms, 30_000)),
+            max_fetch_bytes: pick!(max_fetch_bytes, 4 << 20).max(1),
             retention_check_interval: Duration::from_millis(
                 pick!(retention_check_interval_ms, 300_000).max(1),
             ),

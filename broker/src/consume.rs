@@ -19,15 +19,17 @@ use crate::state::Broker;
 use crate::status::{invalid, to_status};
 
 const DEFAULT_MAX_BYTES: u32 = 1 << 20;
-/// Largest `max_bytes` honoured: bounds one response's size whatever the client asks.
-const MAX_MAX_BYTES: u32 = 64 << 20;
 
-fn max_bytes(asked: u32) -> usize {
-    (if asked == 0 {
-        DEFAULT_MAX_BYTES
-    } else {
-        asked.min(MAX_MAX_BYTES)
-    }) as usize
+/// The batch bytes one response may carry: what the client asks (1 MiB if
+/// it asks nothing) up to `--max-fetch-bytes`, half of that with decoded
+/// records, which about double a response. A batch larger than this still
+/// goes out alone: a fetch always makes progress.
+fn max_bytes(asked: u32, decoded: bool, cap: u32) -> usize {
+    let cap = match decoded {
+        true => cap / 2,
+        false => cap,
+    };
+    (if asked == 0 { DEFAULT_MAX_BYTES } else { asked }).min(cap.max(1)) as usize
 }
 /// Messages a subscription may queue before HTTP/2 flow control holds it back.
 const SUBSCRIBE_QUEUE: usize = 4;
@@ -102,7 +104,11 @@ impl ConsumerService {
 
     async fn fetch_inner(&self, req: &v1::FetchRequest) -> Result<v1::FetchResponse, Status> {
         let p = self.broker.partition(&req.topic, req.partition)?;
-        let max_bytes = max_bytes(req.max_bytes);
+        let max_bytes = max_bytes(
+            req.max_bytes,
+            req.decoded,
+            self.broker.config.max_fetch_bytes,
+        );
         let wait = Duration::from_millis(u64::from(req.max_wait_ms))
             .min(self.broker.config.max_fetch_wait);
         let deadline = tokio::time::Instant::now() + wait;
@@ -288,7 +294,11 @@ impl Consumer for ConsumerService {
             Ok(starts)
         })()?;
         let (tx, rx) = mpsc::channel(SUBSCRIBE_QUEUE);
-        let max_bytes = max_bytes(req.max_bytes);
+        let max_bytes = max_bytes(
+            req.max_bytes,
+            req.decoded,
+            self.broker.config.max_fetch_bytes,
+        );
         let sub = Arc::new(Subscription {
             service: ConsumerService {
                 broker: Arc::clone(&self.broker),

@@ -12,6 +12,7 @@ pub fn to_status(e: Error) -> Status {
         Error::InvalidBatch(DecodeError::CrcMismatch { .. }) => Code::DataLoss,
         Error::InvalidBatch(_) | Error::BatchTooLarge { .. } => Code::InvalidArgument,
         Error::InvalidConfig(_) | Error::InvalidTopicName { .. } => Code::InvalidArgument,
+        Error::Deleted(_) => Code::NotFound,
         Error::DiskFull { .. } | Error::TooManyOpenFiles { .. } => Code::ResourceExhausted,
         Error::TopicExists(_) => Code::AlreadyExists,
         Error::UnknownTopic(_) | Error::UnknownPartition { .. } => Code::NotFound,

@@ -217,6 +217,11 @@ impl Topics for TopicsService {
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(to_status)?;
             tracing::info!(topic = %name, "deleted topic");
+            // Members lose its partitions now, not at their next rebalance.
+            let (log, groups) = (self.broker.log()?, self.broker.groups()?);
+            groups
+                .coordinator
+                .topic_changed(&name, &crate::groups::service::counter(log));
             Ok(v1::DeleteTopicResponse {})
         }
         .await;

@@ -196,6 +196,9 @@ pub enum Error {
     /// The partition was closed.
     #[error("partition {0} is closed")]
     Closed(String),
+    /// The partition's topic was deleted: it serves nothing more.
+    #[error("partition {0} was deleted with its topic")]
+    Deleted(String),
     /// A configuration value is out of its allowed range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

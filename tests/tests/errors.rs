@@ -435,3 +435,53 @@ async fn names_of_the_longest_allowed_length_work_end_to_end() {
         "1 to 200 characters",
     );
 }
+
+/// A fetch's size is capped by --max-fetch-bytes whatever max_bytes asks
+/// (half with decoded records), and still carries one whole batch larger
+/// than the cap: a fetch always makes progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_sizes_are_capped_but_a_batch_always_goes_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--max-fetch-bytes", "262144"]).await;
+    create_topic(&broker, "big", 1).await;
+    let mut producer = broker.producer().await;
+    let value = vec![b'x'; 100_000];
+    let mut sizes = Vec::new();
+    for n in [1usize, 1, 1, 1, 1, 1, 4] {
+        let values: Vec<&[u8]> = (0..n).map(|_| value.as_slice()).collect();
+        let batch = batch_of(None, &values).into_bytes();
+        sizes.push(batch.len());
+        producer
+            .produce(v1::ProduceRequest {
+                topic: "big".into(),
+                partition: 0,
+                batch,
+                acks: 0,
+            })
+            .await
+            .unwrap();
+    }
+    let mut consumer = broker.consumer().await;
+    let fetch = |offset: u64, decoded: bool| v1::FetchRequest {
+        topic: "big".into(),
+        partition: 0,
+        offset,
+        max_bytes: u32::MAX,
+        min_bytes: 1,
+        max_wait_ms: 0,
+        decoded,
+    };
+    let r = consumer.fetch(fetch(0, false)).await.unwrap().into_inner();
+    assert_eq!(
+        r.batches.len(),
+        sizes[0] + sizes[1],
+        "two ~100 KB batches fit 256 KiB"
+    );
+    let r = consumer.fetch(fetch(0, true)).await.unwrap().into_inner();
+    assert_eq!(r.batches.len(), sizes[0], "one fits half of it");
+    assert_eq!(r.records.len(), 1);
+    // The last batch (~400 KB) is larger than the cap: it comes alone.
+    let r = consumer.fetch(fetch(6, false)).await.unwrap().into_inner();
+    assert_eq!(r.batches.len(), sizes[6]);
+    assert_eq!(r.next_offset, 10);
+}

@@ -363,8 +363,9 @@ impl Coordinator {
         Ok(())
     }
 
-    /// A topic gained partitions: every group with a member subscribed to it
-    /// rebalances, so that the new partitions get owners (as Kafka does on a
+    /// A topic gained partitions or was deleted: every group with a member
+    /// subscribed to it rebalances, so that new partitions get owners and a
+    /// deleted topic's are taken from their members (as Kafka does on a
     /// metadata change).
     pub fn topic_changed(&self, topic: &str, partition_count: &dyn Fn(&str) -> Option<u32>) {
         let mut groups = self.lock();
@@ -373,7 +374,7 @@ impl Coordinator {
                 .values()
                 .any(|m| m.topics.iter().any(|t| t == topic))
             {
-                tracing::info!(group = %name, topic, "topic gained partitions; rebalancing");
+                tracing::info!(group = %name, topic, "topic's partitions changed; rebalancing");
                 g.rebalance(partition_count);
             }
         }

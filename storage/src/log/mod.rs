@@ -223,6 +223,10 @@ impl Log {
                 .remove(name)
                 .ok_or_else(|| Error::UnknownTopic(name.to_string()))?
         };
+        // Readers learn of it at once and let go of the files.
+        for (_, p) in topic.partitions() {
+            p.mark_deleted();
+        }
         if let Err(e) = topic.close() {
             tracing::warn!(topic = name, error = %e, "closing a deleted topic's partitions failed");
         }

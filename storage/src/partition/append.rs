@@ -39,6 +39,9 @@ impl Shared {
     /// The leader's append: producer check, then the next offsets.
     pub(super) fn append(self: &Arc<Self>, batch: &Batch) -> Result<AppendInfo> {
         let count = self.check_batch(batch)?;
+        if self.deleted.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Deleted(self.name.clone()));
+        }
         self.check_not_poisoned()?;
         let mut app = lock(&self.appender);
         if app.closed {

@@ -136,6 +136,7 @@ pub(super) fn open(
         retention: Mutex::new(()),
         recovery: RecoveryReport::default(),
         recovery_point: Mutex::new((recovery_point, Instant::now())),
+        deleted: Default::default(),
         interval_timer: Mutex::new(matches!(config.flush, FlushPolicy::Interval(_))),
         config: RwLock::new(config),
     };

@@ -137,6 +137,8 @@ enum Watermark {
 struct Shared {
     name: String,
     dir: PathBuf,
+    /// Set once its topic is deleted: reads fail with [`Error::Deleted`].
+    deleted: std::sync::atomic::AtomicBool,
     /// Changed only by [`Partition::set_config`]; read per append, roll
     /// and retention pass, so a change applies from the next one.
     config: RwLock<PartitionConfig>,
@@ -378,6 +380,21 @@ impl Partition {
     /// The partition's settings now.
     pub fn config(&self) -> PartitionConfig {
         self.shared.config()
+    }
+
+    /// Marks the partition deleted (its topic was): reads fail with
+    /// [`Error::Deleted`] from now on, and whoever waits on the high
+    /// watermark (long polls, subscriptions) is woken to find that out, so
+    /// that they end and drop their handles: the files are released once
+    /// the last handle goes.
+    pub fn mark_deleted(&self) {
+        self.shared.deleted.store(true, Ordering::Release);
+        self.shared.high_watermark.send_modify(|_| {});
+    }
+
+    /// Whether the partition's topic was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.shared.deleted.load(Ordering::Acquire)
     }
 
     /// The directory holding the segments.

@@ -20,6 +20,9 @@ impl Shared {
         max_bytes: usize,
         visible_only: bool,
     ) -> Result<ReadResult> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(Error::Deleted(self.name.clone()));
+        }
         // The watermark first: it never passes the end read after it.
         let high_watermark = *self.high_watermark.borrow();
         let log_end = *self.end.borrow();
