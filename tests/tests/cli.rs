@@ -608,3 +608,30 @@ async fn contexts_name_brokers_and_flags_override_them() {
     assert_eq!(v["name"], "nowhere");
     assert_eq!(v["current"], true);
 }
+
+/// A reader that stops early (`brook completions bash | head -1`) ends the
+/// command quietly, by SIGPIPE as cat's, not with a panic. The bash script
+/// (about 80 KB) is larger than a pipe holds, so the write does meet the
+/// closed pipe.
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(brook_binary())
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {err}",
+        out.status
+    );
+}

@@ -100,6 +100,12 @@ Examples:
 }
 
 impl Cli {
+    /// Whether this is `brook serve` (the other commands are short-lived
+    /// tools that write to standard output).
+    pub fn is_server(&self) -> bool {
+        matches!(self.command, Command::Serve(_))
+    }
+
     /// Runs the command. `brook serve` stops on SIGTERM or SIGINT (see
     /// [`crate::server::run`]).
     ///
