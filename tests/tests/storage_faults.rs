@@ -492,6 +492,21 @@ async fn lost_and_cut_indexes_are_rebuilt_and_logged() {
     );
 }
 
+/// A broker over `orders` (one partition, small segments, 360 acknowledged
+/// records) with one batch in the middle of its second segment damaged on
+/// disk: the broker, every acknowledged record, and the damaged batch.
+async fn one_damaged_batch(dir: &Path) -> (Broker, Vec<(u64, Vec<u8>)>, BatchHeader) {
+    let b = Broker::start(dir, &[]).await;
+    create_small_segment_topic(&b, "orders", 1).await;
+    let acked = produce(&b, "orders", 0, 120).await;
+    assert!(b.terminate().success());
+    let segs = segments(&dir.join("orders/0"));
+    let in1 = batches_in(&segs[1]);
+    let (pos, h) = in1[in1.len() / 2];
+    flip(&segs[1], pos + 50, 2);
+    (Broker::start(dir, &[]).await, acked, h)
+}
+
 /// The Rust client's consumer does not stall silently at damage: `recv`
 /// returns `Error::Damaged` naming the offsets (again, until the
 /// application decides), and after a seek past it the records that follow arrive.
@@ -499,15 +514,7 @@ async fn lost_and_cut_indexes_are_rebuilt_and_logged() {
 async fn a_consumer_is_told_of_damage_and_can_seek_past_it() {
     use brook_client::{Client, ConsumerConfig, Error, StartFrom};
     let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    create_small_segment_topic(&b, "orders", 1).await;
-    let acked = produce(&b, "orders", 0, 120).await;
-    assert!(b.terminate().success());
-    let segs = segments(&dir.path().join("orders/0"));
-    let in1 = batches_in(&segs[1]);
-    let (pos, h) = in1[in1.len() / 2];
-    flip(&segs[1], pos + 50, 2);
-    let b = Broker::start(dir.path(), &[]).await;
+    let (b, acked, h) = one_damaged_batch(dir.path()).await;
 
     let client = Client::connect(format!("http://{}", b.grpc)).await.unwrap();
     let config = ConsumerConfig {
@@ -564,15 +571,7 @@ async fn a_consumer_is_told_of_damage_and_can_seek_past_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brook_consume_stops_at_damage_and_says_how_to_skip_it() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    create_small_segment_topic(&b, "orders", 1).await;
-    let acked = produce(&b, "orders", 0, 120).await;
-    assert!(b.terminate().success());
-    let segs = segments(&dir.path().join("orders/0"));
-    let in1 = batches_in(&segs[1]);
-    let (pos, h) = in1[in1.len() / 2];
-    flip(&segs[1], pos + 50, 2);
-    let b = Broker::start(dir.path(), &[]).await;
+    let (b, acked, h) = one_damaged_batch(dir.path()).await;
 
     let consume = |args: &[&str]| {
         let out = Command::new(brook_binary())
