@@ -90,7 +90,8 @@ impl Target {
         &self.url
     }
 
-    /// Connects; the error names the address, which is what a user checks first.
+    /// Connects; the error names the address (the client's own error does),
+    /// which is what a user checks first.
     pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
         let mut builder = Client::builder(&self.url);
         if let Some(ca) = &self.tls_ca {
@@ -99,10 +100,7 @@ impl Target {
         if let Some(token) = &self.token {
             builder = builder.token(token);
         }
-        builder
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach the broker at {}", self.url))
+        builder.connect().await.context("cannot reach the broker")
     }
 }
 

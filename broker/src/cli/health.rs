@@ -53,7 +53,7 @@ pub(crate) async fn run(args: HealthArgs) -> anyhow::Result<bool> {
             Found::Unreachable(format!("{:#}", super::connection::protocol_hint(e, &url)))
         }
         Err(_) => Found::Unreachable(format!(
-            "no answer within {}",
+            "no answer from {url} within {}",
             humantime::format_duration(args.timeout)
         )),
     };
@@ -87,7 +87,8 @@ async fn ask(conn: &Conn) -> anyhow::Result<Found> {
 
 fn as_text(url: &str, found: &Found) -> String {
     let (serving, b) = match found {
-        Found::Unreachable(why) => return format!("unreachable: {url}: {why}"),
+        // The reason names the address already.
+        Found::Unreachable(why) => return format!("unreachable: {why}"),
         Found::Answered { serving, broker } => (*serving, broker),
     };
     let state = match serving {
