@@ -34,6 +34,18 @@ pub struct ServeArgs {
     /// Most record-batch bytes one fetch or subscription message carries, whatever max_bytes asks (at least one whole batch); half of it with decoded records, which double a response [default: 4194304, gRPC clients' usual receive limit]
     #[arg(long, env = "BROOK_MAX_FETCH_BYTES")]
     pub max_fetch_bytes: Option<u32>,
+    /// Most client connections open at once; more are closed on arrival (counted in brook_connections_refused_total) [default: 10000]
+    #[arg(long, env = "BROOK_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most requests and streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client waits for a free one [default: 1000]
+    #[arg(long, env = "BROOK_MAX_STREAMS_PER_CONNECTION")]
+    pub max_streams_per_connection: Option<u32>,
+    /// How often the broker pings each connection (HTTP/2 PING), in ms; 0 never [default: 30000]
+    #[arg(long, env = "BROOK_KEEPALIVE_INTERVAL_MS")]
+    pub keepalive_interval_ms: Option<u64>,
+    /// How long a ping may go unanswered before the connection is closed as dead, in ms [default: 20000]
+    #[arg(long, env = "BROOK_KEEPALIVE_TIMEOUT_MS")]
+    pub keepalive_timeout_ms: Option<u64>,
     /// Longest a fetch may long-poll, in ms [default: 30000]
     #[arg(long, env = "BROOK_MAX_FETCH_WAIT_MS")]
     pub max_fetch_wait_ms: Option<u64>,
@@ -133,6 +145,12 @@ pub struct ServeConfig {
     pub max_fetch_wait: Duration,
     /// Cap on a fetch's batch bytes.
     pub max_fetch_bytes: u32,
+    /// Cap on open client connections.
+    pub max_connections: usize,
+    /// Cap on a connection's concurrent streams.
+    pub max_streams_per_connection: u32,
+    /// HTTP/2 ping period (`None`: no pings) and how long a ping may go unanswered.
+    pub keepalive: Option<(Duration, Duration)>,
     /// Retention period.
     pub retention_check_interval: Duration,
     /// How long a graceful stop waits for in-flight requests.
@@ -260,6 +278,15 @@ impl ServeArgs {
             max_request_bytes: pick!(max_request_bytes, 16 << 20),
             max_fetch_wait: Duration::from_millis(pick!(max_fetch_wait_ms, 30_000)),
             max_fetch_bytes: pick!(max_fetch_bytes, 4 << 20).max(1),
+            max_connections: pick!(max_connections, 10_000).max(1),
+            max_streams_per_connection: pick!(max_streams_per_connection, 1000).max(1),
+            keepalive: match pick!(keepalive_interval_ms, 30_000) {
+                0 => None,
+                every => Some((
+                    Duration::from_millis(every),
+                    Duration::from_millis(pick!(keepalive_timeout_ms, 20_000).max(1)),
+                )),
+            },
             retention_check_interval: Duration::from_millis(
                 pick!(retention_check_interval_ms, 300_000).max(1),
             ),

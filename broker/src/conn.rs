@@ -1,4 +1,5 @@
-//! Accepted gRPC connections, counted for the `open_connections` gauge.
+//! Accepted gRPC connections, counted for the `open_connections` gauge and
+//! capped by `--max-connections`.
 
 use std::io;
 use std::pin::Pin;
@@ -31,21 +32,48 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// At most one log line per this period for failed accepts (each is counted).
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(5);
 
+/// What [`incoming`] counts.
+pub struct Counters {
+    /// Open connections.
+    pub open: Gauge,
+    /// Failed accepts.
+    pub errors: Counter,
+    /// Connections closed on arrival, over the limit.
+    pub refused: Counter,
+}
+
 /// Accepts connections forever, with TCP_NODELAY (small acks must not wait
-/// for Nagle), counting each in `gauge`. A failed accept (e.g. EMFILE, out
-/// of file descriptors) is counted in `errors`, logged at most every few
-/// seconds, and retried after a pause: the listener never ends.
+/// for Nagle), counting each in `open`. One that arrives while `max` are
+/// open is closed at once and counted in `refused`: a client sees its
+/// connection reset and retries later, and the broker's descriptors and
+/// memory stay bounded. A failed accept (e.g. EMFILE, out of file
+/// descriptors) is counted in `errors`, logged at most every few seconds,
+/// and retried after a pause: the listener never ends.
 pub fn incoming(
     listener: TcpListener,
-    gauge: Gauge,
-    errors: Counter,
+    counters: Counters,
+    max: usize,
 ) -> impl Stream<Item = io::Result<Conn>> {
     let last_log: Option<Instant> = None;
+    let Counters {
+        open: gauge,
+        errors,
+        refused,
+    } = counters;
     futures_util::stream::unfold((listener, last_log), move |(listener, mut last_log)| {
-        let (gauge, errors) = (gauge.clone(), errors.clone());
+        let (gauge, errors, refused) = (gauge.clone(), errors.clone(), refused.clone());
         async move {
             loop {
                 match listener.accept().await {
+                    Ok((stream, peer)) if gauge.get() >= max as i64 => {
+                        refused.inc();
+                        if last_log.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY) {
+                            last_log = Some(Instant::now());
+                            tracing::warn!(%peer, max, refused_total = refused.get(),
+                                "closing a new connection: --max-connections are open");
+                        }
+                        drop(stream);
+                    }
                     Ok((stream, _)) => {
                         let _ = stream.set_nodelay(true);
                         gauge.inc();

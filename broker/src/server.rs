@@ -103,14 +103,23 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     };
     let incoming = crate::conn::incoming(
         listener,
-        broker.metrics.open_connections.clone(),
-        broker.metrics.accept_errors.clone(),
+        crate::conn::Counters {
+            open: broker.metrics.open_connections.clone(),
+            errors: broker.metrics.accept_errors.clone(),
+            refused: broker.metrics.connections_refused.clone(),
+        },
+        config.max_connections,
     );
     let grpc = tokio::spawn(
         server
             .initial_stream_window_size(H2_STREAM_WINDOW)
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_frame_size(H2_MAX_FRAME)
+            .max_concurrent_streams(Some(config.max_streams_per_connection))
+            // A peer that stops answering pings (a dead host, a cut network)
+            // is noticed and its connection closed.
+            .http2_keepalive_interval(config.keepalive.map(|(every, _)| every))
+            .http2_keepalive_timeout(config.keepalive.map(|(_, timeout)| timeout))
             // Outermost first: the request layer records the status after
             // tonic_status has corrected it.
             .layer(RequestLayer::new(broker.metrics.requests.clone()))

@@ -146,6 +146,8 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// Failed accepts on the gRPC port (e.g. out of file descriptors).
     pub accept_errors: Counter,
+    /// Connections closed at once because `--max-connections` were open.
+    pub connections_refused: Counter,
     /// Reads the log's gauges at scrape time, once the log is recovered.
     log: Arc<collector::LogCollector>,
 }
@@ -199,6 +201,12 @@ impl Default for Metrics {
             "Open gRPC client connections",
             open_connections.clone(),
         );
+        let connections_refused = Counter::default();
+        r.register(
+            "connections_refused",
+            "Connections closed on arrival because --max-connections were open",
+            connections_refused.clone(),
+        );
         let accept_errors = Counter::default();
         r.register(
             "accept_errors",
@@ -216,6 +224,7 @@ impl Default for Metrics {
             fetched_bytes,
             open_connections,
             accept_errors,
+            connections_refused,
             log,
         }
     }
