@@ -121,6 +121,10 @@ impl ProducerService {
         let durable = wants_durable(req.acks)?;
         let p = self.broker.partition(&req.topic, req.partition)?;
         let batch = parse_batch(req.batch)?;
+        let producer_id = batch.header().producer_id;
+        if producer_id >= 0 {
+            self.broker.check_producer_id(producer_id)?;
+        }
         let info = append_now(&self.broker, &req.topic, &p, &batch)?;
         Ok(async move {
             let info = make_durable(p, info, durable).await?;

@@ -32,6 +32,15 @@ impl ProducerIds {
         })
     }
 
+    /// Whether `id` may have been handed out: by this run (below the next
+    /// one) or an earlier one (below what was reserved when this run
+    /// started, which is where this run began). An id at or past the next
+    /// was never issued.
+    pub fn issued(&self, id: i64) -> bool {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (0..st.0).contains(&id)
+    }
+
     /// The next unused id.
     pub fn allocate(&self) -> std::io::Result<i64> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -63,5 +72,11 @@ mod tests {
             b > 2,
             "after a restart ids continue past the reserved block: {b}"
         );
+        for id in a {
+            assert!(ids.issued(id), "issued by the run before: {id}");
+        }
+        assert!(ids.issued(b));
+        assert!(!ids.issued(b + 1), "not handed out yet");
+        assert!(!ids.issued(-1));
     }
 }

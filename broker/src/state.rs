@@ -77,6 +77,28 @@ impl Broker {
             .map_err(|e| Status::internal(format!("reserving producer ids: {e}")))
     }
 
+    /// Refuses a producer id this broker never handed out (FAILED_PRECONDITION,
+    /// `brook-reason: INVALID_PRODUCER_ID_MAPPING`, as Kafka names it): its
+    /// batches would take the sequence numbers of whoever is given that id
+    /// later, whose first batch would then be answered as a duplicate and lost.
+    pub fn check_producer_id(&self, id: i64) -> Result<(), Status> {
+        let ids = self
+            .producer_ids
+            .get()
+            .ok_or_else(|| Status::unavailable("the broker is recovering"))?;
+        if ids.issued(id) {
+            return Ok(());
+        }
+        let mut status = Status::failed_precondition(format!(
+            "producer id {id} was never handed out by this broker: ask InitProducer for one"
+        ));
+        status.metadata_mut().insert(
+            "brook-reason",
+            tonic::metadata::MetadataValue::from_static("INVALID_PRODUCER_ID_MAPPING"),
+        );
+        Err(status)
+    }
+
     /// Consumer-group state, or UNAVAILABLE while recovering or shutting down.
     pub fn groups(&self) -> Result<&Arc<Groups>, Status> {
         self.log()?;

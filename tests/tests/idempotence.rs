@@ -185,3 +185,68 @@ async fn state_snapshots_are_taken_at_rolls_and_survive_kill9() {
     );
     assert_eq!(fetch_all(&broker, "pay", 0, 0).await.len(), 4);
 }
+
+async fn init(b: &Broker) -> i64 {
+    b.producer()
+        .await
+        .init_producer(v1::InitProducerRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .producer_id
+}
+
+/// A producer id the broker never handed out is refused, so that it cannot
+/// take the sequence numbers of the producer that gets it later: that one's
+/// first batch is stored, not answered as a duplicate and lost. Ids handed
+/// out before a restart stay good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_id_never_handed_out_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), &[]).await;
+    create_topic(&broker, "pay", 1).await;
+    let first = init(&broker).await;
+    let next = first + 1;
+    let early = produce(&broker, batch(next, 0, 0, &["squatter"]))
+        .await
+        .expect_err("not handed out yet");
+    assert_eq!(early.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        early.metadata().get("brook-reason").unwrap(),
+        "INVALID_PRODUCER_ID_MAPPING"
+    );
+    assert!(
+        early.message().contains("InitProducer"),
+        "{}",
+        early.message()
+    );
+    let owner = init(&broker).await;
+    assert_eq!(owner, next, "ids are handed out in order");
+    let stored = produce(&broker, batch(owner, 0, 0, &["mine"]))
+        .await
+        .unwrap();
+    assert!(!stored.duplicate, "the owner's first batch is its own");
+    assert_eq!(
+        stored.base_offset, 0,
+        "nothing of the squatter's was stored"
+    );
+
+    produce(&broker, batch(first, 0, 0, &["before"]))
+        .await
+        .unwrap();
+    broker.kill9_in_place();
+    broker.restart().await;
+    let after = produce(&broker, batch(first, 0, 1, &["after"]))
+        .await
+        .unwrap();
+    assert!(
+        !after.duplicate,
+        "an id from before the restart is still good"
+    );
+    let fresh = init(&broker).await;
+    assert!(fresh > owner);
+    let unissued = produce(&broker, batch(fresh + 1, 0, 0, &["x"]))
+        .await
+        .expect_err("past the last one handed out");
+    assert_eq!(unissued.code(), tonic::Code::FailedPrecondition);
+}
