@@ -55,6 +55,9 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in ms, before their connections are dropped and the log is closed; a second signal stops waiting at once [default: 20000]
     #[arg(long, env = "BROOK_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// How long an idempotent producer may stay idle (its newest batch that old) before its state is forgotten, in ms; checked with retention [default: 86400000, 1 day]
+    #[arg(long, env = "BROOK_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<u64>,
     /// Default retention of new topics, in ms; -1 keeps forever [default: 604800000, 7 days]
     #[arg(long, env = "BROOK_RETENTION_MS", allow_negative_numbers = true)]
     pub retention_ms: Option<i64>,
@@ -155,6 +158,8 @@ pub struct ServeConfig {
     pub retention_check_interval: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// Idle time after which a producer's state is forgotten (ms).
+    pub producer_id_expiration_ms: u64,
     /// Settings of new topics' partitions, unless a request overrides them.
     pub topic_defaults: PartitionConfig,
     /// Bounds on a group member's session timeout.
@@ -291,6 +296,7 @@ impl ServeArgs {
                 pick!(retention_check_interval_ms, 300_000).max(1),
             ),
             shutdown_timeout: Duration::from_millis(pick!(shutdown_timeout_ms, 20_000)),
+            producer_id_expiration_ms: pick!(producer_id_expiration_ms, 86_400_000),
             group_min_session_timeout: Duration::from_millis(pick!(
                 group_min_session_timeout_ms,
                 1000

@@ -309,11 +309,16 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
     }
 }
 
-/// Applies retention every `period` until shutdown.
+/// Applies retention, and forgets idle producers, every `period` until shutdown.
 async fn retention_loop(broker: Arc<Broker>, log: Arc<Log>, period: Duration) {
+    let max_idle = broker.config.producer_id_expiration_ms;
     every(&broker, period, || {
         let log = Arc::clone(&log);
         async move {
+            let expired = log.expire_producers(now_ms(), max_idle);
+            if expired > 0 {
+                tracing::info!(producers = expired, "forgot idle producers");
+            }
             match tokio::task::spawn_blocking(move || log.enforce_retention(now_ms())).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::info!(segments = n, "retention deleted segments"),

@@ -30,6 +30,7 @@ pub const CACHED_BATCHES: usize = 5;
 pub(crate) const SNAPSHOT: &str = "producer-state";
 const MAGIC_V1: &str = "brook-producers 1 ";
 const MAGIC_V2: &str = "brook-producers 2 ";
+const MAGIC_V3: &str = "brook-producers 3 ";
 
 /// Where a stored batch of a producer went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,10 @@ struct Producer {
     epoch: i16,
     next_seq: i32,
     recent: VecDeque<Stored>,
+    /// When its newest batch was appended (wall-clock ms): what its expiry
+    /// counts from. The broker's clock, not the records' timestamps: a
+    /// producer replaying old events must not expire as it writes.
+    last_seen_ms: i64,
 }
 
 /// What to do with a batch.
@@ -130,8 +135,9 @@ impl ProducerState {
         })
     }
 
-    /// Records a batch stored at `base_offset` (after an append, or while replaying the log).
-    pub fn record(&mut self, h: &BatchHeader, base_offset: u64) {
+    /// Records a batch stored at `base_offset` at `seen_ms` (wall-clock ms
+    /// of the append, or of the open that replays it).
+    pub fn record(&mut self, h: &BatchHeader, base_offset: u64, seen_ms: i64) {
         if h.producer_id < 0 {
             return;
         }
@@ -143,6 +149,7 @@ impl ProducerState {
             };
         }
         p.next_seq = last_seq(h).wrapping_add(1);
+        p.last_seen_ms = p.last_seen_ms.max(seen_ms);
         p.recent.push_back(Stored {
             base_seq: h.base_sequence,
             last_seq: last_seq(h),
@@ -159,13 +166,28 @@ impl ProducerState {
         self.producers.len()
     }
 
+    /// Forgets the producers whose newest batch was appended more than
+    /// `max_idle_ms` before `now_ms` (Kafka's `producer.id.expiration.ms`): an idle
+    /// producer's state does not stay forever. One that comes back later
+    /// must start again at sequence 0 (else UNKNOWN_PRODUCER_ID). Returns
+    /// how many were forgotten.
+    pub fn expire(&mut self, now_ms: i64, max_idle_ms: u64) -> usize {
+        let before = self.producers.len();
+        let oldest = now_ms.saturating_sub(i64::try_from(max_idle_ms).unwrap_or(i64::MAX));
+        self.producers.retain(|_, p| p.last_seen_ms >= oldest);
+        before - self.producers.len()
+    }
+
     fn encode(&self, valid_to: u64) -> String {
-        let mut text = format!("{MAGIC_V2}{valid_to}\n");
+        let mut text = format!("{MAGIC_V3}{valid_to}\n");
         let mut ids: Vec<_> = self.producers.keys().collect();
         ids.sort();
         for pid in ids {
             let p = &self.producers[pid];
-            text.push_str(&format!("p {pid} {} {}\n", p.epoch, p.next_seq));
+            text.push_str(&format!(
+                "p {pid} {} {} {}\n",
+                p.epoch, p.next_seq, p.last_seen_ms
+            ));
             for b in &p.recent {
                 text.push_str(&format!(
                     "b {} {} {} {}\n",
@@ -206,17 +228,22 @@ impl ProducerState {
 }
 
 fn decode(text: &str) -> Option<(ProducerState, u64)> {
-    let (body, v2) = match text.strip_prefix(MAGIC_V2) {
-        Some(_) => {
+    let checked = [MAGIC_V3, MAGIC_V2]
+        .into_iter()
+        .find(|m| text.starts_with(m));
+    let (body, magic) = match checked {
+        Some(magic) => {
             let trailer = text.trim_end_matches('\n').rfind('\n')? + 1;
             let crc: u32 = text[trailer..].trim().strip_prefix("crc ")?.parse().ok()?;
             let body = &text[..trailer];
-            (crc32fast::hash(body.as_bytes()) == crc).then_some((body, true))?
+            (crc32fast::hash(body.as_bytes()) == crc).then_some((body, magic))?
         }
         // Written by earlier versions, always durably: no checksum.
-        None => (text, false),
+        None => (text, MAGIC_V1),
     };
-    let magic = if v2 { MAGIC_V2 } else { MAGIC_V1 };
+    // Versions 1 and 2 kept no timestamps: their producers count as seen
+    // now, and expire a whole expiry period after this open.
+    let loaded_at = crate::now_ms();
     let mut lines = body.lines();
     let valid_to = lines.next()?.strip_prefix(magic)?.parse().ok()?;
     let mut state = ProducerState::default();
@@ -224,10 +251,14 @@ fn decode(text: &str) -> Option<(ProducerState, u64)> {
     for line in lines {
         let f: Vec<&str> = line.split(' ').collect();
         match f.as_slice() {
-            ["p", pid, epoch, next] => {
+            ["p", pid, epoch, next, rest @ ..] if rest.len() <= 1 => {
                 let p = state.producers.entry(pid.parse().ok()?).or_default();
                 p.epoch = epoch.parse().ok()?;
                 p.next_seq = next.parse().ok()?;
+                p.last_seen_ms = match rest {
+                    [ts] => ts.parse().ok()?,
+                    _ => loaded_at,
+                };
                 current = Some(p);
             }
             ["b", base, last, bo, lo] => current.as_mut()?.recent.push_back(Stored {
@@ -259,7 +290,7 @@ mod tests {
     fn sequences_dedupe_gaps_and_fencing() {
         let mut s = ProducerState::default();
         assert_eq!(s.check(&header(7, 0, 0, 3)).unwrap(), Verdict::Append);
-        s.record(&header(7, 0, 0, 3), 100);
+        s.record(&header(7, 0, 0, 3), 100, 0);
         assert_eq!(
             s.check(&header(7, 0, 0, 3)).unwrap(),
             Verdict::Duplicate(Stored {
@@ -286,7 +317,7 @@ mod tests {
             s.check(&header(8, 0, 4, 1)),
             Err(Error::UnknownProducer { sequence: 4, .. })
         ));
-        s.record(&header(7, 1, 0, 1), 200);
+        s.record(&header(7, 1, 0, 1), 200, 0);
         assert!(matches!(
             s.check(&header(7, 0, 3, 1)),
             Err(Error::ProducerFenced {
@@ -310,7 +341,7 @@ mod tests {
     fn only_the_last_batches_are_remembered() {
         let mut s = ProducerState::default();
         for i in 0..10 {
-            s.record(&header(1, 0, i, 1), u64::from(i as u32));
+            s.record(&header(1, 0, i, 1), u64::from(i as u32), 0);
         }
         assert!(matches!(
             s.check(&header(1, 0, 9, 1)),
@@ -323,9 +354,9 @@ mod tests {
     fn snapshot_round_trips_and_refuses_a_cut_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ProducerState::default();
-        s.record(&header(3, 2, 0, 4), 10);
-        s.record(&header(3, 2, 4, 1), 14);
-        s.record(&header(9, 0, 0, 1), 15);
+        s.record(&header(3, 2, 0, 4), 10, 0);
+        s.record(&header(3, 2, 4, 1), 14, 0);
+        s.record(&header(9, 0, 0, 1), 15, 0);
         s.save(&crate::fs::RealFs, dir.path(), 16, true).unwrap();
         let (loaded, to) = ProducerState::load(dir.path()).unwrap();
         assert_eq!((loaded, to), (s.clone(), 16));
@@ -337,11 +368,63 @@ mod tests {
         assert!(decode(&flipped).is_none());
     }
 
+    fn header_at(pid: i64, seq: i32) -> BatchHeader {
+        let mut b = BatchBuilder::new().producer(pid, 0, seq);
+        // Old record times on purpose: expiry counts from the append.
+        b.push(1, None, Some(b"v"), &[]);
+        *Batch::parse(b.build(0)).unwrap().header()
+    }
+
+    #[test]
+    fn idle_producers_expire_and_the_snapshot_keeps_their_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ProducerState::default();
+        s.record(&header_at(1, 0), 0, 1_000);
+        s.record(&header_at(2, 0), 1, 5_000);
+        s.save(&crate::fs::RealFs, dir.path(), 2, true).unwrap();
+        let (mut loaded, _) = ProducerState::load(dir.path()).unwrap();
+        assert_eq!(loaded, s, "the timestamps survive the snapshot");
+        // Producer 1 last appended 5 s ago, producer 2 1 s ago (whatever
+        // their records' timestamps say).
+        assert_eq!(loaded.expire(6_000, 2_000), 1);
+        assert_eq!(loaded.len(), 1);
+        assert!(matches!(
+            loaded.check(&header_at(1, 1)),
+            Err(Error::UnknownProducer { producer_id: 1, .. })
+        ));
+        assert_eq!(loaded.check(&header_at(1, 0)).unwrap(), Verdict::Append);
+        assert_eq!(loaded.check(&header_at(2, 1)).unwrap(), Verdict::Append);
+        assert_eq!(loaded.expire(6_000, 2_000), 0, "nothing more is idle");
+    }
+
+    #[test]
+    fn a_version_2_snapshot_still_loads() {
+        let body = "brook-producers 2 15\np 3 2 5\nb 0 3 10 13\nb 4 4 14 14\n";
+        let text = format!("{body}crc {}\n", crc32fast::hash(body.as_bytes()));
+        let (state, to) = decode(&text).unwrap();
+        assert_eq!(to, 15);
+        assert!(matches!(
+            state.check(&header(3, 2, 4, 1)),
+            Ok(Verdict::Duplicate(Stored {
+                base_offset: 14,
+                ..
+            }))
+        ));
+        assert_eq!(
+            state.clone().expire(crate::now_ms(), 60_000),
+            0,
+            "seen at load"
+        );
+        assert!(decode(&text.replace("crc ", "crc 1")).is_none());
+    }
+
     #[test]
     fn a_version_1_snapshot_still_loads() {
         let text = "brook-producers 1 15\np 3 2 5\nb 0 3 10 13\nb 4 4 14 14\n";
         let (state, to) = decode(text).unwrap();
         assert_eq!(to, 15);
+        // No timestamps in version 1: its producers count as seen at load.
+        assert_eq!(state.clone().expire(crate::now_ms(), 60_000), 0);
         assert!(matches!(
             state.check(&header(3, 2, 4, 1)),
             Ok(Verdict::Duplicate(Stored {

@@ -150,9 +150,12 @@ async fn state_snapshots_are_taken_at_rolls_and_survive_kill9() {
     let snapshot = dir.path().join("pay/0/producer-state");
     let valid_to = || {
         std::fs::read_to_string(&snapshot).ok().and_then(|t| {
+            // "brook-producers <version> <valid_to>"
             t.lines()
                 .next()?
-                .strip_prefix("brook-producers 2 ")?
+                .strip_prefix("brook-producers ")?
+                .split(' ')
+                .nth(1)?
                 .parse::<u64>()
                 .ok()
         })
@@ -249,4 +252,43 @@ async fn a_producer_id_never_handed_out_is_refused() {
         .await
         .expect_err("past the last one handed out");
     assert_eq!(unissued.code(), tonic::Code::FailedPrecondition);
+}
+
+/// An idle producer's state is forgotten after --producer-id-expiration-ms:
+/// a batch that would have been a sequence gap before is then from an
+/// unknown producer (it must start again at sequence 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_producer_is_forgotten_after_the_expiration() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(
+        dir.path(),
+        &[
+            "--producer-id-expiration-ms",
+            "300",
+            "--retention-check-interval-ms",
+            "100",
+        ],
+    )
+    .await;
+    create_topic(&broker, "pay", 1).await;
+    let pid = init(&broker).await;
+    produce(&broker, batch(pid, 0, 0, &["a"])).await.unwrap();
+    let reason = |e: &tonic::Status| {
+        e.metadata()
+            .get("brook-reason")
+            .map(|r| r.to_str().unwrap().to_string())
+    };
+    let mut last = None;
+    brook_tests::eventually("the producer to be forgotten", async || {
+        let e = produce(&broker, batch(pid, 0, 7, &["gap"]))
+            .await
+            .expect_err("a gap, then an unknown producer");
+        last = reason(&e);
+        last.as_deref() == Some("UNKNOWN_PRODUCER_ID")
+    })
+    .await;
+    // Starting again at sequence 0 works.
+    let again = produce(&broker, batch(pid, 0, 0, &["b"])).await.unwrap();
+    assert!(!again.duplicate);
+    assert_eq!(again.base_offset, 1);
 }

@@ -287,6 +287,16 @@ impl Log {
         Ok(config)
     }
 
+    /// [`Partition::expire_producers`] on every partition; returns how many
+    /// producers were forgotten.
+    pub fn expire_producers(&self, now_ms: i64, max_idle_ms: u64) -> usize {
+        self.topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .map(|(_, p)| p.expire_producers(now_ms, max_idle_ms))
+            .sum()
+    }
+
     /// Applies every topic's retention settings; returns the segments deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let mut deleted = 0;

@@ -82,7 +82,7 @@ impl Shared {
             self.roll(app, base, now)?;
         }
         app.active.append(batch, base)?;
-        app.producers.record(batch.header(), base);
+        app.producers.record(batch.header(), base, now);
         let end = base + count;
         self.end.send_replace(end);
         if self.watermark() == Watermark::LogEnd {

@@ -197,6 +197,8 @@ pub(super) fn rebuild_producers(shared: &Shared) -> Result<(ProducerState, Optio
     };
     let from = snapshot_to.unwrap_or(start).max(start);
     let mut next = from;
+    // Replayed producers count as seen at this open (their expiry starts now).
+    let replayed_at = now_ms();
     while next < end {
         let read = match shared.read(next, 8 << 20, false) {
             Ok(read) => read,
@@ -209,7 +211,7 @@ pub(super) fn rebuild_producers(shared: &Shared) -> Result<(ProducerState, Optio
         let mut last = None;
         for h in headers(&read.batches) {
             if h.next_offset() > next {
-                state.record(&h, h.base_offset);
+                state.record(&h, h.base_offset, replayed_at);
             }
             last = Some(h.next_offset());
         }

@@ -382,6 +382,16 @@ impl Partition {
         self.shared.config()
     }
 
+    /// Forgets the idempotent producers whose newest batch is more than
+    /// `max_idle_ms` older than `now_ms` (Kafka's
+    /// `producer.id.expiration.ms`); the next snapshot leaves them out.
+    /// Returns how many were forgotten.
+    pub fn expire_producers(&self, now_ms: i64, max_idle_ms: u64) -> usize {
+        lock(&self.shared.appender)
+            .producers
+            .expire(now_ms, max_idle_ms)
+    }
+
     /// Marks the partition deleted (its topic was): reads fail with
     /// [`Error::Deleted`] from now on, and whoever waits on the high
     /// watermark (long polls, subscriptions) is woken to find that out, so

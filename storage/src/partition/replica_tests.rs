@@ -143,7 +143,7 @@ fn a_snapshot_ahead_of_the_log_is_not_trusted() {
     drop(p);
     // A snapshot claiming more than the log holds (as if the log lost its tail).
     let mut ahead = ProducerState::default();
-    ahead.record(idempotent(3, 0, 1, 1).header(), 1);
+    ahead.record(idempotent(3, 0, 1, 1).header(), 1, 0);
     ahead.save(&crate::fs::RealFs, dir.path(), 2, true).unwrap();
     let p = Partition::open(dir.path(), "t/0", cfg()).unwrap();
     assert_eq!(p.recovery_report().producer_offsets_replayed, 1);
