@@ -577,13 +577,12 @@ async fn a_consumer_knows_its_position_and_when_it_has_read_to_the_end() {
         .unwrap();
     assert_eq!(c.position("ev", 7), None, "not read");
     let mut got = Vec::new();
-    within("reading to the end", async {
-        while !c.at_end() {
-            tokio::select! {
-                r = c.recv() => got.push(r.unwrap()),
-                () = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
+    brook_tests::eventually("reading to the end", async || {
+        // Whatever has arrived, then the question again.
+        while let Ok(r) = tokio::time::timeout(Duration::ZERO, c.recv()).await {
+            got.push(r.unwrap());
         }
+        c.at_end()
     })
     .await;
     assert_eq!(got.len(), 3, "everything stored, and then at the end");
@@ -603,12 +602,7 @@ async fn a_consumer_knows_its_position_and_when_it_has_read_to_the_end() {
         "one more record of partition 1 is still to come"
     );
     within("the last record", c.recv()).await.unwrap();
-    within("at the end again", async {
-        while !c.at_end() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    brook_tests::eventually("at the end again", async || c.at_end()).await;
     c.seek("ev", 0, 1);
     assert_eq!(
         within("after a seek", c.recv()).await.unwrap().offset,

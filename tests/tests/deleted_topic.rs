@@ -117,16 +117,8 @@ async fn readers_of_a_deleted_topic_are_told_and_its_files_are_let_go() {
     assert!(partitions(&a.partitions).is_empty(), "{a:?}");
 
     let pid = broker.pid();
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
-        let held = segment_files_held(pid, &data);
-        if held.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the broker still holds {held:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    brook_tests::eventually("the deleted files to be let go", async || {
+        segment_files_held(pid, &data).is_empty()
+    })
+    .await;
 }
