@@ -83,7 +83,7 @@ fn append_now(
 /// needs it. No thread waits: the partition's flush threads run one flush
 /// for every waiter (group commit), and this future awaits its end.
 async fn make_durable(p: Partition, info: AppendInfo, durable: bool) -> Result<AppendInfo, Status> {
-    if !(durable || p.config().flush == FlushPolicy::Always) {
+    if !(durable || p.flush_policy() == FlushPolicy::Always) {
         return Ok(info);
     }
     // A duplicate is durable once everything up to its last record is.

@@ -47,12 +47,6 @@ impl Signals {
         Signals { count: rx }
     }
 
-    /// Signals that a test or an embedding program raises itself through
-    /// `tx` (each `send_modify(|n| *n += 1)` is one signal).
-    pub fn from_channel(count: watch::Receiver<u32>) -> Signals {
-        Signals { count }
-    }
-
     /// The signals received so far.
     pub fn count(&self) -> u32 {
         *self.count.borrow()

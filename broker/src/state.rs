@@ -89,14 +89,13 @@ impl Broker {
         if ids.issued(id) {
             return Ok(());
         }
-        let mut status = Status::failed_precondition(format!(
+        let status = Status::failed_precondition(format!(
             "producer id {id} was never handed out by this broker: ask InitProducer for one"
         ));
-        status.metadata_mut().insert(
-            "brook-reason",
-            tonic::metadata::MetadataValue::from_static("INVALID_PRODUCER_ID_MAPPING"),
-        );
-        Err(status)
+        Err(crate::status::with_reason(
+            status,
+            "INVALID_PRODUCER_ID_MAPPING",
+        ))
     }
 
     /// Consumer-group state, or UNAVAILABLE while recovering or shutting down.

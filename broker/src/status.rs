@@ -37,10 +37,7 @@ pub fn to_status(e: Error) -> Status {
     };
     let mut status = Status::new(code, e.to_string());
     if let Some(reason) = reason {
-        status.metadata_mut().insert(
-            "brook-reason",
-            tonic::metadata::MetadataValue::from_static(reason),
-        );
+        status = with_reason(status, reason);
     }
     // Machine-readable: a consumer can skip exactly the damaged offsets.
     if let Error::Damaged {
@@ -49,14 +46,20 @@ pub fn to_status(e: Error) -> Status {
         ..
     } = &e
     {
+        status = with_reason(status, "DAMAGED_RANGE");
         let md = status.metadata_mut();
-        md.insert(
-            "brook-reason",
-            tonic::metadata::MetadataValue::from_static("DAMAGED_RANGE"),
-        );
         md.insert("brook-damaged-first-offset", (*first_offset).into());
         md.insert("brook-damaged-end-offset", (*end_offset).into());
     }
+    status
+}
+
+/// `status` with the machine-readable `brook-reason` a client decides on.
+pub fn with_reason(mut status: Status, reason: &'static str) -> Status {
+    status.metadata_mut().insert(
+        "brook-reason",
+        tonic::metadata::MetadataValue::from_static(reason),
+    );
     status
 }
 

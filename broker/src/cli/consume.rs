@@ -129,7 +129,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<bool> {
         }
         let r = tokio::select! {
             r = consumer.recv() => r.map_err(|e| damaged_hint(e, &args))?,
-            () = tokio::time::sleep_until(idle_at.unwrap_or_else(|| idle_after(Duration::from_secs(86_400)))), if idle_at.is_some() => break Stop::Idle,
+            () = until(idle_at) => break Stop::Idle,
             () = signals.wait_for(1) => break Stop::Interrupted,
             // Look at the end again now and then while nothing arrives.
             () = tokio::time::sleep(Duration::from_millis(50)), if args.exit_on_end => continue,
@@ -175,6 +175,14 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<bool> {
         parts.join(",")
     );
     Ok(stop != Stop::Interrupted)
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Prints one record as `--format` says.

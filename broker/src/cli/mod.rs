@@ -112,15 +112,14 @@ impl Cli {
     /// Exits 1 without an error when `brook data verify` finds damage: the
     /// table says what, the exit code tells scripts.
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        // The address as resolved (flag, context, default), for the hint.
-        let url = self
-            .command
-            .conn()
-            .and_then(|c| c.target().ok())
-            .map(|t| t.url().to_string());
-        self.dispatch().map_err(|e| match &url {
-            Some(url) => connection::protocol_hint(e, url),
-            None => e,
+        let conn = self.command.conn().cloned();
+        self.dispatch().map_err(|e| {
+            // The address as resolved (flag, context, default), for the
+            // hint; resolved again only when there is an error to explain.
+            match conn.and_then(|c| c.target().ok()) {
+                Some(target) => connection::protocol_hint(e, target.url()),
+                None => e,
+            }
         })
     }
 
@@ -134,16 +133,14 @@ impl Cli {
             Command::Topic(args) => block_on(topics::run(args))?,
             Command::Produce(args) => block_on(produce::run(args))?,
             Command::Consume(args) => {
-                let finished = tokio::runtime::Runtime::new()?.block_on(consume::run(args))?;
-                if !finished {
+                if !block_on(consume::run(args))? {
                     return Ok(ExitCode::from(130));
                 }
             }
             Command::Group(args) => block_on(groups::run(args))?,
             Command::Lag(args) => block_on(lag::run(args))?,
             Command::Health(args) => {
-                let healthy = tokio::runtime::Runtime::new()?.block_on(health::run(args))?;
-                if !healthy {
+                if !block_on(health::run(args))? {
                     return Ok(ExitCode::from(1));
                 }
             }
@@ -202,7 +199,7 @@ fn unknown_topic_hint(e: brook_client::Error, topic: &str) -> anyhow::Error {
     }
 }
 
-fn block_on(f: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+fn block_on<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Runtime::new()?.block_on(f)
 }
 

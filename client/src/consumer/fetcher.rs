@@ -103,17 +103,9 @@ async fn fetch_loop(shared: Arc<Shared>, tp: Tp, epoch: u64, start: Option<u64>)
                 // asked again now and then.
                 Err(e) if e.code().is_some_and(|c| !retry_quietly(c)) => {
                     tracing::warn!(topic = %tp.0, partition = tp.1, error = %e, "cannot find where to start");
-                    let notice = Fetched {
-                        tp: tp.clone(),
-                        epoch,
-                        from: 0,
-                        batches: Bytes::new(),
-                        error: Some(e),
-                    };
-                    if shared.records.send(notice).await.is_err() {
+                    if !tell(&shared, &tp, epoch, 0, e).await {
                         return;
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => {
                     tracing::debug!(topic = %tp.0, partition = tp.1, error = %e, "cannot find where to start yet; retrying");
@@ -198,17 +190,9 @@ async fn fetch_loop(shared: Arc<Shared>, tp: Tp, epoch: u64, start: Option<u64>)
                 // past the damage starts a new fetcher) or stops.
                 tracing::warn!(topic = %tp.0, partition = tp.1, code = ?s.code(), message = s.message(), "fetch refused");
                 let error = Error::damaged(&s, &tp.0, tp.1).unwrap_or_else(|| s.into());
-                let notice = Fetched {
-                    tp: tp.clone(),
-                    epoch,
-                    from: next,
-                    batches: Bytes::new(),
-                    error: Some(error),
-                };
-                if shared.records.send(notice).await.is_err() {
+                if !tell(&shared, &tp, epoch, next, error).await {
                     return;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(s) => {
                 tracing::debug!(topic = %tp.0, partition = tp.1, message = s.message(), "fetch failed; retrying");
@@ -216,6 +200,24 @@ async fn fetch_loop(shared: Arc<Shared>, tp: Tp, epoch: u64, start: Option<u64>)
             }
         }
     }
+}
+
+/// Hands `error` to the application (its next `recv` returns it), then
+/// waits a second before the fetcher asks the broker again. False once the
+/// consumer is gone.
+async fn tell(shared: &Shared, tp: &Tp, epoch: u64, from: u64, error: Error) -> bool {
+    let notice = Fetched {
+        tp: tp.clone(),
+        epoch,
+        from,
+        batches: Bytes::new(),
+        error: Some(error),
+    };
+    if shared.records.send(notice).await.is_err() {
+        return false;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    true
 }
 
 /// Whether a failed fetch is retried without telling the application: a

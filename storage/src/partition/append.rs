@@ -16,7 +16,7 @@ use crate::segment::Segment;
 impl Shared {
     pub(super) fn check_batch(&self, batch: &Batch) -> Result<u64> {
         let size = batch.bytes().len();
-        let max = self.config().max_batch_bytes;
+        let max = self.settings().max_batch_bytes;
         if size > max as usize {
             return Err(Error::BatchTooLarge { size, max });
         }
@@ -72,7 +72,7 @@ impl Shared {
         let size = batch.bytes().len() as u64;
         let now = now_ms();
         let (segment_ms, segment_bytes) = {
-            let c = self.config.read().unwrap_or_else(|e| e.into_inner());
+            let c = self.settings();
             (c.segment_ms, c.segment_bytes)
         };
         let too_old = now.saturating_sub(app.rolled_at_ms) >= segment_ms as i64;

@@ -214,7 +214,7 @@ impl Flushable for Shared {
     fn periodic_flush(&self) -> Option<Duration> {
         let period = {
             let mut armed = lock(&self.interval_timer);
-            match self.config().flush {
+            match self.settings().flush {
                 FlushPolicy::Interval(period) => period,
                 // The policy changed: this timer ends, and `set_config`
                 // starts a new one if it changes back.

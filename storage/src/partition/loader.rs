@@ -148,7 +148,7 @@ pub(super) fn open(
     log_report(&shared.name, &report, clean, started);
     shared.recovery = report;
     let shared = Arc::new(shared);
-    if let FlushPolicy::Interval(period) = shared.config().flush {
+    if let FlushPolicy::Interval(period) = shared.settings().flush {
         let weak: Weak<dyn Flushable> = Arc::downgrade(&shared) as Weak<dyn Flushable>;
         flusher::every(weak, period);
     }

@@ -236,7 +236,7 @@ impl Partition {
     /// gap, a stale epoch or an unknown producer is an error.
     pub fn append(&self, batch: &Batch) -> Result<AppendInfo> {
         let info = self.shared.append(batch)?;
-        if self.shared.config().flush == FlushPolicy::Always {
+        if self.flush_policy() == FlushPolicy::Always {
             self.flush_to(info.last_offset + 1)?;
         }
         Ok(info)
@@ -382,6 +382,11 @@ impl Partition {
         self.shared.config()
     }
 
+    /// The flush policy now (what a produce asks for each request).
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.shared.settings().flush
+    }
+
     /// Forgets the idempotent producers whose newest batch is more than
     /// `max_idle_ms` older than `now_ms` (Kafka's
     /// `producer.id.expiration.ms`); the next snapshot leaves them out.
@@ -423,11 +428,14 @@ impl Partition {
 }
 
 impl Shared {
+    /// The settings now, read in place: an append reads a field or two
+    /// and should not copy them all.
+    fn settings(&self) -> std::sync::RwLockReadGuard<'_, PartitionConfig> {
+        self.config.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn config(&self) -> PartitionConfig {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.settings().clone()
     }
 
     fn segment_list(&self) -> Vec<Arc<Segment>> {
