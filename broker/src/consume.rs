@@ -13,10 +13,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::error::{ApiError, ApiResult, Reason};
 use crate::metrics::TopicLabels;
 use crate::request::RequestContext;
 use crate::state::Broker;
-use crate::status::{invalid, to_status};
 
 const DEFAULT_MAX_BYTES: u32 = 1 << 20;
 
@@ -52,14 +52,22 @@ fn next_offset(buf: &[u8], from: u64) -> u64 {
 }
 
 /// Records at or after `from`, decoded for clients without the batch codec.
-fn decode(buf: &Bytes, from: u64) -> Result<Vec<v1::Record>, Status> {
+fn decode(buf: &Bytes, from: u64) -> ApiResult<Vec<v1::Record>> {
     let mut out = Vec::new();
     for batch in batches(buf.clone()) {
-        let batch =
-            batch.map_err(|e| Status::data_loss(format!("stored batch failed to decode: {e}")))?;
+        let batch = batch.map_err(|e| {
+            ApiError::new(
+                Reason::CorruptStorage,
+                format!("stored batch failed to decode: {e}"),
+            )
+        })?;
         for r in batch.records() {
-            let r =
-                r.map_err(|e| Status::data_loss(format!("stored record failed to decode: {e}")))?;
+            let r = r.map_err(|e| {
+                ApiError::new(
+                    Reason::CorruptStorage,
+                    format!("stored record failed to decode: {e}"),
+                )
+            })?;
             if r.offset >= from {
                 out.push(v1::Record {
                     offset: r.offset,
@@ -102,7 +110,7 @@ impl ConsumerService {
             .inc_by(buf.len() as u64);
     }
 
-    async fn fetch_inner(&self, req: &v1::FetchRequest) -> Result<v1::FetchResponse, Status> {
+    async fn fetch_inner(&self, req: &v1::FetchRequest) -> ApiResult<v1::FetchResponse> {
         let p = self.broker.partition(&req.topic, req.partition)?;
         let max_bytes = max_bytes(
             req.max_bytes,
@@ -147,7 +155,7 @@ impl ConsumerService {
     }
 
     /// Where `start` puts the subscription in `p`.
-    fn start_offset(p: &Partition, start: &Option<v1::StartPosition>) -> Result<u64, Status> {
+    fn start_offset(p: &Partition, start: &Option<v1::StartPosition>) -> ApiResult<u64> {
         use v1::start_position::Position;
         match start.as_ref().and_then(|s| s.position.as_ref()) {
             None | Some(Position::Latest(_)) => Ok(p.high_watermark()),
@@ -155,18 +163,18 @@ impl ConsumerService {
             Some(Position::Offset(o)) => {
                 let (start, end) = (p.log_start_offset(), p.log_end_offset());
                 if *o < start || *o > end {
-                    return Err(to_status(brook_storage::Error::OffsetOutOfRange {
+                    return Err(brook_storage::Error::OffsetOutOfRange {
                         requested: *o,
                         log_start_offset: start,
                         log_end_offset: end,
-                    }));
+                    }
+                    .into());
                 }
                 Ok(*o)
             }
-            Some(Position::TimestampMs(t)) => Ok(p
-                .offset_for_timestamp(*t)
-                .map_err(to_status)?
-                .unwrap_or(p.high_watermark())),
+            Some(Position::TimestampMs(t)) => {
+                Ok(p.offset_for_timestamp(*t)?.unwrap_or(p.high_watermark()))
+            }
         }
     }
 }
@@ -207,14 +215,9 @@ async fn follow(
             ..
         } = match read_off_worker(&p, next, max_bytes).await {
             Ok(r) => r,
-            Err(status) => {
-                tracing::warn!(
-                    topic,
-                    partition = id,
-                    message = status.message(),
-                    "subscription ended"
-                );
-                let _ = tx.send(Err(status)).await;
+            Err(e) => {
+                tracing::warn!(topic, partition = id, error = %e, "subscription ended");
+                let _ = tx.send(Err(e.into())).await;
                 return;
             }
         };
@@ -229,8 +232,8 @@ async fn follow(
         let records = if decoded {
             match decode(&batches, next) {
                 Ok(r) => r,
-                Err(s) => {
-                    let _ = tx.send(Err(s)).await;
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
                     return;
                 }
             }
@@ -263,7 +266,7 @@ impl Consumer for ConsumerService {
         let ctx = RequestContext::of(&req);
         let req = req.into_inner();
         ctx.resource(&req.topic).partition(req.partition);
-        self.fetch_inner(&req).await.map(Response::new)
+        Ok(Response::new(self.fetch_inner(&req).await?))
     }
 
     type SubscribeStream = SubscribeStream;
@@ -285,13 +288,13 @@ impl Consumer for ConsumerService {
             let mut listed = std::collections::HashSet::new();
             for &id in &ids {
                 if !listed.insert(id) {
-                    return Err(invalid(format!("partition {id} is listed twice")));
+                    return Err(ApiError::invalid(format!("partition {id} is listed twice")));
                 }
-                let p = topic.partition(id).map_err(to_status)?;
+                let p = topic.partition(id)?;
                 let from = Self::start_offset(&p, &req.start)?;
                 starts.push((id, p, from));
             }
-            Ok(starts)
+            Ok::<_, ApiError>(starts)
         })()?;
         let (tx, rx) = mpsc::channel(SUBSCRIBE_QUEUE);
         let max_bytes = max_bytes(
@@ -321,17 +324,10 @@ impl Consumer for ConsumerService {
 /// microseconds against a read's hundreds (docs/benchmarks.md, "Reads off
 /// the async workers"). At or past the high watermark there is nothing to
 /// touch: that answer stays on the worker.
-async fn read_off_worker(
-    p: &Partition,
-    offset: u64,
-    max_bytes: usize,
-) -> Result<ReadResult, Status> {
+async fn read_off_worker(p: &Partition, offset: u64, max_bytes: usize) -> ApiResult<ReadResult> {
     if offset >= p.high_watermark() {
-        return p.read(offset, max_bytes).map_err(to_status);
+        return Ok(p.read(offset, max_bytes)?);
     }
     let p = p.clone();
-    match tokio::task::spawn_blocking(move || p.read(offset, max_bytes)).await {
-        Ok(read) => read.map_err(to_status),
-        Err(e) => Err(Status::internal(format!("read task failed: {e}"))),
-    }
+    crate::error::on_blocking_thread(move || p.read(offset, max_bytes)).await
 }

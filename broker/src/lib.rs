@@ -4,7 +4,8 @@
 //! - [`config`]: `brook serve` settings (flags, `BROOK_*` environment, TOML file).
 //! - `topics`, `produce`, `consume`, [`groups`], `cluster`: the `brook.v1` services.
 //! - [`build`]: the version and commit this binary was built from.
-//! - [`state::Broker`]: what the services share; `status`: storage errors → gRPC statuses.
+//! - [`state::Broker`]: what the services share; [`error`]: the one error type
+//!   (a reason per refusal) and its mapping to gRPC statuses with `ErrorInfo`.
 //! - `request`: the tower layer that traces, counts, times and logs every RPC.
 //! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
 //! - [`cli`]: the `brook` command line (serve, topic, produce, consume, group,
@@ -20,6 +21,7 @@ mod cluster;
 pub mod config;
 mod conn;
 mod consume;
+pub mod error;
 mod fdlimit;
 pub mod groups;
 mod metrics;
@@ -29,6 +31,5 @@ mod request;
 pub mod server;
 pub mod signals;
 pub mod state;
-mod status;
 mod tonic_status;
 mod topics;

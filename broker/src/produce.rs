@@ -13,10 +13,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::error::{ApiError, ApiResult};
 use crate::metrics::TopicLabels;
 use crate::request::{RequestContext, record_message};
 use crate::state::Broker;
-use crate::status::{invalid, to_status};
 
 /// Batches a produce stream may have in flight (appended, awaiting their ack).
 const STREAM_IN_FLIGHT: usize = 64;
@@ -33,11 +33,11 @@ impl ProducerService {
     }
 }
 
-fn wants_durable(acks: i32) -> Result<bool, Status> {
+fn wants_durable(acks: i32) -> ApiResult<bool> {
     match v1::Acks::try_from(acks) {
         Ok(v1::Acks::Unspecified | v1::Acks::Written) => Ok(false),
         Ok(v1::Acks::Durable) => Ok(true),
-        Err(_) => Err(invalid(format!("unknown acks value {acks}"))),
+        Err(_) => Err(ApiError::invalid(format!("unknown acks value {acks}"))),
     }
 }
 
@@ -46,19 +46,14 @@ fn wants_durable(acks: i32) -> Result<bool, Status> {
 ///
 /// The append itself stays on the async thread: a buffered append is one
 /// `pwritev` into the page cache (microseconds), cheaper than a thread hop.
-fn append_now(
-    broker: &Broker,
-    topic: &str,
-    p: &Partition,
-    batch: &Batch,
-) -> Result<AppendInfo, Status> {
+fn append_now(broker: &Broker, topic: &str, p: &Partition, batch: &Batch) -> ApiResult<AppendInfo> {
     let info = p.append_nowait(batch).map_err(|e| match e {
         // Closed while the topic is being deleted: say so, not "retry later".
         brook_storage::Error::Closed(_) => match broker.topic(topic) {
             Err(gone) => gone,
-            Ok(_) => to_status(e),
+            Ok(_) => e.into(),
         },
-        e => to_status(e),
+        e => e.into(),
     })?;
     if info.duplicate {
         return Ok(info);
@@ -82,21 +77,21 @@ fn append_now(
 /// Waits until the batch is on disk when the ack or the topic's policy
 /// needs it. No thread waits: the partition's flush threads run one flush
 /// for every waiter (group commit), and this future awaits its end.
-async fn make_durable(p: Partition, info: AppendInfo, durable: bool) -> Result<AppendInfo, Status> {
+async fn make_durable(p: Partition, info: AppendInfo, durable: bool) -> ApiResult<AppendInfo> {
     if !(durable || p.flush_policy() == FlushPolicy::Always) {
         return Ok(info);
     }
     // A duplicate is durable once everything up to its last record is.
-    p.wait_durable(info.last_offset + 1)
-        .await
-        .map_err(to_status)?;
+    p.wait_durable(info.last_offset + 1).await?;
     Ok(info)
 }
 
 /// Checks a producer's batch completely: bounds, CRC, every record.
-fn parse_batch(bytes: bytes::Bytes) -> Result<Batch, Status> {
-    let batch = Batch::parse(bytes).map_err(|e| to_status(e.into()))?;
-    batch.validate_records().map_err(|e| to_status(e.into()))?;
+fn parse_batch(bytes: bytes::Bytes) -> ApiResult<Batch> {
+    let batch = Batch::parse(bytes).map_err(brook_storage::Error::from)?;
+    batch
+        .validate_records()
+        .map_err(brook_storage::Error::from)?;
     Ok(batch)
 }
 
@@ -117,7 +112,7 @@ impl ProducerService {
     fn start_produce(
         &self,
         req: v1::ProduceRequest,
-    ) -> Result<impl Future<Output = Result<v1::ProduceResponse, Status>> + use<>, Status> {
+    ) -> ApiResult<impl Future<Output = Result<v1::ProduceResponse, Status>> + use<>> {
         let durable = wants_durable(req.acks)?;
         let p = self.broker.partition(&req.topic, req.partition)?;
         let batch = parse_batch(req.batch)?;
@@ -128,17 +123,14 @@ impl ProducerService {
         let info = append_now(&self.broker, &req.topic, &p, &batch)?;
         Ok(async move {
             let info = make_durable(p, info, durable).await?;
-            Ok(response(info))
+            Ok::<_, Status>(response(info))
         })
     }
 
-    async fn publish_records(
-        &self,
-        req: v1::PublishRequest,
-    ) -> Result<v1::PublishResponse, Status> {
+    async fn publish_records(&self, req: v1::PublishRequest) -> ApiResult<v1::PublishResponse> {
         let durable = wants_durable(req.acks)?;
         if req.records.is_empty() {
-            return Err(invalid("publish request has no records"));
+            return Err(ApiError::invalid("publish request has no records"));
         }
         let topic = self.broker.topic(&req.topic)?;
         let count = topic.partition_count();
@@ -156,7 +148,7 @@ impl ProducerService {
         let mut positions = vec![v1::RecordPosition::default(); req.records.len()];
         let mut pending = Vec::new();
         for (pid, indexes) in routed.iter().enumerate().filter(|(_, ix)| !ix.is_empty()) {
-            let partition = topic.partition(pid as u32).map_err(to_status)?;
+            let partition = topic.partition(pid as u32)?;
             for chunk in chunk_by_size(&req.records, indexes, max_batch) {
                 let mut b = BatchBuilder::new();
                 for &i in &chunk {
@@ -236,11 +228,8 @@ impl Producer for ProducerService {
         let ctx = RequestContext::of(&req);
         let req = req.into_inner();
         ctx.resource(&req.topic).partition(req.partition);
-        let r = match self.start_produce(req) {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
-        r.map(Response::new)
+        let ack = self.start_produce(req)?;
+        Ok(Response::new(ack.await?))
     }
 
     type ProduceStreamStream = ProduceStream;
@@ -279,7 +268,7 @@ impl Producer for ProducerService {
                             if drop_after.is_some_and(|n| appended > n) {
                                 // Fail point: the batch is stored, its ack is lost.
                                 let _ = service.start_produce(req);
-                                let _ = tx.send(Err(Status::unavailable("debug fail point: stream dropped after an append"))).await;
+                                let _ = tx.send(Err(ApiError::new(crate::error::Reason::BrokerStopping, "debug fail point: stream dropped after an append").into())).await;
                                 return;
                             }
                             let ack: Pin<Box<dyn Future<Output = _> + Send>> = match service.start_produce(req) {
@@ -287,7 +276,7 @@ impl Producer for ProducerService {
                                 Err(e) => {
                                     // Nothing after a failed batch is appended.
                                     reading = false;
-                                    Box::pin(std::future::ready(Err(e)))
+                                    Box::pin(std::future::ready(Err(e.into())))
                                 }
                             };
                             acks.push_back(Box::pin(async move { (started, topic, partition, ack.await) }));
@@ -317,7 +306,7 @@ impl Producer for ProducerService {
                 producer_id,
                 producer_epoch: 0,
             });
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 
     async fn publish(
@@ -326,7 +315,7 @@ impl Producer for ProducerService {
     ) -> Result<Response<v1::PublishResponse>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().topic);
         let r = self.publish_records(req.into_inner()).await;
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 }
 

@@ -7,12 +7,11 @@ use std::time::Instant;
 
 use brook_storage::{Log, Partition, Topic};
 use tokio::sync::watch;
-use tonic::Status;
 
 use crate::config::ServeConfig;
+use crate::error::{ApiError, ApiResult, Reason};
 use crate::groups::Groups;
 use crate::metrics::Metrics;
-use crate::status::to_status;
 
 /// The broker's shared state. Services hold it in an `Arc`.
 pub struct Broker {
@@ -67,63 +66,56 @@ impl Broker {
     }
 
     /// A new idempotent producer id.
-    pub fn allocate_producer_id(&self) -> Result<i64, Status> {
+    pub fn allocate_producer_id(&self) -> ApiResult<i64> {
         self.log()?;
-        let ids = self
-            .producer_ids
-            .get()
-            .ok_or_else(|| Status::unavailable("the broker is recovering"))?;
+        let ids = self.producer_ids.get().ok_or_else(starting)?;
         ids.allocate()
-            .map_err(|e| Status::internal(format!("reserving producer ids: {e}")))
+            .map_err(|e| ApiError::internal(format!("reserving producer ids: {e}")))
     }
 
     /// Refuses a producer id this broker never handed out (FAILED_PRECONDITION,
-    /// `brook-reason: INVALID_PRODUCER_ID_MAPPING`, as Kafka names it): its
+    /// reason INVALID_PRODUCER_ID_MAPPING, as Kafka names it): its
     /// batches would take the sequence numbers of whoever is given that id
     /// later, whose first batch would then be answered as a duplicate and lost.
-    pub fn check_producer_id(&self, id: i64) -> Result<(), Status> {
-        let ids = self
-            .producer_ids
-            .get()
-            .ok_or_else(|| Status::unavailable("the broker is recovering"))?;
+    pub fn check_producer_id(&self, id: i64) -> ApiResult<()> {
+        let ids = self.producer_ids.get().ok_or_else(starting)?;
         if ids.issued(id) {
             return Ok(());
         }
-        let status = Status::failed_precondition(format!(
-            "producer id {id} was never handed out by this broker: ask InitProducer for one"
-        ));
-        Err(crate::status::with_reason(
-            status,
-            "INVALID_PRODUCER_ID_MAPPING",
-        ))
+        Err(ApiError::new(
+            Reason::InvalidProducerIdMapping,
+            format!(
+                "producer id {id} was never handed out by this broker: ask InitProducer for one"
+            ),
+        )
+        .with("producer_id", id))
     }
 
     /// Consumer-group state, or UNAVAILABLE while recovering or shutting down.
-    pub fn groups(&self) -> Result<&Arc<Groups>, Status> {
+    pub fn groups(&self) -> ApiResult<&Arc<Groups>> {
         self.log()?;
-        self.groups
-            .get()
-            .ok_or_else(|| Status::unavailable("the broker is recovering; retry shortly"))
+        self.groups.get().ok_or_else(starting)
     }
 
     /// The log, or UNAVAILABLE while recovering or shutting down.
-    pub fn log(&self) -> Result<&Arc<Log>, Status> {
+    pub fn log(&self) -> ApiResult<&Arc<Log>> {
         if *self.shutdown.borrow() {
-            return Err(Status::unavailable("the broker is shutting down"));
+            return Err(ApiError::new(
+                Reason::BrokerStopping,
+                "the broker is shutting down",
+            ));
         }
-        self.log.get().ok_or_else(|| {
-            Status::unavailable("the broker is recovering its partitions; retry shortly")
-        })
+        self.log.get().ok_or_else(starting)
     }
 
     /// A topic by name (NOT_FOUND if unknown).
-    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, Status> {
-        self.log()?.topic(name).map_err(to_status)
+    pub fn topic(&self, name: &str) -> ApiResult<Arc<Topic>> {
+        Ok(self.log()?.topic(name)?)
     }
 
     /// A partition (NOT_FOUND if the topic or partition is unknown).
-    pub fn partition(&self, topic: &str, partition: u32) -> Result<Partition, Status> {
-        self.topic(topic)?.partition(partition).map_err(to_status)
+    pub fn partition(&self, topic: &str, partition: u32) -> ApiResult<Partition> {
+        Ok(self.topic(topic)?.partition(partition)?)
     }
 
     /// Starts the shutdown: new requests get UNAVAILABLE, streams end.
@@ -141,4 +133,12 @@ impl Broker {
     pub fn next_round_robin(&self, partitions: u32) -> u32 {
         (self.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(partitions.max(1))) as u32
     }
+}
+
+/// UNAVAILABLE while the log is being recovered, with RetryInfo.
+fn starting() -> ApiError {
+    ApiError::new(
+        Reason::BrokerStarting,
+        "the broker is recovering its partitions; retry shortly",
+    )
 }

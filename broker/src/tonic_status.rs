@@ -10,30 +10,35 @@
 //!   "failed to decode Protobuf message", which tells a client the broker
 //!   broke).
 //!
+//! Both get the `ErrorInfo` detail every Brook error carries
+//! (`REQUEST_TOO_LARGE`, `MALFORMED_REQUEST`).
+//!
 //! Unary and server-streaming calls fail before their handler, trailers
 //! only: [`correct_response`] rewrites those headers on the way out. A
 //! client stream's later messages fail inside its handler, which passes the
 //! status through [`correct`].
 
-use http::HeaderValue;
 use tonic::Code;
+
+use crate::error::{ApiError, Reason};
 
 const TOO_LARGE: &str = "decoded message length too large";
 const UNDECODABLE: &str = "failed to decode Protobuf message";
 
-/// Whether `status` is tonic's answer to a request over the size limit.
-pub fn is_too_large(status: &tonic::Status) -> bool {
-    status.code() == Code::OutOfRange && status.message().contains(TOO_LARGE)
-}
-
 /// The corrected status, for statuses met inside a stream handler.
 pub fn correct(status: tonic::Status) -> tonic::Status {
-    if is_too_large(&status) {
-        tonic::Status::resource_exhausted(status.message().to_string())
-    } else if status.code() == Code::Internal && status.message().contains(UNDECODABLE) {
-        tonic::Status::invalid_argument(status.message().to_string())
-    } else {
-        status
+    match reason_for(status.code(), status.message()) {
+        Some(reason) => ApiError::new(reason, status.message()).into(),
+        None => status,
+    }
+}
+
+/// The reason of a status tonic made by itself, if `code` and `message` are one.
+fn reason_for(code: Code, message: &str) -> Option<Reason> {
+    match code {
+        Code::OutOfRange if message.contains(TOO_LARGE) => Some(Reason::RequestTooLarge),
+        Code::Internal if message.contains(UNDECODABLE) => Some(Reason::MalformedRequest),
+        _ => None,
     }
 }
 
@@ -41,28 +46,30 @@ pub fn correct(status: tonic::Status) -> tonic::Status {
 /// to RESOURCE_EXHAUSTED, INTERNAL "failed to decode" to INVALID_ARGUMENT.
 pub fn correct_response<B>(mut resp: http::Response<B>) -> http::Response<B> {
     let headers = resp.headers_mut();
-    let Some(code) = headers.get("grpc-status").map(|v| v.as_bytes().to_vec()) else {
+    // Brook's own statuses carry their details already: only tonic's are read.
+    if !headers.contains_key("grpc-status") || headers.contains_key("grpc-status-details-bin") {
+        return resp;
+    }
+    let Some(status) = tonic::Status::from_header_map(headers) else {
         return resp;
     };
-    let says = |text: &str| {
-        headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| m.replace("%20", " ").contains(text))
+    let Some(reason) = reason_for(status.code(), status.message()) else {
+        return resp;
     };
-    let corrected = match code.as_slice() {
-        b"11" if says(TOO_LARGE) => Some("8"),
-        b"13" if says(UNDECODABLE) => Some("3"),
-        _ => None,
-    };
-    if let Some(code) = corrected {
-        headers.insert("grpc-status", HeaderValue::from_static(code));
+    let corrected: tonic::Status = ApiError::new(reason, status.message()).into();
+    for (name, value) in corrected.into_http::<()>().headers() {
+        if name.as_str().starts_with("grpc-") {
+            headers.insert(name.clone(), value.clone());
+        }
     }
     resp
 }
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+    use tonic_types::StatusExt;
+
     use super::*;
 
     fn answer(code: &'static str, message: &'static str) -> http::Response<()> {
@@ -86,7 +93,13 @@ mod tests {
             "13",
             "failed%20to%20decode%20Protobuf%20message:%20invalid%20varint",
         );
-        assert_eq!(code(&correct_response(bad)), b"3");
+        let bad = correct_response(bad);
+        assert_eq!(code(&bad), b"3");
+        let status = tonic::Status::from_header_map(bad.headers()).unwrap();
+        assert_eq!(
+            status.get_details_error_info().unwrap().reason,
+            "MALFORMED_REQUEST"
+        );
         let ours = answer("13", "disk%20on%20fire");
         assert_eq!(code(&correct_response(ours)), b"13");
         let offset = answer("11", "offset%2099%20is%20past%20the%20end");

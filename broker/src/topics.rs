@@ -8,9 +8,9 @@ use brook_protocol::v1::{self, topics_server::Topics};
 use brook_storage::{FlushPolicy, PartitionConfig, Topic, TopicConfig};
 use tonic::{Request, Response, Status};
 
+use crate::error::{ApiError, ApiResult, Reason, on_blocking_thread};
 use crate::request::RequestContext;
 use crate::state::Broker;
-use crate::status::{invalid, to_status};
 
 /// Implements `brook.v1.Topics`.
 pub struct TopicsService {
@@ -24,34 +24,44 @@ impl TopicsService {
     }
 }
 
-fn limit(v: Option<i64>, default: Option<u64>, what: &str) -> Result<Option<u64>, Status> {
+fn limit(v: Option<i64>, default: Option<u64>, what: &str) -> ApiResult<Option<u64>> {
     match v {
         None => Ok(default),
         Some(-1) => Ok(None),
         Some(v) if v >= 0 => Ok(Some(v as u64)),
-        Some(v) => Err(invalid(format!(
+        Some(v) => Err(bad_config(format!(
             "{what} must be -1 (unlimited) or >= 0, got {v}"
         ))),
     }
+}
+
+/// INVALID_CONFIG: a topic setting the broker does not accept.
+fn bad_config(message: impl Into<String>) -> ApiError {
+    ApiError::new(Reason::InvalidConfig, message)
 }
 
 /// Request settings over the broker's defaults.
 fn topic_config(
     req: Option<v1::TopicConfig>,
     defaults: &PartitionConfig,
-) -> Result<TopicConfig, Status> {
-    let c = req.ok_or_else(|| invalid("config is required (at least config.partitions)"))?;
+) -> ApiResult<TopicConfig> {
+    let c = req.ok_or_else(|| bad_config("config is required (at least config.partitions)"))?;
     let flush = match v1::FlushPolicy::try_from(c.flush_policy) {
         Ok(v1::FlushPolicy::Unspecified) => defaults.flush,
         Ok(v1::FlushPolicy::Always) => FlushPolicy::Always,
         Ok(v1::FlushPolicy::Never) => FlushPolicy::Never,
         Ok(v1::FlushPolicy::Interval) => {
             let ms = c.flush_interval_ms.ok_or_else(|| {
-                invalid("flush_interval_ms is required with FLUSH_POLICY_INTERVAL")
+                bad_config("flush_interval_ms is required with FLUSH_POLICY_INTERVAL")
             })?;
             FlushPolicy::Interval(Duration::from_millis(ms))
         }
-        Err(_) => return Err(invalid(format!("unknown flush_policy {}", c.flush_policy))),
+        Err(_) => {
+            return Err(bad_config(format!(
+                "unknown flush_policy {}",
+                c.flush_policy
+            )));
+        }
     };
     let partition = PartitionConfig {
         segment_bytes: c.segment_bytes.unwrap_or(defaults.segment_bytes),
@@ -74,10 +84,10 @@ fn topic_config(
 
 /// `current`'s partition settings with the fields `req` sets changed. The
 /// storage refuses changes to what is fixed at creation.
-fn altered(current: &TopicConfig, req: Option<v1::TopicConfig>) -> Result<PartitionConfig, Status> {
-    let c = req.ok_or_else(|| invalid("config is required: the settings to change"))?;
+fn altered(current: &TopicConfig, req: Option<v1::TopicConfig>) -> ApiResult<PartitionConfig> {
+    let c = req.ok_or_else(|| bad_config("config is required: the settings to change"))?;
     if c.partitions != 0 && c.partitions != current.partitions {
-        return Err(invalid(format!(
+        return Err(bad_config(format!(
             "the partition count ({}) changes only by AddPartitions (brook topic add-partitions)",
             current.partitions
         )));
@@ -98,25 +108,30 @@ fn altered(current: &TopicConfig, req: Option<v1::TopicConfig>) -> Result<Partit
         (Ok(v1::FlushPolicy::Unspecified), Some(period)) => match p.flush {
             FlushPolicy::Interval(_) => FlushPolicy::Interval(period),
             _ => {
-                return Err(invalid(
+                return Err(bad_config(
                     "flush_interval_ms alone changes the period of a topic that flushes at an interval; set flush_policy FLUSH_POLICY_INTERVAL too",
                 ));
             }
         },
         (Ok(v1::FlushPolicy::Interval), Some(period)) => FlushPolicy::Interval(period),
         (Ok(v1::FlushPolicy::Interval), None) => {
-            return Err(invalid(
+            return Err(bad_config(
                 "flush_interval_ms is required with FLUSH_POLICY_INTERVAL",
             ));
         }
         (Ok(v1::FlushPolicy::Always | v1::FlushPolicy::Never), Some(_)) => {
-            return Err(invalid(
+            return Err(bad_config(
                 "flush_interval_ms goes only with FLUSH_POLICY_INTERVAL",
             ));
         }
         (Ok(v1::FlushPolicy::Always), None) => FlushPolicy::Always,
         (Ok(v1::FlushPolicy::Never), None) => FlushPolicy::Never,
-        (Err(_), _) => return Err(invalid(format!("unknown flush_policy {}", c.flush_policy))),
+        (Err(_), _) => {
+            return Err(bad_config(format!(
+                "unknown flush_policy {}",
+                c.flush_policy
+            )));
+        }
     };
     Ok(p)
 }
@@ -192,15 +207,13 @@ impl Topics for TopicsService {
             let config = topic_config(req.config, &self.broker.config.topic_defaults)?;
             let log = Arc::clone(self.broker.log()?);
             let name = req.name.clone();
-            let topic = tokio::task::spawn_blocking(move || log.create_topic(&name, config))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(to_status)?;
+            let topic = on_blocking_thread(move || log.create_topic(&name, config))
+                .await?;
             tracing::info!(topic = %req.name, partitions = topic.partition_count(), "created topic");
-            Ok(describe(&topic))
+            Ok::<_, ApiError>(describe(&topic))
         }
         .await;
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 
     async fn delete_topic(
@@ -212,20 +225,17 @@ impl Topics for TopicsService {
         let r = async {
             let log = Arc::clone(self.broker.log()?);
             let n = name.clone();
-            tokio::task::spawn_blocking(move || log.delete_topic(&n))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(to_status)?;
+            on_blocking_thread(move || log.delete_topic(&n)).await?;
             tracing::info!(topic = %name, "deleted topic");
             // Members lose its partitions now, not at their next rebalance.
             let (log, groups) = (self.broker.log()?, self.broker.groups()?);
             groups
                 .coordinator
                 .topic_changed(&name, &crate::groups::service::counter(log));
-            Ok(v1::DeleteTopicResponse {})
+            Ok::<_, ApiError>(v1::DeleteTopicResponse {})
         }
         .await;
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 
     async fn list_topics(
@@ -235,7 +245,7 @@ impl Topics for TopicsService {
         let r = self.broker.log().map(|log| v1::ListTopicsResponse {
             topics: log.topics().iter().map(|t| describe(t)).collect(),
         });
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 
     async fn describe_topic(
@@ -258,15 +268,12 @@ impl Topics for TopicsService {
             let wanted = altered(&topic.config(), req.config)?;
             let log = Arc::clone(self.broker.log()?);
             let name = req.name.clone();
-            let config = tokio::task::spawn_blocking(move || log.alter_topic(&name, wanted))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(to_status)?;
+            let config = on_blocking_thread(move || log.alter_topic(&name, wanted)).await?;
             tracing::info!(topic = %req.name, config = ?config.partition, "altered topic");
-            Ok(describe(&topic))
+            Ok::<_, ApiError>(describe(&topic))
         }
         .await;
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 
     async fn add_partitions(
@@ -278,20 +285,18 @@ impl Topics for TopicsService {
         let r = async {
             let log = Arc::clone(self.broker.log()?);
             let name = req.name.clone();
-            let topic = tokio::task::spawn_blocking(move || {
+            let topic = on_blocking_thread(move || {
                 log.add_partitions(&name, req.partitions)
                     .and_then(|()| log.topic(&name))
             })
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(to_status)?;
+            .await?;
             let (log, groups) = (self.broker.log()?, self.broker.groups()?);
             groups
                 .coordinator
                 .topic_changed(&req.name, &crate::groups::service::counter(log));
-            Ok(describe(&topic))
+            Ok::<_, ApiError>(describe(&topic))
         }
         .await;
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 }

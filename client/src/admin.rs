@@ -347,7 +347,7 @@ impl Admin {
             .await;
         match answer {
             Ok(r) => Ok(r.into_inner().offsets),
-            Err(e) if e.code() == Some(tonic::Code::NotFound) => Ok(Vec::new()),
+            Err(e) if e.reason() == Some("GROUP_NOT_FOUND") => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }

@@ -1,4 +1,8 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use thiserror::Error;
+use tonic_types::StatusExt;
 
 /// What a client call can fail with.
 ///
@@ -15,14 +19,22 @@ use thiserror::Error;
 #[derive(Debug, Clone, Error)]
 pub enum Error {
     /// An error status, from the broker or from a check the client makes
-    /// before sending (its code says what to do:
-    /// NOT_FOUND, INVALID_ARGUMENT, OUT_OF_RANGE, ...).
+    /// before sending. Decide on `reason` (docs/broker.md, "Errors", lists
+    /// them all), or on `code` for the broad class; the message is for people.
     #[error("broker error {code:?}: {message}")]
     Status {
         /// gRPC status code.
         code: tonic::Code,
         /// The broker's message, naming what was wrong.
         message: String,
+        /// Why, exactly (`google.rpc.ErrorInfo.reason`: `TOPIC_NOT_FOUND`,
+        /// `PRODUCER_FENCED`, ...); empty when the status carried none.
+        reason: String,
+        /// The `ErrorInfo` metadata: `topic`, `partition`, `group`, ...
+        metadata: BTreeMap<String, String>,
+        /// How long to wait before retrying, when the broker says
+        /// retrying is right (`google.rpc.RetryInfo`).
+        retry_after: Option<Duration>,
     },
     /// The broker could not be reached.
     #[error("cannot connect to {url}: {reason}")]
@@ -61,33 +73,84 @@ pub enum Error {
 }
 
 impl Error {
-    /// The damaged range a DATA_LOSS status names (metadata
-    /// `brook-damaged-first-offset` and `brook-damaged-end-offset`), if any.
+    /// The damaged range a DATA_LOSS status names (reason `DAMAGED_RANGE`,
+    /// metadata `first_offset` and `end_offset`), if any.
     pub(crate) fn damaged(s: &tonic::Status, topic: &str, partition: u32) -> Option<Error> {
         if s.code() != tonic::Code::DataLoss {
             return None;
         }
-        let get = |k: &str| s.metadata().get(k)?.to_str().ok()?.parse::<u64>().ok();
+        let info = s.get_details_error_info()?;
+        if info.reason != DAMAGED_RANGE {
+            return None;
+        }
+        let get = |k: &str| info.metadata.get(k)?.parse::<u64>().ok();
         Some(Error::Damaged {
             topic: topic.to_string(),
             partition,
-            first_offset: get("brook-damaged-first-offset")?,
-            end_offset: get("brook-damaged-end-offset")?,
+            first_offset: get("first_offset")?,
+            end_offset: get("end_offset")?,
             message: s.message().to_string(),
         })
     }
 }
 
+/// The reason of a damaged range.
+const DAMAGED_RANGE: &str = "DAMAGED_RANGE";
+
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Self {
+        let details = s.get_error_details();
+        let (reason, metadata) = match details.error_info() {
+            Some(info) => (
+                info.reason.clone(),
+                info.metadata
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            None => (String::new(), BTreeMap::new()),
+        };
         Error::Status {
             code: s.code(),
             message: s.message().to_string(),
+            reason,
+            metadata,
+            retry_after: details.retry_info().and_then(|r| r.retry_delay),
         }
     }
 }
 
 impl Error {
+    /// A status this client makes itself (no reason, no metadata).
+    pub(crate) fn status(code: tonic::Code, message: impl Into<String>) -> Error {
+        Error::Status {
+            code,
+            message: message.into(),
+            reason: String::new(),
+            metadata: BTreeMap::new(),
+            retry_after: None,
+        }
+    }
+
+    /// The broker's reason for the error (`google.rpc.ErrorInfo.reason`,
+    /// listed in docs/broker.md, "Errors"), if it gave one.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// match client.admin().describe_topic("orders").await {
+    ///     Err(e) if e.reason() == Some("TOPIC_NOT_FOUND") => println!("no orders topic yet"),
+    ///     other => println!("{} partitions", other?.partitions.len()),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Error::Status { reason, .. } if !reason.is_empty() => Some(reason),
+            Error::Damaged { .. } => Some(DAMAGED_RANGE),
+            _ => None,
+        }
+    }
+
     /// The gRPC code, for errors the broker sent.
     ///
     /// ```no_run

@@ -489,3 +489,15 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The `google.rpc.ErrorInfo` reason a status carries (docs/broker.md, "Errors").
+pub fn reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// One entry of the `ErrorInfo` metadata a status carries.
+pub fn error_metadata(status: &tonic::Status, key: &str) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info()?.metadata.get(key).cloned()
+}

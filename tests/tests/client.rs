@@ -91,6 +91,7 @@ async fn producer_batches_keyed_records_and_resolves_each_with_its_offset() {
         .err()
         .unwrap();
     assert_eq!(err.code(), Some(tonic::Code::NotFound));
+    assert_eq!(err.reason(), Some("TOPIC_NOT_FOUND"), "{err}");
     let record = ProducerRecord {
         topic: "orders".into(),
         partition: Some(9),

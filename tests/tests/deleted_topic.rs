@@ -100,6 +100,10 @@ async fn readers_of_a_deleted_topic_are_told_and_its_files_are_let_go() {
         .expect("the subscription ends at once");
     let status = ended.expect("a status").expect_err("NOT_FOUND");
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(
+        brook_tests::reason(&status).as_deref(),
+        Some("TOPIC_NOT_FOUND")
+    );
     let polled = tokio::time::timeout(DEADLINE, long_poll)
         .await
         .expect("the long poll ends at once")

@@ -5,9 +5,22 @@ use brook_protocol::v1;
 use brook_tests::{Broker, batch_of, create_topic, describe_topic, fetch_all, http_get};
 use tonic::Code;
 
-fn assert_code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, mentions: &str) {
+/// The request failed with `code`, the ErrorInfo `reason`, and a message
+/// that mentions `mentions`.
+fn assert_code<T: std::fmt::Debug>(
+    r: Result<T, tonic::Status>,
+    code: Code,
+    reason: &str,
+    mentions: &str,
+) {
     let status = r.expect_err("the request should fail");
     assert_eq!(status.code(), code, "wrong code for: {}", status.message());
+    assert_eq!(
+        brook_tests::reason(&status).as_deref(),
+        Some(reason),
+        "wrong reason for: {}",
+        status.message()
+    );
     assert!(
         status.message().contains(mentions),
         "message {:?} should mention {mentions:?}",
@@ -54,11 +67,13 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
             })
             .await,
         Code::NotFound,
+        "TOPIC_NOT_FOUND",
         "nope",
     );
     assert_code(
         producer.produce(good(7, b"x")).await,
         Code::NotFound,
+        "PARTITION_NOT_FOUND",
         "partition 7",
     );
     assert_code(
@@ -68,6 +83,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
             })
             .await,
         Code::NotFound,
+        "TOPIC_NOT_FOUND",
         "nope",
     );
     // ALREADY_EXISTS
@@ -81,6 +97,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
     assert_code(
         topics.create_topic(again).await,
         Code::AlreadyExists,
+        "TOPIC_ALREADY_EXISTS",
         "orders",
     );
     // INVALID_ARGUMENT: name, config, empty batch, oversized batch, garbage.
@@ -94,6 +111,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
     assert_code(
         topics.create_topic(bad_name).await,
         Code::InvalidArgument,
+        "INVALID_TOPIC_NAME",
         "bad/name",
     );
     let zero = v1::CreateTopicRequest {
@@ -106,6 +124,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
     assert_code(
         topics.create_topic(zero).await,
         Code::InvalidArgument,
+        "INVALID_CONFIG",
         "partitions",
     );
     let empty = brook_protocol::batch::BatchBuilder::new().build(0);
@@ -117,12 +136,14 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
             })
             .await,
         Code::InvalidArgument,
+        "INVALID_RECORDS",
         "no records",
     );
     let big = vec![7u8; 1_500_000];
     assert_code(
         producer.produce(good(0, &big)).await,
         Code::InvalidArgument,
+        "BATCH_TOO_LARGE",
         "max_batch_bytes",
     );
     let garbage = bytes::Bytes::from_static(
@@ -136,6 +157,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
             })
             .await,
         Code::InvalidArgument,
+        "INVALID_RECORDS",
         "batch",
     );
     assert_code(
@@ -147,6 +169,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
             })
             .await,
         Code::InvalidArgument,
+        "INVALID_REQUEST",
         "no records",
     );
     // Timestamps whose deltas cannot be encoded are refused, not stored undecodable.
@@ -164,6 +187,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
     assert_code(
         producer.publish(req).await,
         Code::InvalidArgument,
+        "INVALID_RECORDS",
         "timestamp",
     );
     // AlterTopic: the count, the batch limit, an interval without its policy
@@ -206,6 +230,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
         assert_code(
             topics.alter_topic(alter(config)).await,
             Code::InvalidArgument,
+            "INVALID_CONFIG",
             mentions,
         );
     }
@@ -217,6 +242,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
             })
             .await,
         Code::NotFound,
+        "TOPIC_NOT_FOUND",
         "nope",
     );
     // DATA_LOSS: a batch damaged in transit fails its CRC.
@@ -231,6 +257,7 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
             })
             .await,
         Code::DataLoss,
+        "CORRUPT_RECORDS",
         "CRC",
     );
     // OUT_OF_RANGE, with the valid range in the message.
@@ -240,7 +267,12 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
         offset: 99,
         ..Default::default()
     };
-    assert_code(consumer.fetch(far).await, Code::OutOfRange, "0..1");
+    assert_code(
+        consumer.fetch(far).await,
+        Code::OutOfRange,
+        "OFFSET_OUT_OF_RANGE",
+        "0..1",
+    );
     // RESOURCE_EXHAUSTED: a request over --max-request-bytes.
     let huge = v1::PublishRequest {
         topic: "orders".into(),
@@ -250,7 +282,12 @@ async fn bad_requests_get_precise_codes_and_change_nothing() {
         }],
         acks: 0,
     };
-    assert_code(producer.publish(huge).await, Code::ResourceExhausted, "");
+    assert_code(
+        producer.publish(huge).await,
+        Code::ResourceExhausted,
+        "REQUEST_TOO_LARGE",
+        "",
+    );
 
     let after = (
         fetch_all(&broker, "orders", 0, 0).await,
@@ -267,11 +304,14 @@ async fn unavailable_while_recovering() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::spawn_recovering(dir.path(), &["--debug-delay-recovery-ms", "5000"]);
     let mut topics = broker.topics().await;
-    assert_code(
-        topics.list_topics(v1::ListTopicsRequest {}).await,
-        Code::Unavailable,
-        "recovering",
-    );
+    let refused = topics.list_topics(v1::ListTopicsRequest {}).await;
+    if let Err(status) = &refused {
+        // Waiting is the right answer, and the status says how long.
+        use tonic_types::StatusExt;
+        let retry = status.get_details_retry_info().expect("RetryInfo");
+        assert!(retry.retry_delay.is_some_and(|d| !d.is_zero()), "{retry:?}");
+    }
+    assert_code(refused, Code::Unavailable, "BROKER_STARTING", "recovering");
     broker.wait_serving().await;
     assert!(topics.list_topics(v1::ListTopicsRequest {}).await.is_ok());
 }
@@ -303,7 +343,11 @@ async fn healthz_answers_at_once_and_readyz_once_recovered() {
 /// The grpc-status a raw call gets: `messages` framed as gRPC frames them,
 /// whatever bytes they are. No gRPC library sends a malformed message on
 /// purpose, so this speaks HTTP/2 itself.
-async fn raw_call(addr: std::net::SocketAddr, path: &str, messages: &[&[u8]]) -> (String, String) {
+async fn raw_call(
+    addr: std::net::SocketAddr,
+    path: &str,
+    messages: &[&[u8]],
+) -> (String, String, Option<String>) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
@@ -324,7 +368,8 @@ async fn raw_call(addr: std::net::SocketAddr, path: &str, messages: &[&[u8]]) ->
     let response = response.await.unwrap();
     let status = |h: &http::HeaderMap| {
         let get = |k: &str| h.get(k).map(|v| v.to_str().unwrap().to_string());
-        get("grpc-status").map(|c| (c, get("grpc-message").unwrap_or_default()))
+        let reason = tonic::Status::from_header_map(h).and_then(|s| brook_tests::reason(&s));
+        get("grpc-status").map(|c| (c, get("grpc-message").unwrap_or_default(), reason))
     };
     if let Some(s) = status(response.headers()) {
         return s;
@@ -358,12 +403,17 @@ async fn undecodable_requests_are_invalid_arguments() {
         ("/brook.v1.Groups/Join", &[0xff][..]),
         ("/brook.v1.Groups/Commit", not_utf8),
     ] {
-        let (code, message) = raw_call(broker.grpc, path, &[message]).await;
+        let (code, message, reason) = raw_call(broker.grpc, path, &[message]).await;
         assert_eq!(code, "3", "{path}: {message}");
+        assert_eq!(
+            reason.as_deref(),
+            Some("MALFORMED_REQUEST"),
+            "{path}: {message}"
+        );
         assert!(message.contains("decode"), "{path}: {message}");
     }
     // Still serving, and a valid raw call is answered normally.
-    let (code, _) = raw_call(broker.grpc, "/brook.v1.Topics/ListTopics", &[&[]]).await;
+    let (code, _, _) = raw_call(broker.grpc, "/brook.v1.Topics/ListTopics", &[&[]]).await;
     assert_eq!(code, "0");
     assert_eq!(describe_topic(&broker, "t").await.name, "t");
 }
@@ -405,6 +455,7 @@ async fn names_of_the_longest_allowed_length_work_end_to_end() {
     assert_code(
         topics.create_topic(create("t".repeat(250))).await,
         Code::InvalidArgument,
+        "INVALID_TOPIC_NAME",
         "1 to 249 characters",
     );
     create_topic(&broker, "t", 1).await;
@@ -432,6 +483,7 @@ async fn names_of_the_longest_allowed_length_work_end_to_end() {
     assert_code(
         groups.commit(commit("g".repeat(201))).await,
         Code::InvalidArgument,
+        "INVALID_GROUP_NAME",
         "1 to 200 characters",
     );
 }

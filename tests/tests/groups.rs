@@ -233,6 +233,13 @@ async fn an_expired_member_loses_its_partitions_and_its_commits_are_fenced() {
         "{}",
         err.message()
     );
+    assert!(
+        matches!(
+            brook_tests::reason(&err).as_deref(),
+            Some("STALE_GENERATION" | "UNKNOWN_MEMBER")
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +339,16 @@ async fn lag_is_exact_in_records_and_time() {
             topic: String::new(),
         })
         .await;
-    assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+    let unknown = unknown.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    assert_eq!(
+        brook_tests::reason(&unknown).as_deref(),
+        Some("GROUP_NOT_FOUND")
+    );
+    assert_eq!(
+        brook_tests::error_metadata(&unknown, "group").as_deref(),
+        Some("nobody")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,6 +415,10 @@ async fn reset_to_a_timestamp_replays_exactly_the_records_at_or_after_it() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        brook_tests::reason(&err).as_deref(),
+        Some("GROUP_NOT_EMPTY")
+    );
     assert!(
         err.message().contains("has 1 active member:") && err.message().contains("--force"),
         "{}",
@@ -606,6 +626,11 @@ async fn unknown_groups_are_not_found_everywhere_and_counted_by_group() {
         ("DeleteGroup", delete),
     ] {
         assert_eq!(status.code(), tonic::Code::NotFound, "{what}: {status:?}");
+        assert_eq!(
+            brook_tests::reason(&status).as_deref(),
+            Some("GROUP_NOT_FOUND"),
+            "{what}"
+        );
         assert!(status.message().contains("nobody"), "{what}: {status:?}");
     }
     let text = http_get(broker.metrics, "/metrics").await;

@@ -183,8 +183,12 @@ async fn state_snapshots_are_taken_at_rolls_and_survive_kill9() {
         .unwrap_err();
     assert_eq!(gap.code(), tonic::Code::FailedPrecondition);
     assert_eq!(
-        gap.metadata().get("brook-reason").unwrap(),
-        "OUT_OF_ORDER_SEQUENCE"
+        brook_tests::reason(&gap).as_deref(),
+        Some("OUT_OF_ORDER_SEQUENCE")
+    );
+    assert_eq!(
+        brook_tests::error_metadata(&gap, "expected_sequence").as_deref(),
+        Some("4")
     );
     assert_eq!(fetch_all(&broker, "pay", 0, 0).await.len(), 4);
 }
@@ -215,8 +219,8 @@ async fn a_producer_id_never_handed_out_is_refused() {
         .expect_err("not handed out yet");
     assert_eq!(early.code(), tonic::Code::FailedPrecondition);
     assert_eq!(
-        early.metadata().get("brook-reason").unwrap(),
-        "INVALID_PRODUCER_ID_MAPPING"
+        brook_tests::reason(&early).as_deref(),
+        Some("INVALID_PRODUCER_ID_MAPPING")
     );
     assert!(
         early.message().contains("InitProducer"),
@@ -273,18 +277,13 @@ async fn an_idle_producer_is_forgotten_after_the_expiration() {
     create_topic(&broker, "pay", 1).await;
     let pid = init(&broker).await;
     produce(&broker, batch(pid, 0, 0, &["a"])).await.unwrap();
-    let reason = |e: &tonic::Status| {
-        e.metadata()
-            .get("brook-reason")
-            .map(|r| r.to_str().unwrap().to_string())
-    };
     let mut last = None;
     brook_tests::eventually("the producer to be forgotten", async || {
         let e = produce(&broker, batch(pid, 0, 7, &["gap"]))
             .await
             .expect_err("a gap, then an unknown producer");
-        last = reason(&e);
-        last.as_deref() == Some("UNKNOWN_PRODUCER_ID")
+        last = brook_tests::reason(&e);
+        last.as_deref() == Some("UNKNOWN_PRODUCER")
     })
     .await;
     // Starting again at sequence 0 works.

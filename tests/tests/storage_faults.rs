@@ -150,24 +150,17 @@ async fn read_range(
 
 fn damaged_range(status: &tonic::Status) -> (u64, u64) {
     assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+    assert_eq!(
+        brook_tests::reason(status).as_deref(),
+        Some("DAMAGED_RANGE")
+    );
     let get = |k: &str| -> u64 {
-        status
-            .metadata()
-            .get(k)
+        brook_tests::error_metadata(status, k)
             .unwrap_or_else(|| panic!("no {k} in {status:?}"))
-            .to_str()
-            .unwrap()
             .parse()
             .unwrap()
     };
-    assert_eq!(
-        status.metadata().get("brook-reason").unwrap(),
-        "DAMAGED_RANGE"
-    );
-    (
-        get("brook-damaged-first-offset"),
-        get("brook-damaged-end-offset"),
-    )
+    (get("first_offset"), get("end_offset"))
 }
 
 fn brook(args: &[&str]) -> std::process::Output {

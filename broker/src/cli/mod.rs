@@ -187,11 +187,9 @@ fn unknown_topic_hint_any(e: anyhow::Error, topic: &str) -> anyhow::Error {
 }
 
 /// A client error, with the command that fixes it when the topic does not
-/// exist (the broker answers NOT_FOUND naming the unknown topic).
+/// exist (reason TOPIC_NOT_FOUND).
 fn unknown_topic_hint(e: brook_client::Error, topic: &str) -> anyhow::Error {
-    let unknown =
-        e.code() == Some(tonic::Code::NotFound) && e.to_string().contains("unknown topic");
-    match unknown {
+    match e.reason() == Some("TOPIC_NOT_FOUND") {
         true => anyhow::Error::new(e).context(format!(
             "topic {topic:?} does not exist: create it with `brook topic create {topic}`"
         )),

@@ -7,15 +7,14 @@ use std::sync::Arc;
 
 use brook_protocol::v1;
 use brook_storage::now_ms;
-use tonic::Status;
 
 use super::Groups;
 use super::offsets::{CommitError, Committed};
 use super::service::{Entry, GroupsService, MAX_METADATA, check_group_name};
-use crate::status::{invalid, to_status};
+use crate::error::{ApiError, ApiResult, Reason};
 
 impl GroupsService {
-    pub(super) fn commit_inner(&self, req: v1::CommitRequest) -> Result<Vec<Entry>, Status> {
+    pub(super) fn commit_inner(&self, req: v1::CommitRequest) -> ApiResult<Vec<Entry>> {
         check_group_name(&req.group)?;
         let (log, groups) = self.state()?;
         groups
@@ -24,19 +23,23 @@ impl GroupsService {
         let now = now_ms();
         let mut entries = Vec::with_capacity(req.offsets.len());
         for o in req.offsets {
-            let p = log
-                .topic(&o.topic)
-                .and_then(|t| t.partition(o.partition))
-                .map_err(to_status)?;
+            let p = log.topic(&o.topic).and_then(|t| t.partition(o.partition))?;
             let end = p.log_end_offset();
             if o.offset > end {
-                return Err(Status::out_of_range(format!(
-                    "commit of offset {} for {}/{} is past the log end {end}",
-                    o.offset, o.topic, o.partition
-                )));
+                return Err(ApiError::new(
+                    Reason::OffsetOutOfRange,
+                    format!(
+                        "commit of offset {} for {}/{} is past the log end {end}",
+                        o.offset, o.topic, o.partition
+                    ),
+                )
+                .with("topic", &o.topic)
+                .with("partition", o.partition)
+                .with("log_start_offset", p.log_start_offset())
+                .with("log_end_offset", end));
             }
             if o.metadata.len() > MAX_METADATA {
-                return Err(invalid(format!(
+                return Err(ApiError::invalid(format!(
                     "commit metadata is {} bytes; at most {MAX_METADATA}",
                     o.metadata.len()
                 )));
@@ -56,13 +59,13 @@ impl GroupsService {
     pub(super) fn reset_inner(
         &self,
         req: &v1::ResetOffsetsRequest,
-    ) -> Result<(Vec<v1::OffsetChange>, Vec<Entry>), Status> {
+    ) -> ApiResult<(Vec<v1::OffsetChange>, Vec<Entry>)> {
         use v1::reset_offsets_request::To;
         check_group_name(&req.group)?;
         let (log, groups) = self.state()?;
         // A dry run changes nothing: members may go on meanwhile.
         no_members(groups, &req.group, req.force || req.dry_run)?;
-        let topic = log.topic(&req.topic).map_err(to_status)?;
+        let topic = log.topic(&req.topic)?;
         let ids: Vec<u32> = if req.partitions.is_empty() {
             (0..topic.partition_count()).collect()
         } else {
@@ -70,21 +73,20 @@ impl GroupsService {
         };
         let committed = groups.offsets.get(&req.group);
         let to = req.to.as_ref().ok_or_else(|| {
-            invalid("say where to reset to: earliest, latest, offset, timestamp_ms or shift_by")
+            ApiError::invalid(
+                "say where to reset to: earliest, latest, offset, timestamp_ms or shift_by",
+            )
         })?;
         let (mut changes, mut entries) = (Vec::new(), Vec::new());
         for id in ids {
-            let p = topic.partition(id).map_err(to_status)?;
+            let p = topic.partition(id)?;
             let (start, end) = (p.log_start_offset(), p.high_watermark());
             let before = committed.get(&(req.topic.clone(), id)).map(|c| c.offset);
             let after = match to {
                 To::Earliest(_) => start,
                 To::Latest(_) => end,
                 To::Offset(o) => (*o).clamp(start, end),
-                To::TimestampMs(t) => p
-                    .offset_for_timestamp(*t)
-                    .map_err(to_status)?
-                    .unwrap_or(end),
+                To::TimestampMs(t) => p.offset_for_timestamp(*t)?.unwrap_or(end),
                 To::ShiftBy(n) => before
                     .unwrap_or(start)
                     .saturating_add_signed(*n)
@@ -112,11 +114,11 @@ impl GroupsService {
 
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, Status> {
+) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(io_status)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(io_error)
 }
 
 /// Stores offsets on a blocking thread if `check` passes under the group's offsets lock.
@@ -124,28 +126,32 @@ pub(super) async fn store_checked(
     groups: Arc<Groups>,
     group: String,
     entries: Vec<Entry>,
-    check: impl FnOnce(&Groups, &str) -> Result<(), Status> + Send + 'static,
-) -> Result<(), Status> {
+    check: impl FnOnce(&Groups, &str) -> ApiResult<()> + Send + 'static,
+) -> ApiResult<()> {
     tokio::task::spawn_blocking(move || {
         groups
             .offsets
             .commit_checked(&group, entries, || check(&groups, &group))
     })
     .await
-    .map_err(|e| Status::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e| match e {
-        CommitError::Rejected(status) => status,
-        CommitError::Io(e) => io_status(e),
+        CommitError::Rejected(refused) => refused,
+        CommitError::Io(e) => io_error(e),
     })
 }
 
 /// Offsets may be reset only while the group has no members, unless forced.
-pub(super) fn no_members(groups: &Groups, group: &str, force: bool) -> Result<(), Status> {
+pub(super) fn no_members(groups: &Groups, group: &str, force: bool) -> ApiResult<()> {
     match groups.coordinator.member_count(group) {
-        n if n > 0 && !force => Err(Status::failed_precondition(format!(
-            "group {group:?} has {}: stop them first, or force the reset (brook group reset-offsets --force; ResetOffsetsRequest.force)",
-            members(n)
-        ))),
+        n if n > 0 && !force => Err(ApiError::new(
+            Reason::GroupNotEmpty,
+            format!(
+                "group {group:?} has {}: stop them first, or force the reset (brook group reset-offsets --force; ResetOffsetsRequest.force)",
+                members(n)
+            ),
+        )
+        .with("group", group)),
         _ => Ok(()),
     }
 }
@@ -159,14 +165,14 @@ pub(super) fn members(n: usize) -> String {
 }
 
 /// A failed offsets write: RESOURCE_EXHAUSTED when the disk is full, INTERNAL otherwise.
-pub fn io_status(e: anyhow::Error) -> Status {
+pub fn io_error(e: anyhow::Error) -> ApiError {
     let full = e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.raw_os_error() == Some(28))
     });
     if full {
-        Status::resource_exhausted(format!("disk full: {e:#}"))
+        ApiError::new(Reason::DiskFull, format!("disk full: {e:#}"))
     } else {
-        Status::internal(format!("{e:#}"))
+        ApiError::internal(format!("{e:#}"))
     }
 }

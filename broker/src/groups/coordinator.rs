@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::assign::{MemberView, Strategy, Tp, assign};
+use crate::error::{ApiError, ApiResult, Reason};
 
 /// Where a member's events go.
 pub type EventTx = mpsc::UnboundedSender<Result<v1::MemberEvent, Status>>;
@@ -240,15 +241,19 @@ impl Coordinator {
         spec: JoinSpec,
         tx: EventTx,
         partition_count: &dyn Fn(&str) -> Option<u32>,
-    ) -> Result<String, Status> {
+    ) -> ApiResult<String> {
         let mut groups = self.lock();
         let g = groups.entry(spec.group.clone()).or_default();
         match g.strategy {
             Some(s) if s != spec.strategy => {
-                return Err(Status::failed_precondition(format!(
-                    "group {:?} uses the {s:?} assignment strategy; a member asked for {:?}",
-                    spec.group, spec.strategy
-                )));
+                return Err(ApiError::new(
+                    Reason::InconsistentStrategy,
+                    format!(
+                        "group {:?} uses the {s:?} assignment strategy; a member asked for {:?}",
+                        spec.group, spec.strategy
+                    ),
+                )
+                .with("group", &spec.group));
             }
             _ => g.strategy = Some(spec.strategy),
         }
@@ -336,29 +341,42 @@ impl Coordinator {
     }
 
     /// Rejects commits from members that are gone or from an old generation.
-    pub fn check_commit(&self, group: &str, member: &str, generation: u64) -> Result<(), Status> {
+    pub fn check_commit(&self, group: &str, member: &str, generation: u64) -> ApiResult<()> {
         let groups = self.lock();
         let g = groups.get(group);
         let members = g.map_or(0, |g| g.members.len());
         if member.is_empty() {
             return match members {
                 0 => Ok(()),
-                n => Err(Status::failed_precondition(format!(
-                    "group {group:?} has {}: a standalone commit (no member id) needs an empty group",
-                    super::commits::members(n)
-                ))),
+                n => Err(ApiError::new(
+                    Reason::GroupNotEmpty,
+                    format!(
+                        "group {group:?} has {}: a standalone commit (no member id) needs an empty group",
+                        super::commits::members(n)
+                    ),
+                )
+                .with("group", group)),
             };
         }
         let Some(g) = g.filter(|g| g.members.contains_key(member)) else {
-            return Err(Status::failed_precondition(format!(
-                "member {member:?} is not in group {group:?} (it left or was removed): its commit is rejected"
-            )));
+            return Err(ApiError::new(
+                Reason::UnknownMember,
+                format!(
+                    "member {member:?} is not in group {group:?} (it left or was removed): its commit is rejected"
+                ),
+            )
+            .with("group", group));
         };
         if g.generation != generation {
-            return Err(Status::failed_precondition(format!(
-                "commit for generation {generation} of group {group:?}, which is at generation {}: stale member",
-                g.generation
-            )));
+            return Err(ApiError::new(
+                Reason::StaleGeneration,
+                format!(
+                    "commit for generation {generation} of group {group:?}, which is at generation {}: stale member",
+                    g.generation
+                ),
+            )
+            .with("group", group)
+            .with("generation", g.generation));
         }
         Ok(())
     }

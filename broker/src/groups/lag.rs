@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use brook_protocol::batch::batches;
 use brook_protocol::v1;
 use brook_storage::{Log, Partition};
-use tonic::Status;
 
 use super::Groups;
+use crate::error::{ApiError, ApiResult, Reason};
 
 /// Timestamps of records at given offsets. Stored records never change, so an
 /// entry stays true while the record is stored; the cache only saves the read.
@@ -52,9 +52,9 @@ fn partitions_of(
     log: &Log,
     group: &str,
     topic: &str,
-) -> Result<BTreeSet<String>, Status> {
+) -> ApiResult<BTreeSet<String>> {
     if !topic.is_empty() {
-        log.topic(topic).map_err(crate::status::to_status)?;
+        log.topic(topic)?;
         return Ok([topic.to_string()].into());
     }
     let mut topics: BTreeSet<String> = groups
@@ -76,12 +76,10 @@ pub fn consumer_lag(
     group: &str,
     topic: &str,
     now_ms: i64,
-) -> Result<v1::ConsumerLag, Status> {
+) -> ApiResult<v1::ConsumerLag> {
     let committed = groups.offsets.get(group);
     if committed.is_empty() && groups.coordinator.member_count(group) == 0 {
-        return Err(Status::not_found(format!(
-            "group {group:?} has no committed offsets and no members"
-        )));
+        return Err(unknown_group(group));
     }
     let mut out = v1::ConsumerLag {
         group: group.to_string(),
@@ -140,4 +138,13 @@ pub fn every_group(groups: &Groups, log: &Log, now_ms: i64) -> Vec<v1::ConsumerL
         .iter()
         .filter_map(|group| consumer_lag(groups, log, group, "", now_ms).ok())
         .collect()
+}
+
+/// GROUP_NOT_FOUND: a group without members or committed offsets is unknown.
+pub fn unknown_group(group: &str) -> ApiError {
+    ApiError::new(
+        Reason::GroupNotFound,
+        format!("unknown group {group:?}: it has no committed offsets and no members"),
+    )
+    .with("group", group)
 }

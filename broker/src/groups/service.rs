@@ -16,10 +16,11 @@ use super::Groups;
 use super::assign::Strategy;
 use super::commits::{blocking, no_members, store_checked};
 use super::coordinator::{JoinSpec, by_topic};
+use super::lag::unknown_group;
 use super::offsets::Committed;
+use crate::error::{ApiError, ApiResult, Reason};
 use crate::request::RequestContext;
 use crate::state::Broker;
-use crate::status::{invalid, to_status};
 
 /// One committed offset to store.
 pub(super) type Entry = (super::offsets::Tp, Committed);
@@ -39,19 +40,21 @@ impl GroupsService {
     }
 }
 
-pub(super) fn check_group_name(name: &str) -> Result<(), Status> {
+pub(super) fn check_group_name(name: &str) -> ApiResult<()> {
     // The offsets file and its temporary copy (`<group>.offsets.<n>.tmp`)
     // must fit the file system's 255-byte names.
     if name.len() > MAX_GROUP_NAME {
-        return Err(invalid(format!(
-            "invalid group name {name:?}: must be 1 to {MAX_GROUP_NAME} characters long"
-        )));
+        return Err(ApiError::new(
+            Reason::InvalidGroupName,
+            format!("invalid group name {name:?}: must be 1 to {MAX_GROUP_NAME} characters long"),
+        ));
     }
     brook_storage::validate_topic_name(name).map_err(|e| match e {
-        brook_storage::Error::InvalidTopicName { reason, .. } => {
-            invalid(format!("invalid group name {name:?}: {reason}"))
-        }
-        other => to_status(other),
+        brook_storage::Error::InvalidTopicName { reason, .. } => ApiError::new(
+            Reason::InvalidGroupName,
+            format!("invalid group name {name:?}: {reason}"),
+        ),
+        other => other.into(),
     })
 }
 
@@ -64,14 +67,16 @@ pub fn counter(log: &Log) -> impl Fn(&str) -> Option<u32> + '_ {
     move |topic| log.topic(topic).ok().map(|t| t.partition_count())
 }
 
-fn strategy(s: i32) -> Result<Strategy, Status> {
+fn strategy(s: i32) -> ApiResult<Strategy> {
     match v1::AssignmentStrategy::try_from(s) {
         Ok(v1::AssignmentStrategy::Unspecified | v1::AssignmentStrategy::Sticky) => {
             Ok(Strategy::Sticky)
         }
         Ok(v1::AssignmentStrategy::Range) => Ok(Strategy::Range),
         Ok(v1::AssignmentStrategy::RoundRobin) => Ok(Strategy::RoundRobin),
-        Err(_) => Err(invalid(format!("unknown assignment strategy {s}"))),
+        Err(_) => Err(ApiError::invalid(format!(
+            "unknown assignment strategy {s}"
+        ))),
     }
 }
 
@@ -101,27 +106,27 @@ fn committed_to_proto(group: &Groups, name: &str, topic: &str) -> Vec<v1::Commit
 }
 
 impl GroupsService {
-    pub(super) fn state(&self) -> Result<(&Arc<Log>, &Arc<Groups>), Status> {
+    pub(super) fn state(&self) -> ApiResult<(&Arc<Log>, &Arc<Groups>)> {
         Ok((self.broker.log()?, self.broker.groups()?))
     }
 
     /// Reads the JoinGroup that opens a session and checks it.
-    fn join_spec(&self, first: Option<v1::JoinMessage>, host: String) -> Result<JoinSpec, Status> {
+    fn join_spec(&self, first: Option<v1::JoinMessage>, host: String) -> ApiResult<JoinSpec> {
         let Some(v1::JoinMessage {
             message: Some(v1::join_message::Message::Join(j)),
         }) = first
         else {
-            return Err(invalid(
+            return Err(ApiError::invalid(
                 "the first message of a Join stream must be a JoinGroup",
             ));
         };
         check_group_name(&j.group)?;
         if j.topics.is_empty() {
-            return Err(invalid("JoinGroup needs at least one topic"));
+            return Err(ApiError::invalid("JoinGroup needs at least one topic"));
         }
         let log = self.broker.log()?;
         for t in &j.topics {
-            log.topic(t).map_err(to_status)?;
+            log.topic(t)?;
         }
         let c = &self.broker.config;
         let timeout = match j.session_timeout_ms {
@@ -130,7 +135,7 @@ impl GroupsService {
             ms => Duration::from_millis(u64::from(ms)),
         };
         if timeout < c.group_min_session_timeout || timeout > c.group_max_session_timeout {
-            return Err(invalid(format!(
+            return Err(ApiError::invalid(format!(
                 "session_timeout_ms {} is outside the broker's limits {}..={}",
                 timeout.as_millis(),
                 c.group_min_session_timeout.as_millis(),
@@ -177,7 +182,7 @@ impl groups_server::Groups for GroupsService {
             let (tx, rx) = mpsc::unbounded_channel();
             let group = spec.group.clone();
             let member = groups.coordinator.join(spec, tx, &counter(log))?;
-            Ok::<_, Status>((group, member, rx, Arc::clone(log), Arc::clone(groups)))
+            Ok::<_, ApiError>((group, member, rx, Arc::clone(log), Arc::clone(groups)))
         })()?;
         let mut shutdown = self.broker.shutdown_signal();
         tokio::spawn(async move {
@@ -224,10 +229,10 @@ impl groups_server::Groups for GroupsService {
                 groups.coordinator.check_commit(g, &member, generation)
             })
             .await?;
-            Ok(v1::CommitResponse {})
+            Ok::<_, ApiError>(v1::CommitResponse {})
         }
         .await;
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 
     async fn fetch_committed(
@@ -240,13 +245,13 @@ impl groups_server::Groups for GroupsService {
         if FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             < self.broker.config.debug_fail_fetch_committed
         {
-            return Err(Status::internal("debug fail point: FetchCommitted failed"));
+            return Err(ApiError::internal("debug fail point: FetchCommitted failed").into());
         }
         check_group_name(&req.group)?;
         let groups = self.broker.groups()?;
         // One rule for every read of a named group: unknown is NOT_FOUND.
         if !groups.names().contains(&req.group) {
-            return Err(Status::not_found(format!("unknown group {:?}", req.group)));
+            return Err(unknown_group(&req.group).into());
         }
         let offsets = committed_to_proto(groups, &req.group, &req.topic);
         Ok(Response::new(v1::FetchCommittedResponse { offsets }))
@@ -271,7 +276,7 @@ impl groups_server::Groups for GroupsService {
                 .collect();
             v1::ListGroupsResponse { groups }
         });
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 
     async fn describe_group(
@@ -286,7 +291,7 @@ impl groups_server::Groups for GroupsService {
             let offsets = committed_to_proto(g, &name, "");
             let info = g.coordinator.describe(&name);
             if info.is_none() && offsets.is_empty() {
-                return Err(Status::not_found(format!("unknown group {name:?}")));
+                return Err(unknown_group(&name));
             }
             let mut d = v1::GroupDescription {
                 group: name.clone(),
@@ -310,9 +315,9 @@ impl groups_server::Groups for GroupsService {
                     })
                     .collect();
             }
-            Ok(d)
+            Ok::<_, ApiError>(d)
         })();
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 
     async fn delete_group(
@@ -326,13 +331,17 @@ impl groups_server::Groups for GroupsService {
             let groups = Arc::clone(self.broker.groups()?);
             let members = groups.coordinator.member_count(&name);
             if members > 0 {
-                return Err(Status::failed_precondition(format!(
-                    "group {name:?} has {}: stop them first",
-                    super::commits::members(members)
-                )));
+                return Err(ApiError::new(
+                    Reason::GroupNotEmpty,
+                    format!(
+                        "group {name:?} has {}: stop them first",
+                        super::commits::members(members)
+                    ),
+                )
+                .with("group", &name));
             }
             if !groups.names().contains(&name) {
-                return Err(Status::not_found(format!("unknown group {name:?}")));
+                return Err(unknown_group(&name));
             }
             let n = name.clone();
             blocking(move || {
@@ -343,7 +352,7 @@ impl groups_server::Groups for GroupsService {
             Ok(v1::DeleteGroupResponse {})
         }
         .await;
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 
     async fn get_consumer_lag(
@@ -374,9 +383,9 @@ impl groups_server::Groups for GroupsService {
                 store_checked(groups, req.group.clone(), entries, move |groups, g| no_members(groups, g, force)).await?;
                 tracing::info!(group = %req.group, topic = %req.topic, partitions = changes.len(), "offsets reset");
             }
-            Ok(v1::ResetOffsetsResponse { changes, applied: !req.dry_run })
+            Ok::<_, ApiError>(v1::ResetOffsetsResponse { changes, applied: !req.dry_run })
         }
         .await;
-        r.map(Response::new)
+        Ok(Response::new(r?))
     }
 }

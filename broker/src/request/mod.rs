@@ -290,6 +290,8 @@ fn log_failure(
     status: &Status,
 ) {
     let (code, message) = (status.code(), status.message());
+    let info = tonic_types::StatusExt::get_details_error_info(status);
+    let reason = info.as_ref().map_or("", |i| i.reason.as_str());
     match resource {
         Resource::Topic => tracing::warn!(
             parent: None,
@@ -297,6 +299,7 @@ fn log_failure(
             topic = name,
             partition,
             code = code_name(code),
+            reason,
             message,
             "request failed"
         ),
@@ -305,6 +308,7 @@ fn log_failure(
             method,
             group = name,
             code = code_name(code),
+            reason,
             message,
             "request failed"
         ),

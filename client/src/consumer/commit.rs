@@ -97,7 +97,10 @@ impl Consumer {
         loop {
             let generation = lock(&self.shared).generation;
             match commit_positions(&self.shared, None).await {
-                Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) && self.member => {
+                Err(e)
+                    if matches!(e.reason(), Some("STALE_GENERATION" | "UNKNOWN_MEMBER"))
+                        && self.member =>
+                {
                     while lock(&self.shared).generation == generation {
                         if tokio::time::Instant::now() > deadline {
                             return Err(e);

@@ -152,7 +152,7 @@ pub(super) async fn membership(
                 for _ in 0..20 {
                     committed = commit_positions(&shared, None).await;
                     match &committed {
-                        Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {}
+                        Err(e) if matches!(e.reason(), Some("STALE_GENERATION" | "UNKNOWN_MEMBER")) => {}
                         _ => break,
                     }
                     let pending = tokio::time::timeout(Duration::from_millis(100), events.message()).await;

@@ -294,12 +294,10 @@ impl Producer {
                     let partition = match (partition, key) {
                         (Some(p), _) if p < count => p,
                         (Some(p), _) => {
-                            return Err(Error::Status {
-                                code: tonic::Code::NotFound,
-                                message: format!(
-                                    "topic {topic:?} has no partition {p} (it has {count})"
-                                ),
-                            });
+                            return Err(Error::status(
+                                tonic::Code::NotFound,
+                                format!("topic {topic:?} has no partition {p} (it has {count})"),
+                            ));
                         }
                         (None, Some(key)) => partition_for_key(key, count),
                         (None, None) => {

@@ -220,10 +220,7 @@ impl Sender {
             .requests
             .send(request)
             .await
-            .map_err(|_| Error::Status {
-                code: tonic::Code::Unavailable,
-                message: "the produce stream closed".into(),
-            })
+            .map_err(|_| Error::status(tonic::Code::Unavailable, "the produce stream closed"))
     }
 
     /// The stream broke: an idempotent producer re-sends later, within
@@ -266,10 +263,10 @@ impl Sender {
         // Sequences of failed batches are burnt: a new producer id starts afresh.
         self.identity = None;
         self.sequences.clear();
-        let behind = Error::Status {
-            code: tonic::Code::Aborted,
-            message: format!("not stored: an earlier batch on the same stream failed ({err})"),
-        };
+        let behind = Error::status(
+            tonic::Code::Aborted,
+            format!("not stored: an earlier batch on the same stream failed ({err})"),
+        );
         // Completed before they leave the flush list, so that a flush never
         // misses their errors.
         for (i, f) in self.in_flight.drain(..).enumerate() {
@@ -295,10 +292,10 @@ impl Sender {
             // The broker appends nothing after a failed batch on a stream, so
             // the batches behind this one were never stored.
             Some(Err(s)) => self.stream_failed(Error::from(s)),
-            None => self.stream_failed(Error::Status {
-                code: tonic::Code::Unavailable,
-                message: "the produce stream ended".into(),
-            }),
+            None => self.stream_failed(Error::status(
+                tonic::Code::Unavailable,
+                "the produce stream ended",
+            )),
         }
     }
 }

@@ -169,7 +169,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn ensure_topic(client: &Client, topic: &str, partitions: u32) -> anyhow::Result<()> {
     match client.admin().describe_topic(topic).await {
         Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(tonic::Code::NotFound) => {
+        Err(e) if e.reason() == Some("TOPIC_NOT_FOUND") => {
             client.admin().create_topic(topic, partitions).await?;
             Ok(())
         }
