@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "brook/v1/log.proto",
             "brook/v1/groups.proto",
             "brook/v1/cluster.proto",
+            "brook/v1/acls.proto",
         ];
         println!("cargo:rerun-if-changed=proto");
         let fds = protox::compile(files, ["proto"])?;

@@ -47,8 +47,14 @@ impl ClusterService {
 impl Cluster for ClusterService {
     async fn describe_cluster(
         &self,
-        _req: Request<v1::DescribeClusterRequest>,
+        req: Request<v1::DescribeClusterRequest>,
     ) -> Result<Response<v1::ClusterDescription>, Status> {
+        self.broker.auth.authorize(
+            &crate::auth::Caller::of(&req),
+            crate::auth::acl::Operation::Describe,
+            crate::auth::acl::ResourceType::Cluster,
+            crate::auth::acl::CLUSTER,
+        )?;
         Ok(Response::new(v1::ClusterDescription {
             brokers: vec![self.this_broker()],
         }))

@@ -10,6 +10,8 @@ use anyhow::Context;
 use brook_storage::{FlushPolicy, OnOpenError, PartitionConfig};
 use serde::Deserialize;
 
+use crate::auth::{AuthConfig, AuthMode};
+
 /// Flags of `brook serve`. Every value is optional here so that the config
 /// file can fill what the command line and environment leave unset.
 #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
@@ -91,6 +93,18 @@ pub struct ServeArgs {
     /// PEM CA: clients must present a certificate it signed (mutual TLS)
     #[arg(long, env = "BROOK_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Whether calls must authenticate (a bearer token from --tokens-file, or a client certificate with --tls-client-ca); with `required`, ACLs decide what each principal may do [default: off]
+    #[arg(long, env = "BROOK_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+    /// TOML file of principals and their token hashes (`brook token create`); re-read on SIGHUP
+    #[arg(long, env = "BROOK_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Principals that no ACL restricts, comma-separated (who manages the ACLs at first)
+    #[arg(long, env = "BROOK_SUPER_USERS", value_delimiter = ',')]
+    pub super_users: Option<Vec<String>>,
+    /// Whether GET /metrics needs a bearer token from --tokens-file too [default: off]
+    #[arg(long, env = "BROOK_METRICS_AUTH", value_enum)]
+    pub metrics_auth: Option<AuthMode>,
     /// What to do with a partition that cannot be opened at start (an
     /// unreadable file, a directory where a segment should be) [default: offline]
     #[arg(long, env = "BROOK_ON_OPEN_ERROR", value_enum)]
@@ -168,6 +182,8 @@ pub struct ServeConfig {
     pub group_max_session_timeout: Duration,
     /// TLS certificate and key (PEM contents), and the CA for client certificates.
     pub tls: Option<TlsFiles>,
+    /// Authentication and authorization settings.
+    pub auth: AuthConfig,
     /// See [`ServeArgs::on_open_error`].
     pub on_open_error: OnOpenError,
     /// See [`ServeArgs::debug_drop_stream_after`].
@@ -310,6 +326,12 @@ impl ServeArgs {
                 self.tls_key.or(file.tls_key),
                 self.tls_client_ca.or(file.tls_client_ca),
             )?,
+            auth: AuthConfig {
+                mode: pick!(auth, AuthMode::Off),
+                tokens_file: self.tokens_file.or(file.tokens_file),
+                super_users: self.super_users.or(file.super_users).unwrap_or_default(),
+                metrics_auth: pick!(metrics_auth, AuthMode::Off),
+            },
             on_open_error: pick!(on_open_error, OpenErrorPolicy::Offline).into(),
             debug_drop_stream_after: self.debug_drop_stream_after,
             debug_fail_fetch_committed: self.debug_fail_fetch_committed.unwrap_or(0),
@@ -325,6 +347,16 @@ impl ServeArgs {
             "max_request_bytes ({}) must exceed max_batch_bytes ({})",
             config.max_request_bytes,
             config.topic_defaults.max_batch_bytes
+        );
+        let auth = &config.auth;
+        let client_certs = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        anyhow::ensure!(
+            auth.mode == AuthMode::Off || auth.tokens_file.is_some() || client_certs,
+            "--auth required needs a way to authenticate: --tokens-file, or --tls-client-ca for client certificates"
+        );
+        anyhow::ensure!(
+            auth.metrics_auth == AuthMode::Off || auth.tokens_file.is_some(),
+            "--metrics-auth required needs --tokens-file (scrapers send a bearer token)"
         );
         Ok(config)
     }

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::acl::Operation;
 use crate::error::{ApiError, ApiResult, Reason};
 use crate::metrics::TopicLabels;
 use crate::request::RequestContext;
@@ -264,9 +265,11 @@ impl Consumer for ConsumerService {
         req: Request<v1::FetchRequest>,
     ) -> Result<Response<v1::FetchResponse>, Status> {
         let ctx = RequestContext::of(&req);
-        let req = req.into_inner();
-        ctx.resource(&req.topic).partition(req.partition);
-        Ok(Response::new(self.fetch_inner(&req).await?))
+        ctx.resource(&req.get_ref().topic)
+            .partition(req.get_ref().partition);
+        self.broker
+            .authorize_topic(&req, Operation::Read, &req.get_ref().topic)?;
+        Ok(Response::new(self.fetch_inner(req.get_ref()).await?))
     }
 
     type SubscribeStream = SubscribeStream;
@@ -276,6 +279,8 @@ impl Consumer for ConsumerService {
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().topic);
+        self.broker
+            .authorize_topic(&req, Operation::Read, &req.get_ref().topic)?;
         let req = req.into_inner();
         let starts = (|| {
             let topic = self.broker.topic(&req.topic)?;

@@ -15,6 +15,7 @@
 // compiler keeps that rule in non-test code (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod auth;
 pub mod build;
 pub mod cli;
 mod cluster;

@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Caller;
+use crate::auth::acl::{Operation, ResourceType};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::TopicLabels;
 use crate::request::{RequestContext, record_message};
@@ -111,8 +113,12 @@ impl ProducerService {
     /// answered with its first offsets and not stored again.
     fn start_produce(
         &self,
+        caller: &Caller,
         req: v1::ProduceRequest,
     ) -> ApiResult<impl Future<Output = Result<v1::ProduceResponse, Status>> + use<>> {
+        self.broker
+            .auth
+            .authorize(caller, Operation::Write, ResourceType::Topic, &req.topic)?;
         let durable = wants_durable(req.acks)?;
         let p = self.broker.partition(&req.topic, req.partition)?;
         let batch = parse_batch(req.batch)?;
@@ -226,9 +232,10 @@ impl Producer for ProducerService {
         req: Request<v1::ProduceRequest>,
     ) -> Result<Response<v1::ProduceResponse>, Status> {
         let ctx = RequestContext::of(&req);
+        let caller = Caller::of(&req);
         let req = req.into_inner();
         ctx.resource(&req.topic).partition(req.partition);
-        let ack = self.start_produce(req)?;
+        let ack = self.start_produce(&caller, req)?;
         Ok(Response::new(ack.await?))
     }
 
@@ -238,6 +245,7 @@ impl Producer for ProducerService {
         &self,
         req: Request<Streaming<v1::ProduceRequest>>,
     ) -> Result<Response<ProduceStream>, Status> {
+        let caller = Caller::of(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
         let service = ProducerService {
@@ -267,11 +275,11 @@ impl Producer for ProducerService {
                             appended += 1;
                             if drop_after.is_some_and(|n| appended > n) {
                                 // Fail point: the batch is stored, its ack is lost.
-                                let _ = service.start_produce(req);
+                                let _ = service.start_produce(&caller, req);
                                 let _ = tx.send(Err(ApiError::new(crate::error::Reason::BrokerStopping, "debug fail point: stream dropped after an append").into())).await;
                                 return;
                             }
-                            let ack: Pin<Box<dyn Future<Output = _> + Send>> = match service.start_produce(req) {
+                            let ack: Pin<Box<dyn Future<Output = _> + Send>> = match service.start_produce(&caller, req) {
                                 Ok(ack) => Box::pin(ack),
                                 Err(e) => {
                                     // Nothing after a failed batch is appended.
@@ -297,8 +305,14 @@ impl Producer for ProducerService {
 
     async fn init_producer(
         &self,
-        _req: Request<v1::InitProducerRequest>,
+        req: Request<v1::InitProducerRequest>,
     ) -> Result<Response<v1::InitProducerResponse>, Status> {
+        // Kafka's rule: whoever may write some topic may be an idempotent producer.
+        self.broker.auth.authorize_some(
+            &Caller::of(&req),
+            Operation::Write,
+            ResourceType::Topic,
+        )?;
         let r = self
             .broker
             .allocate_producer_id()
@@ -314,6 +328,8 @@ impl Producer for ProducerService {
         req: Request<v1::PublishRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().topic);
+        self.broker
+            .authorize_topic(&req, Operation::Write, &req.get_ref().topic)?;
         let r = self.publish_records(req.into_inner()).await;
         Ok(Response::new(r?))
     }
@@ -339,7 +355,8 @@ mod tests {
         }
         .resolve()
         .unwrap();
-        let broker = Broker::new(config);
+        let auth = crate::auth::Auth::open(config.auth.clone(), config.data_dir.clone()).unwrap();
+        let broker = Broker::new(config, Arc::new(auth));
         let log = Arc::new(Log::open(dir.path()).unwrap());
         let groups = Arc::new(Groups::open(dir.path().join("~groups")).unwrap());
         broker.set_ready(Arc::clone(&log), groups);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use brook_protocol::v1::{
-    self, cluster_server::ClusterServer, consumer_server::ConsumerServer,
+    self, acls_server::AclsServer, cluster_server::ClusterServer, consumer_server::ConsumerServer,
     groups_server::GroupsServer, producer_server::ProducerServer, topics_server::TopicsServer,
 };
 use brook_storage::{DirLock, Log, LogOptions, now_ms};
@@ -76,7 +76,11 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     let grpc_addr = listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
 
-    let broker = Arc::new(Broker::new(config.clone()));
+    let auth = crate::auth::Auth::open(config.auth.clone(), config.data_dir.clone())
+        .map_err(anyhow::Error::msg)?;
+    let auth = Arc::new(auth);
+    auth.reload_on_sighup();
+    let broker = Arc::new(Broker::new(config.clone(), Arc::clone(&auth)));
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", ServingStatus::NotServing)
@@ -126,6 +130,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
             .layer(tower::util::MapResponseLayer::new(
                 crate::tonic_status::correct_response,
             ))
+            .layer(crate::auth::layer::AuthLayer::new(Arc::clone(&auth)))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -142,6 +147,10 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
                     .max_decoding_message_size(max),
             )
             .add_service(ClusterServer::new(ClusterService::new(Arc::clone(&broker))))
+            .add_service(AclsServer::new(crate::auth::service::AclsService::new(
+                Arc::clone(&auth),
+                config.auth.super_users.clone(),
+            )))
             .add_service(
                 ConsumerServer::new(ConsumerService::new(Arc::clone(&broker)))
                     .max_decoding_message_size(max)
@@ -152,6 +161,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     let metrics = tokio::spawn(crate::metrics::serve(
         metrics_listener,
         Arc::clone(&broker.metrics),
+        Arc::clone(&auth),
         broker.shutdown_signal(),
     ));
 

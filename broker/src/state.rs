@@ -8,6 +8,8 @@ use std::time::Instant;
 use brook_storage::{Log, Partition, Topic};
 use tokio::sync::watch;
 
+use crate::auth::acl::{Operation, ResourceType};
+use crate::auth::{Auth, Caller};
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ApiResult, Reason};
 use crate::groups::Groups;
@@ -27,14 +29,17 @@ pub struct Broker {
     round_robin: AtomicU64,
     /// When the broker started, for its uptime.
     pub started: Instant,
+    /// Who is calling and what they may do.
+    pub auth: Arc<Auth>,
     /// The same moment in ms since the Unix epoch.
     pub started_at_ms: i64,
 }
 
 impl Broker {
     /// A broker that is still recovering: requests get UNAVAILABLE until [`Broker::set_ready`].
-    pub fn new(config: ServeConfig) -> Broker {
+    pub fn new(config: ServeConfig, auth: Arc<Auth>) -> Broker {
         Broker {
+            auth,
             log: OnceLock::new(),
             groups: OnceLock::new(),
             shutdown: watch::Sender::new(false),
@@ -106,6 +111,28 @@ impl Broker {
             ));
         }
         self.log.get().ok_or_else(starting)
+    }
+
+    /// Refuses `req`'s caller `op` on the topic unless an ACL allows it.
+    pub fn authorize_topic<T>(
+        &self,
+        req: &tonic::Request<T>,
+        op: Operation,
+        topic: &str,
+    ) -> ApiResult<()> {
+        self.auth
+            .authorize(&Caller::of(req), op, ResourceType::Topic, topic)
+    }
+
+    /// Refuses `req`'s caller `op` on the group unless an ACL allows it.
+    pub fn authorize_group<T>(
+        &self,
+        req: &tonic::Request<T>,
+        op: Operation,
+        group: &str,
+    ) -> ApiResult<()> {
+        self.auth
+            .authorize(&Caller::of(req), op, ResourceType::Group, group)
     }
 
     /// A topic by name (NOT_FOUND if unknown).

@@ -8,6 +8,8 @@ use brook_protocol::v1::{self, topics_server::Topics};
 use brook_storage::{FlushPolicy, PartitionConfig, Topic, TopicConfig};
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
+use crate::auth::acl::{Operation, ResourceType};
 use crate::error::{ApiError, ApiResult, Reason, on_blocking_thread};
 use crate::request::RequestContext;
 use crate::state::Broker;
@@ -202,6 +204,8 @@ impl Topics for TopicsService {
         req: Request<v1::CreateTopicRequest>,
     ) -> Result<Response<v1::TopicDescription>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().name);
+        self.broker
+            .authorize_topic(&req, Operation::Create, &req.get_ref().name)?;
         let req = req.into_inner();
         let r = async {
             let config = topic_config(req.config, &self.broker.config.topic_defaults)?;
@@ -221,6 +225,8 @@ impl Topics for TopicsService {
         req: Request<v1::DeleteTopicRequest>,
     ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().name);
+        self.broker
+            .authorize_topic(&req, Operation::Delete, &req.get_ref().name)?;
         let name = req.into_inner().name;
         let r = async {
             let log = Arc::clone(self.broker.log()?);
@@ -240,10 +246,18 @@ impl Topics for TopicsService {
 
     async fn list_topics(
         &self,
-        _req: Request<v1::ListTopicsRequest>,
+        req: Request<v1::ListTopicsRequest>,
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
+        // As Kafka lists topics: only those the caller may describe.
+        let caller = Caller::of(&req);
+        let auth = &self.broker.auth;
         let r = self.broker.log().map(|log| v1::ListTopicsResponse {
-            topics: log.topics().iter().map(|t| describe(t)).collect(),
+            topics: log
+                .topics()
+                .iter()
+                .filter(|t| auth.may(&caller, Operation::Describe, ResourceType::Topic, t.name()))
+                .map(|t| describe(t))
+                .collect(),
         });
         Ok(Response::new(r?))
     }
@@ -253,6 +267,8 @@ impl Topics for TopicsService {
         req: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::TopicDescription>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().name);
+        self.broker
+            .authorize_topic(&req, Operation::Describe, &req.get_ref().name)?;
         let t = self.broker.topic(&req.into_inner().name)?;
         Ok(Response::new(describe(&t)))
     }
@@ -262,6 +278,8 @@ impl Topics for TopicsService {
         req: Request<v1::AlterTopicRequest>,
     ) -> Result<Response<v1::TopicDescription>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().name);
+        self.broker
+            .authorize_topic(&req, Operation::Alter, &req.get_ref().name)?;
         let req = req.into_inner();
         let r = async {
             let topic = self.broker.topic(&req.name)?;
@@ -281,6 +299,8 @@ impl Topics for TopicsService {
         req: Request<v1::AddPartitionsRequest>,
     ) -> Result<Response<v1::TopicDescription>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().name);
+        self.broker
+            .authorize_topic(&req, Operation::Alter, &req.get_ref().name)?;
         let req = req.into_inner();
         let r = async {
             let log = Arc::clone(self.broker.log()?);

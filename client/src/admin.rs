@@ -18,7 +18,7 @@ use crate::error::Result;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Admin {
-    client: Client,
+    pub(crate) client: Client,
 }
 
 impl Client {

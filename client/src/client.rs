@@ -351,6 +351,10 @@ impl Client {
         v1::cluster_client::ClusterClient::new(self.channel.clone())
     }
 
+    pub(crate) fn acls(&self) -> v1::acls_client::AclsClient<Transport> {
+        v1::acls_client::AclsClient::new(self.channel.clone())
+    }
+
     pub(crate) fn health(&self) -> tonic_health::pb::health_client::HealthClient<Transport> {
         tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
     }

@@ -20,6 +20,7 @@
 // compiler keeps that rule in non-test code (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod acls;
 mod admin;
 mod auth;
 mod client;

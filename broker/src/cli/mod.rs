@@ -7,6 +7,7 @@
 //!   Human tables by default, JSON with `--json`.
 //! - `position`: the `earliest|latest|offset:N|time:MS|shift:N` forms.
 //! - `data`: `brook data verify|repair`, offline, on a data directory.
+//! - `acl`: `brook acl add|list|remove|whoami` and `brook token create`.
 //! - `bench`: `brook bench` and its workloads.
 //!
 //! `brook serve`'s flags live with the rest of its settings in
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 use crate::config::ServeArgs;
 use crate::signals::Signals;
 
+mod acl;
 mod bench;
 mod connection;
 mod consume;
@@ -85,6 +87,10 @@ Examples:
     Lag(lag::LagArgs),
     /// Is the broker reachable and serving: version, uptime, state (exit 0 if so).
     Health(health::HealthArgs),
+    /// Who may do what (brokers run with --auth required): add, list, remove, whoami.
+    Acl(acl::AclArgs),
+    /// Make bearer tokens for the broker's --tokens-file.
+    Token(acl::TokenArgs),
     /// Named connection settings (url, CA, token): list, show, add, use, remove.
     Context(context::ContextArgs),
     /// Print a shell completion script for brook.
@@ -149,6 +155,8 @@ impl Cli {
                 clap_complete::generate(shell, &mut cmd, "brook", &mut std::io::stdout());
             }
             Command::Context(args) => context::run(args)?,
+            Command::Acl(args) => block_on(acl::run(args))?,
+            Command::Token(args) => acl::run_token(args)?,
             Command::Data { cmd } => {
                 if !data::run(cmd)? {
                     return Ok(ExitCode::from(1));
@@ -170,7 +178,9 @@ impl Command {
             Command::Group(a) => Some(&a.conn),
             Command::Lag(a) => Some(&a.conn),
             Command::Health(a) => Some(&a.conn),
+            Command::Acl(a) => Some(&a.conn),
             Command::Serve(_)
+            | Command::Token(_)
             | Command::Data { .. }
             | Command::Completions { .. }
             | Command::Context(_) => None,

@@ -18,6 +18,8 @@ use super::commits::{blocking, no_members, store_checked};
 use super::coordinator::{JoinSpec, by_topic};
 use super::lag::unknown_group;
 use super::offsets::Committed;
+use crate::auth::Caller;
+use crate::auth::acl::{Operation, ResourceType};
 use crate::error::{ApiError, ApiResult, Reason};
 use crate::request::RequestContext;
 use crate::state::Broker;
@@ -167,15 +169,21 @@ impl groups_server::Groups for GroupsService {
         let host = req
             .remote_addr()
             .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        let caller = Caller::of(&req);
         let mut inbound = req.into_inner();
         let first = inbound.message().await?;
-        let group_name = match &first {
-            Some(v1::JoinMessage {
-                message: Some(v1::join_message::Message::Join(j)),
-            }) => j.group.clone(),
-            _ => String::new(),
-        };
-        ctx.resource(&group_name);
+        if let Some(v1::JoinMessage {
+            message: Some(v1::join_message::Message::Join(j)),
+        }) = &first
+        {
+            ctx.resource(&j.group);
+            // A member reads the group and learns the topics' partitions.
+            let auth = &self.broker.auth;
+            auth.authorize(&caller, Operation::Read, ResourceType::Group, &j.group)?;
+            for topic in &j.topics {
+                auth.authorize(&caller, Operation::Describe, ResourceType::Topic, topic)?;
+            }
+        }
         let (group, member, rx, log, groups) = (|| {
             let spec = self.join_spec(first, host)?;
             let (log, groups) = self.state()?;
@@ -217,6 +225,8 @@ impl groups_server::Groups for GroupsService {
         req: Request<v1::CommitRequest>,
     ) -> Result<Response<v1::CommitResponse>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().group);
+        self.broker
+            .authorize_group(&req, Operation::Commit, &req.get_ref().group)?;
         let req = req.into_inner();
         let group = req.group.clone();
         let (member, generation) = (req.member_id.clone(), req.generation);
@@ -240,6 +250,8 @@ impl groups_server::Groups for GroupsService {
         req: Request<v1::FetchCommittedRequest>,
     ) -> Result<Response<v1::FetchCommittedResponse>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().group);
+        self.broker
+            .authorize_group(&req, Operation::Describe, &req.get_ref().group)?;
         let req = req.into_inner();
         static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         if FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -259,12 +271,16 @@ impl groups_server::Groups for GroupsService {
 
     async fn list_groups(
         &self,
-        _req: Request<v1::ListGroupsRequest>,
+        req: Request<v1::ListGroupsRequest>,
     ) -> Result<Response<v1::ListGroupsResponse>, Status> {
+        // Only the groups the caller may describe, as Kafka lists them.
+        let caller = Caller::of(&req);
+        let auth = &self.broker.auth;
         let r = self.broker.groups().map(|g| {
             let groups = g
                 .names()
                 .into_iter()
+                .filter(|name| auth.may(&caller, Operation::Describe, ResourceType::Group, name))
                 .map(|name| {
                     let info = g.coordinator.describe(&name);
                     v1::GroupSummary {
@@ -284,6 +300,8 @@ impl groups_server::Groups for GroupsService {
         req: Request<v1::DescribeGroupRequest>,
     ) -> Result<Response<v1::GroupDescription>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().group);
+        self.broker
+            .authorize_group(&req, Operation::Describe, &req.get_ref().group)?;
         let name = req.into_inner().group;
         let r = (|| {
             check_group_name(&name)?;
@@ -325,6 +343,8 @@ impl groups_server::Groups for GroupsService {
         req: Request<v1::DeleteGroupRequest>,
     ) -> Result<Response<v1::DeleteGroupResponse>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().group);
+        self.broker
+            .authorize_group(&req, Operation::Delete, &req.get_ref().group)?;
         let name = req.into_inner().group;
         let r = async {
             check_group_name(&name)?;
@@ -360,6 +380,8 @@ impl groups_server::Groups for GroupsService {
         req: Request<v1::GetConsumerLagRequest>,
     ) -> Result<Response<v1::ConsumerLag>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().group);
+        self.broker
+            .authorize_group(&req, Operation::Describe, &req.get_ref().group)?;
         let req = req.into_inner();
         check_group_name(&req.group)?;
         let (log, groups) = self.state()?;
@@ -372,6 +394,13 @@ impl groups_server::Groups for GroupsService {
         req: Request<v1::ResetOffsetsRequest>,
     ) -> Result<Response<v1::ResetOffsetsResponse>, Status> {
         RequestContext::of(&req).resource(&req.get_ref().group);
+        // A dry run only looks.
+        let op = match req.get_ref().dry_run {
+            true => Operation::Describe,
+            false => Operation::Alter,
+        };
+        self.broker
+            .authorize_group(&req, op, &req.get_ref().group)?;
         let req = req.into_inner();
         let r = async {
             let (changes, entries) = self.reset_inner(&req)?;

@@ -34,6 +34,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::{Auth, AuthMode};
 use crate::groups::Groups;
 
 /// Labels of per-request metrics.
@@ -255,8 +256,35 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 /// `/metrics`, and the two probes load balancers and orchestrators ask:
 /// `/healthz` (the process answers) and `/readyz` (the log is recovered and
 /// the broker is not stopping: send it traffic).
-fn respond(metrics: &Metrics, stopping: bool, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    metrics: &Metrics,
+    auth: &Auth,
+    stopping: bool,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     match req.uri().path() {
+        // The probes stay open: orchestrators call them without credentials.
+        "/metrics" if auth.metrics_auth() == AuthMode::Required => {
+            let token = req
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if token
+                .and_then(|t| auth.principal_of_token(t.trim()))
+                .is_none()
+            {
+                let mut resp = text(
+                    StatusCode::UNAUTHORIZED,
+                    "/metrics needs \"Authorization: Bearer <token>\" with a token of the broker's tokens file (--metrics-auth)\n",
+                );
+                resp.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static("Bearer realm=\"brook\""),
+                );
+                return resp;
+            }
+        }
         "/metrics" => {}
         "/healthz" => return text(StatusCode::OK, "ok\n"),
         "/readyz" => {
@@ -289,6 +317,7 @@ fn respond(metrics: &Metrics, stopping: bool, req: &Request<Incoming>) -> Respon
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    auth: Arc<Auth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -303,10 +332,11 @@ pub async fn serve(
             _ = shutdown.wait_for(|s| *s) => return,
         };
         let metrics = Arc::clone(&metrics);
+        let auth = Arc::clone(&auth);
         let stopping = shutdown.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let resp = respond(&metrics, *stopping.borrow(), &req);
+                let resp = respond(&metrics, &auth, *stopping.borrow(), &req);
                 async move { Ok::<_, Infallible>(resp) }
             });
             if let Err(e) = http1::Builder::new()

@@ -30,7 +30,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use brook_protocol::v1::{
-    cluster_server, consumer_server, groups_server, producer_server, topics_server,
+    acls_server, cluster_server, consumer_server, groups_server, producer_server, topics_server,
 };
 use http::HeaderMap;
 use tonic::{Code, Status};
@@ -47,6 +47,10 @@ use crate::metrics::RequestMetrics;
 /// untouched, so a client cannot grow the metrics' label sets with made-up
 /// method names.
 const SERVICES: &[(&str, &[&str])] = &[
+    (
+        acls_server::SERVICE_NAME,
+        &["CreateAcls", "ListAcls", "DeleteAcls", "WhoAmI"],
+    ),
     (
         topics_server::SERVICE_NAME,
         &[
@@ -125,6 +129,8 @@ pub struct RequestContext {
     resource: OnceLock<String>,
     /// The partition, for requests about one (it goes into the failure log line).
     partition: OnceLock<u32>,
+    /// Who called, when authentication is on (the failure log line names them).
+    principal: OnceLock<String>,
     /// `rpc{method, topic | group, partition, code}`.
     span: Span,
 }
@@ -137,12 +143,14 @@ impl RequestContext {
             topic = Empty,
             group = Empty,
             partition = Empty,
+            principal = Empty,
             code = Empty,
         );
         RequestContext {
             rpc,
             resource: OnceLock::new(),
             partition: OnceLock::new(),
+            principal: OnceLock::new(),
             span,
         }
     }
@@ -160,6 +168,7 @@ impl RequestContext {
                 },
                 resource: OnceLock::new(),
                 partition: OnceLock::new(),
+                principal: OnceLock::new(),
                 span: Span::none(),
             }),
         }
@@ -183,6 +192,13 @@ impl RequestContext {
             self.span.record("partition", id);
         }
         self
+    }
+
+    /// Names the authenticated caller (set by the auth layer).
+    pub fn principal(&self, name: &str) {
+        if self.principal.set(name.to_string()).is_ok() {
+            self.span.record("principal", name);
+        }
     }
 
     /// Records the call whose response headers are `headers`, `elapsed`
@@ -233,10 +249,13 @@ impl RequestContext {
 
     fn log_failure(&self, status: &Status) {
         log_failure(
-            self.rpc.method,
-            self.rpc.resource,
-            self.name(),
-            self.partition.get().copied(),
+            Failure {
+                method: self.rpc.method,
+                resource: self.rpc.resource,
+                name: self.name(),
+                partition: self.partition.get().copied(),
+                principal: self.principal.get().map_or("", String::as_str),
+            },
             status,
         );
     }
@@ -282,22 +301,37 @@ pub fn code_name(code: Code) -> &'static str {
 /// not one inside the `rpc` span: it names the method and resource itself,
 /// so a subscriber that prints span context does not print them twice, and
 /// one that filters the span out still gets them.
-fn log_failure(
+/// What a failure log line names besides the status.
+struct Failure<'a> {
     method: &'static str,
     resource: Resource,
-    name: &str,
+    name: &'a str,
     partition: Option<u32>,
-    status: &Status,
-) {
+    /// Empty when authentication is off.
+    principal: &'a str,
+}
+
+fn log_failure(f: Failure<'_>, status: &Status) {
+    let Failure {
+        method,
+        resource,
+        name,
+        partition,
+        principal,
+    } = f;
     let (code, message) = (status.code(), status.message());
     let info = tonic_types::StatusExt::get_details_error_info(status);
-    let reason = info.as_ref().map_or("", |i| i.reason.as_str());
+    // Absent, not empty, when there is none (authentication off; a status
+    // tonic made).
+    let reason = info.as_ref().map(|i| i.reason.as_str());
+    let principal = (!principal.is_empty()).then_some(principal);
     match resource {
         Resource::Topic => tracing::warn!(
             parent: None,
             method,
             topic = name,
             partition,
+            principal,
             code = code_name(code),
             reason,
             message,
@@ -307,6 +341,7 @@ fn log_failure(
             parent: None,
             method,
             group = name,
+            principal,
             code = code_name(code),
             reason,
             message,
@@ -334,7 +369,14 @@ pub fn record_message<T>(
     let code = result.as_ref().map(|_| ()).map_err(Status::code);
     metrics.observe(method, (topic, ""), started.elapsed(), code);
     if let Err(status) = result {
-        log_failure(method, Resource::Topic, topic, Some(partition), status);
+        let failure = Failure {
+            method,
+            resource: Resource::Topic,
+            name: topic,
+            partition: Some(partition),
+            principal: "",
+        };
+        log_failure(failure, status);
     }
 }
 
