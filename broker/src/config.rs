@@ -11,6 +11,7 @@ use brook_storage::{FlushPolicy, OnOpenError, PartitionConfig};
 use serde::Deserialize;
 
 use crate::auth::{AuthConfig, AuthMode};
+use crate::quota::Rates;
 
 /// Flags of `brook serve`. Every value is optional here so that the config
 /// file can fill what the command line and environment leave unset.
@@ -48,6 +49,9 @@ pub struct ServeArgs {
     /// How long a ping may go unanswered before the connection is closed as dead, in ms [default: 20000]
     #[arg(long, env = "BROOK_KEEPALIVE_TIMEOUT_MS")]
     pub keepalive_timeout_ms: Option<u64>,
+    /// Longest a request's handler may take to answer (a stream: to start), in ms; past it the request gets DEADLINE_EXCEEDED. Must exceed --max-fetch-wait-ms [default: 60000]
+    #[arg(long, env = "BROOK_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
     /// Longest a fetch may long-poll, in ms [default: 30000]
     #[arg(long, env = "BROOK_MAX_FETCH_WAIT_MS")]
     pub max_fetch_wait_ms: Option<u64>,
@@ -102,6 +106,12 @@ pub struct ServeArgs {
     /// Principals that no ACL restricts, comma-separated (who manages the ACLs at first)
     #[arg(long, env = "BROOK_SUPER_USERS", value_delimiter = ',')]
     pub super_users: Option<Vec<String>>,
+    /// Produce rate of each client (principal, or IP address without --auth), in bytes/s: past it, produce requests wait (Kafka's producer_byte_rate) [default: unlimited]
+    #[arg(long, env = "BROOK_QUOTA_PRODUCE_BYTES_PER_SEC")]
+    pub quota_produce_bytes_per_sec: Option<u64>,
+    /// Fetch rate of each client, in bytes/s: past it, fetch responses and subscription messages wait (Kafka's consumer_byte_rate) [default: unlimited]
+    #[arg(long, env = "BROOK_QUOTA_FETCH_BYTES_PER_SEC")]
+    pub quota_fetch_bytes_per_sec: Option<u64>,
     /// Whether GET /metrics needs a bearer token from --tokens-file too [default: off]
     #[arg(long, env = "BROOK_METRICS_AUTH", value_enum)]
     pub metrics_auth: Option<AuthMode>,
@@ -166,6 +176,8 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Cap on a connection's concurrent streams.
     pub max_streams_per_connection: u32,
+    /// Longest a request's handler may take to answer.
+    pub request_timeout: Duration,
     /// HTTP/2 ping period (`None`: no pings) and how long a ping may go unanswered.
     pub keepalive: Option<(Duration, Duration)>,
     /// Retention period.
@@ -184,6 +196,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Authentication and authorization settings.
     pub auth: AuthConfig,
+    /// Byte rates of every client (the tokens file may set others per principal).
+    pub quotas: Rates,
     /// See [`ServeArgs::on_open_error`].
     pub on_open_error: OnOpenError,
     /// See [`ServeArgs::debug_drop_stream_after`].
@@ -298,6 +312,7 @@ impl ServeArgs {
             metrics_listen: pick!(metrics_listen, SocketAddr::from(([127, 0, 0, 1], 9293))),
             max_request_bytes: pick!(max_request_bytes, 16 << 20),
             max_fetch_wait: Duration::from_millis(pick!(max_fetch_wait_ms, 30_000)),
+            request_timeout: Duration::from_millis(pick!(request_timeout_ms, 60_000)),
             max_fetch_bytes: pick!(max_fetch_bytes, 4 << 20).max(1),
             max_connections: pick!(max_connections, 10_000).max(1),
             max_streams_per_connection: pick!(max_streams_per_connection, 1000).max(1),
@@ -332,6 +347,14 @@ impl ServeArgs {
                 super_users: self.super_users.or(file.super_users).unwrap_or_default(),
                 metrics_auth: pick!(metrics_auth, AuthMode::Off),
             },
+            quotas: Rates {
+                produce_bytes_per_sec: self
+                    .quota_produce_bytes_per_sec
+                    .or(file.quota_produce_bytes_per_sec),
+                fetch_bytes_per_sec: self
+                    .quota_fetch_bytes_per_sec
+                    .or(file.quota_fetch_bytes_per_sec),
+            },
             on_open_error: pick!(on_open_error, OpenErrorPolicy::Offline).into(),
             debug_drop_stream_after: self.debug_drop_stream_after,
             debug_fail_fetch_committed: self.debug_fail_fetch_committed.unwrap_or(0),
@@ -347,6 +370,12 @@ impl ServeArgs {
             "max_request_bytes ({}) must exceed max_batch_bytes ({})",
             config.max_request_bytes,
             config.topic_defaults.max_batch_bytes
+        );
+        anyhow::ensure!(
+            config.request_timeout > config.max_fetch_wait,
+            "request_timeout_ms ({}) must exceed max_fetch_wait_ms ({}): a long poll must end by its own wait",
+            config.request_timeout.as_millis(),
+            config.max_fetch_wait.as_millis()
         );
         let auth = &config.auth;
         let client_certs = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());

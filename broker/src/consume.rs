@@ -16,8 +16,10 @@ use tonic::{Request, Response, Status};
 use crate::auth::acl::Operation;
 use crate::error::{ApiError, ApiResult, Reason};
 use crate::metrics::TopicLabels;
+use crate::quota::Direction;
 use crate::request::RequestContext;
 use crate::state::Broker;
+use crate::state::QuotaClient;
 
 const DEFAULT_MAX_BYTES: u32 = 1 << 20;
 
@@ -188,6 +190,8 @@ struct Subscription {
     topic: String,
     max_bytes: usize,
     decoded: bool,
+    /// Whose fetch quota its messages count against.
+    client: QuotaClient,
 }
 
 /// Follows one partition, sending what it appends until the client leaves
@@ -205,6 +209,7 @@ async fn follow(
         topic,
         max_bytes,
         decoded,
+        client,
     } = &*sub;
     let (max_bytes, decoded) = (*max_bytes, *decoded);
     let mut end = p.watch_high_watermark();
@@ -251,6 +256,11 @@ async fn follow(
             log_end_offset,
             next_offset: next,
         };
+        let bytes = prost::Message::encoded_len(&msg);
+        tokio::select! {
+            () = service.broker.throttle(client, Direction::Fetch, bytes) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
         tokio::select! {
             sent = tx.send(Ok(msg)) => if sent.is_err() { return },
             _ = shutdown.wait_for(|s| *s) => return,
@@ -269,7 +279,12 @@ impl Consumer for ConsumerService {
             .partition(req.get_ref().partition);
         self.broker
             .authorize_topic(&req, Operation::Read, &req.get_ref().topic)?;
-        Ok(Response::new(self.fetch_inner(req.get_ref()).await?))
+        let fetched = self.fetch_inner(req.get_ref()).await?;
+        let bytes = prost::Message::encoded_len(&fetched);
+        self.broker
+            .throttle(&QuotaClient::of(&req), Direction::Fetch, bytes)
+            .await;
+        Ok(Response::new(fetched))
     }
 
     type SubscribeStream = SubscribeStream;
@@ -281,6 +296,7 @@ impl Consumer for ConsumerService {
         RequestContext::of(&req).resource(&req.get_ref().topic);
         self.broker
             .authorize_topic(&req, Operation::Read, &req.get_ref().topic)?;
+        let client = QuotaClient::of(&req);
         let req = req.into_inner();
         let starts = (|| {
             let topic = self.broker.topic(&req.topic)?;
@@ -314,6 +330,7 @@ impl Consumer for ConsumerService {
             topic: req.topic,
             max_bytes,
             decoded: req.decoded,
+            client,
         });
         for (id, p, from) in starts {
             tokio::spawn(follow(Arc::clone(&sub), id, p, from, tx.clone()));

@@ -96,6 +96,8 @@ reasons! {
     InconsistentStrategy = "INCONSISTENT_STRATEGY", FailedPrecondition;
     /// A replica request does not fit the log (offset, epoch or truncation point).
     ReplicaMismatch = "REPLICA_MISMATCH", FailedPrecondition;
+    /// The broker did not answer within --request-timeout-ms.
+    RequestTimeout = "REQUEST_TIMEOUT", DeadlineExceeded;
     /// The disk under the data directory is full.
     DiskFull = "DISK_FULL", ResourceExhausted;
     /// The broker ran out of file descriptors.

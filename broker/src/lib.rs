@@ -28,9 +28,11 @@ pub mod groups;
 mod metrics;
 mod produce;
 mod producer_ids;
+pub mod quota;
 mod request;
 pub mod server;
 pub mod signals;
 pub mod state;
 mod tonic_status;
 mod topics;
+

@@ -17,8 +17,10 @@ use crate::auth::Caller;
 use crate::auth::acl::{Operation, ResourceType};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::TopicLabels;
+use crate::quota::Direction;
 use crate::request::{RequestContext, record_message};
 use crate::state::Broker;
+use crate::state::QuotaClient;
 
 /// Batches a produce stream may have in flight (appended, awaiting their ack).
 const STREAM_IN_FLIGHT: usize = 64;
@@ -190,6 +192,16 @@ impl ProducerService {
     }
 }
 
+/// What a published record weighs against a produce quota.
+fn record_size(r: &v1::PublishRecord) -> usize {
+    r.key.as_ref().map_or(0, |k| k.len())
+        + r.value.as_ref().map_or(0, |v| v.len())
+        + r.headers
+            .iter()
+            .map(|h| h.key.len() + h.value.len())
+            .sum::<usize>()
+}
+
 /// Splits one partition's records into runs whose batches stay under `max_batch` bytes.
 fn chunk_by_size(
     records: &[v1::PublishRecord],
@@ -233,8 +245,12 @@ impl Producer for ProducerService {
     ) -> Result<Response<v1::ProduceResponse>, Status> {
         let ctx = RequestContext::of(&req);
         let caller = Caller::of(&req);
+        let client = QuotaClient::of(&req);
         let req = req.into_inner();
         ctx.resource(&req.topic).partition(req.partition);
+        self.broker
+            .throttle(&client, Direction::Produce, req.batch.len())
+            .await;
         let ack = self.start_produce(&caller, req)?;
         Ok(Response::new(ack.await?))
     }
@@ -245,6 +261,7 @@ impl Producer for ProducerService {
         &self,
         req: Request<Streaming<v1::ProduceRequest>>,
     ) -> Result<Response<ProduceStream>, Status> {
+        let client = QuotaClient::of(&req);
         let caller = Caller::of(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_IN_FLIGHT);
@@ -270,6 +287,9 @@ impl Producer for ProducerService {
                     }
                     msg = inbound.message(), if reading && acks.len() < STREAM_IN_FLIGHT => match msg {
                         Ok(Some(req)) => {
+                            // Over its quota the stream waits here: it reads no
+                            // further batch until the client's rate allows it.
+                            service.broker.throttle(&client, Direction::Produce, req.batch.len()).await;
                             let started = Instant::now();
                             let (topic, partition) = (req.topic.clone(), req.partition);
                             appended += 1;
@@ -330,6 +350,10 @@ impl Producer for ProducerService {
         RequestContext::of(&req).resource(&req.get_ref().topic);
         self.broker
             .authorize_topic(&req, Operation::Write, &req.get_ref().topic)?;
+        let bytes = req.get_ref().records.iter().map(record_size).sum();
+        self.broker
+            .throttle(&QuotaClient::of(&req), Direction::Produce, bytes)
+            .await;
         let r = self.publish_records(req.into_inner()).await;
         Ok(Response::new(r?))
     }

@@ -131,6 +131,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
                 crate::tonic_status::correct_response,
             ))
             .layer(crate::auth::layer::AuthLayer::new(Arc::clone(&auth)))
+            .layer(crate::request::DeadlineLayer::new(config.request_timeout))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

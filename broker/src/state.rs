@@ -13,7 +13,9 @@ use crate::auth::{Auth, Caller};
 use crate::config::ServeConfig;
 use crate::error::{ApiError, ApiResult, Reason};
 use crate::groups::Groups;
+use crate::metrics::DirectionLabels;
 use crate::metrics::Metrics;
+use crate::quota::{Direction, Quotas};
 
 /// The broker's shared state. Services hold it in an `Arc`.
 pub struct Broker {
@@ -31,6 +33,8 @@ pub struct Broker {
     pub started: Instant,
     /// Who is calling and what they may do.
     pub auth: Arc<Auth>,
+    /// Byte-rate quotas per client.
+    pub quotas: Quotas,
     /// The same moment in ms since the Unix epoch.
     pub started_at_ms: i64,
 }
@@ -40,6 +44,7 @@ impl Broker {
     pub fn new(config: ServeConfig, auth: Arc<Auth>) -> Broker {
         Broker {
             auth,
+            quotas: Quotas::new(config.quotas),
             log: OnceLock::new(),
             groups: OnceLock::new(),
             shutdown: watch::Sender::new(false),
@@ -113,6 +118,38 @@ impl Broker {
         self.log.get().ok_or_else(starting)
     }
 
+    /// Waits as long as `client`'s byte-rate quota needs after `bytes`
+    /// more in `direction` (not at all without quotas), and counts the wait.
+    pub async fn throttle(&self, client: &QuotaClient, direction: Direction, bytes: usize) {
+        let (own, overrides) = match &client.caller.principal {
+            Some(p) => self.auth.quotas(p),
+            None => (None, false),
+        };
+        if !self.quotas.any(overrides) {
+            return;
+        }
+        let key = match (&client.caller.principal, client.peer) {
+            (Some(p), _) => p.to_string(),
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => String::new(),
+        };
+        let wait = self.quotas.charge(direction, &key, own, bytes);
+        if wait.is_zero() {
+            return;
+        }
+        let label = DirectionLabels {
+            direction: match direction {
+                Direction::Produce => "produce",
+                Direction::Fetch => "fetch",
+            },
+        };
+        self.metrics
+            .throttled_seconds
+            .get_or_create(&label)
+            .inc_by(wait.as_secs_f64());
+        tokio::time::sleep(wait).await;
+    }
+
     /// Refuses `req`'s caller `op` on the topic unless an ACL allows it.
     pub fn authorize_topic<T>(
         &self,
@@ -168,4 +205,21 @@ fn starting() -> ApiError {
         Reason::BrokerStarting,
         "the broker is recovering its partitions; retry shortly",
     )
+}
+
+/// Whom a quota counts: the principal, else the peer's IP address.
+#[derive(Clone, Debug)]
+pub struct QuotaClient {
+    caller: Caller,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl QuotaClient {
+    /// The client that sent `req`.
+    pub fn of<T>(req: &tonic::Request<T>) -> QuotaClient {
+        QuotaClient {
+            caller: Caller::of(req),
+            peer: req.remote_addr().map(|a| a.ip()),
+        }
+    }
 }

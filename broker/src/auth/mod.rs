@@ -27,6 +27,7 @@ use self::acl::{Acl, Operation, ResourceType};
 use self::store::AclStore;
 use self::tokens::Tokens;
 use crate::error::{ApiError, ApiResult, Reason};
+use crate::quota::Rates;
 
 /// Whether calls must say who they are.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -147,6 +148,13 @@ impl Auth {
     pub fn principal_of_token(&self, token: &str) -> Option<String> {
         let tokens = Arc::clone(&self.tokens.read().unwrap_or_else(|p| p.into_inner()));
         tokens.principal(token).map(str::to_string)
+    }
+
+    /// The byte rates the tokens file sets for `principal`, and whether it
+    /// sets any for anyone.
+    pub fn quotas(&self, principal: &str) -> (Option<Rates>, bool) {
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        (tokens.quotas(principal), tokens.has_quotas())
     }
 
     /// Refuses `caller` doing `op` on a resource unless an ACL allows it

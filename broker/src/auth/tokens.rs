@@ -7,6 +7,14 @@
 //! sha256 = "3a1f…"   # SHA-256 of the token, hex
 //! ```
 //!
+//! It may also set byte rates per principal, over the broker's
+//! `--quota-*-bytes-per-sec` defaults:
+//!
+//! ```toml
+//! [quotas.billing]
+//! fetch_bytes_per_sec = 10485760
+//! ```
+//!
 //! Only hashes are stored: a copy of the file does not let anyone call the
 //! broker. Tokens are 256 random bits, so a plain SHA-256 is enough (a slow
 //! password hash protects guessable secrets, which these are not), and a
@@ -17,6 +25,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+use crate::quota::Rates;
 
 /// What every generated token starts with, so that secret scanners and
 /// people recognise one.
@@ -29,6 +39,7 @@ pub const MAX_PRINCIPAL: usize = 256;
 #[derive(Debug, Default, Clone)]
 pub struct Tokens {
     by_hash: HashMap<[u8; 32], String>,
+    quotas: HashMap<String, Rates>,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +47,9 @@ pub struct Tokens {
 struct File {
     #[serde(default)]
     tokens: Vec<Entry>,
+    /// Byte rates of principals that differ from the broker's defaults.
+    #[serde(default)]
+    quotas: HashMap<String, Rates>,
 }
 
 #[derive(Deserialize)]
@@ -63,7 +77,23 @@ impl Tokens {
                 ));
             }
         }
-        Ok(Tokens { by_hash })
+        for principal in file.quotas.keys() {
+            check_principal(principal).map_err(|why| format!("quotas: {why}"))?;
+        }
+        Ok(Tokens {
+            by_hash,
+            quotas: file.quotas,
+        })
+    }
+
+    /// The byte rates the file sets for `principal`, if any.
+    pub fn quotas(&self, principal: &str) -> Option<Rates> {
+        self.quotas.get(principal).copied()
+    }
+
+    /// Whether the file sets rates for some principal.
+    pub fn has_quotas(&self) -> bool {
+        !self.quotas.is_empty()
     }
 
     /// Reads and parses the tokens file at `path`.
@@ -174,5 +204,9 @@ mod tests {
         let twice = format!("{}{}", entry("a", "t"), entry("b", "t"));
         assert!(Tokens::parse(&twice).unwrap_err().contains("already given"));
         assert!(Tokens::parse("").unwrap().is_empty());
+        let q = Tokens::parse("[quotas.alice]\nproduce_bytes_per_sec = 5\n").unwrap();
+        assert_eq!(q.quotas("alice").unwrap().produce_bytes_per_sec, Some(5));
+        assert!(q.quotas("bob").is_none());
+        assert!(Tokens::parse("[quotas.alice]\nspeed = 5\n").is_err());
     }
 }

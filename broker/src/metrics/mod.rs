@@ -71,6 +71,13 @@ struct BuildLabels {
     commit: &'static str,
 }
 
+/// Labels of the quota counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `produce` or `fetch`.
+    pub direction: &'static str,
+}
+
 /// Labels of per-topic data counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
@@ -149,6 +156,8 @@ pub struct Metrics {
     pub accept_errors: Counter,
     /// Connections closed at once because `--max-connections` were open.
     pub connections_refused: Counter,
+    /// Time requests waited for their client's byte-rate quota, by direction.
+    pub throttled_seconds: Family<DirectionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Reads the log's gauges at scrape time, once the log is recovered.
     log: Arc<collector::LogCollector>,
 }
@@ -208,6 +217,12 @@ impl Default for Metrics {
             "Connections closed on arrival because --max-connections were open",
             connections_refused.clone(),
         );
+        let throttled_seconds = Family::default();
+        r.register(
+            "throttled_seconds",
+            "Time requests waited for their client's byte-rate quota (produce, fetch)",
+            throttled_seconds.clone(),
+        );
         let accept_errors = Counter::default();
         r.register(
             "accept_errors",
@@ -226,6 +241,7 @@ impl Default for Metrics {
             open_connections,
             accept_errors,
             connections_refused,
+            throttled_seconds,
             log,
         }
     }

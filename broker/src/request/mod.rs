@@ -24,6 +24,7 @@
 //!   its first batch (e.g. an unsupported encoding), so that no failure goes
 //!   uncounted.
 
+mod deadline;
 mod layer;
 
 use std::sync::{Arc, OnceLock};
@@ -37,6 +38,7 @@ use tonic::{Code, Status};
 use tracing::Span;
 use tracing::field::Empty;
 
+pub use deadline::DeadlineLayer;
 pub use layer::RequestLayer;
 
 use crate::metrics::RequestMetrics;

@@ -16,6 +16,7 @@ use super::connection::Conn;
 mod baseline;
 mod consume;
 mod e2e;
+mod load;
 mod memory;
 mod produce;
 mod progress;
@@ -82,6 +83,12 @@ Examples:
   brook bench e2e --messages 100000 --size 256
   brook bench --json e2e --messages 10000 --size 64")]
     E2e(ProduceArgs),
+    /// Many connections at once: fast producers alone, then beside
+    /// --connections busy and --slow slow clients (docs/benchmarks.md).
+    #[command(after_help = "\
+Example (the issue-11 load test; scripts/load-test.sh runs it on a fresh broker):
+  brook bench --topic load load --connections 1000 --slow 50 --seconds 10")]
+    Load(load::LoadArgs),
 }
 
 /// Producer workload flags.
@@ -153,10 +160,15 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let target = args.conn.target()?;
     let client = target.connect().await?;
     ensure_topic(&client, &args.topic, args.partitions).await?;
+    if let Workload::Load(l) = &args.workload {
+        ensure_topic(&client, &args.topic, args.partitions).await?;
+        return load::load(&args, &target, l).await;
+    }
     let mut report = match &args.workload {
         Workload::Produce(p) => produce::produce(&args, &target, p).await?,
         Workload::Consume(c) => consume::consume(&client, &args.topic, c, args.json).await?,
         Workload::E2e(p) => e2e::e2e(&args, &client, p).await?,
+        Workload::Load(_) => unreachable!("handled above"),
     };
     let pid = args.broker_pid.or_else(memory::find_broker);
     report.broker_peak_rss_kib = memory::proc_status_kib(pid, "VmHWM:");
