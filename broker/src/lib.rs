@@ -36,3 +36,8 @@ pub mod state;
 mod tonic_status;
 mod topics;
 
+/// Entry points for the fuzz targets in `fuzz/` (docs/fuzzing.md); not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::producer_ids::ProducerIds;
+}

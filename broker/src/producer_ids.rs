@@ -19,13 +19,23 @@ impl ProducerIds {
     /// Reads the reservation file under `data_dir`.
     pub fn open(data_dir: &Path) -> std::io::Result<ProducerIds> {
         let path = data_dir.join(FILE);
-        let reserved = match std::fs::read_to_string(&path) {
+        let reserved: i64 = match std::fs::read_to_string(&path) {
             Ok(t) => t.trim().parse().map_err(|_| {
                 std::io::Error::other(format!("{} is not a number", path.display()))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
+        // Found by fuzzing: a negative reservation would hand out -1 (which
+        // batches use for "no producer"), and one near the top would
+        // overflow at the next block.
+        if !(0..=i64::MAX - ID_BLOCK).contains(&reserved) {
+            return Err(std::io::Error::other(format!(
+                "{} holds {reserved}, outside 0..={}: the file is damaged",
+                path.display(),
+                i64::MAX - ID_BLOCK
+            )));
+        }
         Ok(ProducerIds {
             dir: data_dir.to_path_buf(),
             state: Mutex::new((reserved, reserved)),
@@ -45,7 +55,10 @@ impl ProducerIds {
     pub fn allocate(&self) -> std::io::Result<i64> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.0 == st.1 {
-            let reserved = st.1 + ID_BLOCK;
+            let reserved = st
+                .1
+                .checked_add(ID_BLOCK)
+                .ok_or_else(|| std::io::Error::other("every producer id has been handed out"))?;
             brook_storage::write_atomic(&self.dir, FILE, format!("{reserved}\n").as_bytes())
                 .map_err(std::io::Error::other)?;
             st.1 = reserved;
@@ -58,6 +71,16 @@ impl ProducerIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reservation_out_of_range_is_refused_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["-5", "9223372036854775000", "x"] {
+            std::fs::write(dir.path().join(FILE), bad).unwrap();
+            let e = ProducerIds::open(dir.path()).err().expect(bad);
+            assert!(e.to_string().contains(FILE), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn producer_ids_are_unique_across_restarts() {

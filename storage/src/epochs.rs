@@ -111,7 +111,7 @@ impl LeaderEpochs {
     }
 }
 
-fn parse(text: &str) -> Option<Vec<(u32, u64)>> {
+pub(crate) fn parse(text: &str) -> Option<Vec<(u32, u64)>> {
     let mut lines = text.lines();
     if lines.next()?.trim().parse::<u32>().ok()? != VERSION {
         return None;

@@ -48,6 +48,10 @@ mod scan;
 mod segment;
 pub mod verify;
 
+/// Entry points for the fuzz targets in `fuzz/` (docs/fuzzing.md); not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use config::{AppendMode, FlushPolicy, PartitionConfig};
 pub use damage::DamagedRange;
 pub use error::{Error, Result};

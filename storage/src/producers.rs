@@ -178,7 +178,7 @@ impl ProducerState {
         before - self.producers.len()
     }
 
-    fn encode(&self, valid_to: u64) -> String {
+    pub(crate) fn encode(&self, valid_to: u64) -> String {
         let mut text = format!("{MAGIC_V3}{valid_to}\n");
         let mut ids: Vec<_> = self.producers.keys().collect();
         ids.sort();
@@ -227,7 +227,7 @@ impl ProducerState {
     }
 }
 
-fn decode(text: &str) -> Option<(ProducerState, u64)> {
+pub(crate) fn decode(text: &str) -> Option<(ProducerState, u64)> {
     let checked = [MAGIC_V3, MAGIC_V2]
         .into_iter()
         .find(|m| text.starts_with(m));

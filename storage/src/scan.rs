@@ -6,10 +6,10 @@
 
 use brook_protocol::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH};
 
-/// A damaged stretch of a segment found by [`scan`]: bytes that hold no
+/// A damaged stretch of a segment found by `scan`: bytes that hold no
 /// intact batch, and the offsets that were stored there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Gap {
+pub struct Gap {
     /// First damaged byte.
     pub pos_start: u64,
     /// First byte of the intact batch after it (or the end of the data).
@@ -24,7 +24,7 @@ pub(crate) struct Gap {
 
 /// Where a scan stopped and what it passed over.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Chain {
+pub struct Chain {
     /// End of the last intact batch (where the tail begins).
     pub valid_end: u64,
     /// Offset after the last intact batch.

@@ -32,7 +32,8 @@ use open::{Job, assemble_topic, open_partitions, parallel, partition_jobs};
 pub use topic::{
     LogOptions, OfflinePartition, OnOpenError, Topic, TopicConfig, validate_topic_name,
 };
-use topic::{Slot, read_meta, validate_topic_config, write_meta};
+use topic::{Slot, validate_topic_config};
+pub(crate) use topic::{read_meta, write_meta};
 
 const META: &str = "topic.meta";
 const CREATING: &str = "~creating";

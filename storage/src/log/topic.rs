@@ -189,7 +189,7 @@ pub(super) fn opt(v: Option<u64>) -> String {
     v.map_or("none".into(), |v| v.to_string())
 }
 
-pub(super) fn write_meta(fs: &dyn FileSystem, dir: &Path, c: &TopicConfig) -> Result<()> {
+pub(crate) fn write_meta(fs: &dyn FileSystem, dir: &Path, c: &TopicConfig) -> Result<()> {
     let p = &c.partition;
     let flush = match p.flush {
         FlushPolicy::Always => "always".to_string(),
@@ -213,7 +213,7 @@ pub(super) fn write_meta(fs: &dyn FileSystem, dir: &Path, c: &TopicConfig) -> Re
     write_atomic_in(fs, dir, META, text.as_bytes())
 }
 
-pub(super) fn read_meta(dir: &Path) -> Result<TopicConfig> {
+pub(crate) fn read_meta(dir: &Path) -> Result<TopicConfig> {
     let path = dir.join(META);
     let text = fs::read_to_string(&path).at(&path)?;
     let bad = |what: &str| Error::InvalidConfig(format!("{}: {what}", path.display()));
