@@ -115,13 +115,24 @@ pub fn client_example(name: &str) -> PathBuf {
 /// `brook serve` over `data_dir` on the given addresses, with `extra`
 /// flags, warnings logged, and stdout piped (for the listening line).
 fn serve_command(data_dir: &Path, listen: &str, metrics: &str, extra: &[&str]) -> Command {
+    serve_command_logging(data_dir, listen, metrics, extra, "warn")
+}
+
+/// [`serve_command`] logging at `level` (`RUST_LOG`).
+fn serve_command_logging(
+    data_dir: &Path,
+    listen: &str,
+    metrics: &str,
+    extra: &[&str],
+    level: &str,
+) -> Command {
     let mut cmd = Command::new(brook_binary());
     cmd.arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", listen, "--metrics-listen", metrics])
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", level)
         .stdout(Stdio::piped());
     cmd
 }
@@ -145,7 +156,7 @@ impl Broker {
 
     /// Like [`Broker::spawn`], with the gRPC address given.
     pub fn spawn_at(data_dir: &Path, listen: &str, extra: &[&str]) -> Broker {
-        Broker::spawn_with(data_dir, listen, extra, Stdio::inherit(), None)
+        Broker::spawn_with(data_dir, listen, extra, Stdio::inherit(), None, "warn")
     }
 
     /// Like [`Broker::spawn`], with the process's file-descriptor limit
@@ -157,14 +168,23 @@ impl Broker {
             extra,
             Stdio::inherit(),
             Some(nofile),
+            "warn",
         )
     }
 
-    /// Like [`Broker::spawn`], with the broker's log (stderr, level `warn`)
-    /// written to `log` for the test to read.
+    /// Like [`Broker::spawn`], with the broker's log (stderr, level `info`:
+    /// what it did, not only what went wrong) written to `log` for the test
+    /// to read.
     pub fn spawn_logged(data_dir: &Path, extra: &[&str], log: &Path) -> Broker {
         let file = std::fs::File::create(log).expect("creating the log file");
-        Broker::spawn_with(data_dir, "127.0.0.1:0", extra, Stdio::from(file), None)
+        Broker::spawn_with(
+            data_dir,
+            "127.0.0.1:0",
+            extra,
+            Stdio::from(file),
+            None,
+            "info",
+        )
     }
 
     fn spawn_with(
@@ -173,8 +193,9 @@ impl Broker {
         extra: &[&str],
         stderr: Stdio,
         nofile: Option<u64>,
+        level: &str,
     ) -> Broker {
-        let mut cmd = serve_command(data_dir, listen, "127.0.0.1:0", extra);
+        let mut cmd = serve_command_logging(data_dir, listen, "127.0.0.1:0", extra, level);
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             let lim = libc::rlimit {

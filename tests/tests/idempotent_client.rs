@@ -146,3 +146,52 @@ async fn sends_fail_after_the_delivery_timeout_when_the_broker_stays_down() {
     let flushed = tokio::time::timeout(brook_tests::DEADLINE, producer.flush()).await;
     assert!(flushed.is_ok(), "flush never completed");
 }
+
+/// The broker forgets an idle producer (--producer-id-expiration-ms); the
+/// client's next batch gets UNKNOWN_PRODUCER, and the client asks for a new
+/// id and sends it again under that id, as Kafka's producer does: the send
+/// succeeds and the record is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_producer_id_is_replaced_and_the_send_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("broker.log");
+    let broker = Broker::spawn_logged(
+        &dir.path().join("data"),
+        &[
+            "--producer-id-expiration-ms",
+            "300",
+            "--retention-check-interval-ms",
+            "100",
+        ],
+        &log,
+    );
+    broker.wait_serving().await;
+    create_topic(&broker, "pay", 1).await;
+    let client = Client::connect(format!("http://{}", broker.grpc))
+        .await
+        .unwrap();
+    let producer = client.producer(ProducerConfig {
+        linger: std::time::Duration::ZERO,
+        ..Default::default()
+    });
+    let first = producer
+        .send("pay", Some("k"), "a")
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    brook_tests::eventually("the broker to forget the idle producer", async || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("forgot idle producers"))
+    })
+    .await;
+    // Sequence 1 of a producer the partition no longer knows.
+    let second = producer.send("pay", Some("k"), "b").await.unwrap().await;
+    let second = second.expect("re-sent under a new producer id");
+    assert_eq!((first.offset, second.offset), (0, 1));
+    let values: Vec<Vec<u8>> = fetch_all(&broker, "pay", 0, 0)
+        .await
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(values, [b"a".to_vec(), b"b".to_vec()]);
+}

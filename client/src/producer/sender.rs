@@ -58,8 +58,21 @@ pub(crate) struct Sender {
     failing_since: Option<Instant>,
     /// The stream is down and in-flight batches must be re-sent before anything else.
     resend_needed: bool,
+    /// The broker no longer knows the producer id: the in-flight batches
+    /// go again under a new one (set with `resend_needed`).
+    restamp_needed: bool,
+    /// New producer ids asked for since the last ack: a bound on the loop.
+    reinits: u32,
     backoff: Duration,
 }
+
+/// The reasons after which the broker has stored none of the in-flight
+/// batches and a new producer id makes them acceptable: the broker forgot
+/// the id (expired idle) or never issued it (it lost its id file).
+const REINIT_REASONS: &[&str] = &["UNKNOWN_PRODUCER", "INVALID_PRODUCER_ID_MAPPING"];
+
+/// New producer ids asked for in a row before the error goes to the sends.
+const MAX_REINITS: u32 = 3;
 
 impl Sender {
     pub(crate) fn new(client: Client, mut config: ProducerConfig, acc: Arc<Accumulator>) -> Self {
@@ -79,6 +92,8 @@ impl Sender {
             sequences: HashMap::new(),
             failing_since: None,
             resend_needed: false,
+            restamp_needed: false,
+            reinits: 0,
             backoff: Duration::from_millis(50),
         }
     }
@@ -241,9 +256,15 @@ impl Sender {
     async fn resend(&mut self) {
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
-        if let Err(e) = self.identity().await {
-            self.stream_failed(e);
-            return;
+        let (pid, epoch) = match self.identity().await {
+            Ok(id) => id,
+            Err(e) => {
+                self.stream_failed(e);
+                return;
+            }
+        };
+        if self.restamp_needed {
+            self.restamp(pid, epoch);
         }
         let requests: Vec<v1::ProduceRequest> =
             self.in_flight.iter().map(|f| f.request.clone()).collect();
@@ -254,6 +275,25 @@ impl Sender {
             }
         }
         self.resend_needed = false;
+    }
+
+    /// Gives every in-flight batch the new producer id and, per partition,
+    /// sequences from 0 in order; batches shipped later go on from there.
+    fn restamp(&mut self, pid: i64, epoch: i16) {
+        self.sequences.clear();
+        for f in &mut self.in_flight {
+            let Ok(batch) = Batch::parse(f.request.batch.clone()) else {
+                continue;
+            };
+            let seq = self
+                .sequences
+                .entry((Arc::from(f.request.topic.as_str()), f.request.partition))
+                .or_insert(0);
+            let base = *seq;
+            *seq = seq.wrapping_add(batch.header().record_count as i32) & i32::MAX;
+            f.request.batch = batch.restamped(pid, epoch, base).into_bytes();
+        }
+        self.restamp_needed = false;
     }
 
     fn fail_all(&mut self, err: Error) {
@@ -280,6 +320,7 @@ impl Sender {
         match ack {
             Some(Ok(r)) => {
                 self.failing_since = None;
+                self.reinits = 0;
                 self.backoff = Duration::from_millis(50);
                 let Some(front) = self.in_flight.pop_front() else {
                     return;
@@ -291,7 +332,22 @@ impl Sender {
             }
             // The broker appends nothing after a failed batch on a stream, so
             // the batches behind this one were never stored.
-            Some(Err(s)) => self.stream_failed(Error::from(s)),
+            Some(Err(s)) => {
+                let e = Error::from(s);
+                let forgotten = e.reason().is_some_and(|r| REINIT_REASONS.contains(&r));
+                if self.config.idempotent && forgotten && self.reinits < MAX_REINITS {
+                    // As Kafka's producer does on UNKNOWN_PRODUCER_ID: a new
+                    // id, and the unstored batches again under it.
+                    tracing::info!(error = %e, "the broker no longer knows this producer id; re-sending under a new one");
+                    self.reinits += 1;
+                    self.stream = None;
+                    self.identity = None;
+                    self.restamp_needed = true;
+                    self.resend_needed = true;
+                    return;
+                }
+                self.stream_failed(e)
+            }
             None => self.stream_failed(Error::status(
                 tonic::Code::Unavailable,
                 "the produce stream ended",

@@ -156,6 +156,31 @@ impl Batch {
     pub fn records(&self) -> Records {
         Records::new(&self.header, self.bytes.slice(HEADER_LEN..))
     }
+
+    /// A copy stamped with another producer id, epoch and base sequence,
+    /// its CRC computed again (it covers those fields). An idempotent
+    /// producer whose id the broker no longer knows re-sends its unstored
+    /// batches under a new id this way.
+    pub fn restamped(&self, producer_id: i64, epoch: i16, base_sequence: i32) -> Batch {
+        let mut buf = self.bytes.to_vec();
+        buf[field::PRODUCER_ID..field::PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+        buf[field::PRODUCER_EPOCH..field::PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+        buf[field::BASE_SEQUENCE..field::BASE_SEQUENCE + 4]
+            .copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = crc32fast::hash(&buf[field::ATTRIBUTES..]);
+        buf[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let header = BatchHeader {
+            crc,
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence,
+            ..self.header
+        };
+        Batch {
+            header,
+            bytes: Bytes::from(buf),
+        }
+    }
 }
 
 /// Splits a buffer of back-to-back batches (a fetch response, a segment) into

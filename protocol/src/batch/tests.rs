@@ -233,3 +233,24 @@ proptest! {
         prop_assert!(res.is_err(), "flip at byte {} bit {} went unnoticed", at, bit);
     }
 }
+
+#[test]
+fn restamping_changes_only_the_producer_fields_and_keeps_the_batch_valid() {
+    let mut b = BatchBuilder::new().producer(7, 3, 11);
+    b.push(1_000, Some(b"k"), Some(b"v1"), &[]);
+    b.push(1_001, None, Some(b"v2"), &[]);
+    let original = Batch::parse(b.build(42)).unwrap();
+    let again = original.restamped(1 << 40, 9, 0);
+    let reparsed = Batch::parse(again.bytes().clone()).expect("the CRC was computed again");
+    reparsed.validate_records().unwrap();
+    let h = reparsed.header();
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (1 << 40, 9, 0)
+    );
+    assert_eq!(h, again.header());
+    assert_eq!(h.base_offset, 42);
+    assert_ne!(h.crc, original.header().crc);
+    let records = |b: &Batch| b.records().map(|r| r.unwrap().value).collect::<Vec<_>>();
+    assert_eq!(records(&reparsed), records(&original));
+}
