@@ -344,7 +344,14 @@ impl ServeArgs {
             auth: AuthConfig {
                 mode: pick!(auth, AuthMode::Off),
                 tokens_file: self.tokens_file.or(file.tokens_file),
-                super_users: self.super_users.or(file.super_users).unwrap_or_default(),
+                super_users: self
+                    .super_users
+                    .or(file.super_users)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
                 metrics_auth: pick!(metrics_auth, AuthMode::Off),
             },
             quotas: Rates {
@@ -377,6 +384,10 @@ impl ServeArgs {
             config.request_timeout.as_millis(),
             config.max_fetch_wait.as_millis()
         );
+        config
+            .quotas
+            .check()
+            .map_err(|e| anyhow::anyhow!("--quota-*-bytes-per-sec: {e}"))?;
         let auth = &config.auth;
         let client_certs = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         anyhow::ensure!(

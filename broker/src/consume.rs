@@ -256,6 +256,18 @@ async fn follow(
             log_end_offset,
             next_offset: next,
         };
+        // Checked at every message: a subscription ends when its ACL is
+        // removed or its token revoked, not only at the next one.
+        let allowed = service.broker.auth.authorize(
+            client.caller(),
+            Operation::Read,
+            crate::auth::acl::ResourceType::Topic,
+            topic,
+        );
+        if let Err(e) = allowed {
+            let _ = tx.send(Err(e.into())).await;
+            return;
+        }
         let bytes = prost::Message::encoded_len(&msg);
         tokio::select! {
             () = service.broker.throttle(client, Direction::Fetch, bytes) => {}

@@ -267,9 +267,12 @@ impl From<StorageError> for ApiError {
             } => err
                 .with("first_offset", first_offset)
                 .with("end_offset", end_offset),
-            E::UnknownTopic(topic) | E::Deleted(topic) | E::TopicExists(topic) => {
-                err.with("topic", topic)
-            }
+            E::UnknownTopic(topic) | E::TopicExists(topic) => err.with("topic", topic),
+            // A deleted partition is named "topic/partition".
+            E::Deleted(name) => match name.rsplit_once('/') {
+                Some((topic, partition)) => err.with("topic", topic).with("partition", partition),
+                None => err.with("topic", name),
+            },
             E::UnknownPartition {
                 topic, partition, ..
             } => err.with("topic", topic).with("partition", partition),

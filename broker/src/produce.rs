@@ -248,6 +248,11 @@ impl Producer for ProducerService {
         let client = QuotaClient::of(&req);
         let req = req.into_inner();
         ctx.resource(&req.topic).partition(req.partition);
+        // Refused before it is charged against the quota (start_produce
+        // checks again, as for every batch of a stream).
+        self.broker
+            .auth
+            .authorize(&caller, Operation::Write, ResourceType::Topic, &req.topic)?;
         self.broker
             .throttle(&client, Direction::Produce, req.batch.len())
             .await;

@@ -36,6 +36,14 @@ pub struct Rates {
 }
 
 impl Rates {
+    /// Refuses a rate of 0 (no bytes at all would be a ban, not a quota).
+    pub fn check(&self) -> Result<(), String> {
+        match (self.produce_bytes_per_sec, self.fetch_bytes_per_sec) {
+            (Some(0), _) | (_, Some(0)) => Err("a byte rate must be at least 1".into()),
+            _ => Ok(()),
+        }
+    }
+
     fn of(&self, d: Direction) -> Option<u64> {
         match d {
             Direction::Produce => self.produce_bytes_per_sec,
@@ -87,6 +95,7 @@ impl Quotas {
         let rate = own
             .and_then(|r| r.of(direction))
             .or(self.defaults.of(direction));
+        // Rates of 0 are refused where they are read (flags, tokens file).
         let Some(rate) = rate.filter(|r| *r > 0) else {
             return Duration::ZERO;
         };
@@ -108,7 +117,10 @@ impl Quotas {
         let elapsed = now.duration_since(b.last).as_secs_f64();
         // A changed rate (a reload) applies from now on.
         b.rate = rate;
-        b.tokens = (b.tokens + elapsed * rate).min(rate) - bytes as f64;
+        // The debt is bounded too: one huge request must not slow every
+        // request after it for hours.
+        b.tokens = ((b.tokens + elapsed * rate).min(rate) - bytes as f64)
+            .max(-rate * MAX_DELAY.as_secs_f64());
         b.last = now;
         match b.tokens < 0.0 {
             true => Duration::from_secs_f64(-b.tokens / rate).min(MAX_DELAY),

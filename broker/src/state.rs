@@ -215,6 +215,11 @@ pub struct QuotaClient {
 }
 
 impl QuotaClient {
+    /// Who called.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
     /// The client that sent `req`.
     pub fn of<T>(req: &tonic::Request<T>) -> QuotaClient {
         QuotaClient {

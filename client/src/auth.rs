@@ -8,9 +8,27 @@ use tonic::transport::Channel;
 use crate::error::{Error, Result};
 
 /// Adds the `authorization` header when a token is set.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Auth {
     header: Option<AsciiMetadataValue>,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.header.as_ref().map(|_| "Bearer <redacted>");
+        f.debug_struct("Auth").field("header", &shown).finish()
+    }
+}
+
+/// A token held by a builder: its `Debug` form never shows it.
+#[derive(Clone)]
+pub(crate) struct Token(pub(crate) String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Auth {
@@ -19,11 +37,15 @@ impl Auth {
     pub(crate) fn bearer(token: Option<&str>, url: &str) -> Result<Auth> {
         let header = token
             .map(|t| {
-                format!("Bearer {}", t.trim()).parse().map_err(|_| Error::Connect {
-                    url: url.to_string(),
-                    reason: "the token contains characters a header cannot carry (printable ASCII only)"
-                        .into(),
-                })
+                let mut v: AsciiMetadataValue =
+                    format!("Bearer {}", t.trim()).parse().map_err(|_| Error::Connect {
+                        url: url.to_string(),
+                        reason: "the token contains characters a header cannot carry (printable ASCII only)"
+                            .into(),
+                    })?;
+                // HTTP/2 must not put it in its header compression table.
+                v.set_sensitive(true);
+                Ok::<_, Error>(v)
             })
             .transpose()?;
         Ok(Auth { header })

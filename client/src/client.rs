@@ -39,7 +39,7 @@ pub struct ClientBuilder {
     tls_ca_pem: Option<Vec<u8>>,
     tls_domain: Option<String>,
     tls_identity: Option<(Vec<u8>, Vec<u8>)>,
-    token: Option<String>,
+    token: Option<crate::auth::Token>,
 }
 
 /// Settings shared by every handle made from one client.
@@ -85,7 +85,7 @@ impl ClientBuilder {
     /// # Ok(()) }
     /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.token = Some(crate::auth::Token(token.into()));
         self
     }
 
@@ -274,7 +274,7 @@ impl ClientBuilder {
         if let Some(tls) = self.tls_config() {
             endpoint = endpoint.tls_config(tls).map_err(|e| err(&e))?;
         }
-        let auth = Auth::bearer(self.token.as_deref(), &self.url)?;
+        let auth = Auth::bearer(self.token.as_ref().map(|t| t.0.as_str()), &self.url)?;
         let channel = endpoint.connect().await.map_err(|e| err(&e))?;
         Ok(Client {
             channel: Transport::new(channel, auth),

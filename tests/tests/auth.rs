@@ -122,7 +122,10 @@ fn cases() -> Vec<(&'static str, Vec<v1::AclBinding>)> {
         ),
         (
             "/brook.v1.Groups/Commit",
-            vec![allow(Op::Commit, Rt::Group, "g")],
+            vec![
+                allow(Op::Commit, Rt::Group, "g"),
+                allow(Op::Read, Rt::Topic, "t"),
+            ],
         ),
         (
             "/brook.v1.Groups/FetchCommitted",
@@ -146,7 +149,10 @@ fn cases() -> Vec<(&'static str, Vec<v1::AclBinding>)> {
         ),
         (
             "/brook.v1.Groups/ResetOffsets",
-            vec![allow(Op::Alter, Rt::Group, "g")],
+            vec![
+                allow(Op::Alter, Rt::Group, "g"),
+                allow(Op::Read, Rt::Topic, "t"),
+            ],
         ),
         (
             "/brook.v1.Cluster/DescribeCluster",
@@ -394,7 +400,25 @@ struct Secured {
     broker: Broker,
     tokens: std::path::PathBuf,
     admin: String,
+    /// The broker's log (stderr).
+    log: std::path::PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Secured {
+    /// Sends SIGHUP and waits until the broker has read the tokens file
+    /// (the `n`th reload line of its log, ok or refused).
+    async fn reload(&self, n: usize) {
+        self.broker.signal(libc::SIGHUP);
+        brook_tests::eventually("the tokens file to be read again", async || {
+            std::fs::read_to_string(&self.log).is_ok_and(|l| {
+                l.matches("tokens file reloaded").count()
+                    + l.matches("tokens file not reloaded").count()
+                    >= n
+            })
+        })
+        .await;
+    }
 }
 
 async fn secured(extra: &[&str]) -> Secured {
@@ -411,11 +435,14 @@ async fn secured(extra: &[&str]) -> Secured {
         "admin",
     ];
     flags.extend_from_slice(extra);
-    let broker = Broker::start(&data, &flags).await;
+    let log = dir.path().join("broker.log");
+    let broker = Broker::spawn_logged(&data, &flags, &log);
+    broker.wait_serving().await;
     Secured {
         broker,
         tokens,
         admin,
+        log,
         _dir: dir,
     }
 }
@@ -480,14 +507,8 @@ async fn setup(ch: &Channel, admin: &str) {
 async fn every_rpc_needs_credentials_and_its_acl() {
     let s = secured(&[]).await;
     let alice = token("alice", &s.tokens);
-    s.broker.signal(libc::SIGHUP);
+    s.reload(1).await;
     let ch = s.broker.channel().await;
-    eventually("alice's token to load", async || {
-        call(&ch, "/brook.v1.Acls/WhoAmI", Some(&alice))
-            .await
-            .is_ok()
-    })
-    .await;
     setup(&ch, &s.admin).await;
 
     let table: BTreeSet<String> = cases().iter().map(|(p, _)| p.to_string()).collect();
@@ -558,20 +579,17 @@ async fn tokens_reload_on_sighup_and_a_broken_file_changes_nothing() {
         .await
         .expect_err("not loaded yet");
     assert_eq!(refused.code(), Code::Unauthenticated);
-    s.broker.signal(libc::SIGHUP);
-    eventually("bob's token to load", async || {
-        call(&ch, whoami, Some(&bob)).await.is_ok()
-    })
-    .await;
+    s.reload(1).await;
+    call(&ch, whoami, Some(&bob)).await.unwrap();
 
     let good = std::fs::read_to_string(&s.tokens).unwrap();
     std::fs::write(&s.tokens, "[[tokens]]\nprincipal = ").unwrap();
-    s.broker.signal(libc::SIGHUP);
-    // The broken file is refused: both tokens keep working through it.
-    for _ in 0..20 {
-        call(&ch, whoami, Some(&bob)).await.unwrap();
-        call(&ch, whoami, Some(&s.admin)).await.unwrap();
-    }
+    s.reload(2).await;
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("tokens file not reloaded"), "{log}");
+    // The broken file was refused: both tokens still work.
+    call(&ch, whoami, Some(&bob)).await.unwrap();
+    call(&ch, whoami, Some(&s.admin)).await.unwrap();
     // Revoking bob: the file without his entry.
     let admin_only: String = good
         .split("[[tokens]]")
@@ -579,14 +597,89 @@ async fn tokens_reload_on_sighup_and_a_broken_file_changes_nothing() {
         .map(|e| format!("[[tokens]]{e}"))
         .unwrap();
     std::fs::write(&s.tokens, admin_only).unwrap();
-    s.broker.signal(libc::SIGHUP);
-    eventually("bob's token to be revoked", async || {
-        call(&ch, whoami, Some(&bob))
-            .await
-            .is_err_and(|e| e.code() == Code::Unauthenticated)
-    })
-    .await;
+    s.reload(3).await;
+    let revoked = call(&ch, whoami, Some(&bob)).await.expect_err("revoked");
+    assert_eq!(revoked.code(), Code::Unauthenticated);
     call(&ch, whoami, Some(&s.admin)).await.unwrap();
+}
+
+/// An open subscription is checked at every message: it ends once its ACL
+/// is removed, and once its token is revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_subscription_ends_when_its_acl_or_token_goes() {
+    let s = secured(&[]).await;
+    let alice = token("alice", &s.tokens);
+    s.reload(1).await;
+    let ch = s.broker.channel().await;
+    setup(&ch, &s.admin).await;
+    let read_t = vec![allow(Op::Read, Rt::Topic, "t")];
+    set_acls(&ch, &s.admin, read_t.clone(), true).await;
+    let subscribe = || {
+        let r = v1::SubscribeRequest {
+            topic: "t".into(),
+            start: Some(v1::StartPosition {
+                position: Some(v1::start_position::Position::Earliest(v1::Earliest {})),
+            }),
+            ..Default::default()
+        };
+        let mut consumer = v1::consumer_client::ConsumerClient::new(ch.clone());
+        let token = alice.clone();
+        async move {
+            consumer
+                .subscribe(req(r, Some(&token)))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let produce = || call(&ch, "/brook.v1.Producer/Produce", Some(&s.admin));
+
+    let mut stream = subscribe().await;
+    stream.next().await.unwrap().unwrap();
+    set_acls(&ch, &s.admin, read_t.clone(), false).await;
+    produce().await.unwrap();
+    let ended = stream
+        .next()
+        .await
+        .expect("a status")
+        .expect_err("no ACL any more");
+    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+
+    set_acls(&ch, &s.admin, read_t, true).await;
+    let mut stream = subscribe().await;
+    stream.next().await.unwrap().unwrap();
+    let admin_only = format!(
+        "{}\n",
+        std::fs::read_to_string(&s.tokens)
+            .unwrap()
+            .split("[[tokens]]")
+            .nth(1)
+            .map(|e| format!("[[tokens]]{e}"))
+            .unwrap()
+    );
+    std::fs::write(&s.tokens, admin_only).unwrap();
+    s.reload(2).await;
+    produce().await.unwrap();
+    let ended = stream
+        .next()
+        .await
+        .expect("a status")
+        .expect_err("token revoked");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+}
+
+/// With --auth off nobody is asked who they are, so nobody may change the
+/// ACLs (they would take effect the day authentication is turned on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_cannot_be_changed_with_auth_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let ch = broker.channel().await;
+    let e = call(&ch, "/brook.v1.Acls/CreateAcls", None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    call(&ch, "/brook.v1.Acls/ListAcls", None).await.unwrap();
 }
 
 /// The CLI manages ACLs and asks who it is; the client library takes the token.
@@ -605,7 +698,7 @@ async fn the_cli_manages_acls_with_a_token() {
     let out = brook(&["acl", "whoami"], &s.admin);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "admin (super user)\n");
     let shop = token("shop", &s.tokens);
-    s.broker.signal(libc::SIGHUP);
+    s.reload(1).await;
     let add = [
         "acl",
         "add",
@@ -705,6 +798,10 @@ async fn metrics_can_require_a_token() {
         }
     };
     assert!(with("brook_wrong").await.starts_with("HTTP/1.1 401"));
+    // A known token whose principal may not describe the cluster: refused.
+    let nobody = token("nobody", &s.tokens);
+    s.reload(1).await;
+    assert!(with(&nobody).await.starts_with("HTTP/1.1 401"));
     let page = with(&s.admin).await;
     assert!(
         page.starts_with("HTTP/1.1 200") && page.contains("brook_build_info"),

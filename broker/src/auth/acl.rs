@@ -135,7 +135,10 @@ impl Acl {
             // Kafka's rule: whoever may act on a resource may describe it.
             || (op == Describe
                 && self.permission == Permission::Allow
-                && matches!(self.operation, Read | Write | Delete | Alter))
+                && matches!(self.operation, Read | Write | Delete | Alter)
+                // Write on the cluster (for InitProducer) must not open
+                // the ACL list and the cluster's description.
+                && !(self.operation == Write && self.resource_type == ResourceType::Cluster))
     }
 }
 

@@ -79,12 +79,13 @@ where
             .and_then(|info| info.peer_certs());
         let client_cert = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
         match authenticate(&self.auth, req.headers(), client_cert) {
-            Ok(principal) => {
+            Ok((principal, token)) => {
                 if let Some(ctx) = req.extensions().get::<Arc<RequestContext>>() {
                     ctx.principal(&principal);
                 }
                 req.extensions_mut().insert(Caller {
                     principal: Some(principal.into()),
+                    token,
                 });
                 Box::pin(self.inner.call(req))
             }
@@ -98,14 +99,14 @@ where
     }
 }
 
-/// The principal of a call: its bearer token's, else its client
-/// certificate's subject. A token that is sent must be a known one: a
-/// typo'd token falls back on nothing.
+/// The principal of a call: its bearer token's (with the token's hash),
+/// else its client certificate's subject. A token that is sent must be a
+/// known one: a typo'd token falls back on nothing.
 pub fn authenticate(
     auth: &Auth,
     headers: &HeaderMap,
     client_cert: Option<&[u8]>,
-) -> Result<String, ApiError> {
+) -> Result<(String, Option<[u8; 32]>), ApiError> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -121,20 +122,22 @@ pub fn authenticate(
                     "the authorization metadata must be \"Bearer <token>\"",
                 )
             })?;
-        return auth.principal_of_token(token).ok_or_else(|| {
+        let principal = auth.principal_of_token(token).ok_or_else(|| {
             ApiError::new(
                 Reason::NotAuthenticated,
                 "unknown token: it is not in the broker's tokens file (or was removed from it)",
             )
-        });
+        })?;
+        return Ok((principal, Some(super::tokens::hash(token))));
     }
     if let Some(der) = client_cert {
-        return super::certificate::subject(der).map_err(|e| {
+        let subject = super::certificate::subject(der).map_err(|e| {
             ApiError::new(
                 Reason::NotAuthenticated,
                 format!("the client certificate names no principal: {e}"),
             )
-        });
+        })?;
+        return Ok((subject, None));
     }
     Err(ApiError::new(
         Reason::NotAuthenticated,

@@ -59,6 +59,9 @@ pub struct AuthConfig {
 pub struct Caller {
     /// The principal's name.
     pub principal: Option<Arc<str>>,
+    /// The hash of the bearer token it came with, if it came with one: a
+    /// stream checks at each message that the token is still in the file.
+    pub token: Option<[u8; 32]>,
 }
 
 impl Caller {
@@ -144,6 +147,16 @@ impl Auth {
         });
     }
 
+    /// Whether `caller`'s token is still in the tokens file (a stream opened
+    /// with a token that was revoked since must stop).
+    fn still_valid(&self, caller: &Caller) -> bool {
+        let Some(hash) = &caller.token else {
+            return true;
+        };
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        tokens.principal_of_hash(hash) == caller.principal.as_deref()
+    }
+
     /// The principal a bearer token belongs to.
     pub fn principal_of_token(&self, token: &str) -> Option<String> {
         let tokens = Arc::clone(&self.tokens.read().unwrap_or_else(|p| p.into_inner()));
@@ -166,6 +179,9 @@ impl Auth {
         resource_type: ResourceType,
         name: &str,
     ) -> ApiResult<()> {
+        if self.config.mode == AuthMode::Required && !self.still_valid(caller) {
+            return Err(revoked());
+        }
         if self.may(caller, op, resource_type, name) {
             return Ok(());
         }
@@ -206,6 +222,9 @@ impl Auth {
         op: Operation,
         resource_type: ResourceType,
     ) -> ApiResult<()> {
+        if self.config.mode == AuthMode::Required && !self.still_valid(caller) {
+            return Err(revoked());
+        }
         let Some(principal) = self.restricted(caller) else {
             return Ok(());
         };
@@ -225,7 +244,8 @@ impl Auth {
         )
         .with("principal", principal)
         .with("operation", op_name(op))
-        .with("resource_type", type_name(resource_type)))
+        .with("resource_type", type_name(resource_type))
+        .with("resource", "*"))
     }
 
     /// The principal whose ACLs apply, or `None` when nothing is checked
@@ -275,4 +295,12 @@ pub fn type_name(t: ResourceType) -> &'static str {
         ResourceType::Group => "group",
         ResourceType::Cluster => "cluster",
     }
+}
+
+/// NOT_AUTHENTICATED for a stream whose token was removed from the file.
+fn revoked() -> ApiError {
+    ApiError::new(
+        Reason::NotAuthenticated,
+        "the token this call was made with has been removed from the broker's tokens file",
+    )
 }

@@ -6,6 +6,7 @@ use brook_protocol::v1::{self, acls_server};
 use tonic::{Request, Response, Status};
 
 use super::acl::{Acl, CLUSTER, Operation, PatternType, Permission, ResourceType};
+use super::store::AclStore;
 use super::{Auth, AuthMode, Caller};
 use crate::error::{ApiError, ApiResult, Reason};
 
@@ -16,6 +17,35 @@ pub struct AclsService {
 }
 
 impl AclsService {
+    /// ACLs change only on a broker that checks who is calling: with
+    /// `--auth off` anyone could grant themselves everything, to take
+    /// effect the day authentication is turned on.
+    fn changes_allowed(&self) -> ApiResult<()> {
+        match self.auth.mode() {
+            AuthMode::Required => Ok(()),
+            AuthMode::Off => Err(ApiError::new(
+                Reason::NotAuthorized,
+                "ACLs can be changed only on a broker run with --auth required (set up the first ones as a --super-users principal)",
+            )),
+        }
+    }
+
+    /// Checks a change of the ACLs by `caller` and applies `f` (add or
+    /// remove) on a blocking thread (it fsyncs); returns how many changed.
+    async fn change(
+        &self,
+        caller: &Caller,
+        acls: &[v1::AclBinding],
+        f: fn(&AclStore, &[Acl]) -> Result<usize, String>,
+    ) -> ApiResult<u32> {
+        self.changes_allowed()?;
+        self.auth
+            .authorize(caller, Operation::Alter, ResourceType::Cluster, CLUSTER)?;
+        let acls = bindings(acls)?;
+        let auth = Arc::clone(&self.auth);
+        stored(blocking(move || f(auth.store(), &acls)).await)
+    }
+
     /// A service over the broker's auth state.
     pub fn new(auth: Arc<Auth>, super_users: Vec<String>) -> Self {
         AclsService { auth, super_users }
@@ -142,11 +172,8 @@ impl acls_server::Acls for AclsService {
         req: Request<v1::CreateAclsRequest>,
     ) -> Result<Response<v1::CreateAclsResponse>, Status> {
         let caller = Caller::of(&req);
-        self.auth
-            .authorize(&caller, Operation::Alter, ResourceType::Cluster, CLUSTER)?;
-        let acls = bindings(&req.into_inner().acls)?;
-        let auth = Arc::clone(&self.auth);
-        let created = stored(blocking(move || auth.store().add(&acls)).await)?;
+        let acls = req.into_inner().acls;
+        let created = self.change(&caller, &acls, AclStore::add).await?;
         tracing::info!(
             principal = caller.principal.as_deref(),
             created,
@@ -184,11 +211,8 @@ impl acls_server::Acls for AclsService {
         req: Request<v1::DeleteAclsRequest>,
     ) -> Result<Response<v1::DeleteAclsResponse>, Status> {
         let caller = Caller::of(&req);
-        self.auth
-            .authorize(&caller, Operation::Alter, ResourceType::Cluster, CLUSTER)?;
-        let acls = bindings(&req.into_inner().acls)?;
-        let auth = Arc::clone(&self.auth);
-        let deleted = stored(blocking(move || auth.store().remove(&acls)).await)?;
+        let acls = req.into_inner().acls;
+        let deleted = self.change(&caller, &acls, AclStore::remove).await?;
         tracing::info!(
             principal = caller.principal.as_deref(),
             deleted,

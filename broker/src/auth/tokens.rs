@@ -77,8 +77,11 @@ impl Tokens {
                 ));
             }
         }
-        for principal in file.quotas.keys() {
+        for (principal, rates) in &file.quotas {
             check_principal(principal).map_err(|why| format!("quotas: {why}"))?;
+            rates
+                .check()
+                .map_err(|why| format!("quotas.{principal}: {why}"))?;
         }
         Ok(Tokens {
             by_hash,
@@ -105,7 +108,12 @@ impl Tokens {
 
     /// The principal `token` belongs to, if any.
     pub fn principal(&self, token: &str) -> Option<&str> {
-        self.by_hash.get(&hash(token)).map(String::as_str)
+        self.principal_of_hash(&hash(token))
+    }
+
+    /// The principal of the token whose hash is `hash`, if any.
+    pub fn principal_of_hash(&self, hash: &[u8; 32]) -> Option<&str> {
+        self.by_hash.get(hash).map(String::as_str)
     }
 
     /// How many tokens the file holds.
@@ -121,6 +129,9 @@ impl Tokens {
 
 /// A principal name: 1 to 256 printable characters, no control characters.
 pub fn check_principal(name: &str) -> Result<(), String> {
+    if name == "*" {
+        return Err("\"*\" means every principal in ACLs: it cannot be one".into());
+    }
     if name.is_empty() || name.len() > MAX_PRINCIPAL {
         return Err(format!(
             "principal {name:?} must be 1 to {MAX_PRINCIPAL} bytes long"

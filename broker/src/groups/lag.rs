@@ -148,3 +148,16 @@ pub fn unknown_group(group: &str) -> ApiError {
     )
     .with("group", group)
 }
+
+/// `lag` with only the topics `visible` allows, its totals recomputed: a
+/// group's lag must not tell a caller about topics it may not see.
+pub fn only_topics(mut lag: v1::ConsumerLag, visible: &dyn Fn(&str) -> bool) -> v1::ConsumerLag {
+    if lag.topics.iter().all(|t| visible(&t.topic)) {
+        return lag;
+    }
+    lag.partitions.retain(|p| visible(&p.topic));
+    lag.topics.retain(|t| visible(&t.topic));
+    lag.total_lag_records = lag.topics.iter().map(|t| t.lag_records).sum();
+    lag.max_lag_ms = lag.topics.iter().map(|t| t.lag_ms).max().unwrap_or(0);
+    lag
+}

@@ -91,12 +91,20 @@ fn strategy_to_proto(s: Option<Strategy>) -> v1::AssignmentStrategy {
     }
 }
 
-fn committed_to_proto(group: &Groups, name: &str, topic: &str) -> Vec<v1::CommittedOffset> {
+/// The group's committed offsets (of one topic, unless `topic` is empty)
+/// on the topics the caller may describe: a group's offsets must not tell
+/// a caller about topics it may not see.
+fn committed_to_proto(
+    group: &Groups,
+    name: &str,
+    topic: &str,
+    visible: &dyn Fn(&str) -> bool,
+) -> Vec<v1::CommittedOffset> {
     group
         .offsets
         .get(name)
         .into_iter()
-        .filter(|((t, _), _)| topic.is_empty() || t == topic)
+        .filter(|((t, _), _)| (topic.is_empty() || t == topic) && visible(t))
         .map(|((topic, partition), c)| v1::CommittedOffset {
             topic,
             partition,
@@ -108,6 +116,27 @@ fn committed_to_proto(group: &Groups, name: &str, topic: &str) -> Vec<v1::Commit
 }
 
 impl GroupsService {
+    /// Whether `caller` may describe a topic, for filtering what a group
+    /// answer reveals about topics.
+    fn topic_filter(&self, caller: &Caller) -> impl Fn(&str) -> bool + '_ {
+        let (auth, caller) = (Arc::clone(&self.broker.auth), caller.clone());
+        move |topic| auth.may(&caller, Operation::Describe, ResourceType::Topic, topic)
+    }
+
+    /// Refuses `req` unless its caller may do `op` on each topic.
+    fn authorize_topics<'a, T>(
+        &self,
+        req: &Request<T>,
+        op: Operation,
+        topics: impl IntoIterator<Item = &'a str>,
+    ) -> ApiResult<()> {
+        let distinct: BTreeSet<&str> = topics.into_iter().collect();
+        for topic in distinct {
+            self.broker.authorize_topic(req, op, topic)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn state(&self) -> ApiResult<(&Arc<Log>, &Arc<Groups>)> {
         Ok((self.broker.log()?, self.broker.groups()?))
     }
@@ -227,6 +256,9 @@ impl groups_server::Groups for GroupsService {
         RequestContext::of(&req).resource(&req.get_ref().group);
         self.broker
             .authorize_group(&req, Operation::Commit, &req.get_ref().group)?;
+        // As Kafka's OffsetCommit: read on each topic committed for.
+        let topics = req.get_ref().offsets.iter().map(|o| o.topic.as_str());
+        self.authorize_topics(&req, Operation::Read, topics)?;
         let req = req.into_inner();
         let group = req.group.clone();
         let (member, generation) = (req.member_id.clone(), req.generation);
@@ -252,6 +284,7 @@ impl groups_server::Groups for GroupsService {
         RequestContext::of(&req).resource(&req.get_ref().group);
         self.broker
             .authorize_group(&req, Operation::Describe, &req.get_ref().group)?;
+        let caller = Caller::of(&req);
         let req = req.into_inner();
         static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         if FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -265,7 +298,8 @@ impl groups_server::Groups for GroupsService {
         if !groups.names().contains(&req.group) {
             return Err(unknown_group(&req.group).into());
         }
-        let offsets = committed_to_proto(groups, &req.group, &req.topic);
+        let visible = self.topic_filter(&caller);
+        let offsets = committed_to_proto(groups, &req.group, &req.topic, &visible);
         Ok(Response::new(v1::FetchCommittedResponse { offsets }))
     }
 
@@ -302,15 +336,17 @@ impl groups_server::Groups for GroupsService {
         RequestContext::of(&req).resource(&req.get_ref().group);
         self.broker
             .authorize_group(&req, Operation::Describe, &req.get_ref().group)?;
+        let visible = self.topic_filter(&Caller::of(&req));
         let name = req.into_inner().group;
         let r = (|| {
             check_group_name(&name)?;
             let g = self.broker.groups()?;
-            let offsets = committed_to_proto(g, &name, "");
             let info = g.coordinator.describe(&name);
-            if info.is_none() && offsets.is_empty() {
+            // Whether the group exists does not depend on what the caller sees.
+            if info.is_none() && !g.names().contains(&name) {
                 return Err(unknown_group(&name));
             }
+            let offsets = committed_to_proto(g, &name, "", &visible);
             let mut d = v1::GroupDescription {
                 group: name.clone(),
                 offsets,
@@ -382,11 +418,16 @@ impl groups_server::Groups for GroupsService {
         RequestContext::of(&req).resource(&req.get_ref().group);
         self.broker
             .authorize_group(&req, Operation::Describe, &req.get_ref().group)?;
+        if !req.get_ref().topic.is_empty() {
+            self.broker
+                .authorize_topic(&req, Operation::Describe, &req.get_ref().topic)?;
+        }
+        let visible = self.topic_filter(&Caller::of(&req));
         let req = req.into_inner();
         check_group_name(&req.group)?;
         let (log, groups) = self.state()?;
         let lag = super::lag::consumer_lag(groups, log, &req.group, &req.topic, now_ms())?;
-        Ok(Response::new(lag))
+        Ok(Response::new(super::lag::only_topics(lag, &visible)))
     }
 
     async fn reset_offsets(
@@ -401,6 +442,13 @@ impl groups_server::Groups for GroupsService {
         };
         self.broker
             .authorize_group(&req, op, &req.get_ref().group)?;
+        // Moving a group on a topic is reading it (Kafka: read on the topic).
+        let topic_op = match req.get_ref().dry_run {
+            true => Operation::Describe,
+            false => Operation::Read,
+        };
+        self.broker
+            .authorize_topic(&req, topic_op, &req.get_ref().topic)?;
         let req = req.into_inner();
         let r = async {
             let (changes, entries) = self.reset_inner(&req)?;

@@ -34,7 +34,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::{Auth, AuthMode};
+use crate::auth::acl::{CLUSTER, Operation, ResourceType};
+use crate::auth::{Auth, AuthMode, Caller};
 use crate::groups::Groups;
 
 /// Labels of per-request metrics.
@@ -285,11 +286,20 @@ fn respond(
                 .headers()
                 .get(hyper::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            if token
-                .and_then(|t| auth.principal_of_token(t.trim()))
-                .is_none()
-            {
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                });
+            // Any token of the file, and (when ACLs apply) describe on the
+            // cluster: the page names every topic and group.
+            let principal = token.and_then(|t| auth.principal_of_token(t.trim()));
+            let caller = Caller {
+                principal: principal.map(Into::into),
+                token: None,
+            };
+            let allowed = caller.principal.is_some()
+                && auth.may(&caller, Operation::Describe, ResourceType::Cluster, CLUSTER);
+            if !allowed {
                 let mut resp = text(
                     StatusCode::UNAUTHORIZED,
                     "/metrics needs \"Authorization: Bearer <token>\" with a token of the broker's tokens file (--metrics-auth)\n",
