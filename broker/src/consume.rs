@@ -268,7 +268,7 @@ async fn follow(
             let _ = tx.send(Err(e.into())).await;
             return;
         }
-        let bytes = prost::Message::encoded_len(&msg);
+        let bytes = || prost::Message::encoded_len(&msg);
         tokio::select! {
             () = service.broker.throttle(client, Direction::Fetch, bytes) => {}
             _ = shutdown.wait_for(|s| *s) => return,
@@ -292,7 +292,7 @@ impl Consumer for ConsumerService {
         self.broker
             .authorize_topic(&req, Operation::Read, &req.get_ref().topic)?;
         let fetched = self.fetch_inner(req.get_ref()).await?;
-        let bytes = prost::Message::encoded_len(&fetched);
+        let bytes = || prost::Message::encoded_len(&fetched);
         self.broker
             .throttle(&QuotaClient::of(&req), Direction::Fetch, bytes)
             .await;

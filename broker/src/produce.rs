@@ -254,7 +254,7 @@ impl Producer for ProducerService {
             .auth
             .authorize(&caller, Operation::Write, ResourceType::Topic, &req.topic)?;
         self.broker
-            .throttle(&client, Direction::Produce, req.batch.len())
+            .throttle(&client, Direction::Produce, || req.batch.len())
             .await;
         let ack = self.start_produce(&caller, req)?;
         Ok(Response::new(ack.await?))
@@ -294,7 +294,7 @@ impl Producer for ProducerService {
                         Ok(Some(req)) => {
                             // Over its quota the stream waits here: it reads no
                             // further batch until the client's rate allows it.
-                            service.broker.throttle(&client, Direction::Produce, req.batch.len()).await;
+                            service.broker.throttle(&client, Direction::Produce, || req.batch.len()).await;
                             let started = Instant::now();
                             let (topic, partition) = (req.topic.clone(), req.partition);
                             appended += 1;
@@ -355,7 +355,7 @@ impl Producer for ProducerService {
         RequestContext::of(&req).resource(&req.get_ref().topic);
         self.broker
             .authorize_topic(&req, Operation::Write, &req.get_ref().topic)?;
-        let bytes = req.get_ref().records.iter().map(record_size).sum();
+        let bytes = || req.get_ref().records.iter().map(record_size).sum();
         self.broker
             .throttle(&QuotaClient::of(&req), Direction::Produce, bytes)
             .await;

@@ -118,9 +118,16 @@ impl Broker {
         self.log.get().ok_or_else(starting)
     }
 
-    /// Waits as long as `client`'s byte-rate quota needs after `bytes`
+    /// Waits as long as `client`'s byte-rate quota needs after `bytes()`
     /// more in `direction` (not at all without quotas), and counts the wait.
-    pub async fn throttle(&self, client: &QuotaClient, direction: Direction, bytes: usize) {
+    /// `bytes` is called only when a quota applies: sizing a response is
+    /// work the common case, no quotas, does not pay for.
+    pub async fn throttle(
+        &self,
+        client: &QuotaClient,
+        direction: Direction,
+        bytes: impl FnOnce() -> usize,
+    ) {
         let (own, overrides) = match &client.caller.principal {
             Some(p) => self.auth.quotas(p),
             None => (None, false),
@@ -133,7 +140,7 @@ impl Broker {
             (None, Some(ip)) => ip.to_string(),
             (None, None) => String::new(),
         };
-        let wait = self.quotas.charge(direction, &key, own, bytes);
+        let wait = self.quotas.charge(direction, &key, own, bytes());
         if wait.is_zero() {
             return;
         }
