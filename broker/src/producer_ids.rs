@@ -99,7 +99,7 @@ impl ProducerIds {
                 .checked_add(ID_BLOCK)
                 .filter(|r| *r <= max_counter(self.legacy))
                 .ok_or_else(|| std::io::Error::other("every producer id has been handed out"))?;
-            let key: String = self.key.iter().map(|b| format!("{b:02x}")).collect();
+            let key = hex::encode(self.key);
             let text = format!("2 {reserved} {} {key}\n", self.legacy);
             brook_storage::write_atomic(&self.dir, FILE, text.as_bytes())
                 .map_err(std::io::Error::other)?;
@@ -142,13 +142,8 @@ fn parse(text: &str) -> Result<(i64, i64, Option<[u8; 16]>), String> {
                 .filter(|r| (0..=max_counter(legacy)).contains(r))
                 .ok_or_else(|| format!("reservation {reserved:?} is damaged"))?;
             let mut k = [0u8; 16];
-            if key.len() != 32 || !key.is_ascii() {
-                return Err("the key must be 32 hex digits".into());
-            }
-            for (i, b) in k.iter_mut().enumerate() {
-                *b = u8::from_str_radix(&key[2 * i..2 * i + 2], 16)
-                    .map_err(|_| "the key must be 32 hex digits".to_string())?;
-            }
+            hex::decode_to_slice(key, &mut k)
+                .map_err(|_| "the key must be 32 hex digits".to_string())?;
             Ok((reserved, legacy, Some(k)))
         }
         _ => Err("not a producer-id reservation (\"2 RESERVED LEGACY KEY\")".into()),

@@ -19,8 +19,9 @@ pub enum Permission {
     Deny,
 }
 
-/// What a request does to its resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a request does to its resource (`brook acl --operation` takes
+/// these names too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     /// Every operation.

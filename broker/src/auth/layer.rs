@@ -90,13 +90,20 @@ where
                 Box::pin(self.inner.call(req))
             }
             Err(refused) => {
-                let status: tonic::Status = refused.into();
-                let (parts, ()) = status.into_http::<()>().into_parts();
-                let resp = http::Response::from_parts(parts, ResBody::default());
+                let resp = refused.into_status().into_http::<ResBody>();
                 Box::pin(async move { Ok(resp) })
             }
         }
     }
+}
+
+/// The token of an `authorization: Bearer <token>` value (the scheme in
+/// either case), or `None` if the value is not one.
+pub fn bearer(value: &http::HeaderValue) -> Option<&str> {
+    let v = value.to_str().ok()?;
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 /// The principal of a call: its bearer token's (with the token's hash),
@@ -108,20 +115,12 @@ pub fn authenticate(
     client_cert: Option<&[u8]>,
 ) -> Result<(String, Option<[u8; 32]>), ApiError> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::new(
-                    Reason::NotAuthenticated,
-                    "the authorization metadata must be \"Bearer <token>\"",
-                )
-            })?;
+        let token = bearer(value).ok_or_else(|| {
+            ApiError::new(
+                Reason::NotAuthenticated,
+                "the authorization metadata must be \"Bearer <token>\"",
+            )
+        })?;
         let principal = auth.principal_of_token(token).ok_or_else(|| {
             ApiError::new(
                 Reason::NotAuthenticated,

@@ -148,19 +148,9 @@ pub fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Lowercase hex of `bytes`.
-pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_hash(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 || !hex.is_ascii() {
-        return None;
-    }
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
@@ -169,7 +159,7 @@ fn parse_hash(hex: &str) -> Option<[u8; 32]> {
 pub fn generate() -> Result<String, String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| format!("no random source: {e}"))?;
-    Ok(format!("{TOKEN_PREFIX}{}", to_hex(&bytes)))
+    Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
 }
 
 /// The tokens-file entry for `token` given to `principal`.
@@ -177,7 +167,7 @@ pub fn entry(principal: &str, token: &str) -> String {
     let name = toml::Value::String(principal.to_string());
     format!(
         "[[tokens]]\nprincipal = {name}\nsha256 = \"{}\"\n",
-        to_hex(&hash(token))
+        hex::encode(hash(token))
     )
 }
 

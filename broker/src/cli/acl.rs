@@ -9,6 +9,8 @@ use serde_json::json;
 
 use super::connection::Conn;
 use super::output::{Output, table};
+use crate::auth::acl::{Acl, CLUSTER, Operation, PatternType, Permission, ResourceType};
+use crate::auth::service::to_proto;
 
 /// `brook acl` flags and its subcommand.
 #[derive(Debug, clap::Args)]
@@ -43,19 +45,6 @@ pub(crate) enum AclCmd {
     Whoami,
 }
 
-/// The operations an entry can name, as typed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Op {
-    All,
-    Read,
-    Write,
-    Create,
-    Delete,
-    Describe,
-    Alter,
-    Commit,
-}
-
 /// Which entries `add` or `remove` means.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AclSpec {
@@ -68,7 +57,7 @@ pub(crate) struct AclSpec {
     deny: bool,
     /// Operations (repeat or comma-separate).
     #[arg(long = "operation", value_enum, value_delimiter = ',')]
-    operations: Vec<Op>,
+    operations: Vec<Operation>,
     /// Shorthand for a producer: write on the topics (InitProducer follows).
     #[arg(long)]
     producer: bool,
@@ -106,19 +95,6 @@ pub(crate) struct AclFilter {
     cluster: bool,
 }
 
-fn op_proto(op: Op) -> v1::AclOperation {
-    match op {
-        Op::All => v1::AclOperation::All,
-        Op::Read => v1::AclOperation::Read,
-        Op::Write => v1::AclOperation::Write,
-        Op::Create => v1::AclOperation::Create,
-        Op::Delete => v1::AclOperation::Delete,
-        Op::Describe => v1::AclOperation::Describe,
-        Op::Alter => v1::AclOperation::Alter,
-        Op::Commit => v1::AclOperation::Commit,
-    }
-}
-
 impl AclSpec {
     /// Every entry the flags name: each operation on each resource, plus
     /// what --producer and --consumer stand for.
@@ -132,54 +108,51 @@ impl AclSpec {
             "name the operations: --operation, --producer or --consumer"
         );
         let pattern = match self.prefix {
-            true => v1::PatternType::Prefixed,
-            false => v1::PatternType::Literal,
+            true => PatternType::Prefixed,
+            false => PatternType::Literal,
+        };
+        let permission = match self.deny {
+            true => Permission::Deny,
+            false => Permission::Allow,
         };
         let mut out = Vec::new();
-        let mut push = |rt: v1::ResourceType, name: &str, op: Op, pattern: v1::PatternType| {
-            let b = v1::AclBinding {
+        let mut push = |resource_type, name: &str, operation, pattern_type| {
+            let b = to_proto(&Acl {
                 principal: self.principal.clone(),
-                permission: match self.deny {
-                    true => v1::AclPermission::Deny,
-                    false => v1::AclPermission::Allow,
-                } as i32,
-                operation: op_proto(op) as i32,
-                resource_type: rt as i32,
-                pattern_type: pattern as i32,
+                permission,
+                operation,
+                resource_type,
+                pattern_type,
                 resource_name: name.to_string(),
-            };
+            });
             if !out.contains(&b) {
                 out.push(b);
             }
         };
+        use Operation::{Commit, Read, Write};
         for t in &self.topics {
             for &op in &self.operations {
-                push(v1::ResourceType::Topic, t, op, pattern);
+                push(ResourceType::Topic, t, op, pattern);
             }
             if self.producer {
-                push(v1::ResourceType::Topic, t, Op::Write, pattern);
+                push(ResourceType::Topic, t, Write, pattern);
             }
             if self.consumer {
-                push(v1::ResourceType::Topic, t, Op::Read, pattern);
+                push(ResourceType::Topic, t, Read, pattern);
             }
         }
         for g in &self.groups {
             for &op in &self.operations {
-                push(v1::ResourceType::Group, g, op, pattern);
+                push(ResourceType::Group, g, op, pattern);
             }
             if self.consumer {
-                push(v1::ResourceType::Group, g, Op::Read, pattern);
-                push(v1::ResourceType::Group, g, Op::Commit, pattern);
+                push(ResourceType::Group, g, Read, pattern);
+                push(ResourceType::Group, g, Commit, pattern);
             }
         }
         if self.cluster {
             for &op in &self.operations {
-                push(
-                    v1::ResourceType::Cluster,
-                    "brook",
-                    op,
-                    v1::PatternType::Literal,
-                );
+                push(ResourceType::Cluster, CLUSTER, op, PatternType::Literal);
             }
         }
         anyhow::ensure!(

@@ -285,14 +285,10 @@ fn respond(
             let token = req
                 .headers()
                 .get(hyper::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                });
+                .and_then(crate::auth::layer::bearer);
             // Any token of the file, and (when ACLs apply) describe on the
             // cluster: the page names every topic and group.
-            let principal = token.and_then(|t| auth.principal_of_token(t.trim()));
+            let principal = token.and_then(|t| auth.principal_of_token(t));
             let caller = Caller {
                 principal: principal.map(Into::into),
                 token: None,

@@ -67,18 +67,15 @@ where
         Box::pin(async move {
             match tokio::time::timeout(timeout, call).await {
                 Ok(answer) => answer,
-                Err(_) => {
-                    let status: tonic::Status = ApiError::new(
-                        Reason::RequestTimeout,
-                        format!(
-                            "the broker did not answer within --request-timeout-ms ({} ms)",
-                            timeout.as_millis()
-                        ),
-                    )
-                    .into();
-                    let (parts, ()) = status.into_http::<()>().into_parts();
-                    Ok(http::Response::from_parts(parts, ResBody::default()))
-                }
+                Err(_) => Ok(ApiError::new(
+                    Reason::RequestTimeout,
+                    format!(
+                        "the broker did not answer within --request-timeout-ms ({} ms)",
+                        timeout.as_millis()
+                    ),
+                )
+                .into_status()
+                .into_http::<ResBody>()),
             }
         })
     }
