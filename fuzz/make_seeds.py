@@ -232,9 +232,29 @@ def seeds():
     s["leader_epochs"] = {"two": b"0\n2\n1 0\n3 10\n", "none": b"0\n0\n"}
 
     # the broker's files
+    # First byte even: the rest is ~groups/offsets.log; odd: a file of the first format.
+    def offsets_frame(group, offsets, delete=False):
+        payload = pb_bytes(1, group)
+        for topic, part, off, meta, ts in offsets:
+            payload += pb_bytes(2, pb_bytes(1, topic) + pb_varint(2, part) + pb_varint(3, off)
+                                + pb_bytes(4, meta) + pb_varint(5, ts))
+        if delete:
+            payload += pb_varint(3, 1)
+        return struct.pack("<II", len(payload), zlib.crc32(payload) & 0xFFFFFFFF) + payload
+
+    offsets_log = b"brook-offsets-log 1\n"
     s["group_offsets"] = {
-        "two-partitions": b"brook-offsets 1\norders 0 42 1700000000000 6869\norders 1 7 1700000000001 \n",
-        "header-only": b"brook-offsets 1\n",
+        "log-two-groups": b"\x00" + offsets_log
+        + offsets_frame("billing", [("orders", 0, 42, "hi", 1700000000000), ("orders", 1, 7, "", 1700000000001)])
+        + offsets_frame("gone", [("orders", 0, 1, "", 1)])
+        + offsets_frame("gone", [], delete=True)
+        + offsets_frame("billing", [("orders", 0, 43, "", 1700000000002)]),
+        "log-torn-tail": b"\x00" + offsets_log
+        + offsets_frame("g", [("t", 0, 5, "", 1)])
+        + offsets_frame("g", [("t", 0, 6, "", 2)])[:9],
+        "log-header-only": b"\x00" + offsets_log,
+        "two-partitions": b"\x01brook-offsets 1\norders 0 42 1700000000000 6869\norders 1 7 1700000000001 \n",
+        "header-only": b"\x01brook-offsets 1\n",
     }
     s["producer_ids"] = {"zero": b"0\n", "block": b"1000\n"}
     s["serve_config"] = {

@@ -387,7 +387,13 @@ mod tests {
         let auth = crate::auth::Auth::open(config.auth.clone(), config.data_dir.clone()).unwrap();
         let broker = Broker::new(config, Arc::new(auth));
         let log = Arc::new(Log::open(dir.path()).unwrap());
-        let groups = Arc::new(Groups::open(dir.path().join("~groups")).unwrap());
+        let groups = Arc::new(
+            Groups::open(
+                dir.path().join("~groups"),
+                brook_storage::FlushPolicy::Never,
+            )
+            .unwrap(),
+        );
         broker.set_ready(Arc::clone(&log), groups);
         let topic = TopicConfig {
             partitions: 1,

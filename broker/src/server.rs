@@ -184,7 +184,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     let log = Arc::new(log);
     crate::fdlimit::check_map_count();
     let groups_dir = config.data_dir.join("~groups");
-    let groups = tokio::task::spawn_blocking(move || Groups::open(groups_dir)).await??;
+    let offsets_flush = config.topic_defaults.flush;
+    let groups =
+        tokio::task::spawn_blocking(move || Groups::open(groups_dir, offsets_flush)).await??;
     let groups = Arc::new(groups);
     let ids = crate::producer_ids::ProducerIds::open(&config.data_dir)
         .context("reading the producer-id reservation")?;
@@ -218,6 +220,8 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         Arc::clone(&log),
         config.retention_check_interval,
     ));
+    let offsets_maintenance =
+        tokio::spawn(maintain_offsets(Arc::clone(&broker), Arc::clone(&groups)));
 
     signals.wait_for(1).await;
     let timeout = config.shutdown_timeout;
@@ -230,6 +234,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     groups.coordinator.shutdown();
     reaper.abort();
     retention.abort();
+    offsets_maintenance.abort();
     let aborts = [grpc.abort_handle(), metrics.abort_handle()];
     let servers = async {
         let grpc = grpc.await;
@@ -259,7 +264,13 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     // After the last append: storage writes each partition's producer-state
     // snapshot at its log end, before the clean-shutdown markers.
     let received = signals.count();
-    let closing = tokio::task::spawn_blocking(move || log.close());
+    let closing = tokio::task::spawn_blocking(move || {
+        // Commits acknowledged before their sync was due reach the disk too.
+        if let Err(e) = groups.offsets.sync_all() {
+            tracing::error!(error = %format!("{e:#}"), "syncing the offsets log at shutdown failed");
+        }
+        log.close()
+    });
     tokio::select! {
         closed = closing => closed?.context("closing the log")?,
         () = signals.wait_for(received + 1) => exit_now("while closing the log"),
@@ -302,6 +313,24 @@ async fn expire_members(broker: Arc<Broker>, log: Arc<Log>, groups: Arc<Groups>)
     every(&broker, Duration::from_millis(100), || {
         groups.coordinator.expire(&counter(&log));
         std::future::ready(())
+    })
+    .await;
+}
+
+/// Syncs and rewrites the offsets log as its flush policy says, until shutdown.
+async fn maintain_offsets(broker: Arc<Broker>, groups: Arc<Groups>) {
+    let period = groups.offsets.maintenance_period();
+    every(&broker, period, || {
+        let groups = Arc::clone(&groups);
+        async move {
+            match tokio::task::spawn_blocking(move || groups.offsets.maintain()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "offsets log maintenance failed")
+                }
+                Err(e) => tracing::error!(error = %e, "offsets log maintenance task failed"),
+            }
+        }
     })
     .await;
 }

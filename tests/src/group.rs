@@ -143,6 +143,7 @@ pub async fn commit(
         member_id: member.into(),
         generation,
         offsets,
+        durable: false,
     };
     v1::groups_client::GroupsClient::new(b.channel().await)
         .commit(req)

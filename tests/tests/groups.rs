@@ -264,6 +264,41 @@ async fn commits_survive_a_clean_restart_and_kill_9() {
     );
 }
 
+/// A data directory from before the offsets log (one `<group>.offsets`
+/// text file per group): the broker folds the files into the log and the
+/// group goes on from its commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_of_the_first_format_are_kept_across_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    create_topic(&broker, "t", 2).await;
+    publish(&broker, "t", 20, "x").await;
+    assert!(broker.terminate().success());
+    let groups = dir.path().join("~groups");
+    std::fs::create_dir_all(&groups).unwrap();
+    std::fs::write(
+        groups.join("billing.offsets"),
+        "brook-offsets 1\nt 0 3 1700000000000 \nt 1 7 1700000000000 6d\n",
+    )
+    .unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    assert_eq!(
+        committed(&broker, "billing", "t").await,
+        [(0, 3), (1, 7)].into()
+    );
+    assert!(!groups.join("billing.offsets").exists());
+    let later: BTreeMap<u32, u64> = [(0, 4)].into();
+    commit(&broker, "billing", "t", "", 0, &later)
+        .await
+        .unwrap();
+    broker.kill9();
+    let broker = Broker::start(dir.path(), &[]).await;
+    assert_eq!(
+        committed(&broker, "billing", "t").await,
+        [(0, 4), (1, 7)].into()
+    );
+}
+
 /// One partition with 100 records, record i stamped `base + i * 1000` ms.
 async fn timed_records(b: &Broker, topic: &str, base: i64) {
     create_topic(b, topic, 1).await;

@@ -1,7 +1,6 @@
 //! Changing committed offsets: a member's commit and an operator's reset,
 //! each checked against the log (no offset past the high watermark or
-//! before the log start) and stored on a blocking thread under the group's
-//! offsets lock. Apart from `service.rs`, which answers the RPCs.
+//! before the log start) and stored under the offsets lock. Apart from `service.rs`, which answers the RPCs.
 
 use std::sync::Arc;
 
@@ -121,24 +120,28 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(io_error)
 }
 
-/// Stores offsets on a blocking thread if `check` passes under the group's offsets lock.
+/// Stores offsets if `check` passes under the offsets lock; with `durable`
+/// (or the flush policy `always`), returns once they are on disk.
 pub(super) async fn store_checked(
     groups: Arc<Groups>,
     group: String,
     entries: Vec<Entry>,
+    durable: bool,
     check: impl FnOnce(&Groups, &str) -> ApiResult<()> + Send + 'static,
 ) -> ApiResult<()> {
-    tokio::task::spawn_blocking(move || {
-        groups
-            .offsets
-            .commit_checked(&group, entries, || check(&groups, &group))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-    .map_err(|e| match e {
-        CommitError::Rejected(refused) => refused,
-        CommitError::Io(e) => io_error(e),
-    })
+    // An append is one small pwrite into the page cache: done here, on the
+    // request's task. Only a sync needs a blocking thread.
+    let at = groups
+        .offsets
+        .commit_checked(&group, entries, || check(&groups, &group))
+        .map_err(|e| match e {
+            CommitError::Rejected(refused) => refused,
+            CommitError::Io(e) => io_error(e),
+        })?;
+    if groups.offsets.needs_sync(durable) {
+        blocking(move || groups.offsets.sync(at)).await?;
+    }
+    Ok(())
 }
 
 /// Offsets may be reset only while the group has no members, unless forced.

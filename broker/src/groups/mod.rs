@@ -20,10 +20,14 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// Loads the committed offsets from `dir`.
-    pub fn open(dir: impl Into<std::path::PathBuf>) -> anyhow::Result<Groups> {
+    /// Loads the committed offsets from `dir`; `flush` says when commits
+    /// reach the disk unless they ask to be durable.
+    pub fn open(
+        dir: impl Into<std::path::PathBuf>,
+        flush: brook_storage::FlushPolicy,
+    ) -> anyhow::Result<Groups> {
         Ok(Groups {
-            offsets: offsets::OffsetStore::open(dir)?,
+            offsets: offsets::OffsetStore::open(dir, flush)?,
             coordinator: coordinator::Coordinator::default(),
             timestamps: lag::TimestampCache::default(),
         })

@@ -43,8 +43,10 @@ impl GroupsService {
 }
 
 pub(super) fn check_group_name(name: &str) -> ApiResult<()> {
-    // The offsets file and its temporary copy (`<group>.offsets.<n>.tmp`)
-    // must fit the file system's 255-byte names.
+    // The first format of offsets files named them after the group, within
+    // the file system's 255-byte names: the limit stays, so that every name
+    // accepted before is accepted now and no name accepted now is refused by
+    // a broker of that version.
     if name.len() > MAX_GROUP_NAME {
         return Err(ApiError::new(
             Reason::InvalidGroupName,
@@ -261,13 +263,13 @@ impl groups_server::Groups for GroupsService {
         self.authorize_topics(&req, Operation::Read, topics)?;
         let req = req.into_inner();
         let group = req.group.clone();
-        let (member, generation) = (req.member_id.clone(), req.generation);
+        let (member, generation, durable) = (req.member_id.clone(), req.generation, req.durable);
         let r = async {
             let entries = self.commit_inner(req)?;
             let groups = Arc::clone(self.broker.groups()?);
             // The membership check runs again under the group's offsets lock:
             // a member fenced in between cannot land its write.
-            store_checked(groups, group.clone(), entries, move |groups, g| {
+            store_checked(groups, group.clone(), entries, durable, move |groups, g| {
                 groups.coordinator.check_commit(g, &member, generation)
             })
             .await?;
@@ -457,7 +459,8 @@ impl groups_server::Groups for GroupsService {
                 let force = req.force;
                 // Checked again under the offsets lock: a member that joins
                 // meanwhile either blocks the reset or reads the new offsets.
-                store_checked(groups, req.group.clone(), entries, move |groups, g| no_members(groups, g, force)).await?;
+                // An operator's reset is rare: it is on disk before the answer.
+                store_checked(groups, req.group.clone(), entries, true, move |groups, g| no_members(groups, g, force)).await?;
                 tracing::info!(group = %req.group, topic = %req.topic, partitions = changes.len(), "offsets reset");
             }
             Ok::<_, ApiError>(v1::ResetOffsetsResponse { changes, applied: !req.dry_run })

@@ -407,7 +407,13 @@ mod tests {
         );
 
         let log = Arc::new(Log::open(dir.path()).unwrap());
-        let groups = Arc::new(Groups::open(dir.path().join("~groups")).unwrap());
+        let groups = Arc::new(
+            Groups::open(
+                dir.path().join("~groups"),
+                brook_storage::FlushPolicy::Never,
+            )
+            .unwrap(),
+        );
         let topic = TopicConfig {
             partitions: 2,
             partition: Default::default(),
@@ -472,7 +478,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Metrics::default();
         let log = Arc::new(Log::open(dir.path()).unwrap());
-        let groups = Arc::new(Groups::open(dir.path().join("~groups")).unwrap());
+        let groups = Arc::new(
+            Groups::open(
+                dir.path().join("~groups"),
+                brook_storage::FlushPolicy::Never,
+            )
+            .unwrap(),
+        );
         let topic = TopicConfig {
             partitions: 64,
             partition: Default::default(),

@@ -65,6 +65,7 @@ pub(super) async fn commit_positions(shared: &Shared, only: Option<&[Tp]>) -> Re
         member_id,
         generation,
         offsets,
+        durable: shared.config.durable_commits,
     };
     shared
         .client

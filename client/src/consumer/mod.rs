@@ -110,6 +110,12 @@ pub struct ConsumerConfig {
     pub fetch_max_wait: Duration,
     /// Called on every revocation.
     pub on_revoke: Option<RevokeCallback>,
+    /// Ask the broker to have each commit on disk before it answers (one
+    /// `fdatasync`, shared with concurrent commits). Off: a commit is
+    /// answered once the broker has it in its offsets log, which survives
+    /// a broker crash and reaches the disk within the broker's flush
+    /// interval (docs/broker.md, "Commits").
+    pub durable_commits: bool,
 }
 
 impl ConsumerConfig {
@@ -135,6 +141,7 @@ impl ConsumerConfig {
             fetch_max_bytes: 4 << 20,
             fetch_max_wait: Duration::from_millis(500),
             on_revoke: None,
+            durable_commits: false,
         }
     }
 }
