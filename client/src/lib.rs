@@ -3,6 +3,7 @@
 //! - [`Client`]: one HTTP/2 connection, cheap to clone ([`ClientBuilder`] for timeouts and retries).
 //! - [`Producer`]: batched, pipelined sends with per-record acknowledgements.
 //! - [`Consumer`]: a consumer-group member (or a reader of given partitions) with commits.
+//! - [`PartitionReader`]: one partition from an offset, no group ([`Client::reader`]).
 //! - [`Admin`]: topics, groups, committed offsets, lag, offset resets.
 //!
 //! ```no_run
@@ -27,6 +28,7 @@ mod client;
 mod consumer;
 mod error;
 mod producer;
+mod reader;
 
 pub use admin::{Admin, ResetTo};
 pub use brook_protocol::v1 as proto;
@@ -34,5 +36,6 @@ pub use client::{Client, ClientBuilder};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RevokeCallback, StartFrom};
 pub use error::{Error, Result};
 pub use producer::{Acks, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use reader::{PartitionReader, ReadFrom, ReaderConfig};
 /// gRPC status codes, as in [`Error::code`] (re-exported so that callers need no `tonic` dependency).
 pub use tonic::Code;

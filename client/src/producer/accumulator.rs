@@ -191,16 +191,17 @@ impl State {
     }
 
     /// The next batch to send: the oldest full one, else the open batch
-    /// whose linger ended first (if it has). From here on it counts as in
+    /// whose linger ended first (if it has, or at once when the sender is
+    /// `idle`: nothing in flight to wait behind). From here on it counts as in
     /// flight (for `flush`), under the same lock, so it is never unseen.
-    pub(crate) fn take_next(&mut self, now: Instant) -> Option<Ready> {
-        let next = self.next_due(now)?;
+    pub(crate) fn take_next(&mut self, now: Instant, idle: bool) -> Option<Ready> {
+        let next = self.next_due(now, idle)?;
         self.in_flight
             .push_back(Arc::clone(next.batch.slot.outcome()));
         Some(next)
     }
 
-    fn next_due(&mut self, now: Instant) -> Option<Ready> {
+    fn next_due(&mut self, now: Instant, idle: bool) -> Option<Ready> {
         if let Some(r) = self.full.pop_front() {
             return Some(r);
         }
@@ -210,7 +211,7 @@ impl State {
             .flat_map(|(t, s)| {
                 s.open.iter().enumerate().filter_map(move |(p, o)| {
                     o.as_ref()
-                        .filter(|o| o.deadline <= now)
+                        .filter(|o| idle || o.deadline <= now)
                         .map(|o| (o.deadline, t, p))
                 })
             })
@@ -241,16 +242,19 @@ impl State {
         out
     }
 
-    /// When the next open batch's linger ends.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    /// When the next open batch is due: its linger's end, or now when the
+    /// sender is `idle`.
+    pub(crate) fn next_deadline(&self, idle: bool) -> Option<Instant> {
         if !self.full.is_empty() {
             return Some(Instant::now());
         }
-        self.topics
+        let next = self
+            .topics
             .values()
             .flat_map(|s| s.open.iter().flatten())
             .map(|o| o.deadline)
-            .min()
+            .min()?;
+        Some(if idle { Instant::now().min(next) } else { next })
     }
 
     /// Makes every open batch due now (flush, close).

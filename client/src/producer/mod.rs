@@ -56,7 +56,11 @@ pub enum Acks {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    /// How long a partition's first record waits for others to join its batch.
+    /// How long a partition's first record waits for others to join its
+    /// batch while other batches are in flight. With nothing in flight a
+    /// batch goes at once, so one awaited `send` is one round trip; records
+    /// sent meanwhile gather behind it and go when it is acknowledged, when
+    /// their batch fills, or after `linger`, whichever comes first.
     pub linger: Duration,
     /// A batch is sent as soon as it reaches this size.
     pub batch_bytes: usize,

@@ -112,7 +112,7 @@ impl Sender {
             let (next_deadline, finished) = {
                 let state = self.acc.lock();
                 (
-                    state.next_deadline(),
+                    state.next_deadline(self.in_flight.is_empty()),
                     state.closed && state.is_drained() && self.in_flight.is_empty(),
                 )
             };
@@ -135,7 +135,11 @@ impl Sender {
     async fn ship_ready(&mut self) {
         let now = Instant::now();
         while self.in_flight.len() < self.config.max_in_flight && !self.resend_needed {
-            let Some(ready) = self.acc.lock().take_next(now) else {
+            // Linger only while something is in flight: a record sent to an
+            // idle producer goes at once, and records that come while its
+            // batch is out join the next one (as modern Kafka clients do).
+            let idle = self.in_flight.is_empty();
+            let Some(ready) = self.acc.lock().take_next(now, idle) else {
                 return;
             };
             self.ship(ready).await;

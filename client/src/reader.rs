@@ -1,0 +1,343 @@
+//! Reading one partition from an offset, without a group (Kafka's
+//! `assign` + `seek`, kcat's `-p P -o N`): nothing is committed and nothing
+//! is asked of the broker but fetches. A task fetches ahead of the
+//! application (one fetch in flight, one answer waiting), and records are
+//! handed out as views into the fetched bytes: no copy and, for records
+//! without headers, no allocation per record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brook_protocol::batch::{Batch, Records, batches};
+use brook_protocol::v1;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::client::Client;
+use crate::consumer::ConsumerRecord;
+use crate::error::{Error, Result};
+
+/// Where a [`PartitionReader`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The first record stored.
+    Earliest,
+    /// The log end when the reader is created: only records appended after.
+    Latest,
+    /// This offset (the first read fails with OUT_OF_RANGE if it is outside the log).
+    Offset(u64),
+}
+
+/// How a [`PartitionReader`] fetches.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// Batch bytes per fetch.
+    pub fetch_max_bytes: u32,
+    /// Long-poll wait of a fetch once the reader has reached the log end.
+    pub fetch_max_wait: Duration,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            fetch_max_bytes: 4 << 20,
+            fetch_max_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+/// One fetch's answer, or why the fetching stopped.
+type Fetched = Result<(Bytes, u64)>;
+
+/// Reads one partition in offset order, from a given start. Created by
+/// [`Client::reader`].
+///
+/// ```no_run
+/// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+/// use brook_client::ReadFrom;
+/// // Replay orders/2 from offset 1000 up to where the log ends now.
+/// let end = client.admin().describe_topic("orders").await?.partitions[2].log_end_offset;
+/// let mut reader = client.reader("orders", 2, ReadFrom::Offset(1000)).await?;
+/// while reader.position() < end {
+///     let order = reader.recv().await?;
+///     println!("{}: {:?}", order.offset, order.value);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct PartitionReader {
+    client: Client,
+    config: ReaderConfig,
+    topic: Arc<str>,
+    partition: u32,
+    /// The next offset `recv` hands out.
+    next: u64,
+    /// The log end the last fetch saw.
+    log_end: Option<u64>,
+    fetched: mpsc::Receiver<Fetched>,
+    fetcher: JoinHandle<()>,
+    /// Batches of the last answer not yet handed out.
+    pending: std::vec::IntoIter<Batch>,
+    /// The batch `recv` is handing out, and its records still to come.
+    current: Option<(Batch, Records)>,
+}
+
+impl Client {
+    /// A reader of one partition from `from`, with default fetch settings.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use brook_client::ReadFrom;
+    /// let mut reader = client.reader("orders", 0, ReadFrom::Earliest).await?;
+    /// let first = reader.recv().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reader(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: ReadFrom,
+    ) -> Result<PartitionReader> {
+        self.reader_with(topic, partition, from, ReaderConfig::default())
+            .await
+    }
+
+    /// A reader of one partition from `from`, fetching as `config` says.
+    pub async fn reader_with(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: ReadFrom,
+        config: ReaderConfig,
+    ) -> Result<PartitionReader> {
+        let start = match from {
+            ReadFrom::Offset(o) => o,
+            ReadFrom::Earliest | ReadFrom::Latest => {
+                let d = self.admin().describe_topic(topic).await?;
+                let p = d.partitions.get(partition as usize).ok_or_else(|| {
+                    Error::status(
+                        tonic::Code::NotFound,
+                        format!("topic {topic} has no partition {partition}"),
+                    )
+                })?;
+                match from {
+                    ReadFrom::Earliest => p.log_start_offset,
+                    _ => p.log_end_offset,
+                }
+            }
+        };
+        let topic: Arc<str> = Arc::from(topic);
+        let (fetched, fetcher) = spawn_fetcher(self, &config, &topic, partition, start);
+        Ok(PartitionReader {
+            client: self.clone(),
+            config,
+            topic,
+            partition,
+            next: start,
+            log_end: None,
+            fetched,
+            fetcher,
+            pending: Vec::new().into_iter(),
+            current: None,
+        })
+    }
+}
+
+fn spawn_fetcher(
+    client: &Client,
+    config: &ReaderConfig,
+    topic: &Arc<str>,
+    partition: u32,
+    from: u64,
+) -> (mpsc::Receiver<Fetched>, JoinHandle<()>) {
+    // One answer waiting while the next fetch is in flight.
+    let (tx, rx) = mpsc::channel(1);
+    let task = tokio::spawn(fetch_ahead(
+        client.clone(),
+        config.clone(),
+        topic.to_string(),
+        partition,
+        from,
+        tx,
+    ));
+    (rx, task)
+}
+
+/// Fetches from `next` on until the reader goes or the broker refuses.
+async fn fetch_ahead(
+    client: Client,
+    config: ReaderConfig,
+    topic: String,
+    partition: u32,
+    mut next: u64,
+    tx: mpsc::Sender<Fetched>,
+) {
+    let mut rpc = client.consumer_rpc();
+    let mut caught_up = false;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let req = v1::FetchRequest {
+            topic: topic.clone(),
+            partition,
+            offset: next,
+            max_bytes: config.fetch_max_bytes,
+            min_bytes: 1,
+            // The first fetch at the end answers at once; later ones long-poll.
+            max_wait_ms: if caught_up {
+                config.fetch_max_wait.as_millis() as u32
+            } else {
+                0
+            },
+            decoded: false,
+        };
+        match rpc.fetch(req).await {
+            Ok(r) => {
+                backoff = Duration::from_millis(50);
+                let r = r.into_inner();
+                caught_up = r.batches.is_empty();
+                if caught_up && r.next_offset == next {
+                    // Nothing new; say where the end is, then long-poll.
+                    if tx.send(Ok((Bytes::new(), r.log_end_offset))).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                next = r.next_offset;
+                if tx.send(Ok((r.batches, r.log_end_offset))).await.is_err() {
+                    return;
+                }
+            }
+            Err(s) if quiet_retry(s.code()) => {
+                tracing::debug!(%topic, partition, message = s.message(), "fetch failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(s) => {
+                let e = Error::damaged(&s, &topic, partition).unwrap_or_else(|| s.into());
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// A broker restarting or unreachable: retried without telling the reader.
+fn quiet_retry(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unavailable | Unknown | Cancelled | DeadlineExceeded | Aborted | ResourceExhausted
+    )
+}
+
+impl PartitionReader {
+    /// The next record. Waits for one at the log end. Fails with the
+    /// broker's refusal (OUT_OF_RANGE for a start outside the log,
+    /// NOT_FOUND for a deleted topic, [`Error::Damaged`] for damaged
+    /// records: [`PartitionReader::seek`] past them to go on); after an
+    /// error, `recv` fails with [`Error::Closed`] until a `seek`. A broker
+    /// that restarts or is unreachable is retried, not reported.
+    pub async fn recv(&mut self) -> Result<ConsumerRecord> {
+        loop {
+            if let Some((_, records)) = &mut self.current {
+                for r in records.by_ref() {
+                    let r = r.map_err(|e| Error::Protocol(e.to_string()))?;
+                    // A fetch starts with the batch that holds the offset asked for.
+                    if r.offset < self.next {
+                        continue;
+                    }
+                    self.next = r.offset + 1;
+                    return Ok(ConsumerRecord {
+                        topic: Arc::clone(&self.topic),
+                        partition: self.partition,
+                        offset: r.offset,
+                        timestamp_ms: r.timestamp,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+                    });
+                }
+                self.current = None;
+            }
+            let batch = self.next_fetched_batch().await?;
+            let records = batch.records();
+            self.current = Some((batch, records));
+        }
+    }
+
+    /// The next whole batch, as stored (its CRC checked), for callers that
+    /// process records in bulk. The first batch after a start or a seek can
+    /// hold records before [`PartitionReader::position`]; so can a batch
+    /// that `recv` has handed out part of, which this returns whole.
+    pub async fn next_batch(&mut self) -> Result<Batch> {
+        let batch = match self.current.take() {
+            Some((batch, _)) => batch,
+            None => self.next_fetched_batch().await?,
+        };
+        self.next = self.next.max(batch.last_offset() + 1);
+        Ok(batch)
+    }
+
+    async fn next_fetched_batch(&mut self) -> Result<Batch> {
+        loop {
+            if let Some(batch) = self.pending.next() {
+                if batch.last_offset() < self.next {
+                    continue;
+                }
+                return Ok(batch);
+            }
+            let (bytes, log_end) = self.fetched.recv().await.ok_or(Error::Closed)??;
+            self.log_end = Some(log_end);
+            let parsed: std::result::Result<Vec<Batch>, _> = batches(bytes).collect();
+            self.pending = parsed
+                .map_err(|e| Error::Protocol(e.to_string()))?
+                .into_iter();
+        }
+    }
+
+    /// The offset of the next record [`PartitionReader::recv`] hands out.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// The partition's log end as of the last fetch (`None` before the first answer).
+    pub fn log_end_offset(&self) -> Option<u64> {
+        self.log_end
+    }
+
+    /// Reads from `offset` next; what was fetched before is dropped.
+    pub fn seek(&mut self, offset: u64) {
+        self.fetcher.abort();
+        let (fetched, fetcher) = spawn_fetcher(
+            &self.client,
+            &self.config,
+            &self.topic,
+            self.partition,
+            offset,
+        );
+        self.fetched = fetched;
+        self.fetcher = fetcher;
+        self.pending = Vec::new().into_iter();
+        self.current = None;
+        self.next = offset;
+    }
+
+    /// The records as a `Stream`, ending after the first error.
+    pub fn into_stream(self) -> impl Stream<Item = Result<ConsumerRecord>> {
+        futures_util::stream::unfold(Some(self), |reader| async move {
+            let mut reader = reader?;
+            match reader.recv().await {
+                Err(Error::Closed) => None,
+                Ok(r) => Some((Ok(r), Some(reader))),
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+    }
+}
+
+impl Drop for PartitionReader {
+    fn drop(&mut self) {
+        self.fetcher.abort();
+    }
+}
