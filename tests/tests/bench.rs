@@ -92,3 +92,113 @@ async fn produce_consume_and_e2e_report_what_they_did() {
     );
     assert_eq!(field(&synced, "messages"), 50.0);
 }
+
+/// The standard scenarios run through the public client API against a real
+/// broker: w1 stores what it says, w2 and w2-group read it back (w2-group
+/// leaves its group's commits at the log end), w3 awaits each send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_scenarios_run_and_leave_what_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let w1 = bench(
+        &broker,
+        &["--topic", "s", "--scenario", "w1", "--records", "20000"],
+    );
+    assert_eq!(field(&w1, "messages"), 20000.0);
+    let mut topics = broker.topics().await;
+    let describe = brook_protocol::v1::DescribeTopicRequest { name: "s".into() };
+    let d = topics
+        .describe_topic(describe.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.partitions.len(), 8, "the scenarios' 8 partitions");
+    let ends: Vec<u64> = d.partitions.iter().map(|p| p.log_end_offset).collect();
+    assert_eq!(ends.iter().sum::<u64>(), 20000);
+    assert!(
+        ends.iter().all(|&e| e > 0),
+        "keys spread over every partition: {ends:?}"
+    );
+
+    let w2 = bench(
+        &broker,
+        &["--topic", "s", "--scenario", "w2", "--records", "20000"],
+    );
+    assert_eq!(field(&w2, "messages"), 20000.0);
+    let group = bench(
+        &broker,
+        &[
+            "--topic",
+            "s",
+            "--scenario",
+            "w2-group",
+            "--records",
+            "20000",
+        ],
+    );
+    assert_eq!(field(&group, "messages"), 20000.0);
+    let mut groups = brook_protocol::v1::groups_client::GroupsClient::new(broker.channel().await);
+    let listed = groups
+        .list_groups(brook_protocol::v1::ListGroupsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let name = &listed.groups.first().expect("the scenario's group").group;
+    let committed = groups
+        .fetch_committed(brook_protocol::v1::FetchCommittedRequest {
+            group: name.clone(),
+            topic: "s".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut at: Vec<(u32, u64)> = committed
+        .offsets
+        .iter()
+        .map(|c| (c.partition, c.offset))
+        .collect();
+    at.sort();
+    assert_eq!(
+        at,
+        ends.iter()
+            .enumerate()
+            .map(|(p, &e)| (p as u32, e))
+            .collect::<Vec<_>>()
+    );
+
+    // Too few records to read: an error that says what to run.
+    let out = std::process::Command::new(brook_binary())
+        .args(["bench", "--url", &format!("http://{}", broker.grpc)])
+        .args(["--topic", "s", "--scenario", "w2", "--records", "30000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--scenario w1"));
+
+    for scenario in ["w3", "w3-durable"] {
+        let w3 = bench(
+            &broker,
+            &[
+                "--topic",
+                scenario,
+                "--scenario",
+                scenario,
+                "--records",
+                "200",
+            ],
+        );
+        assert_eq!(field(&w3, "messages"), 200.0);
+        assert!(field(&w3, "p99_us") >= field(&w3, "p50_us"));
+    }
+    let d = topics
+        .describe_topic(brook_protocol::v1::DescribeTopicRequest {
+            name: "w3-durable".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        d.partitions.iter().map(|p| p.log_end_offset).sum::<u64>(),
+        200
+    );
+}

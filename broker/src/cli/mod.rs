@@ -542,7 +542,7 @@ mod tests {
     fn bench_acks_is_a_choice_of_words() {
         let acks = |line: &str| match parse(line).map(|c| c.command) {
             Ok(Command::Bench(bench::BenchArgs {
-                workload: bench::Workload::Produce(p),
+                workload: Some(bench::Workload::Produce(p)),
                 ..
             })) => p.acks,
             other => panic!("{line}: {other:?}"),
@@ -555,6 +555,14 @@ mod tests {
         let e = refused("brook bench produce --acks all");
         assert_eq!(e.kind(), ErrorKind::InvalidValue);
         assert!(e.to_string().contains("written"), "{e}");
+        assert!(matches!(
+            parse("brook bench --scenario w2-group --records 10").map(|c| c.command),
+            Ok(Command::Bench(bench::BenchArgs {
+                scenario: Some(_),
+                records: Some(10),
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -21,11 +21,25 @@ mod memory;
 mod produce;
 mod progress;
 mod report;
+mod scenario;
 
 /// `brook bench` flags.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
-The standard workloads of docs/benchmarks.md:
+The standard scenarios of docs/benchmarks.md, written with the public client
+API only, as an application would (scripts/bench-standard.sh runs them all
+beside the same workloads on Redis Streams):
+  w1        1,000,000 x 1 KiB, 8,000 sent then flushed, one batch in flight
+            brook bench --topic w1 --scenario w1
+  w2        read back partition by partition (PartitionReader)
+            brook bench --topic w1 --scenario w2
+  w2-group  read back as a group member, commit every 1,000
+            brook bench --topic w1 --scenario w2-group
+  w3        20,000 sends, each awaited
+            brook bench --topic w3 --scenario w3
+  (w1-durable and w3-durable: the same with durable acks)
+
+Lower-level workloads (they overlap batches and read every partition at once):
   W1  produce throughput: 1,000,000 records of 1 KiB, 10,000 keys, 8 partitions,
       one batch in flight
       brook bench --topic w1 produce --messages 1000000 --size 1024 --keys 10000
@@ -52,9 +66,15 @@ pub(crate) struct BenchArgs {
     /// The broker's pid, to report its peak memory (found by name if omitted).
     #[arg(long, global = true)]
     pub(crate) broker_pid: Option<u32>,
+    /// Run a standard scenario instead of a workload.
+    #[arg(long, value_enum)]
+    pub(crate) scenario: Option<scenario::Scenario>,
+    /// Records for --scenario (default: 1,000,000; 20,000 for w3).
+    #[arg(long, requires = "scenario")]
+    pub(crate) records: Option<u64>,
     /// The workload.
     #[command(subcommand)]
-    pub(crate) workload: Workload,
+    pub(crate) workload: Option<Workload>,
 }
 
 /// What to measure.
@@ -160,15 +180,23 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let target = args.conn.target()?;
     let client = target.connect().await?;
     ensure_topic(&client, &args.topic, args.partitions).await?;
-    if let Workload::Load(l) = &args.workload {
-        ensure_topic(&client, &args.topic, args.partitions).await?;
-        return load::load(&args, &target, l).await;
-    }
-    let mut report = match &args.workload {
-        Workload::Produce(p) => produce::produce(&args, &target, p).await?,
-        Workload::Consume(c) => consume::consume(&client, &args.topic, c, args.json).await?,
-        Workload::E2e(p) => e2e::e2e(&args, &client, p).await?,
-        Workload::Load(_) => unreachable!("handled above"),
+    let mut report = match (&args.scenario, &args.workload) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--scenario runs one of the standard scenarios: give it without a workload"
+        ),
+        (Some(s), None) => {
+            let records = args.records.unwrap_or_else(|| s.default_records());
+            scenario::run(&client, &args.topic, *s, records, args.json).await?
+        }
+        (None, Some(Workload::Load(l))) => return load::load(&args, &target, l).await,
+        (None, Some(Workload::Produce(p))) => produce::produce(&args, &target, p).await?,
+        (None, Some(Workload::Consume(c))) => {
+            consume::consume(&client, &args.topic, c, args.json).await?
+        }
+        (None, Some(Workload::E2e(p))) => e2e::e2e(&args, &client, p).await?,
+        (None, None) => anyhow::bail!(
+            "say what to run: --scenario w1|w1-durable|w2|w2-group|w3|w3-durable, or a workload (brook bench --help)"
+        ),
     };
     let pid = args.broker_pid.or_else(memory::find_broker);
     report.broker_peak_rss_kib = memory::proc_status_kib(pid, "VmHWM:");
