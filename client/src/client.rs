@@ -276,8 +276,15 @@ impl ClientBuilder {
         }
         let auth = Auth::bearer(self.token.as_ref().map(|t| t.0.as_str()), &self.url)?;
         let channel = endpoint.connect().await.map_err(|e| err(&e))?;
+        // Group coordination (joins, heartbeats, commits) gets a connection
+        // of its own, opened at its first use, as Kafka's consumer keeps one
+        // to its coordinator: on the data connection a commit's answer
+        // queues behind megabytes of fetched batches (1 MiB frames), which
+        // made each commit of a consumer reading at full speed wait ~0.5 ms.
+        let control = endpoint.connect_lazy();
         Ok(Client {
-            channel: Transport::new(channel, auth),
+            channel: Transport::new(channel, auth.clone()),
+            control: Transport::new(control, auth),
             options: Arc::new(Options {
                 retries: self.retries,
                 backoff: self.backoff,
@@ -287,7 +294,8 @@ impl ClientBuilder {
 }
 
 /// A connection to a Brook broker. Cheap to clone: clones share one HTTP/2
-/// connection, on which every producer, consumer and admin call multiplexes.
+/// connection, on which every producer, consumer and admin call multiplexes
+/// (and a second one for group coordination, opened when a group is first used).
 ///
 /// ```no_run
 /// # async fn demo() -> brook_client::Result<()> {
@@ -298,6 +306,8 @@ impl ClientBuilder {
 #[derive(Clone, Debug)]
 pub struct Client {
     pub(crate) channel: Transport,
+    /// Group coordination only (see `ClientBuilder::connect`).
+    pub(crate) control: Transport,
     pub(crate) options: Arc<Options>,
 }
 
@@ -344,7 +354,7 @@ impl Client {
     }
 
     pub(crate) fn groups(&self) -> v1::groups_client::GroupsClient<Transport> {
-        v1::groups_client::GroupsClient::new(self.channel.clone())
+        v1::groups_client::GroupsClient::new(self.control.clone())
     }
 
     pub(crate) fn cluster(&self) -> v1::cluster_client::ClusterClient<Transport> {

@@ -1,9 +1,10 @@
 //! Reading one partition from an offset, without a group (Kafka's
 //! `assign` + `seek`, kcat's `-p P -o N`): nothing is committed and nothing
-//! is asked of the broker but fetches. A task fetches ahead of the
-//! application (one fetch in flight, one answer waiting), and records are
-//! handed out as views into the fetched bytes: no copy and, for records
-//! without headers, no allocation per record.
+//! is asked of the broker but reads. A task follows the partition with a
+//! `Subscribe` stream, which the broker fills ahead of the application as
+//! far as HTTP/2 flow control lets it, and records are handed out as views
+//! into the received bytes: no copy and, for records without headers, no
+//! allocation per record.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,17 +34,15 @@ pub enum ReadFrom {
 /// How a [`PartitionReader`] fetches.
 #[derive(Debug, Clone)]
 pub struct ReaderConfig {
-    /// Batch bytes per fetch.
+    /// Batch bytes per message the broker pushes (capped by its
+    /// `--max-fetch-bytes`).
     pub fetch_max_bytes: u32,
-    /// Long-poll wait of a fetch once the reader has reached the log end.
-    pub fetch_max_wait: Duration,
 }
 
 impl Default for ReaderConfig {
     fn default() -> Self {
         ReaderConfig {
             fetch_max_bytes: 4 << 20,
-            fetch_max_wait: Duration::from_millis(500),
         }
     }
 }
@@ -164,7 +163,10 @@ fn spawn_fetcher(
     (rx, task)
 }
 
-/// Fetches from `next` on until the reader goes or the broker refuses.
+/// Follows the partition from `next` with a subscription (the broker
+/// pushes batches as fast as HTTP/2 flow control lets it: a deeper pipeline
+/// than one fetch at a time), until the reader goes or the broker refuses.
+/// A broken stream is subscribed again from where it stopped.
 async fn fetch_ahead(
     client: Client,
     config: ReaderConfig,
@@ -174,51 +176,50 @@ async fn fetch_ahead(
     tx: mpsc::Sender<Fetched>,
 ) {
     let mut rpc = client.consumer_rpc();
-    let mut caught_up = false;
     let mut backoff = Duration::from_millis(50);
     loop {
-        let req = v1::FetchRequest {
+        let req = v1::SubscribeRequest {
             topic: topic.clone(),
-            partition,
-            offset: next,
+            partitions: vec![partition],
+            start: Some(v1::StartPosition {
+                position: Some(v1::start_position::Position::Offset(next)),
+            }),
             max_bytes: config.fetch_max_bytes,
-            min_bytes: 1,
-            // The first fetch at the end answers at once; later ones long-poll.
-            max_wait_ms: if caught_up {
-                config.fetch_max_wait.as_millis() as u32
-            } else {
-                0
-            },
             decoded: false,
         };
-        match rpc.fetch(req).await {
-            Ok(r) => {
-                backoff = Duration::from_millis(50);
-                let r = r.into_inner();
-                caught_up = r.batches.is_empty();
-                if caught_up && r.next_offset == next {
-                    // Nothing new; say where the end is, then long-poll.
-                    if tx.send(Ok((Bytes::new(), r.log_end_offset))).await.is_err() {
-                        return;
+        let failed = match rpc.subscribe(req).await {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(m)) => {
+                            backoff = Duration::from_millis(50);
+                            next = m.next_offset;
+                            if tx.send(Ok((m.batches, m.log_end_offset))).await.is_err() {
+                                return;
+                            }
+                        }
+                        // The broker ended the stream (it is stopping): again.
+                        Ok(None) => break None,
+                        Err(s) => break Some(s),
                     }
-                    continue;
-                }
-                next = r.next_offset;
-                if tx.send(Ok((r.batches, r.log_end_offset))).await.is_err() {
-                    return;
                 }
             }
-            Err(s) if quiet_retry(s.code()) => {
-                tracing::debug!(%topic, partition, message = s.message(), "fetch failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-            Err(s) => {
+            Err(s) => Some(s),
+        };
+        match failed {
+            Some(s) if !quiet_retry(s.code()) => {
                 let e = Error::damaged(&s, &topic, partition).unwrap_or_else(|| s.into());
                 let _ = tx.send(Err(e)).await;
                 return;
             }
+            Some(s) => {
+                tracing::debug!(%topic, partition, message = s.message(), "subscription failed; retrying");
+            }
+            None => {}
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -232,7 +233,8 @@ fn quiet_retry(code: tonic::Code) -> bool {
 }
 
 impl PartitionReader {
-    /// The next record. Waits for one at the log end. Fails with the
+    /// The next record. Waits for one at the log end (the broker pushes it
+    /// when it is appended). Fails with the
     /// broker's refusal (OUT_OF_RANGE for a start outside the log,
     /// NOT_FOUND for a deleted topic, [`Error::Damaged`] for damaged
     /// records: [`PartitionReader::seek`] past them to go on); after an
@@ -301,7 +303,7 @@ impl PartitionReader {
         self.next
     }
 
-    /// The partition's log end as of the last fetch (`None` before the first answer).
+    /// The partition's log end as of the last batches received (`None` before the first).
     pub fn log_end_offset(&self) -> Option<u64> {
         self.log_end
     }
