@@ -1,3 +1,5 @@
+use std::ops::Range;
+
 use bytes::Bytes;
 
 use super::{BatchHeader, DecodeError};
@@ -30,8 +32,15 @@ pub struct Record {
 
 /// Iterator over the records of one batch; yields an error and stops at the
 /// first malformed record.
+///
+/// It walks the batch by position and slices the batch's `Bytes` only for
+/// what it hands out (key, value, header values): a slice per field it
+/// merely steps over would cost two atomic reference-count updates each, and
+/// this loop runs for every record the broker takes in or serves and every
+/// record a client reads.
 pub struct Records {
-    rest: Bytes,
+    buf: Bytes,
+    pos: usize,
     base_offset: u64,
     first_timestamp: i64,
     count: u32,
@@ -42,7 +51,8 @@ pub struct Records {
 impl Records {
     pub(super) fn new(header: &BatchHeader, body: Bytes) -> Records {
         Records {
-            rest: body,
+            buf: body,
+            pos: 0,
             base_offset: header.base_offset,
             first_timestamp: header.first_timestamp,
             count: header.record_count,
@@ -59,15 +69,18 @@ impl Records {
     }
 
     fn next_record(&mut self) -> Result<Record, DecodeError> {
-        let (len, n) = get_uvarint(&self.rest, 5).ok_or(self.invalid("bad length varint"))?;
+        let rest = &self.buf[self.pos..];
+        let (len, n) = get_uvarint(rest, 5).ok_or(self.invalid("bad length varint"))?;
         let len = usize::try_from(len).map_err(|_| self.invalid("length too large"))?;
-        if len > self.rest.len() - n {
+        if len > rest.len() - n {
             return Err(self.invalid("length runs past the end of the batch"));
         }
-        self.rest = self.rest.slice(n..);
-        let body = self.rest.split_to(len);
+        let start = self.pos + n;
+        let end = start + len;
+        self.pos = end;
         let mut r = Cursor {
-            buf: body,
+            buf: &self.buf[..end],
+            pos: start,
             index: self.index,
         };
         if r.u8()? != 0 {
@@ -79,28 +92,31 @@ impl Records {
             .checked_add(ts_delta)
             .ok_or(self.invalid("timestamp overflows"))?;
         let offset_delta = r.uvarint(5, "bad offset delta")?;
-        let key = r.nullable_bytes("bad key")?;
-        let value = r.nullable_bytes("bad value")?;
+        let key = r.nullable_range("bad key")?;
+        let value = r.nullable_range("bad value")?;
         let header_count = r.uvarint(5, "bad header count")? as usize;
         // Each header takes at least two bytes: never reserve more than the input can hold.
-        let mut headers = Vec::with_capacity(header_count.min(r.buf.len() / 2));
+        let mut headers = Vec::with_capacity(header_count.min((end - r.pos) / 2));
         for _ in 0..header_count {
             let key_len = r.uvarint(5, "bad header key length")? as usize;
             let key = r.take(key_len, "header key runs past the record")?;
-            let key = String::from_utf8(key.to_vec())
+            let key = String::from_utf8(self.buf[key].to_vec())
                 .map_err(|_| self.invalid("header key is not UTF-8"))?;
             let value_len = r.uvarint(5, "bad header value length")? as usize;
             let value = r.take(value_len, "header value runs past the record")?;
-            headers.push(RecordHeader { key, value });
+            headers.push(RecordHeader {
+                key,
+                value: self.buf.slice(value),
+            });
         }
-        if !r.buf.is_empty() {
+        if r.pos != end {
             return Err(self.invalid("record length does not match its fields"));
         }
         Ok(Record {
             offset: self.base_offset.wrapping_add(offset_delta),
             timestamp,
-            key,
-            value,
+            key: key.map(|k| self.buf.slice(k)),
+            value: value.map(|v| self.buf.slice(v)),
             headers,
         })
     }
@@ -113,8 +129,9 @@ impl Iterator for Records {
         if self.failed {
             return None;
         }
-        if self.index == self.count || self.rest.is_empty() {
-            if self.index == self.count && !self.rest.is_empty() {
+        let drained = self.pos == self.buf.len();
+        if self.index == self.count || drained {
+            if self.index == self.count && !drained {
                 self.failed = true;
                 return Some(Err(self.invalid("bytes follow the last record")));
             }
@@ -127,13 +144,15 @@ impl Iterator for Records {
     }
 }
 
-/// Reads fields of one record, each bounded by the record's own length.
-struct Cursor {
-    buf: Bytes,
+/// Reads fields of one record, each bounded by the record's own length:
+/// `buf` ends where the record ends, `pos` is where the next field starts.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
     index: u32,
 }
 
-impl Cursor {
+impl Cursor<'_> {
     fn err(&self, reason: &'static str) -> DecodeError {
         DecodeError::InvalidRecord {
             index: self.index,
@@ -142,31 +161,34 @@ impl Cursor {
     }
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.buf.first().ok_or(self.err("record is empty"))?;
-        self.buf = self.buf.slice(1..);
+        let b = *self.buf.get(self.pos).ok_or(self.err("record is empty"))?;
+        self.pos += 1;
         Ok(b)
     }
 
     fn uvarint(&mut self, max: usize, what: &'static str) -> Result<u64, DecodeError> {
-        let (v, n) = get_uvarint(&self.buf, max).ok_or(self.err(what))?;
-        self.buf = self.buf.slice(n..);
+        let (v, n) = get_uvarint(&self.buf[self.pos..], max).ok_or(self.err(what))?;
+        self.pos += n;
         Ok(v)
     }
 
     fn varint(&mut self, max: usize, what: &'static str) -> Result<i64, DecodeError> {
-        let (v, n) = get_varint(&self.buf, max).ok_or(self.err(what))?;
-        self.buf = self.buf.slice(n..);
+        let (v, n) = get_varint(&self.buf[self.pos..], max).ok_or(self.err(what))?;
+        self.pos += n;
         Ok(v)
     }
 
-    fn take(&mut self, len: usize, what: &'static str) -> Result<Bytes, DecodeError> {
-        if len > self.buf.len() {
+    /// The next `len` bytes, as a range of the batch.
+    fn take(&mut self, len: usize, what: &'static str) -> Result<Range<usize>, DecodeError> {
+        if len > self.buf.len() - self.pos {
             return Err(self.err(what));
         }
-        Ok(self.buf.split_to(len))
+        let range = self.pos..self.pos + len;
+        self.pos += len;
+        Ok(range)
     }
 
-    fn nullable_bytes(&mut self, what: &'static str) -> Result<Option<Bytes>, DecodeError> {
+    fn nullable_range(&mut self, what: &'static str) -> Result<Option<Range<usize>>, DecodeError> {
         match self.varint(5, what)? {
             -1 => Ok(None),
             len if len < 0 => Err(self.err(what)),
