@@ -54,6 +54,7 @@ brook_round() {
   run brook-w1         --topic w1  --scenario w1
   run brook-w2         --topic w1  --scenario w2
   run brook-w2-group   --topic w1  --scenario w2-group
+  run brook-w2-group-async --topic w1 --scenario w2-group-async
   run brook-w1-durable --topic w1d --scenario w1-durable
   run brook-w3         --topic w3  --scenario w3
   run brook-w3-durable --topic w3d --scenario w3-durable
@@ -110,7 +111,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 echo
 echo "medians of $rounds rounds ($(nproc) CPUs; redis-server $(redis-server --version 2>/dev/null | grep -o 'v=[^ ]*' | cut -d= -f2))"
 printf '  %-12s %14s %14s %12s\n' scenario "brook msgs/s" "redis msgs/s" brook/redis
-for w in w1 w1-durable w2 w2-group; do
+for w in w1 w1-durable w2 w2-group w2-group-async; do
   b=$(med "brook-$w" msgs_per_s)
   r=$(med "redis-$w" msgs_per_s)
   printf '  %-12s %14s %14s %12s\n' "$w" "$b" "${r:--}" "$(ratio "$b" "$r")"

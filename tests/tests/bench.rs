@@ -125,46 +125,43 @@ async fn the_standard_scenarios_run_and_leave_what_they_say() {
         &["--topic", "s", "--scenario", "w2", "--records", "20000"],
     );
     assert_eq!(field(&w2, "messages"), 20000.0);
-    let group = bench(
-        &broker,
-        &[
-            "--topic",
-            "s",
-            "--scenario",
-            "w2-group",
-            "--records",
-            "20000",
-        ],
-    );
-    assert_eq!(field(&group, "messages"), 20000.0);
+    for scenario in ["w2-group", "w2-group-async"] {
+        let group = bench(
+            &broker,
+            &["--topic", "s", "--scenario", scenario, "--records", "20000"],
+        );
+        assert_eq!(field(&group, "messages"), 20000.0, "{scenario}");
+    }
+    // Each run's group committed the log end of every partition.
     let mut groups = brook_protocol::v1::groups_client::GroupsClient::new(broker.channel().await);
     let listed = groups
         .list_groups(brook_protocol::v1::ListGroupsRequest {})
         .await
         .unwrap()
         .into_inner();
-    let name = &listed.groups.first().expect("the scenario's group").group;
-    let committed = groups
-        .fetch_committed(brook_protocol::v1::FetchCommittedRequest {
-            group: name.clone(),
-            topic: "s".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut at: Vec<(u32, u64)> = committed
-        .offsets
-        .iter()
-        .map(|c| (c.partition, c.offset))
-        .collect();
-    at.sort();
-    assert_eq!(
-        at,
-        ends.iter()
+    assert_eq!(listed.groups.len(), 2, "{listed:?}");
+    for g in &listed.groups {
+        let committed = groups
+            .fetch_committed(brook_protocol::v1::FetchCommittedRequest {
+                group: g.group.clone(),
+                topic: "s".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut at: Vec<(u32, u64)> = committed
+            .offsets
+            .iter()
+            .map(|c| (c.partition, c.offset))
+            .collect();
+        at.sort();
+        let expected: Vec<(u32, u64)> = ends
+            .iter()
             .enumerate()
             .map(|(p, &e)| (p as u32, e))
-            .collect::<Vec<_>>()
-    );
+            .collect();
+        assert_eq!(at, expected, "group {}", g.group);
+    }
 
     // Too few records to read: an error that says what to run.
     let out = std::process::Command::new(brook_binary())
@@ -188,6 +185,7 @@ async fn the_standard_scenarios_run_and_leave_what_they_say() {
             ],
         );
         assert_eq!(field(&w3, "messages"), 200.0);
+        assert!(field(&w3, "rpc_baseline_p99_us") >= field(&w3, "rpc_baseline_p50_us"));
         assert!(field(&w3, "p99_us") >= field(&w3, "p50_us"));
     }
     let d = topics

@@ -335,6 +335,42 @@ async fn an_awaited_send_does_not_wait_for_the_linger() {
     }
 }
 
+/// `commit_async` returns at once and its commits land, in order, without
+/// a synchronous commit; `close` waits for the last of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_commits_land_in_order() {
+    let (_dir, _broker, client) = broker_with_topic("ev", 1, &[]).await;
+    fill(&client, "ev", 50).await;
+    let config = ConsumerConfig {
+        auto_commit: None,
+        ..ConsumerConfig::new("async", &["ev"])
+    };
+    let mut c = client.consumer(config).await.unwrap();
+    for _ in 0..30 {
+        within("recv", c.recv()).await.unwrap();
+        c.commit_async();
+    }
+    let committed = async || {
+        client
+            .admin()
+            .committed("async", Some("ev"))
+            .await
+            .unwrap()
+            .first()
+            .map(|o| o.offset)
+    };
+    brook_tests::eventually("the background commits to land", async || {
+        committed().await == Some(30)
+    })
+    .await;
+    for _ in 0..20 {
+        within("recv", c.recv()).await.unwrap();
+        c.commit_async();
+    }
+    within("close", c.close()).await.unwrap();
+    assert_eq!(committed().await, Some(50));
+}
+
 /// Regression: a member kept the positions of partitions taken from it and
 /// auto-committed them later, moving the new owner's offsets backwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -75,6 +75,45 @@ pub(super) async fn commit_positions(shared: &Shared, only: Option<&[Tp]>) -> Re
 }
 
 impl Consumer {
+    /// Commits every processed record (including the one in hand) in the
+    /// background and returns at once, as Kafka's `commitAsync`: processing
+    /// goes on while the commit travels. Commits still land one at a time
+    /// and in order, so the committed offset never moves backwards; calls
+    /// made while one is waiting to start are covered by it. A failed
+    /// background commit is logged and the next commit covers its records
+    /// (a crash in between re-delivers them: at least once). [`Consumer::commit`]
+    /// or `close` waits for everything before it.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
+    /// let mut handled = 0u64;
+    /// loop {
+    ///     let order = billing.recv().await?;
+    ///     // ... write the invoice for `order` ...
+    ///     handled += 1;
+    ///     if handled % 1000 == 0 {
+    ///         billing.commit_async(); // no round trip on the processing path
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn commit_async(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.mark_processed();
+        if self.shared.commit_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            // Cleared before the positions are read: a later call then
+            // queues a commit of its own rather than relying on this one.
+            shared.commit_queued.store(false, Ordering::Release);
+            if let Err(e) = commit_positions(&shared, None).await {
+                tracing::warn!(group = %shared.config.group, error = %e, "background commit failed; the next commit covers its records");
+            }
+        });
+    }
+
     /// Commits every processed record (including the one in hand) and waits for the broker.
     ///
     /// During a rebalance the group's generation can move on before this

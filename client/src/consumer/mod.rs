@@ -208,6 +208,9 @@ struct Shared {
     /// commits in flight at once (auto-commit and `commit()`) could land in
     /// the other order and move the committed offset backwards.
     committing: tokio::sync::Mutex<()>,
+    /// A background commit ([`Consumer::commit_async`]) is waiting to run:
+    /// it will commit the positions of when it runs, so another is not needed.
+    commit_queued: std::sync::atomic::AtomicBool,
 }
 
 /// A consumer-group member. Records come out of [`Consumer::recv`] (or the
@@ -304,6 +307,7 @@ impl Shared {
             records: tx,
             revision: Default::default(),
             committing: Default::default(),
+            commit_queued: Default::default(),
         });
         (shared, rx)
     }

@@ -35,6 +35,7 @@ beside the same workloads on Redis Streams):
             brook bench --topic w1 --scenario w2
   w2-group  read back as a group member, commit every 1,000
             brook bench --topic w1 --scenario w2-group
+            (w2-group-async: commit_async, which does not wait for the broker)
   w3        20,000 sends, each awaited
             brook bench --topic w3 --scenario w3
   (w1-durable and w3-durable: the same with durable acks)
@@ -195,7 +196,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         (None, Some(Workload::E2e(p))) => e2e::e2e(&args, &client, p).await?,
         (None, None) => anyhow::bail!(
-            "say what to run: --scenario w1|w1-durable|w2|w2-group|w3|w3-durable, or a workload (brook bench --help)"
+            "say what to run: --scenario w1|w1-durable|w2|w2-group|w2-group-async|w3|w3-durable, or a workload (brook bench --help)"
         ),
     };
     let pid = args.broker_pid.or_else(memory::find_broker);

@@ -18,6 +18,10 @@ pub(super) struct Report {
     pub(super) broker_peak_rss_kib: Option<u64>,
     /// Anonymous (heap) memory now: RSS less the mapped file pages, which are page cache.
     pub(super) broker_rss_anon_kib: Option<u64>,
+    /// The round trip of the cheapest RPC (`DescribeTopic`, answered from
+    /// memory) in the same run, µs: what any request costs here before the
+    /// broker does anything, the floor under a single awaited send.
+    pub(super) rpc_baseline_us: Option<(u64, u64)>,
 }
 
 /// Latencies in µs from 1 µs to a minute, 3 significant digits.
@@ -44,6 +48,7 @@ impl Report {
             buffered_baseline_mib_s: None,
             broker_peak_rss_kib: None,
             broker_rss_anon_kib: None,
+            rpc_baseline_us: None,
         }
     }
 
@@ -60,7 +65,7 @@ impl Report {
             let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
             let optf = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.1}"));
             println!(
-                "{{\"workload\":\"{}\",\"messages\":{},\"seconds\":{secs:.3},\"msgs_per_s\":{msgs:.0},\"mib_per_s\":{mib:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"baseline_write_mib_per_s\":{},\"baseline_buffered_mib_per_s\":{},\"broker_peak_rss_kib\":{},\"broker_rss_anon_kib\":{}}}",
+                "{{\"workload\":\"{}\",\"messages\":{},\"seconds\":{secs:.3},\"msgs_per_s\":{msgs:.0},\"mib_per_s\":{mib:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"baseline_write_mib_per_s\":{},\"baseline_buffered_mib_per_s\":{},\"broker_peak_rss_kib\":{},\"broker_rss_anon_kib\":{},\"rpc_baseline_p50_us\":{},\"rpc_baseline_p99_us\":{}}}",
                 self.workload,
                 self.messages,
                 opt(pct(0.5)),
@@ -70,6 +75,8 @@ impl Report {
                 optf(self.buffered_baseline_mib_s),
                 opt(self.broker_peak_rss_kib),
                 opt(self.broker_rss_anon_kib),
+                opt(self.rpc_baseline_us.map(|r| r.0)),
+                opt(self.rpc_baseline_us.map(|r| r.1)),
             );
             return;
         }
@@ -96,6 +103,11 @@ impl Report {
             println!(
                 "  baseline: the same writes without the sync (page cache) {b:.1} MiB/s; this run = {:.2}x of it",
                 mib / b
+            );
+        }
+        if let Some((p50, p99)) = self.rpc_baseline_us {
+            println!(
+                "  baseline: the cheapest RPC (DescribeTopic) round trip p50 {p50} µs, p99 {p99} µs"
             );
         }
         if let Some(kib) = self.broker_peak_rss_kib {

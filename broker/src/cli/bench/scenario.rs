@@ -9,7 +9,9 @@
 //!   (`flush`) before the next 8,000, with one batch in flight.
 //! - **w2**: reads the records back partition by partition from the start
 //!   with a [`brook_client::PartitionReader`].
-//! - **w2-group**: reads them as a group member, committing every 1,000.
+//! - **w2-group**: reads them as a group member, committing every 1,000
+//!   and awaiting each commit (`w2-group-async`: `commit_async`, which does
+//!   not wait, as Kafka's `commitAsync`).
 //! - **w3**: 20,000 records, each `send(..).await?.await?` before the next,
 //!   with the producer's default settings.
 //!
@@ -35,6 +37,8 @@ pub(crate) enum Scenario {
     W2,
     /// Read back as a group member, committing every 1,000 records.
     W2Group,
+    /// W2Group with `commit_async` (Kafka's commitAsync) instead of `commit`.
+    W2GroupAsync,
     /// One record awaited at a time, acks written.
     W3,
     /// W3 with durable acks.
@@ -155,7 +159,7 @@ pub(crate) async fn run(
                 None,
             ))
         }
-        Scenario::W2Group => {
+        Scenario::W2Group | Scenario::W2GroupAsync => {
             let _progress = Progress::start("received", records, quiet);
             let group = format!("bench-{}-{}", std::process::id(), brook_storage::now_ms());
             let config = ConsumerConfig {
@@ -173,7 +177,11 @@ pub(crate) async fn run(
                 n += 1;
                 if n % COMMIT_EVERY == 0 || n == records {
                     let t = Instant::now();
-                    consumer.commit().await?;
+                    if scenario == Scenario::W2GroupAsync && n < records {
+                        consumer.commit_async();
+                    } else {
+                        consumer.commit().await?;
+                    }
                     commits.record(t.elapsed().as_micros().max(1) as u64)?;
                 }
                 progress::set(n);
@@ -181,7 +189,11 @@ pub(crate) async fn run(
             let elapsed = started.elapsed();
             consumer.close().await?;
             Ok(Report::new(
-                "w2-group (commit every 1,000)",
+                if scenario == Scenario::W2Group {
+                    "w2-group (commit every 1,000)"
+                } else {
+                    "w2-group-async (commit_async every 1,000)"
+                },
                 n,
                 bytes,
                 elapsed,
@@ -205,15 +217,30 @@ pub(crate) async fn run(
                 hist.record(t.elapsed().as_micros().max(1) as u64)?;
                 progress::add_one();
             }
-            Ok(Report::new(
+            let elapsed = started.elapsed();
+            let mut report = Report::new(
                 "w3 (each send awaited)",
                 records,
                 bytes,
-                started.elapsed(),
+                elapsed,
                 Some(hist),
-            ))
+            );
+            report.rpc_baseline_us = Some(rpc_baseline(client, topic).await?);
+            Ok(report)
         }
     }
+}
+
+/// Round trips of the cheapest RPC: p50 and p99 of 2,000 `DescribeTopic`s.
+async fn rpc_baseline(client: &Client, topic: &str) -> anyhow::Result<(u64, u64)> {
+    let admin = client.admin();
+    let mut hist = new_histogram();
+    for _ in 0..2_000 {
+        let t = Instant::now();
+        admin.describe_topic(topic).await?;
+        hist.record(t.elapsed().as_micros().max(1) as u64)?;
+    }
+    Ok((hist.value_at_quantile(0.5), hist.value_at_quantile(0.99)))
 }
 
 /// Awaits the next record, failing with a reason rather than hanging.
