@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use brook_protocol::batch::BatchBuilder;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -68,7 +69,12 @@ pub(crate) struct State {
     pub closed: bool,
     /// The sender task ended: nothing more can be sent.
     pub sender_gone: bool,
+    /// Buffers of acknowledged batches, for the next batches to write into.
+    spare: Vec<BytesMut>,
 }
+
+/// Buffers kept for reuse: enough for the batches of a few partitions.
+const SPARE_BUFFERS: usize = 8;
 
 /// Shared by the producer's handles and its sender task.
 pub(crate) struct Accumulator {
@@ -90,6 +96,7 @@ impl Accumulator {
                 in_flight: VecDeque::new(),
                 closed: false,
                 sender_gone: false,
+                spare: Vec::new(),
             }),
             wake: Notify::new(),
             buffer: Arc::new(Semaphore::new(buffer_bytes)),
@@ -113,7 +120,12 @@ impl Accumulator {
         record: &RecordRef<'_>,
         bytes: u32,
     ) -> Delivery {
-        let State { topics, full, .. } = state;
+        let State {
+            topics,
+            full,
+            spare,
+            ..
+        } = state;
         let Some(slots) = topics.get_mut(topic) else {
             unreachable!("callers look the topic up first")
         };
@@ -137,9 +149,13 @@ impl Accumulator {
             // doubling cost a realloc and copy per step.
             let capacity =
                 (self.batch_bytes + record.value.map_or(0, <[u8]>::len) + 256).min(8 << 20);
+            let buf = match spare.pop() {
+                Some(b) if b.capacity() >= capacity => b,
+                _ => BytesMut::with_capacity(capacity),
+            };
             let now = Instant::now();
             Open {
-                builder: BatchBuilder::with_capacity(capacity),
+                builder: BatchBuilder::with_buffer(buf),
                 slot: Slot::new(Arc::clone(&self.buffer)),
                 deadline: now + self.linger,
                 created: now,
@@ -223,6 +239,16 @@ impl State {
             partition: partition as u32,
             batch,
         })
+    }
+
+    /// Keeps an acknowledged batch's buffer for a later batch, if nothing
+    /// else holds it and fewer than [`SPARE_BUFFERS`] are kept.
+    pub(crate) fn recycle(&mut self, batch: Bytes) {
+        if self.spare.len() < SPARE_BUFFERS
+            && let Ok(buf) = batch.try_into_mut()
+        {
+            self.spare.push(buf);
+        }
     }
 
     /// Puts the batch [`State::take_next`] gave last back at the head of the

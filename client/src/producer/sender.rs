@@ -329,7 +329,11 @@ impl Sender {
                 let Some(front) = self.in_flight.pop_front() else {
                     return;
                 };
-                self.acc.lock().in_flight.pop_front();
+                {
+                    let mut state = self.acc.lock();
+                    state.in_flight.pop_front();
+                    state.recycle(front.request.batch);
+                }
                 front
                     .slot
                     .complete(Ok((front.request.partition, r.base_offset)));

@@ -42,7 +42,15 @@ impl BatchBuilder {
 
     /// An empty batch whose buffer starts with room for `bytes` bytes.
     pub fn with_capacity(bytes: usize) -> BatchBuilder {
-        let mut buf = BytesMut::with_capacity(bytes.max(HEADER_LEN));
+        Self::with_buffer(BytesMut::with_capacity(bytes.max(HEADER_LEN)))
+    }
+
+    /// An empty batch written into `buf` (cleared first): a producer hands
+    /// back the buffer of a batch the broker acknowledged, so that a new
+    /// batch does not take fresh pages (which the kernel must zero) for
+    /// every megabyte it sends.
+    pub fn with_buffer(mut buf: BytesMut) -> BatchBuilder {
+        buf.clear();
         buf.put_bytes(0, HEADER_LEN);
         BatchBuilder {
             buf,

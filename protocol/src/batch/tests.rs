@@ -254,3 +254,28 @@ fn restamping_changes_only_the_producer_fields_and_keeps_the_batch_valid() {
     let records = |b: &Batch| b.records().map(|r| r.unwrap().value).collect::<Vec<_>>();
     assert_eq!(records(&reparsed), records(&original));
 }
+
+/// A producer writes a new batch into the buffer of one the broker
+/// acknowledged: the batch it builds is whole and the memory is the same.
+#[test]
+fn a_built_batch_buffer_is_reused_for_the_next_batch() {
+    let mut b = BatchBuilder::with_capacity(64 << 10);
+    b.push(1, Some(b"k1"), Some(&[7u8; 1000][..]), &[]);
+    let first = b.build(0);
+    let at = first.as_ptr();
+    let buf = first.try_into_mut().expect("nothing else holds the batch");
+    assert!(buf.capacity() >= 64 << 10);
+    let mut b = BatchBuilder::with_buffer(buf);
+    b.push(2, Some(b"k2"), Some(b"v2"), &[("h", b"x")]);
+    let second = b.build(5);
+    assert_eq!(second.as_ptr(), at, "the same memory");
+    let batch = Batch::parse(second).unwrap();
+    batch.validate_records().unwrap();
+    let records: Vec<_> = batch.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].offset, records[0].key.as_deref()),
+        (5, Some(&b"k2"[..]))
+    );
+    assert_eq!(records[0].headers[0].value.as_ref(), b"x");
+}
