@@ -106,7 +106,7 @@ for round in $(seq 1 "$rounds"); do
   fi
 done
 
-med() { grep " $1 " "$out" | field "$2" | median; }
+med() { { grep " $1 " "$out" || true; } | field "$2" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 echo
 echo "medians of $rounds rounds ($(nproc) CPUs; redis-server $(redis-server --version 2>/dev/null | grep -o 'v=[^ ]*' | cut -d= -f2))"

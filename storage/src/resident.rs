@@ -16,7 +16,7 @@ use memmap2::{MmapRaw, UncheckedAdvice};
 
 /// Bytes read through the mappings between two trims: the bound on what
 /// reads add to RSS.
-pub const TRIM_EVERY: u64 = 64 << 20;
+pub const TRIM_EVERY: u64 = 16 << 20;
 
 static READ_SINCE_TRIM: AtomicU64 = AtomicU64::new(0);
 static MAPS: Mutex<Vec<Weak<MmapRaw>>> = Mutex::new(Vec::new());
