@@ -24,8 +24,10 @@ fn segment_files_held(pid: u32, data: &std::path::Path) -> Vec<String> {
         );
     }
     let data = data.display().to_string();
+    // Segment files of topics: the broker's own files (`~groups/offsets.log`) are not.
     held.retain(|p| {
         p.starts_with(&data)
+            && !p.contains("/~")
             && [".log", ".index", ".timeindex"]
                 .iter()
                 .any(|x| p.contains(x))

@@ -104,14 +104,17 @@ impl Consumer {
             return;
         }
         let shared = Arc::clone(&self.shared);
-        tokio::spawn(async move {
+        // A task is started only once the one before it has queued on the
+        // commit lock (it clears the flag first), so they commit in the
+        // order started and waiting for the last waits for them all.
+        self.background_commit = Some(tokio::spawn(async move {
             // Cleared before the positions are read: a later call then
             // queues a commit of its own rather than relying on this one.
             shared.commit_queued.store(false, Ordering::Release);
             if let Err(e) = commit_positions(&shared, None).await {
                 tracing::warn!(group = %shared.config.group, error = %e, "background commit failed; the next commit covers its records");
             }
-        });
+        }));
     }
 
     /// Commits every processed record (including the one in hand) and waits for the broker.

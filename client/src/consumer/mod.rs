@@ -236,6 +236,9 @@ pub struct Consumer {
     session: Option<Background>,
     /// A group member (not a consumer of given partitions).
     member: bool,
+    /// The last background commit started ([`Consumer::commit_async`]):
+    /// they run in the order started, so `close` waits for this one.
+    background_commit: Option<JoinHandle<()>>,
 }
 
 impl Client {
@@ -331,6 +334,7 @@ impl Consumer {
             checked_revision: 0,
             session,
             member,
+            background_commit: None,
         }
     }
 }
@@ -354,6 +358,10 @@ impl Consumer {
     /// ```
     pub async fn close(mut self) -> Result<()> {
         self.mark_processed();
+        // Before leaving: a background commit after the leave would be refused.
+        if let Some(last) = self.background_commit.take() {
+            let _ = last.await;
+        }
         match self.session.take() {
             Some((task, stop)) => {
                 let _ = stop.send(());
