@@ -61,36 +61,6 @@ brook_round() {
   stop_broker
 }
 
-redis_round() {
-  [ -n "$peer" ] || return 0
-  local mode
-  prun() {
-    local name=$1 line
-    shift
-    line=$($peer --url "$redis_url" "$@")
-    echo "$round $name $line" | tee -a "$out"
-  }
-  for mode in plain durable; do
-    redis_dir=$(mktemp -d "$dir/redis-peer.XXXXXX")
-    if [ $mode = plain ]; then
-      start_redis "$redis_dir"
-      prun redis-w1       --scenario w1 --prefix w1
-      prun redis-w2       --scenario w2 --prefix w1
-      prun redis-w2-group --scenario w2-group --prefix w1
-      prun redis-w3       --scenario w3 --prefix w3
-    else
-      start_redis "$redis_dir" durable
-      prun redis-w1-durable --scenario w1 --prefix w1d --label "redis w1 durable"
-      prun redis-w3-durable --scenario w3 --prefix w3d --label "redis w3 durable"
-    fi
-    echo "$round redis-peak-rss-$mode {\"redis_peak_rss_kib\":$(redis_peak_rss_kib)}" >>"$out"
-    stop_redis
-    redis_pid=
-    rm -rf "$redis_dir"
-    redis_dir=
-  done
-}
-
 for round in $(seq 1 "$rounds"); do
   if [ -z "${BROOK_BENCH_COLD:-}" ]; then
     dd if=/dev/zero of="$dir/brook-bench-warm" bs=1M count=2048 status=none
@@ -99,14 +69,15 @@ for round in $(seq 1 "$rounds"); do
   baselines
   if [ $((round % 2)) = 1 ]; then
     brook_round
-    redis_round
+    [ -z "$peer" ] || redis_round "$peer" "$dir" "$out" "$round"
   else
-    redis_round
+    [ -z "$peer" ] || redis_round "$peer" "$dir" "$out" "$round"
     brook_round
   fi
 done
 
-med() { { grep " $1 " "$out" || true; } | field "$2" | median; }
+# The median of field $2 over the runs named $1 (empty when there are none).
+med() { { grep " $1 " "$out" || true; } | { field "$2" || true; } | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 echo
 echo "medians of $rounds rounds ($(nproc) CPUs; redis-server $(redis-server --version 2>/dev/null | grep -o 'v=[^ ]*' | cut -d= -f2))"

@@ -13,7 +13,7 @@
 # BROOK_BENCH_COLD=1 skips that.
 #
 # Sourced, it only defines start_redis DIR [durable] (sets $redis_pid,
-# $redis_port and $redis_url) and stop_redis.
+# $redis_port and $redis_url), stop_redis and redis_round.
 set -euo pipefail
 
 # Starts redis-server on a free loopback port with DIR as its working
@@ -54,6 +54,38 @@ stop_redis() {
 # The redis-server's peak resident set in KiB.
 redis_peak_rss_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$redis_pid/status"; }
 
+# One round of the peer: a plain server runs w1, w2, w2-group and w3, then a
+# durable one runs w1 and w3 (the redis-peer-bench binary PEER, servers in new
+# directories under BASE); every run is appended to OUT as "ROUND NAME JSON".
+redis_round() {
+  local peer=$1 base=$2 out=$3 round=$4 mode
+  prun() {
+    local name=$1 line
+    shift
+    line=$($peer --url "$redis_url" "$@")
+    echo "$round $name $line" | tee -a "$out"
+  }
+  for mode in plain durable; do
+    redis_dir=$(mktemp -d "$base/redis-peer.XXXXXX")
+    if [ $mode = plain ]; then
+      start_redis "$redis_dir"
+      prun redis-w1 --scenario w1 --prefix w1
+      prun redis-w2 --scenario w2 --prefix w1
+      prun redis-w2-group --scenario w2-group --prefix w1
+      prun redis-w3 --scenario w3 --prefix w3
+    else
+      start_redis "$redis_dir" durable
+      prun redis-w1-durable --scenario w1 --prefix w1d --label "redis w1 durable"
+      prun redis-w3-durable --scenario w3 --prefix w3d --label "redis w3 durable"
+    fi
+    echo "$round redis-peak-rss-$mode {\"redis_peak_rss_kib\":$(redis_peak_rss_kib)}" >>"$out"
+    stop_redis
+    redis_pid=
+    rm -rf "$redis_dir"
+    redis_dir=
+  done
+}
+
 main() {
   . "$(dirname "$0")/lib.sh"
   cd "$(dirname "$0")/.."
@@ -69,31 +101,7 @@ main() {
       dd if=/dev/zero of="$base/brook-bench-warm" bs=1M count=2048 status=none
       rm -f "$base/brook-bench-warm"
     fi
-    run() {
-      local name=$1 line
-      shift
-      line=$($B --url "$redis_url" "$@")
-      echo "$round $name $line" | tee -a "$out"
-    }
-    for mode in plain durable; do
-      redis_dir=$(mktemp -d "$base/redis-peer.XXXXXX")
-      if [ $mode = plain ]; then
-        start_redis "$redis_dir"
-        run redis-w1 --scenario w1 --prefix w1
-        run redis-w2 --scenario w2 --prefix w1
-        run redis-w2-group --scenario w2-group --prefix w1
-        run redis-w3 --scenario w3 --prefix w3
-      else
-        start_redis "$redis_dir" durable
-        run redis-w1-durable --scenario w1 --prefix w1d --label "redis w1 durable"
-        run redis-w3-durable --scenario w3 --prefix w3d --label "redis w3 durable"
-      fi
-      echo "$round redis-peak-rss-$mode {\"redis_peak_rss_kib\":$(redis_peak_rss_kib)}" >>"$out"
-      stop_redis
-      redis_pid=
-      rm -rf "$redis_dir"
-      redis_dir=
-    done
+    redis_round "$B" "$base" "$out" "$round"
   done
   echo "medians of $rounds rounds (redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -d= -f2)):"
   local w

@@ -127,40 +127,11 @@ fn record(hist: &mut Histogram<u64>, started: Instant) {
     hist.saturating_record(started.elapsed().as_micros().max(1) as u64);
 }
 
-/// Kafka's 32-bit murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`,
-/// seed 0x9747b28c), as an unsigned value; Java's result is this as `int`.
-fn murmur2(data: &[u8]) -> u32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let mut h = SEED ^ data.len() as u32;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let tail = chunks.remainder();
-    if !tail.is_empty() {
-        // Java's switch falls through from case 3 to case 1.
-        for (i, &b) in tail.iter().enumerate() {
-            h ^= u32::from(b) << (8 * i);
-        }
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h
-}
-
-/// Kafka's default partitioner for a keyed record:
-/// `(murmur2(key) & 0x7fffffff) % partitions`.
+/// The stream of a key: Kafka's default partitioner, as Brook's producer
+/// routes (the same function, from `brook-protocol`), so that both systems
+/// put every aggregate in the same partition.
 fn partition_for_key(key: &[u8], partitions: u32) -> usize {
-    ((murmur2(key) & 0x7fff_ffff) % partitions) as usize
+    brook_protocol::partitioner::partition_for_key(key, partitions) as usize
 }
 
 fn stream_names(prefix: &str, partitions: u32) -> Vec<String> {
@@ -579,33 +550,9 @@ fn read_reply(reply: &Value) -> anyhow::Result<Vec<Entry>> {
 mod tests {
     use super::*;
 
-    /// Apache Kafka's `UtilsTest.testMurmur2` vectors, as Java signed ints.
     #[test]
-    fn murmur2_matches_kafka() {
-        let cases: [(&[u8], i32); 6] = [
-            (b"21", -973_932_308),
-            (b"foobar", -790_332_482),
-            (b"a-little-bit-long-string", -985_981_536),
-            (b"a-little-bit-longer-string", -1_486_304_829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58_897_971,
-            ),
-            (b"abc", 479_470_107),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(
-                murmur2(input) as i32,
-                expected,
-                "murmur2({})",
-                String::from_utf8_lossy(input)
-            );
-        }
-    }
-
-    #[test]
-    fn partition_is_positive_hash_modulo() {
-        // murmur2("21") is negative as a Java int: the sign bit is masked off.
+    fn keys_route_as_kafka_does() {
+        // murmur2("21") is -973932308 as a Java int (Kafka's UtilsTest).
         let expected = ((-973_932_308i32 as u32 & 0x7fff_ffff) % 8) as usize;
         assert_eq!(partition_for_key(b"21", 8), expected);
         assert_eq!(partition_for_key(b"anything", 1), 0);
