@@ -244,7 +244,10 @@ impl PartitionReader {
         loop {
             if let Some((_, records)) = &mut self.current {
                 for r in records.by_ref() {
-                    let r = r.map_err(|e| Error::Protocol(e.to_string()))?;
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(e) => return Err(self.fail(Error::Protocol(e.to_string()))),
+                    };
                     // A fetch starts with the batch that holds the offset asked for.
                     if r.offset < self.next {
                         continue;
@@ -289,13 +292,31 @@ impl PartitionReader {
                 }
                 return Ok(batch);
             }
-            let (bytes, log_end) = self.fetched.recv().await.ok_or(Error::Closed)??;
+            let (bytes, log_end) = match self.fetched.recv().await {
+                None => return Err(Error::Closed),
+                Some(Err(e)) => return Err(self.fail(e)),
+                Some(Ok(fetched)) => fetched,
+            };
             self.log_end = Some(log_end);
             let parsed: std::result::Result<Vec<Batch>, _> = batches(bytes).collect();
-            self.pending = parsed
-                .map_err(|e| Error::Protocol(e.to_string()))?
-                .into_iter();
+            match parsed {
+                Ok(parsed) => self.pending = parsed.into_iter(),
+                Err(e) => return Err(self.fail(Error::Protocol(e.to_string()))),
+            }
         }
+    }
+
+    /// Stops reading after `e`: later calls fail with [`Error::Closed`]
+    /// until a [`PartitionReader::seek`], instead of going on past records
+    /// that could not be read.
+    fn fail(&mut self, e: Error) -> Error {
+        self.fetcher.abort();
+        let (tx, rx) = mpsc::channel(1);
+        drop(tx);
+        self.fetched = rx;
+        self.pending = Vec::new().into_iter();
+        self.current = None;
+        e
     }
 
     /// The offset of the next record [`PartitionReader::recv`] hands out.
@@ -323,6 +344,7 @@ impl PartitionReader {
         self.pending = Vec::new().into_iter();
         self.current = None;
         self.next = offset;
+        self.log_end = None;
     }
 
     /// The records as a `Stream`, ending after the first error.

@@ -62,8 +62,8 @@ pub(super) fn check_group_name(name: &str) -> ApiResult<()> {
     })
 }
 
-/// Longest group name: shorter than a topic's (249), since a group's
-/// offsets file carries a suffix.
+/// Longest group name: shorter than a topic's (249), since the first
+/// format of offsets files named a file after its group, with a suffix.
 pub const MAX_GROUP_NAME: usize = 200;
 
 /// Partition counts for the coordinator.

@@ -41,7 +41,16 @@ pub(super) async fn auto_commit_assigned(
 
 /// Commits processed positions (of `only`, or of every partition).
 pub(super) async fn commit_positions(shared: &Shared, only: Option<&[Tp]>) -> Result<()> {
-    let _one_at_a_time = shared.committing.lock().await;
+    let one_at_a_time = shared.committing.lock().await;
+    commit_locked(shared, only, one_at_a_time).await
+}
+
+/// [`commit_positions`] once the commit lock is held (`_one_at_a_time`).
+async fn commit_locked(
+    shared: &Shared,
+    only: Option<&[Tp]>,
+    _one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
+) -> Result<()> {
     let (member_id, generation, offsets) = {
         let st = lock(shared);
         let offsets: Vec<v1::OffsetCommit> = st
@@ -82,7 +91,8 @@ impl Consumer {
     /// made while one is waiting to start are covered by it. A failed
     /// background commit is logged and the next commit covers its records
     /// (a crash in between re-delivers them: at least once). [`Consumer::commit`]
-    /// or `close` waits for everything before it.
+    /// or `close` waits for everything before it. Call it from within the
+    /// Tokio runtime the consumer runs on (the commit is a task of it).
     ///
     /// ```no_run
     /// # async fn demo(mut billing: brook_client::Consumer) -> brook_client::Result<()> {
@@ -104,14 +114,15 @@ impl Consumer {
             return;
         }
         let shared = Arc::clone(&self.shared);
-        // A task is started only once the one before it has queued on the
-        // commit lock (it clears the flag first), so they commit in the
-        // order started and waiting for the last waits for them all.
+        // A task is started only once the one before it holds the commit
+        // lock (it clears the flag then): at most one waits, they commit in
+        // the order started, and waiting for the last waits for them all.
         self.background_commit = Some(tokio::spawn(async move {
+            let one_at_a_time = shared.committing.lock().await;
             // Cleared before the positions are read: a later call then
             // queues a commit of its own rather than relying on this one.
             shared.commit_queued.store(false, Ordering::Release);
-            if let Err(e) = commit_positions(&shared, None).await {
+            if let Err(e) = commit_locked(&shared, None, one_at_a_time).await {
                 tracing::warn!(group = %shared.config.group, error = %e, "background commit failed; the next commit covers its records");
             }
         }));

@@ -64,7 +64,9 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// A batch is sent as soon as it reaches this size.
     pub batch_bytes: usize,
-    /// Records waiting or in flight may use at most this many bytes; `send` waits beyond.
+    /// Records waiting or in flight may use at most this many bytes; `send`
+    /// waits beyond. (Besides it, the producer keeps up to 8 buffers of
+    /// acknowledged batches, `batch_bytes` each, to build new batches in.)
     pub buffer_bytes: usize,
     /// Batches sent and not yet acknowledged, at most.
     pub max_in_flight: usize,

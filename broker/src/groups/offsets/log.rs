@@ -77,7 +77,28 @@ pub(super) struct Replayed {
     pub torn_tail: bool,
 }
 
+/// The frame at the start of `rest`, if one is there whole and intact:
+/// its payload and its length with the header.
+fn frame_at(rest: &[u8]) -> Option<(&[u8], usize)> {
+    let (head, body) = rest.split_first_chunk::<8>()?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if len == 0 || len > MAX_FRAME {
+        return None;
+    }
+    let payload = body.get(..len)?;
+    (crc32fast::hash(payload) == crc).then_some((payload, 8 + len))
+}
+
 /// Reads every frame of `bytes`, the contents of `path`.
+///
+/// A frame that is cut short or fails its CRC ends the log when no intact
+/// frame follows it anywhere in the file: that is what a crash leaves (a
+/// write cut short, a tail of zeros or of stale bytes, the half of a frame
+/// whose write failed). An intact frame after it means the file was damaged
+/// in the middle: an error that names the byte, since replaying past the
+/// hole would lose the offsets it held and stopping there would lose the
+/// later ones.
 pub(super) fn replay(bytes: &[u8], path: &Path) -> anyhow::Result<Replayed> {
     anyhow::ensure!(
         bytes.starts_with(MAGIC),
@@ -87,44 +108,31 @@ pub(super) fn replay(bytes: &[u8], path: &Path) -> anyhow::Result<Replayed> {
     );
     let mut entries = Vec::new();
     let mut pos = MAGIC.len();
-    let torn = |pos: usize, entries: Vec<Entry>| Replayed {
-        entries,
-        valid_len: pos as u64,
-        torn_tail: true,
-    };
     while pos < bytes.len() {
-        let rest = &bytes[pos..];
-        if rest.iter().all(|&b| b == 0) {
-            return Ok(torn(pos, entries));
-        }
-        let damaged = |what: &str| {
+        let Some((payload, len)) = frame_at(&bytes[pos..]) else {
+            let intact_after = (pos + 1..bytes.len()).find(|&at| frame_at(&bytes[at..]).is_some());
+            if let Some(at) = intact_after {
+                anyhow::bail!(
+                    "{}: damaged at byte {pos}: a frame there fails its length or CRC check, and an intact frame \
+                     follows at byte {at} (not a write cut short by a crash); move the file away to start with \
+                     the offsets it held lost",
+                    path.display()
+                );
+            }
+            return Ok(Replayed {
+                entries,
+                valid_len: pos as u64,
+                torn_tail: true,
+            });
+        };
+        let entry = Entry::decode(payload).map_err(|e| {
             anyhow::anyhow!(
-                "{}: damaged at byte {pos}: {what}, and frames follow it (not a write cut short by a crash); \
-                 move the file away to start with the offsets it held lost",
+                "{}: the frame at byte {pos} passes its CRC but does not decode ({e}): written by another version?",
                 path.display()
             )
-        };
-        let Some((head, body)) = rest.split_first_chunk::<8>() else {
-            return Ok(torn(pos, entries));
-        };
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if len == 0 || len > MAX_FRAME {
-            return Err(damaged(&format!("a frame length of {len}")));
-        }
-        let Some(payload) = body.get(..len) else {
-            return Ok(torn(pos, entries));
-        };
-        let end = pos + 8 + len;
-        if crc32fast::hash(payload) != crc {
-            if end == bytes.len() {
-                return Ok(torn(pos, entries));
-            }
-            return Err(damaged("a frame whose CRC does not match"));
-        }
-        let entry = Entry::decode(payload).map_err(|e| damaged(&format!("{e}")))?;
+        })?;
         entries.push(entry);
-        pos = end;
+        pos += len;
     }
     Ok(Replayed {
         entries,
@@ -160,11 +168,14 @@ impl LogFile {
     }
 
     /// Writes `frames` after the last frame. A failed write leaves `len` where
-    /// it was, so the next frame overwrites whatever part of it landed.
+    /// it was and cuts off what part of it landed, so that nothing but
+    /// intact frames is ever followed by a frame (and if the cut fails too,
+    /// the next frame overwrites it, and the rest reads as a torn tail).
     pub(super) fn append(&mut self, frames: &[u8]) -> anyhow::Result<()> {
-        self.file
-            .write_all_at(frames, self.len)
-            .with_context(|| format!("appending to {}", self.path.display()))?;
+        if let Err(e) = self.file.write_all_at(frames, self.len) {
+            let _ = self.file.set_len(self.len);
+            return Err(e).with_context(|| format!("appending to {}", self.path.display()));
+        }
         self.len += frames.len() as u64;
         Ok(())
     }
@@ -184,13 +195,31 @@ impl LogFile {
         self.len
     }
 
-    /// Replaces the file with `contents` (atomically and durably) and
-    /// appends after them from now on.
-    pub(super) fn rewrite(&mut self, contents: &[u8]) -> anyhow::Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        brook_storage::write_atomic(dir, NAME, contents)?;
-        *self = LogFile::open(self.path.clone(), contents.len() as u64)?;
-        Ok(())
+    /// The log's directory.
+    pub(super) fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Takes `tmp` (written and synced by the caller, with `len` bytes) as
+    /// the log: renamed over it, appended to from now on. The file handle
+    /// moves to the new file as soon as the rename is done, whatever
+    /// happens next, so that no append goes to the old, unlinked file.
+    /// An error after the rename (the directory sync) says the rename may
+    /// not survive a power cut: the caller must not count anything as
+    /// durable until a later rewrite succeeds.
+    pub(super) fn replace_with(&mut self, tmp: &Path, file: File, len: u64) -> anyhow::Result<()> {
+        if let Err(e) = std::fs::rename(tmp, &self.path) {
+            let _ = std::fs::remove_file(tmp);
+            return Err(e)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), self.path.display()));
+        }
+        self.file = std::sync::Arc::new(file);
+        self.len = len;
+        self.rewritten_len = len;
+        let dir = self.dir().to_path_buf();
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing the directory {}", dir.display()))
     }
 }
 
@@ -249,6 +278,27 @@ mod tests {
         let n = last.len();
         last[n - 1] ^= 0xff;
         assert!(replay(&last, Path::new("offsets.log")).unwrap().torn_tail);
+    }
+
+    #[test]
+    fn a_bad_frame_with_no_intact_frame_after_it_is_a_torn_tail() {
+        let good = log_of(&[entry("a", 1)]);
+        let whole = log_of(&[entry("a", 1), entry("b", 2)]);
+        // The second frame damaged, then zeros and stale bytes after it:
+        // what a power cut leaves, or a failed append's half.
+        let mut bytes = whole.clone();
+        let n = bytes.len();
+        bytes[n - 3] ^= 0x55;
+        bytes.extend_from_slice(&[0; 100]);
+        bytes.extend_from_slice(&whole[good.len() + 4..good.len() + 20]);
+        let r = replay(&bytes, Path::new("offsets.log")).unwrap();
+        assert!(r.torn_tail);
+        assert_eq!(r.entries, [entry("a", 1)]);
+        assert_eq!(r.valid_len, good.len() as u64);
+        // A length field of zero, then nothing intact: torn too.
+        let mut zero_len = good.clone();
+        zero_len.extend_from_slice(&[0, 0, 0, 0, 9, 9, 9, 9, 1]);
+        assert!(replay(&zero_len, Path::new("x")).unwrap().torn_tail);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct OffsetStore {
     /// concurrent syncs wait for one `fdatasync` and find themselves covered.
     /// Lock order: `synced`, then `state`.
     synced: Mutex<LogPosition>,
+    /// When the interval policy last synced.
+    last_sync: Mutex<std::time::Instant>,
 }
 
 struct State {
@@ -74,6 +76,14 @@ struct State {
     log: LogFile,
     /// Frames appended since open: the position of the last one.
     appended: LogPosition,
+    /// While a rewrite writes its snapshot: the frames appended since it
+    /// was taken, to go after it in the new file.
+    rewrite_tail: Option<Vec<u8>>,
+    /// Why nothing may be taken as durable any more: a sync failed (Linux
+    /// reports a write-back error once, so a later sync of the same file
+    /// could succeed without the lost pages), or a rewrite's rename may not
+    /// have reached the disk. Cleared by a rewrite that succeeds whole.
+    poisoned: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -117,7 +127,13 @@ fn entry_of(group: &str, offsets: &[(Tp, Committed)], delete: bool) -> Entry {
     }
 }
 
-/// The whole state as a log file of one entry per group.
+/// Offsets per entry of a rewritten log: a group with more partitions than
+/// this takes several entries (they add up), so no frame nears the reader's
+/// size limit.
+const SNAPSHOT_ENTRY_OFFSETS: usize = 10_000;
+
+/// The whole state as a log file of one entry per group (more for a group
+/// of many partitions; none for a group without offsets).
 fn snapshot(groups: &HashMap<String, BTreeMap<Tp, Committed>>) -> Vec<u8> {
     let mut bytes = log::MAGIC.to_vec();
     let mut names: Vec<&String> = groups.keys().collect();
@@ -127,7 +143,9 @@ fn snapshot(groups: &HashMap<String, BTreeMap<Tp, Committed>>) -> Vec<u8> {
             .iter()
             .map(|(tp, c)| (tp.clone(), c.clone()))
             .collect();
-        log::encode_frame(&entry_of(name, &offsets, false), &mut bytes);
+        for chunk in offsets.chunks(SNAPSHOT_ENTRY_OFFSETS) {
+            log::encode_frame(&entry_of(name, chunk, false), &mut bytes);
+        }
     }
     bytes
 }
@@ -158,11 +176,6 @@ impl OffsetStore {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut groups = HashMap::new();
         let legacy = legacy_files(&dir)?;
-        for (group, path) in &legacy {
-            let text =
-                fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            groups.insert(group.clone(), legacy::parse(&text, path)?);
-        }
         let path = dir.join(log::NAME);
         let (valid_len, torn) = match fs::read(&path) {
             Ok(bytes) => {
@@ -183,6 +196,14 @@ impl OffsetStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, true),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
+        // Files of the first format after the log: they are newer than it
+        // when a broker of that version ran on the directory meanwhile, and
+        // the same as what the log holds when a migration was cut short.
+        for (group, path) in &legacy {
+            let text =
+                fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            groups.insert(group.clone(), legacy::parse(&text, path)?);
+        }
         // A new log, a torn tail or files to migrate: write the state out
         // whole first, so that the log is clean before anything is appended
         // and the old files go only once their offsets are on disk here.
@@ -207,8 +228,11 @@ impl OffsetStore {
                 groups,
                 log,
                 appended: LogPosition(0),
+                rewrite_tail: None,
+                poisoned: None,
             }),
             synced: Mutex::new(LogPosition(0)),
+            last_sync: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -217,6 +241,9 @@ impl OffsetStore {
         let mut frame = Vec::with_capacity(64);
         log::encode_frame(&entry, &mut frame);
         st.log.append(&frame)?;
+        if let Some(tail) = &mut st.rewrite_tail {
+            tail.extend_from_slice(&frame);
+        }
         apply(&mut st.groups, entry);
         st.appended = LogPosition(st.appended.0 + 1);
         Ok(st.appended)
@@ -264,10 +291,18 @@ impl OffsetStore {
         }
         let (file, upto) = {
             let st = lock(&self.state);
+            if let Some(why) = &st.poisoned {
+                anyhow::bail!(
+                    "the offsets log cannot promise durability until it is rewritten: {why}"
+                );
+            }
             (st.log.handle(), st.appended)
         };
-        file.sync_data()
-            .with_context(|| format!("syncing {}", self.dir.join(log::NAME).display()))?;
+        if let Err(e) = file.sync_data() {
+            let why = format!("syncing {} failed: {e}", self.dir.join(log::NAME).display());
+            lock(&self.state).poisoned = Some(why.clone());
+            anyhow::bail!(why);
+        }
         *synced = upto;
         Ok(())
     }
@@ -279,31 +314,70 @@ impl OffsetStore {
     }
 
     /// The background work, run every [`OffsetStore::maintenance_period`]
-    /// on a blocking thread: sync what the flush policy says is due, and
-    /// rewrite the log once it has doubled.
+    /// on a blocking thread: sync when the flush interval is due, and
+    /// rewrite the log once it has doubled (or to clear a failed sync).
     pub fn maintain(&self) -> anyhow::Result<()> {
-        if matches!(self.flush, FlushPolicy::Interval(_)) {
-            self.sync_all()?;
+        if let FlushPolicy::Interval(every) = self.flush {
+            let mut last = lock(&self.last_sync);
+            if last.elapsed() >= every {
+                *last = std::time::Instant::now();
+                drop(last);
+                // A failed sync poisons the store: the rewrite below recovers.
+                if let Err(e) = self.sync_all() {
+                    tracing::error!(error = %format!("{e:#}"), "offsets log sync failed; rewriting it");
+                }
+            }
         }
+        self.rewrite_if_due()
+    }
+
+    /// Writes the state out as a new file and swaps it in, when the log has
+    /// doubled or is poisoned. The snapshot is written and synced without
+    /// the state's lock (commits and reads go on; their frames are kept
+    /// aside and appended after it), so the lock is held only for the short
+    /// tail, the rename and the directory sync.
+    fn rewrite_if_due(&self) -> anyhow::Result<()> {
         let mut synced = lock(&self.synced);
+        let (contents, before) = {
+            let mut st = lock(&self.state);
+            if st.poisoned.is_none() && !st.log.wants_rewrite(self.rewrite_min_bytes) {
+                return Ok(());
+            }
+            st.rewrite_tail = Some(Vec::new());
+            (snapshot(&st.groups), st.log.len())
+        };
+        let tmp = self.dir.join(format!("{}.rewrite.tmp", log::NAME));
+        let written = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &contents)?;
+            f.sync_all()?;
+            Ok::<_, std::io::Error>(f)
+        })();
         let mut st = lock(&self.state);
-        if !st.log.wants_rewrite(self.rewrite_min_bytes) {
-            return Ok(());
+        let tail = st.rewrite_tail.take().unwrap_or_default();
+        let mut file = written.with_context(|| format!("writing {}", tmp.display()))?;
+        std::io::Write::write_all(&mut file, &tail)
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        let len = (contents.len() + tail.len()) as u64;
+        if let Err(e) = st.log.replace_with(&tmp, file, len) {
+            // Renamed but perhaps not durably (or not renamed: the old
+            // file, still in use, stays whole). Either way the next round retries.
+            st.poisoned = Some(format!("{e:#}"));
+            return Err(e);
         }
-        let before = st.log.len();
-        let contents = snapshot(&st.groups);
-        st.log.rewrite(&contents)?;
-        // The rewrite was synced: everything appended before it is on disk.
+        st.poisoned = None;
+        // The new file holds everything appended, synced.
         *synced = st.appended;
-        tracing::debug!(before, after = contents.len(), "rewrote the offsets log");
+        tracing::debug!(before, after = len, "rewrote the offsets log");
         Ok(())
     }
 
-    /// How often [`OffsetStore::maintain`] should run: the flush interval,
-    /// or every second when the policy has none.
+    /// How often [`OffsetStore::maintain`] should run: every second, or
+    /// at the flush interval when it is shorter.
     pub fn maintenance_period(&self) -> Duration {
         match self.flush {
-            FlushPolicy::Interval(d) => d,
+            FlushPolicy::Interval(d) => d.min(Duration::from_secs(1)),
             _ => Duration::from_secs(1),
         }
     }
@@ -477,6 +551,26 @@ mod tests {
         let b = store.get("billing");
         assert_eq!((b[&tp(0)].offset, b[&tp(0)].metadata.as_str()), (12, "x"));
         assert_eq!(b[&tp(1)], c(3));
+    }
+
+    /// Upgrade, downgrade (the old version writes `<group>.offsets`
+    /// again), upgrade: the newer file wins over the older log.
+    #[test]
+    fn a_file_of_the_first_format_newer_than_the_log_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OffsetStore::open(dir.path(), FlushPolicy::Never).unwrap();
+        store.commit("billing", vec![(tp(0), c(5))]).unwrap();
+        drop(store);
+        std::fs::write(
+            dir.path().join("billing.offsets"),
+            "brook-offsets 1\norders 0 9 7 \n",
+        )
+        .unwrap();
+        let store = OffsetStore::open(dir.path(), FlushPolicy::Never).unwrap();
+        assert_eq!(store.get("billing")[&tp(0)].offset, 9);
+        drop(store);
+        let store = OffsetStore::open(dir.path(), FlushPolicy::Never).unwrap();
+        assert_eq!(store.get("billing")[&tp(0)].offset, 9, "migrated for good");
     }
 
     #[test]
