@@ -62,6 +62,8 @@ pub(crate) struct Segment {
     base_offset: u64,
     paths: SegmentPaths,
     map: Option<Arc<MmapRaw>>,
+    /// Marks the mapping read, for the next trim of read pages (`resident`).
+    read_mark: crate::resident::ReadMark,
     /// Bytes the mapping covers: the most the segment can hold.
     capacity: u64,
     /// Bytes of complete batches (and of kept damaged bytes); readers never read past it.
@@ -127,6 +129,7 @@ impl Segment {
         } else {
             file_len
         };
+        let mut read_mark = crate::resident::ReadMark::default();
         let map = if capacity == 0 {
             None
         } else {
@@ -138,7 +141,7 @@ impl Segment {
                     .map_raw(&file)
                     .at(&paths.log)?,
             );
-            crate::resident::register(&map);
+            read_mark = crate::resident::register(&map);
             Some(map)
         };
         let interval = u64::from(cfg.index_interval_bytes);
@@ -162,6 +165,7 @@ impl Segment {
             base_offset,
             paths,
             map,
+            read_mark,
             capacity,
             size: AtomicU64::new(0),
             next_offset: AtomicU64::new(base_offset),

@@ -76,7 +76,7 @@ impl Segment {
             }
             h = following;
         }
-        crate::resident::note_read((end - start) as usize);
+        crate::resident::note_read(&self.read_mark, (end - start) as usize);
         Ok(Some(self.view(start, end)))
     }
 
