@@ -299,6 +299,45 @@ async fn offsets_of_the_first_format_are_kept_across_the_upgrade() {
     );
 }
 
+/// What a commit's answer waits for: with `--flush never` a plain commit
+/// is answered without a sync of the offsets log, a durable one after one
+/// (the broker's own count, `brook_offsets_log_syncs_total`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_durable_commits_wait_for_a_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &["--flush", "never"]).await;
+    create_topic(&broker, "t", 1).await;
+    publish(&broker, "t", 10, "x").await;
+    let syncs = async || {
+        let text = broker.metrics_text().await;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("brook_offsets_log_syncs_total "))
+            .unwrap_or_else(|| panic!("no sync count in {text}"))
+            .to_string();
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    let mut groups = v1::groups_client::GroupsClient::new(broker.channel().await);
+    let commit = |offset: u64, durable: bool| v1::CommitRequest {
+        group: "g".into(),
+        offsets: vec![v1::OffsetCommit {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            ..Default::default()
+        }],
+        durable,
+        ..Default::default()
+    };
+    let before = syncs().await;
+    groups.commit(commit(3, false)).await.unwrap();
+    groups.commit(commit(4, false)).await.unwrap();
+    assert_eq!(syncs().await, before, "a plain commit does not sync");
+    groups.commit(commit(5, true)).await.unwrap();
+    assert_eq!(syncs().await, before + 1, "a durable commit syncs");
+    assert_eq!(committed(&broker, "g", "t").await, [(0, 5)].into());
+}
+
 /// One partition with 100 records, record i stamped `base + i * 1000` ms.
 async fn timed_records(b: &Broker, topic: &str, base: i64) {
     create_topic(b, topic, 1).await;

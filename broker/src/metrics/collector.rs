@@ -92,6 +92,13 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) ->
         .encode_gauge(&value)
 }
 
+/// Encodes one counter without labels (`_total` is added to `name`).
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    encoder
+        .encode_descriptor(name, &sentence(help), None, MetricType::Counter)?
+        .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)
+}
+
 /// `Registry::register` ends every help text with a period; a collector's
 /// descriptors do not get one, so these add it to read the same.
 fn sentence(help: &str) -> String {
@@ -125,6 +132,7 @@ impl Collector for LogCollector {
         };
         encode_partitions(e, log)?;
         encode_offline(e, log)?;
+        encode_offsets_log(e, groups)?;
         encode_lag(e, log, groups)
     }
 }
@@ -190,6 +198,28 @@ fn encode_offline(e: &mut DescriptorEncoder, log: &Log) -> fmt::Result {
         "partitions_offline",
         "Partitions (or topics) that could not be opened",
         offline.len() as i64,
+    )
+}
+
+fn encode_offsets_log(e: &mut DescriptorEncoder, groups: &Groups) -> fmt::Result {
+    let stats = groups.offsets.stats();
+    counter(
+        e,
+        "offsets_log_syncs",
+        "fdatasyncs of the group offsets log (durable commits share them)",
+        stats.syncs,
+    )?;
+    counter(
+        e,
+        "offsets_log_rewrites",
+        "Times the group offsets log was written out whole",
+        stats.rewrites,
+    )?;
+    gauge(
+        e,
+        "offsets_log_bytes",
+        "Size of the group offsets log",
+        stats.bytes as i64,
     )
 }
 

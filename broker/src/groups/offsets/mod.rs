@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -69,6 +70,21 @@ pub struct OffsetStore {
     synced: Mutex<LogPosition>,
     /// When the interval policy last synced.
     last_sync: Mutex<std::time::Instant>,
+    /// `fdatasync`s of the log, and rewrites of it, since open.
+    syncs: AtomicU64,
+    rewrites: AtomicU64,
+}
+
+/// What the offsets log has done, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    /// `fdatasync`s of the log since the broker started (concurrent durable
+    /// commits share one).
+    pub syncs: u64,
+    /// Times the log was written out whole since the broker started.
+    pub rewrites: u64,
+    /// The log's size in bytes.
+    pub bytes: u64,
 }
 
 struct State {
@@ -233,6 +249,8 @@ impl OffsetStore {
             }),
             synced: Mutex::new(LogPosition(0)),
             last_sync: Mutex::new(std::time::Instant::now()),
+            syncs: AtomicU64::new(0),
+            rewrites: AtomicU64::new(0),
         })
     }
 
@@ -298,6 +316,7 @@ impl OffsetStore {
             }
             (st.log.handle(), st.appended)
         };
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = file.sync_data() {
             let why = format!("syncing {} failed: {e}", self.dir.join(log::NAME).display());
             lock(&self.state).poisoned = Some(why.clone());
@@ -367,6 +386,7 @@ impl OffsetStore {
             return Err(e);
         }
         st.poisoned = None;
+        self.rewrites.fetch_add(1, Ordering::Relaxed);
         // The new file holds everything appended, synced.
         *synced = st.appended;
         tracing::debug!(before, after = len, "rewrote the offsets log");
@@ -379,6 +399,15 @@ impl OffsetStore {
         match self.flush {
             FlushPolicy::Interval(d) => d.min(Duration::from_secs(1)),
             _ => Duration::from_secs(1),
+        }
+    }
+
+    /// Syncs, rewrites and size of the log.
+    pub fn stats(&self) -> LogStats {
+        LogStats {
+            syncs: self.syncs.load(Ordering::Relaxed),
+            rewrites: self.rewrites.load(Ordering::Relaxed),
+            bytes: lock(&self.state).log.len(),
         }
     }
 
