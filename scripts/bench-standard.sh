@@ -62,10 +62,7 @@ brook_round() {
 }
 
 for round in $(seq 1 "$rounds"); do
-  if [ -z "${BROOK_BENCH_COLD:-}" ]; then
-    dd if=/dev/zero of="$dir/brook-bench-warm" bs=1M count=2048 status=none
-    rm -f "$dir/brook-bench-warm"
-  fi
+  warm_page_cache "$dir"
   baselines
   if [ $((round % 2)) = 1 ]; then
     brook_round

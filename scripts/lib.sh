@@ -18,6 +18,16 @@ stop_broker() {
   rm -rf "$data" "$data.addr"
 }
 
+# Writes and deletes a 2 GiB file in directory $1, unless BROOK_BENCH_COLD is
+# set: on the VMs this was measured on, memory the guest freed a while ago is
+# handed back to the host and costs a hypervisor fault per page when the page
+# cache next takes it, which made whichever run came first 2-3x slower.
+warm_page_cache() {
+  [ -z "${BROOK_BENCH_COLD:-}" ] || return 0
+  dd if=/dev/zero of="$1/brook-bench-warm" bs=1M count=2048 status=none
+  rm -f "$1/brook-bench-warm"
+}
+
 # The median of the numbers on standard input.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

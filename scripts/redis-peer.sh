@@ -97,10 +97,7 @@ main() {
   redis_dir=
   trap 'rm -f "$out"; if [ -n "${redis_pid:-}" ]; then stop_redis; fi; if [ -n "$redis_dir" ]; then rm -rf "$redis_dir"; fi' EXIT
   for round in $(seq 1 "$rounds"); do
-    if [ -z "${BROOK_BENCH_COLD:-}" ]; then
-      dd if=/dev/zero of="$base/brook-bench-warm" bs=1M count=2048 status=none
-      rm -f "$base/brook-bench-warm"
-    fi
+    warm_page_cache "$base"
     redis_round "$B" "$base" "$out" "$round"
   done
   echo "medians of $rounds rounds (redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -d= -f2)):"

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
-use crate::consumer::ConsumerRecord;
+use crate::consumer::{ConsumerRecord, retry_quietly};
 use crate::error::{Error, Result};
 
 /// Where a [`PartitionReader`] starts.
@@ -208,7 +208,7 @@ async fn fetch_ahead(
             Err(s) => Some(s),
         };
         match failed {
-            Some(s) if !quiet_retry(s.code()) => {
+            Some(s) if !retry_quietly(s.code()) => {
                 let e = Error::damaged(&s, &topic, partition).unwrap_or_else(|| s.into());
                 let _ = tx.send(Err(e)).await;
                 return;
@@ -221,15 +221,6 @@ async fn fetch_ahead(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
-}
-
-/// A broker restarting or unreachable: retried without telling the reader.
-fn quiet_retry(code: tonic::Code) -> bool {
-    use tonic::Code::*;
-    matches!(
-        code,
-        Unavailable | Unknown | Cancelled | DeadlineExceeded | Aborted | ResourceExhausted
-    )
 }
 
 impl PartitionReader {

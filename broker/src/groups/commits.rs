@@ -127,7 +127,7 @@ pub(super) async fn store_checked(
     group: String,
     entries: Vec<Entry>,
     durable: bool,
-    check: impl FnOnce(&Groups, &str) -> ApiResult<()> + Send + 'static,
+    check: impl FnOnce(&Groups, &str) -> ApiResult<()>,
 ) -> ApiResult<()> {
     // An append is one small pwrite into the page cache: done here, on the
     // request's task. Only a sync needs a blocking thread.

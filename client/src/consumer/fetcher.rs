@@ -225,7 +225,7 @@ async fn tell(shared: &Shared, tp: &Tp, epoch: u64, from: u64, error: Error) -> 
 /// request cut short. What the broker refuses for a reason (NOT_FOUND,
 /// DATA_LOSS, INVALID_ARGUMENT, PERMISSION_DENIED, ...) goes to `recv`.
 /// (OUT_OF_RANGE is handled before this: it restarts from `start_from`.)
-fn retry_quietly(code: tonic::Code) -> bool {
+pub(crate) fn retry_quietly(code: tonic::Code) -> bool {
     use tonic::Code::*;
     matches!(
         code,

@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use commit::{auto_commit_assigned, commit_positions};
+pub(crate) use fetcher::retry_quietly;
 use fetcher::{Fetched, start_fetchers, stop_all_fetchers};
 use membership::{join, membership};
 

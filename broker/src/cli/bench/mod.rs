@@ -206,6 +206,20 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sum of the topic's partition end offsets: what every workload that
+/// writes checks its records against.
+async fn end_offsets(client: &Client, topic: &str) -> anyhow::Result<u64> {
+    let d = client.admin().describe_topic(topic).await?;
+    Ok(d.partitions.iter().map(|p| p.log_end_offset).sum())
+}
+
+/// The keys of `count` aggregates: `aggregate-000000`, ...
+fn aggregate_keys(count: u64) -> Vec<bytes::Bytes> {
+    (0..count)
+        .map(|k| bytes::Bytes::from(format!("aggregate-{k:06}")))
+        .collect()
+}
+
 /// Creates the topic unless it exists; an existing topic keeps its partitions.
 async fn ensure_topic(client: &Client, topic: &str, partitions: u32) -> anyhow::Result<()> {
     match client.admin().describe_topic(topic).await {

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::baseline::write_baseline;
 use super::progress::{self, Progress};
 use super::report::{Report, new_histogram};
-use super::{BenchArgs, ProduceArgs};
+use super::{BenchArgs, ProduceArgs, aggregate_keys, end_offsets};
 use crate::cli::connection::Target;
 
 /// One record in this many has its ack latency measured (W1/W2-style runs).
@@ -41,7 +41,7 @@ pub(super) async fn produce(
     p: &ProduceArgs,
 ) -> anyhow::Result<Report> {
     let progress = Progress::start("sent", p.messages, args.json);
-    let before = end_offsets(target, &args.topic).await?;
+    let before = end_offsets(&target.connect().await?, &args.topic).await?;
     let started = Instant::now();
     let producers = u64::from(p.producers.max(1));
     let per = p.messages / producers;
@@ -67,7 +67,7 @@ pub(super) async fn produce(
     }
     let elapsed = started.elapsed();
     drop(progress);
-    let stored = end_offsets(target, &args.topic).await?;
+    let stored = end_offsets(&target.connect().await?, &args.topic).await?;
     anyhow::ensure!(
         stored >= before + p.messages,
         "only {} of {} records were stored (the sampled acks did not show the failure)",
@@ -87,17 +87,6 @@ pub(super) async fn produce(
     Ok(report)
 }
 
-/// Sum of the topic's partition end offsets.
-async fn end_offsets(target: &Target, topic: &str) -> anyhow::Result<u64> {
-    let d = target
-        .connect()
-        .await?
-        .admin()
-        .describe_topic(topic)
-        .await?;
-    Ok(d.partitions.iter().map(|p| p.log_end_offset).sum())
-}
-
 /// Sends this producer's share; returns the send-to-ack latency histogram.
 async fn produce_share(
     target: Target,
@@ -109,9 +98,7 @@ async fn produce_share(
     let client = target.connect().await?;
     let producer = client.producer(producer_config(&p));
     let value = Bytes::from(vec![0x42u8; p.size]);
-    let keys: Vec<Bytes> = (0..p.keys)
-        .map(|k| Bytes::from(format!("aggregate-{k:06}")))
-        .collect();
+    let keys = aggregate_keys(p.keys);
     let key = |i: u64| keys.get((i % p.keys.max(1)) as usize).cloned();
     let mut hist = new_histogram();
     if p.sync {

@@ -25,6 +25,7 @@ use bytes::Bytes;
 
 use super::progress::{self, Progress};
 use super::report::{Report, new_histogram};
+use super::{aggregate_keys, end_offsets};
 
 /// A standard scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,9 +84,7 @@ pub(crate) async fn run(
     records: u64,
     quiet: bool,
 ) -> anyhow::Result<Report> {
-    let keys: Vec<Bytes> = (0..AGGREGATES)
-        .map(|k| Bytes::from(format!("aggregate-{k:06}")))
-        .collect();
+    let keys = aggregate_keys(AGGREGATES);
     let key = |i: u64| keys[(i % AGGREGATES) as usize].clone();
     let value = Bytes::from(vec![0x42u8; VALUE_BYTES]);
     let bytes = records * VALUE_BYTES as u64;
@@ -253,10 +252,4 @@ async fn within<T>(
         .with_context(|| {
             format!("no record for 30 s after {n}: does the topic hold the records asked for?")
         })??)
-}
-
-/// Sum of the topic's partition end offsets.
-async fn end_offsets(client: &Client, topic: &str) -> anyhow::Result<u64> {
-    let d = client.admin().describe_topic(topic).await?;
-    Ok(d.partitions.iter().map(|p| p.log_end_offset).sum())
 }
