@@ -33,6 +33,7 @@ mod request;
 pub mod server;
 pub mod signals;
 pub mod state;
+pub mod statelog;
 mod tonic_status;
 mod topics;
 

@@ -1,5 +1,5 @@
 //! Committed offsets of every group: in memory, and on disk in one
-//! append-only log (`log.rs`) shared by all groups, as Kafka's
+//! append-only log shared by all groups (a [`StateLog`]), as Kafka's
 //! `__consumer_offsets`. A commit appends one frame with `pwrite` and is
 //! then in the page cache: it survives `kill -9`. When it reaches the disk
 //! follows the broker's flush policy (`--flush`, as a topic's appends do),
@@ -13,17 +13,50 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use brook_storage::FlushPolicy;
 
 mod legacy;
-mod log;
 
-use log::{Entry, LogFile, OffsetEntry};
+pub use crate::statelog::{LogPosition, LogStats};
+use crate::statelog::{Machine, StateLog, UpdateError};
+
+/// The log's first line.
+const MAGIC: &[u8] = b"brook-offsets-log 1\n";
+
+/// The log's file name in the groups directory.
+const NAME: &str = "offsets.log";
+
+/// One frame's payload.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Entry {
+    /// The group.
+    #[prost(string, tag = "1")]
+    group: String,
+    /// Offsets to store, replacing those of the same partitions.
+    #[prost(message, repeated, tag = "2")]
+    offsets: Vec<OffsetEntry>,
+    /// Forget the group's offsets before storing `offsets`.
+    #[prost(bool, tag = "3")]
+    delete: bool,
+}
+
+/// One partition's committed offset in an [`Entry`].
+#[derive(Clone, PartialEq, prost::Message)]
+struct OffsetEntry {
+    #[prost(string, tag = "1")]
+    topic: String,
+    #[prost(uint32, tag = "2")]
+    partition: u32,
+    #[prost(uint64, tag = "3")]
+    offset: u64,
+    #[prost(string, tag = "4")]
+    metadata: String,
+    #[prost(int64, tag = "5")]
+    timestamp_ms: i64,
+}
 
 /// A topic partition.
 pub type Tp = (String, u32);
@@ -48,81 +81,51 @@ pub enum CommitError<E> {
     Io(anyhow::Error),
 }
 
-/// Where a change landed in the log: pass it to [`OffsetStore::sync`] to
-/// wait until it is on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LogPosition(u64);
-
-/// The log is rewritten once it is larger than this and than twice its
-/// last rewrite: rewrites stay rare, and opening reads at most a few MiB.
-const REWRITE_MIN_BYTES: u64 = 8 << 20;
-
-/// Every group's committed offsets.
-pub struct OffsetStore {
-    dir: PathBuf,
-    flush: FlushPolicy,
-    /// [`REWRITE_MIN_BYTES`], smaller in tests.
-    rewrite_min_bytes: u64,
-    state: Mutex<State>,
-    /// The position known to be on disk. Held while syncing, so that
-    /// concurrent syncs wait for one `fdatasync` and find themselves covered.
-    /// Lock order: `synced`, then `state`.
-    synced: Mutex<LogPosition>,
-    /// When the interval policy last synced.
-    last_sync: Mutex<std::time::Instant>,
-    /// `fdatasync`s of the log, and rewrites of it, since open.
-    syncs: AtomicU64,
-    rewrites: AtomicU64,
-}
-
-/// What the offsets log has done, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogStats {
-    /// `fdatasync`s of the log since the broker started (concurrent durable
-    /// commits share one).
-    pub syncs: u64,
-    /// Times the log was written out whole since the broker started.
-    pub rewrites: u64,
-    /// The log's size in bytes.
-    pub bytes: u64,
-}
-
-struct State {
+/// Every group's offsets, as the log's state machine.
+#[derive(Default)]
+struct Offsets {
     groups: HashMap<String, BTreeMap<Tp, Committed>>,
-    log: LogFile,
-    /// Frames appended since open: the position of the last one.
-    appended: LogPosition,
-    /// While a rewrite writes its snapshot: the frames appended since it
-    /// was taken, to go after it in the new file.
-    rewrite_tail: Option<Vec<u8>>,
-    /// Why nothing may be taken as durable any more: a sync failed (Linux
-    /// reports a write-back error once, so a later sync of the same file
-    /// could succeed without the lost pages), or a rewrite's rename may not
-    /// have reached the disk. Cleared by a rewrite that succeeds whole.
-    poisoned: Option<String>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+impl Machine for Offsets {
+    type Entry = Entry;
+    const MAGIC: &'static [u8] = MAGIC;
+    const WHAT: &'static str = "the offsets log";
 
-fn apply(groups: &mut HashMap<String, BTreeMap<Tp, Committed>>, entry: Entry) {
-    if entry.delete {
-        groups.remove(&entry.group);
+    fn apply(&mut self, entry: Entry) {
+        if entry.delete {
+            self.groups.remove(&entry.group);
+        }
+        if entry.offsets.is_empty() {
+            return;
+        }
+        let offsets = self.groups.entry(entry.group).or_default();
+        for o in entry.offsets {
+            offsets.insert(
+                (o.topic, o.partition),
+                Committed {
+                    offset: o.offset,
+                    metadata: o.metadata,
+                    timestamp_ms: o.timestamp_ms,
+                },
+            );
+        }
     }
-    if entry.offsets.is_empty() {
-        return;
-    }
-    let offsets = groups.entry(entry.group).or_default();
-    for o in entry.offsets {
-        offsets.insert(
-            (o.topic, o.partition),
-            Committed {
-                offset: o.offset,
-                metadata: o.metadata,
-                timestamp_ms: o.timestamp_ms,
-            },
-        );
+
+    /// One entry per group (more for a group of many partitions; none for
+    /// a group without offsets).
+    fn snapshot(&self, out: &mut dyn FnMut(Entry)) {
+        let mut names: Vec<&String> = self.groups.keys().collect();
+        names.sort();
+        for name in names {
+            let offsets: Vec<(Tp, Committed)> = self.groups[name]
+                .iter()
+                .map(|(tp, c)| (tp.clone(), c.clone()))
+                .collect();
+            for chunk in offsets.chunks(SNAPSHOT_ENTRY_OFFSETS) {
+                out(entry_of(name, chunk, false));
+            }
+        }
     }
 }
 
@@ -148,24 +151,6 @@ fn entry_of(group: &str, offsets: &[(Tp, Committed)], delete: bool) -> Entry {
 /// size limit.
 const SNAPSHOT_ENTRY_OFFSETS: usize = 10_000;
 
-/// The whole state as a log file of one entry per group (more for a group
-/// of many partitions; none for a group without offsets).
-fn snapshot(groups: &HashMap<String, BTreeMap<Tp, Committed>>) -> Vec<u8> {
-    let mut bytes = log::MAGIC.to_vec();
-    let mut names: Vec<&String> = groups.keys().collect();
-    names.sort();
-    for name in names {
-        let offsets: Vec<(Tp, Committed)> = groups[name]
-            .iter()
-            .map(|(tp, c)| (tp.clone(), c.clone()))
-            .collect();
-        for chunk in offsets.chunks(SNAPSHOT_ENTRY_OFFSETS) {
-            log::encode_frame(&entry_of(name, chunk, false), &mut bytes);
-        }
-    }
-    bytes
-}
-
 /// The first format's files in `dir`, by group.
 fn legacy_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
@@ -184,87 +169,38 @@ fn legacy_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
+/// Every group's committed offsets.
+pub struct OffsetStore {
+    log: StateLog<Offsets>,
+}
+
 impl OffsetStore {
     /// Loads every group's offsets from `dir` (created if missing); the log
     /// is synced as `flush` says ([`OffsetStore::maintain`]).
     pub fn open(dir: impl Into<PathBuf>, flush: FlushPolicy) -> anyhow::Result<OffsetStore> {
         let dir = dir.into();
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut groups = HashMap::new();
         let legacy = legacy_files(&dir)?;
-        let path = dir.join(log::NAME);
-        let (valid_len, torn) = match fs::read(&path) {
-            Ok(bytes) => {
-                let replayed = log::replay(&bytes, &path)?;
-                if replayed.torn_tail {
-                    tracing::warn!(
-                        file = %path.display(),
-                        kept_bytes = replayed.valid_len,
-                        dropped_bytes = bytes.len() as u64 - replayed.valid_len,
-                        "the offsets log ends in a write a crash cut short: it ends before it"
-                    );
-                }
-                for entry in replayed.entries {
-                    apply(&mut groups, entry);
-                }
-                (replayed.valid_len, replayed.torn_tail)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, true),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
         // Files of the first format after the log: they are newer than it
         // when a broker of that version ran on the directory meanwhile, and
         // the same as what the log holds when a migration was cut short.
-        for (group, path) in &legacy {
-            let text =
-                fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            groups.insert(group.clone(), legacy::parse(&text, path)?);
-        }
-        // A new log, a torn tail or files to migrate: write the state out
-        // whole first, so that the log is clean before anything is appended
-        // and the old files go only once their offsets are on disk here.
-        let log = if torn || !legacy.is_empty() {
-            let contents = snapshot(&groups);
-            brook_storage::write_atomic(&dir, log::NAME, &contents)?;
-            for (_, old) in &legacy {
-                fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;
+        // Folding them in writes the state out whole, so that the old files
+        // go only once their offsets are on disk in the log.
+        let log = StateLog::open(dir.join(NAME), flush, Offsets::default(), |m| {
+            for (group, path) in &legacy {
+                let text = fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                m.groups.insert(group.clone(), legacy::parse(&text, path)?);
             }
-            if !legacy.is_empty() {
-                fs::File::open(&dir)?.sync_all()?;
-            }
-            LogFile::open(path, contents.len() as u64)?
-        } else {
-            LogFile::open(path, valid_len)?
-        };
-        Ok(OffsetStore {
-            dir,
-            flush,
-            rewrite_min_bytes: REWRITE_MIN_BYTES,
-            state: Mutex::new(State {
-                groups,
-                log,
-                appended: LogPosition(0),
-                rewrite_tail: None,
-                poisoned: None,
-            }),
-            synced: Mutex::new(LogPosition(0)),
-            last_sync: Mutex::new(std::time::Instant::now()),
-            syncs: AtomicU64::new(0),
-            rewrites: AtomicU64::new(0),
-        })
-    }
-
-    /// Appends `entry` and applies it; the state's lock is held.
-    fn append(st: &mut State, entry: Entry) -> anyhow::Result<LogPosition> {
-        let mut frame = Vec::with_capacity(64);
-        log::encode_frame(&entry, &mut frame);
-        st.log.append(&frame)?;
-        if let Some(tail) = &mut st.rewrite_tail {
-            tail.extend_from_slice(&frame);
+            Ok(!legacy.is_empty())
+        })?;
+        for (_, old) in &legacy {
+            fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;
         }
-        apply(&mut st.groups, entry);
-        st.appended = LogPosition(st.appended.0 + 1);
-        Ok(st.appended)
+        if !legacy.is_empty() {
+            fs::File::open(&dir)?.sync_all()?;
+        }
+        Ok(OffsetStore { log })
     }
 
     /// Stores `offsets` for `group` if `check` passes, both under the
@@ -278,163 +214,80 @@ impl OffsetStore {
         offsets: Vec<(Tp, Committed)>,
         check: impl FnOnce() -> Result<(), E>,
     ) -> Result<LogPosition, CommitError<E>> {
-        let mut st = lock(&self.state);
-        check().map_err(CommitError::Rejected)?;
-        Self::append(&mut st, entry_of(group, &offsets, false)).map_err(CommitError::Io)
+        self.log
+            .update(|_| {
+                check()?;
+                Ok((vec![entry_of(group, &offsets, false)], ()))
+            })
+            .map(|((), at)| at)
+            .map_err(|e| match e {
+                UpdateError::Rejected(e) => CommitError::Rejected(e),
+                UpdateError::Io(e) => CommitError::Io(e),
+            })
     }
 
     /// Stores `offsets` for `group`; returns once they are on disk.
     pub fn commit(&self, group: &str, offsets: Vec<(Tp, Committed)>) -> anyhow::Result<()> {
-        let at = self
-            .commit_checked(group, offsets, || Ok::<(), std::convert::Infallible>(()))
-            .map_err(|e| match e {
-                CommitError::Io(e) => e,
-                CommitError::Rejected(never) => match never {},
-            })?;
+        let at = self.log.append(vec![entry_of(group, &offsets, false)])?;
         self.sync(at)
     }
 
     /// Whether a commit must be synced before it is acknowledged: when it
     /// asks to be `durable`, or when the flush policy is `always`.
     pub fn needs_sync(&self, durable: bool) -> bool {
-        durable || self.flush == FlushPolicy::Always
+        self.log.needs_sync(durable)
     }
 
     /// Returns once everything up to `at` is on disk. Blocks: call it on a
     /// blocking thread. Concurrent callers share one `fdatasync`.
     pub fn sync(&self, at: LogPosition) -> anyhow::Result<()> {
-        let mut synced = lock(&self.synced);
-        if *synced >= at {
-            return Ok(());
-        }
-        let (file, upto) = {
-            let st = lock(&self.state);
-            if let Some(why) = &st.poisoned {
-                anyhow::bail!(
-                    "the offsets log cannot promise durability until it is rewritten: {why}"
-                );
-            }
-            (st.log.handle(), st.appended)
-        };
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = file.sync_data() {
-            let why = format!("syncing {} failed: {e}", self.dir.join(log::NAME).display());
-            lock(&self.state).poisoned = Some(why.clone());
-            anyhow::bail!(why);
-        }
-        *synced = upto;
-        Ok(())
+        self.log.sync(at)
     }
 
     /// Everything appended so far, to disk (a clean stop).
     pub fn sync_all(&self) -> anyhow::Result<()> {
-        let at = lock(&self.state).appended;
-        self.sync(at)
+        self.log.sync_all()
     }
 
     /// The background work, run every [`OffsetStore::maintenance_period`]
     /// on a blocking thread: sync when the flush interval is due, and
     /// rewrite the log once it has doubled (or to clear a failed sync).
     pub fn maintain(&self) -> anyhow::Result<()> {
-        if let FlushPolicy::Interval(every) = self.flush {
-            let mut last = lock(&self.last_sync);
-            if last.elapsed() >= every {
-                *last = std::time::Instant::now();
-                drop(last);
-                // A failed sync poisons the store: the rewrite below recovers.
-                if let Err(e) = self.sync_all() {
-                    tracing::error!(error = %format!("{e:#}"), "offsets log sync failed; rewriting it");
-                }
-            }
-        }
-        self.rewrite_if_due()
+        self.log.maintain()
     }
 
-    /// Writes the state out as a new file and swaps it in, when the log has
-    /// doubled or is poisoned. The snapshot is written and synced without
-    /// the state's lock (commits and reads go on; their frames are kept
-    /// aside and appended after it), so the lock is held only for the short
-    /// tail, the rename and the directory sync.
-    fn rewrite_if_due(&self) -> anyhow::Result<()> {
-        let mut synced = lock(&self.synced);
-        let (contents, before) = {
-            let mut st = lock(&self.state);
-            if st.poisoned.is_none() && !st.log.wants_rewrite(self.rewrite_min_bytes) {
-                return Ok(());
-            }
-            st.rewrite_tail = Some(Vec::new());
-            (snapshot(&st.groups), st.log.len())
-        };
-        let tmp = self.dir.join(format!("{}.rewrite.tmp", log::NAME));
-        let written = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, &contents)?;
-            f.sync_all()?;
-            Ok::<_, std::io::Error>(f)
-        })();
-        let mut st = lock(&self.state);
-        let tail = st.rewrite_tail.take().unwrap_or_default();
-        let mut file = written.with_context(|| format!("writing {}", tmp.display()))?;
-        std::io::Write::write_all(&mut file, &tail)
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        let len = (contents.len() + tail.len()) as u64;
-        if let Err(e) = st.log.replace_with(&tmp, file, len) {
-            // Renamed but perhaps not durably (or not renamed: the old
-            // file, still in use, stays whole). Either way the next round retries.
-            st.poisoned = Some(format!("{e:#}"));
-            return Err(e);
-        }
-        st.poisoned = None;
-        self.rewrites.fetch_add(1, Ordering::Relaxed);
-        // The new file holds everything appended, synced.
-        *synced = st.appended;
-        tracing::debug!(before, after = len, "rewrote the offsets log");
-        Ok(())
-    }
-
-    /// How often [`OffsetStore::maintain`] should run: every second, or
-    /// at the flush interval when it is shorter.
+    /// How often [`OffsetStore::maintain`] should run.
     pub fn maintenance_period(&self) -> Duration {
-        match self.flush {
-            FlushPolicy::Interval(d) => d.min(Duration::from_secs(1)),
-            _ => Duration::from_secs(1),
-        }
+        self.log.maintenance_period()
     }
 
     /// Syncs, rewrites and size of the log.
     pub fn stats(&self) -> LogStats {
-        LogStats {
-            syncs: self.syncs.load(Ordering::Relaxed),
-            rewrites: self.rewrites.load(Ordering::Relaxed),
-            bytes: lock(&self.state).log.len(),
-        }
+        self.log.stats()
     }
 
     /// A group's committed offsets (empty if it has none).
     pub fn get(&self, group: &str) -> BTreeMap<Tp, Committed> {
-        lock(&self.state)
-            .groups
-            .get(group)
-            .cloned()
-            .unwrap_or_default()
+        self.log
+            .with(|m| m.groups.get(group).cloned().unwrap_or_default())
     }
 
     /// Groups with committed offsets.
     pub fn groups(&self) -> Vec<String> {
-        let mut names: Vec<String> = lock(&self.state)
-            .groups
-            .iter()
-            .filter(|(_, o)| !o.is_empty())
-            .map(|(n, _)| n.clone())
-            .collect();
+        let mut names: Vec<String> = self.log.with(|m| {
+            m.groups
+                .iter()
+                .filter(|(_, o)| !o.is_empty())
+                .map(|(n, _)| n.clone())
+                .collect()
+        });
         names.sort();
         names
     }
 
     /// Forgets a group's offsets, on disk too: returns once that is on disk.
     pub fn delete(&self, group: &str) -> anyhow::Result<()> {
-        let at = Self::append(&mut lock(&self.state), entry_of(group, &[], true))?;
+        let at = self.log.append(vec![entry_of(group, &[], true)])?;
         self.sync(at)
     }
 }
@@ -620,7 +473,11 @@ mod tests {
         // The log was written out again without the torn frame.
         let now = std::fs::read(&path).unwrap();
         assert!(now.len() <= whole, "{} > {whole}", now.len());
-        assert!(!log::replay(&now, &path).unwrap().torn_tail);
+        assert!(
+            !crate::statelog::file::replay::<Entry>(&now, MAGIC, &path)
+                .unwrap()
+                .torn_tail
+        );
         store.commit("g", vec![(tp(1), c(5))]).unwrap();
         drop(store);
         let store = OffsetStore::open(dir.path(), FlushPolicy::Never).unwrap();
@@ -662,7 +519,7 @@ mod tests {
     fn the_log_is_rewritten_once_it_doubles_and_keeps_every_group() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = OffsetStore::open(dir.path(), FlushPolicy::Never).unwrap();
-        store.rewrite_min_bytes = 4096;
+        store.log.rewrite_min_bytes = 4096;
         store.commit("gone", vec![(tp(0), c(1))]).unwrap();
         store.delete("gone").unwrap();
         for i in 0..1000u64 {
@@ -709,6 +566,6 @@ mod tests {
         let g = store.get("g");
         assert!((0..4).all(|t| g[&tp(t)].offset == 49));
         // Every commit returned after a sync that covered it.
-        assert_eq!(*lock(&store.synced), lock(&store.state).appended);
+        assert!(store.log.all_synced());
     }
 }

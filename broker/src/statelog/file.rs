@@ -1,12 +1,6 @@
-//! The offsets log, `<data>/~groups/offsets.log`: every commit of every
-//! group appended as one frame, so that a commit costs one small `pwrite`
-//! into the page cache instead of rewriting and fsyncing a file.
-//!
-//! Layout: the line `brook-offsets-log 1\n`, then frames of
-//! `[length: u32 LE][CRC-32 of the payload: u32 LE][payload]`, the payload an
-//! [`Entry`] (protobuf). An entry replaces the offsets it names; one with
-//! `delete` set first forgets the group's offsets. The file is rewritten as
-//! one entry per group (compaction) when it outgrows its last rewrite.
+//! The file under a [`super::StateLog`]: a first line naming the format,
+//! then frames of `[length: u32 LE][CRC-32 of the payload: u32 LE][payload]`,
+//! each payload one protobuf entry.
 //!
 //! On open, a frame cut short by a crash at the end of the file (or a tail of
 //! zeros, as ext4 leaves after a power cut) ends the log: nothing after it
@@ -18,49 +12,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use prost::Message;
 
-/// The first bytes of the file.
-pub(super) const MAGIC: &[u8] = b"brook-offsets-log 1\n";
-
-/// The file's name in the groups directory.
-pub(super) const NAME: &str = "offsets.log";
-
-/// No entry is this large (a commit holds at most a few thousand partitions
-/// with 4 KiB of metadata each); a longer length field is damage.
+/// No entry is this large (a snapshot entry is bounded well below it by
+/// whoever writes it); a longer length field is damage.
 const MAX_FRAME: usize = 256 << 20;
 
-/// One frame's payload.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct Entry {
-    /// The group.
-    #[prost(string, tag = "1")]
-    pub group: String,
-    /// Offsets to store, replacing those of the same partitions.
-    #[prost(message, repeated, tag = "2")]
-    pub offsets: Vec<OffsetEntry>,
-    /// Forget the group's offsets before storing `offsets`.
-    #[prost(bool, tag = "3")]
-    pub delete: bool,
-}
-
-/// One partition's committed offset in an [`Entry`].
-#[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct OffsetEntry {
-    #[prost(string, tag = "1")]
-    pub topic: String,
-    #[prost(uint32, tag = "2")]
-    pub partition: u32,
-    #[prost(uint64, tag = "3")]
-    pub offset: u64,
-    #[prost(string, tag = "4")]
-    pub metadata: String,
-    #[prost(int64, tag = "5")]
-    pub timestamp_ms: i64,
-}
-
 /// Appends `entry` as a frame to `out`.
-pub(super) fn encode_frame(entry: &Entry, out: &mut Vec<u8>) {
+pub(crate) fn encode_frame<E: prost::Message>(entry: &E, out: &mut Vec<u8>) {
     let payload = entry.encode_to_vec();
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -68,9 +26,9 @@ pub(super) fn encode_frame(entry: &Entry, out: &mut Vec<u8>) {
 }
 
 /// What a log file holds.
-pub(super) struct Replayed {
+pub(crate) struct Replayed<E> {
     /// The entries, in order.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<E>,
     /// Bytes up to the end of the last good frame.
     pub valid_len: u64,
     /// The file ended in a frame cut short (or zeros) after `valid_len`.
@@ -99,15 +57,20 @@ fn frame_at(rest: &[u8]) -> Option<(&[u8], usize)> {
 /// in the middle: an error that names the byte, since replaying past the
 /// hole would lose the offsets it held and stopping there would lose the
 /// later ones.
-pub(super) fn replay(bytes: &[u8], path: &Path) -> anyhow::Result<Replayed> {
+pub(crate) fn replay<E: prost::Message + Default>(
+    bytes: &[u8],
+    magic: &[u8],
+    path: &Path,
+) -> anyhow::Result<Replayed<E>> {
     anyhow::ensure!(
-        bytes.starts_with(MAGIC),
-        "{}: not a brook offsets log (it does not start with {:?})",
+        bytes.starts_with(magic),
+        "{}: not a {} (it does not start with {:?})",
         path.display(),
-        String::from_utf8_lossy(MAGIC).trim_end()
+        String::from_utf8_lossy(magic).trim_end(),
+        String::from_utf8_lossy(magic).trim_end()
     );
     let mut entries = Vec::new();
-    let mut pos = MAGIC.len();
+    let mut pos = magic.len();
     while pos < bytes.len() {
         let Some((payload, len)) = frame_at(&bytes[pos..]) else {
             let intact_after = (pos + 1..bytes.len()).find(|&at| frame_at(&bytes[at..]).is_some());
@@ -115,7 +78,7 @@ pub(super) fn replay(bytes: &[u8], path: &Path) -> anyhow::Result<Replayed> {
                 anyhow::bail!(
                     "{}: damaged at byte {pos}: a frame there fails its length or CRC check, and an intact frame \
                      follows at byte {at} (not a write cut short by a crash); move the file away to start with \
-                     the offsets it held lost",
+                     what it held lost",
                     path.display()
                 );
             }
@@ -125,7 +88,7 @@ pub(super) fn replay(bytes: &[u8], path: &Path) -> anyhow::Result<Replayed> {
                 torn_tail: true,
             });
         };
-        let entry = Entry::decode(payload).map_err(|e| {
+        let entry = E::decode(payload).map_err(|e| {
             anyhow::anyhow!(
                 "{}: the frame at byte {pos} passes its CRC but does not decode ({e}): written by another version?",
                 path.display()
@@ -142,7 +105,7 @@ pub(super) fn replay(bytes: &[u8], path: &Path) -> anyhow::Result<Replayed> {
 }
 
 /// The open log file: where the next frame goes.
-pub(super) struct LogFile {
+pub(crate) struct LogFile {
     path: PathBuf,
     file: std::sync::Arc<File>,
     /// End of the last frame written.
@@ -153,7 +116,7 @@ pub(super) struct LogFile {
 
 impl LogFile {
     /// Opens `path` for appending at `len` (where its good frames end).
-    pub(super) fn open(path: PathBuf, len: u64) -> anyhow::Result<LogFile> {
+    pub(crate) fn open(path: PathBuf, len: u64) -> anyhow::Result<LogFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -171,7 +134,7 @@ impl LogFile {
     /// it was and cuts off what part of it landed, so that nothing but
     /// intact frames is ever followed by a frame (and if the cut fails too,
     /// the next frame overwrites it, and the rest reads as a torn tail).
-    pub(super) fn append(&mut self, frames: &[u8]) -> anyhow::Result<()> {
+    pub(crate) fn append(&mut self, frames: &[u8]) -> anyhow::Result<()> {
         if let Err(e) = self.file.write_all_at(frames, self.len) {
             let _ = self.file.set_len(self.len);
             return Err(e).with_context(|| format!("appending to {}", self.path.display()));
@@ -181,22 +144,22 @@ impl LogFile {
     }
 
     /// The file, to sync outside the log's lock.
-    pub(super) fn handle(&self) -> std::sync::Arc<File> {
+    pub(crate) fn handle(&self) -> std::sync::Arc<File> {
         std::sync::Arc::clone(&self.file)
     }
 
     /// Whether the file has grown enough since its last rewrite to rewrite it.
-    pub(super) fn wants_rewrite(&self, min_bytes: u64) -> bool {
+    pub(crate) fn wants_rewrite(&self, min_bytes: u64) -> bool {
         self.len > min_bytes.max(2 * self.rewritten_len)
     }
 
     /// Bytes in the file.
-    pub(super) fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
     /// The log's directory.
-    pub(super) fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
@@ -207,7 +170,7 @@ impl LogFile {
     /// An error after the rename (the directory sync) says the rename may
     /// not survive a power cut: the caller must not count anything as
     /// durable until a later rewrite succeeds.
-    pub(super) fn replace_with(&mut self, tmp: &Path, file: File, len: u64) -> anyhow::Result<()> {
+    pub(crate) fn replace_with(&mut self, tmp: &Path, file: File, len: u64) -> anyhow::Result<()> {
         if let Err(e) = std::fs::rename(tmp, &self.path) {
             let _ = std::fs::remove_file(tmp);
             return Err(e)
@@ -227,17 +190,21 @@ impl LogFile {
 mod tests {
     use super::*;
 
+    const MAGIC: &[u8] = b"brook-test-log 1\n";
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Entry {
+        #[prost(string, tag = "1")]
+        group: String,
+        #[prost(uint64, tag = "2")]
+        offset: u64,
+    }
+
     fn entry(group: &str, offset: u64) -> Entry {
+        // Long enough that a test can take stale bytes from inside a frame.
         Entry {
-            group: group.into(),
-            offsets: vec![OffsetEntry {
-                topic: "orders".into(),
-                partition: 1,
-                offset,
-                metadata: String::new(),
-                timestamp_ms: 5,
-            }],
-            delete: false,
+            group: format!("{group}-{}", "x".repeat(24)),
+            offset,
         }
     }
 
@@ -252,7 +219,7 @@ mod tests {
     #[test]
     fn frames_replay_in_order() {
         let bytes = log_of(&[entry("a", 1), entry("b", 2), entry("a", 3)]);
-        let r = replay(&bytes, Path::new("offsets.log")).unwrap();
+        let r = replay::<Entry>(&bytes, MAGIC, Path::new("offsets.log")).unwrap();
         assert_eq!(r.entries, [entry("a", 1), entry("b", 2), entry("a", 3)]);
         assert_eq!(r.valid_len, bytes.len() as u64);
         assert!(!r.torn_tail);
@@ -263,21 +230,25 @@ mod tests {
         let whole = log_of(&[entry("a", 1), entry("b", 2)]);
         let first_end = log_of(&[entry("a", 1)]).len();
         for cut in first_end + 1..whole.len() {
-            let r = replay(&whole[..cut], Path::new("offsets.log")).unwrap();
+            let r = replay::<Entry>(&whole[..cut], MAGIC, Path::new("offsets.log")).unwrap();
             assert_eq!(r.entries, [entry("a", 1)], "cut at {cut}");
             assert_eq!(r.valid_len, first_end as u64);
             assert!(r.torn_tail);
         }
         let mut zeros = whole.clone();
         zeros.extend_from_slice(&[0; 4096]);
-        let r = replay(&zeros, Path::new("offsets.log")).unwrap();
+        let r = replay::<Entry>(&zeros, MAGIC, Path::new("offsets.log")).unwrap();
         assert_eq!(r.entries.len(), 2);
         assert!(r.torn_tail);
         // The last frame's payload damaged: the crash tore it.
         let mut last = whole.clone();
         let n = last.len();
         last[n - 1] ^= 0xff;
-        assert!(replay(&last, Path::new("offsets.log")).unwrap().torn_tail);
+        assert!(
+            replay::<Entry>(&last, MAGIC, Path::new("offsets.log"))
+                .unwrap()
+                .torn_tail
+        );
     }
 
     #[test]
@@ -291,14 +262,18 @@ mod tests {
         bytes[n - 3] ^= 0x55;
         bytes.extend_from_slice(&[0; 100]);
         bytes.extend_from_slice(&whole[good.len() + 4..good.len() + 20]);
-        let r = replay(&bytes, Path::new("offsets.log")).unwrap();
+        let r = replay::<Entry>(&bytes, MAGIC, Path::new("offsets.log")).unwrap();
         assert!(r.torn_tail);
         assert_eq!(r.entries, [entry("a", 1)]);
         assert_eq!(r.valid_len, good.len() as u64);
         // A length field of zero, then nothing intact: torn too.
         let mut zero_len = good.clone();
         zero_len.extend_from_slice(&[0, 0, 0, 0, 9, 9, 9, 9, 1]);
-        assert!(replay(&zero_len, Path::new("x")).unwrap().torn_tail);
+        assert!(
+            replay::<Entry>(&zero_len, MAGIC, Path::new("x"))
+                .unwrap()
+                .torn_tail
+        );
     }
 
     #[test]
@@ -306,12 +281,14 @@ mod tests {
         let mut bytes = log_of(&[entry("a", 1), entry("b", 2)]);
         let at = MAGIC.len() + 9;
         bytes[at] ^= 0xff;
-        let err = replay(&bytes, Path::new("/d/offsets.log"))
+        let err = replay::<Entry>(&bytes, MAGIC, Path::new("/d/offsets.log"))
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("/d/offsets.log: damaged at byte 20"), "{err}");
-        let err = replay(b"brook-offsets 1\n", Path::new("x")).err().unwrap();
-        assert!(err.to_string().contains("not a brook offsets log"));
+        assert!(err.contains("/d/offsets.log: damaged at byte 17"), "{err}");
+        let err = replay::<Entry>(b"brook-offsets 1\n", MAGIC, Path::new("x"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not a brook-test-log 1"));
     }
 }
