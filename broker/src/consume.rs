@@ -55,6 +55,24 @@ fn next_offset(buf: &[u8], from: u64) -> u64 {
 }
 
 /// Records at or after `from`, decoded for clients without the batch codec.
+/// A stored record in its protobuf form (no copy of key, value or header values).
+pub(crate) fn record_to_proto(r: brook_protocol::batch::Record) -> v1::Record {
+    v1::Record {
+        offset: r.offset,
+        timestamp_ms: r.timestamp,
+        key: r.key,
+        value: r.value,
+        headers: r
+            .headers
+            .into_iter()
+            .map(|h| v1::Header {
+                key: h.key,
+                value: h.value,
+            })
+            .collect(),
+    }
+}
+
 fn decode(buf: &Bytes, from: u64) -> ApiResult<Vec<v1::Record>> {
     let mut out = Vec::new();
     for batch in batches(buf.clone()) {
@@ -72,20 +90,7 @@ fn decode(buf: &Bytes, from: u64) -> ApiResult<Vec<v1::Record>> {
                 )
             })?;
             if r.offset >= from {
-                out.push(v1::Record {
-                    offset: r.offset,
-                    timestamp_ms: r.timestamp,
-                    key: r.key,
-                    value: r.value,
-                    headers: r
-                        .headers
-                        .into_iter()
-                        .map(|h| v1::Header {
-                            key: h.key,
-                            value: h.value,
-                        })
-                        .collect(),
-                });
+                out.push(record_to_proto(r));
             }
         }
     }

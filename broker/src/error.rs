@@ -73,6 +73,12 @@ reasons! {
     PartitionNotFound = "PARTITION_NOT_FOUND", NotFound;
     /// No group of that name has members or committed offsets.
     GroupNotFound = "GROUP_NOT_FOUND", NotFound;
+    /// No queue group of that name.
+    QueueNotFound = "QUEUE_NOT_FOUND", NotFound;
+    /// A queue group of that name exists already, with other settings or on another topic.
+    QueueAlreadyExists = "QUEUE_ALREADY_EXISTS", AlreadyExists;
+    /// The queue group reads another topic than the one named.
+    QueueTopicMismatch = "QUEUE_TOPIC_MISMATCH", FailedPrecondition;
     /// A topic of that name exists already.
     TopicAlreadyExists = "TOPIC_ALREADY_EXISTS", AlreadyExists;
     /// An offset outside the partition's log (metadata: the log's bounds).

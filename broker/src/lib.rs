@@ -28,6 +28,7 @@ pub mod groups;
 mod metrics;
 mod produce;
 mod producer_ids;
+pub mod queues;
 pub mod quota;
 mod request;
 pub mod server;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use brook_protocol::v1::{
     self, acls_server::AclsServer, cluster_server::ClusterServer, consumer_server::ConsumerServer,
-    groups_server::GroupsServer, producer_server::ProducerServer, topics_server::TopicsServer,
+    groups_server::GroupsServer, producer_server::ProducerServer, queues_server::QueuesServer,
+    topics_server::TopicsServer,
 };
 use brook_storage::{DirLock, Log, LogOptions, now_ms};
 use tokio::net::TcpListener;
@@ -19,6 +20,7 @@ use crate::consume::ConsumerService;
 use crate::groups::Groups;
 use crate::groups::service::{GroupsService, counter};
 use crate::produce::ProducerService;
+use crate::queues::Queues;
 use crate::request::RequestLayer;
 use crate::signals::Signals;
 use crate::state::Broker;
@@ -147,6 +149,13 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
                 GroupsServer::new(GroupsService::new(Arc::clone(&broker)))
                     .max_decoding_message_size(max),
             )
+            .add_service(
+                QueuesServer::new(crate::queues::service::QueuesService::new(Arc::clone(
+                    &broker,
+                )))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(usize::MAX),
+            )
             .add_service(ClusterServer::new(ClusterService::new(Arc::clone(&broker))))
             .add_service(AclsServer::new(crate::auth::service::AclsService::new(
                 Arc::clone(&auth),
@@ -191,6 +200,13 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     let ids = crate::producer_ids::ProducerIds::open(&config.data_dir)
         .context("reading the producer-id reservation")?;
     broker.set_producer_ids(ids);
+    let queues_dir = config.data_dir.join("~queues");
+    let queues = Arc::new(
+        tokio::task::spawn_blocking(move || Queues::open(&queues_dir, offsets_flush))
+            .await?
+            .context("opening the queue groups' state")?,
+    );
+    broker.set_queues(Arc::clone(&queues));
     broker.set_ready(Arc::clone(&log), Arc::clone(&groups));
     let reaper = tokio::spawn(expire_members(
         Arc::clone(&broker),
@@ -222,6 +238,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     ));
     let offsets_maintenance =
         tokio::spawn(maintain_offsets(Arc::clone(&broker), Arc::clone(&groups)));
+    let queues_maintenance =
+        tokio::spawn(maintain_queues(Arc::clone(&broker), Arc::clone(&queues)));
+    let queue_sweeper = tokio::spawn(sweep_queues(Arc::clone(&broker), Arc::clone(&queues)));
 
     signals.wait_for(1).await;
     let timeout = config.shutdown_timeout;
@@ -235,6 +254,8 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     reaper.abort();
     retention.abort();
     offsets_maintenance.abort();
+    queues_maintenance.abort();
+    queue_sweeper.abort();
     let aborts = [grpc.abort_handle(), metrics.abort_handle()];
     let servers = async {
         let grpc = grpc.await;
@@ -268,6 +289,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         // Commits acknowledged before their sync was due reach the disk too.
         if let Err(e) = groups.offsets.sync_all() {
             tracing::error!(error = %format!("{e:#}"), "syncing the offsets log at shutdown failed");
+        }
+        if let Err(e) = queues.sync_all() {
+            tracing::error!(error = %format!("{e:#}"), "syncing the queues log at shutdown failed");
         }
         log.close()
     });
@@ -335,6 +359,35 @@ async fn maintain_offsets(broker: Arc<Broker>, groups: Arc<Groups>) {
     .await;
 }
 
+/// Syncs and rewrites the queues log as its flush policy says, until shutdown.
+async fn maintain_queues(broker: Arc<Broker>, queues: Arc<Queues>) {
+    let period = queues.maintenance_period();
+    every(&broker, period, || {
+        let queues = Arc::clone(&queues);
+        async move {
+            match tokio::task::spawn_blocking(move || queues.maintain()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "queues log maintenance failed")
+                }
+                Err(e) => tracing::error!(error = %e, "queues log maintenance task failed"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Treats expired leases of queue groups as failed deliveries, every
+/// [`crate::queues::SWEEP_PERIOD`], until shutdown.
+async fn sweep_queues(broker: Arc<Broker>, queues: Arc<Queues>) {
+    let b = Arc::clone(&broker);
+    every(&broker, crate::queues::SWEEP_PERIOD, || {
+        let (broker, queues) = (Arc::clone(&b), Arc::clone(&queues));
+        async move { queues.sweep(&broker).await }
+    })
+    .await;
+}
+
 /// Sets the health of the server as a whole ("") and of each Brook service.
 async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
     for name in [
@@ -344,6 +397,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
         "brook.v1.Consumer",
         "brook.v1.Groups",
         "brook.v1.Cluster",
+        "brook.v1.Queues",
     ] {
         health.set_service_status(name, status).await;
     }

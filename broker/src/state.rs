@@ -15,12 +15,14 @@ use crate::error::{ApiError, ApiResult, Reason};
 use crate::groups::Groups;
 use crate::metrics::DirectionLabels;
 use crate::metrics::Metrics;
+use crate::queues::Queues;
 use crate::quota::{Direction, Quotas};
 
 /// The broker's shared state. Services hold it in an `Arc`.
 pub struct Broker {
     log: OnceLock<Arc<Log>>,
     groups: OnceLock<Arc<Groups>>,
+    queues: OnceLock<Arc<Queues>>,
     shutdown: watch::Sender<bool>,
     /// Settings in force.
     pub config: ServeConfig,
@@ -47,6 +49,7 @@ impl Broker {
             quotas: Quotas::new(config.quotas),
             log: OnceLock::new(),
             groups: OnceLock::new(),
+            queues: OnceLock::new(),
             shutdown: watch::Sender::new(false),
             config,
             metrics: Arc::new(Metrics::default()),
@@ -68,6 +71,18 @@ impl Broker {
             .set_ready(Arc::clone(&log), Arc::clone(&groups));
         let _ = self.groups.set(groups);
         let _ = self.log.set(log);
+    }
+
+    /// Makes the queue groups' state available (before [`Broker::set_ready`]).
+    pub fn set_queues(&self, queues: Arc<Queues>) {
+        self.metrics.set_queues(Arc::clone(&queues));
+        let _ = self.queues.set(queues);
+    }
+
+    /// Queue-group state, or UNAVAILABLE while recovering or shutting down.
+    pub fn queues(&self) -> ApiResult<&Arc<Queues>> {
+        self.log()?;
+        self.queues.get().ok_or_else(starting)
     }
 
     /// Sets the producer-id allocator (once the data directory is open).

@@ -4,7 +4,8 @@
 //! - [`Producer`]: batched, pipelined sends with per-record acknowledgements.
 //! - [`Consumer`]: a consumer-group member (or a reader of given partitions) with commits.
 //! - [`PartitionReader`]: one partition from an offset, no group ([`Client::reader`]).
-//! - [`Admin`]: topics, groups, committed offsets, lag, offset resets.
+//! - [`QueueConsumer`]: one of any number of competing consumers of a queue group, with per-message ack, nack, reject.
+//! - [`Admin`]: topics, groups, committed offsets, lag, offset resets, queue groups, redrive.
 //!
 //! ```no_run
 //! # async fn demo() -> brook_client::Result<()> {
@@ -28,6 +29,7 @@ mod client;
 mod consumer;
 mod error;
 mod producer;
+mod queue;
 mod reader;
 
 pub use admin::{Admin, ResetTo};
@@ -36,6 +38,7 @@ pub use client::{Client, ClientBuilder};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RevokeCallback, StartFrom};
 pub use error::{Error, Result};
 pub use producer::{Acks, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use queue::{Failure, QueueConsumer, QueueConsumerConfig, QueueMessage};
 pub use reader::{PartitionReader, ReadFrom, ReaderConfig};
 /// gRPC status codes, as in [`Error::code`] (re-exported so that callers need no `tonic` dependency).
 pub use tonic::Code;

@@ -62,8 +62,8 @@ pub use fs::{FaultyFs, FsOp};
 pub use fs::{FileSystem, RealFs};
 pub use lock::{DirLock, LOCK_FILE};
 pub use log::{
-    Log, LogOptions, MAX_PARTITIONS, OfflinePartition, OnOpenError, Topic, TopicConfig,
-    validate_topic_name,
+    Log, LogOptions, MAX_PARTITIONS, MAX_TOPIC_NAME, OfflinePartition, OnOpenError, Topic,
+    TopicConfig, validate_topic_name,
 };
 pub use partition::{AppendInfo, Partition, ReadResult, RecoveryReport, now_ms};
 pub use producers::CACHED_BATCHES;

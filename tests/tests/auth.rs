@@ -155,6 +155,58 @@ fn cases() -> Vec<(&'static str, Vec<v1::AclBinding>)> {
             ],
         ),
         (
+            "/brook.v1.Queues/CreateQueue",
+            vec![
+                allow(Op::Read, Rt::Group, "q-new"),
+                allow(Op::Read, Rt::Topic, "t"),
+            ],
+        ),
+        (
+            "/brook.v1.Queues/AlterQueue",
+            vec![allow(Op::Alter, Rt::Group, "q")],
+        ),
+        (
+            "/brook.v1.Queues/DeleteQueue",
+            vec![allow(Op::Delete, Rt::Group, "q-del")],
+        ),
+        (
+            "/brook.v1.Queues/FetchQueue",
+            vec![
+                allow(Op::Read, Rt::Group, "q"),
+                allow(Op::Read, Rt::Topic, "t"),
+            ],
+        ),
+        (
+            "/brook.v1.Queues/Acknowledge",
+            vec![
+                allow(Op::Read, Rt::Group, "q"),
+                allow(Op::Read, Rt::Topic, "t"),
+            ],
+        ),
+        (
+            "/brook.v1.Queues/ExtendLease",
+            vec![
+                allow(Op::Read, Rt::Group, "q"),
+                allow(Op::Read, Rt::Topic, "t"),
+            ],
+        ),
+        (
+            "/brook.v1.Queues/DescribeQueue",
+            vec![allow(Op::Describe, Rt::Group, "q")],
+        ),
+        (
+            "/brook.v1.Queues/ListQueues",
+            vec![allow(Op::Describe, Rt::Group, "q")],
+        ),
+        (
+            "/brook.v1.Queues/Redrive",
+            vec![
+                allow(Op::Alter, Rt::Group, "q"),
+                allow(Op::Write, Rt::Topic, "t"),
+                allow(Op::Read, Rt::Topic, "t.q.dlq"),
+            ],
+        ),
+        (
             "/brook.v1.Cluster/DescribeCluster",
             vec![allow(Op::Describe, Rt::Cluster, "brook")],
         ),
@@ -202,6 +254,7 @@ async fn call(ch: &Channel, path: &str, token: Option<&str>) -> Result<(), Statu
     let mut groups = v1::groups_client::GroupsClient::new(ch.clone());
     let mut cluster = v1::cluster_client::ClusterClient::new(ch.clone());
     let mut acls = v1::acls_client::AclsClient::new(ch.clone());
+    let mut queues = v1::queues_client::QueuesClient::new(ch.clone());
     let produce = || v1::ProduceRequest {
         topic: "t".into(),
         partition: 0,
@@ -371,6 +424,80 @@ async fn call(ch: &Channel, path: &str, token: Option<&str>) -> Result<(), Statu
             };
             groups.reset_offsets(req(r, token)).await.map(drop)
         }
+        "CreateQueue" => {
+            let r = v1::CreateQueueRequest {
+                group: "q-new".into(),
+                topic: "t".into(),
+                ..Default::default()
+            };
+            queues.create_queue(req(r, token)).await.map(drop)
+        }
+        "AlterQueue" => {
+            let r = v1::AlterQueueRequest {
+                group: "q".into(),
+                settings: Some(v1::QueueSettings {
+                    lease_ms: Some(20_000),
+                    ..Default::default()
+                }),
+            };
+            queues.alter_queue(req(r, token)).await.map(drop)
+        }
+        "DeleteQueue" => {
+            let r = v1::DeleteQueueRequest {
+                group: "q-del".into(),
+            };
+            queues.delete_queue(req(r, token)).await.map(drop)
+        }
+        "FetchQueue" => {
+            let r = v1::FetchQueueRequest {
+                group: "q".into(),
+                consumer_id: "alice-1".into(),
+                ..Default::default()
+            };
+            queues.fetch_queue(req(r, token)).await.map(drop)
+        }
+        "Acknowledge" => {
+            let r = v1::AcknowledgeRequest {
+                group: "q".into(),
+                consumer_id: "alice-1".into(),
+                acks: vec![v1::Acknowledgement {
+                    partition: 0,
+                    first_offset: 0,
+                    last_offset: 0,
+                    ..Default::default()
+                }],
+            };
+            queues.acknowledge(req(r, token)).await.map(drop)
+        }
+        "ExtendLease" => {
+            let r = v1::ExtendLeaseRequest {
+                group: "q".into(),
+                consumer_id: "alice-1".into(),
+                ranges: vec![v1::OffsetRange::default()],
+                lease_ms: 0,
+            };
+            queues.extend_lease(req(r, token)).await.map(drop)
+        }
+        "DescribeQueue" => {
+            let r = v1::DescribeQueueRequest { group: "q".into() };
+            queues.describe_queue(req(r, token)).await.map(drop)
+        }
+        "ListQueues" => {
+            let listed = queues
+                .list_queues(req(v1::ListQueuesRequest {}, token))
+                .await?;
+            match listed.into_inner().queues.iter().any(|q| q.group == "q") {
+                true => Ok(()),
+                false => Err(hidden()),
+            }
+        }
+        "Redrive" => {
+            let r = v1::RedriveRequest {
+                group: "q".into(),
+                ..Default::default()
+            };
+            queues.redrive(req(r, token)).await.map(drop)
+        }
         "DescribeCluster" => cluster
             .describe_cluster(req(v1::DescribeClusterRequest {}, token))
             .await
@@ -497,6 +624,16 @@ async fn setup(ch: &Channel, admin: &str) {
             ..Default::default()
         };
         groups.commit(req(r, Some(admin))).await.unwrap();
+    }
+    let mut queues = v1::queues_client::QueuesClient::new(ch.clone());
+    for group in ["q", "q-del"] {
+        let r = v1::CreateQueueRequest {
+            group: group.into(),
+            topic: "t".into(),
+            start: v1::QueueStart::Earliest as i32,
+            ..Default::default()
+        };
+        queues.create_queue(req(r, Some(admin))).await.unwrap();
     }
 }
 

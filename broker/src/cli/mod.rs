@@ -31,6 +31,7 @@ mod lag;
 mod output;
 mod position;
 mod produce;
+mod queues;
 mod settings;
 mod topics;
 
@@ -73,6 +74,10 @@ Examples:
     Consume(consume::ConsumeArgs),
     /// List, describe, delete consumer groups; reset their offsets.
     Group(groups::GroupArgs),
+    /// Queue groups: competing consumers with per-message ack, nack, reject.
+    Queue(queues::QueueArgs),
+    /// Dead-letter topics of queue groups: list, show, redrive.
+    Dlq(queues::DlqArgs),
     /// Check or repair a data directory offline (no broker running on it).
     #[command(after_help = "\
 Examples:
@@ -144,6 +149,8 @@ impl Cli {
                 }
             }
             Command::Group(args) => block_on(groups::run(args))?,
+            Command::Queue(args) => block_on(queues::run(args))?,
+            Command::Dlq(args) => block_on(queues::run_dlq(args))?,
             Command::Lag(args) => block_on(lag::run(args))?,
             Command::Health(args) => {
                 if !block_on(health::run(args))? {
@@ -176,6 +183,8 @@ impl Command {
             Command::Produce(a) => Some(&a.conn),
             Command::Consume(a) => Some(&a.conn),
             Command::Group(a) => Some(&a.conn),
+            Command::Queue(a) => Some(&a.conn),
+            Command::Dlq(a) => Some(&a.conn),
             Command::Lag(a) => Some(&a.conn),
             Command::Health(a) => Some(&a.conn),
             Command::Acl(a) => Some(&a.conn),

@@ -42,7 +42,7 @@ impl GroupsService {
     }
 }
 
-pub(super) fn check_group_name(name: &str) -> ApiResult<()> {
+pub(crate) fn check_group_name(name: &str) -> ApiResult<()> {
     // The first format of offsets files named them after the group, within
     // the file system's 255-byte names: the limit stays, so that every name
     // accepted before is accepted now and no name accepted now is refused by

@@ -15,6 +15,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLab
 use prometheus_client::metrics::MetricType;
 
 use crate::groups::Groups;
+use crate::queues::Queues;
 
 /// Labels of per-partition gauges.
 #[derive(EncodeLabelSet, Debug, Clone, PartialEq, Eq, Hash)]
@@ -45,6 +46,7 @@ struct LagLabels {
 #[derive(Default)]
 pub struct LogCollector {
     ready: OnceLock<(Arc<Log>, Arc<Groups>)>,
+    queues: OnceLock<Arc<Queues>>,
 }
 
 impl fmt::Debug for LogCollector {
@@ -61,6 +63,11 @@ impl LogCollector {
         let _ = self.ready.set((log, groups));
     }
 
+    /// Starts reporting queue groups (the first call wins).
+    pub fn set_queues(&self, queues: Arc<Queues>) {
+        let _ = self.queues.set(queues);
+    }
+
     /// Whether the log has been recovered.
     pub fn is_ready(&self) -> bool {
         self.ready.get().is_some()
@@ -69,7 +76,7 @@ impl LogCollector {
 
 /// Encodes one gauge family; like a registered family with no entries, an
 /// empty one is left out altogether (no HELP or TYPE line).
-fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
+pub(super) fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -86,14 +93,24 @@ fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
 }
 
 /// Encodes one gauge without labels.
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::Result {
+pub(super) fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> fmt::Result {
     encoder
         .encode_descriptor(name, &sentence(help), None, MetricType::Gauge)?
         .encode_gauge(&value)
 }
 
 /// Encodes one counter without labels (`_total` is added to `name`).
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+pub(super) fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> fmt::Result {
     encoder
         .encode_descriptor(name, &sentence(help), None, MetricType::Counter)?
         .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&value, None)
@@ -101,7 +118,7 @@ fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) 
 
 /// `Registry::register` ends every help text with a period; a collector's
 /// descriptors do not get one, so these add it to read the same.
-fn sentence(help: &str) -> String {
+pub(super) fn sentence(help: &str) -> String {
     format!("{help}.")
 }
 
@@ -133,6 +150,9 @@ impl Collector for LogCollector {
         encode_partitions(e, log)?;
         encode_offline(e, log)?;
         encode_offsets_log(e, groups)?;
+        if let Some(queues) = self.queues.get() {
+            super::queue_gauges::encode(e, log, queues)?;
+        }
         encode_lag(e, log, groups)
     }
 }

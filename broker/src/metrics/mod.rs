@@ -10,6 +10,7 @@
 
 mod collector;
 mod process;
+mod queue_gauges;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -252,6 +253,11 @@ impl Metrics {
     /// From now on, scrapes report the partitions of `log` and the lag of `groups`.
     pub fn set_ready(&self, log: Arc<Log>, groups: Arc<Groups>) {
         self.log.set_ready(log, groups);
+    }
+
+    /// From now on, scrapes report queue groups too.
+    pub fn set_queues(&self, queues: Arc<crate::queues::Queues>) {
+        self.log.set_queues(queues);
     }
 
     /// The text exposition.

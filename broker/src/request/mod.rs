@@ -31,7 +31,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use brook_protocol::v1::{
-    acls_server, cluster_server, consumer_server, groups_server, producer_server, topics_server,
+    acls_server, cluster_server, consumer_server, groups_server, producer_server, queues_server,
+    topics_server,
 };
 use http::HeaderMap;
 use tonic::{Code, Status};
@@ -83,6 +84,20 @@ const SERVICES: &[(&str, &[&str])] = &[
         ],
     ),
     (cluster_server::SERVICE_NAME, &["DescribeCluster"]),
+    (
+        queues_server::SERVICE_NAME,
+        &[
+            "CreateQueue",
+            "AlterQueue",
+            "DeleteQueue",
+            "FetchQueue",
+            "Acknowledge",
+            "ExtendLease",
+            "DescribeQueue",
+            "ListQueues",
+            "Redrive",
+        ],
+    ),
 ];
 
 /// Streams whose handler counts each message as one request ([`record_message`]).
@@ -110,7 +125,8 @@ impl Rpc {
         let (service, method) = path.strip_prefix('/')?.split_once('/')?;
         let (service, methods) = SERVICES.iter().find(|(s, _)| *s == service)?;
         let method = *methods.iter().find(|m| **m == method)?;
-        let resource = match *service == groups_server::SERVICE_NAME {
+        let groups = [groups_server::SERVICE_NAME, queues_server::SERVICE_NAME];
+        let resource = match groups.contains(service) {
             true => Resource::Group,
             false => Resource::Topic,
         };

@@ -17,7 +17,7 @@
 //!   request.
 
 mod commit;
-mod fetcher;
+pub(crate) mod fetcher;
 mod membership;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};

@@ -30,7 +30,8 @@ mod topic;
 
 use open::{Job, assemble_topic, open_partitions, parallel, partition_jobs};
 pub use topic::{
-    LogOptions, OfflinePartition, OnOpenError, Topic, TopicConfig, validate_topic_name,
+    LogOptions, MAX_TOPIC_NAME, OfflinePartition, OnOpenError, Topic, TopicConfig,
+    validate_topic_name,
 };
 use topic::{Slot, validate_topic_config};
 pub(crate) use topic::{read_meta, write_meta};

@@ -152,6 +152,9 @@ impl Topic {
     }
 }
 
+/// Longest topic name, as Kafka's.
+pub const MAX_TOPIC_NAME: usize = 249;
+
 /// Checks Kafka's topic naming rules: 1–249 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<()> {
     let bad = |reason| {
@@ -160,7 +163,7 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
             reason,
         })
     };
-    if name.is_empty() || name.len() > 249 {
+    if name.is_empty() || name.len() > MAX_TOPIC_NAME {
         return bad("must be 1 to 249 characters long");
     }
     if name == "." || name == ".." {

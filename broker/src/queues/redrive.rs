@@ -1,0 +1,225 @@
+//! Redrive: copying dead-lettered records back to their source topic (or
+//! another), then marking them redriven in the queue group's state, so
+//! that running it again copies nothing twice. Copy first, mark second: a
+//! crash between them copies those records again on the next run (at least
+//! once, never lost).
+
+use std::collections::BTreeMap;
+
+use brook_protocol::batch::{BatchBuilder, Record, batches};
+use brook_protocol::partitioner::partition_for_key;
+
+use super::deadletter::{append, headers};
+use super::share::spans;
+use super::store::{Entry, Op, RedrivenEntry, span_entries};
+use super::{Queues, update_error};
+use crate::error::{ApiError, ApiResult, Reason, on_blocking_thread};
+use crate::state::Broker;
+
+/// Which dead-lettered records to redrive, and where.
+#[derive(Debug, Clone, Default)]
+pub struct RedriveSpec {
+    /// Only this partition of the dead-letter topic.
+    pub dlq_partition: Option<u32>,
+    /// Offsets of the dead-letter topic, inclusive.
+    pub from_offset: Option<u64>,
+    /// See `from_offset`.
+    pub to_offset: Option<u64>,
+    /// Only records dead-lettered in this time range (ms), inclusive.
+    pub from_time_ms: Option<i64>,
+    /// See `from_time_ms`.
+    pub to_time_ms: Option<i64>,
+    /// Where to: empty for each record's source topic.
+    pub target_topic: String,
+    /// Count, move nothing.
+    pub dry_run: bool,
+    /// At most this many (0: all).
+    pub limit: u64,
+}
+
+/// The header a redriven record carries: `<dlq topic>/<partition>/<offset>`.
+pub const REDRIVEN_FROM: &str = "brook-redriven-from";
+
+/// Bytes of the dead-letter topic read at a time.
+const READ_BYTES: usize = 1 << 20;
+
+fn header<'a>(r: &'a Record, key: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| std::str::from_utf8(&h.value).ok())
+}
+
+impl Queues {
+    /// Redrives the records `spec` picks from `group`'s dead-letter topic:
+    /// returns how many were copied and how many in the range had been
+    /// redriven before.
+    pub async fn redrive(
+        &self,
+        broker: &Broker,
+        group: &str,
+        spec: &RedriveSpec,
+    ) -> ApiResult<(u64, u64)> {
+        let info = self.info(group)?;
+        let rt = self.runtime(group);
+        let _one_at_a_time = rt.redrive.lock().await;
+        let Ok(dlq) = broker.topic(&info.settings.dlq_topic) else {
+            return Ok((0, 0));
+        };
+        if !spec.target_topic.is_empty() {
+            broker.topic(&spec.target_topic)?;
+        }
+        let (mut moved, mut already) = (0u64, 0u64);
+        for (id, p) in dlq.partitions() {
+            if spec.dlq_partition.is_some_and(|want| want != id) {
+                continue;
+            }
+            let end = spec
+                .to_offset
+                .map_or(u64::MAX, |t| t.saturating_add(1))
+                .min(p.high_watermark());
+            let mut at = spec.from_offset.unwrap_or(0).max(p.log_start_offset());
+            while at < end && (spec.limit == 0 || moved < spec.limit) {
+                let reader = p.clone();
+                let read = on_blocking_thread(move || reader.read(at, READ_BYTES)).await?;
+                let mut picked = Vec::new();
+                let mut next = at;
+                for batch in batches(read.batches) {
+                    let batch = batch.map_err(corrupt)?;
+                    next = next.max(batch.last_offset() + 1);
+                    for r in batch.records() {
+                        let r = r.map_err(corrupt)?;
+                        if r.offset < at || r.offset >= end {
+                            continue;
+                        }
+                        if spec.limit != 0 && moved + picked.len() as u64 >= spec.limit {
+                            next = r.offset;
+                            break;
+                        }
+                        let in_time = spec.from_time_ms.is_none_or(|t| r.timestamp >= t)
+                            && spec.to_time_ms.is_none_or(|t| r.timestamp <= t);
+                        if !in_time {
+                            continue;
+                        }
+                        let done = self.store.with(|m| {
+                            m.groups
+                                .get(group)
+                                .and_then(|g| g.redriven.get(&id))
+                                .is_some_and(|s| s.contains(r.offset))
+                        });
+                        if done {
+                            already += 1;
+                        } else {
+                            picked.push(r);
+                        }
+                    }
+                }
+                if next == at {
+                    break;
+                }
+                at = next;
+                if picked.is_empty() {
+                    continue;
+                }
+                moved += picked.len() as u64;
+                if spec.dry_run {
+                    continue;
+                }
+                self.copy_back(
+                    broker,
+                    &info.topic,
+                    &dlq_name(&info.settings.dlq_topic, id),
+                    &spec.target_topic,
+                    &picked,
+                )
+                .await?;
+                let offsets: Vec<u64> = picked.iter().map(|r| r.offset).collect();
+                let entry = Entry {
+                    group: group.to_string(),
+                    op: Some(Op::Redriven(RedrivenEntry {
+                        dlq_partition: id,
+                        spans: span_entries(&spans(&offsets)),
+                    })),
+                };
+                let (_, at_log) = self
+                    .store
+                    .update(|_| Ok::<_, ApiError>((vec![entry], ())))
+                    .map_err(update_error)?;
+                self.store
+                    .sync(at_log)
+                    .map_err(|e| ApiError::internal(format!("syncing the queues log: {e:#}")))?;
+            }
+        }
+        if moved > 0 && !spec.dry_run {
+            tracing::info!(group, moved, "redrove dead-lettered records");
+        }
+        Ok((moved, already))
+    }
+
+    /// Appends copies of dead-lettered `records` to their target topics.
+    async fn copy_back(
+        &self,
+        broker: &Broker,
+        group_topic: &str,
+        from: &str,
+        target_topic: &str,
+        records: &[Record],
+    ) -> ApiResult<()> {
+        let mut builders: BTreeMap<(String, u32), BatchBuilder> = BTreeMap::new();
+        let mut full: Vec<((String, u32), BatchBuilder)> = Vec::new();
+        for r in records {
+            // Back to the group's topic (what the caller was authorized
+            // for), whatever the headers say: the dead-letter topic is a
+            // topic anyone with WRITE on it can write to.
+            let topic = if target_topic.is_empty() {
+                group_topic.to_string()
+            } else {
+                target_topic.to_string()
+            };
+            let t = broker.topic(&topic)?;
+            let n = t.partition_count();
+            let source_partition = header(r, headers::PARTITION)
+                .and_then(|p| p.parse::<u32>().ok())
+                .filter(|p| *p < n && target_topic.is_empty());
+            let partition = match (source_partition, &r.key) {
+                (Some(p), _) => p,
+                (None, Some(k)) => partition_for_key(k, n),
+                (None, None) => 0,
+            };
+            let timestamp = header(r, headers::TIMESTAMP)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(r.timestamp);
+            let origin = format!("{from}/{}", r.offset);
+            let mut hs: Vec<(&str, &[u8])> = r
+                .headers
+                .iter()
+                .filter(|h| !h.key.starts_with(headers::PREFIX))
+                .map(|h| (h.key.as_str(), h.value.as_ref()))
+                .collect();
+            hs.push((REDRIVEN_FROM, origin.as_bytes()));
+            let at = (topic, partition);
+            let b = builders.entry(at.clone()).or_default();
+            b.push(timestamp, r.key.as_deref(), r.value.as_deref(), &hs);
+            if b.size_bytes() >= super::deadletter::DLQ_BATCH_BYTES {
+                full.push((at, std::mem::take(b)));
+            }
+        }
+        full.extend(builders.into_iter().filter(|(_, b)| !b.is_empty()));
+        for ((topic, partition), b) in full {
+            let p = broker.partition(&topic, partition)?;
+            append(&p, b.build(0)).await?;
+        }
+        Ok(())
+    }
+}
+
+fn dlq_name(topic: &str, partition: u32) -> String {
+    format!("{topic}/{partition}")
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        Reason::CorruptStorage,
+        format!("a stored batch of the dead-letter topic failed to decode: {e}"),
+    )
+}

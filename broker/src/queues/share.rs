@@ -1,0 +1,497 @@
+//! One partition as a queue group sees it (KIP-932's share-partition): the
+//! acked-up-to point, the records settled above it, and a window of tracked
+//! records — each available, leased to a consumer, or on its way to the
+//! dead-letter topic — with its delivery count and failure history.
+//!
+//! Only what the state log holds is durable: the acked-up-to point, the
+//! settled ranges and the records delivered at least once. Which records
+//! were read from the log (and their keys, not-before times and bytes) is
+//! rebuilt after a restart by reading the window again.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use brook_protocol::batch::Record;
+
+use super::ranges::RangeSet;
+
+/// A record's key, for key-ordered delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// Not read from the log yet (known only from the state log).
+    Unknown,
+    /// A null key: ordered with nothing.
+    Null,
+    /// A hash of the key's bytes.
+    Hash(u64),
+}
+
+/// Where a tracked record is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotState {
+    /// Deliverable once `ready_at` (ms since the epoch) has passed.
+    Available { ready_at: i64 },
+    /// Leased to `holder` until `until`.
+    Acquired { holder: Arc<str>, until: i64 },
+    /// Being written to the dead-letter topic (not in the state log: a
+    /// crash leaves the record as it was before, to be dead-lettered again).
+    Leaving,
+}
+
+/// A tracked record.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// Deliveries so far.
+    pub count: u32,
+    /// Where it is.
+    pub state: SlotState,
+    /// Not before this time (ms since the epoch), from its headers; 0: none.
+    pub deliver_at: i64,
+    /// Its key, for key-ordered delivery.
+    pub key: Key,
+    /// The record itself, once read from the log (zero-copy views of the
+    /// segment's memory map).
+    pub record: Option<Record>,
+    /// When a delivery of it first and last failed (ms; 0: never).
+    pub first_failure_ms: i64,
+    /// See `first_failure_ms`.
+    pub last_failure_ms: i64,
+    /// Why its last delivery failed.
+    pub reason: Option<Arc<str>>,
+}
+
+impl Slot {
+    /// A record known only from the state log.
+    pub fn unread() -> Slot {
+        Slot {
+            count: 0,
+            state: SlotState::Available { ready_at: 0 },
+            deliver_at: 0,
+            key: Key::Unknown,
+            record: None,
+            first_failure_ms: 0,
+            last_failure_ms: 0,
+            reason: None,
+        }
+    }
+
+    /// Whether it may be delivered at `now`, order aside.
+    fn ready(&self, now: i64) -> bool {
+        matches!(self.state, SlotState::Available { ready_at } if ready_at <= now)
+            && self.deliver_at <= now
+    }
+
+    /// When it becomes ready, if it is available but not yet.
+    fn ready_time(&self) -> Option<i64> {
+        match self.state {
+            SlotState::Available { ready_at } => Some(ready_at.max(self.deliver_at)),
+            _ => None,
+        }
+    }
+}
+
+/// The headers that delay a record's delivery: an absolute time, or a delay
+/// after the record's timestamp (both ms, ASCII decimal).
+pub const DELIVER_AT_HEADER: &str = "brook-deliver-at";
+/// See [`DELIVER_AT_HEADER`].
+pub const DELAY_HEADER: &str = "brook-delay-ms";
+
+/// When `record` may first be delivered (0: at once). A header that does
+/// not parse is ignored: the record is delivered as if it had none.
+pub fn deliver_at(record: &Record) -> i64 {
+    let num = |v: &[u8]| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok();
+    let mut at = 0;
+    for h in &record.headers {
+        if h.key == DELIVER_AT_HEADER {
+            if let Some(t) = num(&h.value) {
+                at = at.max(t);
+            }
+        } else if h.key == DELAY_HEADER
+            && let Some(d) = num(&h.value)
+        {
+            at = at.max(record.timestamp.saturating_add(d.max(0)));
+        }
+    }
+    at
+}
+
+fn key_of(record: &Record) -> Key {
+    use std::hash::{Hash, Hasher};
+    match &record.key {
+        None => Key::Null,
+        Some(k) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            k.hash(&mut h);
+            Key::Hash(h.finish())
+        }
+    }
+}
+
+/// One partition's queue state.
+#[derive(Debug, Clone, Default)]
+pub struct Share {
+    /// Every offset below it is settled (acked or dead-lettered): the
+    /// queue's acked-up-to point.
+    pub start: u64,
+    /// Settled offsets above `start`.
+    pub done: RangeSet,
+    /// Tracked records: every unsettled one in `start..fetched_end`, and
+    /// those past it that the state log names (delivered before a restart).
+    pub slots: BTreeMap<u64, Slot>,
+    /// Records below it were read from the log into `slots` (not durable).
+    pub fetched_end: u64,
+}
+
+/// Inclusive spans of offsets, from offsets in ascending order.
+pub fn spans(offsets: &[u64]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for &o in offsets {
+        match out.last_mut() {
+            Some((_, last)) if *last + 1 == o => *last = o,
+            _ => out.push((o, o)),
+        }
+    }
+    out
+}
+
+impl Share {
+    /// A partition whose records below `start` are not the group's concern.
+    pub fn new(start: u64) -> Share {
+        Share {
+            start,
+            fetched_end: start,
+            ..Share::default()
+        }
+    }
+
+    /// Records that may still be read into the window.
+    pub fn room(&self, window: u32) -> usize {
+        (window as usize).saturating_sub(self.slots.len())
+    }
+
+    /// Takes records read from the log at `fetched_end`, in offset order
+    /// (some may lie below it: a batch starts before the offset asked for).
+    pub fn fill(&mut self, records: impl IntoIterator<Item = Record>) {
+        for r in records {
+            let o = r.offset;
+            if o < self.fetched_end {
+                continue;
+            }
+            self.fetched_end = o + 1;
+            if self.done.contains(o) {
+                continue;
+            }
+            let slot = self.slots.entry(o).or_insert_with(Slot::unread);
+            slot.key = key_of(&r);
+            slot.deliver_at = deliver_at(&r);
+            slot.record = Some(r);
+        }
+    }
+
+    /// Moves `fetched_end` past offsets the log no longer has (compacted
+    /// or retained away) up to `to`, when a read found nothing before it.
+    pub fn fetched_to(&mut self, to: u64) {
+        self.fetched_end = self.fetched_end.max(to);
+    }
+
+    /// Up to `max` records deliverable at `now` (and about `max_bytes`), in
+    /// offset order. In key-ordered mode a record is deliverable only when
+    /// no earlier unsettled record of its key is tracked, and one per key.
+    pub fn acquirable(
+        &self,
+        now: i64,
+        max: usize,
+        max_bytes: usize,
+        key_ordered: bool,
+    ) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut blocked: HashSet<u64> = HashSet::new();
+        for (&o, slot) in self.slots.range(..self.fetched_end) {
+            if out.len() >= max || (bytes >= max_bytes && !out.is_empty()) {
+                break;
+            }
+            let ready = slot.ready(now);
+            if key_ordered && let Key::Hash(h) = slot.key {
+                // Inserting reports whether the key was free.
+                if !blocked.insert(h) || !ready {
+                    continue;
+                }
+            } else if !ready {
+                continue;
+            }
+            if let Some(r) = &slot.record {
+                bytes +=
+                    r.value.as_ref().map_or(0, |v| v.len()) + r.key.as_ref().map_or(0, |k| k.len());
+                out.push(o);
+            }
+        }
+        out
+    }
+
+    /// The earliest time after `now` at which an available record becomes
+    /// deliverable, to wake a waiting fetch.
+    pub fn next_ready(&self, now: i64) -> Option<i64> {
+        self.slots
+            .range(..self.fetched_end)
+            .filter_map(|(_, s)| s.ready_time())
+            .filter(|&t| t > now)
+            .min()
+    }
+
+    /// Leases `first..=last` to `holder` until `until`: each one's
+    /// delivery count goes up by one.
+    pub fn deliver(&mut self, first: u64, last: u64, holder: &Arc<str>, until: i64) {
+        for o in first..=last {
+            if o < self.start || self.done.contains(o) {
+                continue;
+            }
+            let slot = self.slots.entry(o).or_insert_with(Slot::unread);
+            slot.count += 1;
+            slot.state = SlotState::Acquired {
+                holder: Arc::clone(holder),
+                until,
+            };
+        }
+    }
+
+    /// Settles `first..=last` for good (acked or dead-lettered), and moves
+    /// the acked-up-to point past every settled offset it reaches.
+    pub fn settle(&mut self, first: u64, last: u64) {
+        let first = first.max(self.start);
+        if first > last {
+            return;
+        }
+        let gone: Vec<u64> = self.slots.range(first..=last).map(|(&o, _)| o).collect();
+        for o in gone {
+            self.slots.remove(&o);
+        }
+        self.done.insert(first, last + 1);
+        while let Some(end) = self.done.take_run_at(self.start) {
+            self.start = end;
+        }
+        self.fetched_end = self.fetched_end.max(self.start);
+    }
+
+    /// Makes `first..=last` available again at `ready_at`, after a failed
+    /// delivery at `failure_ms` for `reason`.
+    pub fn release(
+        &mut self,
+        first: u64,
+        last: u64,
+        ready_at: i64,
+        reason: &Arc<str>,
+        failure_ms: i64,
+    ) {
+        for (_, slot) in self.slots.range_mut(first..=last) {
+            slot.state = SlotState::Available { ready_at };
+            if slot.first_failure_ms == 0 {
+                slot.first_failure_ms = failure_ms;
+            }
+            slot.last_failure_ms = failure_ms;
+            slot.reason = Some(Arc::clone(reason));
+        }
+    }
+
+    /// Makes `first..=last` available at once, as if the delivery that
+    /// leased them had not happened (a consumer handing back what it did
+    /// not process).
+    pub fn give_back(&mut self, first: u64, last: u64) {
+        for (_, slot) in self.slots.range_mut(first..=last) {
+            if matches!(slot.state, SlotState::Acquired { .. }) {
+                slot.count = slot.count.saturating_sub(1);
+                slot.state = SlotState::Available { ready_at: 0 };
+            }
+        }
+    }
+
+    /// Extends the leases `holder` has in `first..=last` to `until`.
+    pub fn extend(&mut self, first: u64, last: u64, holder: &str, until: i64) {
+        for (_, slot) in self.slots.range_mut(first..=last) {
+            if let SlotState::Acquired {
+                holder: h,
+                until: u,
+            } = &mut slot.state
+                && &**h == holder
+            {
+                *u = until;
+            }
+        }
+    }
+
+    /// Moves the acked-up-to point to `to` (the log no longer has what lies
+    /// below it, or a reset): returns the unsettled records it passed.
+    pub fn skip_to(&mut self, to: u64) -> u64 {
+        if to <= self.start {
+            return 0;
+        }
+        let unsettled = (to - self.start) - self.done.count_in(self.start, to);
+        self.slots = self.slots.split_off(&to);
+        self.done.remove_below(to);
+        self.start = to;
+        while let Some(end) = self.done.take_run_at(self.start) {
+            self.start = end;
+        }
+        self.fetched_end = self.fetched_end.max(self.start);
+        unsettled
+    }
+
+    /// Which of `first..=last` `holder` holds now, and which it does not
+    /// (the lease expired and the record went back or elsewhere, or it was
+    /// settled already).
+    pub fn held_by(&self, first: u64, last: u64, holder: &str) -> (Vec<u64>, Vec<u64>) {
+        let (mut held, mut lost) = (Vec::new(), Vec::new());
+        for o in first..=last {
+            match self.slots.get(&o).map(|s| &s.state) {
+                Some(SlotState::Acquired { holder: h, .. }) if &**h == holder => held.push(o),
+                _ => lost.push(o),
+            }
+        }
+        (held, lost)
+    }
+
+    /// Leased records whose lease ended at or before `now`.
+    pub fn expired(&self, now: i64) -> Vec<u64> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| matches!(s.state, SlotState::Acquired { until, .. } if until <= now))
+            .map(|(&o, _)| o)
+            .collect()
+    }
+
+    /// Records leased now.
+    pub fn in_flight(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|s| matches!(s.state, SlotState::Acquired { .. }))
+            .count()
+    }
+
+    /// Records delivered before and waiting for their next delivery
+    /// (backing off), or not yet due (delayed).
+    pub fn waiting(&self, now: i64) -> usize {
+        self.slots
+            .range(..self.fetched_end)
+            .filter(|(_, s)| matches!(s.state, SlotState::Available { .. }) && !s.ready(now))
+            .count()
+    }
+
+    /// Unsettled records in `start..end`.
+    pub fn unsettled(&self, end: u64) -> u64 {
+        end.saturating_sub(self.start) - self.done.count_in(self.start, end.max(self.start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn rec(offset: u64, key: Option<&'static str>) -> Record {
+        Record {
+            offset,
+            timestamp: 1_000,
+            key: key.map(|k| Bytes::from_static(k.as_bytes())),
+            value: Some(Bytes::from_static(b"v")),
+            headers: Vec::new(),
+        }
+    }
+
+    fn holder(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn settling_in_any_order_moves_the_acked_up_to_point_past_contiguous_runs() {
+        let mut s = Share::new(10);
+        s.fill((10..20).map(|o| rec(o, None)));
+        assert_eq!(
+            s.acquirable(0, 100, usize::MAX, false),
+            (10..20).collect::<Vec<_>>()
+        );
+        s.deliver(10, 19, &holder("a"), 5);
+        s.settle(12, 13);
+        s.settle(15, 15);
+        assert_eq!(s.start, 10);
+        s.settle(10, 11);
+        assert_eq!(s.start, 14);
+        s.settle(14, 14);
+        assert_eq!(s.start, 16);
+        assert_eq!(s.unsettled(20), 4);
+        assert_eq!(s.slots.len(), 4);
+    }
+
+    #[test]
+    fn key_ordered_mode_holds_a_key_back_while_an_earlier_record_of_it_is_unsettled() {
+        let mut s = Share::new(0);
+        s.fill([
+            rec(0, Some("a")),
+            rec(1, Some("a")),
+            rec(2, Some("b")),
+            rec(3, None),
+            rec(4, None),
+        ]);
+        assert_eq!(s.acquirable(0, 10, usize::MAX, true), [0, 2, 3, 4]);
+        assert_eq!(s.acquirable(0, 10, usize::MAX, false), [0, 1, 2, 3, 4]);
+        s.deliver(0, 0, &holder("c1"), 100);
+        assert_eq!(s.acquirable(0, 10, usize::MAX, true), [2, 3, 4]);
+        // Nacked with a backoff: its key still waits.
+        s.release(0, 0, 50, &Arc::from("boom"), 1);
+        assert_eq!(s.acquirable(10, 10, usize::MAX, true), [2, 3, 4]);
+        assert_eq!(s.acquirable(50, 10, usize::MAX, true), [0, 2, 3, 4]);
+        s.deliver(0, 0, &holder("c1"), 100);
+        s.settle(0, 0);
+        assert_eq!(s.acquirable(50, 10, usize::MAX, true), [1, 2, 3, 4]);
+        assert_eq!(s.slots[&1].count, 0);
+        assert_eq!(s.slots.get(&0).map(|x| x.count), None);
+    }
+
+    #[test]
+    fn a_delayed_record_waits_without_holding_back_others() {
+        let mut s = Share::new(0);
+        let mut delayed = rec(1, Some("k"));
+        delayed.headers.push(brook_protocol::batch::RecordHeader {
+            key: DELAY_HEADER.into(),
+            value: Bytes::from_static(b"500"),
+        });
+        s.fill([rec(0, Some("j")), delayed, rec(2, Some("m"))]);
+        assert_eq!(s.slots[&1].deliver_at, 1_500);
+        assert_eq!(s.acquirable(1_000, 10, usize::MAX, true), [0, 2]);
+        assert_eq!(s.next_ready(1_000), Some(1_500));
+        assert_eq!(s.acquirable(1_500, 10, usize::MAX, true), [0, 1, 2]);
+        assert_eq!(s.waiting(1_000), 1);
+    }
+
+    #[test]
+    fn only_the_holder_settles_and_expired_leases_are_found() {
+        let mut s = Share::new(0);
+        s.fill((0..4).map(|o| rec(o, None)));
+        s.deliver(0, 1, &holder("a"), 100);
+        s.deliver(2, 3, &holder("b"), 200);
+        assert_eq!(s.held_by(0, 3, "a"), (vec![0, 1], vec![2, 3]));
+        assert_eq!(s.expired(150), [0, 1]);
+        s.extend(0, 3, "a", 300);
+        assert_eq!(s.expired(250), [2, 3]);
+        assert_eq!(s.in_flight(), 4);
+    }
+
+    #[test]
+    fn skipping_counts_the_unsettled_records_passed() {
+        let mut s = Share::new(0);
+        s.fill((0..10).map(|o| rec(o, None)));
+        s.deliver(0, 9, &holder("a"), 5);
+        s.settle(2, 3);
+        assert_eq!(s.skip_to(6), 4);
+        assert_eq!((s.start, s.slots.len()), (6, 4));
+        s.settle(7, 9);
+        assert_eq!(s.skip_to(7), 1);
+        assert_eq!(s.start, 10);
+    }
+
+    #[test]
+    fn spans_join_consecutive_offsets() {
+        assert_eq!(spans(&[1, 2, 3, 5, 7, 8]), [(1, 3), (5, 5), (7, 8)]);
+        assert!(spans(&[]).is_empty());
+    }
+}

@@ -1,0 +1,468 @@
+//! The durable state of every queue group, as a state machine over the
+//! queue log `<data>/~queues/queues.log` (a [`StateLog`]): each fetch,
+//! settlement and lease extension appends one small frame, and the log is
+//! rewritten as a snapshot once it doubles — ranges and per-record entries
+//! for the window only, never the topic.
+//!
+//! [`StateLog`]: crate::statelog::StateLog
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ranges::RangeSet;
+use super::settings::QueueSettings;
+use super::share::{Share, Slot, SlotState};
+use crate::statelog::Machine;
+
+/// The log's first line.
+pub const MAGIC: &[u8] = b"brook-queues-log 1\n";
+
+/// The log's file name in `<data>/~queues/`.
+pub const NAME: &str = "queues.log";
+
+/// One frame: a change to one queue group.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Entry {
+    /// The queue group.
+    #[prost(string, tag = "1")]
+    pub group: String,
+    /// The change.
+    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    pub op: Option<Op>,
+}
+
+/// The changes a frame can hold.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Op {
+    /// The group is created or its settings change.
+    #[prost(message, tag = "2")]
+    Config(ConfigEntry),
+    /// The group is deleted.
+    #[prost(bool, tag = "3")]
+    Delete(bool),
+    /// Records leased to a consumer: each one's delivery count goes up.
+    #[prost(message, tag = "4")]
+    Deliver(DeliverEntry),
+    /// Records acked, dead-lettered, or released for another delivery.
+    #[prost(message, tag = "5")]
+    Settle(SettleEntry),
+    /// Leases extended.
+    #[prost(message, tag = "6")]
+    Extend(DeliverEntry),
+    /// The acked-up-to point moved (retention removed records, or the
+    /// group starts at the end of the log).
+    #[prost(message, tag = "7")]
+    Skip(SkipEntry),
+    /// A partition's whole state (a rewrite).
+    #[prost(message, tag = "8")]
+    Snapshot(PartitionSnapshot),
+    /// Dead-lettered records redriven.
+    #[prost(message, tag = "9")]
+    Redriven(RedrivenEntry),
+}
+
+/// Settings of a queue group.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ConfigEntry {
+    #[prost(string, tag = "1")]
+    pub topic: String,
+    #[prost(uint64, tag = "2")]
+    pub lease_ms: u64,
+    #[prost(uint32, tag = "3")]
+    pub max_deliveries: u32,
+    #[prost(uint64, tag = "4")]
+    pub backoff_initial_ms: u64,
+    #[prost(uint64, tag = "5")]
+    pub backoff_max_ms: u64,
+    #[prost(double, tag = "6")]
+    pub backoff_multiplier: f64,
+    #[prost(bool, tag = "7")]
+    pub key_ordered: bool,
+    #[prost(string, tag = "8")]
+    pub dlq_topic: String,
+    #[prost(uint32, tag = "9")]
+    pub dlq_partitions: u32,
+    #[prost(uint32, tag = "10")]
+    pub window: u32,
+    #[prost(int64, tag = "11")]
+    pub created_ms: i64,
+}
+
+/// Inclusive offsets.
+#[derive(Clone, Copy, PartialEq, prost::Message)]
+pub struct Span {
+    #[prost(uint64, tag = "1")]
+    pub first: u64,
+    #[prost(uint64, tag = "2")]
+    pub last: u64,
+}
+
+/// Records leased (or leases extended) to `holder` until `lease_until_ms`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeliverEntry {
+    #[prost(uint32, tag = "1")]
+    pub partition: u32,
+    #[prost(string, tag = "2")]
+    pub holder: String,
+    #[prost(int64, tag = "3")]
+    pub lease_until_ms: i64,
+    #[prost(message, repeated, tag = "4")]
+    pub spans: Vec<Span>,
+}
+
+/// How records were settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum Outcome {
+    /// Acked: done.
+    Acked = 0,
+    /// Failed: available again at `ready_at_ms`.
+    Released = 1,
+    /// Written to the dead-letter topic: done.
+    DeadLettered = 2,
+    /// Handed back unprocessed: available at once, the delivery uncounted.
+    Returned = 3,
+}
+
+/// Records settled.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SettleEntry {
+    #[prost(uint32, tag = "1")]
+    pub partition: u32,
+    #[prost(message, repeated, tag = "2")]
+    pub spans: Vec<Span>,
+    #[prost(enumeration = "Outcome", tag = "3")]
+    pub outcome: i32,
+    /// Released: when the next delivery may happen.
+    #[prost(int64, tag = "4")]
+    pub ready_at_ms: i64,
+    /// Released: why the delivery failed.
+    #[prost(string, tag = "5")]
+    pub reason: String,
+    /// Released: when it failed.
+    #[prost(int64, tag = "6")]
+    pub failure_ms: i64,
+}
+
+/// The acked-up-to point of a partition moves to `to`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SkipEntry {
+    #[prost(uint32, tag = "1")]
+    pub partition: u32,
+    #[prost(uint64, tag = "2")]
+    pub to: u64,
+}
+
+/// A partition's whole state.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PartitionSnapshot {
+    #[prost(uint32, tag = "1")]
+    pub partition: u32,
+    #[prost(uint64, tag = "2")]
+    pub start: u64,
+    #[prost(message, repeated, tag = "3")]
+    pub done: Vec<Span>,
+    #[prost(message, repeated, tag = "4")]
+    pub slots: Vec<SlotEntry>,
+    /// More records of the partition snapshotted just before (a partition
+    /// with a large window takes several entries).
+    #[prost(bool, tag = "5")]
+    pub more: bool,
+}
+
+/// A record delivered at least once.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SlotEntry {
+    #[prost(uint64, tag = "1")]
+    pub offset: u64,
+    #[prost(uint32, tag = "2")]
+    pub count: u32,
+    /// Leased to (empty: available).
+    #[prost(string, tag = "3")]
+    pub holder: String,
+    #[prost(int64, tag = "4")]
+    pub lease_until_ms: i64,
+    #[prost(int64, tag = "5")]
+    pub ready_at_ms: i64,
+    #[prost(int64, tag = "6")]
+    pub first_failure_ms: i64,
+    #[prost(int64, tag = "7")]
+    pub last_failure_ms: i64,
+    #[prost(string, tag = "8")]
+    pub reason: String,
+}
+
+/// Records of a dead-letter partition redriven.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RedrivenEntry {
+    #[prost(uint32, tag = "1")]
+    pub dlq_partition: u32,
+    #[prost(message, repeated, tag = "2")]
+    pub spans: Vec<Span>,
+}
+
+/// One queue group.
+#[derive(Debug, Clone)]
+pub struct QueueGroup {
+    /// The topic it reads.
+    pub topic: String,
+    /// Its settings.
+    pub settings: QueueSettings,
+    /// When it was created (ms).
+    pub created_ms: i64,
+    /// Its partitions, created as they are first fetched from.
+    pub partitions: BTreeMap<u32, Share>,
+    /// Per dead-letter partition, the records redriven.
+    pub redriven: BTreeMap<u32, RangeSet>,
+}
+
+/// Every queue group: the state log's machine.
+#[derive(Default)]
+pub struct QueueState {
+    /// By name.
+    pub groups: BTreeMap<String, QueueGroup>,
+}
+
+fn settings_of(c: &ConfigEntry) -> QueueSettings {
+    QueueSettings {
+        lease: Duration::from_millis(c.lease_ms),
+        max_deliveries: c.max_deliveries,
+        backoff_initial: Duration::from_millis(c.backoff_initial_ms),
+        backoff_max: Duration::from_millis(c.backoff_max_ms),
+        backoff_multiplier: c.backoff_multiplier,
+        key_ordered: c.key_ordered,
+        dlq_topic: c.dlq_topic.clone(),
+        dlq_partitions: c.dlq_partitions,
+        window: c.window,
+    }
+}
+
+/// The entry that creates a group reading `topic` with `s`, or changes its settings.
+pub fn config_entry(topic: &str, s: &QueueSettings, created_ms: i64) -> ConfigEntry {
+    ConfigEntry {
+        topic: topic.to_string(),
+        lease_ms: s.lease.as_millis() as u64,
+        max_deliveries: s.max_deliveries,
+        backoff_initial_ms: s.backoff_initial.as_millis() as u64,
+        backoff_max_ms: s.backoff_max.as_millis() as u64,
+        backoff_multiplier: s.backoff_multiplier,
+        key_ordered: s.key_ordered,
+        dlq_topic: s.dlq_topic.clone(),
+        dlq_partitions: s.dlq_partitions,
+        window: s.window,
+        created_ms,
+    }
+}
+
+/// Spans as entries.
+pub fn span_entries(spans: &[(u64, u64)]) -> Vec<Span> {
+    spans
+        .iter()
+        .map(|&(first, last)| Span { first, last })
+        .collect()
+}
+
+/// Records per snapshot entry at most, so no frame nears the reader's limit.
+const SNAPSHOT_SLOTS: usize = 50_000;
+
+impl QueueGroup {
+    /// The partition's state, created at offset 0 on first use.
+    pub fn share(&mut self, partition: u32) -> &mut Share {
+        self.partitions.entry(partition).or_default()
+    }
+}
+
+impl Machine for QueueState {
+    type Entry = Entry;
+    const MAGIC: &'static [u8] = MAGIC;
+    const WHAT: &'static str = "the queues log";
+
+    fn apply(&mut self, entry: Entry) {
+        let Some(op) = entry.op else { return };
+        if let Op::Config(c) = &op {
+            let settings = settings_of(c);
+            match self.groups.get_mut(&entry.group) {
+                Some(g) => g.settings = settings,
+                None => {
+                    self.groups.insert(
+                        entry.group.clone(),
+                        QueueGroup {
+                            topic: c.topic.clone(),
+                            settings,
+                            created_ms: c.created_ms,
+                            partitions: BTreeMap::new(),
+                            redriven: BTreeMap::new(),
+                        },
+                    );
+                }
+            }
+            return;
+        }
+        if let Op::Delete(_) = op {
+            self.groups.remove(&entry.group);
+            return;
+        }
+        // A change to a group deleted meanwhile (it cannot come after the
+        // delete in the log, but a snapshot of nothing is harmless).
+        let Some(g) = self.groups.get_mut(&entry.group) else {
+            return;
+        };
+        match op {
+            Op::Config(_) | Op::Delete(_) => {}
+            Op::Deliver(d) => {
+                let holder: Arc<str> = Arc::from(d.holder.as_str());
+                let share = g.share(d.partition);
+                for s in d.spans {
+                    share.deliver(s.first, s.last, &holder, d.lease_until_ms);
+                }
+            }
+            Op::Extend(d) => {
+                let share = g.share(d.partition);
+                for s in d.spans {
+                    share.extend(s.first, s.last, &d.holder, d.lease_until_ms);
+                }
+            }
+            Op::Settle(s) => {
+                let share = g.share(s.partition);
+                let reason: Arc<str> = Arc::from(s.reason.as_str());
+                for span in s.spans {
+                    match Outcome::try_from(s.outcome) {
+                        Ok(Outcome::Released) => share.release(
+                            span.first,
+                            span.last,
+                            s.ready_at_ms,
+                            &reason,
+                            s.failure_ms,
+                        ),
+                        Ok(Outcome::Returned) => share.give_back(span.first, span.last),
+                        // An outcome of a newer version settles: it is not delivered again.
+                        _ => share.settle(span.first, span.last),
+                    }
+                }
+            }
+            Op::Skip(s) => {
+                g.share(s.partition).skip_to(s.to);
+            }
+            Op::Snapshot(p) => {
+                let mut fresh = Share::new(p.start);
+                let share = if p.more {
+                    g.share(p.partition)
+                } else {
+                    &mut fresh
+                };
+                for d in p.done {
+                    share.done.insert(d.first, d.last + 1);
+                }
+                for e in p.slots {
+                    let mut slot = Slot::unread();
+                    slot.count = e.count;
+                    slot.state = if e.holder.is_empty() {
+                        SlotState::Available {
+                            ready_at: e.ready_at_ms,
+                        }
+                    } else {
+                        SlotState::Acquired {
+                            holder: Arc::from(e.holder.as_str()),
+                            until: e.lease_until_ms,
+                        }
+                    };
+                    slot.first_failure_ms = e.first_failure_ms;
+                    slot.last_failure_ms = e.last_failure_ms;
+                    slot.reason = (!e.reason.is_empty()).then(|| Arc::from(e.reason.as_str()));
+                    share.slots.insert(e.offset, slot);
+                }
+                if !p.more {
+                    g.partitions.insert(p.partition, fresh);
+                }
+            }
+            Op::Redriven(r) => {
+                let set = g.redriven.entry(r.dlq_partition).or_default();
+                for s in r.spans {
+                    set.insert(s.first, s.last + 1);
+                }
+            }
+        }
+    }
+
+    fn snapshot(&self, out: &mut dyn FnMut(Entry)) {
+        for (name, g) in &self.groups {
+            let entry = |op| Entry {
+                group: name.clone(),
+                op: Some(op),
+            };
+            out(entry(Op::Config(config_entry(
+                &g.topic,
+                &g.settings,
+                g.created_ms,
+            ))));
+            for (&partition, share) in &g.partitions {
+                let done: Vec<Span> = share
+                    .done
+                    .iter()
+                    .map(|(first, end)| Span {
+                        first,
+                        last: end - 1,
+                    })
+                    .collect();
+                // Only records delivered at least once are durable state;
+                // the rest are read from the log again.
+                let slots: Vec<SlotEntry> = share
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| s.count > 0)
+                    .map(|(&offset, s)| slot_entry(offset, s))
+                    .collect();
+                let mut chunks = slots.chunks(SNAPSHOT_SLOTS);
+                out(entry(Op::Snapshot(PartitionSnapshot {
+                    partition,
+                    start: share.start,
+                    done,
+                    slots: chunks.next().map(<[_]>::to_vec).unwrap_or_default(),
+                    more: false,
+                })));
+                for chunk in chunks {
+                    out(entry(Op::Snapshot(PartitionSnapshot {
+                        partition,
+                        start: share.start,
+                        done: Vec::new(),
+                        slots: chunk.to_vec(),
+                        more: true,
+                    })));
+                }
+            }
+            for (&dlq_partition, set) in &g.redriven {
+                out(entry(Op::Redriven(RedrivenEntry {
+                    dlq_partition,
+                    spans: set
+                        .iter()
+                        .map(|(first, end)| Span {
+                            first,
+                            last: end - 1,
+                        })
+                        .collect(),
+                })));
+            }
+        }
+    }
+}
+
+fn slot_entry(offset: u64, s: &Slot) -> SlotEntry {
+    let (holder, lease_until_ms, ready_at_ms) = match &s.state {
+        SlotState::Acquired { holder, until } => (holder.to_string(), *until, 0),
+        SlotState::Available { ready_at } => (String::new(), 0, *ready_at),
+        // Not durable: the record is as it was before it was chosen for the
+        // dead-letter topic, which is what a crash would leave, too.
+        SlotState::Leaving => (String::new(), 0, 0),
+    };
+    SlotEntry {
+        offset,
+        count: s.count,
+        holder,
+        lease_until_ms,
+        ready_at_ms,
+        first_failure_ms: s.first_failure_ms,
+        last_failure_ms: s.last_failure_ms,
+        reason: s.reason.as_deref().unwrap_or_default().to_string(),
+    }
+}
