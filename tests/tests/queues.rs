@@ -904,3 +904,96 @@ async fn the_cli_consumes_rejects_shows_and_redrives() {
     let listed = brook(&["dlq", "list"]);
     assert!(listed.contains("orders.inventory.dlq"), "{listed}");
 }
+
+/// The runner answers by the handler's result: `Ok` acks, `?` on an error
+/// nacks (retried), `Failure::reject` dead-letters; and a handler slower
+/// than the lease keeps its message, because the lease is extended while it
+/// runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_runner_acks_nacks_and_rejects_by_result_and_extends_leases_of_slow_handlers() {
+    use brook_client::Failure;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    let c = client(&b).await;
+    c.admin().create_topic("orders", 2).await.unwrap();
+    let mut records = plain(40, 40);
+    records[3].1 = "slow".into();
+    records[5].1 = "flaky".into();
+    records[8].1 = "poison".into();
+    publish(&c, "orders", records).await;
+    let settings = v1::QueueSettings {
+        lease_ms: Some(1_000),
+        backoff_initial_ms: Some(10),
+        ..Default::default()
+    };
+    create_queue(&c, "billing", "orders", settings).await;
+    let calls: Arc<Mutex<Vec<(String, u32)>>> = Default::default();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let (consumer, calls) = (
+            c.queue_consumer("billing", Default::default()),
+            Arc::clone(&calls),
+        );
+        tokio::spawn(async move {
+            consumer
+                .run(
+                    8,
+                    move |msg| {
+                        let calls = Arc::clone(&calls);
+                        async move {
+                            let value =
+                                String::from_utf8(msg.value.clone().unwrap().to_vec()).unwrap();
+                            calls
+                                .lock()
+                                .unwrap()
+                                .push((value.clone(), msg.delivery_count));
+                            match value.as_str() {
+                                // 2.5 leases long: kept only if its lease is extended.
+                                "slow" => tokio::time::sleep(Duration::from_millis(2_500)).await,
+                                "flaky" if msg.delivery_count == 1 => {
+                                    "not a number".parse::<u32>()?;
+                                }
+                                "poison" => return Err(Failure::reject("cannot parse")),
+                                _ => {}
+                            }
+                            Ok(())
+                        }
+                    },
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                )
+                .await
+        })
+    };
+    brook_tests::eventually("every record settled", async || {
+        let d = c.admin().describe_queue("billing").await.unwrap();
+        d.lag == 0 && d.dlq_depth == 1
+    })
+    .await;
+    stop_tx.send(()).unwrap();
+    runner.await.unwrap().unwrap();
+    let calls = calls.lock().unwrap().clone();
+    let of = |v: &str| {
+        calls
+            .iter()
+            .filter(|(x, _)| x == v)
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of("slow"),
+        [1],
+        "delivered once: its lease was extended while it ran"
+    );
+    assert_eq!(
+        of("flaky"),
+        [1, 2],
+        "an error nacks, and the retry succeeds"
+    );
+    assert_eq!(of("poison"), [1], "a reject is not retried");
+    assert_eq!(calls.len(), 41);
+    let dlq = read_all(&c, "orders.billing.dlq").await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].value.as_deref(), Some(&b"poison"[..]));
+}

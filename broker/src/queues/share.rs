@@ -140,6 +140,10 @@ pub struct Share {
     pub slots: BTreeMap<u64, Slot>,
     /// Records below it were read from the log into `slots` (not durable).
     pub fetched_end: u64,
+    /// Every tracked record below it is leased or leaving: where a look for
+    /// deliverable records starts (not durable), so that a window full of
+    /// records in flight is not walked on every fetch.
+    scan_from: u64,
 }
 
 /// Inclusive spans of offsets, from offsets in ascending order.
@@ -207,7 +211,13 @@ impl Share {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut blocked: HashSet<u64> = HashSet::new();
-        for (&o, slot) in self.slots.range(..self.fetched_end) {
+        // Key-ordered mode must see the records in flight: they hold their keys.
+        let from = if key_ordered {
+            self.start
+        } else {
+            self.scan_from.max(self.start)
+        };
+        for (&o, slot) in self.slots.range(from..self.fetched_end.max(from)) {
             if out.len() >= max || (bytes >= max_bytes && !out.is_empty()) {
                 break;
             }
@@ -253,6 +263,26 @@ impl Share {
                 until,
             };
         }
+        self.advance_scan();
+    }
+
+    /// Moves `scan_from` past the leased and leaving records it starts at.
+    fn advance_scan(&mut self) {
+        let from = self.scan_from.max(self.start);
+        let mut next = from;
+        for (&o, slot) in self.slots.range(from..self.fetched_end.max(from)) {
+            if matches!(slot.state, SlotState::Available { .. }) {
+                next = o;
+                break;
+            }
+            next = o + 1;
+        }
+        self.scan_from = next;
+    }
+
+    /// A record at `offset` may be deliverable again: looks start there at the latest.
+    fn rescan_from(&mut self, offset: u64) {
+        self.scan_from = self.scan_from.min(offset);
     }
 
     /// Settles `first..=last` for good (acked or dead-lettered), and moves
@@ -283,6 +313,7 @@ impl Share {
         reason: &Arc<str>,
         failure_ms: i64,
     ) {
+        self.rescan_from(first);
         for (_, slot) in self.slots.range_mut(first..=last) {
             slot.state = SlotState::Available { ready_at };
             if slot.first_failure_ms == 0 {
@@ -297,6 +328,7 @@ impl Share {
     /// leased them had not happened (a consumer handing back what it did
     /// not process).
     pub fn give_back(&mut self, first: u64, last: u64) {
+        self.rescan_from(first);
         for (_, slot) in self.slots.range_mut(first..=last) {
             if matches!(slot.state, SlotState::Acquired { .. }) {
                 slot.count = slot.count.saturating_sub(1);
@@ -329,6 +361,7 @@ impl Share {
         self.slots = self.slots.split_off(&to);
         self.done.remove_below(to);
         self.start = to;
+        self.scan_from = self.scan_from.max(to);
         while let Some(end) = self.done.take_run_at(self.start) {
             self.start = end;
         }
@@ -487,6 +520,22 @@ mod tests {
         s.settle(7, 9);
         assert_eq!(s.skip_to(7), 1);
         assert_eq!(s.start, 10);
+    }
+
+    #[test]
+    fn a_record_released_below_the_leased_ones_is_found_again() {
+        let mut s = Share::new(0);
+        s.fill((0..6).map(|o| rec(o, None)));
+        s.deliver(0, 3, &holder("a"), 10);
+        assert_eq!(s.acquirable(0, 10, usize::MAX, false), [4, 5]);
+        s.deliver(4, 5, &holder("b"), 10);
+        assert!(s.acquirable(0, 10, usize::MAX, false).is_empty());
+        s.release(2, 2, 0, &Arc::from("x"), 1);
+        s.give_back(5, 5);
+        assert_eq!(s.acquirable(0, 10, usize::MAX, false), [2, 5]);
+        s.settle(0, 1);
+        s.fill((6..8).map(|o| rec(o, None)));
+        assert_eq!(s.acquirable(0, 10, usize::MAX, false), [2, 5, 6, 7]);
     }
 
     #[test]

@@ -164,6 +164,31 @@ impl Drop for QueueMessage {
     }
 }
 
+/// Waits for a [`QueueConsumer`]'s answers to reach the broker (see
+/// [`QueueConsumer::flusher`]).
+#[derive(Clone, Debug)]
+pub struct Flusher {
+    answers: mpsc::UnboundedSender<Command>,
+}
+
+impl Flusher {
+    /// Returns once every answer given before the call has reached the broker.
+    pub async fn flush(&self) -> Result<()> {
+        let stopped = || Error::Protocol("the queue consumer's acknowledger stopped".into());
+        let (tx, rx) = oneshot::channel();
+        self.answers
+            .send(Command::Flush(tx))
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+/// A fetch's answer, with when it was asked (ms since the epoch).
+type FetchAnswer = (
+    i64,
+    std::result::Result<tonic::Response<v1::FetchQueueResponse>, tonic::Status>,
+);
+
 /// One competing consumer of a queue group.
 ///
 /// ```no_run
@@ -191,6 +216,8 @@ pub struct QueueConsumer {
     lost: Arc<AtomicU64>,
     /// Set once the acker knows the lease.
     extend_set: bool,
+    /// The fetch under way, if a `recv` was dropped while it waited.
+    pending: Option<tokio::task::JoinHandle<FetchAnswer>>,
     extend_before: Arc<std::sync::Mutex<Option<Duration>>>,
 }
 
@@ -245,6 +272,7 @@ impl QueueConsumer {
             client,
             group: group.to_string(),
             extend_set: config.extend_before.is_some(),
+            pending: None,
             config,
             consumer_id,
             buffer: VecDeque::new(),
@@ -295,8 +323,25 @@ impl QueueConsumer {
             max_bytes: 0,
             max_wait_ms: self.config.max_wait.as_millis().min(u128::from(u32::MAX)) as u32,
         };
-        let asked = acker::now_ms();
-        let r = match self.client.queues().fetch_queue(req).await {
+        // The request runs in a task of its own, kept across calls: a
+        // `recv` dropped while it waits (a `select!` that took another
+        // branch) loses no leased messages, and the next `recv` picks the
+        // answer up.
+        let pending = match &mut self.pending {
+            Some(p) => p,
+            None => {
+                let client = self.client.clone();
+                self.pending.insert(tokio::spawn(async move {
+                    let asked = acker::now_ms();
+                    (asked, client.queues().fetch_queue(req).await)
+                }))
+            }
+        };
+        let done = pending.await;
+        self.pending = None;
+        let (asked, answer) =
+            done.map_err(|e| Error::Protocol(format!("the queue fetch task failed: {e}")))?;
+        let r = match answer {
             Ok(r) => r.into_inner(),
             Err(s) if retry_quietly(s.code()) => {
                 tracing::debug!(status = %s.message(), "queue fetch failed; retrying");
@@ -335,17 +380,43 @@ impl QueueConsumer {
 
     /// Returns once every answer given so far has reached the broker.
     pub async fn flush(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.answers
-            .send(Command::Flush(tx))
-            .map_err(|_| Error::Protocol("the queue consumer's acknowledger stopped".into()))?;
-        rx.await
-            .map_err(|_| Error::Protocol("the queue consumer's acknowledger stopped".into()))?
+        self.flusher().flush().await
     }
 
-    /// Hands back messages fetched but not yet returned by `recv`, sends
-    /// every answer, and stops.
+    /// A handle that flushes this consumer's answers from another task, so
+    /// that a consumer can fetch its next messages while the answers to the
+    /// last ones are on their way.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut q: brook_client::QueueConsumer) -> brook_client::Result<()> {
+    /// let flusher = q.flusher();
+    /// for m in q.fetch_batch().await? {
+    ///     m.ack();
+    /// }
+    /// tokio::spawn(async move { flusher.flush().await });
+    /// let next = q.fetch_batch().await?; // meanwhile
+    /// # Ok(()) }
+    /// ```
+    pub fn flusher(&self) -> Flusher {
+        Flusher {
+            answers: self.answers.clone(),
+        }
+    }
+
+    /// Hands back messages fetched but not yet returned by `recv` (and
+    /// those of a fetch under way), sends every answer, and stops.
     pub async fn close(mut self) -> Result<()> {
+        if let Some(p) = self.pending.take()
+            && let Ok((_, Ok(r))) = p.await
+        {
+            for q in r.into_inner().records {
+                if let Some(rec) = q.record {
+                    let _ = self
+                        .answers
+                        .send(Command::Settle((q.partition, rec.offset), Verdict::Release));
+                }
+            }
+        }
         for m in self.buffer.drain(..) {
             m.release();
         }

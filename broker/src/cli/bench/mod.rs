@@ -20,6 +20,7 @@ mod load;
 mod memory;
 mod produce;
 mod progress;
+mod queue;
 mod report;
 mod scenario;
 
@@ -110,6 +111,12 @@ Examples:
 Example (the issue-11 load test; scripts/load-test.sh runs it on a fresh broker):
   brook bench --topic load load --connections 1000 --slow 50 --seconds 10")]
     Load(load::LoadArgs),
+    /// Competing consumers of a queue group: publish, then ack everything
+    /// (scripts/bench-queue.sh runs it beside RabbitMQ).
+    #[command(after_help = "\
+Example (docs/benchmarks.md, queue groups):
+  brook bench --topic q --partitions 4 queue --consumers 4 --messages 200000")]
+    Queue(queue::QueueArgs),
 }
 
 /// Producer workload flags.
@@ -195,6 +202,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             consume::consume(&client, &args.topic, c, args.json).await?
         }
         (None, Some(Workload::E2e(p))) => e2e::e2e(&args, &client, p).await?,
+        (None, Some(Workload::Queue(q))) => {
+            queue::queue(&client, &target, &args.topic, q, args.json).await?
+        }
         (None, None) => anyhow::bail!(
             "say what to run: --scenario w1|w1-durable|w2|w2-group|w2-group-async|w3|w3-durable, or a workload (brook bench --help)"
         ),
