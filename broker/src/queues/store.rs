@@ -565,9 +565,9 @@ mod tests {
                     partition: p,
                     spans: spans_of(first, len),
                     outcome: Outcome::Released as i32,
-                    ready_at_ms: step as i64,
+                    ready_at_ms: step,
                     reason: format!("r{step}"),
-                    failure_ms: step as i64,
+                    failure_ms: step,
                 }),
                 4 => Op::Skip(SkipEntry {
                     partition: p,
