@@ -1,14 +1,23 @@
-//! The seed example: an order service and three independent consumer groups.
+//! The seed example: an order service, two queue groups and a consumer group.
 //!
 //! The order service publishes `OrderPlaced` events (and `OrderCancelled` for
 //! every fifth order) keyed by order id, so each order's events stay in one
-//! partition, in order. Inventory, billing (deliberately slower) and shipping
-//! each consume every event once as their own consumer group. The example
-//! checks what an event-driven architecture relies on and exits non-zero if
-//! any of it fails:
-//! - each group sees every event exactly once;
-//! - per order, OrderPlaced comes before OrderCancelled;
-//! - billing's lag grows while it falls behind, then drains, while the others keep up;
+//! partition, in order. Three services react, each at its own pace:
+//! - **inventory**, a queue group: reserves the items of each order; an order
+//!   without items is malformed, its handler fails, and after 3 tries it
+//!   lands in the dead-letter topic while the rest flow;
+//! - **billing**, a queue group in key-ordered mode: 4 competing consumers on
+//!   a 2-partition topic (more consumers than partitions), deliberately slow,
+//!   never two events of one order at once and in order;
+//! - **shipping**, a consumer group with committed offsets.
+//!
+//! The example checks what an event-driven architecture relies on and exits
+//! non-zero if any of it fails:
+//! - each service handles every event exactly once (inventory: every
+//!   well-formed one), and the malformed orders, only those, are in
+//!   inventory's dead-letter topic after exactly 3 deliveries;
+//! - per order, OrderPlaced comes before OrderCancelled, in every service;
+//! - billing's lag grows while it falls behind, then drains;
 //! - a consumer restarted after a commit resumes exactly where it committed.
 //!
 //! Each run uses a topic and groups of its own (`orders-demo-<run>`,
@@ -24,10 +33,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use brook_client::{Client, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
+use brook_client::{
+    Client, ConsumerConfig, Failure, Producer, ProducerConfig, ProducerRecord, QueueMessage,
+    proto::QueueSettings,
+};
 use tokio::sync::watch;
 
 const ORDERS: u32 = 300;
+
+/// Orders 0, 60, 120, ... (of the first `ORDERS`) carry no items: inventory cannot reserve them.
+const MALFORMED_EVERY: u32 = 60;
+
+/// Deliveries inventory gives an order before it is dead-lettered.
+const INVENTORY_TRIES: u32 = 3;
 
 /// What one group has seen: (order, event type) pairs, and the last event type per order.
 #[derive(Default)]
@@ -40,6 +58,9 @@ struct Seen {
 fn event(kind: &str, order: u32) -> (String, String) {
     let id = format!("order-{order:04}");
     let payload = match kind {
+        "OrderPlaced" if order.is_multiple_of(MALFORMED_EVERY) && order < ORDERS => {
+            format!(r#"{{"customer":"c-{}"}}"#, order % 17)
+        }
         "OrderPlaced" => format!(
             r#"{{"customer":"c-{}","items":[{{"sku":"sku-{}","qty":{}}}],"total":{}.50}}"#,
             order % 17,
@@ -130,6 +151,70 @@ async fn consume(
     consumer.close().await
 }
 
+/// An event's type and order id.
+fn parse(value: Option<&[u8]>) -> (String, String, serde_json::Value) {
+    let v: serde_json::Value =
+        serde_json::from_slice(value.unwrap_or_default()).expect("events are JSON");
+    (
+        v["type"].as_str().unwrap_or_default().to_string(),
+        v["aggregate_id"].as_str().unwrap_or_default().to_string(),
+        v,
+    )
+}
+
+/// Notes an event a service handled; a cancellation of an order it never
+/// handled is out of order, unless that order could not be (`dead`).
+fn note(seen: &Mutex<Seen>, kind: String, id: String, dead: bool) {
+    let mut s = seen.lock().unwrap();
+    if kind == "OrderCancelled" && !dead && !s.events.contains(&(id.clone(), "OrderPlaced".into()))
+    {
+        s.out_of_order += 1;
+    }
+    if !s.events.insert((id, kind)) {
+        s.duplicates += 1;
+    }
+}
+
+/// A queue-group service: `consumers` competing consumers, each handling
+/// up to 4 events at once with `handle`, until told to stop.
+async fn serve_queue<F>(
+    client: Client,
+    group: String,
+    consumers: usize,
+    handle: F,
+    delay: Duration,
+    stop: watch::Receiver<bool>,
+) -> brook_client::Result<()>
+where
+    F: Fn(Arc<QueueMessage>) -> Result<(), Failure> + Clone + Send + Sync + 'static,
+{
+    let mut running = Vec::new();
+    for _ in 0..consumers {
+        let consumer = client.queue_consumer(&group, Default::default());
+        let (handle, mut stop) = (handle.clone(), stop.clone());
+        running.push(tokio::spawn(consumer.run(
+            4,
+            move |msg| {
+                let handle = handle.clone();
+                async move {
+                    let result = handle(msg);
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await; // billing's slow invoice generation
+                    }
+                    result
+                }
+            },
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )));
+    }
+    for r in running {
+        r.await.expect("a queue consumer panicked")?;
+    }
+    Ok(())
+}
+
 fn count(seen: &Arc<Mutex<Seen>>) -> u64 {
     seen.lock().unwrap().events.len() as u64
 }
@@ -145,57 +230,139 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .as_millis();
     let topic = format!("orders-demo-{run}");
     let group = |role: &str| format!("{role}-{run}");
-    client.admin().create_topic(&topic, 6).await?;
-    println!("topic {topic}, groups inventory-{run}, billing-{run}, shipping-{run}");
-    let roles = [
-        ("inventory", Duration::ZERO),
-        ("billing", Duration::from_millis(3)),
-        ("shipping", Duration::ZERO),
-    ];
-    let mut seen: BTreeMap<&str, Arc<Mutex<Seen>>> = BTreeMap::new();
+    client.admin().create_topic(&topic, 2).await?;
+    let inventory_settings = QueueSettings {
+        max_deliveries: Some(INVENTORY_TRIES),
+        backoff_initial_ms: Some(50),
+        backoff_multiplier: Some(1.0),
+        ..Default::default()
+    };
+    let inventory = client
+        .admin()
+        .create_queue(&group("inventory"), &topic, inventory_settings, true)
+        .await?;
+    let dlq = inventory
+        .settings
+        .unwrap_or_default()
+        .dlq_topic()
+        .to_string();
+    let billing_settings = QueueSettings {
+        key_ordered: Some(true),
+        ..Default::default()
+    };
+    client
+        .admin()
+        .create_queue(&group("billing"), &topic, billing_settings, true)
+        .await?;
+    println!(
+        "topic {topic}; queue groups inventory-{run} (dead letters to {dlq}) and billing-{run}; consumer group shipping-{run}"
+    );
+    let seen: BTreeMap<&str, Arc<Mutex<Seen>>> = ["inventory", "billing", "shipping"]
+        .into_iter()
+        .map(|role| (role, Arc::new(Mutex::new(Seen::default()))))
+        .collect();
     let mut stops = BTreeMap::new();
     let mut tasks = BTreeMap::new();
-    for (role, delay) in roles {
-        let s = Arc::new(Mutex::new(Seen::default()));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tasks.insert(
-            role,
-            tokio::spawn(consume(
-                client.clone(),
-                topic.clone(),
-                group(role),
-                delay,
-                Arc::clone(&s),
-                stop_rx,
-            )),
-        );
-        seen.insert(role, s);
-        stops.insert(role, stop_tx);
-    }
-    // Let the members join before the orders flow.
+    // Inventory: an order without items cannot be reserved; failing it
+    // sends it back, and after 3 tries to the dead-letter topic.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let s = Arc::clone(&seen["inventory"]);
+    let reserve = move |msg: Arc<QueueMessage>| {
+        let (kind, id, v) = parse(msg.value.as_deref());
+        if kind == "OrderPlaced" && v["payload"]["items"].as_array().is_none() {
+            return Err(Failure::retry(format!("malformed order {id}: no items")));
+        }
+        // Cancelling an order that was dead-lettered releases nothing.
+        let number: u32 = id.trim_start_matches("order-").parse().unwrap_or(1);
+        let dead = number.is_multiple_of(MALFORMED_EVERY) && number < ORDERS;
+        note(&s, kind, id, dead);
+        Ok(())
+    };
+    let c = client.clone();
+    tasks.insert(
+        "inventory",
+        tokio::spawn(serve_queue(
+            c,
+            group("inventory"),
+            2,
+            reserve,
+            Duration::ZERO,
+            stop_rx,
+        )),
+    );
+    stops.insert("inventory", stop_tx);
+    // Billing: 4 competing consumers on 2 partitions, slow; key-ordered
+    // mode keeps each order's events one at a time and in order.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let s = Arc::clone(&seen["billing"]);
+    let invoice = move |msg: Arc<QueueMessage>| {
+        let (kind, id, _) = parse(msg.value.as_deref());
+        note(&s, kind, id, false);
+        Ok(())
+    };
+    let c = client.clone();
+    tasks.insert(
+        "billing",
+        tokio::spawn(serve_queue(
+            c,
+            group("billing"),
+            4,
+            invoice,
+            Duration::from_millis(25),
+            stop_rx,
+        )),
+    );
+    stops.insert("billing", stop_tx);
+    // Shipping: a consumer group.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tasks.insert(
+        "shipping",
+        tokio::spawn(consume(
+            client.clone(),
+            topic.clone(),
+            group("shipping"),
+            Duration::ZERO,
+            Arc::clone(&seen["shipping"]),
+            stop_rx,
+        )),
+    );
+    stops.insert("shipping", stop_tx);
+    // Let the shipping member join before the orders flow.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let producer = client.producer(ProducerConfig::default());
     let mut expected = publish(&producer, &topic, "OrderPlaced", 0..ORDERS).await?;
     expected += publish(&producer, &topic, "OrderCancelled", (0..ORDERS).step_by(5)).await?;
-    println!("order service published {expected} events");
+    let malformed = u64::from(ORDERS.div_ceil(MALFORMED_EVERY));
+    println!("order service published {expected} events ({malformed} malformed orders)");
+    let wanted = |role: &str, expected: u64| match role {
+        "inventory" => expected - malformed,
+        _ => expected,
+    };
 
-    // Watch billing's lag grow and drain while inventory and shipping keep up.
+    // Watch billing's lag grow and drain while the others keep up.
     let (mut billing_max, deadline) = (0u64, Instant::now() + Duration::from_secs(120));
     loop {
-        let lag = client
-            .consumer_lag(&group("billing"))
-            .await
-            .map(|l| l.total_lag_records)
-            .unwrap_or(0);
+        let lag = client.admin().describe_queue(&group("billing")).await?.lag;
+        let dead = client
+            .admin()
+            .describe_queue(&group("inventory"))
+            .await?
+            .dlq_depth;
         billing_max = billing_max.max(lag);
         let counts: Vec<u64> = seen.values().map(count).collect();
-        println!("  consumed {counts:?} of {expected}; billing lag {lag}");
-        if counts.iter().all(|c| *c >= expected) {
+        println!(
+            "  handled {counts:?} of {expected}; billing lag {lag}; inventory dead letters {dead}"
+        );
+        if seen
+            .iter()
+            .all(|(role, s)| count(s) >= wanted(role, expected))
+            && dead >= malformed
+        {
             break;
         }
         if Instant::now() > deadline {
-            return Err("the groups did not catch up within 120 s".into());
+            return Err("the services did not catch up within 120 s".into());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -218,7 +385,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stop_rx,
     ));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.values().any(|s| count(s) < expected) {
+    while seen
+        .iter()
+        .any(|(role, s)| count(s) < wanted(role, expected))
+    {
         if Instant::now() > deadline {
             return Err(format!("the last {added} orders were not consumed within 60 s").into());
         }
@@ -244,11 +414,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             s.duplicates,
             s.out_of_order
         );
-        if s.events.len() as u64 != expected {
-            failed.push(format!(
-                "{role} saw {} of {expected} events",
-                s.events.len()
-            ));
+        let want = wanted(role, expected);
+        if s.events.len() as u64 != want {
+            failed.push(format!("{role} saw {} of {want} events", s.events.len()));
         }
         if s.duplicates > 0 {
             failed.push(format!("{role} saw {} events twice", s.duplicates));
@@ -261,8 +429,55 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let mut final_lag = Vec::new();
-    for role in ["inventory", "billing", "shipping"] {
-        final_lag.push(client.consumer_lag(&group(role)).await?.total_lag_records);
+    for role in ["inventory", "billing"] {
+        final_lag.push(client.admin().describe_queue(&group(role)).await?.lag);
+    }
+    final_lag.push(
+        client
+            .consumer_lag(&group("shipping"))
+            .await?
+            .total_lag_records,
+    );
+    // The dead letters: the malformed orders, each after 3 deliveries.
+    let mut dead = Vec::new();
+    for p in client.admin().describe_topic(&dlq).await?.partitions {
+        let mut reader = client
+            .reader(&dlq, p.partition, brook_client::ReadFrom::Earliest)
+            .await?;
+        while reader.position() < p.log_end_offset {
+            let r = reader.recv().await?;
+            let header = |k: &str| {
+                r.headers
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            dead.push((
+                header("brook-dlq-delivery-count"),
+                header("brook-dlq-reason"),
+            ));
+        }
+    }
+    println!(
+        "inventory dead-lettered {} orders; the first: {:?}",
+        dead.len(),
+        dead.first()
+    );
+    if dead.len() as u64 != malformed {
+        failed.push(format!(
+            "{} dead letters, not the {malformed} malformed orders",
+            dead.len()
+        ));
+    }
+    if let Some(bad) = dead
+        .iter()
+        .find(|(n, why)| *n != INVENTORY_TRIES.to_string() || !why.contains("no items"))
+    {
+        failed.push(format!(
+            "a dead letter after {} deliveries for {:?}",
+            bad.0, bad.1
+        ));
     }
     println!("billing's lag peaked at {billing_max} and drained; final lag {final_lag:?}");
     let resumed = count(&seen["shipping"]) - before;

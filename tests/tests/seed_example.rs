@@ -1,8 +1,11 @@
 //! The seed example (client/examples/orders.rs) runs against a real broker and
-//! passes its own checks: every group sees every order event once, in order
-//! per order; billing's lag grows and drains; a restarted consumer resumes
-//! exactly where it committed; and all that on a broker that already
-//! holds data, its own from an earlier run included.
+//! passes its own checks: every service handles every order event once, in
+//! order per order (billing as 4 competing consumers of a key-ordered queue
+//! group on 2 partitions); inventory's malformed orders, and only those, are
+//! dead-lettered after 3 tries while the rest flow; billing's lag grows and
+//! drains; a restarted consumer resumes exactly where it committed; and all
+//! that on a broker that already holds data, its own from an earlier run
+//! included.
 
 use brook_tests::{Broker, client_example, create_topic};
 
@@ -57,6 +60,16 @@ async fn the_order_service_example_passes_its_checks_on_a_broker_with_data() {
         );
         assert!(
             stdout.contains("got exactly the 20 new ones"),
+            "run {run}: {stdout}"
+        );
+        assert!(
+            stdout.contains(
+                "inventory: 375 events, 0 duplicates, 0 cancellations before their order"
+            ),
+            "run {run}: {stdout}"
+        );
+        assert!(
+            stdout.contains("inventory dead-lettered 5 orders"),
             "run {run}: {stdout}"
         );
     }
