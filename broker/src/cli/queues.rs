@@ -319,7 +319,7 @@ async fn consume(
         n += 1;
     }
     consumer.close().await?;
-    eprintln!("{n} messages from queue group {group}");
+    eprintln!("{n} message(s) from queue group {group}");
     Ok(())
 }
 
