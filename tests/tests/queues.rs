@@ -997,3 +997,66 @@ async fn the_runner_acks_nacks_and_rejects_by_result_and_extends_leases_of_slow_
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].value.as_deref(), Some(&b"poison"[..]));
 }
+
+/// A window full of leased records at a crash: after the restart the
+/// records are read again, their leases expire as failed deliveries (count
+/// 2), a consumer from before the crash can still settle what it holds,
+/// and the partition goes on past the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill9_with_a_full_window_leases_resume_or_expire_and_the_partition_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Broker::start(dir.path(), &[]).await;
+    let c = client(&b).await;
+    c.admin().create_topic("orders", 1).await.unwrap();
+    publish(&c, "orders", plain(30, 30)).await;
+    let settings = v1::QueueSettings {
+        window: Some(10),
+        lease_ms: Some(1_500),
+        backoff_initial_ms: Some(0),
+        ..Default::default()
+    };
+    create_queue(&c, "inventory", "orders", settings).await;
+    let mut q = queues(b.channel().await);
+    let first = fetch(&mut q, "inventory", "before", 100, 1_000).await;
+    assert_eq!(first.records.len(), 10, "the window's worth");
+    b.kill9_in_place();
+    b.restart().await;
+    let mut q = queues(b.channel().await);
+    // The consumer from before the crash still holds its leases: it
+    // extends one (and then dies for good).
+    let extended = q
+        .extend_lease(v1::ExtendLeaseRequest {
+            group: "inventory".into(),
+            consumer_id: "before".into(),
+            ranges: vec![v1::OffsetRange {
+                partition: 0,
+                first_offset: 0,
+                last_offset: 0,
+            }],
+            lease_ms: 3_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(extended.not_held.is_empty(), "{extended:?}");
+    let mut counts = BTreeMap::new();
+    let deadline = Instant::now() + DEADLINE;
+    while counts.len() < 30 {
+        assert!(Instant::now() < deadline, "{counts:?}");
+        let r = fetch(&mut q, "inventory", "after", 100, 500).await;
+        let mut acks = Vec::new();
+        for rec in r.records {
+            let o = rec.record.unwrap().offset;
+            assert!(counts.insert(o, rec.delivery_count).is_none(), "{o} twice");
+            acks.push(ack(0, o, v1::AckOutcome::Ack, ""));
+        }
+        if !acks.is_empty() {
+            settle(&mut q, "inventory", "after", acks).await;
+        }
+    }
+    // The 10 leased before the crash came back once their leases ended.
+    assert!((0..10).all(|o| counts[&o] == 2), "{counts:?}");
+    assert!((10..30).all(|o| counts[&o] == 1), "{counts:?}");
+    let d = c.admin().describe_queue("inventory").await.unwrap();
+    assert_eq!(d.lag, 0);
+}

@@ -129,47 +129,56 @@ impl Queues {
         } else {
             Outcome::Released
         };
-        let entries: Vec<Entry> = by_partition
-            .into_iter()
-            .map(|(partition, mut offsets)| {
+        let ready_at_ms = now + info.settings.backoff(1).as_millis() as i64;
+        let settled = self.store.update(|m| {
+            // Only records still on their way, one by one: the group may
+            // have been deleted and made again, or retention may have
+            // passed some of them meanwhile.
+            let Some(g) = m.groups.get_mut(group) else {
+                return Ok::<_, ApiError>((Vec::new(), ()));
+            };
+            let mut entries = Vec::new();
+            for (partition, offsets) in &mut by_partition {
+                let Some(share) = g.partitions.get(partition) else {
+                    continue;
+                };
                 offsets.sort_unstable();
-                Entry {
+                offsets.retain(|o| {
+                    share
+                        .slots
+                        .get(o)
+                        .is_some_and(|x| x.state == SlotState::Leaving)
+                });
+                if offsets.is_empty() {
+                    continue;
+                }
+                entries.push(Entry {
                     group: group.to_string(),
                     op: Some(Op::Settle(SettleEntry {
-                        partition,
-                        spans: span_entries(&super::share::spans(&offsets)),
+                        partition: *partition,
+                        spans: span_entries(&super::share::spans(offsets)),
                         outcome: outcome as i32,
-                        ready_at_ms: now + info.settings.backoff(1).as_millis() as i64,
+                        ready_at_ms,
                         reason: "the dead-letter topic refused the record".into(),
                         failure_ms: now,
                     })),
+                });
+            }
+            Ok((entries, ()))
+        });
+        if let Err(e) = settled {
+            // Not settled in the log: back in memory, to be tried again.
+            self.store.with(|m| {
+                if let Some(g) = m.groups.get_mut(group) {
+                    for p in by_partition.keys() {
+                        if let Some(share) = g.partitions.get_mut(p) {
+                            share.undo_leaving(ready_at_ms);
+                        }
+                    }
                 }
-            })
-            .collect();
-        self.store
-            .update(|m| {
-                // Only records still on their way (the group may have been
-                // deleted and created again meanwhile).
-                let Some(g) = m.groups.get_mut(group) else {
-                    return Ok((Vec::new(), ()));
-                };
-                let still = |e: &Entry| match &e.op {
-                    Some(Op::Settle(s)) => g.partitions.get(&s.partition).is_some_and(|share| {
-                        s.spans.iter().all(|sp| {
-                            (sp.first..=sp.last).all(|o| {
-                                share
-                                    .slots
-                                    .get(&o)
-                                    .is_some_and(|x| x.state == SlotState::Leaving)
-                            })
-                        })
-                    }),
-                    _ => false,
-                };
-                let entries: Vec<Entry> = entries.into_iter().filter(still).collect();
-                Ok::<_, ApiError>((entries, ()))
-            })
-            .map_err(update_error)?;
+            });
+            return Err(update_error(e));
+        }
         let rt = self.runtime(group);
         match written {
             Ok(()) => {

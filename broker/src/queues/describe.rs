@@ -126,7 +126,7 @@ impl Queues {
                         unsettled: share.unsettled(hw),
                         in_flight: share.in_flight() as u64,
                         waiting: share.waiting(now) as u64,
-                        oldest_unacked_age_ms: oldest.map_or(0, |t| (now - t).max(0)),
+                        oldest_unacked_age_ms: oldest.map_or(0, |t| now.saturating_sub(t).max(0)),
                     }
                 })
                 .collect()

@@ -160,13 +160,18 @@ impl Queues {
             return Ok(out);
         }
         let first = rt.rotate.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
+        let order: Vec<&(u32, Partition)> = (0..parts.len())
+            .map(|i| &parts[(first + i) % parts.len()])
+            .collect();
+        // Every read first, then every lease without an await between
+        // them: a fetch dropped while it waits (the client went away) has
+        // leased nothing it cannot return.
+        for (id, p) in &order {
+            let _one_reader = rt.fill.lock().await;
+            self.fill(group, rt, *id, p).await?;
+        }
         let mut bytes = 0usize;
-        for i in 0..parts.len() {
-            let (id, p) = &parts[(first + i) % parts.len()];
-            {
-                let _one_reader = rt.fill.lock().await;
-                self.fill(group, rt, *id, p).await?;
-            }
+        for (id, _) in order {
             let want = spec.max_records - out.records.len();
             let (records, until) = self.lease(
                 group,
@@ -267,18 +272,24 @@ impl Queues {
                 if records.len() >= room {
                     break 'batches;
                 }
-                end = r.offset + 1;
+                end = r.offset.saturating_add(1);
                 records.push(r);
             }
             // Offsets the batch covers without records (none today; a
             // compacted log will have holes) are passed too.
             if records.len() < room {
-                end = end.max(batch.last_offset() + 1);
+                end = end.max(batch.last_offset().saturating_add(1));
             }
         }
         self.store.with(|m| {
-            if let Some(g) = m.groups.get_mut(group) {
-                let s = g.share(id);
+            // The same group still reading from where this read began (it
+            // may have been deleted and made again meanwhile).
+            if let Some(s) = m
+                .groups
+                .get_mut(group)
+                .and_then(|g| g.partitions.get_mut(&id))
+                && s.fetched_end == from
+            {
                 s.fill(records);
                 s.fetched_to(end);
             }

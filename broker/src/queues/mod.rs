@@ -254,6 +254,34 @@ impl Queues {
         }
     }
 
+    /// Returns once the queues log is on disk up to `at` (synced on a
+    /// blocking thread; concurrent callers share one `fdatasync`).
+    pub(crate) async fn sync(
+        self: &Arc<Queues>,
+        at: crate::statelog::LogPosition,
+    ) -> ApiResult<()> {
+        let queues = Arc::clone(self);
+        tokio::task::spawn_blocking(move || queues.store.sync(at))
+            .await
+            .map_err(|e| ApiError::internal(format!("sync task failed: {e}")))?
+            .map_err(|e| ApiError::internal(format!("syncing the queues log: {e:#}")))
+    }
+
+    /// Everything appended so far on disk, as [`Queues::sync`].
+    pub(crate) async fn sync_now(self: &Arc<Queues>) -> ApiResult<()> {
+        let queues = Arc::clone(self);
+        tokio::task::spawn_blocking(move || queues.store.sync_all())
+            .await
+            .map_err(|e| ApiError::internal(format!("sync task failed: {e}")))?
+            .map_err(|e| ApiError::internal(format!("syncing the queues log: {e:#}")))
+    }
+
+    /// Whether settlements must be on disk before they are answered (the
+    /// broker's flush policy is `always`).
+    pub(crate) fn settlements_need_sync(&self) -> bool {
+        self.store.needs_sync(false)
+    }
+
     /// The background work of the queues log (sync, rewrite).
     pub fn maintain(&self) -> anyhow::Result<()> {
         self.store.maintain()

@@ -55,7 +55,7 @@ impl Queues {
     /// returns how many were copied and how many in the range had been
     /// redriven before.
     pub async fn redrive(
-        &self,
+        self: &std::sync::Arc<Self>,
         broker: &Broker,
         group: &str,
         spec: &RedriveSpec,
@@ -86,7 +86,7 @@ impl Queues {
                 let mut next = at;
                 for batch in batches(read.batches) {
                     let batch = batch.map_err(corrupt)?;
-                    next = next.max(batch.last_offset() + 1);
+                    next = next.max(batch.last_offset().saturating_add(1));
                     for r in batch.records() {
                         let r = r.map_err(corrupt)?;
                         if r.offset < at || r.offset >= end {
@@ -145,9 +145,9 @@ impl Queues {
                     .store
                     .update(|_| Ok::<_, ApiError>((vec![entry], ())))
                     .map_err(update_error)?;
-                self.store
-                    .sync(at_log)
-                    .map_err(|e| ApiError::internal(format!("syncing the queues log: {e:#}")))?;
+                // The mark on disk before the answer: a redrive answered is
+                // never repeated, even after a power cut.
+                self.sync(at_log).await?;
             }
         }
         if moved > 0 && !spec.dry_run {

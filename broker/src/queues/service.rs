@@ -321,9 +321,19 @@ impl queues_server::Queues for QueuesService {
                 })
             })
             .collect::<ApiResult<Vec<_>>>()?;
-        let settled = queues
-            .acknowledge(&self.broker, &r.group, &r.consumer_id, &acks)
-            .await?;
+        // In a task of its own: a client that goes away mid-answer must
+        // not leave records half dead-lettered.
+        let (q, broker) = (Arc::clone(queues), Arc::clone(&self.broker));
+        let (group, consumer) = (r.group.clone(), r.consumer_id.clone());
+        let settled = tokio::spawn(async move {
+            let settled = q.acknowledge(&broker, &group, &consumer, &acks).await?;
+            if q.settlements_need_sync() {
+                q.sync_now().await?;
+            }
+            Ok::<_, ApiError>(settled)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("acknowledge task failed: {e}")))??;
         Ok(Response::new(v1::AcknowledgeResponse {
             settled: settled.settled,
             not_held: ranges_to_proto(settled.not_held),
@@ -417,7 +427,16 @@ impl queues_server::Queues for QueuesService {
             dry_run: r.dry_run,
             limit: r.limit,
         };
-        let (redriven, already_redriven) = queues.redrive(&self.broker, &r.group, &spec).await?;
+        // In a task of its own, as an acknowledgement: copy and mark go together.
+        let (q, broker, group) = (
+            Arc::clone(queues),
+            Arc::clone(&self.broker),
+            r.group.clone(),
+        );
+        let (redriven, already_redriven) =
+            tokio::spawn(async move { q.redrive(&broker, &group, &spec).await })
+                .await
+                .map_err(|e| ApiError::internal(format!("redrive task failed: {e}")))??;
         Ok(Response::new(v1::RedriveResponse {
             redriven,
             already_redriven,

@@ -2,7 +2,7 @@
 //! delay), rejects and releases from consumers; lease extensions; and the
 //! sweep that treats an expired lease as a failed delivery.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,7 +126,9 @@ fn release_entries(
 impl Queues {
     /// Settles `acks` of `consumer`'s leases; records it no longer holds
     /// are reported, not settled. Rejected records, and nacked ones out of
-    /// deliveries, are in the dead-letter topic when this returns.
+    /// deliveries, are in the dead-letter topic when this returns (call it
+    /// from a task of its own: an answer dropped halfway must not leave them
+    /// on their way).
     pub async fn acknowledge(
         &self,
         broker: &Broker,
@@ -134,6 +136,7 @@ impl Queues {
         consumer: &str,
         acks: &[Acknowledgement],
     ) -> ApiResult<Settled> {
+        let mut total = 0u64;
         for a in acks {
             if a.last < a.first || a.last - a.first >= MAX_ACK_SPAN {
                 return Err(ApiError::invalid(format!(
@@ -142,129 +145,153 @@ impl Queues {
                     a.partition, a.first, a.last
                 )));
             }
+            total += a.last - a.first + 1;
         }
+        if total > MAX_ACK_SPAN * 10 {
+            return Err(ApiError::invalid(format!(
+                "the acknowledgements span {total} offsets: at most {} in one request",
+                MAX_ACK_SPAN * 10
+            )));
+        }
+        // A record to dead-letter must be read first (after a restart, a
+        // lease from before it may name a record not read again yet).
+        let failing: BTreeSet<u32> = acks
+            .iter()
+            .filter(|a| matches!(a.outcome, AckOutcome::Reject | AckOutcome::Nack { .. }))
+            .map(|a| a.partition)
+            .collect();
+        self.read_unread(broker, group, &failing).await?;
         let now = now_ms();
         let mut out = Settled::default();
-        // Records to dead-letter: chosen under the lock, marked after the
-        // other settlements are written.
-        let ((to_leave, released), _) = self
-            .store
-            .update(|m| {
-                let g = m.groups.get_mut(group).ok_or_else(|| not_found(group))?;
-                let settings = g.settings.clone();
-                let mut entries = Vec::new();
-                let mut to_leave: Vec<(u32, u64, Arc<str>)> = Vec::new();
-                let mut released = 0;
-                for a in acks {
-                    let share = g.share(a.partition);
-                    let (held, lost) = share.held_by(a.first, a.last, consumer);
-                    out.not_held
-                        .extend(spans(&lost).into_iter().map(|(f, l)| (a.partition, f, l)));
-                    if held.is_empty() {
+        let holder = Some(consumer);
+        let updated = self.store.update(|m| {
+            let g = m.groups.get_mut(group).ok_or_else(|| not_found(group))?;
+            let settings = g.settings.clone();
+            let mut entries = Vec::new();
+            let mut leaving: Vec<Leaving> = Vec::new();
+            let mut released = 0;
+            for a in acks {
+                let Some(share) = g.partitions.get_mut(&a.partition) else {
+                    out.not_held.push((a.partition, a.first, a.last));
+                    continue;
+                };
+                let (held, lost) = share.held_by(a.first, a.last, consumer);
+                out.not_held
+                    .extend(lost.into_iter().map(|(f, l)| (a.partition, f, l)));
+                if held.is_empty() {
+                    continue;
+                }
+                out.settled += held.len() as u64;
+                let reason: Arc<str> = Arc::from(a.reason.as_str());
+                let (to_leave, again, delay) = match a.outcome {
+                    AckOutcome::Ack => {
+                        entries.push(settle_entry(group, a.partition, &held, Outcome::Acked));
                         continue;
                     }
-                    out.settled += held.len() as u64;
-                    let reason: Arc<str> = Arc::from(a.reason.as_str());
-                    match a.outcome {
-                        AckOutcome::Ack => {
-                            entries.push(settle_entry(group, a.partition, &held, Outcome::Acked))
-                        }
-                        AckOutcome::Release => {
-                            entries.push(settle_entry(group, a.partition, &held, Outcome::Returned))
-                        }
-                        AckOutcome::Reject => to_leave
-                            .extend(held.iter().map(|&o| (a.partition, o, Arc::clone(&reason)))),
-                        AckOutcome::Nack { delay } => {
-                            let (last_try, again): (Vec<u64>, Vec<u64>) =
-                                held.iter().partition(|o| {
-                                    share
-                                        .slots
-                                        .get(o)
-                                        .is_some_and(|s| s.count >= settings.max_deliveries)
-                                });
-                            to_leave.extend(
-                                last_try
-                                    .iter()
-                                    .map(|&o| (a.partition, o, Arc::clone(&reason))),
-                            );
-                            released += again.len();
-                            let failed = Failed {
-                                reason: &a.reason,
-                                now,
-                                delay,
-                            };
-                            entries.extend(release_entries(
-                                group,
-                                a.partition,
-                                share,
-                                &again,
-                                &settings,
-                                &failed,
-                            ));
-                        }
+                    AckOutcome::Release => {
+                        entries.push(settle_entry(group, a.partition, &held, Outcome::Returned));
+                        continue;
+                    }
+                    AckOutcome::Reject => (held, Vec::new(), None),
+                    AckOutcome::Nack { delay } => {
+                        let (last_try, again): (Vec<u64>, Vec<u64>) = held.iter().partition(|o| {
+                            share
+                                .slots
+                                .get(o)
+                                .is_some_and(|s| s.count >= settings.max_deliveries)
+                        });
+                        (last_try, again, delay)
+                    }
+                };
+                // One whose record could not be read goes back instead: it
+                // is delivered again and answered again.
+                let mut again = again;
+                for o in to_leave {
+                    match take_leaving(share, a.partition, o, holder, &reason, now) {
+                        Some(l) => leaving.push(l),
+                        None => again.push(o),
                     }
                 }
-                Ok((entries, (to_leave, released)))
-            })
-            .map_err(update_error)?;
-        let rt = self.runtime(group);
+                again.sort_unstable();
+                released += again.len();
+                let failed = Failed {
+                    reason: &a.reason,
+                    now,
+                    delay,
+                };
+                entries.extend(release_entries(
+                    group,
+                    a.partition,
+                    share,
+                    &again,
+                    &settings,
+                    &failed,
+                ));
+            }
+            Ok((entries, (leaving, released)))
+        });
+        let (leaving, released) = match updated {
+            Ok(((leaving, released), _)) => (leaving, released),
+            Err(e) => {
+                // Nothing was written: records marked on their way go back.
+                self.undo_leaving(group, now);
+                return Err(update_error(e));
+            }
+        };
         if released > 0 {
-            rt.notify.notify_waiters();
+            self.runtime(group).notify.notify_waiters();
         }
-        let leaving = self.mark_leaving(group, &to_leave, Some(consumer), now);
         if !leaving.is_empty() {
             out.dead_lettered = self.dead_letter(broker, group, leaving).await?;
         }
         Ok(out)
     }
 
-    /// Marks records as on their way to the dead-letter topic, if they are
-    /// still leased to `holder` (or, without one, leased at all or
-    /// available): a lease may have expired since they were chosen.
-    pub(super) fn mark_leaving(
+    /// Reads into the window the records of `partitions` that the state log
+    /// names but that were not read since the broker started.
+    async fn read_unread(
         &self,
+        broker: &Broker,
         group: &str,
-        chosen: &[(u32, u64, Arc<str>)],
-        holder: Option<&str>,
-        now: i64,
-    ) -> Vec<Leaving> {
-        if chosen.is_empty() {
-            return Vec::new();
-        }
-        self.store.with(|m| {
-            let Some(g) = m.groups.get_mut(group) else {
+        partitions: &BTreeSet<u32>,
+    ) -> ApiResult<()> {
+        let unread: Vec<u32> = self.store.with(|m| {
+            let Some(g) = m.groups.get(group) else {
                 return Vec::new();
             };
-            let mut out = Vec::new();
-            for (partition, offset, reason) in chosen {
-                let Some(slot) = g.share(*partition).slots.get_mut(offset) else {
-                    continue;
-                };
-                let still = match (&slot.state, holder) {
-                    (SlotState::Acquired { holder: h, .. }, Some(want)) => &**h == want,
-                    (SlotState::Leaving, _) | (_, Some(_)) => false,
-                    (_, None) => true,
-                };
-                let Some(record) = slot.record.clone().filter(|_| still) else {
-                    continue;
-                };
-                slot.state = SlotState::Leaving;
-                if slot.first_failure_ms == 0 {
-                    slot.first_failure_ms = now;
+            partitions
+                .iter()
+                .copied()
+                .filter(|p| {
+                    g.partitions
+                        .get(p)
+                        .is_some_and(|s| s.slots.range(s.fetched_end..).next().is_some())
+                })
+                .collect()
+        });
+        if unread.is_empty() {
+            return Ok(());
+        }
+        let topic = broker.topic(&self.info(group)?.topic)?;
+        let rt = self.runtime(group);
+        for id in unread {
+            let p = topic.partition(id)?;
+            let _one_reader = rt.fill.lock().await;
+            self.fill(group, &rt, id, &p).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts records marked on their way to the dead-letter topic back
+    /// (available at `now`), after a write of the log failed.
+    fn undo_leaving(&self, group: &str, now: i64) {
+        self.store.with(|m| {
+            if let Some(g) = m.groups.get_mut(group) {
+                for share in g.partitions.values_mut() {
+                    share.undo_leaving(now);
                 }
-                slot.last_failure_ms = now;
-                slot.reason = Some(Arc::clone(reason));
-                out.push(Leaving {
-                    partition: *partition,
-                    record,
-                    count: slot.count,
-                    reason: Arc::clone(reason),
-                    first_failure_ms: slot.first_failure_ms,
-                    last_failure_ms: now,
-                });
             }
-            out
-        })
+        });
     }
 
     /// Extends `consumer`'s leases in `ranges` by `lease` (the group's if
@@ -276,6 +303,7 @@ impl Queues {
         ranges: &[(u32, u64, u64)],
         lease: Option<Duration>,
     ) -> ApiResult<(i64, OffsetRanges)> {
+        let mut total = 0u64;
         for &(p, first, last) in ranges {
             if last < first || last - first >= MAX_ACK_SPAN {
                 return Err(ApiError::invalid(format!(
@@ -283,6 +311,13 @@ impl Queues {
                      first_offset, and a range at most {MAX_ACK_SPAN} offsets"
                 )));
             }
+            total += last - first + 1;
+        }
+        if total > MAX_ACK_SPAN * 10 {
+            return Err(ApiError::invalid(format!(
+                "the ranges span {total} offsets: at most {} in one request",
+                MAX_ACK_SPAN * 10
+            )));
         }
         let now = now_ms();
         let ((until, not_held), _) = self
@@ -296,8 +331,12 @@ impl Queues {
                 let mut entries = Vec::new();
                 let mut not_held = Vec::new();
                 for &(p, first, last) in ranges {
-                    let (held, lost) = g.share(p).held_by(first, last, consumer);
-                    not_held.extend(spans(&lost).into_iter().map(|(f, l)| (p, f, l)));
+                    let Some(share) = g.partitions.get(&p) else {
+                        not_held.push((p, first, last));
+                        continue;
+                    };
+                    let (held, lost) = share.held_by(first, last, consumer);
+                    not_held.extend(lost.into_iter().map(|(f, l)| (p, f, l)));
                     if !held.is_empty() {
                         entries.push(Entry {
                             group: group.to_string(),
@@ -329,51 +368,59 @@ impl Queues {
 
     async fn sweep_group(&self, broker: &Broker, group: &str) -> ApiResult<()> {
         let now = now_ms();
-        let ((to_leave, released), _) = self
-            .store
-            .update(|m| {
-                let g = m.groups.get_mut(group).ok_or_else(|| not_found(group))?;
-                let settings = g.settings.clone();
-                let mut entries = Vec::new();
-                let mut to_leave = Vec::new();
-                let mut released = 0;
-                let reason: Arc<str> = Arc::from(LEASE_EXPIRED);
-                for (&p, share) in &g.partitions {
-                    let expired = share.expired(now);
-                    if expired.is_empty() {
-                        continue;
-                    }
-                    let (last_try, again): (Vec<u64>, Vec<u64>) = expired
-                        .iter()
-                        .partition(|o| share.slots[o].count >= settings.max_deliveries);
-                    // One whose record is not read yet (after a restart)
-                    // stays expired until a fetch reads it.
-                    to_leave.extend(
-                        last_try
-                            .iter()
-                            .filter(|o| share.slots[o].record.is_some())
-                            .map(|&o| (p, o, Arc::clone(&reason))),
-                    );
-                    released += again.len();
-                    let failed = Failed {
-                        reason: LEASE_EXPIRED,
-                        now,
-                        delay: None,
-                    };
-                    entries.extend(release_entries(group, p, share, &again, &settings, &failed));
+        let updated = self.store.update(|m| {
+            let g = m.groups.get_mut(group).ok_or_else(|| not_found(group))?;
+            let settings = g.settings.clone();
+            let mut entries = Vec::new();
+            let mut leaving = Vec::new();
+            let mut unread = Vec::new();
+            let mut released = 0;
+            let reason: Arc<str> = Arc::from(LEASE_EXPIRED);
+            for (&p, share) in g.partitions.iter_mut() {
+                let expired = share.expired(now);
+                if expired.is_empty() {
+                    continue;
                 }
-                Ok((entries, (to_leave, released)))
-            })
-            .map_err(update_error)?;
+                let (last_try, again): (Vec<u64>, Vec<u64>) = expired.iter().partition(|o| {
+                    share
+                        .slots
+                        .get(o)
+                        .is_some_and(|s| s.count >= settings.max_deliveries)
+                });
+                for o in last_try {
+                    match take_leaving(share, p, o, None, &reason, now) {
+                        Some(l) => leaving.push(l),
+                        // Not read since a restart: dead-lettered once read.
+                        None => unread.push(p),
+                    }
+                }
+                released += again.len();
+                let failed = Failed {
+                    reason: LEASE_EXPIRED,
+                    now,
+                    delay: None,
+                };
+                entries.extend(release_entries(group, p, share, &again, &settings, &failed));
+            }
+            Ok((entries, (leaving, released, unread)))
+        });
+        let (leaving, released, unread) = match updated {
+            Ok((v, _)) => v,
+            Err(e) => {
+                self.undo_leaving(group, now);
+                return Err(update_error(e));
+            }
+        };
         let rt = self.runtime(group);
         if released > 0 {
             tracing::debug!(group, released, "leases expired");
             rt.notify.notify_waiters();
         }
-        let leaving = self.mark_leaving(group, &to_leave, None, now);
         if !leaving.is_empty() {
             self.dead_letter(broker, group, leaving).await?;
         }
+        self.read_unread(broker, group, &unread.into_iter().collect())
+            .await?;
         // Partitions no fetch looks at still lose what retention removes.
         if let Ok(t) = broker.topic(&self.info(group)?.topic) {
             for (id, p) in t.partitions() {
@@ -389,6 +436,40 @@ impl Queues {
         }
         Ok(())
     }
+}
+
+/// Marks a record as on its way to the dead-letter topic, if it is still
+/// leased (to `holder`, or with no holder given, leased with its lease
+/// ended: what the sweep chose) and read; returns what the write needs.
+fn take_leaving(
+    share: &mut Share,
+    partition: u32,
+    offset: u64,
+    holder: Option<&str>,
+    reason: &Arc<str>,
+    now: i64,
+) -> Option<Leaving> {
+    let slot = share.slots.get_mut(&offset)?;
+    let still = match (&slot.state, holder) {
+        (SlotState::Acquired { holder: h, .. }, Some(want)) => &**h == want,
+        (SlotState::Acquired { until, .. }, None) => *until <= now,
+        _ => false,
+    };
+    let record = slot.record.clone().filter(|_| still)?;
+    slot.state = SlotState::Leaving;
+    if slot.first_failure_ms == 0 {
+        slot.first_failure_ms = now;
+    }
+    slot.last_failure_ms = now;
+    slot.reason = Some(Arc::clone(reason));
+    Some(Leaving {
+        partition,
+        record,
+        count: slot.count,
+        reason: Arc::clone(reason),
+        first_failure_ms: slot.first_failure_ms,
+        last_failure_ms: now,
+    })
 }
 
 /// How often expired leases are looked for: the tolerance of a lease's end.

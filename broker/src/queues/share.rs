@@ -168,9 +168,12 @@ impl Share {
         }
     }
 
-    /// Records that may still be read into the window.
+    /// Records that may still be read into the window. Records known only
+    /// from the state log (past `fetched_end`, after a restart) do not count:
+    /// they are in the range still to be read.
     pub fn room(&self, window: u32) -> usize {
-        (window as usize).saturating_sub(self.slots.len())
+        let beyond = self.slots.range(self.fetched_end..).count();
+        (window as usize).saturating_sub(self.slots.len() - beyond)
     }
 
     /// Takes records read from the log at `fetched_end`, in offset order
@@ -181,7 +184,8 @@ impl Share {
             if o < self.fetched_end {
                 continue;
             }
-            self.fetched_end = o + 1;
+            self.pass_hole(self.fetched_end, o);
+            self.fetched_end = o.saturating_add(1);
             if self.done.contains(o) {
                 continue;
             }
@@ -195,7 +199,28 @@ impl Share {
     /// Moves `fetched_end` past offsets the log no longer has (compacted
     /// or retained away) up to `to`, when a read found nothing before it.
     pub fn fetched_to(&mut self, to: u64) {
-        self.fetched_end = self.fetched_end.max(to);
+        if to > self.fetched_end {
+            self.pass_hole(self.fetched_end, to);
+            self.fetched_end = to;
+        }
+    }
+
+    /// Offsets `first..end` hold no record in the log (a compacted log's
+    /// holes; a batch's offsets without records): settled, so that the
+    /// acked-up-to point moves past them.
+    fn pass_hole(&mut self, first: u64, end: u64) {
+        let first = first.max(self.start);
+        if first >= end {
+            return;
+        }
+        let gone: Vec<u64> = self.slots.range(first..end).map(|(&o, _)| o).collect();
+        for o in gone {
+            self.slots.remove(&o);
+        }
+        self.done.insert(first, end);
+        while let Some(end) = self.done.take_run_at(self.start) {
+            self.start = end;
+        }
     }
 
     /// Up to `max` records deliverable at `now` (and about `max_bytes`), in
@@ -257,7 +282,7 @@ impl Share {
                 continue;
             }
             let slot = self.slots.entry(o).or_insert_with(Slot::unread);
-            slot.count += 1;
+            slot.count = slot.count.saturating_add(1);
             slot.state = SlotState::Acquired {
                 holder: Arc::clone(holder),
                 until,
@@ -296,7 +321,7 @@ impl Share {
         for o in gone {
             self.slots.remove(&o);
         }
-        self.done.insert(first, last + 1);
+        self.done.insert(first, last.saturating_add(1));
         while let Some(end) = self.done.take_run_at(self.start) {
             self.start = end;
         }
@@ -337,6 +362,21 @@ impl Share {
         }
     }
 
+    /// Puts every record on its way to the dead-letter topic back,
+    /// available at `ready_at` (a write that would have settled them failed).
+    pub fn undo_leaving(&mut self, ready_at: i64) {
+        let mut lowest = None;
+        for (&o, slot) in self.slots.iter_mut() {
+            if slot.state == SlotState::Leaving {
+                slot.state = SlotState::Available { ready_at };
+                lowest.get_or_insert(o);
+            }
+        }
+        if let Some(o) = lowest {
+            self.rescan_from(o);
+        }
+    }
+
     /// Extends the leases `holder` has in `first..=last` to `until`.
     pub fn extend(&mut self, first: u64, last: u64, holder: &str, until: i64) {
         for (_, slot) in self.slots.range_mut(first..=last) {
@@ -372,13 +412,26 @@ impl Share {
     /// Which of `first..=last` `holder` holds now, and which it does not
     /// (the lease expired and the record went back or elsewhere, or it was
     /// settled already).
-    pub fn held_by(&self, first: u64, last: u64, holder: &str) -> (Vec<u64>, Vec<u64>) {
-        let (mut held, mut lost) = (Vec::new(), Vec::new());
-        for o in first..=last {
-            match self.slots.get(&o).map(|s| &s.state) {
-                Some(SlotState::Acquired { holder: h, .. }) if &**h == holder => held.push(o),
-                _ => lost.push(o),
+    pub fn held_by(&self, first: u64, last: u64, holder: &str) -> (Vec<u64>, Vec<(u64, u64)>) {
+        let mut held = Vec::new();
+        for (&o, slot) in self.slots.range(first..=last) {
+            if let SlotState::Acquired { holder: h, .. } = &slot.state
+                && &**h == holder
+            {
+                held.push(o);
             }
+        }
+        // What is not held: the gaps between held offsets, as spans.
+        let mut lost = Vec::new();
+        let mut at = first;
+        for &o in &held {
+            if o > at {
+                lost.push((at, o - 1));
+            }
+            at = o + 1;
+        }
+        if at <= last {
+            lost.push((at, last));
         }
         (held, lost)
     }
@@ -502,7 +555,8 @@ mod tests {
         s.fill((0..4).map(|o| rec(o, None)));
         s.deliver(0, 1, &holder("a"), 100);
         s.deliver(2, 3, &holder("b"), 200);
-        assert_eq!(s.held_by(0, 3, "a"), (vec![0, 1], vec![2, 3]));
+        assert_eq!(s.held_by(0, 3, "a"), (vec![0, 1], vec![(2, 3)]));
+        assert_eq!(s.held_by(0, 9, "b"), (vec![2, 3], vec![(0, 1), (4, 9)]));
         assert_eq!(s.expired(150), [0, 1]);
         s.extend(0, 3, "a", 300);
         assert_eq!(s.expired(250), [2, 3]);
@@ -536,6 +590,32 @@ mod tests {
         s.settle(0, 1);
         s.fill((6..8).map(|o| rec(o, None)));
         assert_eq!(s.acquirable(0, 10, usize::MAX, false), [2, 5, 6, 7]);
+    }
+
+    /// After a restart the window holds only what the state log names
+    /// (past `fetched_end`): it must not count as full, or nothing is read.
+    #[test]
+    fn records_known_only_from_the_state_log_leave_room_to_read_them() {
+        let mut s = Share::new(0);
+        s.deliver(0, 9, &holder("a"), 10);
+        assert_eq!(s.fetched_end, 0);
+        assert_eq!(s.room(10), 10);
+        s.fill((0..12).map(|o| rec(o, None)));
+        assert_eq!(s.room(10), 0);
+        assert!(s.slots.values().all(|x| x.record.is_some()));
+    }
+
+    #[test]
+    fn offsets_without_records_are_passed_as_settled() {
+        let mut s = Share::new(0);
+        s.fill([rec(0, None), rec(3, None)]);
+        s.deliver(0, 0, &holder("a"), 10);
+        s.settle(0, 0);
+        assert_eq!(s.start, 3, "1 and 2 hold no record");
+        s.fetched_to(10);
+        s.deliver(3, 3, &holder("a"), 10);
+        s.settle(3, 3);
+        assert_eq!(s.start, 10);
     }
 
     #[test]

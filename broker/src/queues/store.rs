@@ -273,14 +273,18 @@ impl QueueGroup {
     }
 }
 
-/// Whether a span from the log is one this broker could have written: no
-/// more than a window of offsets, and none near the end of the offset space
-/// (so `last + 1` cannot overflow). A frame with a good CRC but another span
-/// (another version, a bug) is skipped rather than looped over or trusted.
+/// Whether a span from the log is one this broker could have written:
+/// ordered, and none near the end of the offset space (so `last + 1`
+/// cannot overflow). Settled and redriven spans are ranges, of any length.
 fn sane(s: &Span) -> bool {
-    s.first <= s.last
-        && s.last - s.first < u64::from(super::settings::MAX_WINDOW)
-        && s.last < u64::MAX / 2
+    s.first <= s.last && s.last < u64::MAX / 2
+}
+
+/// [`sane`], and no longer than a window: a span that is walked offset by
+/// offset (leases, releases). A frame with a good CRC but a longer span
+/// (another version, a bug) is skipped rather than looped over.
+fn walkable(s: &Span) -> bool {
+    sane(s) && s.last - s.first < u64::from(super::settings::MAX_WINDOW)
 }
 
 impl Machine for QueueState {
@@ -291,8 +295,14 @@ impl Machine for QueueState {
     fn apply(&mut self, entry: Entry) {
         let Some(mut op) = entry.op else { return };
         match &mut op {
-            Op::Deliver(d) | Op::Extend(d) => d.spans.retain(sane),
-            Op::Settle(s) => s.spans.retain(sane),
+            Op::Deliver(d) | Op::Extend(d) => d.spans.retain(walkable),
+            Op::Settle(s)
+                if s.outcome == Outcome::Acked as i32
+                    || s.outcome == Outcome::DeadLettered as i32 =>
+            {
+                s.spans.retain(sane)
+            }
+            Op::Settle(s) => s.spans.retain(walkable),
             Op::Redriven(r) => r.spans.retain(sane),
             Op::Snapshot(p) => {
                 p.done.retain(sane);
@@ -613,6 +623,69 @@ mod tests {
         }
         let g = &m.groups["g"];
         assert!(g.partitions.values().all(|s| s.slots.len() < 100));
+    }
+
+    /// Settled ranges far longer than a window (a record held back while
+    /// millions after it are acked) survive a snapshot and a replay.
+    #[test]
+    fn a_settled_range_longer_than_a_window_survives_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(NAME);
+        let open = |rewrite: bool| {
+            StateLog::open(
+                path.clone(),
+                FlushPolicy::Never,
+                QueueState::default(),
+                move |_| Ok(rewrite),
+            )
+            .unwrap()
+        };
+        let log = open(false);
+        let settings = QueueSettings::defaults("orders", "g");
+        log.append(vec![entry(
+            "g",
+            Op::Config(config_entry("orders", &settings, 1)),
+        )])
+        .unwrap();
+        log.append(vec![entry(
+            "g",
+            Op::Deliver(DeliverEntry {
+                partition: 0,
+                holder: "c".into(),
+                lease_until_ms: 9,
+                spans: spans_of(100, 1),
+            }),
+        )])
+        .unwrap();
+        // Acked in many small steps, as consumers do, merging into one range.
+        for first in (101..3_000_101).step_by(100_000) {
+            log.append(vec![entry(
+                "g",
+                Op::Settle(SettleEntry {
+                    partition: 0,
+                    spans: spans_of(first, 100_000),
+                    outcome: Outcome::Acked as i32,
+                    ..Default::default()
+                }),
+            )])
+            .unwrap();
+        }
+        log.append(vec![entry(
+            "g",
+            Op::Redriven(RedrivenEntry {
+                dlq_partition: 0,
+                spans: spans_of(0, 2_000_000),
+            }),
+        )])
+        .unwrap();
+        let before = log.with(|m| durable(m));
+        assert!(
+            before.iter().any(|l| l.contains("(101, 3000101)")),
+            "{before:?}"
+        );
+        drop(log);
+        drop(open(true));
+        assert_eq!(open(false).with(|m| durable(m)), before);
     }
 
     /// Random changes, then the log reopened and the log rewritten: the

@@ -101,6 +101,8 @@ fn ranges(pending: &[(Tag, Verdict)]) -> Vec<v1::Acknowledgement> {
 pub(crate) async fn run(config: AckerConfig, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut pending: Vec<(Tag, Verdict)> = Vec::new();
     let mut waiters: Vec<oneshot::Sender<Result<()>>> = Vec::new();
+    // The first failed send since the last flush: the flush reports it.
+    let mut failed: Option<Error> = None;
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -125,12 +127,15 @@ pub(crate) async fn run(config: AckerConfig, mut commands: mpsc::UnboundedReceiv
         };
         let due = pending.len() >= config.batch || (ticked && !pending.is_empty());
         if due || !waiters.is_empty() || !open {
-            let result = send(&config, std::mem::take(&mut pending)).await;
-            for w in waiters.drain(..) {
-                let _ = w.send(result.clone());
-            }
-            if let Err(e) = result {
+            if let Err(e) = send(&config, std::mem::take(&mut pending)).await {
                 tracing::warn!(error = %e, "queue acknowledgements failed; the records will be delivered again after their lease");
+                failed.get_or_insert(e);
+            }
+            if !waiters.is_empty() {
+                let result = failed.take().map_or(Ok(()), Err);
+                for w in waiters.drain(..) {
+                    let _ = w.send(result.clone());
+                }
             }
         }
         if !open {
@@ -213,7 +218,13 @@ async fn extend_due(config: &AckerConfig) {
             .collect(),
         lease_ms: 0,
     };
-    match config.client.queues().extend_lease(req).await {
+    // Bounded: answers wait behind it.
+    let extended = tokio::time::timeout(
+        Duration::from_secs(5),
+        config.client.queues().extend_lease(req),
+    )
+    .await;
+    match extended.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer in 5 s"))) {
         Ok(r) => {
             let until = r.into_inner().lease_until_ms;
             let mut held = lock(&config.held);

@@ -299,10 +299,21 @@ impl QueueConsumer {
     pub async fn recv(&mut self) -> Result<QueueMessage> {
         loop {
             if let Some(m) = self.buffer.pop_front() {
+                self.hand_out(&m);
                 return Ok(m);
             }
             self.fetch().await?;
         }
+    }
+
+    /// From now on the lease of `m` is extended while it is unanswered:
+    /// only messages handed out, not those waiting in the buffer, so that a
+    /// slow consumer does not keep what others could process.
+    fn hand_out(&self, m: &QueueMessage) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((m.partition, m.offset), m.lease_until_ms);
     }
 
     /// Leases up to `max_records` messages with one fetch (waiting up to
@@ -311,7 +322,11 @@ impl QueueConsumer {
         if self.buffer.is_empty() {
             self.fetch().await?;
         }
-        Ok(self.buffer.drain(..).collect())
+        let batch: Vec<QueueMessage> = self.buffer.drain(..).collect();
+        for m in &batch {
+            self.hand_out(m);
+        }
+        Ok(batch)
     }
 
     async fn fetch(&mut self) -> Result<()> {
@@ -358,10 +373,8 @@ impl QueueConsumer {
             self.extend_set = true;
         }
         let topic: Arc<str> = Arc::from(r.topic.as_str());
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         for q in r.records {
             let Some(rec) = q.record else { continue };
-            held.insert((q.partition, rec.offset), r.lease_until_ms);
             self.buffer.push_back(QueueMessage {
                 topic: Arc::clone(&topic),
                 partition: q.partition,
@@ -429,5 +442,19 @@ impl Drop for QueueConsumer {
         // Buffered messages go back through the acker, which sends what is
         // pending once its last sender is gone (the messages still out hold one).
         self.buffer.clear();
+        // So do those of a fetch under way, once it answers.
+        if let Some(pending) = self.pending.take() {
+            let answers = self.answers.clone();
+            tokio::spawn(async move {
+                if let Ok((_, Ok(r))) = pending.await {
+                    for q in r.into_inner().records {
+                        if let Some(rec) = q.record {
+                            let _ = answers
+                                .send(Command::Settle((q.partition, rec.offset), Verdict::Release));
+                        }
+                    }
+                }
+            });
+        }
     }
 }

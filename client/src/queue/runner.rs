@@ -1,6 +1,7 @@
 //! Processing a queue concurrently: a handler per message, up to N at once,
 //! each message answered by the handler's result.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -55,7 +56,7 @@ impl QueueConsumer {
     /// `stop` completes (then waits for the handlers running, answers them,
     /// and hands back what was fetched and not started) or a fetch fails.
     /// `Ok` acks the message, [`Failure::Retry`] nacks it, [`Failure::Reject`]
-    /// rejects it; a handler that panics has its message handed back.
+    /// rejects it; a handler that panics has its message nacked.
     ///
     /// ```no_run
     /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
@@ -81,26 +82,27 @@ impl QueueConsumer {
         S: Future,
     {
         let concurrency = concurrency.max(1);
-        let mut running: JoinSet<(
-            std::sync::Arc<QueueMessage>,
-            std::result::Result<(), Failure>,
-        )> = JoinSet::new();
+        let mut running: JoinSet<std::result::Result<(), Failure>> = JoinSet::new();
+        // Each running handler's message, by task: answered from here when
+        // the handler ends, whether it returned or panicked.
+        let mut messages: HashMap<tokio::task::Id, std::sync::Arc<QueueMessage>> = HashMap::new();
         tokio::pin!(stop);
         let mut failed = None;
         loop {
             while running.len() >= concurrency {
-                if let Some(done) = running.join_next().await {
-                    answer(done);
+                if let Some(done) = running.join_next_with_id().await {
+                    answer(done, &mut messages);
                 }
             }
             tokio::select! {
                 _ = &mut stop => break,
-                Some(done) = running.join_next(), if !running.is_empty() => answer(done),
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => answer(done, &mut messages),
                 next = self.recv() => match next {
                     Ok(msg) => {
                         let msg = std::sync::Arc::new(msg);
                         let work = handler(std::sync::Arc::clone(&msg));
-                        running.spawn(async move { (msg, work.await) });
+                        let id = running.spawn(work).id();
+                        messages.insert(id, msg);
                     }
                     Err(e) => {
                         failed = Some(e);
@@ -109,8 +111,8 @@ impl QueueConsumer {
                 },
             }
         }
-        while let Some(done) = running.join_next().await {
-            answer(done);
+        while let Some(done) = running.join_next_with_id().await {
+            answer(done, &mut messages);
         }
         let closed = self.close().await;
         match failed {
@@ -120,20 +122,25 @@ impl QueueConsumer {
     }
 }
 
-/// Answers a finished handler's message; a panicked one's message is
-/// dropped with the task, which hands it back.
+/// Answers a finished handler's message by its result. A handler that
+/// panicked failed: its message is nacked, so that a message that always
+/// makes its handler panic ends in the dead-letter topic.
 fn answer(
     done: std::result::Result<
-        (
-            std::sync::Arc<QueueMessage>,
-            std::result::Result<(), Failure>,
-        ),
+        (tokio::task::Id, std::result::Result<(), Failure>),
         tokio::task::JoinError,
     >,
+    messages: &mut HashMap<tokio::task::Id, std::sync::Arc<QueueMessage>>,
 ) {
-    let Ok((msg, result)) = done else { return };
-    // The handler's future is finished, so this is the last reference
-    // unless the handler kept a clone; then the message goes back when
+    let (id, result) = match done {
+        Ok((id, result)) => (id, result),
+        Err(e) => (e.id(), Err(Failure::retry("the handler panicked"))),
+    };
+    let Some(msg) = messages.remove(&id) else {
+        return;
+    };
+    // The handler's future is gone, so this is the last reference unless
+    // the handler kept a clone; then the message goes back (released) when
     // that is dropped.
     let Ok(msg) = std::sync::Arc::try_unwrap(msg) else {
         return;
