@@ -3,9 +3,9 @@
 //! The order service publishes `OrderPlaced` events (and `OrderCancelled` for
 //! every fifth order) keyed by order id, so each order's events stay in one
 //! partition, in order. Three services react, each at its own pace:
-//! - **inventory**, a queue group: reserves the items of each order; an order
-//!   without items is malformed, its handler fails, and after 3 tries it
-//!   lands in the dead-letter topic while the rest flow;
+//! - **inventory**, a queue group (key-ordered): reserves the items of each
+//!   order; an order without items is malformed, its handler fails, and
+//!   after 3 tries it lands in the dead-letter topic while the rest flow;
 //! - **billing**, a queue group in key-ordered mode: 4 competing consumers on
 //!   a 2-partition topic (more consumers than partitions), deliberately slow,
 //!   never two events of one order at once and in order;
@@ -231,7 +231,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topic = format!("orders-demo-{run}");
     let group = |role: &str| format!("{role}-{run}");
     client.admin().create_topic(&topic, 2).await?;
+    // Key-ordered too: an order's cancellation must not overtake its
+    // placement (a retried one holds its order's later events back).
     let inventory_settings = QueueSettings {
+        key_ordered: Some(true),
         max_deliveries: Some(INVENTORY_TRIES),
         backoff_initial_ms: Some(50),
         backoff_multiplier: Some(1.0),
