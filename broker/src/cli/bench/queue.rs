@@ -4,7 +4,8 @@
 //! A new queue group starts at the end of the topic; `--messages` records
 //! of `--size` bytes keyed by 10,000 aggregates are published, then
 //! `--consumers` consumers (one connection each) fetch up to 500 at a time,
-//! ack every one, and flush the acks: one Acknowledge request per fetch.
+//! ack every one, and flush the acks: one Acknowledge request per fetch,
+//! sent while the next fetch runs, at most one in flight per consumer.
 //! Throughput is acked records per second from the consumers' start until
 //! the last ack is answered; latency is per record, from its fetch's answer
 //! to its ack's answer (the broker has stored the settlement).
@@ -114,9 +115,11 @@ pub(crate) async fn queue(
         tasks.push(tokio::spawn(async move {
             let mut consumer = c.queue_consumer(&group, config);
             let latency = Arc::new(std::sync::Mutex::new(new_histogram()));
-            // The acks of one batch travel while the next is fetched; a
-            // task per batch awaits them and records their latency.
-            let mut flushes = tokio::task::JoinSet::new();
+            // The acks of one batch travel while the next is fetched (one
+            // batch of acks in flight, as an application that overlaps
+            // them would do); a task per batch awaits them and records
+            // their latency.
+            let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
             while acked.load(Ordering::Relaxed) < total {
                 let batch = consumer.fetch_batch().await?;
                 if batch.is_empty() {
@@ -129,7 +132,7 @@ pub(crate) async fn queue(
                 }
                 let (flusher, latency, acked) =
                     (consumer.flusher(), Arc::clone(&latency), Arc::clone(&acked));
-                flushes.spawn(async move {
+                let flushing = tokio::spawn(async move {
                     flusher.flush().await?;
                     let us = fetched.elapsed().as_micros().max(1) as u64;
                     latency
@@ -139,12 +142,12 @@ pub(crate) async fn queue(
                     progress::set(acked.fetch_add(n, Ordering::Relaxed) + n);
                     anyhow::Ok(())
                 });
-                while let Some(done) = flushes.try_join_next() {
-                    done??;
+                if let Some(previous) = in_flight.replace(flushing) {
+                    previous.await??;
                 }
             }
-            while let Some(done) = flushes.join_next().await {
-                done??;
+            if let Some(last) = in_flight {
+                last.await??;
             }
             consumer.close().await?;
             let h = latency.lock().unwrap_or_else(|e| e.into_inner()).clone();
