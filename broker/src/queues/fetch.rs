@@ -20,6 +20,10 @@ use crate::state::Broker;
 /// Bytes of the log read into a window at a time.
 const FILL_BYTES: usize = 1 << 20;
 
+/// Room for this many records (or a quarter of the window) before the log
+/// is read into it again.
+const FILL_MIN_RECORDS: usize = 1_000;
+
 /// Records leased by one fetch.
 #[derive(Debug, Default)]
 pub struct Fetched {
@@ -249,13 +253,18 @@ impl Queues {
         p: &Partition,
     ) -> ApiResult<()> {
         self.skip_removed(group, rt, id, p)?;
-        let (from, room) = self.store.with(|m| {
+        let (from, room, window) = self.store.with(|m| {
             let g = m.groups.get_mut(group).ok_or_else(|| not_found(group))?;
             let window = g.settings.window;
             let s = g.share(id);
-            Ok::<_, ApiError>((s.fetched_end, s.room(window)))
+            Ok::<_, ApiError>((s.fetched_end, s.room(window), window))
         })?;
-        if room == 0 || from >= p.high_watermark() {
+        // Reads wait for room for a good part of the window (or for a
+        // producer's batch): a read checks the CRC of every batch it
+        // returns, and a batch read again for a few records more each time
+        // cost the broker a tenth of its time.
+        let worth_reading = (window as usize / 4).clamp(1, FILL_MIN_RECORDS);
+        if room < worth_reading || from >= p.high_watermark() {
             return Ok(());
         }
         let reader = p.clone();

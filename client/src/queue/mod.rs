@@ -299,6 +299,11 @@ impl QueueConsumer {
     pub async fn recv(&mut self) -> Result<QueueMessage> {
         loop {
             if let Some(m) = self.buffer.pop_front() {
+                // A message whose lease ran out while it waited here went
+                // (or goes) to another delivery: not handed out twice.
+                if m.lease_until_ms <= acker::now_ms() {
+                    continue;
+                }
                 self.hand_out(&m);
                 return Ok(m);
             }
@@ -329,7 +334,11 @@ impl QueueConsumer {
         Ok(batch)
     }
 
-    async fn fetch(&mut self) -> Result<()> {
+    /// Starts a fetch in a task of its own, unless one is under way.
+    fn start_fetch(&mut self) {
+        if self.pending.is_some() {
+            return;
+        }
         let req = v1::FetchQueueRequest {
             group: self.group.clone(),
             topic: self.config.topic.clone().unwrap_or_default(),
@@ -338,19 +347,21 @@ impl QueueConsumer {
             max_bytes: 0,
             max_wait_ms: self.config.max_wait.as_millis().min(u128::from(u32::MAX)) as u32,
         };
+        let client = self.client.clone();
+        self.pending = Some(tokio::spawn(async move {
+            let asked = acker::now_ms();
+            (asked, client.queues().fetch_queue(req).await)
+        }));
+    }
+
+    async fn fetch(&mut self) -> Result<()> {
         // The request runs in a task of its own, kept across calls: a
         // `recv` dropped while it waits (a `select!` that took another
         // branch) loses no leased messages, and the next `recv` picks the
         // answer up.
-        let pending = match &mut self.pending {
-            Some(p) => p,
-            None => {
-                let client = self.client.clone();
-                self.pending.insert(tokio::spawn(async move {
-                    let asked = acker::now_ms();
-                    (asked, client.queues().fetch_queue(req).await)
-                }))
-            }
+        self.start_fetch();
+        let Some(pending) = self.pending.as_mut() else {
+            return Ok(());
         };
         let done = pending.await;
         self.pending = None;
