@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::client::Client;
+use crate::consumer::ConsumerRecord;
 use crate::consumer::fetcher::retry_quietly;
 use crate::error::{Error, Result};
 
@@ -64,29 +65,27 @@ impl Default for QueueConsumerConfig {
     }
 }
 
-/// A message leased to this consumer. Answer it once; dropping it unanswered
-/// hands it back for another delivery at once, not counted as a failure.
+/// A message leased to this consumer: the record (its fields read through
+/// this message: `msg.value`, `msg.offset`, ...) and its delivery. Answer
+/// it once; dropping it unanswered hands it back for another delivery at
+/// once, not counted as a failure.
 #[derive(Debug)]
 pub struct QueueMessage {
-    /// The topic.
-    pub topic: Arc<str>,
-    /// The partition.
-    pub partition: u32,
-    /// The offset in that partition.
-    pub offset: u64,
-    /// Milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
-    /// The key (`None`: a null key).
-    pub key: Option<Bytes>,
-    /// The value (`None`: a null value).
-    pub value: Option<Bytes>,
-    /// Headers, in order.
-    pub headers: Vec<(String, Bytes)>,
+    /// The record, as a group consumer would receive it.
+    pub record: ConsumerRecord,
     /// 1 on the first delivery.
     pub delivery_count: u32,
     /// When the lease ends unless extended (ms since the epoch).
     pub lease_until_ms: i64,
     answers: Option<mpsc::UnboundedSender<Command>>,
+}
+
+impl std::ops::Deref for QueueMessage {
+    type Target = ConsumerRecord;
+
+    fn deref(&self) -> &ConsumerRecord {
+        &self.record
+    }
 }
 
 impl QueueMessage {
@@ -387,13 +386,15 @@ impl QueueConsumer {
         for q in r.records {
             let Some(rec) = q.record else { continue };
             self.buffer.push_back(QueueMessage {
-                topic: Arc::clone(&topic),
-                partition: q.partition,
-                offset: rec.offset,
-                timestamp_ms: rec.timestamp_ms,
-                key: rec.key,
-                value: rec.value,
-                headers: rec.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+                record: ConsumerRecord {
+                    topic: Arc::clone(&topic),
+                    partition: q.partition,
+                    offset: rec.offset,
+                    timestamp_ms: rec.timestamp_ms,
+                    key: rec.key,
+                    value: rec.value,
+                    headers: rec.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+                },
                 delivery_count: q.delivery_count,
                 lease_until_ms: r.lease_until_ms,
                 answers: Some(self.answers.clone()),
