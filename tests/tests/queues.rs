@@ -16,6 +16,16 @@ async fn client(b: &Broker) -> Client {
     Client::connect(format!("http://{}", b.grpc)).await.unwrap()
 }
 
+/// A broker on a fresh data directory (keep it alive with the broker), a
+/// client of it, and `topic` with `partitions`.
+async fn broker_with_topic(topic: &str, partitions: u32) -> (tempfile::TempDir, Broker, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    let c = client(&b).await;
+    c.admin().create_topic(topic, partitions).await.unwrap();
+    (dir, b, c)
+}
+
 fn queues(ch: Channel) -> v1::queues_client::QueuesClient<Channel> {
     v1::queues_client::QueuesClient::new(ch)
 }
@@ -135,10 +145,7 @@ async fn read_all(c: &Client, topic: &str) -> Vec<brook_client::ConsumerRecord> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_competing_consumers_on_one_partition_settle_every_record_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 1).await.unwrap();
+    let (_dir, _broker, c) = broker_with_topic("orders", 1).await;
     const N: usize = 3_000;
     publish(&c, "orders", plain(N, 100)).await;
     create_queue(&c, "inventory", "orders", Default::default()).await;
@@ -192,10 +199,7 @@ async fn eight_competing_consumers_on_one_partition_settle_every_record_exactly_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_expires_redelivers_to_another_consumer_and_the_late_ack_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 2).await.unwrap();
+    let (_dir, b, c) = broker_with_topic("orders", 2).await;
     publish(&c, "orders", plain(10, 10)).await;
     let settings = v1::QueueSettings {
         lease_ms: Some(1_000),
@@ -254,10 +258,7 @@ async fn a_lease_that_expires_redelivers_to_another_consumer_and_the_late_ack_ch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_is_dead_lettered_after_exactly_max_deliveries_with_its_headers_while_others_flow()
  {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 2).await.unwrap();
+    let (_dir, b, c) = broker_with_topic("orders", 2).await;
     let mut records = plain(30, 30);
     records[7] = (
         "order-7".into(),
@@ -384,10 +385,7 @@ async fn a_poison_record_is_dead_lettered_after_exactly_max_deliveries_with_its_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_ordered_mode_never_has_two_records_of_a_key_in_flight_and_keeps_their_order_under_random_nacks()
  {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 2).await.unwrap();
+    let (_dir, b, c) = broker_with_topic("orders", 2).await;
     const KEYS: usize = 12;
     const PER_KEY: usize = 15;
     publish(&c, "orders", plain(KEYS * PER_KEY, KEYS)).await;
@@ -507,10 +505,7 @@ async fn queues_at(addr: std::net::SocketAddr) -> v1::queues_client::QueuesClien
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_record_waits_for_its_time_without_holding_back_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("reminders", 1).await.unwrap();
+    let (_dir, _broker, c) = broker_with_topic("reminders", 1).await;
     let now_ms = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -565,10 +560,7 @@ async fn a_delayed_record_waits_for_its_time_without_holding_back_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redrive_twice_moves_each_dead_letter_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 1).await.unwrap();
+    let (_dir, b, c) = broker_with_topic("orders", 1).await;
     publish(&c, "orders", plain(5, 5)).await;
     create_queue(&c, "inventory", "orders", Default::default()).await;
     let mut q = queues(b.channel().await);
@@ -628,10 +620,7 @@ async fn redrive_twice_moves_each_dead_letter_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_name_what_was_wrong() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 1).await.unwrap();
+    let (_dir, b, c) = broker_with_topic("orders", 1).await;
     c.admin().create_topic("payments", 1).await.unwrap();
     let mut q = queues(b.channel().await);
     let unknown = q
@@ -718,10 +707,7 @@ async fn fetch_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_queue_load_loses_nothing_redelivers_no_acked_record_and_keeps_delivery_counts()
 {
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 2).await.unwrap();
+    let (_dir, mut b, c) = broker_with_topic("orders", 2).await;
     const N: usize = 2_000;
     let mut records = plain(N, 50);
     records[100].1 = "poison".into();
@@ -831,10 +817,7 @@ async fn kill9_under_queue_load_loses_nothing_redelivers_no_acked_record_and_kee
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_consumes_rejects_shows_and_redrives() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 1).await.unwrap();
+    let (_dir, b, c) = broker_with_topic("orders", 1).await;
     let url = format!("http://{}", b.grpc);
     let brook = |args: &[&str]| {
         let out = std::process::Command::new(brook_binary())
@@ -912,10 +895,7 @@ async fn the_cli_consumes_rejects_shows_and_redrives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_runner_acks_nacks_and_rejects_by_result_and_extends_leases_of_slow_handlers() {
     use brook_client::Failure;
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 2).await.unwrap();
+    let (_dir, _broker, c) = broker_with_topic("orders", 2).await;
     let mut records = plain(40, 40);
     records[3].1 = "slow".into();
     records[5].1 = "flaky".into();
@@ -1004,10 +984,7 @@ async fn the_runner_acks_nacks_and_rejects_by_result_and_extends_leases_of_slow_
 /// and the partition goes on past the window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill9_with_a_full_window_leases_resume_or_expire_and_the_partition_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic("orders", 1).await.unwrap();
+    let (_dir, mut b, c) = broker_with_topic("orders", 1).await;
     publish(&c, "orders", plain(30, 30)).await;
     let settings = v1::QueueSettings {
         window: Some(10),
