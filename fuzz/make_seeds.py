@@ -256,6 +256,36 @@ def seeds():
         "two-partitions": b"\x01brook-offsets 1\norders 0 42 1700000000000 6869\norders 1 7 1700000000001 \n",
         "header-only": b"\x01brook-offsets 1\n",
     }
+
+    # The queue groups' log: Entry { group = 1; oneof op { config = 2,
+    # delete = 3, deliver = 4, settle = 5, extend = 6, skip = 7, snapshot =
+    # 8, redriven = 9 } } (broker/src/queues/store.rs). The first byte, even,
+    # makes the target put the log's first line before the frames.
+    def queue_frame(group, field, body):
+        op = pb_varint(field, body) if isinstance(body, int) else pb_bytes(field, body)
+        payload = pb_bytes(1, group) + op
+        return struct.pack("<II", len(payload), zlib.crc32(payload) & 0xFFFFFFFF) + payload
+
+    def span(first, last):
+        return pb_bytes(4, pb_varint(1, first) + pb_varint(2, last))
+
+    config = (pb_bytes(1, "orders") + pb_varint(2, 30000) + pb_varint(3, 5) + pb_varint(4, 1000)
+              + pb_varint(5, 60000) + key(6, 1) + struct.pack("<d", 2.0) + pb_bytes(8, "orders.g.dlq")
+              + pb_varint(9, 1) + pb_varint(10, 10000) + pb_varint(11, 1700000000000))
+    deliver = pb_varint(1, 0) + pb_bytes(2, "consumer-1") + pb_varint(3, 1700000030000) + span(0, 9)
+    settle_ack = pb_varint(1, 0) + pb_bytes(2, pb_varint(1, 0) + pb_varint(2, 4)) + pb_varint(3, 0)
+    settle_nack = (pb_varint(1, 0) + pb_bytes(2, pb_varint(1, 5) + pb_varint(2, 6)) + pb_varint(3, 1)
+                   + pb_varint(4, 1700000001000) + pb_bytes(5, "bad payload") + pb_varint(6, 1700000000500))
+    skip = pb_varint(1, 1) + pb_varint(2, 42)
+    redriven = pb_varint(1, 0) + pb_bytes(2, pb_varint(1, 0) + pb_varint(2, 2))
+    s["queues_log"] = {
+        "one-group": b"\x00" + queue_frame("g", 2, config) + queue_frame("g", 4, deliver)
+        + queue_frame("g", 5, settle_ack) + queue_frame("g", 5, settle_nack)
+        + queue_frame("g", 7, skip) + queue_frame("g", 9, redriven),
+        "deleted-group": b"\x00" + queue_frame("gone", 2, config) + queue_frame("gone", 3, 1),
+        "header-only": b"\x00",
+        "not-a-log": b"\x01brook-offsets-log 1\n",
+    }
     s["producer_ids"] = {"zero": b"0\n", "block": b"1000\n"}
     s["serve_config"] = {
         "full": (

@@ -297,6 +297,18 @@ impl Queues {
         self.store.sync_all()
     }
 
+    /// The durable state, one line per item (see the fuzz target `queues_log`).
+    #[doc(hidden)]
+    pub fn durable_lines(&self) -> Vec<String> {
+        self.store.with(|m| m.durable_lines())
+    }
+
+    /// Writes the log out whole now (see the fuzz target `queues_log`).
+    #[doc(hidden)]
+    pub fn rewrite_now(&self) -> anyhow::Result<()> {
+        self.store.rewrite()
+    }
+
     /// Syncs, rewrites and size of the queues log.
     pub fn log_stats(&self) -> crate::statelog::LogStats {
         self.store.stats()

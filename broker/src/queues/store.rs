@@ -478,6 +478,32 @@ impl Machine for QueueState {
     }
 }
 
+impl QueueState {
+    /// What the log keeps, one line per item: each group's settings, each
+    /// partition's acked-up-to point and settled ranges, each delivered
+    /// record's entry, the redriven ranges. Equal lines, equal durable state.
+    pub fn durable_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, g) in &self.groups {
+            out.push(format!("{name} {} {:?}", g.topic, g.settings));
+            for (p, s) in &g.partitions {
+                let done: Vec<_> = s.done.iter().collect();
+                out.push(format!("{name}/{p} start {} done {done:?}", s.start));
+                for (o, slot) in s.slots.iter().filter(|(_, x)| x.count > 0) {
+                    out.push(format!("{:?}", slot_entry(*o, slot)));
+                }
+            }
+            for (p, r) in &g.redriven {
+                out.push(format!(
+                    "{name} redriven {p} {:?}",
+                    r.iter().collect::<Vec<_>>()
+                ));
+            }
+        }
+        out
+    }
+}
+
 fn slot_entry(offset: u64, s: &Slot) -> SlotEntry {
     let (holder, lease_until_ms, ready_at_ms) = match &s.state {
         SlotState::Acquired { holder, until } => (holder.to_string(), *until, 0),
@@ -507,24 +533,7 @@ mod tests {
     /// What the log must keep of a partition: the acked-up-to point, the
     /// settled ranges, and each delivered record's count, state and failure.
     fn durable(m: &QueueState) -> Vec<String> {
-        let mut out = Vec::new();
-        for (name, g) in &m.groups {
-            out.push(format!("{name} {} {:?}", g.topic, g.settings));
-            for (p, s) in &g.partitions {
-                let done: Vec<_> = s.done.iter().collect();
-                out.push(format!("{name}/{p} start {} done {done:?}", s.start));
-                for (o, slot) in s.slots.iter().filter(|(_, x)| x.count > 0) {
-                    out.push(format!("{:?}", slot_entry(*o, slot)));
-                }
-            }
-            for (p, r) in &g.redriven {
-                out.push(format!(
-                    "{name} redriven {p} {:?}",
-                    r.iter().collect::<Vec<_>>()
-                ));
-            }
-        }
-        out
+        m.durable_lines()
     }
 
     fn entry(group: &str, op: Op) -> Entry {

@@ -280,10 +280,19 @@ impl<M: Machine> StateLog<M> {
     /// appended after it), so the lock is held only for the short tail, the
     /// rename and the directory sync.
     fn rewrite_if_due(&self) -> anyhow::Result<()> {
+        self.rewrite_when(false)
+    }
+
+    /// Writes the state out as a new file and swaps it in now.
+    pub fn rewrite(&self) -> anyhow::Result<()> {
+        self.rewrite_when(true)
+    }
+
+    fn rewrite_when(&self, now: bool) -> anyhow::Result<()> {
         let mut synced = lock(&self.synced);
         let (contents, before) = {
             let mut st = lock(&self.state);
-            if st.poisoned.is_none() && !st.log.wants_rewrite(self.rewrite_min_bytes) {
+            if !now && st.poisoned.is_none() && !st.log.wants_rewrite(self.rewrite_min_bytes) {
                 return Ok(());
             }
             st.rewrite_tail = Some(Vec::new());
