@@ -445,9 +445,9 @@ async fn key_ordered_mode_never_has_two_records_of_a_key_in_flight_and_keeps_the
                     k.in_flight = Some(record.offset);
                     got.push((rec.partition, record.offset, key));
                 }
-                // Some processing time, so that other consumers' fetches
-                // run while these records are in flight.
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                // Let the other consumers' fetches run while these records
+                // are in flight.
+                tokio::task::yield_now().await;
                 let mut acks = Vec::new();
                 for (partition, offset, key) in got {
                     rng ^= rng << 13;
@@ -493,6 +493,23 @@ async fn key_ordered_mode_never_has_two_records_of_a_key_in_flight_and_keeps_the
     assert_eq!(d.lag, 0);
 }
 
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Returns once the clock is past `at` (ms since the epoch), polling.
+async fn past_ms(at: i64) {
+    let deadline = Instant::now() + DEADLINE;
+    while now_ms() <= at {
+        assert!(Instant::now() < deadline, "the clock never reached {at}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A queue client on a new connection to `addr`.
 async fn queues_at(addr: std::net::SocketAddr) -> v1::queues_client::QueuesClient<Channel> {
     let ch = Channel::from_shared(format!("http://{addr}"))
@@ -506,12 +523,6 @@ async fn queues_at(addr: std::net::SocketAddr) -> v1::queues_client::QueuesClien
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_record_waits_for_its_time_without_holding_back_the_others() {
     let (_dir, _broker, c) = broker_with_topic("reminders", 1).await;
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-    };
     let at = now_ms() + 1_500;
     let mut records = plain(5, 5);
     records.insert(
@@ -928,8 +939,10 @@ async fn the_runner_acks_nacks_and_rejects_by_result_and_extends_leases_of_slow_
                                 .unwrap()
                                 .push((value.clone(), msg.delivery_count));
                             match value.as_str() {
-                                // 2.5 leases long: kept only if its lease is extended.
-                                "slow" => tokio::time::sleep(Duration::from_millis(2_500)).await,
+                                // Busy past the end of the lease it came with (and
+                                // the broker's sweep after it): kept only if the
+                                // lease is extended.
+                                "slow" => past_ms(msg.lease_until_ms + 500).await,
                                 "flaky" if msg.delivery_count == 1 => {
                                     "not a number".parse::<u32>()?;
                                 }
