@@ -50,7 +50,12 @@ fn wants_durable(acks: i32) -> ApiResult<bool> {
 ///
 /// The append itself stays on the async thread: a buffered append is one
 /// `pwritev` into the page cache (microseconds), cheaper than a thread hop.
-fn append_now(broker: &Broker, topic: &str, p: &Partition, batch: &Batch) -> ApiResult<AppendInfo> {
+pub(crate) fn append_now(
+    broker: &Broker,
+    topic: &str,
+    p: &Partition,
+    batch: &Batch,
+) -> ApiResult<AppendInfo> {
     let info = p.append_nowait(batch).map_err(|e| match e {
         // Closed while the topic is being deleted: say so, not "retry later".
         brook_storage::Error::Closed(_) => match broker.topic(topic) {
@@ -81,7 +86,11 @@ fn append_now(broker: &Broker, topic: &str, p: &Partition, batch: &Batch) -> Api
 /// Waits until the batch is on disk when the ack or the topic's policy
 /// needs it. No thread waits: the partition's flush threads run one flush
 /// for every waiter (group commit), and this future awaits its end.
-async fn make_durable(p: Partition, info: AppendInfo, durable: bool) -> ApiResult<AppendInfo> {
+pub(crate) async fn make_durable(
+    p: Partition,
+    info: AppendInfo,
+    durable: bool,
+) -> ApiResult<AppendInfo> {
     if !(durable || p.flush_policy() == FlushPolicy::Always) {
         return Ok(info);
     }

@@ -185,19 +185,29 @@ async fn until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// A key or value as text (`None` for a null one).
+pub(crate) fn text(b: &Option<Bytes>) -> Option<String> {
+    b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A record as the JSON object `--format json` prints.
+pub(crate) fn record_json(r: &ConsumerRecord) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(String::from_utf8_lossy(v))))
+        .collect();
+    json!({"topic": &*r.topic, "partition": r.partition, "offset": r.offset, "timestamp_ms": r.timestamp_ms, "key": text(&r.key), "value": text(&r.value), "headers": headers})
+}
+
 /// Prints one record as `--format` says.
-fn print_record(out: &mut impl Write, r: &ConsumerRecord, format: Format) -> anyhow::Result<()> {
-    let text = |b: &Option<Bytes>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+pub(crate) fn print_record(
+    out: &mut impl Write,
+    r: &ConsumerRecord,
+    format: Format,
+) -> anyhow::Result<()> {
     match format {
-        Format::Json => {
-            let headers: serde_json::Map<String, serde_json::Value> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(String::from_utf8_lossy(v))))
-                .collect();
-            let line = json!({"topic": &*r.topic, "partition": r.partition, "offset": r.offset, "timestamp_ms": r.timestamp_ms, "key": text(&r.key), "value": text(&r.value), "headers": headers});
-            writeln!(out, "{line}")?;
-        }
+        Format::Json => writeln!(out, "{}", record_json(r))?,
         Format::Plain => writeln!(out, "{}", text(&r.value).unwrap_or_default())?,
     }
     Ok(())

@@ -8,6 +8,7 @@ use brook_client::{Admin, Client, QueueConsumerConfig, ReadFrom, proto as v1};
 use serde_json::json;
 
 use super::connection::Conn;
+use super::consume::{Format, print_record, record_json, text};
 use super::output::{Output, table};
 use crate::signals::Signals;
 
@@ -294,20 +295,12 @@ async fn consume(
             () = deadline => break,
             () = signals.wait_for(1) => break,
         };
-        let text =
-            |b: &Option<bytes::Bytes>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
         if json {
-            let headers: serde_json::Map<String, serde_json::Value> = msg
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(String::from_utf8_lossy(v))))
-                .collect();
-            let line = json!({"topic": &*msg.topic, "partition": msg.partition, "offset": msg.offset,
-                "timestamp_ms": msg.timestamp_ms, "key": text(&msg.key), "value": text(&msg.value),
-                "headers": headers, "delivery_count": msg.delivery_count});
+            let mut line = record_json(&msg.record);
+            line["delivery_count"] = json!(msg.delivery_count);
             writeln!(out, "{line}")?;
         } else {
-            writeln!(out, "{}", text(&msg.value).unwrap_or_default())?;
+            print_record(&mut out, &msg.record, Format::Plain)?;
         }
         if reject {
             msg.reject(reason.clone());
@@ -522,23 +515,20 @@ async fn show(client: &Client, group: &str, max: u64, json: bool) -> anyhow::Res
             if r.offset >= end {
                 break;
             }
-            let h: serde_json::Map<String, serde_json::Value> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), json!(String::from_utf8_lossy(v))))
-                .collect();
-            let text = |b: &Option<bytes::Bytes>| {
-                b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())
-            };
             if json {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({"partition": p.partition, "offset": r.offset, "timestamp_ms": r.timestamp_ms,
-                    "key": text(&r.key), "value": text(&r.value), "headers": h})
-                )?;
+                // The dead-letter topic is named once, by the command.
+                let mut line = record_json(&r);
+                if let Some(o) = line.as_object_mut() {
+                    o.remove("topic");
+                }
+                writeln!(out, "{line}")?;
             } else {
-                let get = |k: &str| h.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+                let get = |k: &str| {
+                    r.headers
+                        .iter()
+                        .find(|(key, _)| key == k)
+                        .map_or("-".into(), |(_, v)| String::from_utf8_lossy(v).into_owned())
+                };
                 writeln!(
                     out,
                     "{dlq}/{} offset {}: from {}/{} offset {} after {} deliveries: {}\n  key={} value={}",

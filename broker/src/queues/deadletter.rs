@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use brook_protocol::batch::{Batch, BatchBuilder, Record};
+use brook_protocol::batch::Record;
 use brook_protocol::partitioner::partition_for_key;
-use brook_storage::{FlushPolicy, Topic, TopicConfig, now_ms};
+use brook_storage::{Topic, TopicConfig, now_ms};
 
+use super::outbox::Outbox;
 use super::share::SlotState;
 use super::store::{Entry, Op, Outcome, SettleEntry, span_entries};
 use super::{Queues, bump, update_error};
@@ -42,9 +43,6 @@ pub mod headers {
     /// Prefix of them all (a redriven record goes without them).
     pub const PREFIX: &str = "brook-dlq-";
 }
-
-/// Bytes of a dead-letter (or redriven) batch before another is started.
-pub(super) const DLQ_BATCH_BYTES: usize = 256 << 10;
 
 /// A record on its way to the dead-letter topic.
 #[derive(Debug, Clone)]
@@ -88,18 +86,6 @@ pub(super) async fn dlq_topic(
         Err(e) if e.reason() == crate::error::Reason::TopicAlreadyExists => Ok(broker.topic(name)?),
         Err(e) => Err(e),
     }
-}
-
-/// Appends `batch` to `p` and waits for the durability its topic's flush
-/// policy promises.
-pub(super) async fn append(p: &brook_storage::Partition, bytes: bytes::Bytes) -> ApiResult<()> {
-    let batch =
-        Batch::parse(bytes).map_err(|e| ApiError::internal(format!("building a batch: {e}")))?;
-    let info = p.append_nowait(&batch)?;
-    if p.flush_policy() == FlushPolicy::Always {
-        p.wait_durable(info.last_offset + 1).await?;
-    }
-    Ok(())
 }
 
 impl Queues {
@@ -205,8 +191,7 @@ impl Queues {
         let dlq = dlq_topic(broker, &settings.dlq_topic, settings.dlq_partitions).await?;
         let n = dlq.partition_count();
         let now = now_ms();
-        let mut builders: BTreeMap<u32, BatchBuilder> = BTreeMap::new();
-        let mut full: Vec<(u32, BatchBuilder)> = Vec::new();
+        let mut outbox = Outbox::default();
         for l in leaving {
             let r = &l.record;
             let target = match &r.key {
@@ -230,18 +215,16 @@ impl Queues {
                 .map(|h| (h.key.as_str(), h.value.as_ref()))
                 .collect();
             hs.extend(added.iter().map(|(k, v)| (*k, v.as_bytes())));
-            let b = builders.entry(target).or_default();
-            b.push(now, r.key.as_deref(), r.value.as_deref(), &hs);
-            // Batches stay well under any topic's max_batch_bytes.
-            if b.size_bytes() >= DLQ_BATCH_BYTES {
-                full.push((target, std::mem::take(b)));
-            }
+            outbox.push(
+                &settings.dlq_topic,
+                target,
+                now,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &hs,
+            );
         }
-        full.extend(builders.into_iter().filter(|(_, b)| !b.is_empty()));
-        for (target, b) in full {
-            let p = dlq.partition(target)?;
-            append(&p, b.build(0)).await?;
-        }
+        outbox.send(broker).await?;
         Ok(())
     }
 }

@@ -13,7 +13,9 @@ use tokio::time::Instant;
 
 use super::share::spans;
 use super::store::{DeliverEntry, Entry, Op, span_entries};
-use super::{QueueInfo, QueueSettings, QueueStart, Queues, Runtime, bump, not_found, update_error};
+use super::{
+    QueueInfo, QueueSettings, QueueStart, Queues, Runtime, bump, corrupt, not_found, update_error,
+};
 use crate::error::{ApiError, ApiResult, Reason, on_blocking_thread};
 use crate::state::Broker;
 
@@ -252,13 +254,21 @@ impl Queues {
         id: u32,
         p: &Partition,
     ) -> ApiResult<()> {
-        self.skip_removed(group, rt, id, p)?;
-        let (from, room, window) = self.store.with(|m| {
-            let g = m.groups.get_mut(group).ok_or_else(|| not_found(group))?;
-            let window = g.settings.window;
-            let s = g.share(id);
-            Ok::<_, ApiError>((s.fetched_end, s.room(window), window))
-        })?;
+        let log_start = p.log_start_offset();
+        let look = || {
+            self.store.with(|m| {
+                let g = m.groups.get_mut(group).ok_or_else(|| not_found(group))?;
+                let window = g.settings.window;
+                let s = g.share(id);
+                let behind = s.start < log_start;
+                Ok::<_, ApiError>((s.fetched_end, s.room(window), window, behind))
+            })
+        };
+        let (mut from, mut room, window, behind) = look()?;
+        if behind {
+            self.skip_removed(group, rt, id, p)?;
+            (from, room, _, _) = look()?;
+        }
         // Reads wait for room for a good part of the window (or for a
         // producer's batch): a read checks the CRC of every batch it
         // returns, and a batch read again for a few records more each time
@@ -367,11 +377,4 @@ pub(super) fn start_offsets(topic: &Topic, start: QueueStart) -> Vec<(u32, u64)>
             QueueStart::Earliest => (id, p.log_start_offset()),
         })
         .collect()
-}
-
-fn corrupt(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        Reason::CorruptStorage,
-        format!("a stored batch failed to decode: {e}"),
-    )
 }

@@ -10,6 +10,7 @@
 //! - `fetch.rs`: leasing records (reading the log into the window, long polls);
 //! - `settle.rs`: acks, nacks, rejects, lease extensions, lease expiry;
 //! - `deadletter.rs`: writing to the dead-letter topic; `redrive.rs`: back again;
+//!   `outbox.rs`: the records both append, batched, as a producer's are;
 //! - `describe.rs`: what a group looks like, for the API and metrics;
 //! - `service.rs`: the `brook.v1.Queues` gRPC service.
 
@@ -28,6 +29,7 @@ use crate::statelog::{StateLog, UpdateError, lock};
 mod deadletter;
 mod describe;
 mod fetch;
+mod outbox;
 mod ranges;
 mod redrive;
 pub mod service;
@@ -254,26 +256,21 @@ impl Queues {
         }
     }
 
-    /// Returns once the queues log is on disk up to `at` (synced on a
-    /// blocking thread; concurrent callers share one `fdatasync`).
+    /// Returns once the queues log is on disk up to `at`, or everything
+    /// appended with `None` (synced on a blocking thread; concurrent callers
+    /// share one `fdatasync`).
     pub(crate) async fn sync(
         self: &Arc<Queues>,
-        at: crate::statelog::LogPosition,
+        at: Option<crate::statelog::LogPosition>,
     ) -> ApiResult<()> {
         let queues = Arc::clone(self);
-        tokio::task::spawn_blocking(move || queues.store.sync(at))
-            .await
-            .map_err(|e| ApiError::internal(format!("sync task failed: {e}")))?
-            .map_err(|e| ApiError::internal(format!("syncing the queues log: {e:#}")))
-    }
-
-    /// Everything appended so far on disk, as [`Queues::sync`].
-    pub(crate) async fn sync_now(self: &Arc<Queues>) -> ApiResult<()> {
-        let queues = Arc::clone(self);
-        tokio::task::spawn_blocking(move || queues.store.sync_all())
-            .await
-            .map_err(|e| ApiError::internal(format!("sync task failed: {e}")))?
-            .map_err(|e| ApiError::internal(format!("syncing the queues log: {e:#}")))
+        tokio::task::spawn_blocking(move || match at {
+            Some(at) => queues.store.sync(at),
+            None => queues.store.sync_all(),
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("sync task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("syncing the queues log: {e:#}")))
     }
 
     /// Whether settlements must be on disk before they are answered (the
@@ -313,6 +310,14 @@ impl Queues {
     pub fn log_stats(&self) -> crate::statelog::LogStats {
         self.store.stats()
     }
+}
+
+/// A stored batch that does not decode.
+fn corrupt(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        Reason::CorruptStorage,
+        format!("a stored batch failed to decode: {e}"),
+    )
 }
 
 /// Counts in a runtime counter.

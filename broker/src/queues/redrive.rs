@@ -4,16 +4,15 @@
 //! crash between them copies those records again on the next run (at least
 //! once, never lost).
 
-use std::collections::BTreeMap;
-
-use brook_protocol::batch::{BatchBuilder, Record, batches};
+use brook_protocol::batch::{Record, batches};
 use brook_protocol::partitioner::partition_for_key;
 
-use super::deadletter::{append, headers};
+use super::deadletter::headers;
+use super::outbox::Outbox;
 use super::share::spans;
 use super::store::{Entry, Op, RedrivenEntry, span_entries};
-use super::{Queues, update_error};
-use crate::error::{ApiError, ApiResult, Reason, on_blocking_thread};
+use super::{Queues, corrupt, update_error};
+use crate::error::{ApiError, ApiResult, on_blocking_thread};
 use crate::state::Broker;
 
 /// Which dead-lettered records to redrive, and where.
@@ -79,6 +78,15 @@ impl Queues {
                 .map_or(u64::MAX, |t| t.saturating_add(1))
                 .min(p.high_watermark());
             let mut at = spec.from_offset.unwrap_or(0).max(p.log_start_offset());
+            // Only redrives write this set, one at a time (the lock above):
+            // read once per partition, not once per record.
+            let redriven = self.store.with(|m| {
+                m.groups
+                    .get(group)
+                    .and_then(|g| g.redriven.get(&id))
+                    .cloned()
+                    .unwrap_or_default()
+            });
             while at < end && (spec.limit == 0 || moved < spec.limit) {
                 let reader = p.clone();
                 let read = on_blocking_thread(move || reader.read(at, READ_BYTES)).await?;
@@ -101,13 +109,7 @@ impl Queues {
                         if !in_time {
                             continue;
                         }
-                        let done = self.store.with(|m| {
-                            m.groups
-                                .get(group)
-                                .and_then(|g| g.redriven.get(&id))
-                                .is_some_and(|s| s.contains(r.offset))
-                        });
-                        if done {
+                        if redriven.contains(r.offset) {
                             already += 1;
                         } else {
                             picked.push(r);
@@ -147,7 +149,7 @@ impl Queues {
                     .map_err(update_error)?;
                 // The mark on disk before the answer: a redrive answered is
                 // never repeated, even after a power cut.
-                self.sync(at_log).await?;
+                self.sync(Some(at_log)).await?;
             }
         }
         if moved > 0 && !spec.dry_run {
@@ -156,7 +158,8 @@ impl Queues {
         Ok((moved, already))
     }
 
-    /// Appends copies of dead-lettered `records` to their target topics.
+    /// Appends copies of dead-lettered `records` to the group's topic (into
+    /// their source partitions), or to `target_topic`.
     async fn copy_back(
         &self,
         broker: &Broker,
@@ -165,19 +168,17 @@ impl Queues {
         target_topic: &str,
         records: &[Record],
     ) -> ApiResult<()> {
-        let mut builders: BTreeMap<(String, u32), BatchBuilder> = BTreeMap::new();
-        let mut full: Vec<((String, u32), BatchBuilder)> = Vec::new();
+        // Back to the group's topic (what the caller was authorized for),
+        // whatever the headers say: the dead-letter topic is a topic anyone
+        // with WRITE on it can write to.
+        let topic = if target_topic.is_empty() {
+            group_topic
+        } else {
+            target_topic
+        };
+        let n = broker.topic(topic)?.partition_count();
+        let mut outbox = Outbox::default();
         for r in records {
-            // Back to the group's topic (what the caller was authorized
-            // for), whatever the headers say: the dead-letter topic is a
-            // topic anyone with WRITE on it can write to.
-            let topic = if target_topic.is_empty() {
-                group_topic.to_string()
-            } else {
-                target_topic.to_string()
-            };
-            let t = broker.topic(&topic)?;
-            let n = t.partition_count();
             let source_partition = header(r, headers::PARTITION)
                 .and_then(|p| p.parse::<u32>().ok())
                 .filter(|p| *p < n && target_topic.is_empty());
@@ -197,29 +198,19 @@ impl Queues {
                 .map(|h| (h.key.as_str(), h.value.as_ref()))
                 .collect();
             hs.push((REDRIVEN_FROM, origin.as_bytes()));
-            let at = (topic, partition);
-            let b = builders.entry(at.clone()).or_default();
-            b.push(timestamp, r.key.as_deref(), r.value.as_deref(), &hs);
-            if b.size_bytes() >= super::deadletter::DLQ_BATCH_BYTES {
-                full.push((at, std::mem::take(b)));
-            }
+            outbox.push(
+                topic,
+                partition,
+                timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &hs,
+            );
         }
-        full.extend(builders.into_iter().filter(|(_, b)| !b.is_empty()));
-        for ((topic, partition), b) in full {
-            let p = broker.partition(&topic, partition)?;
-            append(&p, b.build(0)).await?;
-        }
-        Ok(())
+        outbox.send(broker).await
     }
 }
 
 fn dlq_name(topic: &str, partition: u32) -> String {
     format!("{topic}/{partition}")
-}
-
-fn corrupt(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        Reason::CorruptStorage,
-        format!("a stored batch of the dead-letter topic failed to decode: {e}"),
-    )
 }

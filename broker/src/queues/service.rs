@@ -328,7 +328,7 @@ impl queues_server::Queues for QueuesService {
         let settled = tokio::spawn(async move {
             let settled = q.acknowledge(&broker, &group, &consumer, &acks).await?;
             if q.settlements_need_sync() {
-                q.sync_now().await?;
+                q.sync(None).await?;
             }
             Ok::<_, ApiError>(settled)
         })

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::client::Client;
 use crate::consumer::fetcher::retry_quietly;
 use crate::error::{Error, Result};
+use crate::producer::now_ms;
 
 /// What a consumer says about one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,13 +237,6 @@ async fn extend_due(config: &AckerConfig) {
         }
         Err(e) => tracing::debug!(error = %e, "extending leases failed; retrying at the next tick"),
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::client::Client;
 use crate::consumer::ConsumerRecord;
 use crate::consumer::fetcher::retry_quietly;
 use crate::error::{Error, Result};
+use crate::producer::now_ms;
 
 mod acker;
 mod admin;
@@ -300,7 +301,7 @@ impl QueueConsumer {
             if let Some(m) = self.buffer.pop_front() {
                 // A message whose lease ran out while it waited here went
                 // (or goes) to another delivery: not handed out twice.
-                if m.lease_until_ms <= acker::now_ms() {
+                if m.lease_until_ms <= now_ms() {
                     continue;
                 }
                 self.hand_out(&m);
@@ -348,7 +349,7 @@ impl QueueConsumer {
         };
         let client = self.client.clone();
         self.pending = Some(tokio::spawn(async move {
-            let asked = acker::now_ms();
+            let asked = now_ms();
             (asked, client.queues().fetch_queue(req).await)
         }));
     }
