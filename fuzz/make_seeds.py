@@ -38,7 +38,28 @@ def nullable(b):
     return varint(-1) if b is None else varint(len(b)) + b
 
 
-def record(index, ts_delta, key, value, headers):
+def _crc32c_table():
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as the crc32c crate and Kafka compute it."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC32C_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def record_v1(index, ts_delta, key, value, headers):
     body = (
         b"\x00"
         + varint(ts_delta)
@@ -51,15 +72,29 @@ def record(index, ts_delta, key, value, headers):
     return uvarint(len(body)) + body
 
 
-def batch(base, records, producer=(-1, -1, -1), log_append_time=False):
-    """records: [(timestamp, key, value, [(header key, header value)])]."""
+def record(index, ts_delta, key, value, headers):
+    """Kafka's RecordBatch v2 record: every length and count zig-zag."""
+    body = (
+        b"\x00"
+        + varint(ts_delta)
+        + varint(index)
+        + nullable(key)
+        + nullable(value)
+        + varint(len(headers))
+        + b"".join(varint(len(k)) + k + varint(len(v)) + v for k, v in headers)
+    )
+    return varint(len(body)) + body
+
+
+def _after_crc(records, record_fn, producer, log_append_time):
+    """The bytes a batch's CRC covers: the header from the attributes on, then the records."""
     first_ts = records[0][0]
     max_ts = max(r[0] for r in records)
     body = b"".join(
-        record(i, ts - first_ts, k, v, hs) for i, (ts, k, v, hs) in enumerate(records)
+        record_fn(i, ts - first_ts, k, v, hs) for i, (ts, k, v, hs) in enumerate(records)
     )
     pid, epoch, seq = producer
-    after_crc = (
+    return (
         struct.pack(
             ">HIqqqhiI",
             0b1000 if log_append_time else 0,
@@ -73,6 +108,18 @@ def batch(base, records, producer=(-1, -1, -1), log_append_time=False):
         )
         + body
     )
+
+
+def batch(base, records, producer=(-1, -1, -1), log_append_time=False):
+    """A v2 batch (the format written). records: [(timestamp, key, value, [(header key, header value)])]."""
+    after_crc = _after_crc(records, record, producer, log_append_time)
+    crc = crc32c(after_crc)
+    return struct.pack(">QIiBI", base, 4 + 1 + 4 + len(after_crc), -1, 2, crc) + after_crc
+
+
+def batch_v1(base, records, producer=(-1, -1, -1), log_append_time=False):
+    """A batch of Brook's first format (magic 1), which brokers still read."""
+    after_crc = _after_crc(records, record_v1, producer, log_append_time)
     crc = zlib.crc32(after_crc) & 0xFFFFFFFF
     return struct.pack(">QIBI", base, 1 + 4 + len(after_crc), 1, crc) + after_crc
 
@@ -153,6 +200,7 @@ def seeds():
     # batch: the codec
     s["batch"] = {
         "one-record": batch(0, [ORDER]),
+        "first-format": batch_v1(0, [ORDER, (T + 1, None, b"v", [(b"h", b"x")])]),
         "idempotent-two-records": batch(
             0, [(1000, b"k", b"v", []), (990, None, None, [(b"h", b"x")])], producer=(7, 3, 11)
         ),

@@ -99,13 +99,15 @@ pub(crate) async fn make_durable(
     Ok(info)
 }
 
-/// Checks a producer's batch completely: bounds, CRC, every record.
-fn parse_batch(bytes: bytes::Bytes) -> ApiResult<Batch> {
+/// Checks a producer's batch completely: bounds, CRC, every record. A
+/// batch in Brook's first format (from a client of an older build) is
+/// encoded again in v2, the format every new batch is stored in.
+pub(crate) fn parse_batch(bytes: bytes::Bytes) -> ApiResult<Batch> {
     let batch = Batch::parse(bytes).map_err(brook_storage::Error::from)?;
     batch
         .validate_records()
         .map_err(brook_storage::Error::from)?;
-    Ok(batch)
+    Ok(batch.upgraded().map_err(brook_storage::Error::from)?)
 }
 
 fn response(info: AppendInfo) -> v1::ProduceResponse {

@@ -51,13 +51,16 @@ impl Drop for TempDir {
     }
 }
 
-/// Byte offsets in a batch header (docs/format.md, "Record batch").
+/// Byte offsets in a batch header (docs/format.md, "Record batch"), v1;
+/// in v2 everything from the magic on sits 4 bytes later.
 const BASE_OFFSET_AT: usize = 0;
 const BATCH_LENGTH_AT: usize = 8;
 const CRC_AT: usize = 13;
 /// The CRC covers everything from here to the end of the batch.
 const ATTRIBUTES_AT: usize = 17;
 const LAST_OFFSET_DELTA_AT: usize = 19;
+/// What v2's `partitionLeaderEpoch` moves the rest by.
+const V2_SHIFT: usize = 4;
 
 /// Walks the batches laid back to back from the start of `buf` (as far as
 /// their `batch_length` fields say they fit) and rewrites each one's CRC
@@ -81,18 +84,23 @@ pub fn fix_batches(buf: &mut [u8], mut renumber_from: Option<u64>) -> usize {
             break;
         }
         let batch = &mut buf[pos..end];
+        // A 1 at byte 12 is Brook's first format (CRC-32); else Kafka's v2 (CRC-32C).
+        let v1 = batch.get(12) == Some(&1);
+        let shift = if v1 { 0 } else { V2_SHIFT };
+        if batch.len() < LAST_OFFSET_DELTA_AT + shift + 4 {
+            break;
+        }
         if let Some(next) = renumber_from.as_mut() {
             batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&next.to_be_bytes());
-            let delta = u32::from_be_bytes([
-                batch[LAST_OFFSET_DELTA_AT],
-                batch[LAST_OFFSET_DELTA_AT + 1],
-                batch[LAST_OFFSET_DELTA_AT + 2],
-                batch[LAST_OFFSET_DELTA_AT + 3],
-            ]);
+            let at = LAST_OFFSET_DELTA_AT + shift;
+            let delta = u32::from_be_bytes([batch[at], batch[at + 1], batch[at + 2], batch[at + 3]]);
             *next = next.saturating_add(u64::from(delta)).saturating_add(1);
         }
-        let crc = crc32fast::hash(&batch[ATTRIBUTES_AT..]);
-        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        let crc = match v1 {
+            true => crc32fast::hash(&batch[ATTRIBUTES_AT..]),
+            false => crc32c::crc32c(&batch[ATTRIBUTES_AT + shift..]),
+        };
+        batch[CRC_AT + shift..CRC_AT + shift + 4].copy_from_slice(&crc.to_be_bytes());
         pos = end;
         fixed += 1;
     }

@@ -4,7 +4,10 @@
 //! Pure functions over a byte slice (a segment's mapping up to its size),
 //! shared by recovery, the read path and `brook data verify`.
 
-use brook_protocol::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH};
+use brook_protocol::batch::{BatchHeader, LOG_OVERHEAD, MAGIC_V1, MAGIC_V2, MIN_BATCH_LENGTH};
+
+/// The smallest batch of any format read: where a resync stops looking.
+const MIN_BATCH: usize = LOG_OVERHEAD + MIN_BATCH_LENGTH as usize;
 
 /// A damaged stretch of a segment found by `scan`: bytes that hold no
 /// intact batch, and the offsets that were stored there.
@@ -76,8 +79,9 @@ pub(crate) fn resync(
     limit: u64,
 ) -> Option<(u64, BatchHeader)> {
     let mut pos = usize::try_from(from).ok()?;
-    while pos + HEADER_LEN <= buf.len() {
-        if buf[pos + 12] == MAGIC {
+    while pos + MIN_BATCH <= buf.len() {
+        // A v1 batch has its magic at byte 12, a v2 batch at byte 16.
+        if buf[pos + 12] == MAGIC_V1 || buf[pos + 16] == MAGIC_V2 {
             let rest = &buf[pos..];
             let base = u64::from_be_bytes(rest[..8].try_into().ok()?);
             if (min_offset..limit).contains(&base)

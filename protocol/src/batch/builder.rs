@@ -1,11 +1,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::layout::{BASE_OFFSET, BATCH_LENGTH, PARTITION_LEADER_EPOCH, V2};
 use super::{
-    HEADER_LEN, LOG_OVERHEAD, MAGIC, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, field,
+    Compression, HEADER_LEN, LOG_OVERHEAD, MAGIC, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID, NO_SEQUENCE,
 };
-use crate::varint::{put_uvarint, put_varint, uvarint_len, varint_len};
+use crate::varint::{put_varint, varint_len};
 
-/// Encodes records into one batch.
+/// Encodes records into one batch, in Kafka's RecordBatch v2.
 ///
 /// ```
 /// use brook_protocol::batch::{Batch, BatchBuilder};
@@ -26,6 +28,7 @@ pub struct BatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     attributes: u16,
+    compression: Compression,
 }
 
 impl Default for BatchBuilder {
@@ -61,6 +64,7 @@ impl BatchBuilder {
             producer_epoch: NO_PRODUCER_EPOCH,
             base_sequence: NO_SEQUENCE,
             attributes: 0,
+            compression: Compression::None,
         }
     }
 
@@ -78,6 +82,12 @@ impl BatchBuilder {
         self
     }
 
+    /// Compresses the records with `codec` when the batch is built.
+    pub fn compression(mut self, codec: Compression) -> Self {
+        self.compression = codec;
+        self
+    }
+
     /// Appends one record. Its offset is the batch's base offset plus the
     /// number of records pushed before it.
     pub fn push(
@@ -92,25 +102,25 @@ impl BatchBuilder {
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         let ts_delta = timestamp.wrapping_sub(self.first_timestamp);
-        let offset_delta = u64::from(self.count);
+        let offset_delta = i64::from(self.count);
         let nullable_len = |b: Option<&[u8]>| match b {
             None => 1,
             Some(b) => varint_len(b.len() as i64) + b.len(),
         };
         let mut len = 1
             + varint_len(ts_delta)
-            + uvarint_len(offset_delta)
+            + varint_len(offset_delta)
             + nullable_len(key)
             + nullable_len(value)
-            + uvarint_len(headers.len() as u64);
+            + varint_len(headers.len() as i64);
         for (k, v) in headers {
-            len += uvarint_len(k.len() as u64) + k.len() + uvarint_len(v.len() as u64) + v.len();
+            len += varint_len(k.len() as i64) + k.len() + varint_len(v.len() as i64) + v.len();
         }
         self.buf.reserve(len + 5);
-        put_uvarint(&mut self.buf, len as u64);
+        put_varint(&mut self.buf, len as i64);
         self.buf.put_u8(0);
         put_varint(&mut self.buf, ts_delta);
-        put_uvarint(&mut self.buf, offset_delta);
+        put_varint(&mut self.buf, offset_delta);
         for part in [key, value] {
             match part {
                 None => put_varint(&mut self.buf, -1),
@@ -120,11 +130,11 @@ impl BatchBuilder {
                 }
             }
         }
-        put_uvarint(&mut self.buf, headers.len() as u64);
+        put_varint(&mut self.buf, headers.len() as i64);
         for (k, v) in headers {
-            put_uvarint(&mut self.buf, k.len() as u64);
+            put_varint(&mut self.buf, k.len() as i64);
             self.buf.put_slice(k.as_bytes());
-            put_uvarint(&mut self.buf, v.len() as u64);
+            put_varint(&mut self.buf, v.len() as i64);
             self.buf.put_slice(v);
         }
         self.count += 1;
@@ -140,7 +150,7 @@ impl BatchBuilder {
         self.count == 0
     }
 
-    /// Size the batch will have once built.
+    /// Size the batch will have once built (before compression).
     pub fn size_bytes(&self) -> usize {
         self.buf.len()
     }
@@ -151,27 +161,39 @@ impl BatchBuilder {
     /// real one. An empty builder gives a batch with no records, which
     /// [`super::Batch::validate_records`] rejects.
     pub fn build(mut self, base_offset: u64) -> Bytes {
+        let mut attributes = self.attributes;
+        if self.compression != Compression::None && self.count > 0 {
+            let packed = self.compression.compress(&self.buf[HEADER_LEN..]);
+            // Kafka's producers send a batch plain when compression does not pay.
+            if packed.len() < self.buf.len() - HEADER_LEN {
+                self.buf.truncate(HEADER_LEN);
+                self.buf.extend_from_slice(&packed);
+                attributes |= self.compression.bits();
+            }
+        }
         let batch_length = (self.buf.len() - LOG_OVERHEAD) as u32;
         let max_timestamp = if self.count == 0 {
             self.first_timestamp
         } else {
             self.max_timestamp
         };
+        let l = V2;
         let h = &mut self.buf[..HEADER_LEN];
-        h[field::BASE_OFFSET..][..8].copy_from_slice(&base_offset.to_be_bytes());
-        h[field::BATCH_LENGTH..][..4].copy_from_slice(&batch_length.to_be_bytes());
-        h[field::MAGIC] = MAGIC;
-        h[field::ATTRIBUTES..][..2].copy_from_slice(&self.attributes.to_be_bytes());
-        h[field::LAST_OFFSET_DELTA..][..4]
+        h[BASE_OFFSET..][..8].copy_from_slice(&base_offset.to_be_bytes());
+        h[BATCH_LENGTH..][..4].copy_from_slice(&batch_length.to_be_bytes());
+        h[PARTITION_LEADER_EPOCH..][..4].copy_from_slice(&NO_PARTITION_LEADER_EPOCH.to_be_bytes());
+        h[l.magic_at()] = MAGIC;
+        h[l.attributes_at()..][..2].copy_from_slice(&attributes.to_be_bytes());
+        h[l.last_offset_delta_at()..][..4]
             .copy_from_slice(&self.count.saturating_sub(1).to_be_bytes());
-        h[field::FIRST_TIMESTAMP..][..8].copy_from_slice(&self.first_timestamp.to_be_bytes());
-        h[field::MAX_TIMESTAMP..][..8].copy_from_slice(&max_timestamp.to_be_bytes());
-        h[field::PRODUCER_ID..][..8].copy_from_slice(&self.producer_id.to_be_bytes());
-        h[field::PRODUCER_EPOCH..][..2].copy_from_slice(&self.producer_epoch.to_be_bytes());
-        h[field::BASE_SEQUENCE..][..4].copy_from_slice(&self.base_sequence.to_be_bytes());
-        h[field::RECORD_COUNT..][..4].copy_from_slice(&self.count.to_be_bytes());
-        let crc = crc32fast::hash(&self.buf[field::ATTRIBUTES..]);
-        self.buf[field::CRC..][..4].copy_from_slice(&crc.to_be_bytes());
+        h[l.first_timestamp_at()..][..8].copy_from_slice(&self.first_timestamp.to_be_bytes());
+        h[l.max_timestamp_at()..][..8].copy_from_slice(&max_timestamp.to_be_bytes());
+        h[l.producer_id_at()..][..8].copy_from_slice(&self.producer_id.to_be_bytes());
+        h[l.producer_epoch_at()..][..2].copy_from_slice(&self.producer_epoch.to_be_bytes());
+        h[l.base_sequence_at()..][..4].copy_from_slice(&self.base_sequence.to_be_bytes());
+        h[l.record_count_at()..][..4].copy_from_slice(&self.count.to_be_bytes());
+        let crc = l.crc(&self.buf[l.attributes_at()..]);
+        self.buf[l.crc_at()..][..4].copy_from_slice(&crc.to_be_bytes());
         self.buf.freeze()
     }
 }

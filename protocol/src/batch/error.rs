@@ -59,4 +59,15 @@ pub enum DecodeError {
         /// What was wrong.
         reason: &'static str,
     },
+    /// The records of a compressed batch do not decompress.
+    #[error("batch records do not decompress with {codec}: {reason}")]
+    Compression {
+        /// The codec named by the batch's attributes.
+        codec: &'static str,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The batch belongs to a transaction or is a transaction marker.
+    #[error("transactional and control batches are not supported")]
+    Transactional,
 }

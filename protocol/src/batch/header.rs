@@ -1,18 +1,26 @@
-use super::{DecodeError, HEADER_LEN, LOG_OVERHEAD, MAGIC, MIN_BATCH_LENGTH, field};
+use super::compression::{CODEC_MASK, Compression};
+use super::layout::{self, BASE_OFFSET, BATCH_LENGTH, Layout, PARTITION_LEADER_EPOCH};
+use super::{DecodeError, LOG_OVERHEAD, MIN_BATCH_LENGTH};
 
-/// The fixed 57-byte header at the start of every batch (see `docs/format.md`).
+/// The fixed header at the start of every batch: 61 bytes in v2, 57 in
+/// Brook's first format (see `docs/format.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
     /// Offset of the first record; stamped by the broker, not covered by the CRC.
     pub base_offset: u64,
-    /// Bytes that follow the `batch_length` field (magic to the end of the last record).
+    /// Bytes that follow the `batch_length` field (to the end of the last record).
     pub batch_length: u32,
-    /// Format version.
+    /// The leader epoch the batch was appended in (v2; not covered by the
+    /// CRC); -1 when none was stamped, and always -1 for v1.
+    pub partition_leader_epoch: i32,
+    /// Format version: 2 (Kafka's RecordBatch v2) or 1 (Brook's first format).
     pub magic: u8,
-    /// CRC-32 (IEEE) of everything after the CRC field.
+    /// CRC-32C (v2) or CRC-32 (v1) of everything after the CRC field.
     pub crc: u32,
-    /// Bits 0-2: compression codec (only 0, none, is defined); bit 3: timestamp
-    /// type (0 create time, 1 log-append time); other bits reserved, zero.
+    /// Bits 0-2: compression codec (v2: 0 none, 1 gzip, 2 snappy, 3 lz4,
+    /// 4 zstd; v1: 0 only); bit 3: timestamp type (0 create time, 1
+    /// log-append time); v2 bit 4: transactional, bit 5: control batch,
+    /// bit 6: has a delete horizon. Other bits are reserved, zero.
     pub attributes: u16,
     /// Offset of the last record minus `base_offset`.
     pub last_offset_delta: u32,
@@ -30,8 +38,13 @@ pub struct BatchHeader {
     pub record_count: u32,
 }
 
-/// Attribute bits this version understands: the codec (must be 0) and the timestamp type.
-const KNOWN_ATTRIBUTES: u16 = 0b1000;
+/// Attribute bits v1 defines: the timestamp type (its codec must be 0).
+const KNOWN_ATTRIBUTES_V1: u16 = 0b1000;
+/// Attribute bits v2 defines: codec, timestamp type, transactional,
+/// control, delete horizon.
+const KNOWN_ATTRIBUTES_V2: u16 = 0b111_1111;
+/// v2's transactional and control bits.
+pub(crate) const TRANSACTIONAL_OR_CONTROL: u16 = 0b11_0000;
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
@@ -55,7 +68,7 @@ pub fn peek_batch_len(buf: &[u8], max_batch_length: u32) -> Result<usize, Decode
             available: buf.len(),
         });
     }
-    let length = u32_at(buf, field::BATCH_LENGTH);
+    let length = u32_at(buf, BATCH_LENGTH);
     if !(MIN_BATCH_LENGTH..=max_batch_length).contains(&length) {
         return Err(DecodeError::InvalidLength {
             length: u64::from(length),
@@ -73,7 +86,7 @@ pub fn peek_batch_len(buf: &[u8], max_batch_length: u32) -> Result<usize, Decode
 /// # Panics
 /// If `buf` is shorter than 8 bytes (the caller has parsed the batch already).
 pub fn set_base_offset(buf: &mut [u8], base_offset: u64) {
-    buf[field::BASE_OFFSET..field::BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    buf[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
 impl BatchHeader {
@@ -82,10 +95,19 @@ impl BatchHeader {
     /// attribute bits. Does not check the CRC (see [`BatchHeader::check_crc`]).
     pub fn parse(buf: &[u8], max_batch_length: u32) -> Result<BatchHeader, DecodeError> {
         let total = peek_batch_len(buf, max_batch_length)?;
-        if buf.len() < HEADER_LEN {
+        let layout = Layout::of(buf)?;
+        let header_len = layout.header_len();
+        if buf.len() < header_len {
             return Err(DecodeError::Truncated {
-                needed: HEADER_LEN,
+                needed: header_len,
                 available: buf.len(),
+            });
+        }
+        if total < header_len {
+            return Err(DecodeError::InvalidLength {
+                length: (total - LOG_OVERHEAD) as u64,
+                min: (header_len - LOG_OVERHEAD) as u64,
+                max: u64::from(max_batch_length),
             });
         }
         if buf.len() < total {
@@ -94,40 +116,46 @@ impl BatchHeader {
                 available: buf.len(),
             });
         }
-        let magic = buf[field::MAGIC];
-        if magic != MAGIC {
-            return Err(DecodeError::UnsupportedMagic(magic));
-        }
-        let attributes = u16_at(buf, field::ATTRIBUTES);
-        if attributes & !KNOWN_ATTRIBUTES != 0 {
+        let attributes = u16_at(buf, layout.attributes_at());
+        let known = match layout.magic() {
+            layout::MAGIC_V2 => KNOWN_ATTRIBUTES_V2,
+            _ => KNOWN_ATTRIBUTES_V1,
+        };
+        if attributes & !known != 0 || Compression::from_attributes(attributes).is_none() {
             return Err(DecodeError::UnsupportedAttributes(attributes));
         }
+        let partition_leader_epoch = match layout.magic() {
+            layout::MAGIC_V2 => u32_at(buf, PARTITION_LEADER_EPOCH) as i32,
+            _ => -1,
+        };
         Ok(BatchHeader {
-            base_offset: u64_at(buf, field::BASE_OFFSET),
-            batch_length: u32_at(buf, field::BATCH_LENGTH),
-            magic,
-            crc: u32_at(buf, field::CRC),
+            base_offset: u64_at(buf, BASE_OFFSET),
+            batch_length: u32_at(buf, BATCH_LENGTH),
+            partition_leader_epoch,
+            magic: layout.magic(),
+            crc: u32_at(buf, layout.crc_at()),
             attributes,
-            last_offset_delta: u32_at(buf, field::LAST_OFFSET_DELTA),
-            first_timestamp: u64_at(buf, field::FIRST_TIMESTAMP) as i64,
-            max_timestamp: u64_at(buf, field::MAX_TIMESTAMP) as i64,
-            producer_id: u64_at(buf, field::PRODUCER_ID) as i64,
-            producer_epoch: u16_at(buf, field::PRODUCER_EPOCH) as i16,
-            base_sequence: u32_at(buf, field::BASE_SEQUENCE) as i32,
-            record_count: u32_at(buf, field::RECORD_COUNT),
+            last_offset_delta: u32_at(buf, layout.last_offset_delta_at()),
+            first_timestamp: u64_at(buf, layout.first_timestamp_at()) as i64,
+            max_timestamp: u64_at(buf, layout.max_timestamp_at()) as i64,
+            producer_id: u64_at(buf, layout.producer_id_at()) as i64,
+            producer_epoch: u16_at(buf, layout.producer_epoch_at()) as i16,
+            base_sequence: u32_at(buf, layout.base_sequence_at()) as i32,
+            record_count: u32_at(buf, layout.record_count_at()),
         })
     }
 
     /// Checks the CRC against `buf`, which must hold the whole batch
     /// (as guaranteed by a successful [`BatchHeader::parse`] of the same buffer).
     pub fn check_crc(&self, buf: &[u8]) -> Result<(), DecodeError> {
+        let layout = self.layout();
         let covered =
-            buf.get(field::ATTRIBUTES..self.total_len())
+            buf.get(layout.attributes_at()..self.total_len())
                 .ok_or(DecodeError::Truncated {
                     needed: self.total_len(),
                     available: buf.len(),
                 })?;
-        let computed = crc32fast::hash(covered);
+        let computed = layout.crc(covered);
         if computed != self.crc {
             return Err(DecodeError::CrcMismatch {
                 stored: self.crc,
@@ -156,5 +184,29 @@ impl BatchHeader {
     /// Whether the timestamps are the broker's append time rather than the producer's.
     pub fn log_append_time(&self) -> bool {
         self.attributes & 0b1000 != 0
+    }
+
+    /// The codec the records are compressed with.
+    pub fn compression(&self) -> Compression {
+        Compression::from_attributes(self.attributes & CODEC_MASK).unwrap_or_default()
+    }
+
+    /// Whether this is a transaction's batch or a transaction marker (v2
+    /// attribute bits 4 and 5): Brook does not support transactions.
+    pub fn transactional_or_control(&self) -> bool {
+        self.attributes & TRANSACTIONAL_OR_CONTROL != 0
+    }
+
+    /// Bytes before the first record (61 in v2, 57 in v1).
+    pub fn header_len(&self) -> usize {
+        self.layout().header_len()
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        if self.magic == layout::MAGIC_V1 {
+            layout::V1
+        } else {
+            layout::V2
+        }
     }
 }

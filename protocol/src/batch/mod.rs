@@ -11,48 +11,38 @@
 //! error, never panics, and never allocates more than the input's size.
 
 mod builder;
+mod compression;
 mod error;
 mod header;
+mod layout;
 mod record;
 
 pub use builder::BatchBuilder;
+pub use compression::{Compression, MAX_DECOMPRESSED};
 pub use error::DecodeError;
 pub use header::{BatchHeader, peek_batch_len, set_base_offset};
+pub use layout::{MAGIC_V1, MAGIC_V2};
 pub use record::{Record, RecordHeader, Records};
 
 use bytes::Bytes;
 
-/// The format version written by this build.
-pub const MAGIC: u8 = 1;
-/// Bytes before the records: the fixed batch header.
-pub const HEADER_LEN: usize = 57;
+/// The format version written by this build: Kafka's RecordBatch v2.
+pub const MAGIC: u8 = MAGIC_V2;
+/// Bytes before the records in the format written (v2): the fixed batch header.
+pub const HEADER_LEN: usize = 61;
 /// Bytes before `batch_length` counts: base offset (8) and the length field itself (4).
 pub const LOG_OVERHEAD: usize = 12;
-/// Smallest valid `batch_length`: a header with no record bytes.
-pub const MIN_BATCH_LENGTH: u32 = (HEADER_LEN - LOG_OVERHEAD) as u32;
+/// Smallest `batch_length` of any format read (a v1 header with no record
+/// bytes); a v2 batch needs 4 more.
+pub const MIN_BATCH_LENGTH: u32 = 45;
+/// `partitionLeaderEpoch` of a batch no leader stamped.
+pub const NO_PARTITION_LEADER_EPOCH: i32 = -1;
 /// Producer id of a batch written without the idempotent producer.
 pub const NO_PRODUCER_ID: i64 = -1;
 /// Producer epoch of a batch written without the idempotent producer.
 pub const NO_PRODUCER_EPOCH: i16 = -1;
 /// Base sequence of a batch written without the idempotent producer.
 pub const NO_SEQUENCE: i32 = -1;
-
-/// Byte offsets of the header fields, shared by the encoder and decoder.
-pub(crate) mod field {
-    pub const BASE_OFFSET: usize = 0;
-    pub const BATCH_LENGTH: usize = 8;
-    pub const MAGIC: usize = 12;
-    pub const CRC: usize = 13;
-    /// The CRC covers everything from here to the end of the batch.
-    pub const ATTRIBUTES: usize = 17;
-    pub const LAST_OFFSET_DELTA: usize = 19;
-    pub const FIRST_TIMESTAMP: usize = 23;
-    pub const MAX_TIMESTAMP: usize = 31;
-    pub const PRODUCER_ID: usize = 39;
-    pub const PRODUCER_EPOCH: usize = 47;
-    pub const BASE_SEQUENCE: usize = 49;
-    pub const RECORD_COUNT: usize = 53;
-}
 
 /// A batch whose header, length and CRC have been checked.
 ///
@@ -85,10 +75,17 @@ impl Batch {
     /// Walks every record and checks that the header agrees with them:
     /// the record count, dense offset deltas `0..count`, the last offset
     /// delta and the maximum timestamp.
+    ///
+    /// Transactional and control batches are refused: Brook has no
+    /// transactions, and storing them would show consumers records of
+    /// transactions that never commit or abort.
     pub fn validate_records(&self) -> Result<(), DecodeError> {
         let h = &self.header;
         if h.record_count == 0 {
             return Err(DecodeError::Empty);
+        }
+        if h.transactional_or_control() {
+            return Err(DecodeError::Transactional);
         }
         let mut count: u32 = 0;
         let mut max_ts = i64::MIN;
@@ -152,9 +149,44 @@ impl Batch {
         self.header.last_offset()
     }
 
-    /// The records, decoded lazily; keys and values are zero-copy slices.
+    /// The records, decoded lazily; keys and values are zero-copy slices
+    /// (of the decompressed records, for a compressed batch: a batch that
+    /// does not decompress yields that error).
     pub fn records(&self) -> Records {
-        Records::new(&self.header, self.bytes.slice(HEADER_LEN..))
+        let body = self.bytes.slice(self.header.header_len()..);
+        match self.header.compression() {
+            Compression::None => Records::new(&self.header, body),
+            codec => match codec.decompress(&body) {
+                Ok(plain) => Records::new(&self.header, plain),
+                Err(e) => Records::failed(&self.header, e),
+            },
+        }
+    }
+
+    /// The batch in the format written now (v2): itself if it is one, else
+    /// its records encoded again with the same producer fields, timestamps
+    /// and timestamp type. A producer of an older build sends v1 batches;
+    /// the broker stores every new batch as v2.
+    pub fn upgraded(self) -> Result<Batch, DecodeError> {
+        if self.header.magic == MAGIC {
+            return Ok(self);
+        }
+        let h = self.header;
+        let mut b = BatchBuilder::with_capacity(self.bytes.len() + 4 + h.record_count as usize)
+            .producer(h.producer_id, h.producer_epoch, h.base_sequence);
+        if h.log_append_time() {
+            b = b.log_append_time();
+        }
+        for record in self.records() {
+            let r = record?;
+            let headers: Vec<(&str, &[u8])> = r
+                .headers
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_ref()))
+                .collect();
+            b.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers);
+        }
+        Batch::parse(b.build(h.base_offset))
     }
 
     /// A copy stamped with another producer id, epoch and base sequence,
@@ -162,13 +194,13 @@ impl Batch {
     /// producer whose id the broker no longer knows re-sends its unstored
     /// batches under a new id this way.
     pub fn restamped(&self, producer_id: i64, epoch: i16, base_sequence: i32) -> Batch {
+        let layout = self.header.layout();
         let mut buf = self.bytes.to_vec();
-        buf[field::PRODUCER_ID..field::PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
-        buf[field::PRODUCER_EPOCH..field::PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
-        buf[field::BASE_SEQUENCE..field::BASE_SEQUENCE + 4]
-            .copy_from_slice(&base_sequence.to_be_bytes());
-        let crc = crc32fast::hash(&buf[field::ATTRIBUTES..]);
-        buf[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        buf[layout.producer_id_at()..][..8].copy_from_slice(&producer_id.to_be_bytes());
+        buf[layout.producer_epoch_at()..][..2].copy_from_slice(&epoch.to_be_bytes());
+        buf[layout.base_sequence_at()..][..4].copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = layout.crc(&buf[layout.attributes_at()..]);
+        buf[layout.crc_at()..][..4].copy_from_slice(&crc.to_be_bytes());
         let header = BatchHeader {
             crc,
             producer_id,

@@ -46,6 +46,10 @@ pub struct Records {
     count: u32,
     index: u32,
     failed: bool,
+    /// v2 writes every length, offset delta and count zig-zag; v1 unsigned.
+    signed: bool,
+    /// Why the records cannot be read at all (a batch that does not decompress).
+    error: Option<DecodeError>,
 }
 
 impl Records {
@@ -58,6 +62,16 @@ impl Records {
             count: header.record_count,
             index: 0,
             failed: false,
+            signed: header.layout().signed_lengths(),
+            error: None,
+        }
+    }
+
+    /// An iterator that yields `error` once: the records cannot be read.
+    pub(super) fn failed(header: &BatchHeader, error: DecodeError) -> Records {
+        Records {
+            error: Some(error),
+            ..Records::new(header, Bytes::new())
         }
     }
 
@@ -70,8 +84,7 @@ impl Records {
 
     fn next_record(&mut self) -> Result<Record, DecodeError> {
         let rest = &self.buf[self.pos..];
-        let (len, n) = get_uvarint(rest, 5).ok_or(self.invalid("bad length varint"))?;
-        let len = usize::try_from(len).map_err(|_| self.invalid("length too large"))?;
+        let (len, n) = length(rest, self.signed).ok_or(self.invalid("bad length varint"))?;
         if len > rest.len() - n {
             return Err(self.invalid("length runs past the end of the batch"));
         }
@@ -82,6 +95,7 @@ impl Records {
             buf: &self.buf[..end],
             pos: start,
             index: self.index,
+            signed: self.signed,
         };
         if r.u8()? != 0 {
             return Err(self.invalid("reserved record attributes are set"));
@@ -91,19 +105,25 @@ impl Records {
             .first_timestamp
             .checked_add(ts_delta)
             .ok_or(self.invalid("timestamp overflows"))?;
-        let offset_delta = r.uvarint(5, "bad offset delta")?;
+        let offset_delta = r.length("bad offset delta")? as u64;
         let key = r.nullable_range("bad key")?;
         let value = r.nullable_range("bad value")?;
-        let header_count = r.uvarint(5, "bad header count")? as usize;
+        let header_count = r.length("bad header count")?;
         // Each header takes at least two bytes: never reserve more than the input can hold.
         let mut headers = Vec::with_capacity(header_count.min((end - r.pos) / 2));
         for _ in 0..header_count {
-            let key_len = r.uvarint(5, "bad header key length")? as usize;
+            let key_len = r.length("bad header key length")?;
             let key = r.take(key_len, "header key runs past the record")?;
             let key = String::from_utf8(self.buf[key].to_vec())
                 .map_err(|_| self.invalid("header key is not UTF-8"))?;
-            let value_len = r.uvarint(5, "bad header value length")? as usize;
-            let value = r.take(value_len, "header value runs past the record")?;
+            // v2 allows a null header value; it reads as an empty one.
+            let value = match self.signed {
+                true => r.nullable_range("bad header value")?.unwrap_or(0..0),
+                false => {
+                    let value_len = r.length("bad header value length")?;
+                    r.take(value_len, "header value runs past the record")?
+                }
+            };
             headers.push(RecordHeader {
                 key,
                 value: self.buf.slice(value),
@@ -129,6 +149,10 @@ impl Iterator for Records {
         if self.failed {
             return None;
         }
+        if let Some(e) = self.error.take() {
+            self.failed = true;
+            return Some(Err(e));
+        }
         let drained = self.pos == self.buf.len();
         if self.index == self.count || drained {
             if self.index == self.count && !drained {
@@ -150,6 +174,20 @@ struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
     index: u32,
+    signed: bool,
+}
+
+/// A non-negative 32-bit length or count: a zig-zag varint (v2) or an
+/// unsigned one (v1). Returns it with the bytes it took.
+fn length(buf: &[u8], signed: bool) -> Option<(usize, usize)> {
+    let (v, n) = match signed {
+        true => {
+            let (v, n) = get_varint(buf, 5)?;
+            (u64::try_from(v).ok()?, n)
+        }
+        false => get_uvarint(buf, 5)?,
+    };
+    Some((usize::try_from(u32::try_from(v).ok()?).ok()?, n))
 }
 
 impl Cursor<'_> {
@@ -166,8 +204,8 @@ impl Cursor<'_> {
         Ok(b)
     }
 
-    fn uvarint(&mut self, max: usize, what: &'static str) -> Result<u64, DecodeError> {
-        let (v, n) = get_uvarint(&self.buf[self.pos..], max).ok_or(self.err(what))?;
+    fn length(&mut self, what: &'static str) -> Result<usize, DecodeError> {
+        let (v, n) = length(&self.buf[self.pos..], self.signed).ok_or(self.err(what))?;
         self.pos += n;
         Ok(v)
     }

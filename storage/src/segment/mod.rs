@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use brook_protocol::batch::{Batch, BatchHeader, HEADER_LEN};
+use brook_protocol::batch::{Batch, BatchHeader, LOG_OVERHEAD, MIN_BATCH_LENGTH};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::config::{AppendMode, PartitionConfig};
@@ -88,7 +88,9 @@ pub(crate) struct Segment {
 /// Entries an index may need for `bytes` of log: at most one per interval
 /// and one per batch, plus the entry written when sealing.
 fn index_capacity(bytes: u64, interval: u64) -> usize {
-    (bytes / interval.max(HEADER_LEN as u64)) as usize + 2
+    // The smallest batch of any format read (a v1 log holds smaller ones than v2).
+    let min_batch = LOG_OVERHEAD as u64 + u64::from(MIN_BATCH_LENGTH);
+    (bytes / interval.max(min_batch)) as usize + 2
 }
 
 impl Segment {
