@@ -62,11 +62,15 @@ COPY --from=build /src/target/dist/brook /usr/local/bin/brook
 # The brook user, by number so that Kubernetes' runAsNonRoot can verify it.
 USER 999:999
 VOLUME /var/lib/brook
-# gRPC and Prometheus metrics.
-EXPOSE 9292 9293
+# gRPC, Prometheus metrics and the Kafka protocol.
+EXPOSE 9292 9293 9092
+# Kafka clients outside the container need BROOK_KAFKA_ADVERTISED_ADDRESS
+# (the host:port they reach it at): Metadata tells them where to connect.
 ENV BROOK_DATA_DIR=/var/lib/brook \
     BROOK_LISTEN=0.0.0.0:9292 \
-    BROOK_METRICS_LISTEN=0.0.0.0:9293
+    BROOK_METRICS_LISTEN=0.0.0.0:9293 \
+    BROOK_KAFKA_LISTEN=0.0.0.0:9092 \
+    BROOK_KAFKA_ADVERTISED_ADDRESS=localhost:9092
 # Healthy once gRPC health answers SERVING (after the log is recovered).
 # Recovery after an unclean stop can take minutes on a large data directory:
 # failures within the start period do not count, and during it the check runs

@@ -2,8 +2,10 @@
 # A/B of two brook binaries on the standard runs (W1 written, W2, W1 durable,
 # W1 with 5 in flight, W3 written and durable), rounds alternating the two
 # sides so that both see the same machine state; prints every run, then the
-# medians and the new/old ratios. The bench client is NEW_BROOK's for both.
-#   scripts/ab-standard.sh OLD_BROOK NEW_BROOK [ROUNDS]   (default 3)
+# medians and the new/old ratios. The bench client is NEW_BROOK's for both,
+# or each side's own with AB_CLIENT=own (when the two speak different batch
+# formats, as magic 1 and Kafka's v2).
+#   [AB_CLIENT=own] scripts/ab-standard.sh OLD_BROOK NEW_BROOK [ROUNDS]   (default 3)
 # Build the old one from a worktree: git worktree add /tmp/base <rev> &&
 #   (cd /tmp/base && cargo build --release -p brook)
 set -euo pipefail
@@ -15,10 +17,12 @@ trap 'rm -f "$out"' EXIT
 for round in $(seq 1 "$rounds"); do
   for side in old new; do
     B=${!side}
+    client=$new
+    if [[ ${AB_CLIENT:-} == own ]]; then client=$B; fi
     start_broker "$B"
     run() {
       local name=$1; shift
-      echo "$round $side $name $($new bench --url "$url" --broker-pid "$pid" --json "$@" 2>/dev/null | tail -1)" | tee -a "$out"
+      echo "$round $side $name $($client bench --url "$url" --broker-pid "$pid" --json "$@" 2>/dev/null | tail -1)" | tee -a "$out"
     }
     run W1-written     --topic w1  produce --messages 1000000 --in-flight 1
     run W2             --topic w1  consume --messages 1000000

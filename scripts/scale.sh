@@ -25,7 +25,7 @@ start() {
   local t0 out
   t0=$(now)
   out=$(mktemp)
-  $B serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$out" 2>>"$data.log" &
+  BROOK_KAFKA_LISTEN=127.0.0.1:0 $B serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$out" 2>>"$data.log" &
   pid=$!
   for _ in $(seq 6000); do grep -q listening "$out" 2>/dev/null && break; sleep 0.01; done
   grep -q listening "$out" || { echo "broker did not start; see $data.log" >&2; exit 1; }

@@ -31,6 +31,18 @@ pub struct ServeArgs {
     /// Prometheus /metrics address [default: 127.0.0.1:9293]
     #[arg(long, env = "BROOK_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Kafka-protocol address for Kafka clients and tools, or `off` [default: 127.0.0.1:9092]
+    #[arg(long, env = "BROOK_KAFKA_LISTEN", value_name = "ADDR|off")]
+    pub kafka_listen: Option<String>,
+    /// HOST:PORT Kafka clients are told to connect to (Metadata) [default: the Kafka listen address]
+    #[arg(long, env = "BROOK_KAFKA_ADVERTISED_ADDRESS", value_name = "HOST:PORT")]
+    pub kafka_advertised_address: Option<String>,
+    /// Create a topic when a Kafka client asks for metadata of one that does not exist (Kafka's auto.create.topics.enable) [default: false]
+    #[arg(long, env = "BROOK_AUTO_CREATE_TOPICS", num_args = 0..=1, default_missing_value = "true")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of a topic created without a count (auto-created, or CreateTopics with -1) [default: 1]
+    #[arg(long, env = "BROOK_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<u32>,
     /// Largest gRPC request accepted, in bytes; larger ones get RESOURCE_EXHAUSTED [default: 16777216]
     #[arg(long, env = "BROOK_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -166,6 +178,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Metrics address.
     pub metrics_listen: SocketAddr,
+    /// The Kafka-protocol listener's settings.
+    pub kafka: KafkaConfig,
     /// gRPC decoding limit.
     pub max_request_bytes: usize,
     /// Long-poll cap.
@@ -206,6 +220,41 @@ pub struct ServeConfig {
     pub debug_fail_fetch_committed: u64,
     /// See [`ServeArgs::debug_delay_recovery_ms`].
     pub debug_delay_recovery: Duration,
+}
+
+/// The Kafka-protocol listener's settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Where it listens; `None` when turned off.
+    pub listen: Option<SocketAddr>,
+    /// `host:port` clients are told to connect to; the bound address when unset.
+    pub advertised: Option<(String, u16)>,
+    /// Whether Metadata creates topics that do not exist.
+    pub auto_create_topics: bool,
+    /// Partitions of a topic created without a count.
+    pub default_partitions: u32,
+}
+
+/// Parses `--kafka-listen`: an address, or `off`.
+fn parse_kafka_listen(s: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .with_context(|| format!("kafka_listen {s:?} is not an address (IP:PORT) or off"))
+}
+
+/// Parses `--kafka-advertised-address` (`host:port`).
+fn parse_advertised(s: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .filter(|(h, _)| !h.is_empty())
+        .with_context(|| format!("kafka_advertised_address {s:?} is not HOST:PORT"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("kafka_advertised_address {s:?}: bad port"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 
 /// The PEM files of the broker's TLS settings, read at start.
@@ -310,6 +359,17 @@ impl ServeArgs {
             data_dir: pick!(data_dir, PathBuf::from("./brook-data")),
             listen: pick!(listen, SocketAddr::from(([127, 0, 0, 1], 9292))),
             metrics_listen: pick!(metrics_listen, SocketAddr::from(([127, 0, 0, 1], 9293))),
+            kafka: KafkaConfig {
+                listen: parse_kafka_listen(&pick!(kafka_listen, "127.0.0.1:9092".to_string()))?,
+                advertised: self
+                    .kafka_advertised_address
+                    .or(file.kafka_advertised_address)
+                    .as_deref()
+                    .map(parse_advertised)
+                    .transpose()?,
+                auto_create_topics: pick!(auto_create_topics, false),
+                default_partitions: pick!(default_partitions, 1),
+            },
             max_request_bytes: pick!(max_request_bytes, 16 << 20),
             max_fetch_wait: Duration::from_millis(pick!(max_fetch_wait_ms, 30_000)),
             request_timeout: Duration::from_millis(pick!(request_timeout_ms, 60_000)),
@@ -368,6 +428,11 @@ impl ServeArgs {
             debug_delay_recovery: Duration::from_millis(self.debug_delay_recovery_ms.unwrap_or(0)),
             topic_defaults,
         };
+        anyhow::ensure!(
+            (1..=10_000).contains(&config.kafka.default_partitions),
+            "default_partitions must be 1..=10000, got {}",
+            config.kafka.default_partitions
+        );
         anyhow::ensure!(
             config.group_min_session_timeout <= config.group_max_session_timeout,
             "group_min_session_timeout_ms must not exceed group_max_session_timeout_ms"

@@ -101,21 +101,26 @@ fn count_records(buf: &[u8]) -> u64 {
     headers(buf).map(|h| u64::from(h.record_count)).sum()
 }
 
+/// Counts records and bytes served from `topic` (either protocol).
+pub(crate) fn count_fetched(broker: &Broker, topic: &str, buf: &[u8]) {
+    let labels = TopicLabels {
+        topic: topic.to_string(),
+    };
+    broker
+        .metrics
+        .fetched_records
+        .get_or_create(&labels)
+        .inc_by(count_records(buf));
+    broker
+        .metrics
+        .fetched_bytes
+        .get_or_create(&labels)
+        .inc_by(buf.len() as u64);
+}
+
 impl ConsumerService {
     fn count_out(&self, topic: &str, buf: &[u8]) {
-        let labels = TopicLabels {
-            topic: topic.to_string(),
-        };
-        self.broker
-            .metrics
-            .fetched_records
-            .get_or_create(&labels)
-            .inc_by(count_records(buf));
-        self.broker
-            .metrics
-            .fetched_bytes
-            .get_or_create(&labels)
-            .inc_by(buf.len() as u64);
+        count_fetched(&self.broker, topic, buf);
     }
 
     async fn fetch_inner(&self, req: &v1::FetchRequest) -> ApiResult<v1::FetchResponse> {
@@ -363,7 +368,11 @@ impl Consumer for ConsumerService {
 /// microseconds against a read's hundreds (docs/benchmarks.md, "Reads off
 /// the async workers"). At or past the high watermark there is nothing to
 /// touch: that answer stays on the worker.
-async fn read_off_worker(p: &Partition, offset: u64, max_bytes: usize) -> ApiResult<ReadResult> {
+pub(crate) async fn read_off_worker(
+    p: &Partition,
+    offset: u64,
+    max_bytes: usize,
+) -> ApiResult<ReadResult> {
     if offset >= p.high_watermark() {
         return Ok(p.read(offset, max_bytes)?);
     }

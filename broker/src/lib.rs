@@ -7,6 +7,7 @@
 //! - [`state::Broker`]: what the services share; [`error`]: the one error type
 //!   (a reason per refusal) and its mapping to gRPC statuses with `ErrorInfo`.
 //! - `request`: the tower layer that traces, counts, times and logs every RPC.
+//! - `kafka`: the Kafka-protocol listener (Kafka clients on the same log).
 //! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
 //! - [`cli`]: the `brook` command line (serve, topic, produce, consume, group,
 //!   lag, data, bench), one file per command family.
@@ -25,6 +26,7 @@ mod consume;
 pub mod error;
 mod fdlimit;
 pub mod groups;
+mod kafka;
 mod metrics;
 mod produce;
 mod producer_ids;

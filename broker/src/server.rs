@@ -52,7 +52,7 @@ const H2_MAX_FRAME: u32 = 1 << 20;
 /// once, before binding anything), raise the descriptor limit, bind both
 /// ports (requests get UNAVAILABLE and gRPC health says NOT_SERVING while
 /// the log recovers), recover, and only then print
-/// `brook listening grpc=ADDR metrics=ADDR` on stdout: the line means the
+/// `brook listening grpc=ADDR metrics=ADDR kafka=ADDR` on stdout: the line means the
 /// broker serves.
 pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()> {
     // The storage error names the directory and the holder's PID.
@@ -75,8 +75,18 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     let metrics_listener = TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("binding metrics address {}", config.metrics_listen))?;
+    let kafka_listener = match config.kafka.listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("binding Kafka address {addr} (--kafka-listen off turns it off)")
+        })?),
+        None => None,
+    };
     let grpc_addr = listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
+    let kafka_addr = kafka_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
 
     let auth = crate::auth::Auth::open(config.auth.clone(), config.data_dir.clone())
         .map_err(anyhow::Error::msg)?;
@@ -94,6 +104,23 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
             .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    if let (Some(kafka), Some(addr)) = (kafka_listener, kafka_addr) {
+        let advertised = match &config.kafka.advertised {
+            Some((host, port)) => crate::kafka::Advertised {
+                host: host.clone(),
+                port: i32::from(*port),
+            },
+            None => crate::kafka::Advertised {
+                // An unspecified address cannot be connected to: name loopback.
+                host: match addr.ip().is_unspecified() {
+                    true => "127.0.0.1".to_string(),
+                    false => addr.ip().to_string(),
+                },
+                port: i32::from(addr.port()),
+            },
+        };
+        tokio::spawn(crate::kafka::serve(kafka, Arc::clone(&broker), advertised));
+    }
     let reflection_v1 = reflection()
         .build_v1()
         .context("building the reflection service")?;
@@ -229,8 +256,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         "log recovered; serving"
     );
     let tls = if config.tls.is_some() { " tls=on" } else { "" };
-    println!("brook listening grpc={grpc_addr} metrics={metrics_addr}{tls}");
-    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, data_dir = %config.data_dir.display(), "brook listening");
+    let kafka = kafka_addr.map_or(String::new(), |a| format!(" kafka={a}"));
+    println!("brook listening grpc={grpc_addr} metrics={metrics_addr}{kafka}{tls}");
+    tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, kafka = ?kafka_addr, data_dir = %config.data_dir.display(), "brook listening");
     let retention = tokio::spawn(retention_loop(
         Arc::clone(&broker),
         Arc::clone(&log),

@@ -37,6 +37,52 @@ fn limit(v: Option<i64>, default: Option<u64>, what: &str) -> ApiResult<Option<u
     }
 }
 
+/// Creates a topic (either protocol's request): on a blocking thread, logged.
+pub(crate) async fn create(
+    broker: &Broker,
+    name: &str,
+    config: TopicConfig,
+) -> ApiResult<Arc<Topic>> {
+    let log = Arc::clone(broker.log()?);
+    let n = name.to_string();
+    let topic = on_blocking_thread(move || log.create_topic(&n, config)).await?;
+    tracing::info!(topic = %name, partitions = topic.partition_count(), "created topic");
+    Ok(topic)
+}
+
+/// Deletes a topic; members of groups lose its partitions now, not at
+/// their next rebalance.
+pub(crate) async fn delete(broker: &Broker, name: &str) -> ApiResult<()> {
+    let log = Arc::clone(broker.log()?);
+    let n = name.to_string();
+    on_blocking_thread(move || log.delete_topic(&n)).await?;
+    tracing::info!(topic = %name, "deleted topic");
+    topic_changed(broker, name)
+}
+
+/// Raises a topic's partition count to `total`; groups are told.
+pub(crate) async fn add_partitions(
+    broker: &Broker,
+    name: &str,
+    total: u32,
+) -> ApiResult<Arc<Topic>> {
+    let log = Arc::clone(broker.log()?);
+    let n = name.to_string();
+    let topic =
+        on_blocking_thread(move || log.add_partitions(&n, total).and_then(|()| log.topic(&n)))
+            .await?;
+    topic_changed(broker, name)?;
+    Ok(topic)
+}
+
+fn topic_changed(broker: &Broker, name: &str) -> ApiResult<()> {
+    let (log, groups) = (broker.log()?, broker.groups()?);
+    groups
+        .coordinator
+        .topic_changed(name, &crate::groups::service::counter(log));
+    Ok(())
+}
+
 /// INVALID_CONFIG: a topic setting the broker does not accept.
 fn bad_config(message: impl Into<String>) -> ApiError {
     ApiError::new(Reason::InvalidConfig, message)
@@ -209,11 +255,7 @@ impl Topics for TopicsService {
         let req = req.into_inner();
         let r = async {
             let config = topic_config(req.config, &self.broker.config.topic_defaults)?;
-            let log = Arc::clone(self.broker.log()?);
-            let name = req.name.clone();
-            let topic = on_blocking_thread(move || log.create_topic(&name, config))
-                .await?;
-            tracing::info!(topic = %req.name, partitions = topic.partition_count(), "created topic");
+            let topic = create(&self.broker, &req.name, config).await?;
             Ok::<_, ApiError>(describe(&topic))
         }
         .await;
@@ -228,19 +270,9 @@ impl Topics for TopicsService {
         self.broker
             .authorize_topic(&req, Operation::Delete, &req.get_ref().name)?;
         let name = req.into_inner().name;
-        let r = async {
-            let log = Arc::clone(self.broker.log()?);
-            let n = name.clone();
-            on_blocking_thread(move || log.delete_topic(&n)).await?;
-            tracing::info!(topic = %name, "deleted topic");
-            // Members lose its partitions now, not at their next rebalance.
-            let (log, groups) = (self.broker.log()?, self.broker.groups()?);
-            groups
-                .coordinator
-                .topic_changed(&name, &crate::groups::service::counter(log));
-            Ok::<_, ApiError>(v1::DeleteTopicResponse {})
-        }
-        .await;
+        let r = delete(&self.broker, &name)
+            .await
+            .map(|()| v1::DeleteTopicResponse {});
         Ok(Response::new(r?))
     }
 
@@ -302,21 +334,9 @@ impl Topics for TopicsService {
         self.broker
             .authorize_topic(&req, Operation::Alter, &req.get_ref().name)?;
         let req = req.into_inner();
-        let r = async {
-            let log = Arc::clone(self.broker.log()?);
-            let name = req.name.clone();
-            let topic = on_blocking_thread(move || {
-                log.add_partitions(&name, req.partitions)
-                    .and_then(|()| log.topic(&name))
-            })
-            .await?;
-            let (log, groups) = (self.broker.log()?, self.broker.groups()?);
-            groups
-                .coordinator
-                .topic_changed(&req.name, &crate::groups::service::counter(log));
-            Ok::<_, ApiError>(describe(&topic))
-        }
-        .await;
+        let r = add_partitions(&self.broker, &req.name, req.partitions)
+            .await
+            .map(|t| describe(&t));
         Ok(Response::new(r?))
     }
 }

@@ -127,11 +127,17 @@ fn serve_command_logging(
     level: &str,
 ) -> Command {
     let mut cmd = Command::new(brook_binary());
-    cmd.arg("serve")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen", listen, "--metrics-listen", metrics])
-        .args(extra)
+    cmd.arg("serve").arg("--data-dir").arg(data_dir).args([
+        "--listen",
+        listen,
+        "--metrics-listen",
+        metrics,
+    ]);
+    // The Kafka listener's default port would clash between tests.
+    if !extra.contains(&"--kafka-listen") {
+        cmd.args(["--kafka-listen", "127.0.0.1:0"]);
+    }
+    cmd.args(extra)
         .env("RUST_LOG", level)
         .stdout(Stdio::piped());
     cmd
@@ -145,6 +151,8 @@ pub struct Broker {
     pub grpc: SocketAddr,
     /// Metrics address.
     pub metrics: SocketAddr,
+    /// Kafka-protocol address (`None` when turned off or not known yet).
+    pub kafka: Option<SocketAddr>,
 }
 
 impl Broker {
@@ -233,9 +241,14 @@ impl Broker {
                 .and_then(|a| a.parse().ok())
                 .unwrap_or_else(|| panic!("no {key} in {line:?}"))
         };
+        let kafka = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("kafka="))
+            .and_then(|a| a.parse().ok());
         Broker {
             grpc: addr("grpc="),
             metrics: addr("metrics="),
+            kafka,
             child,
             data_dir: data_dir.to_path_buf(),
         }
@@ -262,6 +275,7 @@ impl Broker {
             data_dir: data_dir.to_path_buf(),
             grpc,
             metrics,
+            kafka: None,
         }
     }
 
@@ -371,11 +385,22 @@ impl Broker {
         self.child.wait().expect("reaping brook");
     }
 
-    /// Starts the broker again on the same data and gRPC address, and waits until it serves.
+    /// Starts the broker again on the same data, gRPC and Kafka addresses,
+    /// and waits until it serves.
     pub async fn restart(&mut self) {
         let (dir, listen) = (self.data_dir.clone(), self.grpc.to_string());
-        *self = Broker::spawn_at(&dir, &listen, &[]);
+        let kafka = self.kafka.map(|a| a.to_string());
+        let extra: Vec<&str> = match &kafka {
+            Some(k) => vec!["--kafka-listen", k],
+            None => vec![],
+        };
+        *self = Broker::spawn_at(&dir, &listen, &extra);
         self.wait_serving().await;
+    }
+
+    /// The Kafka listener's `host:port` (the broker was started with it on).
+    pub fn kafka_bootstrap(&self) -> String {
+        self.kafka.expect("the Kafka listener is on").to_string()
     }
 
     /// SIGKILL: a crash, with no chance to flush or close.
@@ -392,6 +417,24 @@ impl Drop for Broker {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `brook token create` for `principal` into the tokens file `file`; returns the token.
+pub fn create_token(principal: &str, file: &Path) -> String {
+    let out = Command::new(brook_binary())
+        .args(["token", "create", principal, "--tokens-file"])
+        .arg(file)
+        .output()
+        .expect("running brook token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("a token is text")
+        .trim()
+        .to_string()
 }
 
 /// Creates a topic with `partitions` partitions and the broker's defaults otherwise.

@@ -15,17 +15,7 @@ use tonic::{Code, Request, Status};
 
 /// `brook token create` for `principal` into `file`; returns the token.
 fn token(principal: &str, file: &Path) -> String {
-    let out = Command::new(brook_binary())
-        .args(["token", "create", principal, "--tokens-file"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    brook_tests::create_token(principal, file)
 }
 
 /// `msg` carrying `token`, if any.

@@ -56,7 +56,7 @@ enum Command {
     /// Every setting is a flag, an environment variable (BROOK_...) and a key of
     /// the TOML file given with --config. Precedence: flag, then environment,
     /// then the file, then the default. Logs go to stderr (RUST_LOG filters);
-    /// the first line on stdout is `brook listening grpc=ADDR metrics=ADDR`.
+    /// the first line on stdout is `brook listening grpc=ADDR metrics=ADDR kafka=ADDR`.
     #[command(after_help = "\
 Examples:
   brook serve --data-dir /var/lib/brook --listen 0.0.0.0:9292

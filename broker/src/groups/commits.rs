@@ -146,7 +146,7 @@ pub(super) async fn store_checked(
 
 /// Offsets may be reset only while the group has no members, unless forced.
 pub(super) fn no_members(groups: &Groups, group: &str, force: bool) -> ApiResult<()> {
-    match groups.coordinator.member_count(group) {
+    match groups.member_count(group) {
         n if n > 0 && !force => Err(ApiError::new(
             Reason::GroupNotEmpty,
             format!(

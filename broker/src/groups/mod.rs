@@ -3,11 +3,14 @@
 //! `brook.v1.Groups` service (`service`).
 
 pub mod assign;
+pub mod classic;
 mod commits;
 pub mod coordinator;
 pub mod lag;
 pub mod offsets;
 pub mod service;
+
+pub(crate) use commits::io_error as commits_io_error;
 
 /// Everything the groups feature keeps, shared by the service and metrics.
 pub struct Groups {
@@ -15,6 +18,8 @@ pub struct Groups {
     pub offsets: offsets::OffsetStore,
     /// Membership, in memory.
     pub coordinator: coordinator::Coordinator,
+    /// Kafka clients' groups (the classic protocol), in memory.
+    pub classic: classic::Classic,
     /// Record timestamps for time lag.
     pub timestamps: lag::TimestampCache,
 }
@@ -29,6 +34,7 @@ impl Groups {
         Ok(Groups {
             offsets: offsets::OffsetStore::open(dir, flush)?,
             coordinator: coordinator::Coordinator::default(),
+            classic: classic::Classic::default(),
             timestamps: lag::TimestampCache::default(),
         })
     }
@@ -38,6 +44,12 @@ impl Groups {
         let mut names: std::collections::BTreeSet<String> =
             self.offsets.groups().into_iter().collect();
         names.extend(self.coordinator.groups());
+        names.extend(self.classic.groups());
         names.into_iter().collect()
+    }
+
+    /// Active members of `group`, of either protocol.
+    pub fn member_count(&self, group: &str) -> usize {
+        self.coordinator.member_count(group) + self.classic.member_count(group)
     }
 }

@@ -220,6 +220,13 @@ impl groups_server::Groups for GroupsService {
             let (log, groups) = self.state()?;
             let (tx, rx) = mpsc::unbounded_channel();
             let group = spec.group.clone();
+            if groups.classic.member_count(&group) > 0 {
+                return Err(ApiError::new(
+                    Reason::InconsistentStrategy,
+                    format!("group {group:?} has Kafka-protocol members: a group is used by one protocol at a time"),
+                )
+                .with("group", &group));
+            }
             let member = groups.coordinator.join(spec, tx, &counter(log))?;
             Ok::<_, ApiError>((group, member, rx, Arc::clone(log), Arc::clone(groups)))
         })()?;

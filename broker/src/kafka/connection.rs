@@ -1,0 +1,259 @@
+//! One Kafka client connection. Requests are answered one at a time, in
+//! the order they arrived, as Kafka's own broker does: a client may send
+//! several before reading, and gets the answers back in that order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Decodable;
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+
+use super::frame::{self, FrameError};
+use super::{
+    Advertised, admin, fetch, groups, list_offsets, metadata, produce, producer_id, sasl, versions,
+};
+use crate::auth::Caller;
+use crate::state::Broker;
+
+/// What the connection does after a request.
+pub(crate) enum Outcome {
+    /// Send this response frame.
+    Reply(Bytes),
+    /// Send nothing (a produce with `acks=0`).
+    Silent,
+    /// Close the connection: the request cannot be answered.
+    Close(String),
+}
+
+/// A connection's state: who it is, and what every handler needs.
+pub(crate) struct Session {
+    pub broker: Arc<Broker>,
+    pub advertised: Arc<Advertised>,
+    pub peer: SocketAddr,
+    /// Who the client is (anonymous until authentication exists here).
+    pub caller: Caller,
+    /// The `client.id` of the request being answered.
+    pub client_id: String,
+    /// A SaslHandshake chose PLAIN; SaslAuthenticate may follow.
+    pub sasl_started: bool,
+    /// A v0 SaslHandshake chose PLAIN: the next frame is the bare PLAIN message.
+    pub raw_sasl_next: bool,
+}
+
+impl Session {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        advertised: Arc<Advertised>,
+        peer: SocketAddr,
+    ) -> Session {
+        Session {
+            broker,
+            advertised,
+            peer,
+            caller: Caller::default(),
+            client_id: String::new(),
+            sasl_started: false,
+            raw_sasl_next: false,
+        }
+    }
+
+    /// Serves requests until the client leaves, sends a frame that cannot
+    /// be answered, or the broker stops.
+    pub(crate) async fn run(mut self, stream: TcpStream) {
+        let (rd, wr) = stream.into_split();
+        let mut rd = BufReader::with_capacity(64 << 10, rd);
+        let mut wr = BufWriter::with_capacity(64 << 10, wr);
+        let mut shutdown = self.broker.shutdown_signal();
+        // A request may carry a whole batch: the gRPC request limit applies.
+        let max = self.broker.config.max_request_bytes;
+        loop {
+            let frame = tokio::select! {
+                f = frame::read_frame(&mut rd, max) => f,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(FrameError::Closed(_)) => return,
+                Err(e) => {
+                    tracing::warn!(peer = %self.peer, error = %e, "closing a Kafka connection");
+                    return;
+                }
+            };
+            let outcome = match self.raw_sasl_next {
+                true => match sasl::authenticate_raw(&mut self, frame) {
+                    Ok(()) => Outcome::Reply(Bytes::from_static(&[0, 0, 0, 0])),
+                    Err(why) => Outcome::Close(why),
+                },
+                false => self.handle(frame).await,
+            };
+            match outcome {
+                Outcome::Reply(bytes) => {
+                    if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
+                        return;
+                    }
+                }
+                Outcome::Silent => {}
+                Outcome::Close(why) => {
+                    tracing::warn!(peer = %self.peer, reason = %why, "closing a Kafka connection");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decodes one request and answers it.
+    async fn handle(&mut self, mut frame: Bytes) -> Outcome {
+        let (key, version, correlation) = frame::peek_header(&frame);
+        let Ok(api_key) = ApiKey::try_from(key) else {
+            // No schema to answer an unknown API with: Kafka closes too.
+            return Outcome::Close(format!("unknown API key {key}"));
+        };
+        let range = versions::supported(api_key);
+        let in_range = range.is_some_and(|r| r.min <= version && version <= r.max);
+        let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version));
+        if api_key == ApiKey::ApiVersions && !in_range {
+            // KIP-511: a v0 answer naming the versions of ApiVersions itself,
+            // whatever the rest of a request from a newer client looks like.
+            let r = range.unwrap_or(kafka_protocol::protocol::VersionRange { min: 0, max: 0 });
+            let body = ApiVersionsResponse::default()
+                .with_error_code(ResponseError::UnsupportedVersion.code())
+                .with_api_keys(vec![
+                    ApiVersion::default()
+                        .with_api_key(ApiKey::ApiVersions as i16)
+                        .with_min_version(r.min)
+                        .with_max_version(r.max),
+                ]);
+            return reply(correlation, api_key, 0, &body);
+        }
+        let header = match header {
+            Ok(h) => h,
+            Err(e) => return Outcome::Close(format!("bad {api_key:?} request header: {e}")),
+        };
+        if !in_range {
+            return Outcome::Close(format!(
+                "{api_key:?} v{version} is not supported (ApiVersions lists what is)"
+            ));
+        }
+        let before_auth = matches!(
+            api_key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        );
+        if !before_auth
+            && self.caller.principal.is_none()
+            && self.broker.auth.mode() == crate::auth::AuthMode::Required
+        {
+            return Outcome::Close(format!(
+                "{api_key:?} before authentication: this broker requires SASL PLAIN with a token"
+            ));
+        }
+        let request = match RequestKind::decode(api_key, &mut frame, version) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}"));
+            }
+        };
+        self.client_id = header.client_id.map(|c| c.to_string()).unwrap_or_default();
+        let c = correlation;
+        match request {
+            RequestKind::ApiVersions(_) => {
+                let body = ApiVersionsResponse::default().with_api_keys(versions::api_versions());
+                reply(c, api_key, version, &body)
+            }
+            RequestKind::Metadata(r) => reply(
+                c,
+                api_key,
+                version,
+                &metadata::handle(self, r, version).await,
+            ),
+            RequestKind::Produce(r) => match produce::handle(self, r, version).await {
+                Some(body) => reply(c, api_key, version, &body),
+                None => Outcome::Silent,
+            },
+            RequestKind::Fetch(r) => {
+                reply(c, api_key, version, &fetch::handle(self, r, version).await)
+            }
+            RequestKind::ListOffsets(r) => {
+                reply(c, api_key, version, &list_offsets::handle(self, r, version))
+            }
+            RequestKind::InitProducerId(r) => {
+                reply(c, api_key, version, &producer_id::handle(self, r))
+            }
+            RequestKind::CreateTopics(r) => {
+                reply(c, api_key, version, &admin::create_topics(self, r).await)
+            }
+            RequestKind::DeleteTopics(r) => {
+                reply(c, api_key, version, &admin::delete_topics(self, r).await)
+            }
+            RequestKind::CreatePartitions(r) => reply(
+                c,
+                api_key,
+                version,
+                &admin::create_partitions(self, r).await,
+            ),
+            RequestKind::DescribeConfigs(r) => {
+                reply(c, api_key, version, &admin::describe_configs(self, r))
+            }
+            RequestKind::FindCoordinator(r) => reply(
+                c,
+                api_key,
+                version,
+                &groups::find_coordinator(self, r, version),
+            ),
+            RequestKind::JoinGroup(r) => {
+                let mut r = r;
+                if r.group_instance_id.is_some() {
+                    // Static membership (KIP-345) is not supported: members are dynamic.
+                    r.group_instance_id = None;
+                }
+                reply(c, api_key, version, &groups::join(self, r, version).await)
+            }
+            RequestKind::SyncGroup(r) => {
+                reply(c, api_key, version, &groups::sync(self, r, version).await)
+            }
+            RequestKind::Heartbeat(r) => reply(c, api_key, version, &groups::heartbeat(self, r)),
+            RequestKind::LeaveGroup(r) => {
+                reply(c, api_key, version, &groups::leave(self, r, version))
+            }
+            RequestKind::OffsetCommit(r) => {
+                reply(c, api_key, version, &groups::offset_commit(self, r).await)
+            }
+            RequestKind::OffsetFetch(r) => {
+                reply(c, api_key, version, &groups::offset_fetch(self, r, version))
+            }
+            RequestKind::ListGroups(r) => reply(c, api_key, version, &groups::list(self, r)),
+            RequestKind::DescribeGroups(r) => {
+                reply(c, api_key, version, &groups::describe(self, r))
+            }
+            RequestKind::DeleteGroups(r) => {
+                reply(c, api_key, version, &groups::delete(self, r).await)
+            }
+            RequestKind::SaslHandshake(r) => {
+                reply(c, api_key, version, &sasl::handshake(self, r, version))
+            }
+            RequestKind::SaslAuthenticate(r) => {
+                reply(c, api_key, version, &sasl::authenticate(self, r))
+            }
+            _ => Outcome::Close(format!("{api_key:?} has no handler")),
+        }
+    }
+}
+
+fn reply<T: kafka_protocol::protocol::Encodable>(
+    correlation: i32,
+    api_key: ApiKey,
+    version: i16,
+    body: &T,
+) -> Outcome {
+    match frame::encode_response(correlation, api_key, version, body) {
+        Ok(bytes) => Outcome::Reply(bytes),
+        // A field set that this version lacks: a bug here, not the client's.
+        Err(e) => Outcome::Close(format!(
+            "encoding the {api_key:?} v{version} response failed: {e}"
+        )),
+    }
+}

@@ -1,0 +1,61 @@
+//! The broker's refusal reasons as Kafka error codes: what a Kafka client
+//! retries, refreshes metadata for, or gives up on.
+
+use kafka_protocol::ResponseError;
+
+use crate::error::{ApiError, Reason};
+
+/// The Kafka error code for `e`.
+pub(crate) fn code(e: &ApiError) -> i16 {
+    use ResponseError as K;
+    let k = match e.reason() {
+        Reason::InvalidRequest | Reason::MalformedRequest => K::InvalidRequest,
+        Reason::InvalidTopicName => K::InvalidTopicException,
+        Reason::InvalidGroupName => K::InvalidGroupId,
+        Reason::InvalidConfig => K::InvalidConfig,
+        Reason::InvalidRecords => K::InvalidRecord,
+        Reason::BatchTooLarge => K::MessageTooLarge,
+        Reason::RequestTooLarge => K::RecordListTooLarge,
+        Reason::CorruptRecords => K::CorruptMessage,
+        Reason::TopicNotFound | Reason::PartitionNotFound => K::UnknownTopicOrPartition,
+        Reason::GroupNotFound => K::GroupIdNotFound,
+        Reason::TopicAlreadyExists => K::TopicAlreadyExists,
+        Reason::OffsetOutOfRange => K::OffsetOutOfRange,
+        Reason::ProducerFenced => K::InvalidProducerEpoch,
+        Reason::OutOfOrderSequence => K::OutOfOrderSequenceNumber,
+        Reason::UnknownProducer => K::UnknownProducerId,
+        Reason::InvalidProducerIdMapping => K::InvalidProducerIdMapping,
+        Reason::StaleGeneration => K::IllegalGeneration,
+        Reason::UnknownMember => K::UnknownMemberId,
+        Reason::GroupNotEmpty => K::NonEmptyGroup,
+        Reason::InconsistentStrategy => K::InconsistentGroupProtocol,
+        Reason::RequestTimeout => K::RequestTimedOut,
+        // Retriable: the client waits and tries again.
+        Reason::BrokerStarting => K::LeaderNotAvailable,
+        Reason::BrokerStopping => K::NotLeaderOrFollower,
+        Reason::DiskFull
+        | Reason::TooManyOpenFiles
+        | Reason::PartitionOffline
+        | Reason::DamagedRange
+        | Reason::CorruptStorage => K::KafkaStorageError,
+        Reason::NotAuthenticated => K::SaslAuthenticationFailed,
+        Reason::NotAuthorized => K::TopicAuthorizationFailed,
+        Reason::QueueNotFound
+        | Reason::QueueAlreadyExists
+        | Reason::QueueTopicMismatch
+        | Reason::ReplicaMismatch
+        | Reason::Internal => K::UnknownServerError,
+    };
+    k.code()
+}
+
+/// Kafka's error code for a refusal, with the broker's message (for
+/// responses that carry one).
+pub(crate) fn with_message(e: &ApiError) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+    (
+        code(e),
+        Some(kafka_protocol::protocol::StrBytes::from_string(
+            e.message().to_string(),
+        )),
+    )
+}

@@ -1,0 +1,142 @@
+//! Produce: each partition's batch is checked (CRC-32C, every record,
+//! the idempotent producer's sequence) and appended as it arrived; the
+//! answer waits for the disk when `acks=-1` asks for it (or the topic
+//! flushes every write), as the gRPC `ACKS_DURABLE` does.
+
+use brook_protocol::batch::peek_batch_len;
+use brook_storage::AppendInfo;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::*;
+use kafka_protocol::messages::*;
+
+use super::connection::Session;
+use super::errors;
+use crate::auth::acl::{Operation, ResourceType};
+use crate::error::{ApiError, ApiResult};
+use crate::produce::{append_now, make_durable, parse_batch};
+
+/// Answers a produce request; `None` for `acks=0`, which gets no answer.
+pub(super) async fn handle(
+    s: &Session,
+    req: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let silent = req.acks == 0;
+    let durable = req.acks == -1;
+    let refuse_all = if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
+        // Transactions are not supported (docs/kafka.md).
+        Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if !matches!(req.acks, -1..=1) {
+        Some(ResponseError::InvalidRequiredAcks.code())
+    } else {
+        None
+    };
+    let mut pending = Vec::new();
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        for part in topic.partition_data {
+            let index = part.index;
+            let started = match refuse_all {
+                Some(code) => Err((code, None)),
+                None => start(s, &name, index, part.records).map_err(|e| {
+                    let (code, message) = errors::with_message(&e);
+                    (code, message)
+                }),
+            };
+            pending.push((name.clone(), index, started));
+        }
+    }
+    let mut responses: Vec<TopicProduceResponse> = Vec::new();
+    for (name, index, started) in pending {
+        let result = match started {
+            Ok((p, info)) => make_durable(p, info, durable)
+                .await
+                .map_err(|e| errors::with_message(&e)),
+            Err(e) => Err(e),
+        };
+        let mut r = PartitionProduceResponse::default()
+            .with_index(index)
+            .with_log_append_time_ms(-1);
+        match result {
+            Ok(info) => {
+                r.base_offset = info.base_offset as i64;
+                if version >= 5 {
+                    r.log_start_offset = s
+                        .broker
+                        .partition(&name, index as u32)
+                        .map_or(-1, |p| p.log_start_offset() as i64);
+                }
+            }
+            Err((code, message)) => {
+                r.error_code = code;
+                r.base_offset = -1;
+                if version >= 8 {
+                    r.error_message = message;
+                }
+            }
+        }
+        match responses.last_mut() {
+            Some(t) if t.name.0.as_str() == name => t.partition_responses.push(r),
+            _ => responses.push(
+                TopicProduceResponse::default()
+                    .with_name(TopicName(name.into()))
+                    .with_partition_responses(vec![r]),
+            ),
+        }
+    }
+    (!silent).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// Checks and appends one partition's records; the partition and what was
+/// stored, for the wait for the disk.
+fn start(
+    s: &Session,
+    topic: &str,
+    index: i32,
+    records: Option<bytes::Bytes>,
+) -> ApiResult<(brook_storage::Partition, AppendInfo)> {
+    s.broker
+        .auth
+        .authorize(&s.caller, Operation::Write, ResourceType::Topic, topic)?;
+    let partition = u32::try_from(index)
+        .map_err(|_| ApiError::invalid(format!("partition {index} is negative")))?;
+    let p = s.broker.partition(topic, partition)?;
+    let mut records = records.unwrap_or_default();
+    if records.is_empty() {
+        return Err(ApiError::invalid("the partition's records are empty"));
+    }
+    // Kafka clients send one batch per partition; more are taken in order.
+    let mut first: Option<u64> = None;
+    let mut last = None;
+    while !records.is_empty() {
+        let len = peek_batch_len(&records, u32::MAX).map_err(brook_storage::Error::from)?;
+        if len > records.len() {
+            return Err(brook_storage::Error::from(
+                brook_protocol::batch::DecodeError::Truncated {
+                    needed: len,
+                    available: records.len(),
+                },
+            )
+            .into());
+        }
+        let batch = parse_batch(records.split_to(len))?;
+        let producer_id = batch.header().producer_id;
+        if producer_id >= 0 {
+            s.broker.check_producer_id(producer_id)?;
+        }
+        let info = append_now(&s.broker, topic, &p, &batch)?;
+        first.get_or_insert(info.base_offset);
+        last = Some(info);
+    }
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err(ApiError::invalid("the partition's records hold no batch"));
+    };
+    // The answer names the first offset; durability waits for the last.
+    Ok((
+        p,
+        AppendInfo {
+            base_offset: first,
+            ..last
+        },
+    ))
+}

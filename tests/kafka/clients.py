@@ -1,0 +1,137 @@
+"""Kafka clients that no one here wrote, driven by tests/tests/kafka.rs.
+
+Each subcommand talks to a Brook broker's Kafka listener with kafka-python
+or confluent-kafka (librdkafka) and prints JSON lines on stdout for the
+Rust test to check. Installed by scripts/kafka-clients.sh into a venv.
+
+    python clients.py BOOTSTRAP COMMAND [ARGS...]
+"""
+
+import json
+import sys
+import time
+
+
+def seed_producer(bootstrap, topic, count):
+    """The seed's producer code, unchanged but for bootstrap_servers."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=[bootstrap],
+                             value_serializer=lambda v: json.dumps(v).encode('utf-8'), acks='all', retries=3)
+    for i in range(int(count)):
+        order_id = f"order-{i % 7}"
+        event = {"type": "OrderPlaced", "order": order_id, "seq": i}
+        producer.send(topic, key=order_id.encode(), value=event,
+                      headers=[("correlation-id", f"c-{i}".encode())])
+    producer.flush()
+    print(json.dumps({"produced": int(count)}))
+
+
+def kafka_python_consume(bootstrap, topic, count):
+    """Reads COUNT records from the start of every partition (no group)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False,
+                      auto_offset_reset="earliest", consumer_timeout_ms=20000)
+    parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
+    c.assign(parts)
+    c.seek_to_beginning(*parts)
+    n = 0
+    for m in c:
+        print(json.dumps({"partition": m.partition, "offset": m.offset, "key": m.key.decode() if m.key else None,
+                          "value": m.value.decode(), "headers": {k: v.decode() for k, v in m.headers}}))
+        n += 1
+        if n >= int(count):
+            break
+    c.close()
+
+
+def confluent_consume(bootstrap, topic, count):
+    """Reads COUNT records with librdkafka, assigned from the start (no group)."""
+    from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "confluent-reader",
+                  "enable.auto.commit": False})
+    md = c.list_topics(topic, timeout=10)
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.topics[topic].partitions])
+    n, deadline = 0, time.time() + 30
+    while n < int(count) and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None or m.error():
+            continue
+        print(json.dumps({"partition": m.partition(), "offset": m.offset(),
+                          "key": m.key().decode() if m.key() else None, "value": m.value().decode(),
+                          "headers": {k: v.decode() for k, v in (m.headers() or [])}}))
+        n += 1
+    c.close()
+
+
+def idempotent_produce(bootstrap, topic, count):
+    """Produces COUNT numbered values with enable.idempotence and acks=all,
+    retrying through broker restarts; prints the delivery reports."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 5, "message.timeout.ms": 120000, "retry.backoff.ms": 100,
+                  "reconnect.backoff.max.ms": 500})
+    failed = []
+
+    def report(err, msg):
+        if err is not None:
+            failed.append(str(err))
+
+    for i in range(int(count)):
+        while True:
+            try:
+                p.produce(topic, key=f"k{i % 10}".encode(), value=str(i).encode(), on_delivery=report)
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+        # Slow enough that a restart lands in the middle.
+        if i % 50 == 0:
+            time.sleep(0.02)
+    left = p.flush(120)
+    print(json.dumps({"produced": int(count), "unflushed": left, "failed": failed}))
+
+
+def group_member(bootstrap, topic, group, name, stop_file):
+    """A confluent-kafka group member: prints each record it processes,
+    commits synchronously after each one, until STOP_FILE exists."""
+    import os
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                  "heartbeat.interval.ms": 500, "partition.assignment.strategy": "cooperative-sticky"
+                  if name.endswith("-sticky") else "range,roundrobin"})
+
+    def assigned(consumer, partitions):
+        print(json.dumps({"member": name, "assigned": [p.partition for p in partitions]}), flush=True)
+
+    c.subscribe([topic], on_assign=assigned)
+    while not os.path.exists(stop_file):
+        m = c.poll(0.2)
+        if m is None or m.error():
+            continue
+        print(json.dumps({"member": name, "partition": m.partition(), "offset": m.offset(),
+                          "value": m.value().decode()}), flush=True)
+        try:
+            c.commit(message=m, asynchronous=False)
+        except Exception as e:  # a rebalance took the partition: it is redelivered
+            print(json.dumps({"member": name, "commit_failed": [m.partition(), m.offset()],
+                              "error": str(e)}), flush=True)
+    c.close()
+    print(json.dumps({"member": name, "closed": True}), flush=True)
+
+
+COMMANDS = {
+    "seed-producer": seed_producer,
+    "kafka-python-consume": kafka_python_consume,
+    "confluent-consume": confluent_consume,
+    "idempotent-produce": idempotent_produce,
+    "group-member": group_member,
+}
+
+if __name__ == "__main__":
+    COMMANDS[sys.argv[2]](sys.argv[1], *sys.argv[3:])

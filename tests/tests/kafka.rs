@@ -1,0 +1,842 @@
+//! The Kafka listener, proven with clients no one here wrote: kcat,
+//! kafka-python and confluent-kafka (librdkafka), against a real broker
+//! process. `scripts/kafka-clients.sh` installs them (`.ci/run` runs it);
+//! the Python side is `tests/kafka/clients.py`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use brook_protocol::batch::{Compression, batches};
+use brook_protocol::partitioner::partition_for_key;
+use brook_protocol::v1;
+use brook_tests::{Broker, DEADLINE, create_topic};
+use serde_json::Value;
+
+/// The workspace root (tests/ is one of its members).
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The virtual environment's Python with kafka-python and confluent-kafka.
+fn python() -> PathBuf {
+    let p = std::env::var_os("BROOK_KAFKA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/kafka-venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/kafka-clients.sh (installs kcat, kafka-python and confluent-kafka)",
+        p.display()
+    );
+    p
+}
+
+fn kcat() -> Command {
+    let found = Command::new("kcat")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "kcat is missing: run scripts/kafka-clients.sh");
+    Command::new("kcat")
+}
+
+fn clients(bootstrap: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("tests/kafka/clients.py"))
+        .arg(bootstrap)
+        .args(args)
+        .stdout(Stdio::piped());
+    cmd
+}
+
+/// Runs a client to completion and returns its JSON lines.
+fn run_json(mut cmd: Command) -> Vec<Value> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running a Kafka client");
+    assert!(
+        out.status.success(),
+        "the Kafka client failed: {:?}",
+        out.status
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+/// A record read back over gRPC, with what the Kafka side should have kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    partition: u32,
+    offset: u64,
+    key: Option<String>,
+    value: String,
+    headers: Vec<(String, String)>,
+}
+
+/// Every record of `topic` over gRPC, partition by partition, and the
+/// codecs of the batches they were stored in.
+async fn read_all(
+    b: &Broker,
+    topic: &str,
+    partitions: u32,
+) -> (Vec<Stored>, BTreeSet<&'static str>) {
+    let mut consumer = b.consumer().await;
+    let (mut out, mut codecs) = (Vec::new(), BTreeSet::new());
+    for partition in 0..partitions {
+        let mut next = 0;
+        loop {
+            let req = v1::FetchRequest {
+                topic: topic.into(),
+                partition,
+                offset: next,
+                ..Default::default()
+            };
+            let r = consumer.fetch(req).await.expect("fetch").into_inner();
+            if r.batches.is_empty() {
+                break;
+            }
+            for batch in batches(r.batches) {
+                let batch = batch.expect("a stored batch parses");
+                codecs.insert(batch.header().compression().name());
+                for rec in batch.records() {
+                    let rec = rec.expect("a stored record decodes");
+                    if rec.offset < next {
+                        continue;
+                    }
+                    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                    out.push(Stored {
+                        partition,
+                        offset: rec.offset,
+                        key: rec.key.as_deref().map(text),
+                        value: rec.value.as_deref().map(text).unwrap_or_default(),
+                        headers: rec
+                            .headers
+                            .iter()
+                            .map(|h| (h.key.clone(), text(&h.value)))
+                            .collect(),
+                    });
+                }
+            }
+            next = r.next_offset;
+        }
+    }
+    (out, codecs)
+}
+
+async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
+    let deadline = Instant::now() + DEADLINE * 2;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// kcat lists the topic, produces with every codec (and headers), and
+/// reads everything back; the Brook client reads the same records, from
+/// batches stored compressed as they arrived.
+#[tokio::test(flavor = "multi_thread")]
+async fn kcat_metadata_produce_and_consume_with_every_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    create_topic(&b, "orders", 2).await;
+    let bootstrap = b.kafka_bootstrap();
+
+    let listing = kcat()
+        .args(["-b", &bootstrap, "-L", "-t", "orders"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing.contains("topic \"orders\" with 2 partitions"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!("broker 0 at {bootstrap}")),
+        "{listing}"
+    );
+
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
+    for codec in codecs {
+        // Values that compress: librdkafka sends a batch plain when they don't.
+        let input: String = (0..4)
+            .map(|i| format!("order-{i}:{codec}-{i}-{}\n", "x".repeat(300)))
+            .collect();
+        let mut p = kcat()
+            // Java's partitioner (murmur2), which Brook's keyed publish uses too;
+            // librdkafka's own default hashes with CRC-32.
+            .args([
+                "-b",
+                &bootstrap,
+                "-P",
+                "-t",
+                "orders",
+                "-K:",
+                "-z",
+                codec,
+                "-X",
+                "partitioner=murmur2_random",
+            ])
+            .args(["-H", &format!("codec={codec}")])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        p.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        assert!(p.wait().unwrap().success(), "kcat -P -z {codec}");
+    }
+    let out = kcat()
+        .args([
+            "-b",
+            &bootstrap,
+            "-C",
+            "-t",
+            "orders",
+            "-e",
+            "-q",
+            "-f",
+            "%k|%s|%h\\n",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let read: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let pad = "x".repeat(300);
+    let expected: BTreeSet<String> = codecs
+        .iter()
+        .flat_map(|c| {
+            (0..4)
+                .map(|i| format!("order-{i}|{c}-{i}-{pad}|codec={c}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(read, expected, "kcat reads back what kcat wrote");
+
+    let (stored, stored_codecs) = read_all(&b, "orders", 2).await;
+    assert_eq!(stored.len(), 20);
+    for s in &stored {
+        let key = s.key.as_deref().expect("keyed");
+        let n: u32 = key.trim_start_matches("order-").parse().unwrap();
+        assert_eq!(
+            s.partition,
+            partition_for_key(key.as_bytes(), 2),
+            "Kafka's partitioner on both sides"
+        );
+        let codec = s.value.split('-').next().unwrap();
+        assert_eq!(s.value, format!("{codec}-{n}-{pad}"));
+        assert_eq!(s.headers, vec![("codec".to_string(), codec.to_string())]);
+    }
+    let all: BTreeSet<&str> = codecs.into_iter().collect();
+    assert_eq!(
+        stored_codecs, all,
+        "every batch is stored with the codec it came with"
+    );
+}
+
+/// The seed's kafka-python producer publishes OrderPlaced events that the
+/// gRPC side reads with keys, headers and per-order order; events
+/// published over gRPC are read by kafka-python and confluent-kafka.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_clients_and_grpc_read_each_others_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    create_topic(&b, "orders", 3).await;
+    let bootstrap = b.kafka_bootstrap();
+    let done = run_json(clients(&bootstrap, &["seed-producer", "orders", "70"]));
+    assert_eq!(done, vec![serde_json::json!({"produced": 70})]);
+
+    let (stored, _) = read_all(&b, "orders", 3).await;
+    assert_eq!(stored.len(), 70);
+    let mut last_seq: BTreeMap<String, i64> = BTreeMap::new();
+    let mut by_offset = stored.clone();
+    by_offset.sort_by_key(|s| (s.partition, s.offset));
+    for s in &by_offset {
+        let event: Value = serde_json::from_str(&s.value).unwrap();
+        let key = s.key.clone().unwrap();
+        assert_eq!(event["order"], key.as_str());
+        assert_eq!(event["type"], "OrderPlaced");
+        assert_eq!(s.partition, partition_for_key(key.as_bytes(), 3));
+        let seq = event["seq"].as_i64().unwrap();
+        assert_eq!(
+            s.headers,
+            vec![("correlation-id".to_string(), format!("c-{seq}"))]
+        );
+        let before = last_seq.insert(key.clone(), seq);
+        assert!(
+            before.is_none_or(|b| b < seq),
+            "order {key}: {seq} after {before:?}"
+        );
+    }
+    assert_eq!(last_seq.len(), 7);
+
+    // The other way: events published over gRPC, read by both Kafka clients.
+    create_topic(&b, "shipments", 2).await;
+    let client = brook_client::Client::connect(format!("http://{}", b.grpc))
+        .await
+        .unwrap();
+    // Compressed by the Rust client: the Kafka clients decompress it.
+    let config = brook_client::ProducerConfig {
+        compression: Compression::Zstd,
+        ..Default::default()
+    };
+    let producer = client.producer(config);
+    let mut sends = Vec::new();
+    for i in 0..20 {
+        let record = brook_client::ProducerRecord {
+            topic: "shipments".into(),
+            key: Some(format!("order-{}", i % 4).into()),
+            value: Some(format!("{{\"shipment\":{i}}}").into()),
+            headers: vec![("trace".into(), format!("t-{i}").into())],
+            ..Default::default()
+        };
+        sends.push(producer.send_record(record).await.unwrap());
+    }
+    for sent in sends {
+        sent.await.unwrap();
+    }
+    let (_, codecs) = read_all(&b, "shipments", 2).await;
+    assert!(
+        codecs.contains("zstd"),
+        "the Rust client compressed: {codecs:?}"
+    );
+    for client in ["kafka-python-consume", "confluent-consume"] {
+        let read = run_json(clients(&bootstrap, &[client, "shipments", "20"]));
+        assert_eq!(read.len(), 20, "{client}");
+        let mut values = BTreeSet::new();
+        for r in &read {
+            let value = r["value"].as_str().unwrap();
+            let i: u32 = value
+                .trim_start_matches("{\"shipment\":")
+                .trim_end_matches('}')
+                .parse()
+                .unwrap();
+            assert_eq!(r["key"], format!("order-{}", i % 4), "{client}");
+            assert_eq!(r["headers"]["trace"], format!("t-{i}"), "{client}");
+            let key = format!("order-{}", i % 4);
+            assert_eq!(
+                r["partition"],
+                partition_for_key(key.as_bytes(), 2),
+                "{client}"
+            );
+            values.insert(i);
+        }
+        assert_eq!(values, (0..20).collect(), "{client} read every event once");
+    }
+}
+
+/// confluent-kafka's idempotent producer (acks=all) through a broker crash
+/// and restart: every value stored exactly once, none missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotent_confluent_producer_through_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Broker::start(dir.path(), &[]).await;
+    create_topic(&b, "payments", 2).await;
+    let bootstrap = b.kafka_bootstrap();
+    let total = 4000u32;
+    let mut producer = clients(
+        &bootstrap,
+        &["idempotent-produce", "payments", &total.to_string()],
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let grpc = b.grpc;
+    let stored = async || {
+        let Ok(mut c) = v1::topics_client::TopicsClient::connect(format!("http://{grpc}")).await
+        else {
+            return 0;
+        };
+        let req = v1::DescribeTopicRequest {
+            name: "payments".into(),
+        };
+        c.describe_topic(req).await.map_or(0, |d| {
+            d.into_inner()
+                .partitions
+                .iter()
+                .map(|p| p.log_end_offset)
+                .sum::<u64>()
+        })
+    };
+    wait_until("the producer to be under way", async || {
+        stored().await >= 1000
+    })
+    .await;
+    b.kill9_in_place();
+    b.restart().await;
+    let deadline = Instant::now() + DEADLINE * 3;
+    let status = loop {
+        if let Some(s) = producer.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the producer never finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut out = String::new();
+    producer
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "{out}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["failed"], serde_json::json!([]), "{out}");
+    assert_eq!(report["unflushed"], 0, "{out}");
+
+    let (records, _) = read_all(&b, "payments", 2).await;
+    let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
+    for r in &records {
+        *seen.entry(r.value.parse().unwrap()).or_default() += 1;
+    }
+    let duplicates: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "duplicates: {duplicates:?}");
+    let missing: Vec<u32> = (0..total).filter(|i| !seen.contains_key(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "gaps: {} values missing, first {:?}",
+        missing.len(),
+        missing.first()
+    );
+}
+
+/// One confluent-kafka group member as a child process.
+struct Member {
+    child: std::process::Child,
+    stop: PathBuf,
+    lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Member {
+    fn start(bootstrap: &str, dir: &std::path::Path, name: &str) -> Member {
+        let stop = dir.join(format!("stop-{name}"));
+        let mut child = clients(
+            bootstrap,
+            &[
+                "group-member",
+                "billing-events",
+                "billing",
+                name,
+                stop.to_str().unwrap(),
+            ],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Member { child, stop, lines }
+    }
+
+    fn stop(mut self) {
+        std::fs::write(&self.stop, b"").unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "a group member did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Three confluent-kafka members share a group; one leaves and another
+/// joins while records flow. Every record is processed, none twice (each
+/// is committed before the next), and the gRPC lag of the Kafka group is
+/// exact: zero once all is processed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    create_topic(&b, "billing-events", 6).await;
+    let bootstrap = b.kafka_bootstrap();
+    let client = brook_client::Client::connect(format!("http://{}", b.grpc))
+        .await
+        .unwrap();
+    let producer = client.producer(brook_client::ProducerConfig::default());
+    let mut sent = 0u32;
+    let mut produce = async |n: u32| {
+        for _ in 0..n {
+            let key = format!("k{}", sent % 13);
+            producer
+                .send("billing-events", Some(key), sent.to_string())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            sent += 1;
+        }
+    };
+    let mut processed: Vec<Value> = Vec::new();
+    let mut commit_failed: BTreeSet<(u64, u64)> = BTreeSet::new();
+    let mut drain = |members: &[&Member], processed: &mut Vec<Value>| {
+        for m in members {
+            while let Ok(v) = m.lines.try_recv() {
+                if v.get("offset").is_some() {
+                    processed.push(v);
+                } else if let Some(at) = v.get("commit_failed") {
+                    commit_failed.insert((at[0].as_u64().unwrap(), at[1].as_u64().unwrap()));
+                }
+            }
+        }
+    };
+    let a = Member::start(&bootstrap, dir.path(), "a");
+    let bm = Member::start(&bootstrap, dir.path(), "b");
+    let c = Member::start(&bootstrap, dir.path(), "c");
+    produce(300).await;
+    let deadline = Instant::now() + DEADLINE * 2;
+    while processed.len() < 300 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 300 processed",
+            processed.len()
+        );
+        drain(&[&a, &bm, &c], &mut processed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One leaves, another joins, and more records flow meanwhile.
+    drain(&[&bm], &mut processed);
+    bm.stop();
+    let d = Member::start(&bootstrap, dir.path(), "d");
+    produce(300).await;
+    let deadline = Instant::now() + DEADLINE * 2;
+    loop {
+        drain(&[&a, &c, &d], &mut processed);
+        let distinct: BTreeSet<(u64, u64)> = processed
+            .iter()
+            .map(|v| {
+                (
+                    v["partition"].as_u64().unwrap(),
+                    v["offset"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        if distinct.len() >= 600 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 600 processed",
+            distinct.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let members: BTreeSet<&str> = processed
+        .iter()
+        .filter_map(|v| v["member"].as_str())
+        .collect();
+    assert!(members.len() >= 3, "the work was shared: {members:?}");
+    let mut seen = BTreeMap::new();
+    for v in &processed {
+        let at = (
+            v["partition"].as_u64().unwrap(),
+            v["offset"].as_u64().unwrap(),
+        );
+        *seen.entry(at).or_insert(0) += 1;
+    }
+    // A record is processed again only if its commit was refused (a
+    // rebalance took its partition first): once per group between commits.
+    let twice: Vec<_> = seen
+        .iter()
+        .filter(|(at, n)| **n > 1 && !commit_failed.contains(at))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "processed twice although committed: {twice:?}"
+    );
+    assert!(
+        commit_failed.len() < 10,
+        "{} commits refused",
+        commit_failed.len()
+    );
+    let values: BTreeSet<u32> = processed
+        .iter()
+        .map(|v| v["value"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(values, (0..600).collect());
+
+    // The group's lag, over gRPC: exact, and zero with everything committed.
+    let mut groups = v1::groups_client::GroupsClient::new(b.channel().await);
+    let lag = groups
+        .get_consumer_lag(v1::GetConsumerLagRequest {
+            group: "billing".into(),
+            topic: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lag.partitions.len(), 6);
+    let ends: u64 = lag.partitions.iter().map(|p| p.log_end_offset).sum();
+    assert_eq!(ends, 600);
+    for p in &lag.partitions {
+        assert_eq!(p.committed_offset, Some(p.log_end_offset), "{p:?}");
+    }
+    assert_eq!(lag.total_lag_records, 0);
+    for m in [a, c, d] {
+        m.stop();
+    }
+}
+
+/// Raw frames: what a Kafka client would never send gets the connection
+/// closed or an error answer; the broker keeps serving and stores nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_kafka_frames_close_the_connection_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    create_topic(&b, "orders", 1).await;
+    let addr = b.kafka.unwrap();
+    let connect = || {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        s
+    };
+    // The connection ends (EOF or reset), with nothing answered.
+    let closed = |mut s: TcpStream| {
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => {}
+            Ok(n) => panic!("{n} bytes answered to a malformed frame"),
+        }
+    };
+    let frame = |body: &[u8]| [&(body.len() as i32).to_be_bytes()[..], body].concat();
+    // ApiVersions: key 18, version, correlation id, null client id; from
+    // v3 on the header and the body end with (empty) tagged fields.
+    let api_versions = |version: i16, correlation: i32| {
+        let mut body = [
+            &18i16.to_be_bytes()[..],
+            &version.to_be_bytes(),
+            &correlation.to_be_bytes(),
+            &(-1i16).to_be_bytes(),
+        ]
+        .concat();
+        if version >= 3 {
+            body.extend_from_slice(&[0, 1, 1, 0]);
+        }
+        frame(&body)
+    };
+
+    let mut s = connect();
+    let noise: Vec<u8> = (0..200u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    s.write_all(&noise).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    closed(s);
+
+    let mut s = connect();
+    s.write_all(&i32::MAX.to_be_bytes()).unwrap();
+    closed(s);
+
+    let mut s = connect();
+    s.write_all(&frame(
+        &[
+            &999i16.to_be_bytes()[..],
+            &0i16.to_be_bytes(),
+            &1i32.to_be_bytes(),
+            &(-1i16).to_be_bytes(),
+        ]
+        .concat(),
+    ))
+    .unwrap();
+    closed(s);
+
+    // Truncated: a length that promises more than comes, then the client hangs up.
+    let mut s = connect();
+    s.write_all(&100i32.to_be_bytes()).unwrap();
+    s.write_all(&[0, 0, 0, 3]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    closed(s);
+
+    // A Produce v3 whose records are noise: answered with an error, nothing stored.
+    let mut body = Vec::new();
+    body.extend_from_slice(&0i16.to_be_bytes()); // Produce
+    body.extend_from_slice(&3i16.to_be_bytes()); // v3
+    body.extend_from_slice(&7i32.to_be_bytes());
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // client id
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // transactional id
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // acks
+    body.extend_from_slice(&1000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    body.extend_from_slice(&6i16.to_be_bytes());
+    body.extend_from_slice(b"orders");
+    body.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&(noise.len() as i32).to_be_bytes());
+    body.extend_from_slice(&noise);
+    let mut s = connect();
+    s.write_all(&frame(&body)).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut resp).unwrap();
+    assert_eq!(&resp[..4], &7i32.to_be_bytes(), "correlation id");
+    // correlation(4) topics(4) name(2+6) partitions(4) index(4) error_code(2)
+    let error = i16::from_be_bytes([resp[24], resp[25]]);
+    assert_ne!(error, 0, "garbage records are refused");
+
+    // An ApiVersions version from the future: a v0 answer with UNSUPPORTED_VERSION (35).
+    let mut s = connect();
+    s.write_all(&api_versions(99, 5)).unwrap();
+    s.read_exact(&mut len).unwrap();
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut resp).unwrap();
+    assert_eq!(&resp[..4], &5i32.to_be_bytes());
+    assert_eq!(i16::from_be_bytes([resp[4], resp[5]]), 35);
+    // And the same connection still answers a proper request.
+    s.write_all(&api_versions(0, 6)).unwrap();
+    s.read_exact(&mut len).unwrap();
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut resp).unwrap();
+    assert_eq!(&resp[..4], &6i32.to_be_bytes());
+    assert_eq!(i16::from_be_bytes([resp[4], resp[5]]), 0);
+
+    b.wait_serving().await;
+    let (stored, _) = read_all(&b, "orders", 1).await;
+    assert!(stored.is_empty(), "nothing stored: {stored:?}");
+}
+
+/// With `--auth required`, a Kafka client authenticates with SASL PLAIN
+/// (its principal and a token) and is then under the principal's ACLs;
+/// without credentials, or with a wrong token, it gets nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sasl_plain_with_a_token_is_the_tokens_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    let admin = brook_tests::create_token("admin", &tokens);
+    let reader = brook_tests::create_token("reader", &tokens);
+    let data = dir.path().join("data");
+    let flags = [
+        "--auth",
+        "required",
+        "--tokens-file",
+        tokens.to_str().unwrap(),
+        "--super-users",
+        "admin",
+    ];
+    let b = Broker::spawn(&data, &flags);
+    b.wait_serving().await;
+    let bootstrap = b.kafka_bootstrap();
+    let sasl = |user: &str, password: &str| {
+        let mut cmd = kcat();
+        cmd.args([
+            "-b",
+            &bootstrap,
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            "sasl.mechanisms=PLAIN",
+        ])
+        .args([
+            "-X",
+            &format!("sasl.username={user}"),
+            "-X",
+            &format!("sasl.password={password}"),
+        ]);
+        cmd
+    };
+    let produce = |mut cmd: Command, value: &str| {
+        let mut p = cmd
+            .args(["-P", "-t", "audit", "-X", "message.timeout.ms=5000"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        p.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{value}\n").as_bytes())
+            .unwrap();
+        p.wait_with_output().unwrap()
+    };
+    // The admin (a super user) creates the topic and writes to it.
+    let mut admin_client = sasl("admin", &admin);
+    admin_client.args(["-L", "-m", "10"]);
+    assert!(admin_client.output().unwrap().status.success());
+    let mut topics = v1::topics_client::TopicsClient::new(b.channel().await);
+    let mut req = tonic::Request::new(v1::CreateTopicRequest {
+        name: "audit".into(),
+        config: Some(v1::TopicConfig {
+            partitions: 1,
+            ..Default::default()
+        }),
+    });
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {admin}").parse().unwrap());
+    topics.create_topic(req).await.unwrap();
+    let out = produce(sasl("admin", &admin), "by-admin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A principal with no ACL authenticates, and is refused the write.
+    let out = produce(sasl("reader", &reader), "by-reader");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("authoriz"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A token under another name, a wrong token, and no SASL at all: nothing.
+    for (user, password) in [("admin", reader.as_str()), ("admin", "brk_0000")] {
+        let out = sasl(user, password)
+            .args(["-L", "-m", "3"])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{user} with a bad password listed topics"
+        );
+    }
+    let out = kcat()
+        .args(["-b", &bootstrap, "-L", "-m", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "listed topics without authenticating"
+    );
+
+    // Only the admin's record is there.
+    let mut consumer = v1::consumer_client::ConsumerClient::new(b.channel().await);
+    let mut req = tonic::Request::new(v1::FetchRequest {
+        topic: "audit".into(),
+        decoded: true,
+        ..Default::default()
+    });
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {admin}").parse().unwrap());
+    let fetched = consumer.fetch(req).await.unwrap().into_inner();
+    let values: Vec<_> = fetched
+        .records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value()).into_owned())
+        .collect();
+    assert_eq!(values, ["by-admin"]);
+}
