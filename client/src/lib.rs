@@ -37,7 +37,9 @@ pub use brook_protocol::v1 as proto;
 pub use client::{Client, ClientBuilder};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RevokeCallback, StartFrom};
 pub use error::{Error, Result};
-pub use producer::{Acks, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use producer::{
+    Acks, Compression, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
 pub use queue::{Failure, Flusher, QueueConsumer, QueueConsumerConfig, QueueMessage};
 pub use reader::{PartitionReader, ReadFrom, ReaderConfig};
 /// gRPC status codes, as in [`Error::code`] (re-exported so that callers need no `tonic` dependency).

@@ -49,6 +49,14 @@ pub(crate) struct ProduceArgs {
     /// Wait until records are on disk.
     #[arg(long)]
     pub(crate) durable: bool,
+    /// Compress batches: none, gzip, snappy, lz4 or zstd (stored compressed; every consumer decompresses).
+    #[arg(long, default_value = "none", value_parser = parse_compression)]
+    pub(crate) compression: brook_client::Compression,
+}
+
+fn parse_compression(s: &str) -> Result<brook_client::Compression, String> {
+    brook_client::Compression::from_name(s)
+        .ok_or_else(|| format!("compression {s:?} is not none, gzip, snappy, lz4 or zstd"))
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -108,6 +116,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         } else {
             Acks::Written
         },
+        compression: args.compression,
         ..Default::default()
     });
     let headers: Vec<(String, Bytes)> = args

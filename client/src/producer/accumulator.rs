@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use brook_protocol::batch::BatchBuilder;
+use brook_protocol::batch::{BatchBuilder, Compression};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
@@ -85,11 +85,18 @@ pub(crate) struct Accumulator {
     pub buffer: Arc<Semaphore>,
     linger: Duration,
     batch_bytes: usize,
+    compression: Compression,
 }
 
 impl Accumulator {
-    pub(crate) fn new(linger: Duration, batch_bytes: usize, buffer_bytes: usize) -> Accumulator {
+    pub(crate) fn new(
+        linger: Duration,
+        batch_bytes: usize,
+        buffer_bytes: usize,
+        compression: Compression,
+    ) -> Accumulator {
         Accumulator {
+            compression,
             state: Mutex::new(State {
                 topics: HashMap::new(),
                 full: VecDeque::new(),
@@ -155,7 +162,7 @@ impl Accumulator {
             };
             let now = Instant::now();
             Open {
-                builder: BatchBuilder::with_buffer(buf),
+                builder: BatchBuilder::with_buffer(buf).compression(self.compression),
                 slot: Slot::new(Arc::clone(&self.buffer)),
                 deadline: now + self.linger,
                 created: now,

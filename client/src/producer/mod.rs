@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use brook_protocol::batch::Compression;
 use brook_protocol::partitioner::partition_for_key;
 use bytes::Bytes;
 
@@ -78,6 +79,10 @@ pub struct ProducerConfig {
     pub idempotent: bool,
     /// How long an idempotent producer keeps re-sending before failing a send.
     pub delivery_timeout: Duration,
+    /// The codec batches are compressed with (none by default; zstd and
+    /// lz4 are the usual choices). The broker stores them compressed, and
+    /// every consumer, gRPC or Kafka, decompresses.
+    pub compression: Compression,
 }
 
 impl Default for ProducerConfig {
@@ -90,6 +95,7 @@ impl Default for ProducerConfig {
             acks: Acks::Written,
             idempotent: true,
             delivery_timeout: Duration::from_secs(60),
+            compression: Compression::None,
         }
     }
 }
@@ -194,6 +200,7 @@ impl Client {
             config.linger,
             config.batch_bytes,
             buffer_bytes,
+            config.compression,
         ));
         tokio::spawn(Sender::new(self.clone(), config, Arc::clone(&acc)).run());
         Producer {
