@@ -242,6 +242,14 @@ impl QuotaClient {
         &self.caller
     }
 
+    /// A client known by its caller and address (the Kafka listener's).
+    pub fn new(caller: Caller, peer: std::net::IpAddr) -> QuotaClient {
+        QuotaClient {
+            caller,
+            peer: Some(peer),
+        }
+    }
+
     /// The client that sent `req`.
     pub fn of<T>(req: &tonic::Request<T>) -> QuotaClient {
         QuotaClient {

@@ -175,7 +175,21 @@ impl Broker {
             "127.0.0.1:0",
             extra,
             Stdio::inherit(),
-            Some(nofile),
+            Some((libc::RLIMIT_NOFILE, nofile)),
+            "warn",
+        )
+    }
+
+    /// Like [`Broker::spawn`], with the process's address space limited to
+    /// `bytes`: an allocation a request could make the broker attempt fails
+    /// (aborts) here as it would on a host that does not overcommit memory.
+    pub fn spawn_with_address_space(data_dir: &Path, extra: &[&str], bytes: u64) -> Broker {
+        Broker::spawn_with(
+            data_dir,
+            "127.0.0.1:0",
+            extra,
+            Stdio::inherit(),
+            Some((libc::RLIMIT_AS, bytes)),
             "warn",
         )
     }
@@ -200,11 +214,11 @@ impl Broker {
         listen: &str,
         extra: &[&str],
         stderr: Stdio,
-        nofile: Option<u64>,
+        limit: Option<(libc::__rlimit_resource_t, u64)>,
         level: &str,
     ) -> Broker {
         let mut cmd = serve_command_logging(data_dir, listen, "127.0.0.1:0", extra, level);
-        if let Some(n) = nofile {
+        if let Some((resource, n)) = limit {
             use std::os::unix::process::CommandExt;
             let lim = libc::rlimit {
                 rlim_cur: n as libc::rlim_t,
@@ -214,7 +228,7 @@ impl Broker {
             // between fork and exec and touches only its own limits.
             unsafe {
                 cmd.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    if libc::setrlimit(resource, &lim) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())

@@ -494,6 +494,8 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
     };
     let mut processed: Vec<Value> = Vec::new();
     let mut commit_failed: BTreeSet<(u64, u64)> = BTreeSet::new();
+    // Each member's latest assignment (librdkafka's on_assign).
+    let mut assigned: BTreeMap<String, usize> = BTreeMap::new();
     let mut drain = |members: &[&Member], processed: &mut Vec<Value>| {
         for m in members {
             while let Ok(v) = m.lines.try_recv() {
@@ -501,13 +503,38 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
                     processed.push(v);
                 } else if let Some(at) = v.get("commit_failed") {
                     commit_failed.insert((at[0].as_u64().unwrap(), at[1].as_u64().unwrap()));
+                } else if let Some(parts) = v.get("assigned") {
+                    let name = v["member"].as_str().unwrap().to_string();
+                    assigned.insert(name, parts.as_array().unwrap().len());
                 }
             }
         }
+        assigned.clone()
     };
+    // Polls until every one of `names` holds partitions.
+    async fn all_assigned(
+        names: &[&str],
+        members: &[&Member],
+        processed: &mut Vec<Value>,
+        drain: &mut impl FnMut(&[&Member], &mut Vec<Value>) -> BTreeMap<String, usize>,
+    ) {
+        let deadline = Instant::now() + DEADLINE * 2;
+        loop {
+            let now = drain(members, processed);
+            if names.iter().all(|n| now.get(*n).is_some_and(|p| *p > 0)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "members never all assigned: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let a = Member::start(&bootstrap, dir.path(), "a");
     let bm = Member::start(&bootstrap, dir.path(), "b");
     let c = Member::start(&bootstrap, dir.path(), "c");
+    all_assigned(&["a", "b", "c"], &[&a, &bm, &c], &mut processed, &mut drain).await;
     produce(300).await;
     let deadline = Instant::now() + DEADLINE * 2;
     while processed.len() < 300 {
@@ -519,10 +546,11 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
         drain(&[&a, &bm, &c], &mut processed);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // One leaves, another joins, and more records flow meanwhile.
+    // One leaves, another joins; then more records flow.
     drain(&[&bm], &mut processed);
     bm.stop();
     let d = Member::start(&bootstrap, dir.path(), "d");
+    all_assigned(&["a", "c", "d"], &[&a, &c, &d], &mut processed, &mut drain).await;
     produce(300).await;
     let deadline = Instant::now() + DEADLINE * 2;
     loop {
@@ -550,7 +578,11 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
         .iter()
         .filter_map(|v| v["member"].as_str())
         .collect();
-    assert!(members.len() >= 3, "the work was shared: {members:?}");
+    assert_eq!(
+        members,
+        BTreeSet::from(["a", "b", "c", "d"]),
+        "the work was shared"
+    );
     let mut seen = BTreeMap::new();
     for v in &processed {
         let at = (
@@ -607,7 +639,10 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_kafka_frames_close_the_connection_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
+    // 4 GiB of address space: a request that makes the broker reserve more
+    // aborts it here, whatever this host's overcommit policy.
+    let b = Broker::spawn_with_address_space(dir.path(), &[], 4 << 30);
+    b.wait_serving().await;
     create_topic(&b, "orders", 1).await;
     let addr = b.kafka.unwrap();
     let connect = || {
@@ -664,6 +699,28 @@ async fn malformed_kafka_frames_close_the_connection_and_store_nothing() {
     ))
     .unwrap();
     closed(s);
+
+    // A Metadata request claiming 2^31 topics in 14 bytes, classic and
+    // compact (flexible): refused, not a reservation that aborts the broker.
+    for (version, count) in [
+        (1i16, (i32::MAX).to_be_bytes().to_vec()),
+        (9, vec![0xff, 0xff, 0xff, 0xff, 0x0f]),
+    ] {
+        let mut s = connect();
+        let mut body = [
+            &3i16.to_be_bytes()[..],
+            &version.to_be_bytes(),
+            &9i32.to_be_bytes(),
+            &(-1i16).to_be_bytes(),
+        ]
+        .concat();
+        if version >= 9 {
+            body.push(0); // the header's tagged fields
+        }
+        body.extend_from_slice(&count);
+        s.write_all(&frame(&body)).unwrap();
+        closed(s);
+    }
 
     // Truncated: a length that promises more than comes, then the client hangs up.
     let mut s = connect();

@@ -149,7 +149,7 @@ impl Auth {
 
     /// Whether `caller`'s token is still in the tokens file (a stream opened
     /// with a token that was revoked since must stop).
-    fn still_valid(&self, caller: &Caller) -> bool {
+    pub fn still_valid(&self, caller: &Caller) -> bool {
         let Some(hash) = &caller.token else {
             return true;
         };

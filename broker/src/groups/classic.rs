@@ -144,6 +144,10 @@ pub struct GroupInfo {
     pub members: Vec<MemberInfo>,
 }
 
+/// Member ids a group keeps between MEMBER_ID_REQUIRED and the join that
+/// uses them.
+const MAX_PENDING: usize = 1000;
+
 type JoinReply = oneshot::Sender<Result<JoinResult, GroupError>>;
 type SyncReply = oneshot::Sender<Result<SyncResult, GroupError>>;
 
@@ -426,6 +430,17 @@ impl Classic {
         let member_id = if req.member_id.is_empty() {
             let id = self.member_id(&req.client_id);
             if req.may_require_member_id {
+                // Ids handed out and never used: the oldest go first.
+                if g.pending.len() >= MAX_PENDING {
+                    let oldest = g
+                        .pending
+                        .iter()
+                        .min_by_key(|(_, at)| **at)
+                        .map(|(id, _)| id.clone());
+                    if let Some(oldest) = oldest {
+                        g.pending.remove(&oldest);
+                    }
+                }
                 g.pending.insert(id.clone(), now);
                 return Err((GroupError::MemberIdRequired, id));
             }
@@ -595,12 +610,15 @@ impl Classic {
         let now = Instant::now();
         let mut groups = lock(&self.groups);
         for g in groups.values_mut() {
-            // A member waiting in a join is not expected to heartbeat.
+            // A member waiting in a join or a sync is not expected to
+            // heartbeat (Kafka's shouldKeepAlive).
             let expired: Vec<String> = g
                 .members
                 .iter()
                 .filter(|(_, m)| {
-                    m.join.is_none() && now.duration_since(m.last_seen) > m.session_timeout
+                    m.join.is_none()
+                        && m.sync.is_none()
+                        && now.duration_since(m.last_seen) > m.session_timeout
                 })
                 .map(|(id, _)| id.clone())
                 .collect();

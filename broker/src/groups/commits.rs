@@ -16,6 +16,16 @@ impl GroupsService {
     pub(super) fn commit_inner(&self, req: v1::CommitRequest) -> ApiResult<Vec<Entry>> {
         check_group_name(&req.group)?;
         let (log, groups) = self.state()?;
+        if req.member_id.is_empty() && groups.classic.member_count(&req.group) > 0 {
+            return Err(ApiError::new(
+                Reason::UnknownMember,
+                format!(
+                    "group {:?} has Kafka-protocol members: a commit from no member would overwrite their offsets",
+                    req.group
+                ),
+            )
+            .with("group", &req.group));
+        }
         groups
             .coordinator
             .check_commit(&req.group, &req.member_id, req.generation)?;

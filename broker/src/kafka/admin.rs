@@ -116,19 +116,31 @@ pub(super) async fn create_topics(s: &Session, req: CreateTopicsRequest) -> Crea
     let mut results = Vec::new();
     for t in req.topics {
         let name = t.name.0.to_string();
+        // A count or factor Brook cannot serve has an error code of its own.
+        let shape = match (t.num_partitions, t.replication_factor) {
+            (n, _) if n != -1 && n <= 0 => Some((
+                ResponseError::InvalidPartitions,
+                format!("num_partitions must be > 0 (or -1 for the default), got {n}"),
+            )),
+            (_, f) if f > 1 => Some((
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {f} needs more brokers: Brook is one"),
+            )),
+            _ => None,
+        };
+        if let Some((code, message)) = shape {
+            results.push(
+                CreatableTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(code.code())
+                    .with_error_message(Some(StrBytes::from_string(message))),
+            );
+            continue;
+        }
         let outcome = async {
             s.broker
                 .auth
                 .authorize(&s.caller, Operation::Create, ResourceType::Topic, &name)?;
-            if t.replication_factor > 1 {
-                return Err(ApiError::new(
-                    Reason::InvalidRequest,
-                    format!(
-                        "replication factor {} needs more brokers: Brook is one",
-                        t.replication_factor
-                    ),
-                ));
-            }
             let partitions = match t.num_partitions {
                 -1 => s.broker.config.kafka.default_partitions,
                 n => u32::try_from(n)
@@ -169,10 +181,7 @@ pub(super) async fn create_topics(s: &Session, req: CreateTopicsRequest) -> Crea
             }
             Err(e) => {
                 let (code, message) = errors::with_message(&e);
-                r.error_code = match e.reason() {
-                    Reason::InvalidRequest => ResponseError::InvalidReplicationFactor.code(),
-                    _ => code,
-                };
+                r.error_code = code;
                 r.error_message = message;
             }
         }
@@ -327,10 +336,21 @@ pub(super) fn describe_configs(
                     )
                     .and_then(|()| s.broker.topic(&r.resource_name))
                     .map(|t| topic_configs(&t.config().partition, defaults)),
-                RESOURCE_BROKER => Ok(topic_configs(defaults, defaults)
-                    .into_iter()
-                    .map(|(k, v, _)| (k, v, false))
-                    .collect()),
+                RESOURCE_BROKER => s
+                    .broker
+                    .auth
+                    .authorize(
+                        &s.caller,
+                        Operation::Describe,
+                        ResourceType::Cluster,
+                        crate::auth::acl::CLUSTER,
+                    )
+                    .map(|()| {
+                        topic_configs(defaults, defaults)
+                            .into_iter()
+                            .map(|(k, v, _)| (k, v, false))
+                            .collect()
+                    }),
                 other => Err(ApiError::new(
                     Reason::InvalidRequest,
                     format!("resource type {other} has no configs here (topics: 2, brokers: 4)"),

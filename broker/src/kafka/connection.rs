@@ -20,6 +20,12 @@ use super::{
 use crate::auth::Caller;
 use crate::state::Broker;
 
+/// A connection with no request for this long is closed, as Kafka's
+/// `connections.max.idle.ms` (clients reconnect when they need to).
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// Largest request before authentication (Kafka's SASL limit).
+const PRE_AUTH_MAX_FRAME: usize = 512 << 10;
+
 /// What the connection does after a request.
 pub(crate) enum Outcome {
     /// Send this response frame.
@@ -62,6 +68,12 @@ impl Session {
         }
     }
 
+    /// Whether the broker requires authentication and this connection has not.
+    fn needs_auth(&self) -> bool {
+        self.caller.principal.is_none()
+            && self.broker.auth.mode() == crate::auth::AuthMode::Required
+    }
+
     /// Serves requests until the client leaves, sends a frame that cannot
     /// be answered, or the broker stops.
     pub(crate) async fn run(mut self, stream: TcpStream) {
@@ -69,12 +81,20 @@ impl Session {
         let mut rd = BufReader::with_capacity(64 << 10, rd);
         let mut wr = BufWriter::with_capacity(64 << 10, wr);
         let mut shutdown = self.broker.shutdown_signal();
-        // A request may carry a whole batch: the gRPC request limit applies.
-        let max = self.broker.config.max_request_bytes;
         loop {
+            // A request may carry a whole batch: the gRPC request limit
+            // applies; before authentication, Kafka's 512 KiB.
+            let max = match self.needs_auth() {
+                true => PRE_AUTH_MAX_FRAME,
+                false => self.broker.config.max_request_bytes,
+            };
             let frame = tokio::select! {
-                f = frame::read_frame(&mut rd, max) => f,
+                f = tokio::time::timeout(IDLE_TIMEOUT, frame::read_frame(&mut rd, max)) => f,
                 _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let Ok(frame) = frame else {
+                tracing::debug!(peer = %self.peer, "closing an idle Kafka connection");
+                return;
             };
             let frame = match frame {
                 Ok(f) => f,
@@ -143,13 +163,14 @@ impl Session {
             api_key,
             ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
         );
-        if !before_auth
-            && self.caller.principal.is_none()
-            && self.broker.auth.mode() == crate::auth::AuthMode::Required
-        {
+        if !before_auth && self.needs_auth() {
             return Outcome::Close(format!(
                 "{api_key:?} before authentication: this broker requires SASL PLAIN with a token"
             ));
+        }
+        if !self.broker.auth.still_valid(&self.caller) {
+            // As gRPC checks at every call: a revoked token ends the session.
+            return Outcome::Close("the connection's token was revoked".to_string());
         }
         let request = match RequestKind::decode(api_key, &mut frame, version) {
             Ok(r) => r,
@@ -171,8 +192,9 @@ impl Session {
                 &metadata::handle(self, r, version).await,
             ),
             RequestKind::Produce(r) => match produce::handle(self, r, version).await {
-                Some(body) => reply(c, api_key, version, &body),
-                None => Outcome::Silent,
+                produce::Answer::Reply(body) => reply(c, api_key, version, &body),
+                produce::Answer::Silent => Outcome::Silent,
+                produce::Answer::Close(why) => Outcome::Close(why),
             },
             RequestKind::Fetch(r) => {
                 reply(c, api_key, version, &fetch::handle(self, r, version).await)

@@ -54,7 +54,9 @@ pub(super) async fn handle(s: &Session, req: FetchRequest, _version: i16) -> Fet
                 topic: topic.clone(),
                 partition: p.partition,
                 offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
+                // As gRPC fetches: never more than --max-fetch-bytes a partition.
+                max_bytes: (p.partition_max_bytes.max(0) as usize)
+                    .min(s.broker.config.max_fetch_bytes as usize),
                 found,
             });
         }
@@ -68,9 +70,11 @@ pub(super) async fn handle(s: &Session, req: FetchRequest, _version: i16) -> Fet
         .filter_map(|w| w.found.as_ref().ok().map(Partition::watch_high_watermark))
         .collect();
     let mut shutdown = s.broker.shutdown_signal();
+    let mut stopping = false;
     loop {
         let (responses, bytes, failed) = read_all(&wanted, max_total).await;
-        let done = failed
+        let done = stopping
+            || failed
             || bytes >= min_bytes.max(1)
             || min_bytes == 0
             || watchers.is_empty()
@@ -83,13 +87,27 @@ pub(super) async fn handle(s: &Session, req: FetchRequest, _version: i16) -> Fet
                     }
                 }
             }
-            return FetchResponse::default().with_responses(responses);
+            let resp = FetchResponse::default().with_responses(responses);
+            // The same byte-rate quota as gRPC fetches: the answer waits its share.
+            let client = crate::state::QuotaClient::new(s.caller.clone(), s.peer.ip());
+            let size = || {
+                resp.responses
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+                    .sum()
+            };
+            s.broker
+                .throttle(&client, crate::quota::Direction::Fetch, size)
+                .await;
+            return resp;
         }
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         tokio::select! {
             _ = changed => {}
             _ = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.wait_for(|s| *s) => {}
+            // Answer with what there is now: the broker is stopping.
+            _ = shutdown.wait_for(|s| *s) => stopping = true,
         }
     }
 }

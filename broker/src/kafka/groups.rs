@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::connection::Session;
 use super::{NODE_ID, errors};
 use crate::auth::acl::{Operation, ResourceType};
-use crate::error::{ApiError, Reason};
+use crate::error::Reason;
 use crate::groups::Groups;
 use crate::groups::classic::{GroupError, JoinRequest, State};
 use crate::groups::offsets::Committed;
@@ -305,13 +305,22 @@ pub(super) async fn offset_commit(s: &Session, req: OffsetCommitRequest) -> Offs
             })
             .collect()
     };
-    let groups = match check_group(s, &group, Operation::Read).and_then(|()| groups(s)) {
+    // As gRPC commits: the Commit permission on the group.
+    let groups = match check_group(s, &group, Operation::Commit).and_then(|()| groups(s)) {
         Ok(g) => Arc::clone(g),
         Err(code) => return OffsetCommitResponse::default().with_topics(all(code, req.topics)),
     };
     let member = req.member_id.to_string();
     let generation = req.generation_id_or_member_epoch;
-    if let Err(e) = groups.classic.check_commit(&group, &member, generation) {
+    let check = |groups: &Groups| {
+        // A commit from no member may not overwrite a group with members of
+        // either protocol (Kafka: UNKNOWN_MEMBER_ID).
+        if member.is_empty() && groups.coordinator.member_count(&group) > 0 {
+            return Err(GroupError::UnknownMember);
+        }
+        groups.classic.check_commit(&group, &member, generation)
+    };
+    if let Err(e) = check(&groups) {
         return OffsetCommitResponse::default().with_topics(all(group_code(e), req.topics));
     }
     // Each partition is checked on its own; the good ones are stored together.
@@ -363,14 +372,10 @@ pub(super) async fn offset_commit(s: &Session, req: OffsetCommitRequest) -> Offs
         codes.push(topic_codes);
     }
     if !entries.is_empty() {
-        let check_groups = Arc::clone(&groups);
-        let (g, m) = (group.clone(), member.clone());
-        let stored = groups.offsets.commit_checked(&group, entries, || {
-            check_groups
-                .classic
-                .check_commit(&g, &m, generation)
-                .map_err(|e| ApiError::new(Reason::StaleGeneration, format!("{e:?}")))
-        });
+        // Checked again under the offsets lock: a rebalance may have begun.
+        let stored = groups
+            .offsets
+            .commit_checked(&group, entries, || check(&groups));
         let failure = match stored {
             Ok(at) => match groups.offsets.needs_sync(false) {
                 true => {
@@ -383,9 +388,7 @@ pub(super) async fn offset_commit(s: &Session, req: OffsetCommitRequest) -> Offs
                 }
                 false => None,
             },
-            Err(crate::groups::offsets::CommitError::Rejected(_)) => {
-                Some(ResponseError::RebalanceInProgress.code())
-            }
+            Err(crate::groups::offsets::CommitError::Rejected(e)) => Some(group_code(e)),
             Err(crate::groups::offsets::CommitError::Io(e)) => {
                 Some(errors::code(&crate::groups::commits_io_error(e)))
             }

@@ -15,14 +15,33 @@ use crate::auth::acl::{Operation, ResourceType};
 use crate::error::{ApiError, ApiResult};
 use crate::produce::{append_now, make_durable, parse_batch};
 
-/// Answers a produce request; `None` for `acks=0`, which gets no answer.
-pub(super) async fn handle(
-    s: &Session,
-    req: ProduceRequest,
-    version: i16,
-) -> Option<ProduceResponse> {
+/// What a produce request gets.
+pub(super) enum Answer {
+    /// The response.
+    Reply(ProduceResponse),
+    /// Nothing: `acks=0`, all stored.
+    Silent,
+    /// `acks=0` and a partition failed: as Kafka, the connection is closed,
+    /// so that the client refreshes its metadata and learns of it.
+    Close(String),
+}
+
+/// Answers a produce request.
+pub(super) async fn handle(s: &Session, req: ProduceRequest, version: i16) -> Answer {
     let silent = req.acks == 0;
     let durable = req.acks == -1;
+    // The same byte-rate quota as gRPC produces: the request waits its share.
+    let bytes = || {
+        req.topic_data
+            .iter()
+            .flat_map(|t| &t.partition_data)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum()
+    };
+    let client = crate::state::QuotaClient::new(s.caller.clone(), s.peer.ip());
+    s.broker
+        .throttle(&client, crate::quota::Direction::Produce, bytes)
+        .await;
     let refuse_all = if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         // Transactions are not supported (docs/kafka.md).
         Some(ResponseError::TransactionalIdAuthorizationFailed.code())
@@ -84,7 +103,22 @@ pub(super) async fn handle(
             ),
         }
     }
-    (!silent).then(|| ProduceResponse::default().with_responses(responses))
+    if silent {
+        let failed = responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter().map(move |p| (t, p)))
+            .find(|(_, p)| p.error_code != 0);
+        return match failed {
+            None => Answer::Silent,
+            Some((t, p)) => Answer::Close(format!(
+                "acks=0 produce to {}/{} failed with error {}",
+                t.name.0.as_str(),
+                p.index,
+                p.error_code
+            )),
+        };
+    }
+    Answer::Reply(ProduceResponse::default().with_responses(responses))
 }
 
 /// Checks and appends one partition's records; the partition and what was
@@ -105,9 +139,9 @@ fn start(
     if records.is_empty() {
         return Err(ApiError::invalid("the partition's records are empty"));
     }
-    // Kafka clients send one batch per partition; more are taken in order.
-    let mut first: Option<u64> = None;
-    let mut last = None;
+    // Kafka clients send one batch per partition; more are taken in order,
+    // every one checked before any is stored, so a bad one stores nothing.
+    let mut checked = Vec::new();
     while !records.is_empty() {
         let len = peek_batch_len(&records, u32::MAX).map_err(brook_storage::Error::from)?;
         if len > records.len() {
@@ -124,7 +158,12 @@ fn start(
         if producer_id >= 0 {
             s.broker.check_producer_id(producer_id)?;
         }
-        let info = append_now(&s.broker, topic, &p, &batch)?;
+        checked.push(batch);
+    }
+    let mut first: Option<u64> = None;
+    let mut last = None;
+    for batch in &checked {
+        let info = append_now(&s.broker, topic, &p, batch)?;
         first.get_or_insert(info.base_offset);
         last = Some(info);
     }
