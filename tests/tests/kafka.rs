@@ -241,6 +241,26 @@ async fn kcat_metadata_produce_and_consume_with_every_codec() {
         stored_codecs, all,
         "every batch is stored with the codec it came with"
     );
+
+    // The listener's own metrics count what kcat sent.
+    let metrics = b.metrics_text().await;
+    let count = |api: &str| -> f64 {
+        let prefix = format!("brook_kafka_requests_total{{api=\"{api}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(count("Produce") >= 5.0, "{metrics}");
+    assert!(
+        count("Fetch") >= 1.0 && count("ApiVersions") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("brook_kafka_open_connections "),
+        "{metrics}"
+    );
 }
 
 /// The seed's kafka-python producer publishes OrderPlaced events that the
@@ -775,6 +795,17 @@ async fn malformed_kafka_frames_close_the_connection_and_store_nothing() {
     b.wait_serving().await;
     let (stored, _) = read_all(&b, "orders", 1).await;
     assert!(stored.is_empty(), "nothing stored: {stored:?}");
+    let metrics = b.metrics_text().await;
+    let closed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("brook_kafka_closed_connections_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    // At least the oversized length, the unknown API and the two lying
+    // arrays (a frame cut short ends with the client's own close).
+    assert!(
+        closed.is_some_and(|n| n >= 4.0),
+        "closed connections counted: {closed:?}"
+    );
 }
 
 /// With `--auth required`, a Kafka client authenticates with SASL PLAIN

@@ -76,7 +76,14 @@ impl Session {
 
     /// Serves requests until the client leaves, sends a frame that cannot
     /// be answered, or the broker stops.
-    pub(crate) async fn run(mut self, stream: TcpStream) {
+    pub(crate) async fn run(self, stream: TcpStream) {
+        let metrics = self.broker.metrics.kafka.clone();
+        metrics.open_connections.inc();
+        self.serve(stream).await;
+        metrics.open_connections.dec();
+    }
+
+    async fn serve(mut self, stream: TcpStream) {
         let (rd, wr) = stream.into_split();
         let mut rd = BufReader::with_capacity(64 << 10, rd);
         let mut wr = BufWriter::with_capacity(64 << 10, wr);
@@ -101,9 +108,12 @@ impl Session {
                 Err(FrameError::Closed(_)) => return,
                 Err(e) => {
                     tracing::warn!(peer = %self.peer, error = %e, "closing a Kafka connection");
+                    self.broker.metrics.kafka.closed_connections.inc();
                     return;
                 }
             };
+            let started = std::time::Instant::now();
+            let api = ApiKey::try_from(frame::peek_header(&frame).0).ok();
             let outcome = match self.raw_sasl_next {
                 true => match sasl::authenticate_raw(&mut self, frame) {
                     Ok(()) => Outcome::Reply(Bytes::from_static(&[0, 0, 0, 0])),
@@ -111,6 +121,23 @@ impl Session {
                 },
                 false => self.handle(frame).await,
             };
+            let kafka = &self.broker.metrics.kafka;
+            match (&outcome, api) {
+                (Outcome::Close(_), _) => {
+                    kafka.closed_connections.inc();
+                }
+                (_, Some(api)) => {
+                    let labels = crate::metrics::KafkaApiLabels {
+                        api: format!("{api:?}"),
+                    };
+                    kafka.requests.get_or_create(&labels).inc();
+                    kafka
+                        .latency
+                        .get_or_create(&labels)
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                (_, None) => {}
+            }
             match outcome {
                 Outcome::Reply(bytes) => {
                     if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {

@@ -80,6 +80,28 @@ pub struct DirectionLabels {
     pub direction: &'static str,
 }
 
+/// Labels of the Kafka listener's request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KafkaApiLabels {
+    /// Kafka API name, e.g. `Produce`, `JoinGroup`.
+    pub api: String,
+}
+
+/// The Kafka listener's metrics (docs/kafka.md): requests and their
+/// latency per API, open connections, connections it closed.
+#[derive(Clone)]
+pub struct KafkaMetrics {
+    /// Requests answered (or, with acks=0, handled), per API.
+    pub requests: Family<KafkaApiLabels, Counter>,
+    /// Time from a request's last byte to its answer, per API.
+    pub latency: Family<KafkaApiLabels, Histogram, fn() -> Histogram>,
+    /// Open Kafka connections.
+    pub open_connections: Gauge,
+    /// Connections the broker closed because a request could not be
+    /// answered (malformed, unsupported, unauthenticated; each logged).
+    pub closed_connections: Counter,
+}
+
 /// Labels of per-topic data counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
@@ -160,6 +182,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Time requests waited for their client's byte-rate quota, by direction.
     pub throttled_seconds: Family<DirectionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// The Kafka listener's requests and connections.
+    pub kafka: KafkaMetrics,
     /// Reads the log's gauges at scrape time, once the log is recovered.
     log: Arc<collector::LogCollector>,
 }
@@ -231,6 +255,32 @@ impl Default for Metrics {
             "Failed accepts on the gRPC port (out of file descriptors, ...)",
             accept_errors.clone(),
         );
+        let kafka = KafkaMetrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            open_connections: Gauge::default(),
+            closed_connections: Counter::default(),
+        };
+        r.register(
+            "kafka_requests",
+            "Kafka-protocol requests by API",
+            kafka.requests.clone(),
+        );
+        r.register(
+            "kafka_request_duration_seconds",
+            "Kafka-protocol request latency by API",
+            kafka.latency.clone(),
+        );
+        r.register(
+            "kafka_open_connections",
+            "Open Kafka-protocol client connections",
+            kafka.open_connections.clone(),
+        );
+        r.register(
+            "kafka_closed_connections",
+            "Kafka-protocol connections closed for a request that could not be answered",
+            kafka.closed_connections.clone(),
+        );
         let log = Arc::new(collector::LogCollector::default());
         r.register_collector(Box::new(Arc::clone(&log)));
         Metrics {
@@ -244,6 +294,7 @@ impl Default for Metrics {
             accept_errors,
             connections_refused,
             throttled_seconds,
+            kafka,
             log,
         }
     }
