@@ -66,9 +66,11 @@ def confluent_consume(bootstrap, topic, count):
     c.close()
 
 
-def idempotent_produce(bootstrap, topic, count):
-    """Produces COUNT numbered values with enable.idempotence and acks=all,
-    retrying through broker restarts; prints the delivery reports."""
+def idempotent_produce(bootstrap, topic, stop_file):
+    """Produces numbered values 0, 1, 2, ... with enable.idempotence and
+    acks=all until STOP_FILE exists, retrying through broker restarts; then
+    flushes and prints how many it produced and the delivery failures."""
+    import os
     from confluent_kafka import Producer
 
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
@@ -80,19 +82,16 @@ def idempotent_produce(bootstrap, topic, count):
         if err is not None:
             failed.append(str(err))
 
-    for i in range(int(count)):
-        while True:
-            try:
-                p.produce(topic, key=f"k{i % 10}".encode(), value=str(i).encode(), on_delivery=report)
-                break
-            except BufferError:
-                p.poll(0.1)
+    i = 0
+    while i % 100 != 0 or not os.path.exists(stop_file):
+        try:
+            p.produce(topic, key=f"k{i % 10}".encode(), value=str(i).encode(), on_delivery=report)
+            i += 1
+        except BufferError:
+            p.poll(0.1)
         p.poll(0)
-        # Slow enough that a restart lands in the middle.
-        if i % 50 == 0:
-            time.sleep(0.02)
     left = p.flush(120)
-    print(json.dumps({"produced": int(count), "unflushed": left, "failed": failed}))
+    print(json.dumps({"produced": i, "unflushed": left, "failed": failed}))
 
 
 def group_member(bootstrap, topic, group, name, stop_file):

@@ -492,13 +492,9 @@ pub fn batch_of(key: Option<&[u8]>, values: &[&[u8]]) -> Batch {
     Batch::parse(b.build(0)).expect("valid batch")
 }
 
-/// Every record of a partition from `from` to its current end, as (offset, key, value).
-pub async fn fetch_all(
-    b: &Broker,
-    topic: &str,
-    partition: u32,
-    from: u64,
-) -> Vec<(u64, Option<Vec<u8>>, Vec<u8>)> {
+/// Every stored batch of a partition from the one holding `from` to the
+/// current end, as the broker serves them (compressed ones too).
+pub async fn fetch_batches(b: &Broker, topic: &str, partition: u32, from: u64) -> Vec<Batch> {
     let mut consumer = b.consumer().await;
     let mut out = Vec::new();
     let mut next = from;
@@ -513,20 +509,32 @@ pub async fn fetch_all(
         if r.batches.is_empty() {
             return out;
         }
-        for batch in batches(r.batches) {
-            for rec in batch.expect("valid batch").records() {
-                let rec = rec.expect("valid record");
-                if rec.offset >= next {
-                    out.push((
-                        rec.offset,
-                        rec.key.map(|k| k.to_vec()),
-                        rec.value.map(|v| v.to_vec()).unwrap_or_default(),
-                    ));
-                }
-            }
-        }
+        out.extend(batches(r.batches).map(|b| b.expect("valid batch")));
         next = r.next_offset;
     }
+}
+
+/// Every record of a partition from `from` to its current end, as (offset, key, value).
+pub async fn fetch_all(
+    b: &Broker,
+    topic: &str,
+    partition: u32,
+    from: u64,
+) -> Vec<(u64, Option<Vec<u8>>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for batch in fetch_batches(b, topic, partition, from).await {
+        for rec in batch.records() {
+            let rec = rec.expect("valid record");
+            if rec.offset >= from {
+                out.push((
+                    rec.offset,
+                    rec.key.map(|k| k.to_vec()),
+                    rec.value.map(|v| v.to_vec()).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The raw HTTP/1.1 response (status line, headers, body) to `GET path` on
@@ -545,7 +553,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
 
 /// Waits for `child` to exit (polling, up to [`DEADLINE`]); kills it and
 /// fails with `what` if it does not.
-fn wait_for_exit(child: &mut Child, what: &str) -> ExitStatus {
+pub fn wait_for_exit(child: &mut Child, what: &str) -> ExitStatus {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(status) = child.try_wait().expect("waiting for brook") {
@@ -560,8 +568,14 @@ fn wait_for_exit(child: &mut Child, what: &str) -> ExitStatus {
 }
 
 /// Polls `f` until it returns true or the deadline passes.
-pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = Instant::now() + DEADLINE;
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, f: F) {
+    eventually_within(what, DEADLINE, f).await
+}
+
+/// [`eventually`] with a deadline of `within` (for waits on third-party
+/// clients, which take longer than the broker alone).
+pub async fn eventually_within<F: AsyncFnMut() -> bool>(what: &str, within: Duration, mut f: F) {
+    let deadline = Instant::now() + within;
     while !f().await {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;

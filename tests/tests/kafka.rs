@@ -8,12 +8,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use brook_protocol::batch::{Compression, batches};
+use brook_protocol::batch::Compression;
 use brook_protocol::partitioner::partition_for_key;
 use brook_protocol::v1;
-use brook_tests::{Broker, DEADLINE, create_topic};
+use brook_tests::{
+    Broker, DEADLINE, create_topic, eventually_within, fetch_batches, wait_for_exit,
+};
 use serde_json::Value;
 
 /// The workspace root (tests/ is one of its members).
@@ -89,55 +90,28 @@ async fn read_all(
     topic: &str,
     partitions: u32,
 ) -> (Vec<Stored>, BTreeSet<&'static str>) {
-    let mut consumer = b.consumer().await;
     let (mut out, mut codecs) = (Vec::new(), BTreeSet::new());
     for partition in 0..partitions {
-        let mut next = 0;
-        loop {
-            let req = v1::FetchRequest {
-                topic: topic.into(),
-                partition,
-                offset: next,
-                ..Default::default()
-            };
-            let r = consumer.fetch(req).await.expect("fetch").into_inner();
-            if r.batches.is_empty() {
-                break;
+        for batch in fetch_batches(b, topic, partition, 0).await {
+            codecs.insert(batch.header().compression().name());
+            for rec in batch.records() {
+                let rec = rec.expect("a stored record decodes");
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                out.push(Stored {
+                    partition,
+                    offset: rec.offset,
+                    key: rec.key.as_deref().map(text),
+                    value: rec.value.as_deref().map(text).unwrap_or_default(),
+                    headers: rec
+                        .headers
+                        .iter()
+                        .map(|h| (h.key.clone(), text(&h.value)))
+                        .collect(),
+                });
             }
-            for batch in batches(r.batches) {
-                let batch = batch.expect("a stored batch parses");
-                codecs.insert(batch.header().compression().name());
-                for rec in batch.records() {
-                    let rec = rec.expect("a stored record decodes");
-                    if rec.offset < next {
-                        continue;
-                    }
-                    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                    out.push(Stored {
-                        partition,
-                        offset: rec.offset,
-                        key: rec.key.as_deref().map(text),
-                        value: rec.value.as_deref().map(text).unwrap_or_default(),
-                        headers: rec
-                            .headers
-                            .iter()
-                            .map(|h| (h.key.clone(), text(&h.value)))
-                            .collect(),
-                    });
-                }
-            }
-            next = r.next_offset;
         }
     }
     (out, codecs)
-}
-
-async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, mut f: F) {
-    let deadline = Instant::now() + DEADLINE * 2;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// kcat lists the topic, produces with every codec (and headers), and
@@ -362,10 +336,10 @@ async fn idempotent_confluent_producer_through_a_broker_restart() {
     let mut b = Broker::start(dir.path(), &[]).await;
     create_topic(&b, "payments", 2).await;
     let bootstrap = b.kafka_bootstrap();
-    let total = 4000u32;
+    let stop = dir.path().join("stop-producing");
     let mut producer = clients(
         &bootstrap,
-        &["idempotent-produce", "payments", &total.to_string()],
+        &["idempotent-produce", "payments", stop.to_str().unwrap()],
     )
     .stderr(Stdio::null())
     .spawn()
@@ -387,20 +361,28 @@ async fn idempotent_confluent_producer_through_a_broker_restart() {
                 .sum::<u64>()
         })
     };
-    wait_until("the producer to be under way", async || {
+    eventually_within("the producer to be under way", DEADLINE * 2, async || {
         stored().await >= 1000
     })
     .await;
     b.kill9_in_place();
     b.restart().await;
-    let deadline = Instant::now() + DEADLINE * 3;
-    let status = loop {
-        if let Some(s) = producer.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the producer never finished");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // The producer goes on through the restart, then stops.
+    let survived = stored().await;
+    eventually_within(
+        "the producer to go on after the restart",
+        DEADLINE * 2,
+        async || stored().await >= survived + 1000,
+    )
+    .await;
+    std::fs::write(&stop, b"").unwrap();
+    let mut status = None;
+    eventually_within("the producer to finish", DEADLINE * 3, async || {
+        status = producer.try_wait().unwrap();
+        status.is_some()
+    })
+    .await;
+    let status = status.expect("it exited");
     let mut out = String::new();
     producer
         .stdout
@@ -412,6 +394,7 @@ async fn idempotent_confluent_producer_through_a_broker_restart() {
     let report: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["failed"], serde_json::json!([]), "{out}");
     assert_eq!(report["unflushed"], 0, "{out}");
+    let total = report["produced"].as_u64().unwrap() as u32;
 
     let (records, _) = read_all(&b, "payments", 2).await;
     let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
@@ -470,11 +453,7 @@ impl Member {
 
     fn stop(mut self) {
         std::fs::write(&self.stop, b"").unwrap();
-        let deadline = Instant::now() + DEADLINE;
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "a group member did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_exit(&mut self.child, "a group member did not stop");
     }
 }
 
@@ -531,49 +510,34 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
         }
         assigned.clone()
     };
-    // Polls until every one of `names` holds partitions.
-    async fn all_assigned(
-        names: &[&str],
-        members: &[&Member],
-        processed: &mut Vec<Value>,
-        drain: &mut impl FnMut(&[&Member], &mut Vec<Value>) -> BTreeMap<String, usize>,
-    ) {
-        let deadline = Instant::now() + DEADLINE * 2;
-        loop {
-            let now = drain(members, processed);
-            if names.iter().all(|n| now.get(*n).is_some_and(|p| *p > 0)) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "members never all assigned: {now:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
     let a = Member::start(&bootstrap, dir.path(), "a");
     let bm = Member::start(&bootstrap, dir.path(), "b");
     let c = Member::start(&bootstrap, dir.path(), "c");
-    all_assigned(&["a", "b", "c"], &[&a, &bm, &c], &mut processed, &mut drain).await;
+    let holding = |assigned: &BTreeMap<String, usize>, names: &[&str]| {
+        names
+            .iter()
+            .all(|n| assigned.get(*n).is_some_and(|p| *p > 0))
+    };
+    eventually_within("a, b and c to hold partitions", DEADLINE * 2, async || {
+        holding(&drain(&[&a, &bm, &c], &mut processed), &["a", "b", "c"])
+    })
+    .await;
     produce(300).await;
-    let deadline = Instant::now() + DEADLINE * 2;
-    while processed.len() < 300 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 300 processed",
-            processed.len()
-        );
+    eventually_within("300 records processed", DEADLINE * 2, async || {
         drain(&[&a, &bm, &c], &mut processed);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        processed.len() >= 300
+    })
+    .await;
     // One leaves, another joins; then more records flow.
     drain(&[&bm], &mut processed);
     bm.stop();
     let d = Member::start(&bootstrap, dir.path(), "d");
-    all_assigned(&["a", "c", "d"], &[&a, &c, &d], &mut processed, &mut drain).await;
+    eventually_within("a, c and d to hold partitions", DEADLINE * 2, async || {
+        holding(&drain(&[&a, &c, &d], &mut processed), &["a", "c", "d"])
+    })
+    .await;
     produce(300).await;
-    let deadline = Instant::now() + DEADLINE * 2;
-    loop {
+    eventually_within("600 distinct records processed", DEADLINE * 2, async || {
         drain(&[&a, &c, &d], &mut processed);
         let distinct: BTreeSet<(u64, u64)> = processed
             .iter()
@@ -584,16 +548,9 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
                 )
             })
             .collect();
-        if distinct.len() >= 600 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of 600 processed",
-            distinct.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        distinct.len() >= 600
+    })
+    .await;
     let members: BTreeSet<&str> = processed
         .iter()
         .filter_map(|v| v["member"].as_str())
