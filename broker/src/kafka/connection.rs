@@ -43,8 +43,8 @@ pub(crate) struct Session {
     pub peer: SocketAddr,
     /// Who the client is (anonymous until authentication exists here).
     pub caller: Caller,
-    /// The `client.id` of the request being answered.
-    pub client_id: String,
+    /// The `client.id` of the request being answered (shares the frame's bytes).
+    pub client_id: kafka_protocol::protocol::StrBytes,
     /// A SaslHandshake chose PLAIN; SaslAuthenticate may follow.
     pub sasl_started: bool,
     /// A v0 SaslHandshake chose PLAIN: the next frame is the bare PLAIN message.
@@ -62,7 +62,7 @@ impl Session {
             advertised,
             peer,
             caller: Caller::default(),
-            client_id: String::new(),
+            client_id: Default::default(),
             sasl_started: false,
             raw_sasl_next: false,
         }
@@ -128,7 +128,7 @@ impl Session {
                 }
                 (_, Some(api)) => {
                     let labels = crate::metrics::KafkaApiLabels {
-                        api: format!("{api:?}"),
+                        api: versions::name(api),
                     };
                     kafka.requests.get_or_create(&labels).inc();
                     kafka
@@ -205,7 +205,7 @@ impl Session {
                 return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}"));
             }
         };
-        self.client_id = header.client_id.map(|c| c.to_string()).unwrap_or_default();
+        self.client_id = header.client_id.unwrap_or_default();
         let c = correlation;
         match request {
             RequestKind::ApiVersions(_) => {

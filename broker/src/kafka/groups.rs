@@ -149,7 +149,7 @@ pub(super) async fn join(s: &Session, req: JoinGroupRequest, version: i16) -> Jo
     let in_use_by_grpc = groups.coordinator.member_count(&group) > 0;
     let join = JoinRequest {
         member_id: req.member_id.to_string(),
-        client_id: s.client_id.clone(),
+        client_id: s.client_id.to_string(),
         client_host: format!("/{}", s.peer.ip()),
         protocol_type: req.protocol_type.to_string(),
         protocols: req
@@ -497,6 +497,29 @@ fn fetch_group(
     (0, topics)
 }
 
+/// The answer's topics for `fetch_group`'s rows. v8+ and earlier versions
+/// have types of their own with the same fields: one shape for both.
+macro_rules! offset_topics {
+    ($topics:expr, $topic:ty, $partition:ty) => {
+        $topics
+            .into_iter()
+            .map(|(name, rows)| {
+                <$topic>::default().with_name(name).with_partitions(
+                    rows.into_iter()
+                        .map(|(p, offset, metadata, code)| {
+                            <$partition>::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_metadata(metadata)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+}
+
 pub(super) fn offset_fetch(
     s: &Session,
     req: OffsetFetchRequest,
@@ -514,27 +537,13 @@ pub(super) fn offset_fetch(
                         .collect()
                 });
                 let (code, topics) = fetch_group(s, g.group_id.0.as_str(), wanted);
-                let topics = topics
-                    .into_iter()
-                    .map(|(name, rows)| {
-                        OffsetFetchResponseTopics::default()
-                            .with_name(name)
-                            .with_partitions(
-                                rows.into_iter()
-                                    .map(|(p, offset, metadata, code)| {
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(offset)
-                                            .with_metadata(metadata)
-                                            .with_error_code(code)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
-                    .with_topics(topics)
+                    .with_topics(offset_topics!(
+                        topics,
+                        OffsetFetchResponseTopics,
+                        OffsetFetchResponsePartitions
+                    ))
                     .with_error_code(code)
             })
             .collect();
@@ -546,25 +555,11 @@ pub(super) fn offset_fetch(
             .collect()
     });
     let (code, topics) = fetch_group(s, req.group_id.0.as_str(), wanted);
-    let topics = topics
-        .into_iter()
-        .map(|(name, rows)| {
-            OffsetFetchResponseTopic::default()
-                .with_name(name)
-                .with_partitions(
-                    rows.into_iter()
-                        .map(|(p, offset, metadata, code)| {
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(offset)
-                                .with_metadata(metadata)
-                                .with_error_code(code)
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
-    let mut resp = OffsetFetchResponse::default().with_topics(topics);
+    let mut resp = OffsetFetchResponse::default().with_topics(offset_topics!(
+        topics,
+        OffsetFetchResponseTopic,
+        OffsetFetchResponsePartition
+    ));
     if version >= 2 {
         resp.error_code = code;
     }

@@ -37,6 +37,21 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
+/// The API's name as Kafka spells it (`Produce`, `JoinGroup`), for metric
+/// labels: made once per API, not per request.
+pub(crate) fn name(key: ApiKey) -> &'static str {
+    static NAMES: std::sync::LazyLock<Vec<(ApiKey, &'static str)>> =
+        std::sync::LazyLock::new(|| {
+            ApiKey::iter()
+                .map(|k| (k, &*format!("{k:?}").leak()))
+                .collect()
+        });
+    NAMES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or("unknown", |(_, n)| n)
+}
+
 /// The versions of `key` this listener answers, if it answers it at all.
 pub(crate) fn supported(key: ApiKey) -> Option<VersionRange> {
     SUPPORTED

@@ -84,7 +84,7 @@ pub struct DirectionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KafkaApiLabels {
     /// Kafka API name, e.g. `Produce`, `JoinGroup`.
-    pub api: String,
+    pub api: &'static str,
 }
 
 /// The Kafka listener's metrics (docs/kafka.md): requests and their
