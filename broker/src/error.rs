@@ -254,6 +254,7 @@ impl From<StorageError> for ApiError {
             E::OutOfOrderSequence { .. } => Reason::OutOfOrderSequence,
             E::OffsetMismatch { .. }
             | E::StaleLeaderEpoch { .. }
+            | E::LeaderEpochOutOfRange { .. }
             | E::TruncateBelowHighWatermark { .. }
             | E::NotABatchBoundary { .. } => Reason::ReplicaMismatch,
         };

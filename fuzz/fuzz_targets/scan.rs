@@ -6,7 +6,7 @@
 //! parsers").
 //!
 //! Input: byte 0 options (bit 0: make every CRC right, bit 1: also stamp
-//! consecutive base offsets), bytes 1-4 the offset expected first
+//! consecutive base offsets and leader epoch -1), bytes 1-4 the offset expected first
 //! (big-endian u32), bytes 5-8 the offset limit minus it (0: no limit),
 //! bytes 9-10 where to start (modulo the buffer's length + 1); the rest is
 //! the segment's bytes.

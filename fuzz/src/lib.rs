@@ -55,6 +55,8 @@ impl Drop for TempDir {
 /// in v2 everything from the magic on sits 4 bytes later.
 const BASE_OFFSET_AT: usize = 0;
 const BATCH_LENGTH_AT: usize = 8;
+/// A v2 batch's partition leader epoch (where a v1 batch has its magic).
+const LEADER_EPOCH_AT: usize = 12;
 const CRC_AT: usize = 13;
 /// The CRC covers everything from here to the end of the batch.
 const ATTRIBUTES_AT: usize = 17;
@@ -66,8 +68,9 @@ const V2_SHIFT: usize = 4;
 /// their `batch_length` fields say they fit) and rewrites each one's CRC
 /// to match its bytes, so that a mutation inside a batch reaches the record
 /// and index code instead of stopping at the checksum. With `renumber_from`,
-/// also stamps consecutive base offsets from that offset (the CRC does not
-/// cover them; storage checks their continuity). Returns how many batches
+/// also stamps consecutive base offsets from that offset and a v2 batch's
+/// leader epoch -1, as the broker does (the CRC covers neither; storage
+/// checks their continuity and range). Returns how many batches
 /// it rewrote.
 pub fn fix_batches(buf: &mut [u8], mut renumber_from: Option<u64>) -> usize {
     let mut pos = 0usize;
@@ -92,6 +95,10 @@ pub fn fix_batches(buf: &mut [u8], mut renumber_from: Option<u64>) -> usize {
         }
         if let Some(next) = renumber_from.as_mut() {
             batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&next.to_be_bytes());
+            if !v1 {
+                // As the broker stamps it before the first leader epoch.
+                batch[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
+            }
             let at = LAST_OFFSET_DELTA_AT + shift;
             let delta = u32::from_be_bytes([batch[at], batch[at + 1], batch[at + 2], batch[at + 3]]);
             *next = next.saturating_add(u64::from(delta)).saturating_add(1);

@@ -23,6 +23,13 @@ use crate::fs::FileSystem;
 pub(crate) const CHECKPOINT: &str = "leader-epoch-checkpoint";
 const VERSION: u32 = 0;
 
+/// The largest leader epoch a partition accepts. The broker stamps every
+/// stored batch with its epoch, or -1 before the first one, and the CRC does
+/// not cover that field: keeping epochs below 2^24 - 1 means that any change
+/// to one byte of a stamped -1 leaves the range that reads accept, so it is
+/// found as damage (see `scan::check_header`).
+pub const MAX_LEADER_EPOCH: u32 = 0x00FF_FFFE;
+
 /// The epochs of one partition, oldest first, with their start offsets.
 #[derive(Debug)]
 pub(crate) struct LeaderEpochs {
@@ -62,6 +69,12 @@ impl LeaderEpochs {
     /// leader takes over, or a replicated batch's base offset). The same
     /// epoch again changes nothing; an older one is refused.
     pub fn assign(&mut self, epoch: u32, start_offset: u64) -> Result<()> {
+        if epoch > MAX_LEADER_EPOCH {
+            return Err(Error::LeaderEpochOutOfRange {
+                epoch,
+                max: MAX_LEADER_EPOCH,
+            });
+        }
         match self.latest() {
             Some((latest, _)) if latest == epoch => return Ok(()),
             Some((latest, _)) if latest > epoch => {
@@ -126,7 +139,8 @@ pub(crate) fn parse(text: &str) -> Option<Vec<(u32, u64)>> {
     let increasing = entries
         .windows(2)
         .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1);
-    (entries.len() == count && increasing).then_some(entries)
+    let in_range = entries.iter().all(|(e, _)| *e <= MAX_LEADER_EPOCH);
+    (entries.len() == count && increasing && in_range).then_some(entries)
 }
 
 #[cfg(test)]
@@ -153,6 +167,10 @@ mod tests {
                 epoch: 2,
                 latest: 3
             })
+        ));
+        assert!(matches!(
+            e.assign(MAX_LEADER_EPOCH + 1, 12),
+            Err(Error::LeaderEpochOutOfRange { .. })
         ));
         assert_eq!(e.epoch_for(9), Some(1));
         assert_eq!(e.epoch_for(10), Some(3));
@@ -181,5 +199,11 @@ mod tests {
         assert!(matches!(open(dir.path()), Err(Error::Corrupt { .. })));
         std::fs::write(dir.path().join(CHECKPOINT), "0\n2\n3 0\n1 5\n").unwrap();
         assert!(open(dir.path()).is_err(), "epochs must grow");
+        let too_large = format!("0\n1\n{} 0\n", MAX_LEADER_EPOCH + 1);
+        std::fs::write(dir.path().join(CHECKPOINT), too_large).unwrap();
+        assert!(
+            open(dir.path()).is_err(),
+            "no epoch a batch could not carry"
+        );
     }
 }

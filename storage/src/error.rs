@@ -193,6 +193,14 @@ pub enum Error {
         /// The latest epoch recorded.
         latest: u32,
     },
+    /// A leader epoch above the largest a partition accepts.
+    #[error("leader epoch {epoch} is above the largest accepted, {max}")]
+    LeaderEpochOutOfRange {
+        /// The epoch given.
+        epoch: u32,
+        /// The largest accepted.
+        max: u32,
+    },
     /// The partition was closed.
     #[error("partition {0} is closed")]
     Closed(String),

@@ -54,6 +54,7 @@ pub mod fuzzing;
 
 pub use config::{AppendMode, FlushPolicy, PartitionConfig};
 pub use damage::DamagedRange;
+pub use epochs::MAX_LEADER_EPOCH;
 pub use error::{Error, Result};
 pub use file::write_atomic;
 pub use flusher::drain as drain_background_jobs;

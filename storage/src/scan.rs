@@ -6,6 +6,8 @@
 
 use brook_protocol::batch::{BatchHeader, LOG_OVERHEAD, MAGIC_V1, MAGIC_V2, MIN_BATCH_LENGTH};
 
+use crate::epochs::MAX_LEADER_EPOCH;
+
 /// The smallest batch of any format read: where a resync stops looking.
 const MIN_BATCH: usize = LOG_OVERHEAD + MIN_BATCH_LENGTH as usize;
 
@@ -40,9 +42,11 @@ pub struct Chain {
 }
 
 /// Checks the header of the batch at the start of `buf`: length within
-/// `buf`, magic, attributes, and that it holds the offsets `expected..`
-/// (the base offset is not covered by the CRC, so continuity is what
-/// catches damage to it).
+/// `buf`, magic, attributes, that it holds the offsets `expected..`, and
+/// that its leader epoch is one the broker stamps. The CRC covers neither
+/// the base offset nor the leader epoch (the broker writes both when it
+/// stores a batch): continuity is what catches damage to the first, the
+/// epoch's range what catches damage to the second.
 pub(crate) fn check_header(buf: &[u8], expected: u64) -> Result<BatchHeader, String> {
     let max = u32::try_from(buf.len().saturating_sub(LOG_OVERHEAD)).unwrap_or(u32::MAX);
     let h = BatchHeader::parse(buf, max.max(MIN_BATCH_LENGTH)).map_err(|e| e.to_string())?;
@@ -50,6 +54,12 @@ pub(crate) fn check_header(buf: &[u8], expected: u64) -> Result<BatchHeader, Str
         return Err(format!(
             "batch claims base offset {} where offset {expected} was expected",
             h.base_offset
+        ));
+    }
+    let epoch = h.partition_leader_epoch;
+    if epoch < -1 || i64::from(epoch) > i64::from(MAX_LEADER_EPOCH) {
+        return Err(format!(
+            "batch claims leader epoch {epoch}, outside -1..={MAX_LEADER_EPOCH}"
         ));
     }
     if h.record_count == 0 || h.last_offset_delta != h.record_count - 1 {
@@ -220,6 +230,39 @@ mod tests {
             "the batch after it is served at its own offsets"
         );
         assert!(chain.tail.is_none());
+    }
+
+    #[test]
+    fn any_change_to_one_byte_of_an_unset_leader_epoch_is_a_gap() {
+        // The CRC does not cover bytes 12..16; the epoch's range must.
+        for byte in 12..16 {
+            for mask in 1..=255u8 {
+                let (mut buf, starts) = log();
+                buf[starts[1] as usize + byte] ^= mask;
+                let chain = scan(&buf, 0, 10, u64::MAX, |_, _| {});
+                assert_eq!(chain.gaps.len(), 1, "byte {byte} mask {mask}: {chain:?}");
+                let gap = &chain.gaps[0];
+                assert_eq!((gap.first_offset, gap.end_offset), (12, 14));
+                assert_eq!(chain.next_offset, 16);
+            }
+        }
+    }
+
+    #[test]
+    fn a_stamped_leader_epoch_in_range_is_accepted() {
+        let (mut buf, starts) = log();
+        for (i, epoch) in [0, 7, MAX_LEADER_EPOCH as i32].into_iter().enumerate() {
+            brook_protocol::batch::set_partition_leader_epoch(
+                &mut buf[starts[i] as usize..],
+                epoch,
+            );
+        }
+        let mut epochs = Vec::new();
+        let chain = scan(&buf, 0, 10, u64::MAX, |_, h| {
+            epochs.push(h.partition_leader_epoch)
+        });
+        assert!(chain.gaps.is_empty() && chain.tail.is_none(), "{chain:?}");
+        assert_eq!(epochs, vec![0, 7, MAX_LEADER_EPOCH as i32]);
     }
 
     #[test]

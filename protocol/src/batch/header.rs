@@ -89,6 +89,20 @@ pub fn set_base_offset(buf: &mut [u8], base_offset: u64) {
     buf[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Overwrites the partition leader epoch of the v2 batch at the start of
+/// `buf` in place; a magic-1 batch has no such field and is left as it is.
+///
+/// The CRC does not cover the epoch, so the batch stays valid.
+///
+/// # Panics
+/// If `buf` is shorter than 17 bytes (the caller has parsed the batch already).
+pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
+    if buf[layout::V2.magic_at()] == layout::MAGIC_V2 {
+        buf[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4]
+            .copy_from_slice(&epoch.to_be_bytes());
+    }
+}
+
 impl BatchHeader {
     /// Decodes and checks the header at the start of `buf`: the length bounds
     /// (against `max_batch_length` and the bytes present), the magic and the

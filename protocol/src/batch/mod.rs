@@ -20,7 +20,7 @@ mod record;
 pub use builder::BatchBuilder;
 pub use compression::{Compression, MAX_DECOMPRESSED};
 pub use error::DecodeError;
-pub use header::{BatchHeader, peek_batch_len, set_base_offset};
+pub use header::{BatchHeader, peek_batch_len, set_base_offset, set_partition_leader_epoch};
 pub use layout::{MAGIC_V1, MAGIC_V2};
 pub use record::{Record, RecordHeader, Records};
 

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Weak};
 
-use brook_protocol::batch::{Batch, DecodeError};
+use brook_protocol::batch::{Batch, DecodeError, NO_PARTITION_LEADER_EPOCH};
 
 use super::{AppendInfo, Appender, Shared, Watermark, lock, now_ms};
 use crate::error::{Error, Result};
@@ -81,7 +81,15 @@ impl Shared {
         if !app.active.is_empty() && (full || too_old || offsets_overflow) {
             self.roll(app, base, now)?;
         }
-        app.active.append(batch, base)?;
+        // Every stored batch carries the epoch it was written in (-1 before
+        // the first), never what the producer put there.
+        let epoch = app
+            .epochs
+            .latest()
+            .map_or(NO_PARTITION_LEADER_EPOCH, |(e, _)| {
+                i32::try_from(e).unwrap_or(NO_PARTITION_LEADER_EPOCH)
+            });
+        app.active.append(batch, base, Some(epoch))?;
         app.producers.record(batch.header(), base, now);
         let end = base + count;
         self.end.send_replace(end);

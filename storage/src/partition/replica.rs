@@ -232,7 +232,7 @@ impl Shared {
             let config = self.config();
             let seg = Segment::create(&self.fs, &tmp, base, config.segment_capacity(), &config)?;
             for batch in kept {
-                seg.append(batch, batch.header().base_offset)?;
+                seg.append(batch, batch.header().base_offset, None)?;
             }
             seg.seal()?;
             seg.sync_all()?;

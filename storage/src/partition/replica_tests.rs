@@ -247,6 +247,42 @@ fn a_follower_keeps_its_leaders_offsets_and_epochs() {
     assert_eq!(p.leader_epoch(), Some((6, 5)), "epochs survive a restart");
 }
 
+#[test]
+fn every_stored_batch_carries_the_epoch_it_was_written_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Partition::open(dir.path(), "t/0", cfg()).unwrap();
+    let epoch_at = |p: &Partition, offset: u64| {
+        let r = p.read(offset, 1 << 20).unwrap();
+        let b = brook_protocol::batch::batches(r.batches)
+            .next()
+            .unwrap()
+            .unwrap();
+        b.header().partition_leader_epoch
+    };
+    // A producer's value (Kafka clients send 0 or -1) is never kept.
+    let mut from_client = plain(2).bytes().to_vec();
+    brook_protocol::batch::set_partition_leader_epoch(&mut from_client, 41);
+    p.append(&Batch::parse(from_client.into()).unwrap())
+        .unwrap();
+    assert_eq!(epoch_at(&p, 0), -1, "before the first epoch");
+    p.begin_leader_epoch(3).unwrap();
+    p.append(&plain(1)).unwrap();
+    assert_eq!(epoch_at(&p, 2), 3);
+    assert_eq!(epoch_at(&p, 0), -1, "earlier batches keep theirs");
+    assert!(matches!(
+        p.begin_leader_epoch(crate::MAX_LEADER_EPOCH + 1),
+        Err(Error::LeaderEpochOutOfRange { .. })
+    ));
+    p.close().unwrap();
+    drop(p);
+    let p = Partition::open(dir.path(), "t/0", cfg()).unwrap();
+    assert_eq!(
+        (epoch_at(&p, 0), epoch_at(&p, 2)),
+        (-1, 3),
+        "after a reopen"
+    );
+}
+
 /// Appends `batches` of 3 records each; returns the log end.
 fn fill(p: &Partition, batches: usize) -> u64 {
     for _ in 0..batches {

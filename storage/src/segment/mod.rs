@@ -29,7 +29,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use brook_protocol::batch::{Batch, BatchHeader, LOG_OVERHEAD, MIN_BATCH_LENGTH};
+use brook_protocol::batch::{
+    Batch, BatchHeader, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH, set_base_offset,
+    set_partition_leader_epoch,
+};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::config::{AppendMode, PartitionConfig};
@@ -41,6 +44,12 @@ use crate::index::{OffsetIndex, TimeIndex};
 
 pub(crate) use open::{OpenReport, Role};
 pub use read::damage_found_by_reads;
+
+/// Bytes at the start of a batch that hold every field the broker stamps
+/// when it stores one: base offset (0..8), length, leader epoch (12..16) and
+/// the magic byte (16) that says whether there is an epoch. Every batch is
+/// longer.
+const STAMPED: usize = 17;
 
 /// Disk space an active segment reserves at first, and the smallest step it
 /// grows by.
@@ -270,10 +279,12 @@ impl Segment {
         self.size() + len <= self.capacity
     }
 
-    /// Appends `batch` with its base offset replaced by `base_offset`.
+    /// Appends `batch` with its base offset replaced by `base_offset` and,
+    /// if `leader_epoch` is given, its partition leader epoch by that (a
+    /// magic-1 batch has none; a copied batch keeps the one it has).
     ///
     /// The caller (the partition's appender) has checked room and the batch.
-    pub fn append(&self, batch: &Batch, base_offset: u64) -> Result<()> {
+    pub fn append(&self, batch: &Batch, base_offset: u64, leader_epoch: Option<i32>) -> Result<()> {
         let mut w = self.writer();
         if w.sealed {
             return Err(Error::Closed(self.paths.log.display().to_string()));
@@ -292,7 +303,14 @@ impl Segment {
             });
         }
         self.reserve(&mut w, bytes.len() as u64)?;
-        let stamped = base_offset.to_be_bytes();
+        // The fields the broker stamps (outside the CRC) are all in the first
+        // STAMPED bytes: write those from a copy, the rest from the batch.
+        let mut stamped = [0u8; STAMPED];
+        stamped.copy_from_slice(&bytes[..STAMPED]);
+        set_base_offset(&mut stamped, base_offset);
+        if let Some(epoch) = leader_epoch {
+            set_partition_leader_epoch(&mut stamped, epoch);
+        }
         match (self.append_mode, &self.map, &w.file) {
             (AppendMode::Mmap, Some(map), _) => {
                 // SAFETY: [pos, pos + len) is inside the mapping and the
@@ -300,18 +318,30 @@ impl Segment {
                 // looks at it; we hold the writer lock.
                 unsafe {
                     let dst = map.as_mut_ptr().add(pos as usize);
-                    std::ptr::copy_nonoverlapping(stamped.as_ptr(), dst, 8);
-                    std::ptr::copy_nonoverlapping(bytes[8..].as_ptr(), dst.add(8), bytes.len() - 8);
+                    std::ptr::copy_nonoverlapping(stamped.as_ptr(), dst, STAMPED);
+                    std::ptr::copy_nonoverlapping(
+                        bytes[STAMPED..].as_ptr(),
+                        dst.add(STAMPED),
+                        bytes.len() - STAMPED,
+                    );
                 }
             }
-            (_, _, Some(file)) => {
-                write_all_at(&*self.fs, file, &self.paths.log, &stamped, &bytes[8..], pos)
-                    .at(&self.paths.log)?
-            }
+            (_, _, Some(file)) => write_all_at(
+                &*self.fs,
+                file,
+                &self.paths.log,
+                &stamped,
+                &bytes[STAMPED..],
+                pos,
+            )
+            .at(&self.paths.log)?,
             (_, _, None) => return Err(Error::Closed(self.paths.log.display().to_string())),
         }
         let mut h = *batch.header();
         h.base_offset = base_offset;
+        if let Some(epoch) = leader_epoch.filter(|_| h.magic == MAGIC_V2) {
+            h.partition_leader_epoch = epoch;
+        }
         self.publish(&mut w, pos, &h);
         Ok(())
     }
