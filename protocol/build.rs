@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "brook/v1/cluster.proto",
             "brook/v1/acls.proto",
             "brook/v1/queues.proto",
+            "brook/v1/schemas.proto",
         ];
         println!("cargo:rerun-if-changed=proto");
         let fds = protox::compile(files, ["proto"])?;

@@ -79,6 +79,19 @@ reasons! {
     QueueAlreadyExists = "QUEUE_ALREADY_EXISTS", AlreadyExists;
     /// The queue group reads another topic than the one named.
     QueueTopicMismatch = "QUEUE_TOPIC_MISMATCH", FailedPrecondition;
+    /// No subject, version or schema of that name or id in the schema
+    /// registry (metadata `registry_code`: Confluent's, e.g. 40401).
+    SchemaNotFound = "SCHEMA_NOT_FOUND", NotFound;
+    /// A schema that does not parse or check, or a subject name, version or
+    /// compatibility level the registry does not accept.
+    InvalidSchema = "INVALID_SCHEMA", InvalidArgument;
+    /// A schema incompatible with its subject's versions under the
+    /// subject's compatibility level; the message lists every problem.
+    SchemaIncompatible = "SCHEMA_INCOMPATIBLE", FailedPrecondition;
+    /// A record does not follow the subject its topic is bound to: nothing
+    /// of the request was stored (metadata: `record_index`, `field`,
+    /// `subject`, `schema_id`, `path`).
+    SchemaValidationFailed = "SCHEMA_VALIDATION_FAILED", InvalidArgument;
     /// A topic of that name exists already.
     TopicAlreadyExists = "TOPIC_ALREADY_EXISTS", AlreadyExists;
     /// An offset outside the partition's log (metadata: the log's bounds).

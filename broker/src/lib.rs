@@ -8,7 +8,8 @@
 //!   (a reason per refusal) and its mapping to gRPC statuses with `ErrorInfo`.
 //! - `request`: the tower layer that traces, counts, times and logs every RPC.
 //! - `kafka`: the Kafka-protocol listener (Kafka clients on the same log).
-//! - `metrics`: Prometheus metrics and the `/metrics` endpoint; `conn`: counted connections.
+//! - `metrics`: Prometheus metrics and the HTTP port (`/metrics`, probes); `conn`: counted connections.
+//! - [`schemas`]: the schema registry and its Confluent-compatible REST API on the HTTP port.
 //! - [`cli`]: the `brook` command line (serve, topic, produce, consume, group,
 //!   lag, data, bench), one file per command family.
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ mod producer_ids;
 pub mod queues;
 pub mod quota;
 mod request;
+pub mod schemas;
 pub mod server;
 pub mod signals;
 pub mod state;

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Caller;
 use crate::auth::acl::{Operation, ResourceType};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Reason};
 use crate::metrics::TopicLabels;
 use crate::quota::Direction;
 use crate::request::{RequestContext, record_message};
@@ -99,6 +99,44 @@ pub(crate) async fn make_durable(
     Ok(info)
 }
 
+/// Checks records bound for `topic` against the subjects it is bound to
+/// (docs/schemas.md, "Validation at the broker"), before anything of the
+/// request is stored. `records` are (position in the request, key, value).
+/// Full validation parses every payload: it runs with this worker thread
+/// handed over to blocking work, so other requests move to other workers.
+pub(crate) fn check_schemas(
+    broker: &Broker,
+    topic: &str,
+    records: impl Iterator<Item = (usize, Option<bytes::Bytes>, Option<bytes::Bytes>)>,
+) -> ApiResult<()> {
+    let Some(registry) = broker.schemas.get() else {
+        return Ok(());
+    };
+    let Some(mode) = registry.mode_of(topic) else {
+        return Ok(());
+    };
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let run = || registry.validate(topic, records);
+    let checked = match mode == crate::schemas::Mode::Full && multi_thread {
+        true => tokio::task::block_in_place(run),
+        false => run(),
+    };
+    checked.map_err(|e| {
+        let mut err = ApiError::new(Reason::SchemaValidationFailed, e.to_string())
+            .with("record_index", e.index.to_string())
+            .with("field", e.field)
+            .with("subject", e.subject.clone());
+        if let Some(id) = e.schema_id {
+            err = err.with("schema_id", id.to_string());
+        }
+        if !e.path.is_empty() {
+            err = err.with("path", e.path.clone());
+        }
+        err
+    })
+}
+
 /// Checks a producer's batch completely: bounds, CRC, every record. A
 /// batch in Brook's first format (from a client of an older build) is
 /// encoded again in v2, the format every new batch is stored in.
@@ -139,6 +177,9 @@ impl ProducerService {
         if producer_id >= 0 {
             self.broker.check_producer_id(producer_id)?;
         }
+        let batches = [&batch];
+        let records = crate::schemas::validate::records_of(&batches, 0);
+        check_schemas(&self.broker, &req.topic, records)?;
         let info = append_now(&self.broker, &req.topic, &p, &batch)?;
         Ok(async move {
             let info = make_durable(p, info, durable).await?;
@@ -152,6 +193,12 @@ impl ProducerService {
             return Err(ApiError::invalid("publish request has no records"));
         }
         let topic = self.broker.topic(&req.topic)?;
+        let records = req
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.key.clone(), r.value.clone()));
+        check_schemas(&self.broker, &req.topic, records)?;
         let count = topic.partition_count();
         let max_batch = topic.config().partition.max_batch_bytes as usize;
         // Route every record, keeping request order within each partition.

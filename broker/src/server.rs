@@ -184,6 +184,12 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
                 .max_encoding_message_size(usize::MAX),
             )
             .add_service(ClusterServer::new(ClusterService::new(Arc::clone(&broker))))
+            .add_service(
+                v1::schemas_server::SchemasServer::new(
+                    crate::schemas::service::SchemasService::new(Arc::clone(&broker)),
+                )
+                .max_decoding_message_size(max),
+            )
             .add_service(AclsServer::new(crate::auth::service::AclsService::new(
                 Arc::clone(&auth),
                 config.auth.super_users.clone(),
@@ -199,6 +205,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         metrics_listener,
         Arc::clone(&broker.metrics),
         Arc::clone(&auth),
+        Arc::clone(&broker.schemas),
         broker.shutdown_signal(),
     ));
 
@@ -234,6 +241,15 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
             .context("opening the queue groups' state")?,
     );
     broker.set_queues(Arc::clone(&queues));
+    let schemas_dir = config.data_dir.join("~schemas");
+    let schemas = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            crate::schemas::Registry::open(&schemas_dir, offsets_flush)
+        })
+        .await?
+        .context("opening the schema registry")?,
+    );
+    let _ = broker.schemas.set(Arc::clone(&schemas));
     broker.set_ready(Arc::clone(&log), Arc::clone(&groups));
     let reaper = tokio::spawn(expire_members(
         Arc::clone(&broker),
@@ -269,6 +285,8 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     let queues_maintenance =
         tokio::spawn(maintain_queues(Arc::clone(&broker), Arc::clone(&queues)));
     let queue_sweeper = tokio::spawn(sweep_queues(Arc::clone(&broker), Arc::clone(&queues)));
+    let schemas_maintenance =
+        tokio::spawn(maintain_schemas(Arc::clone(&broker), Arc::clone(&schemas)));
 
     signals.wait_for(1).await;
     let timeout = config.shutdown_timeout;
@@ -284,6 +302,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     offsets_maintenance.abort();
     queues_maintenance.abort();
     queue_sweeper.abort();
+    schemas_maintenance.abort();
     let aborts = [grpc.abort_handle(), metrics.abort_handle()];
     let servers = async {
         let grpc = grpc.await;
@@ -320,6 +339,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         }
         if let Err(e) = queues.sync_all() {
             tracing::error!(error = %format!("{e:#}"), "syncing the queues log at shutdown failed");
+        }
+        if let Err(e) = schemas.sync_all() {
+            tracing::error!(error = %format!("{e:#}"), "syncing the schemas log at shutdown failed");
         }
         log.close()
     });
@@ -381,6 +403,25 @@ async fn maintain_offsets(broker: Arc<Broker>, groups: Arc<Groups>) {
                     tracing::error!(error = %format!("{e:#}"), "offsets log maintenance failed")
                 }
                 Err(e) => tracing::error!(error = %e, "offsets log maintenance task failed"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Rewrites the schemas log once it has grown (and syncs it by the flush
+/// policy), until shutdown.
+async fn maintain_schemas(broker: Arc<Broker>, schemas: Arc<crate::schemas::Registry>) {
+    let period = schemas.maintenance_period();
+    every(&broker, period, || {
+        let schemas = Arc::clone(&schemas);
+        async move {
+            match tokio::task::spawn_blocking(move || schemas.maintain()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "schemas log maintenance failed")
+                }
+                Err(e) => tracing::error!(error = %e, "schemas log maintenance task failed"),
             }
         }
     })

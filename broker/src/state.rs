@@ -39,6 +39,9 @@ pub struct Broker {
     pub quotas: Quotas,
     /// The same moment in ms since the Unix epoch.
     pub started_at_ms: i64,
+    /// The schema registry, once the data directory is open (the REST
+    /// routes share the slot and answer 503 until then).
+    pub schemas: Arc<OnceLock<Arc<crate::schemas::Registry>>>,
 }
 
 impl Broker {
@@ -57,6 +60,7 @@ impl Broker {
             round_robin: AtomicU64::new(0),
             started: Instant::now(),
             started_at_ms: brook_storage::now_ms(),
+            schemas: Arc::new(OnceLock::new()),
         }
     }
 

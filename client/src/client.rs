@@ -365,6 +365,10 @@ impl Client {
         v1::acls_client::AclsClient::new(self.channel.clone())
     }
 
+    pub(crate) fn schemas(&self) -> v1::schemas_client::SchemasClient<Transport> {
+        v1::schemas_client::SchemasClient::new(self.channel.clone())
+    }
+
     pub(crate) fn health(&self) -> tonic_health::pb::health_client::HealthClient<Transport> {
         tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
     }

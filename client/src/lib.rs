@@ -31,6 +31,7 @@ mod error;
 mod producer;
 mod queue;
 mod reader;
+mod schemas;
 
 pub use admin::{Admin, ResetTo};
 pub use brook_protocol::v1 as proto;

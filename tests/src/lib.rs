@@ -48,6 +48,51 @@ fn nested_cargo() -> Command {
 
 /// Path of the `brook` binary, built once per test process with the same
 /// profile as the tests (so `cargo test` needs nothing built beforehand).
+/// The workspace root (tests/ is one of its members).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The Python of the virtual environment `scripts/kafka-clients.sh` makes,
+/// with kafka-python, confluent-kafka and its schema-registry serializers
+/// (or `BROOK_KAFKA_PYTHON`).
+pub fn kafka_python() -> PathBuf {
+    let p = std::env::var_os("BROOK_KAFKA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/kafka-venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/kafka-clients.sh (installs kcat, kafka-python and confluent-kafka)",
+        p.display()
+    );
+    p
+}
+
+/// Runs the `brook` command line against `b` (`BROOK_URL` set to its gRPC
+/// address) with `args`, feeding it `stdin`; its output when it exits.
+pub fn brook_cli(b: &Broker, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(brook_binary())
+        .args(args)
+        .env("BROOK_URL", format!("http://{}", b.grpc))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting brook");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    if let Some(text) = stdin {
+        input
+            .write_all(text.as_bytes())
+            .expect("writing brook's stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("waiting for brook")
+}
+
 pub fn brook_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -549,6 +594,43 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
         }
     }
     out
+}
+
+/// An HTTP/1.1 request to `addr` with `headers` (`Name: value` lines) and
+/// `body`: the response's status code and body (`(0, "")` if the
+/// connection fails).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: brook\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    let mut out = String::new();
+    if s.write_all(request.as_bytes()).await.is_err() || s.read_to_string(&mut out).await.is_err() {
+        return (0, String::new());
+    }
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
 }
 
 /// Waits for `child` to exit (polling, up to [`DEADLINE`]); kills it and

@@ -214,6 +214,52 @@ fn cases() -> Vec<(&'static str, Vec<v1::AclBinding>)> {
         ),
         // Asks nothing of the ACLs: anyone authenticated may learn who they are.
         ("/brook.v1.Acls/WhoAmI", vec![]),
+        // The schema registry: describe the cluster to read, alter it to change.
+        (
+            "/brook.v1.Schemas/RegisterSchema",
+            vec![allow(Op::Alter, Rt::Cluster, "brook")],
+        ),
+        (
+            "/brook.v1.Schemas/ListSubjects",
+            vec![allow(Op::Describe, Rt::Cluster, "brook")],
+        ),
+        (
+            "/brook.v1.Schemas/ListVersions",
+            vec![allow(Op::Describe, Rt::Cluster, "brook")],
+        ),
+        (
+            "/brook.v1.Schemas/GetSchemaVersion",
+            vec![allow(Op::Describe, Rt::Cluster, "brook")],
+        ),
+        (
+            "/brook.v1.Schemas/GetSchemaById",
+            vec![allow(Op::Describe, Rt::Cluster, "brook")],
+        ),
+        (
+            "/brook.v1.Schemas/CheckCompatibility",
+            vec![allow(Op::Describe, Rt::Cluster, "brook")],
+        ),
+        (
+            "/brook.v1.Schemas/DeleteSchema",
+            vec![allow(Op::Alter, Rt::Cluster, "brook")],
+        ),
+        (
+            "/brook.v1.Schemas/GetCompatibility",
+            vec![allow(Op::Describe, Rt::Cluster, "brook")],
+        ),
+        (
+            "/brook.v1.Schemas/SetCompatibility",
+            vec![allow(Op::Alter, Rt::Cluster, "brook")],
+        ),
+        // A topic's binding is the topic's: no access to the registry needed.
+        (
+            "/brook.v1.Schemas/SetTopicSchema",
+            vec![allow(Op::Alter, Rt::Topic, "t")],
+        ),
+        (
+            "/brook.v1.Schemas/GetTopicSchema",
+            vec![allow(Op::Describe, Rt::Topic, "t")],
+        ),
     ]
 }
 
@@ -245,6 +291,12 @@ async fn call(ch: &Channel, path: &str, token: Option<&str>) -> Result<(), Statu
     let mut cluster = v1::cluster_client::ClusterClient::new(ch.clone());
     let mut acls = v1::acls_client::AclsClient::new(ch.clone());
     let mut queues = v1::queues_client::QueuesClient::new(ch.clone());
+    let mut schemas = v1::schemas_client::SchemasClient::new(ch.clone());
+    let string_schema = |subject: &str| v1::RegisterSchemaRequest {
+        subject: subject.into(),
+        schema: r#"{"type":"string"}"#.into(),
+        schema_type: "JSON".into(),
+    };
     let produce = || v1::ProduceRequest {
         topic: "t".into(),
         partition: 0,
@@ -508,6 +560,72 @@ async fn call(ch: &Channel, path: &str, token: Option<&str>) -> Result<(), Statu
             .who_am_i(req(v1::WhoAmIRequest {}, token))
             .await
             .map(drop),
+        "RegisterSchema" => schemas
+            .register_schema(req(string_schema("s"), token))
+            .await
+            .map(drop),
+        "ListSubjects" => schemas
+            .list_subjects(req(v1::ListSubjectsRequest::default(), token))
+            .await
+            .map(drop),
+        "ListVersions" => {
+            let r = v1::ListVersionsRequest {
+                subject: "s".into(),
+                include_deleted: false,
+            };
+            schemas.list_versions(req(r, token)).await.map(drop)
+        }
+        "GetSchemaVersion" => {
+            let r = v1::GetSchemaVersionRequest {
+                subject: "s".into(),
+                ..Default::default()
+            };
+            schemas.get_schema_version(req(r, token)).await.map(drop)
+        }
+        "GetSchemaById" => schemas
+            .get_schema_by_id(req(v1::GetSchemaByIdRequest { id: 1 }, token))
+            .await
+            .map(drop),
+        "CheckCompatibility" => {
+            let r = v1::CheckCompatibilityRequest {
+                subject: "s".into(),
+                schema: r#"{"type":"string","maxLength":3}"#.into(),
+                schema_type: "JSON".into(),
+                version: 0,
+            };
+            schemas.check_compatibility(req(r, token)).await.map(drop)
+        }
+        "DeleteSchema" => {
+            let r = v1::DeleteSchemaRequest {
+                subject: "s-del".into(),
+                ..Default::default()
+            };
+            schemas.delete_schema(req(r, token)).await.map(drop)
+        }
+        "GetCompatibility" => schemas
+            .get_compatibility(req(v1::GetCompatibilityRequest::default(), token))
+            .await
+            .map(drop),
+        "SetCompatibility" => {
+            let r = v1::SetCompatibilityRequest {
+                subject: "s".into(),
+                level: "FULL".into(),
+            };
+            schemas.set_compatibility(req(r, token)).await.map(drop)
+        }
+        "SetTopicSchema" => {
+            let r = v1::TopicSchema {
+                topic: "t".into(),
+                value_subject: "s".into(),
+                mode: "off".into(),
+                ..Default::default()
+            };
+            schemas.set_topic_schema(req(r, token)).await.map(drop)
+        }
+        "GetTopicSchema" => {
+            let r = v1::GetTopicSchemaRequest { topic: "t".into() };
+            schemas.get_topic_schema(req(r, token)).await.map(drop)
+        }
         other => panic!("no test call for {other}: add one to cases() and call()"),
     }
 }
@@ -624,6 +742,15 @@ async fn setup(ch: &Channel, admin: &str) {
             ..Default::default()
         };
         queues.create_queue(req(r, Some(admin))).await.unwrap();
+    }
+    let mut schemas = v1::schemas_client::SchemasClient::new(ch.clone());
+    for subject in ["s", "s-del"] {
+        let r = v1::RegisterSchemaRequest {
+            subject: subject.into(),
+            schema: r#"{"type":"string"}"#.into(),
+            schema_type: "JSON".into(),
+        };
+        schemas.register_schema(req(r, Some(admin))).await.unwrap();
     }
 }
 

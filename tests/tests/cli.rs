@@ -1,25 +1,11 @@
 //! The `brook` command line against a real broker.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use brook_tests::{Broker, brook_binary};
 
 fn brook(b: &Broker, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(brook_binary())
-        .args(args)
-        .env("BROOK_URL", format!("http://{}", b.grpc))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let out = brook_tests::brook_cli(b, args, stdin);
     (
         out.status.success(),
         String::from_utf8(out.stdout).unwrap(),

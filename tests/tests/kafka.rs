@@ -17,25 +17,12 @@ use brook_tests::{
 };
 use serde_json::Value;
 
-/// The workspace root (tests/ is one of its members).
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    brook_tests::workspace_root()
 }
 
-/// The virtual environment's Python with kafka-python and confluent-kafka.
 fn python() -> PathBuf {
-    let p = std::env::var_os("BROOK_KAFKA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/kafka-venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/kafka-clients.sh (installs kcat, kafka-python and confluent-kafka)",
-        p.display()
-    );
-    p
+    brook_tests::kafka_python()
 }
 
 fn kcat() -> Command {

@@ -114,6 +114,8 @@ pub(crate) fn protocol_hint(e: anyhow::Error, url: &str) -> anyhow::Error {
         match cause.downcast_ref::<brook_client::Error>() {
             Some(client) => {
                 matches!(client.code(), Some(tonic::Code::Cancelled))
+                    || (client.code() == Some(tonic::Code::Unimplemented)
+                        && text.contains("HTTP port"))
                     || (client.code() == Some(tonic::Code::Unknown)
                         && (text.contains("transport error") || text.contains("h2 protocol")))
             }

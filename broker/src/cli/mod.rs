@@ -8,6 +8,7 @@
 //! - `position`: the `earliest|latest|offset:N|time:MS|shift:N` forms.
 //! - `data`: `brook data verify|repair`, offline, on a data directory.
 //! - `acl`: `brook acl add|list|remove|whoami` and `brook token create`.
+//! - `schemas`: `brook schema register|list|show|check|delete|compat`.
 //! - `bench`: `brook bench` and its workloads.
 //!
 //! `brook serve`'s flags live with the rest of its settings in
@@ -32,6 +33,7 @@ mod output;
 mod position;
 mod produce;
 mod queues;
+mod schemas;
 mod settings;
 mod topics;
 
@@ -96,6 +98,8 @@ Examples:
     Acl(acl::AclArgs),
     /// Make bearer tokens for the broker's --tokens-file.
     Token(acl::TokenArgs),
+    /// The schema registry: register, list, show, check, delete, compat.
+    Schema(schemas::SchemaArgs),
     /// Named connection settings (url, CA, token): list, show, add, use, remove.
     Context(context::ContextArgs),
     /// Print a shell completion script for brook.
@@ -164,6 +168,11 @@ impl Cli {
             Command::Context(args) => context::run(args)?,
             Command::Acl(args) => block_on(acl::run(args))?,
             Command::Token(args) => acl::run_token(args)?,
+            Command::Schema(args) => {
+                if !block_on(schemas::run(args))? {
+                    return Ok(ExitCode::from(1));
+                }
+            }
             Command::Data { cmd } => {
                 if !data::run(cmd)? {
                     return Ok(ExitCode::from(1));
@@ -188,6 +197,7 @@ impl Command {
             Command::Lag(a) => Some(&a.conn),
             Command::Health(a) => Some(&a.conn),
             Command::Acl(a) => Some(&a.conn),
+            Command::Schema(a) => Some(&a.conn),
             Command::Serve(_)
             | Command::Token(_)
             | Command::Data { .. }

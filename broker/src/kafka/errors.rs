@@ -13,7 +13,7 @@ pub(crate) fn code(e: &ApiError) -> i16 {
         Reason::InvalidTopicName => K::InvalidTopicException,
         Reason::InvalidGroupName => K::InvalidGroupId,
         Reason::InvalidConfig => K::InvalidConfig,
-        Reason::InvalidRecords => K::InvalidRecord,
+        Reason::InvalidRecords | Reason::SchemaValidationFailed => K::InvalidRecord,
         Reason::BatchTooLarge => K::MessageTooLarge,
         Reason::RequestTooLarge => K::RecordListTooLarge,
         Reason::CorruptRecords => K::CorruptMessage,
@@ -40,6 +40,10 @@ pub(crate) fn code(e: &ApiError) -> i16 {
         | Reason::CorruptStorage => K::KafkaStorageError,
         Reason::NotAuthenticated => K::SaslAuthenticationFailed,
         Reason::NotAuthorized => K::TopicAuthorizationFailed,
+        // Kafka's own APIs never reach the schema registry.
+        Reason::SchemaNotFound | Reason::InvalidSchema | Reason::SchemaIncompatible => {
+            K::UnknownServerError
+        }
         Reason::QueueNotFound
         | Reason::QueueAlreadyExists
         | Reason::QueueTopicMismatch

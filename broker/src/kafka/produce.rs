@@ -160,6 +160,9 @@ fn start(
         }
         checked.push(batch);
     }
+    let batches: Vec<&brook_protocol::batch::Batch> = checked.iter().collect();
+    let records = crate::schemas::validate::records_of(&batches, 0);
+    crate::produce::check_schemas(&s.broker, topic, records)?;
     let mut first: Option<u64> = None;
     let mut last = None;
     for batch in &checked {

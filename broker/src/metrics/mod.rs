@@ -12,18 +12,13 @@ mod collector;
 mod process;
 mod queue_gauges;
 
-use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use brook_storage::Log;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{HeaderMap, Response, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -334,13 +329,13 @@ fn respond(
     metrics: &Metrics,
     auth: &Auth,
     stopping: bool,
-    req: &Request<Incoming>,
+    path: &str,
+    headers: &HeaderMap,
 ) -> Response<Full<Bytes>> {
-    match req.uri().path() {
+    match path {
         // The probes stay open: orchestrators call them without credentials.
         "/metrics" if auth.metrics_auth() == AuthMode::Required => {
-            let token = req
-                .headers()
+            let token = headers
                 .get(hyper::header::AUTHORIZATION)
                 .and_then(crate::auth::layer::bearer);
             // Any token of the file, and (when ACLs apply) describe on the
@@ -376,7 +371,7 @@ fn respond(
         _ => {
             return text(
                 StatusCode::NOT_FOUND,
-                "not found: /metrics, /healthz and /readyz are served here\n",
+                "not found: /metrics, /healthz, /readyz and the schema registry's routes (docs/schemas.md) are served here\n",
             );
         }
     }
@@ -392,39 +387,73 @@ fn respond(
     resp
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` turns true.
+/// Whether a request is a gRPC call (a client pointed at the wrong port).
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// A gRPC answer (trailers only) saying which port this is: the port also
+/// speaks HTTP/2, so a gRPC client reaches it and deserves a clear status.
+fn not_the_grpc_port() -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    let headers = resp.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", hyper::header::HeaderValue::from_static("12"));
+    headers.insert(
+        "grpc-message",
+        hyper::header::HeaderValue::from_static(
+            "this is the broker's HTTP port (metrics, probes, schema registry), not its gRPC port",
+        ),
+    );
+    resp
+}
+
+/// Serves the HTTP port until `shutdown` turns true: `/metrics`,
+/// `/healthz` and `/readyz`, and the schema registry's REST API
+/// (`schemas::rest`, answering 503 until `schemas` is set).
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     auth: Arc<Auth>,
-    mut shutdown: watch::Receiver<bool>,
+    schemas: Arc<OnceLock<Arc<crate::schemas::Registry>>>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let metrics = Arc::clone(&metrics);
-        let auth = Arc::clone(&auth);
-        let stopping = shutdown.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let resp = respond(&metrics, &auth, *stopping.borrow(), &req);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                tracing::debug!(error = %e, "metrics connection ended with an error");
-            }
-        });
+    let probes = {
+        let (auth, stopping) = (Arc::clone(&auth), shutdown.clone());
+        move |req: axum::extract::Request| {
+            let resp = match is_grpc(req.headers()) {
+                true => not_the_grpc_port(),
+                false => respond(
+                    &metrics,
+                    &auth,
+                    *stopping.borrow(),
+                    req.uri().path(),
+                    req.headers(),
+                ),
+            };
+            std::future::ready(resp.map(axum::body::Body::new))
+        }
+    };
+    let app = crate::schemas::rest::router(crate::schemas::rest::RestState {
+        registry: schemas,
+        auth,
+    })
+    .fallback(probes);
+    let mut stop = shutdown;
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+    {
+        tracing::error!(error = %e, "the HTTP port stopped serving");
     }
 }
 

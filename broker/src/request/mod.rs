@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use brook_protocol::v1::{
     acls_server, cluster_server, consumer_server, groups_server, producer_server, queues_server,
-    topics_server,
+    schemas_server, topics_server,
 };
 use http::HeaderMap;
 use tonic::{Code, Status};
@@ -96,6 +96,22 @@ const SERVICES: &[(&str, &[&str])] = &[
             "DescribeQueue",
             "ListQueues",
             "Redrive",
+        ],
+    ),
+    (
+        schemas_server::SERVICE_NAME,
+        &[
+            "RegisterSchema",
+            "ListSubjects",
+            "ListVersions",
+            "GetSchemaVersion",
+            "GetSchemaById",
+            "CheckCompatibility",
+            "DeleteSchema",
+            "GetCompatibility",
+            "SetCompatibility",
+            "SetTopicSchema",
+            "GetTopicSchema",
         ],
     ),
 ];

@@ -74,6 +74,11 @@ pub(crate) struct BenchArgs {
     /// Records for --scenario (default: 1,000,000; 20,000 for w3).
     #[arg(long, requires = "scenario")]
     pub(crate) records: Option<u64>,
+    /// The value every record of --scenario carries, read from this file
+    /// (default: 1 KiB of 0x42): e.g. a schema-framed event, to measure
+    /// validation at the broker (scripts/bench-schemas.sh).
+    #[arg(long, requires = "scenario")]
+    pub(crate) value_file: Option<PathBuf>,
     /// The workload.
     #[command(subcommand)]
     pub(crate) workload: Option<Workload>,
@@ -194,7 +199,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ),
         (Some(s), None) => {
             let records = args.records.unwrap_or_else(|| s.default_records());
-            scenario::run(&client, &args.topic, *s, records, args.json).await?
+            let value = match &args.value_file {
+                Some(path) => Some(bytes::Bytes::from(std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("reading --value-file {}: {e}", path.display())
+                })?)),
+                None => None,
+            };
+            scenario::run(&client, &args.topic, *s, records, value, args.json).await?
         }
         (None, Some(Workload::Load(l))) => return load::load(&args, &target, l).await,
         (None, Some(Workload::Produce(p))) => produce::produce(&args, &target, p).await?,

@@ -82,12 +82,13 @@ pub(crate) async fn run(
     topic: &str,
     scenario: Scenario,
     records: u64,
+    value: Option<Bytes>,
     quiet: bool,
 ) -> anyhow::Result<Report> {
     let keys = aggregate_keys(AGGREGATES);
     let key = |i: u64| keys[(i % AGGREGATES) as usize].clone();
-    let value = Bytes::from(vec![0x42u8; VALUE_BYTES]);
-    let bytes = records * VALUE_BYTES as u64;
+    let value = value.unwrap_or_else(|| Bytes::from(vec![0x42u8; VALUE_BYTES]));
+    let bytes = records * value.len() as u64;
     match scenario {
         Scenario::W1 | Scenario::W1Durable => {
             let _progress = Progress::start("sent", records, quiet);

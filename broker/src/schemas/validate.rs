@@ -1,0 +1,253 @@
+//! Validation at the broker: a topic bound to a subject (its values, and
+//! optionally its keys) has every record checked before anything of the
+//! request is stored. `id`: the record carries Confluent's framing (magic
+//! byte 0, a 4-byte big-endian schema id) with an id of one of the
+//! subject's versions; `full`: its payload is also valid against that
+//! schema (JSON Schema, or Avro binary that decodes whole).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use brook_protocol::batch::Batch;
+use bytes::Bytes;
+
+use super::Parsed;
+
+/// How a bound topic's records are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Not at all (the binding is kept, for later).
+    Off,
+    /// Framing and a schema id of the subject.
+    Id,
+    /// Also the payload against that schema.
+    Full,
+}
+
+impl Mode {
+    /// `off`, `id`, `full`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Id => "id",
+            Mode::Full => "full",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(Mode::Off),
+            "id" => Ok(Mode::Id),
+            "full" => Ok(Mode::Full),
+            other => Err(format!(
+                "unknown validation mode {other:?}: off, id or full"
+            )),
+        }
+    }
+}
+
+/// A topic's binding as stored: the subjects and the mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The subject its values must follow.
+    pub value_subject: Option<String>,
+    /// The subject its keys must follow.
+    pub key_subject: Option<String>,
+    /// How records are checked.
+    pub mode: Mode,
+}
+
+/// A binding ready for the produce path: each subject with the ids of its
+/// versions (soft-deleted ones too: records written with them stay valid).
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub mode: Mode,
+    pub value: Option<(String, HashSet<u32>)>,
+    pub key: Option<(String, HashSet<u32>)>,
+}
+
+/// Every topic's compiled binding, rebuilt whole after each change to the
+/// registry (changes are rare; produce requests read it).
+pub(crate) type Bindings = HashMap<String, Arc<Compiled>>;
+
+/// Why a record was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The record's position in the request (from 0).
+    pub index: usize,
+    /// `value` or `key`.
+    pub field: &'static str,
+    /// The subject it had to follow.
+    pub subject: String,
+    /// The schema id it carried, if it carried one.
+    pub schema_id: Option<u32>,
+    /// Where in the payload (a JSON pointer; empty when not about a place).
+    pub path: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "record {} ({}) does not follow subject {:?}",
+            self.index, self.field, self.subject
+        )?;
+        if let Some(id) = self.schema_id {
+            write!(f, " (schema id {id})")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, " at {}", self.path)?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// The records of `batches` as (position in the request, key, value),
+/// the first batch's first record at `first_index`.
+pub(crate) fn records_of<'b>(
+    batches: &'b [&'b Batch],
+    first_index: usize,
+) -> impl Iterator<Item = (usize, Option<Bytes>, Option<Bytes>)> + 'b {
+    batches
+        .iter()
+        .flat_map(|b| b.records())
+        .enumerate()
+        // The produce path checked every record before this.
+        .filter_map(move |(i, r)| r.ok().map(|r| (first_index + i, r.key, r.value)))
+}
+
+/// Checks `records` (position in the request, key, value) against
+/// `binding`; `schema` resolves an id to its parsed schema. The first
+/// failure is returned.
+pub(crate) fn check(
+    binding: &Compiled,
+    records: impl Iterator<Item = (usize, Option<Bytes>, Option<Bytes>)>,
+    schema: &dyn Fn(u32) -> Option<Arc<Parsed>>,
+) -> Result<(), Invalid> {
+    if binding.mode == Mode::Off {
+        return Ok(());
+    }
+    for (index, key, value) in records {
+        for (field, bound, bytes) in [
+            ("value", &binding.value, &value),
+            ("key", &binding.key, &key),
+        ] {
+            if let (Some((subject, ids)), Some(bytes)) = (bound, bytes) {
+                check_one(binding.mode, subject, ids, bytes, schema).map_err(
+                    |(schema_id, path, reason)| Invalid {
+                        index,
+                        field,
+                        subject: subject.clone(),
+                        schema_id,
+                        path,
+                        reason,
+                    },
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+type Failure = (Option<u32>, String, String);
+
+/// One key or value (a null one passes: a tombstone carries no payload).
+fn check_one(
+    mode: Mode,
+    subject: &str,
+    ids: &HashSet<u32>,
+    bytes: &Bytes,
+    schema: &dyn Fn(u32) -> Option<Arc<Parsed>>,
+) -> Result<(), Failure> {
+    if bytes.len() < 5 || bytes[0] != 0 {
+        return Err((
+            None,
+            String::new(),
+            "it does not start with a schema id (magic byte 0, then the id as 4 bytes big-endian, as Confluent's serializers write)".into(),
+        ));
+    }
+    let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    if !ids.contains(&id) {
+        return Err((
+            Some(id),
+            String::new(),
+            format!("schema id {id} is not a version of subject {subject:?}"),
+        ));
+    }
+    if mode != Mode::Full {
+        return Ok(());
+    }
+    let Some(parsed) = schema(id) else {
+        return Err((
+            Some(id),
+            String::new(),
+            format!("schema id {id} is not in the registry"),
+        ));
+    };
+    let payload = &bytes[5..];
+    match parsed.as_ref() {
+        Parsed::Json { validator, .. } => {
+            let doc: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
+                (
+                    Some(id),
+                    String::new(),
+                    format!("the payload is not JSON: {e}"),
+                )
+            })?;
+            match validator.iter_errors(&doc).next() {
+                None => Ok(()),
+                Some(e) => {
+                    let at = e.instance_path().to_string();
+                    Err((
+                        Some(id),
+                        if at.is_empty() { "/".into() } else { at },
+                        e.to_string(),
+                    ))
+                }
+            }
+        }
+        Parsed::Avro(avro) => {
+            let mut reader = payload;
+            let value = apache_avro::reader::datum::GenericDatumReader::builder(avro)
+                .build()
+                .and_then(|r| r.read_value(&mut reader))
+                .map_err(|e| {
+                    (
+                        Some(id),
+                        String::new(),
+                        format!("the payload is not Avro of this schema: {e}"),
+                    )
+                })?;
+            // The decoder reads a string cut short as null: check what it made.
+            if !value.validate(avro) {
+                return Err((
+                    Some(id),
+                    String::new(),
+                    "the payload is not Avro of this schema: it ends inside a value".into(),
+                ));
+            }
+            match reader.is_empty() {
+                true => Ok(()),
+                false => Err((
+                    Some(id),
+                    String::new(),
+                    format!("{} bytes follow the Avro datum", reader.len()),
+                )),
+            }
+        }
+    }
+}

@@ -1,0 +1,700 @@
+//! The schema registry over Confluent's REST API on the HTTP port, proven
+//! with confluent-kafka's own `SchemaRegistryClient` and its JSON Schema and
+//! Avro serializers (`tests/kafka/schema_registry.py`, installed with the
+//! Kafka clients by `scripts/kafka-clients.sh`), against a real broker; and
+//! its durability and credentials over raw HTTP.
+
+use std::process::{Command, Stdio};
+
+use brook_protocol::v1;
+use brook_tests::{
+    Broker, create_token, create_topic, fetch_batches, http_request, kafka_python, workspace_root,
+};
+use serde_json::{Value, json};
+
+/// The steps the Python side printed, by name.
+fn steps(out: &[u8]) -> std::collections::HashMap<String, Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| {
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"));
+            (v["step"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+/// confluent-kafka registers, serializes, produces through the Kafka
+/// listener, consumes and deserializes with a second client that fetches
+/// the schema by id; the records Brook stored carry Confluent's framing
+/// with the id the registry gave. Then the client's own API calls, each
+/// answered as Confluent's registry answers them.
+#[tokio::test(flavor = "multi_thread")]
+async fn confluent_clients_and_serializers_work_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::spawn(dir.path(), &[]);
+    b.wait_serving().await;
+    create_topic(&b, "orders", 2).await;
+    create_topic(&b, "payments", 1).await;
+    let url = format!("http://{}", b.metrics);
+    let out = Command::new(kafka_python())
+        .arg(workspace_root().join("tests/kafka/schema_registry.py"))
+        .args([&url, &b.kafka_bootstrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Python side failed: {:?}",
+        out.status
+    );
+    let s = steps(&out.stdout);
+    let step = |name: &str| {
+        s.get(name)
+            .unwrap_or_else(|| panic!("no step {name}: {s:?}"))
+    };
+
+    assert_eq!(step("types")["types"], json!(["JSON", "AVRO"]));
+    assert_eq!(step("global_level")["level"], "BACKWARD");
+    assert_eq!(
+        step("json_roundtrip")["got"],
+        step("json_roundtrip")["sent"]
+    );
+    assert_eq!(step("json_invalid_refused")["refused"], true);
+    let latest = step("latest");
+    assert_eq!(
+        (latest["id"].as_u64(), latest["version"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(latest["schema_type"], "JSON");
+    assert_eq!(step("registered_v2")["id"], 2);
+    assert_eq!(
+        step("registered_v2_again")["id"],
+        2,
+        "the same schema, the same id"
+    );
+    assert_eq!(step("compatible")["v2"], true);
+    assert_eq!(step("compatible")["bad"], false);
+    let incompatible = &step("incompatible")["error"];
+    assert_eq!(
+        (incompatible["http"].as_u64(), incompatible["code"].as_u64()),
+        (Some(409), Some(409))
+    );
+    assert!(
+        incompatible["message"]
+            .as_str()
+            .unwrap()
+            .contains("REQUIRED_PROPERTY_ADDED"),
+        "{incompatible}"
+    );
+    let invalid = &step("invalid")["error"];
+    assert_eq!(
+        (invalid["http"].as_u64(), invalid["code"].as_u64()),
+        (Some(422), Some(42201))
+    );
+    assert_eq!(
+        (
+            step("lookup")["id"].as_u64(),
+            step("lookup")["version"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(step("versions")["versions"], json!([1, 2]));
+    assert_eq!(step("missing_subject")["error"]["code"], 40401);
+    assert_eq!(step("missing_id")["error"]["code"], 40403);
+    assert_eq!(
+        step("avro_roundtrip")["got"],
+        step("avro_roundtrip")["sent"]
+    );
+    assert_eq!(step("subject_level")["level"], "FULL");
+    assert_eq!(step("bad_level")["error"]["code"], 42203);
+    assert_eq!(step("delete_version")["deleted"], 2);
+    assert_eq!(step("versions_after_delete")["versions"], json!([1]));
+    assert_eq!(step("permanent_first")["error"]["code"], 40405);
+    assert_eq!(step("delete_subject")["soft"], json!([1]));
+    assert_eq!(step("delete_subject")["permanent"], json!([1]));
+    assert_eq!(step("subjects")["subjects"], json!(["orders-value"]));
+
+    // What Brook stored is Confluent's framing: magic byte 0, the id, the payload.
+    let mut framed = 0;
+    for partition in 0..2 {
+        for batch in fetch_batches(&b, "orders", partition, 0).await {
+            for rec in batch.records() {
+                let value = rec.unwrap().value.unwrap();
+                assert_eq!(value[0], 0, "magic byte");
+                assert_eq!(
+                    u32::from_be_bytes(value[1..5].try_into().unwrap()),
+                    1,
+                    "schema id"
+                );
+                let event: Value = serde_json::from_slice(&value[5..]).unwrap();
+                assert!(event["order_id"].is_string(), "{event}");
+                framed += 1;
+            }
+        }
+    }
+    assert_eq!(framed, 6);
+}
+
+/// Registrations are on disk when answered: a `kill -9` right after loses
+/// none, ids and versions are the same after the restart, and the next
+/// registration gets the next id.
+#[tokio::test(flavor = "multi_thread")]
+async fn registrations_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Broker::spawn(dir.path(), &[]);
+    b.wait_serving().await;
+    let json_type = "Content-Type: application/vnd.schemaregistry.v1+json";
+    let body =
+        |schema: Value| json!({"schema": schema.to_string(), "schemaType": "JSON"}).to_string();
+    let mut ids = Vec::new();
+    for (i, t) in ["string", "number"].iter().enumerate() {
+        let subject = format!("s{i}");
+        let (status, answer) = http_request(
+            b.metrics,
+            "POST",
+            &format!("/subjects/{subject}/versions"),
+            &[json_type],
+            &body(json!({"type": t})),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(serde_json::from_str::<Value>(&answer).unwrap()["id"].clone());
+    }
+    assert_eq!(ids, vec![json!(1), json!(2)]);
+    let (status, _) = http_request(
+        b.metrics,
+        "PUT",
+        "/config",
+        &[json_type],
+        r#"{"compatibility":"FULL_TRANSITIVE"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    b.kill9_in_place();
+    b.restart().await;
+    let (status, answer) = http_request(b.metrics, "GET", "/schemas/ids/2", &[], "").await;
+    assert_eq!(status, 200, "{answer}");
+    let schema: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(schema["schemaType"], "JSON");
+    assert_eq!(
+        serde_json::from_str::<Value>(schema["schema"].as_str().unwrap()).unwrap(),
+        json!({"type": "number"})
+    );
+    let (_, answer) = http_request(b.metrics, "GET", "/config", &[], "").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["compatibilityLevel"],
+        "FULL_TRANSITIVE"
+    );
+    let (_, answer) = http_request(b.metrics, "GET", "/subjects", &[], "").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap(),
+        json!(["s0", "s1"])
+    );
+    let (status, answer) = http_request(
+        b.metrics,
+        "POST",
+        "/subjects/s2/versions",
+        &[json_type],
+        &body(json!({"type": "boolean"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<Value>(&answer).unwrap()["id"].clone()
+        ),
+        (200, json!(3))
+    );
+    // Errors are Confluent's JSON, with its codes.
+    let (status, answer) =
+        http_request(b.metrics, "GET", "/subjects/nope/versions/latest", &[], "").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["error_code"],
+        40401
+    );
+    let (status, answer) =
+        http_request(b.metrics, "GET", "/subjects/s0/versions/zero", &[], "").await;
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<Value>(&answer).unwrap()["error_code"].clone()
+        ),
+        (422, json!(42202))
+    );
+    let (status, answer) = http_request(
+        b.metrics,
+        "POST",
+        "/subjects/s0/versions",
+        &[json_type],
+        "{\"schema\": 5}",
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    // The probes and /metrics still answer beside the registry.
+    let (status, answer) = http_request(b.metrics, "GET", "/readyz", &[], "").await;
+    assert_eq!((status, answer.as_str()), (200, "ready\n"));
+}
+
+/// With `--auth required` the registry wants a token: as HTTP Basic's
+/// password (what `basic.auth.user.info` sends) or a Bearer token; reads
+/// need `describe` on the cluster, changes `alter`.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_auth_the_registry_wants_a_token_and_an_acl() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    let admin = create_token("admin", &tokens);
+    let reader = create_token("reader", &tokens);
+    let b = Broker::spawn(
+        &dir.path().join("data"),
+        &[
+            "--auth",
+            "required",
+            "--tokens-file",
+            tokens.to_str().unwrap(),
+            "--super-users",
+            "admin",
+        ],
+    );
+    b.wait_serving().await;
+    let body = json!({"schema": "{\"type\":\"string\"}", "schemaType": "JSON"}).to_string();
+    let (status, answer) =
+        http_request(b.metrics, "POST", "/subjects/a/versions", &[], &body).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["error_code"],
+        40101
+    );
+    let wrong = basic("admin", "not-a-token");
+    let (status, _) =
+        http_request(b.metrics, "POST", "/subjects/a/versions", &[&wrong], &body).await;
+    assert_eq!(status, 401);
+    let admin_basic = basic("admin", &admin);
+    let (status, answer) = http_request(
+        b.metrics,
+        "POST",
+        "/subjects/a/versions",
+        &[&admin_basic],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let bearer = format!("Authorization: Bearer {reader}");
+    let (status, answer) = http_request(b.metrics, "GET", "/subjects", &[&bearer], "").await;
+    assert_eq!(
+        status, 403,
+        "no ACL lets the reader describe the cluster: {answer}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["error_code"],
+        40301
+    );
+    let (status, answer) = http_request(b.metrics, "GET", "/subjects", &[&admin_basic], "").await;
+    assert_eq!((status, answer.as_str()), (200, "[\"a\"]"));
+}
+
+/// An `Authorization: Basic …` header line for `user` and `password`.
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Authorization: Basic {encoded}")
+}
+
+fn brook(b: &Broker, args: &[&str], stdin: Option<&str>) -> (Option<i32>, String, String) {
+    let out = brook_tests::brook_cli(b, args, stdin);
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// `brook schema` over gRPC: register from a file and from stdin, list,
+/// show, check (exit 1 with the reasons when incompatible), levels, and
+/// deletes; what it registers is what the REST API serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_manages_the_same_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::spawn(&dir.path().join("data"), &[]);
+    b.wait_serving().await;
+    let v1 =
+        json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]});
+    let file = dir.path().join("order.json");
+    std::fs::write(&file, v1.to_string()).unwrap();
+    let (code, out, err) = brook(
+        &b,
+        &[
+            "schema",
+            "register",
+            "orders-value",
+            "--type",
+            "json",
+            "--file",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let registered: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (registered["id"].clone(), registered["created"].clone()),
+        (json!(1), json!(true))
+    );
+    let (code, out, _) = brook(
+        &b,
+        &[
+            "schema",
+            "register",
+            "orders-value",
+            "--type",
+            "json",
+            "--file",
+            "-",
+        ],
+        Some(&v1.to_string()),
+    );
+    assert_eq!(code, Some(0));
+    assert!(out.contains("has this schema already: version 1"), "{out}");
+    let (_, answer) = http_request(
+        b.metrics,
+        "GET",
+        "/subjects/orders-value/versions/1",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["id"],
+        1,
+        "{answer}"
+    );
+
+    let bad =
+        json!({"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]});
+    let (code, out, _) = brook(
+        &b,
+        &[
+            "schema",
+            "check",
+            "orders-value",
+            "--type",
+            "json",
+            "--schema",
+            &bad.to_string(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("#/properties/id/type: TYPE_CHANGED"), "{out}");
+    let (code, _, err) = brook(
+        &b,
+        &[
+            "schema",
+            "register",
+            "orders-value",
+            "--type",
+            "json",
+            "--schema",
+            &bad.to_string(),
+        ],
+        None,
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("SCHEMA_INCOMPATIBLE") || err.contains("incompatible"),
+        "{err}"
+    );
+
+    let (code, out, err) = brook(
+        &b,
+        &[
+            "schema",
+            "compat",
+            "set",
+            "none",
+            "--subject",
+            "orders-value",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("NONE (orders-value's own)"), "{out}");
+    let (code, _, err) = brook(
+        &b,
+        &[
+            "schema",
+            "register",
+            "orders-value",
+            "--type",
+            "json",
+            "--schema",
+            &bad.to_string(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = brook(&b, &["schema", "list", "orders-value", "--json"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["versions"],
+        json!([1, 2])
+    );
+    let (_, out, _) = brook(&b, &["schema", "show", "--id", "2", "--json"], None);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["schemaType"], "JSON");
+    assert_eq!(
+        serde_json::from_str::<Value>(shown["schema"].as_str().unwrap()).unwrap(),
+        bad
+    );
+    let (_, out, _) = brook(&b, &["schema", "compat", "get"], None);
+    assert!(out.contains("BACKWARD (the default)"), "{out}");
+
+    let (code, _, err) = brook(
+        &b,
+        &[
+            "schema",
+            "delete",
+            "orders-value",
+            "--version",
+            "2",
+            "--permanent",
+        ],
+        None,
+    );
+    assert_ne!(code, Some(0), "a permanent delete needs a soft one first");
+    assert!(
+        err.contains("SCHEMA_NOT_FOUND") || err.contains("not deleted first"),
+        "{err}"
+    );
+    let (code, out, err) = brook(
+        &b,
+        &["schema", "delete", "orders-value", "--version", "2"],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("[2] softly"), "{out}");
+    let (_, out, _) = brook(&b, &["schema", "show", "orders-value", "--json"], None);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["version"],
+        1,
+        "latest is 1 again"
+    );
+    let (_, out, _) = brook(&b, &["schema", "list"], None);
+    assert_eq!(out.trim(), "orders-value");
+}
+
+/// A value as Confluent's serializers frame it: magic 0, the id, the payload.
+fn framed(id: u32, payload: &str) -> Vec<u8> {
+    let mut v = vec![0u8];
+    v.extend_from_slice(&id.to_be_bytes());
+    v.extend_from_slice(payload.as_bytes());
+    v
+}
+
+/// The log end of a one-partition topic.
+async fn log_end(b: &Broker, topic: &str) -> u64 {
+    brook_tests::describe_topic(b, topic).await.partitions[0].log_end_offset
+}
+
+/// A topic bound to a subject refuses, on every produce path, a request
+/// with a record that does not follow it, storing none of its records, and
+/// says which record, where and why; valid records are stored. The binding
+/// outlives a `kill -9`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bound_topic_refuses_invalid_records_on_every_produce_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Broker::spawn(&dir.path().join("data"), &[]);
+    b.wait_serving().await;
+    create_topic(&b, "orders", 1).await;
+    let order = json!({"type": "object", "properties": {"total": {"type": "number"}}, "required": ["total"]});
+    let register = |subject: &'static str, schema: Value| {
+        let body = json!({"schema": schema.to_string(), "schemaType": "JSON"}).to_string();
+        let addr = b.metrics;
+        async move {
+            let (status, answer) = http_request(
+                addr,
+                "POST",
+                &format!("/subjects/{subject}/versions"),
+                &[],
+                &body,
+            )
+            .await;
+            assert_eq!(status, 200, "{answer}");
+            serde_json::from_str::<Value>(&answer).unwrap()["id"]
+                .as_u64()
+                .unwrap() as u32
+        }
+    };
+    let id = register("orders-value", order).await;
+    let other = register("users-value", json!({"type": "string"})).await;
+    let (code, out, err) = brook(
+        &b,
+        &[
+            "schema",
+            "bind",
+            "orders",
+            "--value-subject",
+            "orders-value",
+            "--mode",
+            "full",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("values orders-value, keys -, mode full"),
+        "{out}"
+    );
+
+    let publish = |values: Vec<Vec<u8>>| v1::PublishRequest {
+        topic: "orders".into(),
+        records: values
+            .into_iter()
+            .map(|v| v1::PublishRecord {
+                value: Some(v.into()),
+                ..Default::default()
+            })
+            .collect(),
+        acks: v1::Acks::Durable as i32,
+    };
+    let mut producer = b.producer().await;
+    let refused = producer
+        .publish(publish(vec![
+            framed(id, r#"{"total": 1}"#),
+            framed(id, r#"{"total": "one"}"#),
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert_eq!(
+        brook_tests::reason(&refused).as_deref(),
+        Some("SCHEMA_VALIDATION_FAILED")
+    );
+    let meta = |k| brook_tests::error_metadata(&refused, k);
+    assert_eq!(
+        (
+            meta("record_index"),
+            meta("schema_id"),
+            meta("path"),
+            meta("subject")
+        ),
+        (
+            Some("1".into()),
+            Some(id.to_string()),
+            Some("/total".into()),
+            Some("orders-value".into())
+        )
+    );
+    assert_eq!(
+        log_end(&b, "orders").await,
+        0,
+        "nothing of the request was stored"
+    );
+    producer
+        .publish(publish(vec![
+            framed(id, r#"{"total": 1}"#),
+            framed(id, r#"{"total": 2.5}"#),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(log_end(&b, "orders").await, 2);
+
+    // A raw batch (the Rust client's path) with another subject's id.
+    let batch = brook_tests::batch_of(None, &[&framed(other, "\"x\"")]);
+    let refused = producer
+        .produce(v1::ProduceRequest {
+            topic: "orders".into(),
+            partition: 0,
+            batch: batch.into_bytes(),
+            acks: v1::Acks::Written as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        brook_tests::error_metadata(&refused, "schema_id"),
+        Some(other.to_string())
+    );
+    assert!(
+        refused.message().contains("is not a version of subject"),
+        "{refused:?}"
+    );
+
+    // The Kafka listener: kcat's plain line is refused, a framed one stored.
+    let kcat = |line: Vec<u8>| {
+        use std::io::Write;
+        let mut p = Command::new("kcat")
+            .args([
+                "-b",
+                &b.kafka_bootstrap(),
+                "-P",
+                "-t",
+                "orders",
+                "-X",
+                "message.timeout.ms=5000",
+            ])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kcat (scripts/kafka-clients.sh installs it)");
+        let mut input = p.stdin.take().unwrap();
+        input.write_all(&line).unwrap();
+        input.write_all(b"\n").unwrap();
+        drop(input);
+        p.wait_with_output().unwrap()
+    };
+    let out = kcat(br#"{"total": 3}"#.to_vec());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // librdkafka's words for INVALID_RECORD (87).
+    assert!(stderr.contains("failed to validate record"), "{stderr}");
+    assert_eq!(log_end(&b, "orders").await, 2);
+    let out = kcat(framed(id, r#"{"total": 3}"#));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(log_end(&b, "orders").await, 3);
+
+    // After a crash the binding holds; `id` mode lets any payload of the subject through.
+    b.kill9_in_place();
+    b.restart().await;
+    let mut producer = b.producer().await;
+    let refused = producer
+        .publish(publish(vec![b"plain".to_vec()]))
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .message()
+            .contains("does not start with a schema id"),
+        "{refused:?}"
+    );
+    let (code, _, err) = brook(
+        &b,
+        &[
+            "schema",
+            "bind",
+            "orders",
+            "--value-subject",
+            "orders-value",
+            "--mode",
+            "id",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    producer
+        .publish(publish(vec![framed(id, "not even JSON")]))
+        .await
+        .unwrap();
+    let (code, out, _) = brook(&b, &["schema", "bind", "orders", "--unbind"], None);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("is not bound"), "{out}");
+    producer
+        .publish(publish(vec![b"plain".to_vec()]))
+        .await
+        .unwrap();
+    assert_eq!(log_end(&b, "orders").await, 5);
+}
