@@ -112,13 +112,13 @@ pub(crate) fn check_schemas(
     let Some(registry) = broker.schemas.get() else {
         return Ok(());
     };
-    let Some(mode) = registry.mode_of(topic) else {
+    let Some(binding) = registry.bound(topic) else {
         return Ok(());
     };
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let run = || registry.validate(topic, records);
-    let checked = match mode == crate::schemas::Mode::Full && multi_thread {
+    let run = || registry.validate_with(&binding, records);
+    let checked = match binding.mode == crate::schemas::Mode::Full && multi_thread {
         true => tokio::task::block_in_place(run),
         false => run(),
     };

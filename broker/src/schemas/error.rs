@@ -63,6 +63,17 @@ impl RegistryError {
         )
     }
 
+    /// 40406: a version soft-deleted already.
+    pub fn version_soft_deleted(subject: &str, version: u32) -> RegistryError {
+        Self::new(
+            404,
+            40406,
+            format!(
+                "Subject '{subject}' Version {version} was soft deleted. Set permanent=true to delete permanently"
+            ),
+        )
+    }
+
     /// 40407: a permanent delete of a version that was not soft-deleted first.
     pub fn version_not_soft_deleted(subject: &str, version: u32) -> RegistryError {
         Self::new(
@@ -116,14 +127,15 @@ impl RegistryError {
         Self::new(422, 42203, reason)
     }
 
-    /// 42204 (Brook's): a subject name that is not accepted.
+    /// 42208: a subject name that is not accepted.
     pub fn invalid_subject(reason: String) -> RegistryError {
-        Self::new(422, 42204, reason)
+        Self::new(422, 42208, reason)
     }
 
-    /// 42205 (Brook's): a request body that is not what the route takes.
+    /// 422 (as Confluent's answer to a body it cannot map): a request body
+    /// that is not what the route takes, or a value in it not accepted.
     pub fn invalid_request(reason: String) -> RegistryError {
-        Self::new(422, 42205, reason)
+        Self::new(422, 422, reason)
     }
 
     /// 40101: no credentials, or unknown ones.

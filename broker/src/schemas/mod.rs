@@ -178,10 +178,15 @@ impl Registry {
 
     /// How `topic`'s records are checked, if it is bound.
     pub fn mode_of(&self, topic: &str) -> Option<Mode> {
+        self.bound(topic).map(|c| c.mode)
+    }
+
+    /// `topic`'s binding as the produce path checks it, if it is bound.
+    pub(crate) fn bound(&self, topic: &str) -> Option<Arc<Compiled>> {
         if !self.any_bound.load(Ordering::Acquire) {
             return None;
         }
-        self.compiled().get(topic).map(|c| c.mode)
+        self.compiled().get(topic).cloned()
     }
 
     /// Checks `records` (position in the request, key, value) bound for
@@ -191,19 +196,29 @@ impl Registry {
         topic: &str,
         records: impl Iterator<Item = (usize, Option<bytes::Bytes>, Option<bytes::Bytes>)>,
     ) -> Result<(), Invalid> {
-        let Some(binding) = self.compiled().get(topic).cloned() else {
-            return Ok(());
-        };
-        validate::check(&binding, records, &|id| self.parsed(id).ok())
+        match self.bound(topic) {
+            Some(binding) => self.validate_with(&binding, records),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks `records` against `binding` (from [`Registry::bound`]).
+    pub(crate) fn validate_with(
+        &self,
+        binding: &Compiled,
+        records: impl Iterator<Item = (usize, Option<bytes::Bytes>, Option<bytes::Bytes>)>,
+    ) -> Result<(), Invalid> {
+        validate::check(binding, records, &|id| self.parsed(id).ok())
     }
 
     fn compiled(&self) -> Arc<Bindings> {
         Arc::clone(&self.bindings.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Rebuilds the produce path's view of the bindings from the state.
+    /// Rebuilds the produce path's view of the bindings from the state,
+    /// under the log's lock: two rebuilds never store out of order.
     fn recompile(&self) {
-        let compiled: Bindings = self.log.with(|state| {
+        self.log.with(|state| {
             let ids = |subject: &Option<String>| {
                 subject.as_ref().map(|name| {
                     let ids = state
@@ -214,7 +229,7 @@ impl Registry {
                     (name.clone(), ids)
                 })
             };
-            state
+            let compiled: Bindings = state
                 .bindings
                 .iter()
                 .map(|(topic, b)| {
@@ -225,11 +240,11 @@ impl Registry {
                     };
                     (topic.clone(), Arc::new(c))
                 })
-                .collect()
+                .collect();
+            self.any_bound
+                .store(!compiled.is_empty(), Ordering::Release);
+            *self.bindings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(compiled);
         });
-        self.any_bound
-            .store(!compiled.is_empty(), Ordering::Release);
-        *self.bindings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(compiled);
     }
 
     /// Registers `text` as a schema of `kind` under `subject`: its id and
@@ -297,13 +312,15 @@ impl Registry {
                 Ok((entries, made))
             })
             .map_err(update_error)?;
+        // On disk before it is answered (and before a bound topic accepts
+        // records naming the id); also when the schema was there already,
+        // as that registration may not be synced yet.
+        let synced = self.log.sync(at);
         if registered.created {
-            // On disk before a bound topic accepts records naming the id.
-            let synced = self.log.sync(at);
             self.cache().insert(registered.id, parsed);
             self.recompile();
-            synced.map_err(store_error)?;
         }
+        synced.map_err(store_error)?;
         Ok(registered)
     }
 
@@ -433,6 +450,11 @@ impl Registry {
             .log
             .update(|state| {
                 let subj = visible_subject(state, subject, true)?;
+                if let (false, VersionRef::Number(n)) = (permanent, which)
+                    && subj.versions.get(&n).is_some_and(|v| v.deleted)
+                {
+                    return Err(RegistryError::version_soft_deleted(subject, n));
+                }
                 let (number, v) = pick(subj, subject, which, permanent)?;
                 if permanent && !v.deleted {
                     return Err(RegistryError::version_not_soft_deleted(subject, number));

@@ -338,7 +338,7 @@ fn bad_schemas_are_refused_with_the_reason() {
         "{err}"
     );
     let err = r.register("bad\nname", Kind::Json, "{}").unwrap_err();
-    assert_eq!(err.code, 42204, "{err}");
+    assert_eq!(err.code, 42208, "{err}");
 }
 
 const MAX_SCHEMA: usize = parsed::MAX_SCHEMA_BYTES;
@@ -569,4 +569,52 @@ fn avro_payloads_and_keys_are_checked_whole() {
         .validate("pay", std::iter::once(record(b"\x06o1", &datum)))
         .unwrap_err();
     assert_eq!(err.field, "key", "{err}");
+    // A payload cut off before a trailing ["null", T] field (which the
+    // decoder would read as null) is refused.
+    r.set_level(None, Level::None).unwrap();
+    let with_note = avro(
+        json!([{"name": "id", "type": "string"}, {"name": "cents", "type": "long"},
+        {"name": "note", "type": ["null", "string"], "default": null}]),
+    );
+    let v2 = r.register("pay-value", Kind::Avro, &with_note).unwrap().id;
+    let full = [&datum[..], &[0x02, 0x02], b"x"].concat(); // note: the string "x"
+    let rec = |v: &[u8]| (0, framed(key_id, &key), framed(v2, v));
+    assert_eq!(r.validate("pay", std::iter::once(rec(&full))), Ok(()));
+    let err = r.validate("pay", std::iter::once(rec(&datum))).unwrap_err();
+    assert!(err.reason.contains("ends inside a value"), "{err}");
+    // A recursive schema cannot be validated in full (its data could nest
+    // as deep as the payload is long): said so, not attempted.
+    let list = json!({"type": "record", "name": "Node", "fields": [{"name": "v", "type": "long"},
+        {"name": "next", "type": ["null", "Node"], "default": null}]});
+    let v3 = r
+        .register("pay-value", Kind::Avro, &list.to_string())
+        .unwrap()
+        .id;
+    let deep = vec![0x02; 1 << 20];
+    let err = r
+        .validate(
+            "pay",
+            std::iter::once((0, framed(key_id, &key), framed(v3, &deep))),
+        )
+        .unwrap_err();
+    assert!(err.reason.contains("recursive Avro schema"), "{err}");
+}
+
+#[test]
+fn soft_deleting_twice_is_confluents_40406() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = open(dir.path());
+    r.register("s", Kind::Json, &json!({"type": "string"}).to_string())
+        .unwrap();
+    r.register(
+        "s",
+        Kind::Json,
+        &json!({"type": ["string", "null"]}).to_string(),
+    )
+    .unwrap();
+    r.delete_version("s", VersionRef::Number(1), false).unwrap();
+    let err = r
+        .delete_version("s", VersionRef::Number(1), false)
+        .unwrap_err();
+    assert_eq!((err.status, err.code), (404, 40406), "{err}");
 }

@@ -16,6 +16,14 @@ use serde_json::{Map, Value};
 /// refused rather than walked.
 const MAX_DEPTH: usize = 64;
 
+/// How many comparisons one check may make: combinators over `$ref`s can
+/// make the walk exponential in a schema's size, so a schema that needs
+/// more is refused (`TOO_COMPLEX`) instead of holding the registry.
+const MAX_STEPS: usize = 100_000;
+
+/// Problems listed at most (the first ones; a refusal needs only one).
+const MAX_PROBLEMS: usize = 50;
+
 /// Keywords that annotate and never constrain: changes to them are free.
 const ANNOTATIONS: &[&str] = &[
     "$schema",
@@ -71,13 +79,24 @@ const COMPARED: &[&str] = &[
 /// accepts; empty when it does. `reader` and `writer` are whole schemas
 /// (local `$ref`s resolve against them).
 pub fn reader_accepts_writer(reader: &Value, writer: &Value) -> Vec<String> {
+    if reader == writer {
+        return Vec::new();
+    }
     let mut c = Checker {
         reader_root: reader,
         writer_root: writer,
         problems: Vec::new(),
         assumed: HashSet::new(),
+        steps: 0,
+        found: 0,
     };
     c.check(reader, writer, "#", 0);
+    if c.steps > MAX_STEPS {
+        c.problems = vec![format!(
+            "#: TOO_COMPLEX: comparing these schemas takes more than {MAX_STEPS} steps (combinators over references); Brook refuses what it cannot check"
+        )];
+    }
+    c.problems.truncate(MAX_PROBLEMS);
     c.problems
 }
 
@@ -88,11 +107,18 @@ struct Checker<'a> {
     /// Pairs being compared further up: meeting one again (a recursive
     /// `$ref`) assumes it holds, which is sound for the greatest fixpoint.
     assumed: HashSet<(usize, usize)>,
+    /// Comparisons made so far (see [`MAX_STEPS`]).
+    steps: usize,
+    /// Problems found, listed or not.
+    found: usize,
 }
 
 impl<'a> Checker<'a> {
     fn problem(&mut self, path: &str, rule: &str, detail: String) {
-        self.problems.push(format!("{path}: {rule}: {detail}"));
+        self.found += 1;
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(format!("{path}: {rule}: {detail}"));
+        }
     }
 
     /// Whether `reader` accepts `writer`, without recording problems.
@@ -100,10 +126,11 @@ impl<'a> Checker<'a> {
     where
         'a: 'v,
     {
-        let before = self.problems.len();
+        let (listed, found) = (self.problems.len(), self.found);
         self.check(reader, writer, "#", depth);
-        let ok = self.problems.len() == before;
-        self.problems.truncate(before);
+        let ok = self.found == found;
+        self.problems.truncate(listed);
+        self.found = found;
         ok
     }
 
@@ -111,6 +138,12 @@ impl<'a> Checker<'a> {
     where
         'a: 'v,
     {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            // Reported once, by the caller; a problem here ends quiet checks.
+            self.problem(path, "TOO_COMPLEX", "too many comparisons".into());
+            return;
+        }
         if depth > MAX_DEPTH {
             self.problem(
                 path,
@@ -118,6 +151,16 @@ impl<'a> Checker<'a> {
                 format!("schemas nest deeper than {MAX_DEPTH} levels (or $ref hops) here"),
             );
             return;
+        }
+        // Keywords beside a reader's `$ref` constrain too (draft 2019-09 on):
+        // the writer must satisfy them as well as the target.
+        if let Some(m) = reader.as_object()
+            && m.contains_key("$ref")
+            && m.keys()
+                .any(|k| k != "$ref" && !ANNOTATIONS.contains(&k.as_str()))
+        {
+            let beside = Value::Object(without(m, "$ref"));
+            self.check(&beside, writer, path, depth + 1);
         }
         let Some(reader) = self.resolve(reader, true, path) else {
             return;
@@ -224,13 +267,13 @@ impl<'a> Checker<'a> {
             }
             return;
         }
-        // A reader made of alternatives accepts the writer if one does.
+        // A reader made of alternatives accepts the writer if the keywords
+        // beside the combinator do and one alternative does on its own.
         for key in ["anyOf", "oneOf"] {
             if let Some(branches) = r.get(key).and_then(Value::as_array) {
-                let rest = without(r, key);
-                let found = branches
-                    .iter()
-                    .any(|b| self.quietly(&merge(&rest, b), writer, depth + 1));
+                let rest = Value::Object(without(r, key));
+                self.check(&rest, writer, path, depth + 1);
+                let found = branches.iter().any(|b| self.quietly(b, writer, depth + 1));
                 if !found {
                     self.problem(
                         path,
@@ -257,7 +300,9 @@ impl<'a> Checker<'a> {
         self.compare_arrays(r, w, path, depth);
         for (key, value) in r {
             let known = COMPARED.contains(&key.as_str()) || ANNOTATIONS.contains(&key.as_str());
-            if !known && w.get(key) != Some(value) {
+            // Equal text can still mean other constraints when it refers to
+            // definitions that changed: such a keyword counts as changed.
+            if !known && (w.get(key) != Some(value) || holds_ref(value)) {
                 self.problem(
                     &format!("{path}/{key}"),
                     "KEYWORD_CHANGED",
@@ -579,6 +624,15 @@ impl<'a> Checker<'a> {
                 format!("the reader accepts at most {reader_max}"),
             );
         }
+    }
+}
+
+/// Whether `v` holds a `$ref` anywhere.
+fn holds_ref(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.contains_key("$ref") || m.values().any(holds_ref),
+        Value::Array(a) => a.iter().any(holds_ref),
+        _ => false,
     }
 }
 

@@ -322,3 +322,63 @@ fn local_refs_are_followed_and_recursive_ones_end() {
     let problems = reader_accepts_writer(&dangling, &json!({"type": "string"}));
     assert!(problems[0].contains("REF_UNRESOLVED"), "{problems:?}");
 }
+
+#[test]
+fn combinators_over_refs_cannot_make_the_check_exponential() {
+    // l0 .. l60, each an anyOf of two references to the next: 2^60 paths.
+    let mut defs = serde_json::Map::new();
+    for i in 0..60 {
+        let next = json!({"$ref": format!("#/$defs/l{}", i + 1)});
+        defs.insert(format!("l{i}"), json!({"anyOf": [next.clone(), next]}));
+    }
+    defs.insert("l60".into(), json!({"type": "string"}));
+    let old = json!({"$ref": "#/$defs/l0", "$defs": defs});
+    let mut new = old.clone();
+    new["$defs"]["l60"] = json!({"type": "integer"});
+    let started = std::time::Instant::now();
+    let problems = reader_accepts_writer(&new, &old);
+    assert!(
+        problems.iter().any(|p| p.contains("TOO_COMPLEX")),
+        "{problems:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "bounded, not exponential"
+    );
+    assert!(
+        reader_accepts_writer(&old, &old.clone()).is_empty(),
+        "the same schema is compatible"
+    );
+}
+
+#[test]
+fn keywords_beside_refs_and_combinators_still_constrain() {
+    // A required property added beside a reader's anyOf.
+    let old = json!({"type": "object", "anyOf": [{"required": ["email"]}]});
+    let new = json!({"type": "object", "required": ["id"], "anyOf": [{"required": ["email"]}]});
+    let problems = reader_accepts_writer(&new, &old);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("REQUIRED_PROPERTY_ADDED")),
+        "{problems:?}"
+    );
+    // A required property added beside a root $ref.
+    let defs = json!({"o": {"type": "object", "properties": {"x": {"type": "string"}}}});
+    let old = json!({"$ref": "#/$defs/o", "$defs": defs});
+    let new = json!({"$ref": "#/$defs/o", "required": ["x"], "$defs": defs});
+    let problems = reader_accepts_writer(&new, &old);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("REQUIRED_PROPERTY_ADDED")),
+        "{problems:?}"
+    );
+    // An uncompared keyword whose text is the same but whose $ref target changed.
+    let with_target = |t: &str| json!({"type": "object", "propertyNames": {"$ref": "#/$defs/n"}, "$defs": {"n": {"type": "string", "maxLength": t.len()}}});
+    let problems = reader_accepts_writer(&with_target("ab"), &with_target("abcd"));
+    assert!(
+        problems.iter().any(|p| p.contains("KEYWORD_CHANGED")),
+        "{problems:?}"
+    );
+}
