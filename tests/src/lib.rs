@@ -457,6 +457,16 @@ impl Broker {
         self.wait_serving().await;
     }
 
+    /// Starts the broker again on the same data and gRPC address, with its
+    /// Kafka listener on a new port (for tests that do not need Kafka
+    /// clients to find it again: re-binding a port another test may have
+    /// taken meanwhile is one more way to fail), and waits until it serves.
+    pub async fn restart_on_a_new_kafka_port(&mut self) {
+        let (dir, listen) = (self.data_dir.clone(), self.grpc.to_string());
+        *self = Broker::spawn_at(&dir, &listen, &[]);
+        self.wait_serving().await;
+    }
+
     /// The Kafka listener's `host:port` (the broker was started with it on).
     pub fn kafka_bootstrap(&self) -> String {
         self.kafka.expect("the Kafka listener is on").to_string()

@@ -173,7 +173,7 @@ async fn registrations_survive_kill_9() {
     .await;
     assert_eq!(status, 200);
     b.kill9_in_place();
-    b.restart().await;
+    b.restart_on_a_new_kafka_port().await;
     let (status, answer) = http_request(b.metrics, "GET", "/schemas/ids/2", &[], "").await;
     assert_eq!(status, 200, "{answer}");
     let schema: Value = serde_json::from_str(&answer).unwrap();
@@ -659,7 +659,7 @@ async fn a_bound_topic_refuses_invalid_records_on_every_produce_path() {
 
     // After a crash the binding holds; `id` mode lets any payload of the subject through.
     b.kill9_in_place();
-    b.restart().await;
+    b.restart_on_a_new_kafka_port().await;
     let mut producer = b.producer().await;
     let refused = producer
         .publish(publish(vec![b"plain".to_vec()]))

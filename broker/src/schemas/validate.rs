@@ -141,22 +141,33 @@ pub(crate) fn check(
     if binding.mode == Mode::Off {
         return Ok(());
     }
+    // Records of a request mostly carry one schema id: resolve each id once.
+    let mut resolved: Vec<(u32, Arc<Parsed>)> = Vec::new();
+    let schema = |id: u32, resolved: &mut Vec<(u32, Arc<Parsed>)>| {
+        if let Some((_, p)) = resolved.iter().find(|(i, _)| *i == id) {
+            return Some(Arc::clone(p));
+        }
+        let p = schema(id)?;
+        resolved.push((id, Arc::clone(&p)));
+        Some(p)
+    };
     for (index, key, value) in records {
         for (field, bound, bytes) in [
             ("value", &binding.value, &value),
             ("key", &binding.key, &key),
         ] {
             if let (Some((subject, ids)), Some(bytes)) = (bound, bytes) {
-                check_one(binding.mode, subject, ids, bytes, schema).map_err(
-                    |(schema_id, path, reason)| Invalid {
-                        index,
-                        field,
-                        subject: subject.clone(),
-                        schema_id,
-                        path,
-                        reason,
-                    },
-                )?;
+                check_one(binding.mode, subject, ids, bytes, &mut |id| {
+                    schema(id, &mut resolved)
+                })
+                .map_err(|(schema_id, path, reason)| Invalid {
+                    index,
+                    field,
+                    subject: subject.clone(),
+                    schema_id,
+                    path,
+                    reason,
+                })?;
             }
         }
     }
@@ -171,7 +182,7 @@ fn check_one(
     subject: &str,
     ids: &HashSet<u32>,
     bytes: &Bytes,
-    schema: &dyn Fn(u32) -> Option<Arc<Parsed>>,
+    schema: &mut dyn FnMut(u32) -> Option<Arc<Parsed>>,
 ) -> Result<(), Failure> {
     if bytes.len() < 5 || bytes[0] != 0 {
         return Err((
@@ -208,6 +219,11 @@ fn check_one(
                     format!("the payload is not JSON: {e}"),
                 )
             })?;
+            // The boolean check is the fast path; errors are gathered only
+            // for a record that fails, to name where.
+            if validator.is_valid(&doc) {
+                return Ok(());
+            }
             match validator.iter_errors(&doc).next() {
                 None => Ok(()),
                 Some(e) => {
