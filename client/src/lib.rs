@@ -27,6 +27,7 @@ mod admin;
 mod auth;
 mod client;
 mod consumer;
+mod contract;
 mod error;
 mod producer;
 mod queue;
@@ -37,6 +38,7 @@ pub use admin::{Admin, ResetTo};
 pub use brook_protocol::v1 as proto;
 pub use client::{Client, ClientBuilder};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RevokeCallback, StartFrom};
+pub use contract::{ContractError, JsonDeserializer, JsonSerializer};
 pub use error::{Error, Result};
 pub use producer::{
     Acks, Compression, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata,

@@ -698,3 +698,118 @@ async fn a_bound_topic_refuses_invalid_records_on_every_produce_path() {
         .unwrap();
     assert_eq!(log_end(&b, "orders").await, 5);
 }
+
+/// An order event as a service's code knows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct OrderPlaced {
+    order_id: String,
+    total: f64,
+}
+
+/// The Rust client's typed serializers: a value that breaks the contract
+/// never leaves the service; what it sends is Confluent's framing, which
+/// the broker's `full` validation accepts and confluent-style readers can
+/// read; on receipt every value is checked against the schema its id
+/// names, and an invalid one is an error naming the schema and the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rust_client_checks_contracts_at_both_boundaries() {
+    use brook_client::{ContractError, JsonDeserializer, JsonSerializer, ReadFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::spawn(&dir.path().join("data"), &["--kafka-listen", "off"]);
+    b.wait_serving().await;
+    create_topic(&b, "orders", 1).await;
+    let client = brook_client::Client::connect(format!("http://{}", b.grpc))
+        .await
+        .unwrap();
+    let schema = json!({"type": "object", "properties": {"order_id": {"type": "string"},
+        "total": {"type": "number", "minimum": 0}}, "required": ["order_id", "total"]});
+    let serializer =
+        JsonSerializer::<OrderPlaced>::register(&client, "orders-value", &schema.to_string())
+            .await
+            .unwrap();
+    let again =
+        JsonSerializer::<OrderPlaced>::register(&client, "orders-value", &schema.to_string())
+            .await
+            .unwrap();
+    assert_eq!(
+        serializer.schema_id(),
+        again.schema_id(),
+        "the same schema, the same id"
+    );
+    client
+        .admin()
+        .set_topic_schema("orders", "orders-value", "", "full")
+        .await
+        .unwrap();
+
+    let good = OrderPlaced {
+        order_id: "o-1".into(),
+        total: 12.5,
+    };
+    let bad = OrderPlaced {
+        order_id: "o-2".into(),
+        total: -1.0,
+    };
+    match serializer.serialize(&bad) {
+        Err(ContractError::Invalid {
+            path, schema_id, ..
+        }) => {
+            assert_eq!(
+                (path.as_str(), schema_id),
+                ("/total", serializer.schema_id())
+            )
+        }
+        other => panic!("expected the contract to refuse it: {other:?}"),
+    }
+    let producer = client.producer(Default::default());
+    producer
+        .send("orders", Some("o-1"), serializer.serialize(&good).unwrap())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // A producer that bypasses the contract is stopped by the broker.
+    let forged = [
+        &[0u8][..],
+        &serializer.schema_id().to_be_bytes(),
+        br#"{"order_id":"o-3","total":-5}"#,
+    ]
+    .concat();
+    let refused = producer
+        .send("orders", Some("o-3"), &forged)
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("does not follow subject"),
+        "{refused}"
+    );
+
+    let deserializer = JsonDeserializer::<OrderPlaced>::new(&client);
+    let mut reader = client
+        .reader("orders", 0, ReadFrom::Earliest)
+        .await
+        .unwrap();
+    let record = reader.recv().await.unwrap();
+    let order = deserializer
+        .deserialize(record.value.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!((record.offset, order), (0, good));
+    // On receipt: an invalid value (written before any binding, say) and
+    // an unframed one are errors the handler sees.
+    match deserializer.deserialize(&forged).await {
+        Err(ContractError::Invalid { path, .. }) => assert_eq!(path, "/total"),
+        other => panic!("expected Invalid: {other:?}"),
+    }
+    assert!(matches!(
+        deserializer.deserialize(b"{}").await,
+        Err(ContractError::NotFramed)
+    ));
+    let unknown = [&[0u8][..], &9999u32.to_be_bytes(), b"{}"].concat();
+    assert!(matches!(
+        deserializer.deserialize(&unknown).await,
+        Err(ContractError::Registry(_))
+    ));
+}
