@@ -280,13 +280,37 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         Arc::clone(&log),
         config.retention_check_interval,
     ));
-    let offsets_maintenance =
-        tokio::spawn(maintain_offsets(Arc::clone(&broker), Arc::clone(&groups)));
-    let queues_maintenance =
-        tokio::spawn(maintain_queues(Arc::clone(&broker), Arc::clone(&queues)));
+    let offsets_maintenance = {
+        let groups = Arc::clone(&groups);
+        let period = groups.offsets.maintenance_period();
+        tokio::spawn(maintain_log(
+            Arc::clone(&broker),
+            "offsets",
+            period,
+            move || groups.offsets.maintain(),
+        ))
+    };
+    let queues_maintenance = {
+        let queues = Arc::clone(&queues);
+        let period = queues.maintenance_period();
+        tokio::spawn(maintain_log(
+            Arc::clone(&broker),
+            "queues",
+            period,
+            move || queues.maintain(),
+        ))
+    };
     let queue_sweeper = tokio::spawn(sweep_queues(Arc::clone(&broker), Arc::clone(&queues)));
-    let schemas_maintenance =
-        tokio::spawn(maintain_schemas(Arc::clone(&broker), Arc::clone(&schemas)));
+    let schemas_maintenance = {
+        let schemas = Arc::clone(&schemas);
+        let period = schemas.maintenance_period();
+        tokio::spawn(maintain_log(
+            Arc::clone(&broker),
+            "schemas",
+            period,
+            move || schemas.maintain(),
+        ))
+    };
 
     signals.wait_for(1).await;
     let timeout = config.shutdown_timeout;
@@ -391,55 +415,22 @@ async fn expire_members(broker: Arc<Broker>, log: Arc<Log>, groups: Arc<Groups>)
     .await;
 }
 
-/// Syncs and rewrites the offsets log as its flush policy says, until shutdown.
-async fn maintain_offsets(broker: Arc<Broker>, groups: Arc<Groups>) {
-    let period = groups.offsets.maintenance_period();
+/// Runs `maintain` (a state log's sync by its flush policy and rewrite once
+/// it has grown: the offsets, queues and schemas logs) on a blocking thread
+/// every `period`, until shutdown; failures are logged, naming `what`.
+async fn maintain_log<F>(broker: Arc<Broker>, what: &'static str, period: Duration, maintain: F)
+where
+    F: Fn() -> anyhow::Result<()> + Clone + Send + 'static,
+{
     every(&broker, period, || {
-        let groups = Arc::clone(&groups);
+        let maintain = maintain.clone();
         async move {
-            match tokio::task::spawn_blocking(move || groups.offsets.maintain()).await {
+            match tokio::task::spawn_blocking(maintain).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "offsets log maintenance failed")
+                    tracing::error!(error = %format!("{e:#}"), "{what} log maintenance failed")
                 }
-                Err(e) => tracing::error!(error = %e, "offsets log maintenance task failed"),
-            }
-        }
-    })
-    .await;
-}
-
-/// Rewrites the schemas log once it has grown (and syncs it by the flush
-/// policy), until shutdown.
-async fn maintain_schemas(broker: Arc<Broker>, schemas: Arc<crate::schemas::Registry>) {
-    let period = schemas.maintenance_period();
-    every(&broker, period, || {
-        let schemas = Arc::clone(&schemas);
-        async move {
-            match tokio::task::spawn_blocking(move || schemas.maintain()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "schemas log maintenance failed")
-                }
-                Err(e) => tracing::error!(error = %e, "schemas log maintenance task failed"),
-            }
-        }
-    })
-    .await;
-}
-
-/// Syncs and rewrites the queues log as its flush policy says, until shutdown.
-async fn maintain_queues(broker: Arc<Broker>, queues: Arc<Queues>) {
-    let period = queues.maintenance_period();
-    every(&broker, period, || {
-        let queues = Arc::clone(&queues);
-        async move {
-            match tokio::task::spawn_blocking(move || queues.maintain()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "queues log maintenance failed")
-                }
-                Err(e) => tracing::error!(error = %e, "queues log maintenance task failed"),
+                Err(e) => tracing::error!(error = %e, "{what} log maintenance task failed"),
             }
         }
     })

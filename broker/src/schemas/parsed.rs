@@ -62,7 +62,13 @@ pub enum Parsed {
         validator: Box<jsonschema::Validator>,
     },
     /// An Avro schema.
-    Avro(apache_avro::Schema),
+    Avro {
+        /// The schema.
+        schema: apache_avro::Schema,
+        /// Whether a named type contains itself (a list, a tree): data of
+        /// it can nest as deep as a payload is long.
+        recursive: bool,
+    },
 }
 
 impl Parsed {
@@ -82,7 +88,10 @@ impl Parsed {
         match kind {
             Kind::Json => parse_json_schema(value),
             Kind::Avro => apache_avro::Schema::parse(&value)
-                .map(Parsed::Avro)
+                .map(|schema| Parsed::Avro {
+                    recursive: is_recursive(&schema, &mut Vec::new()),
+                    schema,
+                })
                 .map_err(|e| format!("not a valid Avro schema: {e}")),
         }
     }
@@ -91,7 +100,7 @@ impl Parsed {
     pub fn kind(&self) -> Kind {
         match self {
             Parsed::Json { .. } => Kind::Json,
-            Parsed::Avro(_) => Kind::Avro,
+            Parsed::Avro { .. } => Kind::Avro,
         }
     }
 }
@@ -152,5 +161,23 @@ fn sorted(value: Value) -> Value {
         }
         Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
         other => other,
+    }
+}
+
+/// Whether a named type of `schema` contains itself.
+fn is_recursive(schema: &apache_avro::Schema, open: &mut Vec<apache_avro::schema::Name>) -> bool {
+    use apache_avro::Schema;
+    match schema {
+        Schema::Ref { name } => open.contains(name),
+        Schema::Record(r) => {
+            open.push(r.name.clone());
+            let found = r.fields.iter().any(|f| is_recursive(&f.schema, open));
+            open.pop();
+            found
+        }
+        Schema::Array(a) => is_recursive(&a.items, open),
+        Schema::Map(m) => is_recursive(&m.types, open),
+        Schema::Union(u) => u.variants().iter().any(|v| is_recursive(v, open)),
+        _ => false,
     }
 }

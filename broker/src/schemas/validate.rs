@@ -236,10 +236,13 @@ fn check_one(
                 }
             }
         }
-        Parsed::Avro(avro) => {
+        Parsed::Avro {
+            schema: avro,
+            recursive,
+        } => {
             // Decoding data of a recursive schema recurses as deep as the
             // data nests, which a payload controls: never on a worker's stack.
-            if is_recursive(avro, &mut Vec::new()) {
+            if *recursive {
                 return Err((
                     Some(id),
                     String::new(),
@@ -296,23 +299,5 @@ impl std::io::Read for Counted<'_> {
         buf[..n].copy_from_slice(&self.rest[..n]);
         self.rest = &self.rest[n..];
         Ok(n)
-    }
-}
-
-/// Whether a named type of `schema` contains itself (a list, a tree).
-fn is_recursive(schema: &apache_avro::Schema, open: &mut Vec<apache_avro::schema::Name>) -> bool {
-    use apache_avro::Schema;
-    match schema {
-        Schema::Ref { name } => open.contains(name),
-        Schema::Record(r) => {
-            open.push(r.name.clone());
-            let found = r.fields.iter().any(|f| is_recursive(&f.schema, open));
-            open.pop();
-            found
-        }
-        Schema::Array(a) => is_recursive(&a.items, open),
-        Schema::Map(m) => is_recursive(&m.types, open),
-        Schema::Union(u) => u.variants().iter().any(|v| is_recursive(v, open)),
-        _ => false,
     }
 }

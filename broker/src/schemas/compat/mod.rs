@@ -138,7 +138,9 @@ fn reader_accepts_writer(reader: &Parsed, writer: &Parsed) -> Vec<String> {
         (Parsed::Json { value: r, .. }, Parsed::Json { value: w, .. }) => {
             json::reader_accepts_writer(r, w)
         }
-        (Parsed::Avro(r), Parsed::Avro(w)) => avro::reader_accepts_writer(r, w),
+        (Parsed::Avro { schema: r, .. }, Parsed::Avro { schema: w, .. }) => {
+            avro::reader_accepts_writer(r, w)
+        }
         _ => vec!["#: SCHEMA_TYPE_CHANGED".to_string()],
     }
 }
