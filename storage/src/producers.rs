@@ -70,7 +70,9 @@ pub(crate) struct ProducerState {
 }
 
 fn last_seq(h: &BatchHeader) -> i32 {
-    h.base_sequence.wrapping_add(h.record_count as i32 - 1)
+    // As Kafka's: over the batch's span, so a batch stored with gaps
+    // (records the broker left out) keeps its producer's numbering.
+    h.base_sequence.wrapping_add(h.last_offset_delta as i32)
 }
 
 impl ProducerState {

@@ -62,7 +62,7 @@ pub(crate) fn check_header(buf: &[u8], expected: u64) -> Result<BatchHeader, Str
             "batch claims leader epoch {epoch}, outside -1..={MAX_LEADER_EPOCH}"
         ));
     }
-    if h.record_count == 0 || h.last_offset_delta != h.record_count - 1 {
+    if u64::from(h.record_count) > u64::from(h.last_offset_delta) + 1 {
         return Err(format!(
             "batch header is inconsistent: {} records, last offset delta {}",
             h.record_count, h.last_offset_delta

@@ -22,7 +22,11 @@ use crate::varint::{put_varint, varint_len};
 pub struct BatchBuilder {
     buf: BytesMut,
     count: u32,
+    /// The offset delta of the next record: `count` plus offsets skipped.
+    next_delta: u32,
     first_timestamp: i64,
+    /// Set by [`BatchBuilder::first_timestamp`]: the first push keeps it.
+    pinned_timestamp: bool,
     max_timestamp: i64,
     producer_id: i64,
     producer_epoch: i16,
@@ -58,7 +62,9 @@ impl BatchBuilder {
         BatchBuilder {
             buf,
             count: 0,
+            next_delta: 0,
             first_timestamp: 0,
+            pinned_timestamp: false,
             max_timestamp: i64::MIN,
             producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_PRODUCER_EPOCH,
@@ -88,8 +94,30 @@ impl BatchBuilder {
         self
     }
 
+    /// Sets the batch's first timestamp, which records' timestamps are
+    /// stored relative to, instead of taking the first record's: a batch
+    /// rebuilt without some of its records keeps its producer's.
+    pub fn first_timestamp(mut self, timestamp: i64) -> Self {
+        self.first_timestamp = timestamp;
+        self.pinned_timestamp = true;
+        self
+    }
+
+    /// Leaves `n` offsets without a record: the next record pushed takes the
+    /// offset after them, and a batch ending with skipped offsets still
+    /// spans them. The broker builds such a batch when it stores a
+    /// producer's batch without some of its records (records that failed
+    /// the topic's schema and went to its dead-letter topic): the other
+    /// records keep their offsets, and an idempotent producer's sequence
+    /// numbers (counted over the whole span, as Kafka's `lastOffsetDelta`)
+    /// stay where the producer put them. Kafka's compaction leaves the same
+    /// gaps.
+    pub fn skip_offsets(&mut self, n: u32) {
+        self.next_delta = self.next_delta.saturating_add(n);
+    }
+
     /// Appends one record. Its offset is the batch's base offset plus the
-    /// number of records pushed before it.
+    /// number of records pushed (and offsets skipped) before it.
     pub fn push(
         &mut self,
         timestamp: i64,
@@ -97,12 +125,12 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
     ) {
-        if self.count == 0 {
+        if self.count == 0 && !self.pinned_timestamp {
             self.first_timestamp = timestamp;
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         let ts_delta = timestamp.wrapping_sub(self.first_timestamp);
-        let offset_delta = i64::from(self.count);
+        let offset_delta = i64::from(self.next_delta);
         let nullable_len = |b: Option<&[u8]>| match b {
             None => 1,
             Some(b) => varint_len(b.len() as i64) + b.len(),
@@ -138,6 +166,7 @@ impl BatchBuilder {
             self.buf.put_slice(v);
         }
         self.count += 1;
+        self.next_delta = self.next_delta.saturating_add(1);
     }
 
     /// Records pushed so far.
@@ -185,7 +214,7 @@ impl BatchBuilder {
         h[l.magic_at()] = MAGIC;
         h[l.attributes_at()..][..2].copy_from_slice(&attributes.to_be_bytes());
         h[l.last_offset_delta_at()..][..4]
-            .copy_from_slice(&self.count.saturating_sub(1).to_be_bytes());
+            .copy_from_slice(&self.next_delta.saturating_sub(1).to_be_bytes());
         h[l.first_timestamp_at()..][..8].copy_from_slice(&self.first_timestamp.to_be_bytes());
         h[l.max_timestamp_at()..][..8].copy_from_slice(&max_timestamp.to_be_bytes());
         h[l.producer_id_at()..][..8].copy_from_slice(&self.producer_id.to_be_bytes());

@@ -189,6 +189,46 @@ impl Batch {
         Batch::parse(b.build(h.base_offset))
     }
 
+    /// The batch stored without the records at `positions` (their places in
+    /// the batch, from 0): the same producer fields, timestamp type,
+    /// compression and first timestamp, every other record at its offset,
+    /// and the offsets left out kept as gaps (see
+    /// [`BatchBuilder::skip_offsets`]). With every record left out the
+    /// batch has none, and still spans its offsets: the idempotent
+    /// producer's sequence numbers must advance past them.
+    pub fn without(
+        &self,
+        positions: &std::collections::BTreeSet<u32>,
+    ) -> Result<Batch, DecodeError> {
+        let h = &self.header;
+        let mut b = BatchBuilder::with_capacity(self.bytes.len())
+            .producer(h.producer_id, h.producer_epoch, h.base_sequence)
+            .compression(h.compression())
+            .first_timestamp(h.first_timestamp);
+        if h.log_append_time() {
+            b = b.log_append_time();
+        }
+        let mut next = h.base_offset;
+        for record in self.records() {
+            let r = record?;
+            let position = r.offset.wrapping_sub(h.base_offset);
+            b.skip_offsets(r.offset.wrapping_sub(next) as u32);
+            next = r.offset.wrapping_add(1);
+            if positions.contains(&(position as u32)) {
+                b.skip_offsets(1);
+                continue;
+            }
+            let headers: Vec<(&str, &[u8])> = r
+                .headers
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_ref()))
+                .collect();
+            b.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers);
+        }
+        b.skip_offsets(h.next_offset().wrapping_sub(next) as u32);
+        Batch::parse(b.build(h.base_offset))
+    }
+
     /// A copy stamped with another producer id, epoch and base sequence,
     /// its CRC computed again (it covers those fields). An idempotent
     /// producer whose id the broker no longer knows re-sends its unstored

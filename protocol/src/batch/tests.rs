@@ -472,3 +472,58 @@ fn a_built_batch_buffer_is_reused_for_the_next_batch() {
     );
     assert_eq!(records[0].headers[0].value.as_ref(), b"x");
 }
+
+#[test]
+fn a_batch_without_some_records_keeps_their_offsets_as_gaps() {
+    for codec in [Compression::None, Compression::Zstd] {
+        let mut b = BatchBuilder::new().producer(9, 2, 40).compression(codec);
+        for i in 0..5u8 {
+            let value = [b'v', b'0' + i].repeat(50);
+            b.push(
+                1_000 + i64::from(i),
+                Some(&[b'k', i]),
+                Some(&value),
+                &[("h", &[i])],
+            );
+        }
+        let batch = Batch::parse(b.build(100)).unwrap();
+        let kept = batch.without(&[1, 4].into()).unwrap();
+        let h = kept.header();
+        assert_eq!(h.record_count, 3);
+        assert_eq!(h.last_offset_delta, 4, "the span stays the producer's");
+        assert_eq!((h.base_offset, h.next_offset()), (100, 105));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (9, 2, 40)
+        );
+        assert_eq!(h.compression(), codec);
+        assert_eq!(h.first_timestamp, 1_000);
+        assert_eq!(h.max_timestamp, 1_003, "the last kept record's timestamp");
+        let records: Vec<(u64, i64, Bytes)> = kept
+            .records()
+            .map(|r| r.unwrap())
+            .map(|r| (r.offset, r.timestamp, r.key.unwrap()))
+            .collect();
+        assert_eq!(
+            records,
+            vec![
+                (100, 1_000, Bytes::from_static(&[b'k', 0])),
+                (102, 1_002, Bytes::from_static(&[b'k', 2])),
+                (103, 1_003, Bytes::from_static(&[b'k', 3])),
+            ]
+        );
+        // A producer's batch must stay dense: the gaps are the broker's.
+        assert!(kept.validate_records().is_err());
+
+        let twice = kept.without(&[2].into()).unwrap();
+        let offsets: Vec<u64> = twice.records().map(|r| r.unwrap().offset).collect();
+        assert_eq!(offsets, vec![100, 103]);
+        assert_eq!(twice.header().last_offset_delta, 4);
+
+        let none = batch.without(&(0..5).collect()).unwrap();
+        let h = none.header();
+        assert_eq!((h.record_count, h.last_offset_delta), (0, 4));
+        assert_eq!((h.first_timestamp, h.max_timestamp), (1_000, 1_000));
+        assert_eq!(none.records().count(), 0);
+    }
+}

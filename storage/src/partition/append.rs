@@ -21,19 +21,19 @@ impl Shared {
             return Err(Error::BatchTooLarge { size, max });
         }
         let h = batch.header();
-        if h.record_count == 0 {
-            return Err(DecodeError::Empty.into());
-        }
-        // Recovery relies on this to find the next batch's offset.
-        if h.last_offset_delta != h.record_count - 1 {
+        // A batch spans `last_offset_delta + 1` offsets; it holds as many
+        // records, or fewer when the broker left some out (gaps, see
+        // `BatchBuilder::skip_offsets`). Producers' batches were checked
+        // for density before this.
+        if u64::from(h.record_count) > u64::from(h.last_offset_delta) + 1 {
             return Err(DecodeError::Inconsistent {
-                field: "last_offset_delta",
-                header: i64::from(h.last_offset_delta),
-                actual: i64::from(h.record_count) - 1,
+                field: "record_count",
+                header: i64::from(h.record_count),
+                actual: i64::from(h.last_offset_delta) + 1,
             }
             .into());
         }
-        Ok(u64::from(h.record_count))
+        Ok(u64::from(h.last_offset_delta) + 1)
     }
 
     /// The leader's append: producer check, then the next offsets.
