@@ -274,7 +274,7 @@ impl Consumer {
             if revision != self.checked_revision {
                 // Something was revoked or sought: drop what was fetched before it.
                 let st = lock(&self.shared);
-                self.current.retain(|(rec, epoch)| {
+                self.current.retain(|(rec, epoch, _)| {
                     st.epochs
                         .get(&(Arc::clone(&rec.topic), rec.partition))
                         .copied()
@@ -284,15 +284,15 @@ impl Consumer {
                 drop(st);
                 self.checked_revision = revision;
             }
-            if let Some((rec, epoch)) = self.current.pop_front() {
+            if let Some((rec, epoch, after)) = self.current.pop_front() {
                 let tp = (Arc::clone(&rec.topic), rec.partition);
                 {
                     let mut st = lock(&self.shared);
                     if st.epochs.get(&tp).copied().unwrap_or(0) == epoch {
-                        st.next.insert(tp.clone(), rec.offset + 1);
+                        st.next.insert(tp.clone(), after);
                     }
                 }
-                self.last = Some((tp, rec.offset, epoch));
+                self.last = Some((tp, after, epoch));
                 return Ok(rec);
             }
             let fetched = self.records.recv().await.ok_or(Error::Closed)?;
@@ -314,13 +314,16 @@ impl Consumer {
             return Err(error);
         }
         let topic: Arc<str> = Arc::clone(&f.tp.0);
+        let mut pushed = false;
         for batch in batches(f.batches) {
             let batch = batch.map_err(|e| Error::Protocol(e.to_string()))?;
+            let end = batch.header().next_offset();
             for r in batch.records() {
                 let r = r.map_err(|e| Error::Protocol(e.to_string()))?;
                 if r.offset < f.from {
                     continue;
                 }
+                let after = r.offset + 1;
                 let rec = ConsumerRecord {
                     topic: Arc::clone(&topic),
                     partition: f.tp.1,
@@ -330,7 +333,35 @@ impl Consumer {
                     value: r.value,
                     headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
                 };
-                self.current.push_back((rec, f.epoch));
+                self.current.push_back((rec, f.epoch, after));
+                pushed = true;
+            }
+            // A batch may end in offsets without records (records the
+            // broker dead-lettered, or none at all): the position moves past
+            // them with the batch's last record, or at once when there is
+            // none to wait for, so commits and lag reach the log end.
+            if end <= f.from {
+                continue;
+            }
+            match (pushed, &mut self.last) {
+                (true, _) => {
+                    if let Some(back) = self.current.back_mut() {
+                        back.2 = back.2.max(end);
+                    }
+                }
+                (false, Some((tp, after, epoch))) if *tp == f.tp && *epoch == f.epoch => {
+                    *after = (*after).max(end);
+                }
+                (false, _) => {
+                    let mut guard = lock(&self.shared);
+                    let st = &mut *guard;
+                    if st.epochs.get(&f.tp).copied().unwrap_or(0) == f.epoch {
+                        for map in [&mut st.positions, &mut st.next] {
+                            let at = map.entry(f.tp.clone()).or_insert(end);
+                            *at = (*at).max(end);
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -338,10 +369,10 @@ impl Consumer {
 
     /// The record handed out last is done: its successor is the position to commit.
     pub(super) fn mark_processed(&mut self) {
-        if let Some((tp, offset, epoch)) = self.last.take() {
+        if let Some((tp, after, epoch)) = self.last.take() {
             let mut st = lock(&self.shared);
             if st.epochs.get(&tp).copied().unwrap_or(0) == epoch {
-                st.positions.insert(tp, offset + 1);
+                st.positions.insert(tp, after);
             }
         }
     }

@@ -229,7 +229,13 @@ struct Shared {
 pub struct Consumer {
     shared: Arc<Shared>,
     records: mpsc::Receiver<Fetched>,
-    current: VecDeque<(ConsumerRecord, u64)>,
+    /// Records fetched, not handed out yet: each with its partition's
+    /// epoch and the position after it (its offset + 1, or the end of its
+    /// batch for a batch's last record: a batch stored with gaps ends
+    /// past its last record).
+    current: VecDeque<(ConsumerRecord, u64, u64)>,
+    /// The record handed out last: its partition, the position after it
+    /// and the epoch.
     last: Option<(Tp, u64, u64)>,
     checked_revision: u64,
     /// The membership (or assigned auto-commit) task, whose result is the
