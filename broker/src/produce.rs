@@ -19,6 +19,7 @@ use crate::error::{ApiError, ApiResult, Reason};
 use crate::metrics::TopicLabels;
 use crate::quota::Direction;
 use crate::request::{RequestContext, record_message};
+use crate::schemas::deadletter;
 use crate::state::Broker;
 use crate::state::QuotaClient;
 
@@ -99,42 +100,72 @@ pub(crate) async fn make_durable(
     Ok(info)
 }
 
+/// What the schema check decided for a request's records.
+pub(crate) enum Checked {
+    /// Every record may be stored (or the topic is not bound).
+    Valid,
+    /// These records failed and go to the dead-letter topic `to`; the
+    /// others are stored.
+    DeadLetter {
+        /// The dead-letter topic.
+        to: String,
+        /// The records that failed, in request order.
+        invalid: Vec<crate::schemas::Invalid>,
+    },
+}
+
 /// Checks records bound for `topic` against the subjects it is bound to
 /// (docs/schemas.md, "Validation at the broker"), before anything of the
 /// request is stored. `records` are (position in the request, key, value).
+/// A topic that refuses invalid records fails the request at the first;
+/// one that dead-letters them gets them all back.
 /// Full validation parses every payload: it runs with this worker thread
 /// handed over to blocking work, so other requests move to other workers.
 pub(crate) fn check_schemas(
     broker: &Broker,
     topic: &str,
     records: impl Iterator<Item = (usize, Option<bytes::Bytes>, Option<bytes::Bytes>)>,
-) -> ApiResult<()> {
+) -> ApiResult<Checked> {
     let Some(registry) = broker.schemas.get() else {
-        return Ok(());
+        return Ok(Checked::Valid);
     };
     let Some(binding) = registry.bound(topic) else {
-        return Ok(());
+        return Ok(Checked::Valid);
     };
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let run = || registry.validate_with(&binding, records);
-    let checked = match binding.mode == crate::schemas::Mode::Full && multi_thread {
+    let first_only = binding.dead_letter_topic.is_none();
+    let run = || registry.validate_with(&binding, records, first_only);
+    let mut invalid = match binding.mode == crate::schemas::Mode::Full && multi_thread {
         true => tokio::task::block_in_place(run),
         false => run(),
     };
-    checked.map_err(|e| {
-        let mut err = ApiError::new(Reason::SchemaValidationFailed, e.to_string())
-            .with("record_index", e.index.to_string())
-            .with("field", e.field)
-            .with("subject", e.subject.clone());
-        if let Some(id) = e.schema_id {
-            err = err.with("schema_id", id.to_string());
+    if invalid.is_empty() {
+        return Ok(Checked::Valid);
+    }
+    match &binding.dead_letter_topic {
+        Some(to) if invalid.len() <= crate::schemas::validate::MAX_INVALID => {
+            Ok(Checked::DeadLetter {
+                to: to.clone(),
+                invalid,
+            })
         }
-        if !e.path.is_empty() {
-            err = err.with("path", e.path.clone());
-        }
-        err
-    })
+        _ => Err(validation_failed(invalid.swap_remove(0))),
+    }
+}
+
+fn validation_failed(e: crate::schemas::Invalid) -> ApiError {
+    let mut err = ApiError::new(Reason::SchemaValidationFailed, e.to_string())
+        .with("record_index", e.index.to_string())
+        .with("field", e.field)
+        .with("subject", e.subject.clone());
+    if let Some(id) = e.schema_id {
+        err = err.with("schema_id", id.to_string());
+    }
+    if !e.path.is_empty() {
+        err = err.with("path", e.path.clone());
+    }
+    err
 }
 
 /// Checks a producer's batch completely: bounds, CRC, every record. A
@@ -148,12 +179,15 @@ pub(crate) fn parse_batch(bytes: bytes::Bytes) -> ApiResult<Batch> {
     Ok(batch.upgraded().map_err(brook_storage::Error::from)?)
 }
 
-fn response(info: AppendInfo) -> v1::ProduceResponse {
+/// The answer to a stored batch: `info`'s offsets, and what `diverted`
+/// says went to the dead-letter topic.
+fn response(info: AppendInfo, diverted: v1::ProduceResponse) -> v1::ProduceResponse {
     v1::ProduceResponse {
         base_offset: info.base_offset,
         last_offset: info.last_offset,
         log_end_offset: info.log_end_offset,
         duplicate: info.duplicate,
+        ..diverted
     }
 }
 
@@ -179,11 +213,35 @@ impl ProducerService {
         }
         let batches = [&batch];
         let records = crate::schemas::validate::records_of(&batches, 0);
-        check_schemas(&self.broker, &req.topic, records)?;
+        let (batch, diverted) = match check_schemas(&self.broker, &req.topic, records)? {
+            Checked::Valid => (batch, None),
+            Checked::DeadLetter { to, invalid } => {
+                let deadletter::Diverted { mut kept, sent } = deadletter::divert(
+                    &self.broker,
+                    &req.topic,
+                    req.partition,
+                    vec![batch],
+                    &to,
+                    &invalid,
+                )?;
+                let (batch, positions) = kept.pop().expect("one batch in, one out");
+                let reasons = invalid.iter().map(|i| i.to_string()).collect();
+                (batch, Some((to, positions, reasons, sent.pending)))
+            }
+        };
         let info = append_now(&self.broker, &req.topic, &p, &batch)?;
         Ok(async move {
+            let mut answer = v1::ProduceResponse::default();
+            if let Some((to, positions, reasons, pending)) = diverted {
+                for (dp, dinfo) in pending {
+                    make_durable(dp, dinfo, durable).await?;
+                }
+                answer.dead_lettered = positions.into_iter().collect();
+                answer.dead_letter_topic = to;
+                answer.dead_letter_reasons = reasons;
+            }
             let info = make_durable(p, info, durable).await?;
-            Ok::<_, Status>(response(info))
+            Ok::<_, Status>(response(info, answer))
         })
     }
 
@@ -198,21 +256,54 @@ impl ProducerService {
             .iter()
             .enumerate()
             .map(|(i, r)| (i, r.key.clone(), r.value.clone()));
-        check_schemas(&self.broker, &req.topic, records)?;
+        let checked = check_schemas(&self.broker, &req.topic, records)?;
         let count = topic.partition_count();
         let max_batch = topic.config().partition.max_batch_bytes as usize;
         // Route every record, keeping request order within each partition.
         let mut routed: Vec<Vec<usize>> = vec![Vec::new(); count as usize];
+        let mut partition_of = Vec::with_capacity(req.records.len());
         for (i, r) in req.records.iter().enumerate() {
             let p = match &r.key {
                 Some(key) => partition_for_key(key, count),
                 None => self.broker.next_round_robin(count),
             };
             routed[p as usize].push(i);
+            partition_of.push(p);
         }
         let now = now_ms();
         let mut positions = vec![v1::RecordPosition::default(); req.records.len()];
         let mut pending = Vec::new();
+        if let Checked::DeadLetter { to, invalid } = &checked {
+            let leaving: Vec<deadletter::Leaving<'_>> = invalid
+                .iter()
+                .map(|inv| {
+                    let r = &req.records[inv.index];
+                    let headers = r.headers.iter().map(|h| (h.key.as_str(), h.value.as_ref()));
+                    deadletter::Leaving::new(
+                        inv,
+                        partition_of[inv.index],
+                        r.timestamp_ms.unwrap_or(now),
+                        r.key.as_deref(),
+                        r.value.as_deref(),
+                        headers,
+                    )
+                })
+                .collect();
+            let sent = deadletter::write_now(&self.broker, &req.topic, to, &leaving)?;
+            for (inv, (partition, offset)) in invalid.iter().zip(sent.positions) {
+                positions[inv.index] = v1::RecordPosition {
+                    partition,
+                    offset,
+                    dead_letter_topic: to.clone(),
+                    dead_letter_reason: inv.to_string(),
+                };
+            }
+            let gone: std::collections::HashSet<usize> = invalid.iter().map(|i| i.index).collect();
+            for indexes in &mut routed {
+                indexes.retain(|i| !gone.contains(i));
+            }
+            pending.extend(sent.pending);
+        }
         for (pid, indexes) in routed.iter().enumerate().filter(|(_, ix)| !ix.is_empty()) {
             let partition = topic.partition(pid as u32)?;
             for chunk in chunk_by_size(&req.records, indexes, max_batch) {
@@ -238,6 +329,7 @@ impl ProducerService {
                     positions[i] = v1::RecordPosition {
                         partition: pid as u32,
                         offset: info.base_offset + j as u64,
+                        ..Default::default()
                     };
                 }
                 pending.push((partition.clone(), info));

@@ -67,6 +67,18 @@ pub enum Error {
         /// The broker's message (file, bytes, what failed).
         message: String,
     },
+    /// The record failed its topic's schema, and the topic is bound to
+    /// dead-letter such records (docs/schemas.md, "Dead-lettering invalid
+    /// records"): the broker stored it in the dead-letter topic instead,
+    /// and the rest of its batch in the topic. Its offset in the topic is a
+    /// gap.
+    #[error("the record failed its topic's schema and went to {dead_letter_topic}: {reason}")]
+    DeadLettered {
+        /// Where it went.
+        dead_letter_topic: String,
+        /// Why, as the broker's SCHEMA_VALIDATION_FAILED would say.
+        reason: String,
+    },
     /// The producer or consumer was closed.
     #[error("closed")]
     Closed,

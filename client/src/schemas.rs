@@ -181,15 +181,46 @@ impl Admin {
         key_subject: &str,
         mode: &str,
     ) -> Result<v1::TopicSchema> {
-        let req = v1::TopicSchema {
+        self.set_topic_binding(v1::TopicSchema {
             topic: topic.into(),
             value_subject: value_subject.into(),
             key_subject: key_subject.into(),
             mode: mode.into(),
-        };
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Binds a topic with every setting of [`v1::TopicSchema`], such as
+    /// `on_invalid: "dead-letter"`: records that fail go to the topic's
+    /// dead-letter topic (`dead_letter_topic`, default `<topic>.dlq`)
+    /// and the rest of each request is stored. Needs ALTER on the topic
+    /// and, to dead-letter, WRITE on the dead-letter topic.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: brook_client::Client) -> brook_client::Result<()> {
+    /// use brook_client::proto::TopicSchema;
+    /// client
+    ///     .admin()
+    ///     .set_topic_binding(TopicSchema {
+    ///         topic: "orders".into(),
+    ///         value_subject: "orders-value".into(),
+    ///         mode: "full".into(),
+    ///         on_invalid: "dead-letter".into(),
+    ///         ..Default::default()
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_topic_binding(&self, binding: v1::TopicSchema) -> Result<v1::TopicSchema> {
         Ok(self
             .client
-            .retry(|| async { self.client.schemas().set_topic_schema(req.clone()).await })
+            .retry(|| async {
+                self.client
+                    .schemas()
+                    .set_topic_schema(binding.clone())
+                    .await
+            })
             .await?
             .into_inner())
     }

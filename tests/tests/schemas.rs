@@ -493,6 +493,41 @@ fn framed(id: u32, payload: &str) -> Vec<u8> {
     v
 }
 
+/// Registers a JSON Schema over REST; its id.
+async fn register_json(b: &Broker, subject: &str, schema: Value) -> u32 {
+    let body = json!({"schema": schema.to_string(), "schemaType": "JSON"}).to_string();
+    let path = format!("/subjects/{subject}/versions");
+    let (status, answer) = http_request(b.metrics, "POST", &path, &[], &body).await;
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_str::<Value>(&answer).unwrap()["id"]
+        .as_u64()
+        .unwrap() as u32
+}
+
+/// `kcat -P` of `lines` to `orders` (to `partition`, or kcat's choice).
+fn kcat_produce(b: &Broker, partition: Option<&str>, lines: &[Vec<u8>]) -> std::process::Output {
+    use std::io::Write;
+    let bootstrap = b.kafka_bootstrap();
+    let mut args = vec!["-b", &bootstrap, "-P", "-t", "orders"];
+    args.extend(["-X", "message.timeout.ms=5000"]);
+    if let Some(p) = partition {
+        args.extend(["-p", p]);
+    }
+    let mut p = Command::new("kcat")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat (scripts/kafka-clients.sh installs it)");
+    let mut input = p.stdin.take().unwrap();
+    for line in lines {
+        input.write_all(line).unwrap();
+        input.write_all(b"\n").unwrap();
+    }
+    drop(input);
+    p.wait_with_output().unwrap()
+}
+
 /// The log end of a one-partition topic.
 async fn log_end(b: &Broker, topic: &str) -> u64 {
     brook_tests::describe_topic(b, topic).await.partitions[0].log_end_offset
@@ -509,26 +544,8 @@ async fn a_bound_topic_refuses_invalid_records_on_every_produce_path() {
     b.wait_serving().await;
     create_topic(&b, "orders", 1).await;
     let order = json!({"type": "object", "properties": {"total": {"type": "number"}}, "required": ["total"]});
-    let register = |subject: &'static str, schema: Value| {
-        let body = json!({"schema": schema.to_string(), "schemaType": "JSON"}).to_string();
-        let addr = b.metrics;
-        async move {
-            let (status, answer) = http_request(
-                addr,
-                "POST",
-                &format!("/subjects/{subject}/versions"),
-                &[],
-                &body,
-            )
-            .await;
-            assert_eq!(status, 200, "{answer}");
-            serde_json::from_str::<Value>(&answer).unwrap()["id"]
-                .as_u64()
-                .unwrap() as u32
-        }
-    };
-    let id = register("orders-value", order).await;
-    let other = register("users-value", json!({"type": "string"})).await;
+    let id = register_json(&b, "orders-value", order).await;
+    let other = register_json(&b, "users-value", json!({"type": "string"})).await;
     let (code, out, err) = brook(
         &b,
         &[
@@ -622,34 +639,12 @@ async fn a_bound_topic_refuses_invalid_records_on_every_produce_path() {
     );
 
     // The Kafka listener: kcat's plain line is refused, a framed one stored.
-    let kcat = |line: Vec<u8>| {
-        use std::io::Write;
-        let mut p = Command::new("kcat")
-            .args([
-                "-b",
-                &b.kafka_bootstrap(),
-                "-P",
-                "-t",
-                "orders",
-                "-X",
-                "message.timeout.ms=5000",
-            ])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kcat (scripts/kafka-clients.sh installs it)");
-        let mut input = p.stdin.take().unwrap();
-        input.write_all(&line).unwrap();
-        input.write_all(b"\n").unwrap();
-        drop(input);
-        p.wait_with_output().unwrap()
-    };
-    let out = kcat(br#"{"total": 3}"#.to_vec());
+    let out = kcat_produce(&b, None, &[br#"{"total": 3}"#.to_vec()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // librdkafka's words for INVALID_RECORD (87).
     assert!(stderr.contains("failed to validate record"), "{stderr}");
     assert_eq!(log_end(&b, "orders").await, 2);
-    let out = kcat(framed(id, r#"{"total": 3}"#));
+    let out = kcat_produce(&b, None, &[framed(id, r#"{"total": 3}"#)]);
     assert!(
         out.status.success(),
         "{}",
@@ -812,4 +807,262 @@ async fn the_rust_client_checks_contracts_at_both_boundaries() {
         deserializer.deserialize(&unknown).await,
         Err(ContractError::Registry(_))
     ));
+}
+
+/// Every record of every partition of `topic`, with its headers.
+async fn all_records(b: &Broker, topic: &str) -> Vec<brook_protocol::batch::Record> {
+    let partitions = brook_tests::describe_topic(b, topic).await.partitions.len() as u32;
+    let mut out = Vec::new();
+    for p in 0..partitions {
+        for batch in fetch_batches(b, topic, p, 0).await {
+            out.extend(batch.records().map(|r| r.unwrap()));
+        }
+    }
+    out
+}
+
+fn header<'r>(r: &'r brook_protocol::batch::Record, key: &str) -> Option<&'r [u8]> {
+    r.headers
+        .iter()
+        .find(|h| h.key == key)
+        .map(|h| h.value.as_ref())
+}
+
+/// A topic bound with `--on-invalid dead-letter` stores the valid records
+/// of a request and sends the invalid ones to `<topic>.dlq` (created on
+/// first use), key, value and headers kept, the reason added, on every
+/// produce path: gRPC Publish (each position says where its record went),
+/// the Rust client's idempotent producer (a dead-lettered send fails with
+/// `Error::DeadLettered`; its offset is a gap; the producer's sequence goes
+/// on, even after a batch with no valid record), and the Kafka listener.
+/// A group consumer reads the valid records and its lag reaches 0 past the
+/// gaps; the dead letters survive `kill -9`.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_records_go_to_the_dead_letter_topic_on_every_produce_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = Broker::spawn(&dir.path().join("data"), &[]);
+    b.wait_serving().await;
+    create_topic(&b, "orders", 2).await;
+    let schema = json!({"type": "object", "properties": {"total": {"type": "number"}}, "required": ["total"]});
+    let id = register_json(&b, "orders-value", schema).await;
+    let (code, out, err) = brook(
+        &b,
+        &[
+            "schema",
+            "bind",
+            "orders",
+            "--value-subject",
+            "orders-value",
+            "--mode",
+            "full",
+            "--on-invalid",
+            "dead-letter",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("invalid records to orders.dlq"), "{out}");
+
+    // gRPC Publish: two of four records fail.
+    let record = |key: &str, value: Vec<u8>| v1::PublishRecord {
+        key: Some(key.as_bytes().to_vec().into()),
+        value: Some(value.into()),
+        headers: vec![v1::Header {
+            key: "correlation-id".into(),
+            value: format!("c-{key}").into_bytes().into(),
+        }],
+        ..Default::default()
+    };
+    let mut producer = b.producer().await;
+    let positions = producer
+        .publish(v1::PublishRequest {
+            topic: "orders".into(),
+            records: vec![
+                record("a", framed(id, r#"{"total": 1}"#)),
+                record("b", framed(id, r#"{"total": "one"}"#)),
+                record("c", framed(id, r#"{"total": 3}"#)),
+                record("d", b"plain".to_vec()),
+            ],
+            acks: v1::Acks::Durable as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .positions;
+    let went: Vec<&str> = positions
+        .iter()
+        .map(|p| p.dead_letter_topic.as_str())
+        .collect();
+    assert_eq!(went, ["", "orders.dlq", "", "orders.dlq"]);
+    assert!(
+        positions[1].dead_letter_reason.contains("/total"),
+        "{positions:?}"
+    );
+    assert!(
+        positions[3]
+            .dead_letter_reason
+            .contains("does not start with a schema id"),
+        "{positions:?}"
+    );
+    assert_eq!(
+        brook_tests::describe_topic(&b, "orders.dlq")
+            .await
+            .partitions
+            .len(),
+        2,
+        "created with the topic's partition count"
+    );
+
+    // The Rust client's idempotent producer, one key (one partition).
+    let client = brook_client::Client::connect(format!("http://{}", b.grpc))
+        .await
+        .unwrap();
+    let rust = client.producer(Default::default());
+    let send = |value: Vec<u8>| rust.send("orders", Some("k"), value);
+    let mut deliveries = Vec::new();
+    for i in 0..6 {
+        let value = match i % 2 {
+            0 => framed(id, &format!(r#"{{"total": {i}}}"#)),
+            _ => framed(id, r#"{"total": null}"#),
+        };
+        deliveries.push(send(value).await.unwrap());
+    }
+    let mut stored = Vec::new();
+    for (i, d) in deliveries.into_iter().enumerate() {
+        match (i % 2, d.await) {
+            (0, Ok(m)) => stored.push(m.offset),
+            (
+                1,
+                Err(brook_client::Error::DeadLettered {
+                    dead_letter_topic,
+                    reason,
+                }),
+            ) => {
+                assert_eq!(dead_letter_topic, "orders.dlq");
+                assert!(reason.contains("/total"), "{reason}");
+            }
+            (_, other) => panic!("record {i}: {other:?}"),
+        }
+    }
+    assert!(stored.windows(2).all(|w| w[1] > w[0]), "{stored:?}");
+    // A batch with no valid record at all, then the sequence goes on; and
+    // the partition ends with one more such batch (a gap at its end).
+    let alone = send(b"plain".to_vec()).await.unwrap().await;
+    assert!(
+        matches!(alone, Err(brook_client::Error::DeadLettered { .. })),
+        "{alone:?}"
+    );
+    let after = send(framed(id, r#"{"total": 9}"#))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(after.offset > *stored.last().unwrap() + 1, "{after:?}");
+    let last = send(b"plain too".to_vec()).await.unwrap().await;
+    assert!(
+        matches!(last, Err(brook_client::Error::DeadLettered { .. })),
+        "{last:?}"
+    );
+
+    // The Kafka listener: kcat's three lines, one of them not framed, to
+    // the other partition (the producer's ends with a gap).
+    let other_partition = (1 - after.partition).to_string();
+    let lines = [
+        framed(id, r#"{"total": 10}"#),
+        b"{\"total\": 11}".to_vec(),
+        framed(id, r#"{"total": 12}"#),
+    ];
+    let out = kcat_produce(&b, Some(&other_partition), &lines);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // What the topic holds: the valid records only.
+    let valid: Vec<Value> = all_records(&b, "orders")
+        .await
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value.as_ref().unwrap()[5..]).unwrap())
+        .collect();
+    let mut totals: Vec<i64> = valid.iter().map(|v| v["total"].as_i64().unwrap()).collect();
+    totals.sort_unstable();
+    assert_eq!(totals, [0, 1, 2, 3, 4, 9, 10, 12]);
+
+    // What the dead-letter topic holds: the others, with where and why.
+    let check_dead_letters = async |b: &Broker| {
+        let dead = all_records(b, "orders.dlq").await;
+        assert_eq!(dead.len(), 2 + 3 + 2 + 1, "publish, producer, alone, kcat");
+        for r in &dead {
+            assert_eq!(header(r, "brook-invalid-topic"), Some(&b"orders"[..]));
+            assert_eq!(header(r, "brook-invalid-field"), Some(&b"value"[..]));
+            assert_eq!(
+                header(r, "brook-invalid-subject"),
+                Some(&b"orders-value"[..])
+            );
+            assert!(header(r, "brook-invalid-reason").is_some_and(|v| !v.is_empty()));
+            assert!(header(r, "brook-invalid-time-ms").is_some());
+        }
+        let b_record = dead
+            .iter()
+            .find(|r| r.key.as_deref() == Some(&b"b"[..]))
+            .expect("the published record b");
+        assert_eq!(
+            b_record.value.as_deref(),
+            Some(&framed(id, r#"{"total": "one"}"#)[..])
+        );
+        assert_eq!(header(b_record, "correlation-id"), Some(&b"c-b"[..]));
+        assert_eq!(header(b_record, "brook-invalid-path"), Some(&b"/total"[..]));
+        assert_eq!(
+            header(b_record, "brook-invalid-schema-id"),
+            Some(id.to_string().as_bytes())
+        );
+    };
+    check_dead_letters(&b).await;
+    let metrics = b.metrics_text().await;
+    assert!(
+        metrics.contains(r#"brook_schema_dead_lettered_records_total{topic="orders"} 8"#),
+        "{metrics}"
+    );
+
+    // A group consumer reads the valid records, and its lag reaches 0
+    // past the gaps, the one at the partition's end too.
+    let mut consumer = client
+        .consumer(brook_client::ConsumerConfig::new("audit", &["orders"]))
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    brook_tests::eventually("the group reads every valid record", async || {
+        while let Ok(Ok(r)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), consumer.recv()).await
+        {
+            read.push(r.offset);
+        }
+        read.len() >= 8 && consumer.at_end()
+    })
+    .await;
+    assert_eq!(read.len(), 8, "{read:?}");
+    consumer.commit().await.unwrap();
+    let lag = client.admin().consumer_lag("audit", None).await.unwrap();
+    assert_eq!(lag.total_lag_records, 0, "{lag:?}");
+    consumer.close().await.unwrap();
+
+    b.kill9_in_place();
+    b.restart_on_a_new_kafka_port().await;
+    check_dead_letters(&b).await;
+    let mut producer = b.producer().await;
+    let positions = producer
+        .publish(v1::PublishRequest {
+            topic: "orders".into(),
+            records: vec![record("e", b"plain".to_vec())],
+            acks: v1::Acks::Durable as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .positions;
+    assert_eq!(
+        positions[0].dead_letter_topic, "orders.dlq",
+        "the binding holds"
+    );
 }

@@ -23,6 +23,7 @@ Examples:
   brook schema compat set FULL --subject orders-value
   brook schema compat get
   brook schema bind orders --value-subject orders-value --mode full
+  brook schema bind orders --value-subject orders-value --mode full --on-invalid dead-letter
   brook schema bind orders --unbind")]
 pub(crate) struct SchemaArgs {
     #[command(flatten)]
@@ -104,8 +105,16 @@ pub(crate) enum SchemaCmd {
         /// payload valid against that schema too; `off`: keep, do not check.
         #[arg(long, value_parser = ["off", "id", "full"])]
         mode: Option<String>,
+        /// `refuse` (default): a request with an invalid record fails whole;
+        /// `dead-letter`: invalid records go to the dead-letter topic, the
+        /// rest is stored.
+        #[arg(long, value_parser = ["refuse", "dead-letter"])]
+        on_invalid: Option<String>,
+        /// The dead-letter topic (default `<topic>.dlq`).
+        #[arg(long)]
+        dead_letter_topic: Option<String>,
         /// Remove the binding.
-        #[arg(long, conflicts_with_all = ["value_subject", "key_subject", "mode"])]
+        #[arg(long, conflicts_with_all = ["value_subject", "key_subject", "mode", "on_invalid", "dead_letter_topic"])]
         unbind: bool,
     },
 }
@@ -278,19 +287,27 @@ pub(crate) async fn run(args: SchemaArgs) -> anyhow::Result<bool> {
             value_subject,
             key_subject,
             mode,
+            on_invalid,
+            dead_letter_topic,
             unbind,
         } => {
-            let changes = value_subject.is_some() || key_subject.is_some() || mode.is_some();
+            let changes = value_subject.is_some()
+                || key_subject.is_some()
+                || mode.is_some()
+                || on_invalid.is_some()
+                || dead_letter_topic.is_some();
             let b = match (unbind, changes) {
                 (true, _) => admin.set_topic_schema(&topic, "", "", "").await?,
                 (false, true) => {
                     admin
-                        .set_topic_schema(
-                            &topic,
-                            value_subject.as_deref().unwrap_or_default(),
-                            key_subject.as_deref().unwrap_or_default(),
-                            mode.as_deref().unwrap_or("full"),
-                        )
+                        .set_topic_binding(brook_client::proto::TopicSchema {
+                            topic: topic.clone(),
+                            value_subject: value_subject.unwrap_or_default(),
+                            key_subject: key_subject.unwrap_or_default(),
+                            mode: mode.unwrap_or_else(|| "full".into()),
+                            on_invalid: on_invalid.unwrap_or_default(),
+                            dead_letter_topic: dead_letter_topic.unwrap_or_default(),
+                        })
                         .await?
                 }
                 (false, false) => admin.topic_schema(&topic).await?,
@@ -299,7 +316,8 @@ pub(crate) async fn run(args: SchemaArgs) -> anyhow::Result<bool> {
                 true => println!(
                     "{}",
                     json!({"topic": b.topic, "value_subject": b.value_subject,
-                        "key_subject": b.key_subject, "mode": b.mode})
+                        "key_subject": b.key_subject, "mode": b.mode,
+                        "on_invalid": b.on_invalid, "dead_letter_topic": b.dead_letter_topic})
                 ),
                 false if b.mode.is_empty() => println!("{topic} is not bound to a subject"),
                 false => {
@@ -310,8 +328,12 @@ pub(crate) async fn run(args: SchemaArgs) -> anyhow::Result<bool> {
                             s.to_string()
                         }
                     };
+                    let invalid = match b.on_invalid.as_str() {
+                        "dead-letter" => format!("invalid records to {}", b.dead_letter_topic),
+                        _ => "requests with invalid records refused".to_string(),
+                    };
                     println!(
-                        "{topic}: values {}, keys {}, mode {}",
+                        "{topic}: values {}, keys {}, mode {}, {invalid}",
                         or_none(&b.value_subject),
                         or_none(&b.key_subject),
                         b.mode

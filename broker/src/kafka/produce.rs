@@ -13,7 +13,8 @@ use super::connection::Session;
 use super::errors;
 use crate::auth::acl::{Operation, ResourceType};
 use crate::error::{ApiError, ApiResult};
-use crate::produce::{append_now, make_durable, parse_batch};
+use crate::produce::{Checked, append_now, check_schemas, make_durable, parse_batch};
+use crate::schemas::deadletter;
 
 /// What a produce request gets.
 pub(super) enum Answer {
@@ -68,9 +69,17 @@ pub(super) async fn handle(s: &Session, req: ProduceRequest, version: i16) -> An
     let mut responses: Vec<TopicProduceResponse> = Vec::new();
     for (name, index, started) in pending {
         let result = match started {
-            Ok((p, info)) => make_durable(p, info, durable)
-                .await
-                .map_err(|e| errors::with_message(&e)),
+            Ok((p, info, dead_letters)) => {
+                let mut stored = Ok(());
+                for (dp, dinfo) in dead_letters {
+                    stored = stored.and(make_durable(dp, dinfo, durable).await.map(|_| ()));
+                }
+                match stored {
+                    Ok(()) => make_durable(p, info, durable).await,
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| errors::with_message(&e))
+            }
             Err(e) => Err(e),
         };
         let mut r = PartitionProduceResponse::default()
@@ -121,14 +130,23 @@ pub(super) async fn handle(s: &Session, req: ProduceRequest, version: i16) -> An
     Answer::Reply(ProduceResponse::default().with_responses(responses))
 }
 
-/// Checks and appends one partition's records; the partition and what was
-/// stored, for the wait for the disk.
+/// A partition's append and the dead letters written for it, for the wait
+/// for the disk.
+type Started = (
+    brook_storage::Partition,
+    AppendInfo,
+    Vec<(brook_storage::Partition, AppendInfo)>,
+);
+
+/// Checks and appends one partition's records (invalid ones to the topic's
+/// dead-letter topic, if it has one); what was stored, for the wait for
+/// the disk.
 fn start(
     s: &Session,
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
-) -> ApiResult<(brook_storage::Partition, AppendInfo)> {
+) -> ApiResult<Started> {
     s.broker
         .auth
         .authorize(&s.caller, Operation::Write, ResourceType::Topic, topic)?;
@@ -162,7 +180,14 @@ fn start(
     }
     let batches: Vec<&brook_protocol::batch::Batch> = checked.iter().collect();
     let records = crate::schemas::validate::records_of(&batches, 0);
-    crate::produce::check_schemas(&s.broker, topic, records)?;
+    let mut dead_letters = Vec::new();
+    if let Checked::DeadLetter { to, invalid } = check_schemas(&s.broker, topic, records)? {
+        // A Kafka client cannot be told which records went: the answer is
+        // the batch's offsets, the dead-lettered ones gaps among them.
+        let diverted = deadletter::divert(&s.broker, topic, partition, checked, &to, &invalid)?;
+        checked = diverted.kept.into_iter().map(|(b, _)| b).collect();
+        dead_letters = diverted.sent.pending;
+    }
     let mut first: Option<u64> = None;
     let mut last = None;
     for batch in &checked {
@@ -180,5 +205,6 @@ fn start(
             base_offset: first,
             ..last
         },
+        dead_letters,
     ))
 }

@@ -169,6 +169,9 @@ pub struct Metrics {
     pub fetched_records: Family<TopicLabels, Counter>,
     /// Batch bytes sent to consumers per topic.
     pub fetched_bytes: Family<TopicLabels, Counter>,
+    /// Records that failed their topic's schema and went to its
+    /// dead-letter topic, by the topic they were produced to.
+    pub schema_dead_lettered: Family<TopicLabels, Counter>,
     /// Open client connections on the gRPC port.
     pub open_connections: Gauge,
     /// Failed accepts on the gRPC port (e.g. out of file descriptors).
@@ -225,6 +228,11 @@ impl Default for Metrics {
             r,
             "fetched_bytes",
             "Record-batch bytes sent to consumers, by topic",
+        );
+        let schema_dead_lettered = counter(
+            r,
+            "schema_dead_lettered_records",
+            "Records that failed their topic's schema and went to its dead-letter topic, by the topic they were produced to",
         );
         let open_connections = Gauge::default();
         r.register(
@@ -285,6 +293,7 @@ impl Default for Metrics {
             produced_bytes,
             fetched_records,
             fetched_bytes,
+            schema_dead_lettered,
             open_connections,
             accept_errors,
             connections_refused,

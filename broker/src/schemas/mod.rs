@@ -15,6 +15,7 @@
 //! docs/schemas.md is the user's guide.
 
 pub mod compat;
+pub(crate) mod deadletter;
 pub mod error;
 pub mod parsed;
 pub mod rest;
@@ -38,7 +39,7 @@ pub use parsed::{Kind, Parsed};
 use state::{
     BindingEntry, Change, ConfigEntry, DeletedEntry, Entry, SchemaEntry, State, VersionEntry,
 };
-pub use validate::{Binding, Invalid, Mode};
+pub use validate::{Binding, Invalid, Mode, OnInvalid, default_dead_letter_topic};
 use validate::{Bindings, Compiled};
 
 /// The registry's log, in its directory under the data directory.
@@ -145,11 +146,22 @@ impl Registry {
                 "a binding names a value subject, a key subject or both".into(),
             ));
         }
+        if let Some(dlq) = &binding.dead_letter_topic {
+            brook_storage::validate_topic_name(dlq)
+                .map_err(|e| RegistryError::invalid_request(format!("dead-letter topic: {e}")))?;
+            if dlq == topic {
+                return Err(RegistryError::invalid_request(format!(
+                    "topic {topic:?} cannot be its own dead-letter topic"
+                )));
+            }
+        }
         self.write_binding(BindingEntry {
             topic: topic.to_string(),
             value_subject: binding.value_subject.clone().unwrap_or_default(),
             key_subject: binding.key_subject.clone().unwrap_or_default(),
             mode: binding.mode.name().to_string(),
+            on_invalid: binding.on_invalid.name().to_string(),
+            dead_letter_topic: binding.dead_letter_topic.clone().unwrap_or_default(),
         })
     }
 
@@ -197,18 +209,23 @@ impl Registry {
         records: impl Iterator<Item = (usize, Option<bytes::Bytes>, Option<bytes::Bytes>)>,
     ) -> Result<(), Invalid> {
         match self.bound(topic) {
-            Some(binding) => self.validate_with(&binding, records),
+            Some(binding) => match self.validate_with(&binding, records, true).pop() {
+                Some(first) => Err(first),
+                None => Ok(()),
+            },
             None => Ok(()),
         }
     }
 
-    /// Checks `records` against `binding` (from [`Registry::bound`]).
+    /// Checks `records` against `binding` (from [`Registry::bound`]):
+    /// every record that fails, or with `first_only` the first.
     pub(crate) fn validate_with(
         &self,
         binding: &Compiled,
         records: impl Iterator<Item = (usize, Option<bytes::Bytes>, Option<bytes::Bytes>)>,
-    ) -> Result<(), Invalid> {
-        validate::check(binding, records, &|id| self.parsed(id).ok())
+        first_only: bool,
+    ) -> Vec<Invalid> {
+        validate::check(binding, records, &|id| self.parsed(id).ok(), first_only)
     }
 
     fn compiled(&self) -> Arc<Bindings> {
@@ -237,6 +254,11 @@ impl Registry {
                         mode: b.mode,
                         value: ids(&b.value_subject),
                         key: ids(&b.key_subject),
+                        dead_letter_topic: (b.on_invalid == OnInvalid::DeadLetter).then(|| {
+                            b.dead_letter_topic
+                                .clone()
+                                .unwrap_or_else(|| default_dead_letter_topic(topic))
+                        }),
                     };
                     (topic.clone(), Arc::new(c))
                 })

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use brook_protocol::v1::{self, schemas_server};
 use tonic::{Request, Response, Status};
 
-use super::{Binding, Kind, Level, Mode, Registry, RegistryError, VersionInfo, VersionRef};
+use super::{
+    Binding, Kind, Level, Mode, OnInvalid, Registry, RegistryError, VersionInfo, VersionRef,
+};
 use crate::auth::Caller;
 use crate::auth::acl::{CLUSTER, Operation, ResourceType};
 use crate::error::{ApiError, ApiResult, Reason};
@@ -83,18 +85,23 @@ fn which(version: u32) -> VersionRef {
 }
 
 fn topic_schema(topic: &str, b: Option<Binding>) -> v1::TopicSchema {
-    let b = b.unwrap_or(Binding {
-        value_subject: None,
-        key_subject: None,
-        mode: Mode::Off,
-    });
+    let Some(b) = b else {
+        return v1::TopicSchema {
+            topic: topic.to_string(),
+            ..Default::default()
+        };
+    };
     v1::TopicSchema {
         topic: topic.to_string(),
         value_subject: b.value_subject.clone().unwrap_or_default(),
         key_subject: b.key_subject.clone().unwrap_or_default(),
-        mode: match (&b.value_subject, &b.key_subject) {
-            (None, None) => String::new(),
-            _ => b.mode.name().to_string(),
+        mode: b.mode.name().to_string(),
+        on_invalid: b.on_invalid.name().to_string(),
+        dead_letter_topic: match b.on_invalid {
+            OnInvalid::Refuse => b.dead_letter_topic.unwrap_or_default(),
+            OnInvalid::DeadLetter => b
+                .dead_letter_topic
+                .unwrap_or_else(|| crate::schemas::default_dead_letter_topic(topic)),
         },
     }
 }
@@ -261,11 +268,26 @@ impl schemas_server::Schemas for SchemasService {
                     .map_err(|e| api_error(RegistryError::invalid_request(e)))?,
             ),
         };
+        let on_invalid = r
+            .on_invalid
+            .parse::<OnInvalid>()
+            .map_err(|e| api_error(RegistryError::invalid_request(e)))?;
         let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        if on_invalid == OnInvalid::DeadLetter {
+            // The broker writes there for whoever produces to the topic:
+            // only a caller who may write there can send records there.
+            let dlq = some(&r.dead_letter_topic)
+                .unwrap_or_else(|| crate::schemas::default_dead_letter_topic(&r.topic));
+            self.broker
+                .auth
+                .authorize(&caller, Operation::Write, ResourceType::Topic, &dlq)?;
+        }
         let binding = mode.map(|mode| Binding {
             value_subject: some(&r.value_subject),
             key_subject: some(&r.key_subject),
             mode,
+            on_invalid,
+            dead_letter_topic: some(&r.dead_letter_topic),
         });
         let topic = r.topic.clone();
         let stored = self

@@ -56,6 +56,12 @@ pub struct BindingEntry {
     /// `off`, `id` or `full`; empty removes the binding.
     #[prost(string, tag = "4")]
     pub mode: String,
+    /// `refuse` or `dead-letter` (empty, as written before it existed: refuse).
+    #[prost(string, tag = "5")]
+    pub on_invalid: String,
+    /// The dead-letter topic (empty: `<topic>.dlq`).
+    #[prost(string, tag = "6")]
+    pub dead_letter_topic: String,
 }
 
 /// A schema and its id.
@@ -277,6 +283,10 @@ impl Machine for State {
                         value_subject: some(b.value_subject),
                         key_subject: some(b.key_subject),
                         mode,
+                        // An action this build does not know refuses: it
+                        // stores nothing it should not.
+                        on_invalid: b.on_invalid.parse().unwrap_or_default(),
+                        dead_letter_topic: some(b.dead_letter_topic),
                     };
                     self.bindings.insert(b.topic, binding);
                 }
@@ -338,6 +348,8 @@ impl Machine for State {
                 value_subject: b.value_subject.clone().unwrap_or_default(),
                 key_subject: b.key_subject.clone().unwrap_or_default(),
                 mode: b.mode.name().to_string(),
+                on_invalid: b.on_invalid.name().to_string(),
+                dead_letter_topic: b.dead_letter_topic.clone().unwrap_or_default(),
             }));
         }
         emit(Change::Counters(CountersEntry {

@@ -423,6 +423,7 @@ fn a_bound_topic_checks_framing_ids_and_payloads() {
         value_subject: Some("orders-value".into()),
         key_subject: None,
         mode,
+        ..Default::default()
     };
     r.bind("orders", &bind(Mode::Full)).unwrap();
     assert_eq!(r.mode_of("orders"), Some(Mode::Full));
@@ -539,6 +540,7 @@ fn avro_payloads_and_keys_are_checked_whole() {
             value_subject: Some("pay-value".into()),
             key_subject: Some("pay-key".into()),
             mode: Mode::Full,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -617,4 +619,58 @@ fn soft_deleting_twice_is_confluents_40406() {
         .delete_version("s", VersionRef::Number(1), false)
         .unwrap_err();
     assert_eq!((err.status, err.code), (404, 40406), "{err}");
+}
+
+#[test]
+fn a_dead_lettering_binding_is_kept_and_names_every_invalid_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = open(dir.path());
+    let order = json!({"type": "object", "required": ["total"]});
+    let id = r
+        .register("orders-value", Kind::Json, &order.to_string())
+        .unwrap()
+        .id;
+    let binding = Binding {
+        value_subject: Some("orders-value".into()),
+        key_subject: None,
+        mode: Mode::Full,
+        on_invalid: OnInvalid::DeadLetter,
+        dead_letter_topic: None,
+    };
+    r.bind("orders", &binding).unwrap();
+    let own = Binding {
+        dead_letter_topic: Some("orders".into()),
+        ..binding.clone()
+    };
+    assert!(
+        r.bind("orders", &own).is_err(),
+        "not its own dead-letter topic"
+    );
+    let bad_name = Binding {
+        dead_letter_topic: Some("no/slashes".into()),
+        ..binding.clone()
+    };
+    assert!(r.bind("orders", &bad_name).is_err());
+    let compiled = r.bound("orders").unwrap();
+    assert_eq!(compiled.dead_letter_topic.as_deref(), Some("orders.dlq"));
+    let records = values(vec![
+        framed(id, b"{}"),
+        framed(id, br#"{"total": 1}"#),
+        Some(b"plain".to_vec().into()),
+    ]);
+    let invalid = r.validate_with(&compiled, records, false);
+    let at: Vec<usize> = invalid.iter().map(|i| i.index).collect();
+    assert_eq!(at, [0, 2], "every invalid record, in order");
+
+    drop(r);
+    let r = open(dir.path());
+    assert_eq!(r.binding("orders"), Some(binding.clone()), "after a reopen");
+    r.log.rewrite().unwrap();
+    drop(r);
+    let r = open(dir.path());
+    assert_eq!(r.binding("orders"), Some(binding), "after a rewrite");
+    assert_eq!(
+        r.bound("orders").unwrap().dead_letter_topic.as_deref(),
+        Some("orders.dlq")
+    );
 }

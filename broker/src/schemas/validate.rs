@@ -16,9 +16,10 @@ use bytes::Bytes;
 use super::Parsed;
 
 /// How a bound topic's records are checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
     /// Not at all (the binding is kept, for later).
+    #[default]
     Off,
     /// Framing and a schema id of the subject.
     Id,
@@ -58,8 +59,43 @@ impl FromStr for Mode {
     }
 }
 
+/// What becomes of a request with records that fail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnInvalid {
+    /// The request fails whole and nothing of it is stored.
+    #[default]
+    Refuse,
+    /// The invalid records go to the topic's dead-letter topic, the valid
+    /// ones to the topic.
+    DeadLetter,
+}
+
+impl OnInvalid {
+    /// `refuse`, `dead-letter`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnInvalid::Refuse => "refuse",
+            OnInvalid::DeadLetter => "dead-letter",
+        }
+    }
+}
+
+impl FromStr for OnInvalid {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<OnInvalid, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "refuse" => Ok(OnInvalid::Refuse),
+            "dead-letter" | "dead_letter" | "dlq" => Ok(OnInvalid::DeadLetter),
+            other => Err(format!(
+                "unknown on-invalid action {other:?}: refuse or dead-letter"
+            )),
+        }
+    }
+}
+
 /// A topic's binding as stored: the subjects and the mode.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Binding {
     /// The subject its values must follow.
     pub value_subject: Option<String>,
@@ -67,6 +103,17 @@ pub struct Binding {
     pub key_subject: Option<String>,
     /// How records are checked.
     pub mode: Mode,
+    /// What becomes of a request with invalid records.
+    pub on_invalid: OnInvalid,
+    /// Where invalid records go with [`OnInvalid::DeadLetter`] (none: the
+    /// default, [`default_dead_letter_topic`]).
+    pub dead_letter_topic: Option<String>,
+}
+
+/// The dead-letter topic of `topic`'s invalid records unless its binding
+/// names one: `<topic>.dlq`.
+pub fn default_dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
 }
 
 /// A binding ready for the produce path: each subject with the ids of its
@@ -76,6 +123,8 @@ pub(crate) struct Compiled {
     pub mode: Mode,
     pub value: Option<(String, HashSet<u32>)>,
     pub key: Option<(String, HashSet<u32>)>,
+    /// The dead-letter topic, when invalid records go to one.
+    pub dead_letter_topic: Option<String>,
 }
 
 /// Every topic's compiled binding, rebuilt whole after each change to the
@@ -130,16 +179,24 @@ pub(crate) fn records_of<'b>(
         .filter_map(move |(i, r)| r.ok().map(|r| (first_index + i, r.key, r.value)))
 }
 
+/// Most invalid records one request reports: past them, the rest of the
+/// request is refused (a dead-lettering topic would otherwise copy a
+/// whole request of garbage record by record).
+pub const MAX_INVALID: usize = 10_000;
+
 /// Checks `records` (position in the request, key, value) against
-/// `binding`; `schema` resolves an id to its parsed schema. The first
-/// failure is returned.
+/// `binding`; `schema` resolves an id to its parsed schema. Every record
+/// that fails is returned (its first failure: the value's, then the
+/// key's), in order; with `first_only`, the first.
 pub(crate) fn check(
     binding: &Compiled,
     records: impl Iterator<Item = (usize, Option<Bytes>, Option<Bytes>)>,
     schema: &dyn Fn(u32) -> Option<Arc<Parsed>>,
-) -> Result<(), Invalid> {
+    first_only: bool,
+) -> Vec<Invalid> {
+    let mut invalid = Vec::new();
     if binding.mode == Mode::Off {
-        return Ok(());
+        return invalid;
     }
     // Records of a request mostly carry one schema id: resolve each id once.
     let mut resolved: Vec<(u32, Arc<Parsed>)> = Vec::new();
@@ -156,22 +213,29 @@ pub(crate) fn check(
             ("value", &binding.value, &value),
             ("key", &binding.key, &key),
         ] {
-            if let (Some((subject, ids)), Some(bytes)) = (bound, bytes) {
-                check_one(binding.mode, subject, ids, bytes, &mut |id| {
-                    schema(id, &mut resolved)
-                })
-                .map_err(|(schema_id, path, reason)| Invalid {
+            let (Some((subject, ids)), Some(bytes)) = (bound, bytes) else {
+                continue;
+            };
+            let checked = check_one(binding.mode, subject, ids, bytes, &mut |id| {
+                schema(id, &mut resolved)
+            });
+            if let Err((schema_id, path, reason)) = checked {
+                invalid.push(Invalid {
                     index,
                     field,
                     subject: subject.clone(),
                     schema_id,
                     path,
                     reason,
-                })?;
+                });
+                if first_only || invalid.len() > MAX_INVALID {
+                    return invalid;
+                }
+                break;
             }
         }
     }
-    Ok(())
+    invalid
 }
 
 type Failure = (Option<u32>, String, String);

@@ -11,8 +11,44 @@ use tokio::sync::Semaphore;
 use super::RecordMetadata;
 use crate::error::{Error, Result};
 
-/// Where a batch was stored: its partition and base offset.
-type Stored = (u32, u64);
+/// Where a batch was stored: its partition and base offset, and the
+/// records the broker sent to a dead-letter topic instead.
+pub(crate) type Stored = (u32, u64, Option<Arc<DeadLettered>>);
+
+/// The records of a batch that failed their topic's schema and went to its
+/// dead-letter topic (from the broker's answer).
+#[derive(Debug)]
+pub(crate) struct DeadLettered {
+    /// Where they went.
+    pub topic: String,
+    /// Their positions in the batch, ascending, and why each failed.
+    pub records: Vec<(u32, String)>,
+}
+
+impl DeadLettered {
+    /// From a produce answer; none when nothing went.
+    pub(crate) fn of(r: &brook_protocol::v1::ProduceResponse) -> Option<Arc<DeadLettered>> {
+        if r.dead_lettered.is_empty() {
+            return None;
+        }
+        let mut records: Vec<(u32, String)> = r
+            .dead_lettered
+            .iter()
+            .enumerate()
+            .map(|(i, &at)| {
+                (
+                    at,
+                    r.dead_letter_reasons.get(i).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        records.sort_unstable_by_key(|(at, _)| *at);
+        Some(Arc::new(DeadLettered {
+            topic: r.dead_letter_topic.clone(),
+            records,
+        }))
+    }
+}
 
 enum State {
     Pending(Vec<Waker>),
@@ -143,7 +179,16 @@ impl Future for Delivery {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let index = self.index;
         self.outcome.poll_done(cx).map(|r| {
-            r.map(|(partition, base)| RecordMetadata {
+            let (partition, base, dead) = r?;
+            if let Some(dead) = dead
+                && let Ok(at) = dead.records.binary_search_by_key(&index, |(at, _)| *at)
+            {
+                return Err(Error::DeadLettered {
+                    dead_letter_topic: dead.topic.clone(),
+                    reason: dead.records[at].1.clone(),
+                });
+            }
+            Ok(RecordMetadata {
                 partition,
                 offset: base + u64::from(index),
             })

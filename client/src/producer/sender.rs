@@ -334,9 +334,10 @@ impl Sender {
                     state.in_flight.pop_front();
                     state.recycle(front.request.batch);
                 }
+                let dead = super::delivery::DeadLettered::of(&r);
                 front
                     .slot
-                    .complete(Ok((front.request.partition, r.base_offset)));
+                    .complete(Ok((front.request.partition, r.base_offset, dead)));
             }
             // The broker appends nothing after a failed batch on a stream, so
             // the batches behind this one were never stored.

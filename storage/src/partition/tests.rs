@@ -324,11 +324,24 @@ fn rejects_bad_batches_without_touching_the_log() {
         p.append(&batch(1, &[&big])),
         Err(Error::BatchTooLarge { max: 1024, .. })
     ));
-    let empty = Batch::parse(BatchBuilder::new().build(0)).unwrap();
+    // A batch claiming more records than offsets (the CRC made good again).
+    let mut lying = batch(1, &["a", "b"]).bytes().to_vec();
+    lying[57..61].copy_from_slice(&3u32.to_be_bytes()); // recordCount
+    let crc = crc32c_of(&lying[21..]);
+    lying[17..21].copy_from_slice(&crc.to_be_bytes());
+    let lying = Batch::parse(lying.into()).unwrap();
     assert!(matches!(
-        p.append(&empty),
-        Err(Error::InvalidBatch(DecodeError::Empty))
+        p.append(&lying),
+        Err(Error::InvalidBatch(DecodeError::Inconsistent {
+            field: "record_count",
+            ..
+        }))
     ));
+    // A batch with no records is the broker's (a producer's batch with
+    // every record dead-lettered): producers' batches are refused earlier,
+    // by `Batch::validate_records`.
+    let empty = Batch::parse(BatchBuilder::new().build(0)).unwrap();
+    assert_eq!(empty.validate_records(), Err(DecodeError::Empty));
     assert_eq!(values(&p, 0), vec![(0, "keep".to_string())]);
     assert_eq!(p.log_end_offset(), 1);
 }
@@ -558,4 +571,20 @@ fn fill_segments(p: &Partition, segments: usize) -> u64 {
             .log_end_offset;
     }
     end
+}
+
+/// CRC-32C (Castagnoli), bit by bit: enough for a test's few bytes.
+fn crc32c_of(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }
