@@ -835,8 +835,9 @@ fn header<'r>(r: &'r brook_protocol::batch::Record, key: &str) -> Option<&'r [u8
 /// the Rust client's idempotent producer (a dead-lettered send fails with
 /// `Error::DeadLettered`; its offset is a gap; the producer's sequence goes
 /// on, even after a batch with no valid record), and the Kafka listener.
-/// A group consumer reads the valid records and its lag reaches 0 past the
-/// gaps; the dead letters survive `kill -9`.
+/// kafka-python and librdkafka consumers read the valid records over the
+/// gaps; a group consumer reads them and its lag reaches 0 past the gaps;
+/// the dead letters survive `kill -9`.
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_records_go_to_the_dead_letter_topic_on_every_produce_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -1024,6 +1025,29 @@ async fn invalid_records_go_to_the_dead_letter_topic_on_every_produce_path() {
         metrics.contains(r#"brook_schema_dead_lettered_records_total{topic="orders"} 8"#),
         "{metrics}"
     );
+
+    // Kafka consumers (kafka-python; librdkafka) read them over the gaps.
+    for command in ["kafka-python-consume", "confluent-consume"] {
+        let out = Command::new(kafka_python())
+            .arg(workspace_root().join("tests/kafka/clients.py"))
+            .args([&b.kafka_bootstrap(), command, "orders", "8"])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}");
+        let mut read: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let value = v["value"].as_str().unwrap().as_bytes()[5..].to_vec();
+                serde_json::from_slice::<Value>(&value).unwrap()["total"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        read.sort_unstable();
+        assert_eq!(read, totals, "{command}");
+    }
 
     // A group consumer reads the valid records, and its lag reaches 0
     // past the gaps, the one at the partition's end too.
