@@ -2,7 +2,11 @@
 //!
 //! The order service publishes `OrderPlaced` events (and `OrderCancelled` for
 //! every fifth order) keyed by order id, so each order's events stay in one
-//! partition, in order. Three services react, each at its own pace:
+//! partition, in order. Every event goes through a **contract**: a JSON
+//! Schema registered as the topic's value subject, checked by the service
+//! before it sends (`JsonSerializer`), by the broker before it stores (the
+//! topic is bound in `full` mode), and by every service when it reads
+//! (`JsonDeserializer`). Three services react, each at its own pace:
 //! - **inventory**, a queue group (key-ordered): reserves the items of each
 //!   order; an order without items is malformed, its handler fails, and
 //!   after 3 tries it lands in the dead-letter topic while the rest flow;
@@ -18,7 +22,9 @@
 //!   inventory's dead-letter topic after exactly 3 deliveries;
 //! - per order, OrderPlaced comes before OrderCancelled, in every service;
 //! - billing's lag grows while it falls behind, then drains;
-//! - a consumer restarted after a commit resumes exactly where it committed.
+//! - a consumer restarted after a commit resumes exactly where it committed;
+//! - an event that breaks the contract never leaves the order service, and
+//!   no service reads one that breaks it.
 //!
 //! Each run uses a topic and groups of its own (`orders-demo-<run>`,
 //! `billing-<run>`, …), so it works on a broker that already holds data,
@@ -34,8 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use brook_client::{
-    Client, ConsumerConfig, Failure, Producer, ProducerConfig, ProducerRecord, QueueMessage,
-    proto::QueueSettings,
+    Client, ConsumerConfig, ContractError, Failure, JsonDeserializer, JsonSerializer, Producer,
+    ProducerConfig, ProducerRecord, QueueMessage, proto::QueueSettings,
 };
 use tokio::sync::watch;
 
@@ -47,52 +53,79 @@ const MALFORMED_EVERY: u32 = 60;
 /// Deliveries inventory gives an order before it is dead-lettered.
 const INVENTORY_TRIES: u32 = 3;
 
+/// The event contract: registered as `<topic>-value`, the topic bound to it.
+const ORDER_EVENT_SCHEMA: &str = r#"{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "OrderEvent",
+  "type": "object",
+  "properties": {
+    "type": {"enum": ["OrderPlaced", "OrderCancelled"]},
+    "aggregate_id": {"type": "string", "pattern": "^order-[0-9]+$"},
+    "payload": {"type": "object"},
+    "occurred_at": {"type": "integer", "minimum": 0}
+  },
+  "required": ["type", "aggregate_id", "payload", "occurred_at"],
+  "additionalProperties": false
+}"#;
+
+/// An order event, as the order service writes it and every service reads it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct OrderEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    aggregate_id: String,
+    payload: serde_json::Value,
+    occurred_at: u64,
+}
+
 /// What one group has seen: (order, event type) pairs, and the last event type per order.
 #[derive(Default)]
 struct Seen {
     events: BTreeSet<(String, String)>,
     duplicates: u64,
     out_of_order: u64,
+    /// Events that broke the contract on receipt.
+    invalid: u64,
 }
 
-fn event(kind: &str, order: u32) -> (String, String) {
-    let id = format!("order-{order:04}");
+fn event(kind: &str, order: u32) -> OrderEvent {
     let payload = match kind {
         "OrderPlaced" if order.is_multiple_of(MALFORMED_EVERY) && order < ORDERS => {
-            format!(r#"{{"customer":"c-{}"}}"#, order % 17)
+            serde_json::json!({"customer": format!("c-{}", order % 17)})
         }
-        "OrderPlaced" => format!(
-            r#"{{"customer":"c-{}","items":[{{"sku":"sku-{}","qty":{}}}],"total":{}.50}}"#,
-            order % 17,
-            order % 23,
-            1 + order % 3,
-            10 + order % 90
-        ),
-        _ => r#"{"reason":"customer request"}"#.to_string(),
+        "OrderPlaced" => serde_json::json!({
+            "customer": format!("c-{}", order % 17),
+            "items": [{"sku": format!("sku-{}", order % 23), "qty": 1 + order % 3}],
+            "total": f64::from(10 + order % 90) + 0.5,
+        }),
+        _ => serde_json::json!({"reason": "customer request"}),
     };
-    let json = format!(
-        r#"{{"type":"{kind}","aggregate_id":"{id}","payload":{payload},"occurred_at":{}}}"#,
-        std::time::SystemTime::now()
+    OrderEvent {
+        kind: kind.to_string(),
+        aggregate_id: format!("order-{order:04}"),
+        payload,
+        occurred_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_millis()
-    );
-    (id, json)
+            .as_millis() as u64,
+    }
 }
 
 async fn publish(
     producer: &Producer,
+    contract: &JsonSerializer<OrderEvent>,
     topic: &str,
     kind: &str,
     orders: impl Iterator<Item = u32>,
-) -> brook_client::Result<u64> {
+) -> Result<u64, Box<dyn std::error::Error>> {
     let mut deliveries = Vec::new();
     for order in orders {
-        let (id, json) = event(kind, order);
+        let event = event(kind, order);
         let record = ProducerRecord {
             topic: topic.into(),
-            key: Some(id.into()),
-            value: Some(json.into()),
+            key: Some(event.aggregate_id.clone().into()),
+            // Checked against the schema here, framed with its id.
+            value: Some(contract.serialize(&event)?),
             headers: vec![
                 ("type".into(), kind.to_string().into()),
                 ("correlation-id".into(), format!("corr-{order}").into()),
@@ -117,6 +150,7 @@ async fn consume(
     seen: Arc<Mutex<Seen>>,
     mut stop: watch::Receiver<bool>,
 ) -> brook_client::Result<()> {
+    let contract = JsonDeserializer::<OrderEvent>::new(&client);
     let config = ConsumerConfig {
         auto_commit: Some(Duration::from_millis(200)),
         client_id: format!("{group}-service"),
@@ -128,20 +162,14 @@ async fn consume(
             r = consumer.recv() => r?,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let v: serde_json::Value =
-            serde_json::from_slice(record.value.as_deref().unwrap_or_default())
-                .expect("events are JSON");
-        let (kind, id) = (
-            v["type"].as_str().unwrap_or_default().to_string(),
-            v["aggregate_id"].as_str().unwrap_or_default().to_string(),
-        );
+        match contract
+            .deserialize(record.value.as_deref().unwrap_or_default())
+            .await
         {
-            let mut s = seen.lock().unwrap();
-            if kind == "OrderCancelled" && !s.events.contains(&(id.clone(), "OrderPlaced".into())) {
-                s.out_of_order += 1;
-            }
-            if !s.events.insert((id, kind)) {
-                s.duplicates += 1;
+            Ok(event) => note(&seen, event.kind, event.aggregate_id, false),
+            Err(e) => {
+                eprintln!("{group}: {}/{}: {e}", record.partition, record.offset);
+                seen.lock().unwrap().invalid += 1;
             }
         }
         if !delay.is_zero() {
@@ -149,17 +177,6 @@ async fn consume(
         }
     }
     consumer.close().await
-}
-
-/// An event's type and order id.
-fn parse(value: Option<&[u8]>) -> (String, String, serde_json::Value) {
-    let v: serde_json::Value =
-        serde_json::from_slice(value.unwrap_or_default()).expect("events are JSON");
-    (
-        v["type"].as_str().unwrap_or_default().to_string(),
-        v["aggregate_id"].as_str().unwrap_or_default().to_string(),
-        v,
-    )
 }
 
 /// Notes an event a service handled; a cancellation of an order it never
@@ -176,28 +193,41 @@ fn note(seen: &Mutex<Seen>, kind: String, id: String, dead: bool) {
 }
 
 /// A queue-group service: `consumers` competing consumers, each handling
-/// up to 4 events at once with `handle`, until told to stop.
+/// up to 4 events at once with `handle`, until told to stop. An event that
+/// breaks the contract is rejected to the dead-letter topic unhandled
+/// (and counted in `seen`).
 async fn serve_queue<F>(
     client: Client,
     group: String,
     consumers: usize,
     handle: F,
     delay: Duration,
+    seen: Arc<Mutex<Seen>>,
     stop: watch::Receiver<bool>,
 ) -> brook_client::Result<()>
 where
-    F: Fn(Arc<QueueMessage>) -> Result<(), Failure> + Clone + Send + Sync + 'static,
+    F: Fn(OrderEvent) -> Result<(), Failure> + Clone + Send + Sync + 'static,
 {
+    let contract = Arc::new(JsonDeserializer::<OrderEvent>::new(&client));
     let mut running = Vec::new();
     for _ in 0..consumers {
         let consumer = client.queue_consumer(&group, Default::default());
         let (handle, mut stop) = (handle.clone(), stop.clone());
+        let (contract, seen) = (Arc::clone(&contract), Arc::clone(&seen));
         running.push(tokio::spawn(consumer.run(
             4,
-            move |msg| {
-                let handle = handle.clone();
+            move |msg: Arc<QueueMessage>| {
+                let (handle, contract, seen) =
+                    (handle.clone(), Arc::clone(&contract), Arc::clone(&seen));
                 async move {
-                    let result = handle(msg);
+                    let value = msg.value.as_deref().unwrap_or_default();
+                    let result = match contract.deserialize(value).await {
+                        Ok(event) => handle(event),
+                        Err(e) => {
+                            seen.lock().unwrap().invalid += 1;
+                            Err(Failure::reject(e))
+                        }
+                    };
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await; // billing's slow invoice generation
                     }
@@ -231,6 +261,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topic = format!("orders-demo-{run}");
     let group = |role: &str| format!("{role}-{run}");
     client.admin().create_topic(&topic, 2).await?;
+    // The contract: registered (the same schema keeps its id across runs)
+    // and bound, so the broker checks every event before it stores it.
+    let subject = format!("{topic}-value");
+    let contract =
+        JsonSerializer::<OrderEvent>::register(&client, &subject, ORDER_EVENT_SCHEMA).await?;
+    client
+        .admin()
+        .set_topic_schema(&topic, &subject, "", "full")
+        .await?;
+    println!(
+        "events follow schema id {} ({subject}), checked by the service, the broker and every reader",
+        contract.schema_id()
+    );
     // Key-ordered too: an order's cancellation must not overtake its
     // placement (a retried one holds its order's later events back).
     let inventory_settings = QueueSettings {
@@ -270,9 +313,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // sends it back, and after 3 tries to the dead-letter topic.
     let (stop_tx, stop_rx) = watch::channel(false);
     let s = Arc::clone(&seen["inventory"]);
-    let reserve = move |msg: Arc<QueueMessage>| {
-        let (kind, id, v) = parse(msg.value.as_deref());
-        if kind == "OrderPlaced" && v["payload"]["items"].as_array().is_none() {
+    let reserve = move |event: OrderEvent| {
+        let (kind, id) = (event.kind, event.aggregate_id);
+        if kind == "OrderPlaced" && event.payload["items"].as_array().is_none() {
             return Err(Failure::retry(format!("malformed order {id}: no items")));
         }
         // Cancelling an order that was dead-lettered releases nothing.
@@ -290,6 +333,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             2,
             reserve,
             Duration::ZERO,
+            Arc::clone(&seen["inventory"]),
             stop_rx,
         )),
     );
@@ -298,9 +342,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // mode keeps each order's events one at a time and in order.
     let (stop_tx, stop_rx) = watch::channel(false);
     let s = Arc::clone(&seen["billing"]);
-    let invoice = move |msg: Arc<QueueMessage>| {
-        let (kind, id, _) = parse(msg.value.as_deref());
-        note(&s, kind, id, false);
+    let invoice = move |event: OrderEvent| {
+        note(&s, event.kind, event.aggregate_id, false);
         Ok(())
     };
     let c = client.clone();
@@ -312,6 +355,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             4,
             invoice,
             Duration::from_millis(25),
+            Arc::clone(&seen["billing"]),
             stop_rx,
         )),
     );
@@ -334,8 +378,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let producer = client.producer(ProducerConfig::default());
-    let mut expected = publish(&producer, &topic, "OrderPlaced", 0..ORDERS).await?;
-    expected += publish(&producer, &topic, "OrderCancelled", (0..ORDERS).step_by(5)).await?;
+    let mut expected = publish(&producer, &contract, &topic, "OrderPlaced", 0..ORDERS).await?;
+    expected += publish(
+        &producer,
+        &contract,
+        &topic,
+        "OrderCancelled",
+        (0..ORDERS).step_by(5),
+    )
+    .await?;
+    // An event type the contract does not know never leaves the service.
+    let kept_back = match contract.serialize(&event("OrderShipped", 1)) {
+        Err(ContractError::Invalid { path, .. }) => {
+            println!(
+                "the contract kept an OrderShipped event (at {path}) from leaving the service"
+            );
+            true
+        }
+        _ => false,
+    };
     let malformed = u64::from(ORDERS.div_ceil(MALFORMED_EVERY));
     println!("order service published {expected} events ({malformed} malformed orders)");
     let wanted = |role: &str, expected: u64| match role {
@@ -376,7 +437,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("no shipping task")?
         .await??;
     let before = count(&seen["shipping"]);
-    let added = publish(&producer, &topic, "OrderPlaced", ORDERS..ORDERS + 20).await?;
+    let added = publish(
+        &producer,
+        &contract,
+        &topic,
+        "OrderPlaced",
+        ORDERS..ORDERS + 20,
+    )
+    .await?;
     expected += added;
     let (stop_tx, stop_rx) = watch::channel(false);
     let restarted = tokio::spawn(consume(
@@ -420,6 +488,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let want = wanted(role, expected);
         if s.events.len() as u64 != want {
             failed.push(format!("{role} saw {} of {want} events", s.events.len()));
+        }
+        if s.invalid > 0 {
+            failed.push(format!(
+                "{role} read {} events breaking the contract",
+                s.invalid
+            ));
         }
         if s.duplicates > 0 {
             failed.push(format!("{role} saw {} events twice", s.duplicates));
@@ -485,6 +559,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("billing's lag peaked at {billing_max} and drained; final lag {final_lag:?}");
     let resumed = count(&seen["shipping"]) - before;
     println!("shipping resumed after {before} events and got exactly the {resumed} new ones");
+    if !kept_back {
+        failed.push("the contract let an OrderShipped event through".into());
+    }
     if billing_max == 0 {
         failed.push("billing never lagged".into());
     }

@@ -5,7 +5,8 @@
 //! dead-lettered after 3 tries while the rest flow; billing's lag grows and
 //! drains; a restarted consumer resumes exactly where it committed; and all
 //! that on a broker that already holds data, its own from an earlier run
-//! included.
+//! included. Its events go through a registered JSON Schema the topic is
+//! bound to, so the broker stores only what follows it.
 
 use brook_tests::{Broker, client_example, create_topic};
 
@@ -72,5 +73,35 @@ async fn the_order_service_example_passes_its_checks_on_a_broker_with_data() {
             stdout.contains("inventory dead-lettered 5 orders"),
             "run {run}: {stdout}"
         );
+        assert!(
+            stdout.contains("kept an OrderShipped event (at /type)"),
+            "run {run}: {stdout}"
+        );
     }
+    // Each run registered its topic's contract and bound the topic to it:
+    // the broker itself refuses an event that does not follow it.
+    let subjects = client.admin().list_subjects(false).await.unwrap();
+    let demo: Vec<&String> = subjects
+        .iter()
+        .filter(|s| s.starts_with("orders-demo-") && s.ends_with("-value"))
+        .collect();
+    assert_eq!(demo.len(), 2, "{subjects:?}");
+    let topic = demo[0].trim_end_matches("-value");
+    let binding = client.admin().topic_schema(topic).await.unwrap();
+    assert_eq!(
+        (binding.value_subject.as_str(), binding.mode.as_str()),
+        (demo[0].as_str(), "full")
+    );
+    let refused = producer
+        .send(topic, Some("order-0001"), r#"{"type":"OrderPlaced"}"#)
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("does not start with a schema id"),
+        "{refused}"
+    );
 }
