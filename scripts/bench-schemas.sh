@@ -4,8 +4,11 @@
 # flight) with a realistic 1 KiB JSON order event framed with its schema id,
 # into a topic bound to the subject in `full` mode (every payload parsed and
 # validated against the JSON Schema), in `id` mode, and into an unbound
-# topic: the same broker, the same value, in one run. The order of the three
-# rotates every round. Prints every run as JSON, then medians and the ratios.
+# topic: the same broker, the same value, in one run; and `full` once more on
+# a second broker that validates each request on one thread
+# (BROOK_VALIDATION_THREADS=1, the broker before requests were shared out
+# among cores). The order rotates every round. Prints every run as JSON,
+# then medians and the ratios.
 #   scripts/bench-schemas.sh [ROUNDS] [RECORDS]   (default 3, 1000000)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -53,18 +56,20 @@ PY
 # The broker's CPU time so far, in clock ticks (user + system).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 
+# run TOPIC [LABEL]: W1 into TOPIC, recorded under LABEL (default TOPIC).
 run() {
-  local name=$1 line before after
+  local name=$1 label=${2:-$1} line before after
   before=$(cpu_ticks)
   line=$($B bench --url "$url" --broker-pid "$pid" --json --topic "$name" --scenario w1 \
     --records "$records" --value-file "$value" 2>/dev/null | tail -1)
   after=$(cpu_ticks)
   cpu=$(awk -v a="$before" -v b="$after" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }')
-  echo "$round $name ${line%\}},\"broker_cpu_s\":$cpu}" | tee -a "$out"
+  echo "$round $label ${line%\}},\"broker_cpu_s\":$cpu}" | tee -a "$out"
 }
 
-for round in $(seq 1 "$rounds"); do
-  warm_page_cache "$dir"
+# A broker with the subject registered and topics plain, full and id
+# (BROOK_VALIDATION_THREADS, if set, applies to it).
+prepare() {
   start_broker "$B"
   http=$(grep -o 'metrics=[^ ]*' "$data.addr" | cut -d= -f2)
   body=$(python3 -c 'import json,sys; print(json.dumps({"schemaType":"JSON","schema":sys.argv[1]}))' "$schema")
@@ -75,6 +80,22 @@ for round in $(seq 1 "$rounds"); do
   done
   $B schema bind full --value-subject orders-value --mode full --url "$url" >/dev/null
   $B schema bind id --value-subject orders-value --mode id --url "$url" >/dev/null
+}
+
+# `full` on a broker validating on one thread, recorded as full-1thread.
+run_one_thread() {
+  export BROOK_VALIDATION_THREADS=1
+  prepare
+  unset BROOK_VALIDATION_THREADS
+  run full full-1thread
+  stop_broker
+  pid=
+}
+
+for round in $(seq 1 "$rounds"); do
+  warm_page_cache "$dir"
+  if [ $((round % 2)) -eq 0 ]; then run_one_thread; fi
+  prepare
   case $((round % 3)) in
     1) order="plain full id" ;;
     2) order="full id plain" ;;
@@ -83,6 +104,7 @@ for round in $(seq 1 "$rounds"); do
   for t in $order; do run "$t"; done
   stop_broker
   pid=
+  if [ $((round % 2)) -eq 1 ]; then run_one_thread; fi
 done
 
 med() { { grep " $1 " "$out" || true; } | { field "$2" || true; } | median; }
@@ -91,7 +113,7 @@ echo
 echo "medians of $rounds rounds of w1, $records records of $(wc -c <"$value") bytes ($(nproc) CPUs)"
 p=$(med plain msgs_per_s)
 printf '  %-8s %14s %10s %12s\n' topic "msgs/s" "vs plain" "broker CPU s"
-for t in plain id full; do
+for t in plain id full full-1thread; do
   m=$(med "$t" msgs_per_s)
   printf '  %-8s %14s %10s %12s\n' "$t" "${m:--}" "$(ratio "$m" "$p")" "$(med "$t" broker_cpu_s)"
 done

@@ -249,6 +249,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         .await?
         .context("opening the schema registry")?,
     );
+    schemas.set_validation_threads(config.validation_threads);
     let _ = broker.schemas.set(Arc::clone(&schemas));
     broker.set_ready(Arc::clone(&log), Arc::clone(&groups));
     let reaper = tokio::spawn(expire_members(

@@ -25,7 +25,7 @@ pub mod validate;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -111,6 +111,8 @@ pub struct Registry {
     bindings: RwLock<Arc<Bindings>>,
     /// Whether any topic is bound: the produce path's first question.
     any_bound: AtomicBool,
+    /// Threads one request's `full` validation may use (0: one per core).
+    validation_threads: AtomicUsize,
 }
 
 impl Registry {
@@ -126,6 +128,7 @@ impl Registry {
             parsed: Mutex::new(HashMap::new()),
             bindings: RwLock::new(Arc::new(Bindings::new())),
             any_bound: AtomicBool::new(false),
+            validation_threads: AtomicUsize::new(0),
         };
         registry.recompile();
         Ok(registry)
@@ -217,6 +220,12 @@ impl Registry {
         }
     }
 
+    /// Sets how many threads one request's `full` validation may use
+    /// (`brook serve --validation-threads`; 0: one per core, at most 8).
+    pub fn set_validation_threads(&self, threads: usize) {
+        self.validation_threads.store(threads, Ordering::Relaxed);
+    }
+
     /// Checks `records` against `binding` (from [`Registry::bound`]):
     /// every record that fails, or with `first_only` the first.
     pub(crate) fn validate_with(
@@ -225,7 +234,12 @@ impl Registry {
         records: impl Iterator<Item = (usize, Option<bytes::Bytes>, Option<bytes::Bytes>)>,
         first_only: bool,
     ) -> Vec<Invalid> {
-        validate::check(binding, records, &|id| self.parsed(id).ok(), first_only)
+        let threads = match self.validation_threads.load(Ordering::Relaxed) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let schema = |id| self.parsed(id).ok();
+        validate::check(binding, records, &schema, first_only, threads)
     }
 
     fn compiled(&self) -> Arc<Bindings> {

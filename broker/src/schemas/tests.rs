@@ -674,3 +674,44 @@ fn a_dead_lettering_binding_is_kept_and_names_every_invalid_record() {
         Some("orders.dlq")
     );
 }
+
+#[test]
+fn many_records_checked_by_several_threads_report_as_one_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = open(dir.path());
+    let order = json!({"type": "object", "properties": {"total": {"type": "number"}}, "required": ["total"]});
+    let id = r
+        .register("orders-value", Kind::Json, &order.to_string())
+        .unwrap()
+        .id;
+    let binding = Binding {
+        value_subject: Some("orders-value".into()),
+        mode: Mode::Full,
+        ..Default::default()
+    };
+    r.bind("orders", &binding).unwrap();
+    let bad = [7usize, 400, 401, 999];
+    let payloads: Vec<Option<bytes::Bytes>> = (0..1000)
+        .map(|i| match bad.contains(&i) {
+            true => framed(id, br#"{"total": "many"}"#),
+            false => framed(id, format!(r#"{{"total": {i}}}"#).as_bytes()),
+        })
+        .collect();
+    let compiled = r.bound("orders").unwrap();
+    let mut answers = Vec::new();
+    for threads in [4, 1] {
+        r.set_validation_threads(threads);
+        let all = r.validate_with(&compiled, values(payloads.clone()), false);
+        let at: Vec<usize> = all.iter().map(|i| i.index).collect();
+        assert_eq!(at, bad, "every one, in request order ({threads} threads)");
+        assert!(all.iter().all(|i| i.path == "/total"));
+        let first = r.validate_with(&compiled, values(payloads.clone()), true);
+        let at: Vec<usize> = first.iter().map(|i| i.index).collect();
+        assert_eq!(at, [7], "the first only ({threads} threads)");
+        answers.push((all, first));
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "threads change nothing of the answer"
+    );
+}

@@ -184,14 +184,80 @@ pub(crate) fn records_of<'b>(
 /// whole request of garbage record by record).
 pub const MAX_INVALID: usize = 10_000;
 
+/// Records a request must hold before `full` validation is shared out
+/// among threads: below it, starting a thread costs more than it saves.
+const PARALLEL_FROM: usize = 64;
+
+/// Most threads one request's `full` validation uses.
+const MAX_THREADS: usize = 8;
+
+/// A record to check: its position in the request, key and value.
+pub(crate) type ToCheck = (usize, Option<Bytes>, Option<Bytes>);
+
 /// Checks `records` (position in the request, key, value) against
 /// `binding`; `schema` resolves an id to its parsed schema. Every record
 /// that fails is returned (its first failure: the value's, then the
 /// key's), in order; with `first_only`, the first.
+///
+/// In `full` mode a request of many records is checked by up to `threads`
+/// threads, each a contiguous share, the caller's thread taking the first:
+/// parsing payloads is the cost (docs/benchmarks.md, "Validation at the
+/// broker"), and a producer waits for its request.
 pub(crate) fn check(
     binding: &Compiled,
-    records: impl Iterator<Item = (usize, Option<Bytes>, Option<Bytes>)>,
-    schema: &dyn Fn(u32) -> Option<Arc<Parsed>>,
+    records: impl Iterator<Item = ToCheck>,
+    schema: &(dyn Fn(u32) -> Option<Arc<Parsed>> + Sync),
+    first_only: bool,
+    threads: usize,
+) -> Vec<Invalid> {
+    if binding.mode != Mode::Full || threads <= 1 {
+        return check_serially(binding, records, schema, first_only);
+    }
+    let records: Vec<ToCheck> = records.collect();
+    let threads = threads
+        .min(MAX_THREADS)
+        .min(records.len() / PARALLEL_FROM)
+        .max(1);
+    if threads == 1 {
+        return check_serially(binding, records.into_iter(), schema, first_only);
+    }
+    let share = records.len().div_ceil(threads);
+    let mut shares = records.chunks(share);
+    let first = shares.next().unwrap_or_default();
+    let found: Vec<Vec<Invalid>> = std::thread::scope(|scope| {
+        let others: Vec<_> = shares
+            .map(|part| {
+                scope.spawn(move || {
+                    check_serially(binding, part.iter().cloned(), schema, first_only)
+                })
+            })
+            .collect();
+        let mut found = vec![check_serially(
+            binding,
+            first.iter().cloned(),
+            schema,
+            first_only,
+        )];
+        // A panic goes on as it would have on this thread.
+        found.extend(others.into_iter().map(|t| match t.join() {
+            Ok(part) => part,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }));
+        found
+    });
+    let mut invalid: Vec<Invalid> = found.into_iter().flatten().collect();
+    if first_only {
+        invalid.truncate(1);
+    }
+    invalid.truncate(MAX_INVALID + 1);
+    invalid
+}
+
+/// [`check`] on the caller's thread.
+fn check_serially(
+    binding: &Compiled,
+    records: impl Iterator<Item = ToCheck>,
+    schema: &(dyn Fn(u32) -> Option<Arc<Parsed>> + Sync),
     first_only: bool,
 ) -> Vec<Invalid> {
     let mut invalid = Vec::new();
@@ -276,13 +342,18 @@ fn check_one(
     let payload = &bytes[5..];
     match parsed.as_ref() {
         Parsed::Json { validator, .. } => {
-            let doc: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
-                (
-                    Some(id),
-                    String::new(),
-                    format!("the payload is not JSON: {e}"),
-                )
-            })?;
+            // UTF-8 checked once over the whole payload, which is faster
+            // than `from_slice` checking each string as it goes.
+            let doc: serde_json::Value = std::str::from_utf8(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|text| serde_json::from_str(text).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    (
+                        Some(id),
+                        String::new(),
+                        format!("the payload is not JSON: {e}"),
+                    )
+                })?;
             // The boolean check is the fast path; errors are gathered only
             // for a record that fails, to name where.
             if validator.is_valid(&doc) {
