@@ -21,6 +21,7 @@ pub mod parsed;
 pub mod rest;
 pub mod service;
 mod state;
+pub mod tape;
 pub mod validate;
 
 use std::collections::HashMap;

@@ -3,6 +3,7 @@
 //! `jsonschema` crate, Avro through `apache-avro`. Protobuf is not yet
 //! supported (docs/schemas.md says so).
 
+use super::tape::TapeJson;
 use std::fmt;
 use std::str::FromStr;
 
@@ -58,8 +59,9 @@ pub enum Parsed {
     Json {
         /// The schema document.
         value: Value,
-        /// The validator compiled from it (drafts as `$schema` says).
-        validator: Box<jsonschema::Validator>,
+        /// The validator compiled from it (drafts as `$schema` says), for
+        /// payloads parsed onto a simd-json tape (`super::tape`).
+        validator: Box<jsonschema::Validator<TapeJson>>,
     },
     /// An Avro schema.
     Avro {
@@ -116,7 +118,7 @@ fn parse_json_schema(value: Value) -> Result<Parsed, String> {
     if let Err(e) = meta_check(&value, draft) {
         return Err(format!("not a valid JSON Schema: {e}"));
     }
-    let mut options = jsonschema::options();
+    let mut options = jsonschema::options_for::<TapeJson>();
     if let Some(draft) = draft {
         options = options.with_draft(draft);
     }

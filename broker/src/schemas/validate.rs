@@ -14,6 +14,7 @@ use brook_protocol::batch::Batch;
 use bytes::Bytes;
 
 use super::Parsed;
+use super::tape::{TapeJson, TapeNode};
 
 /// How a bound topic's records are checked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -342,34 +343,7 @@ fn check_one(
     let payload = &bytes[5..];
     match parsed.as_ref() {
         Parsed::Json { validator, .. } => {
-            // UTF-8 checked once over the whole payload, which is faster
-            // than `from_slice` checking each string as it goes.
-            let doc: serde_json::Value = std::str::from_utf8(payload)
-                .map_err(|e| e.to_string())
-                .and_then(|text| serde_json::from_str(text).map_err(|e| e.to_string()))
-                .map_err(|e| {
-                    (
-                        Some(id),
-                        String::new(),
-                        format!("the payload is not JSON: {e}"),
-                    )
-                })?;
-            // The boolean check is the fast path; errors are gathered only
-            // for a record that fails, to name where.
-            if validator.is_valid(&doc) {
-                return Ok(());
-            }
-            match validator.iter_errors(&doc).next() {
-                None => Ok(()),
-                Some(e) => {
-                    let at = e.instance_path().to_string();
-                    Err((
-                        Some(id),
-                        if at.is_empty() { "/".into() } else { at },
-                        e.to_string(),
-                    ))
-                }
-            }
+            json_payload(validator, payload).map_err(|(path, reason)| (Some(id), path, reason))
         }
         Parsed::Avro {
             schema: avro,
@@ -418,6 +392,42 @@ fn check_one(
             }
         }
     }
+}
+
+thread_local! {
+    /// A copy of the payload being parsed (simd-json parses in place) and
+    /// the parser's buffers, kept for the thread's next payload.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, simd_json::Buffers)> =
+        std::cell::RefCell::new((Vec::new(), simd_json::Buffers::new(4096)));
+}
+
+/// Checks a JSON payload against `validator`: parsed onto a simd-json tape
+/// and validated in place; for a payload that fails, the JSON pointer and
+/// the first error.
+fn json_payload(
+    validator: &jsonschema::Validator<TapeJson>,
+    payload: &[u8],
+) -> Result<(), (String, String)> {
+    SCRATCH.with_borrow_mut(|(copy, buffers)| {
+        copy.clear();
+        copy.extend_from_slice(payload);
+        let not_json = |e: String| (String::new(), format!("the payload is not JSON: {e}"));
+        let tape =
+            simd_json::to_tape_with_buffers(copy, buffers).map_err(|e| not_json(e.to_string()))?;
+        let root = TapeNode::root(&tape.0).map_err(not_json)?;
+        // The boolean check is the fast path; errors are gathered only
+        // for a record that fails, to name where.
+        if validator.is_valid(root) {
+            return Ok(());
+        }
+        match validator.iter_errors(root).next() {
+            None => Ok(()),
+            Some(e) => {
+                let at = e.instance_path().to_string();
+                Err((if at.is_empty() { "/".into() } else { at }, e.to_string()))
+            }
+        }
+    })
 }
 
 /// A payload reader that remembers whether a read asked for more than was
