@@ -5,10 +5,10 @@
 # into a topic bound to the subject in `full` mode (every payload parsed and
 # validated against the JSON Schema), in `id` mode, and into an unbound
 # topic: the same broker, the same value, in one run; and `full` once more on
-# a second broker that validates each request on one thread
-# (BROOK_VALIDATION_THREADS=1, the broker before requests were shared out
-# among cores). The order rotates every round. Prints every run as JSON,
-# then medians and the ratios.
+# a second broker that shares each request out among all cores
+# (BROOK_VALIDATION_THREADS=0). The order rotates every round, and every run
+# starts after `sync`, so that no run pays for the writeback of the one
+# before. Prints every run as JSON, then medians and the ratios.
 #   scripts/bench-schemas.sh [ROUNDS] [RECORDS]   (default 3, 1000000)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -59,6 +59,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 # run TOPIC [LABEL]: W1 into TOPIC, recorded under LABEL (default TOPIC).
 run() {
   local name=$1 label=${2:-$1} line before after
+  sync
   before=$(cpu_ticks)
   line=$($B bench --url "$url" --broker-pid "$pid" --json --topic "$name" --scenario w1 \
     --records "$records" --value-file "$value" 2>/dev/null | tail -1)
@@ -82,19 +83,19 @@ prepare() {
   $B schema bind id --value-subject orders-value --mode id --url "$url" >/dev/null
 }
 
-# `full` on a broker validating on one thread, recorded as full-1thread.
-run_one_thread() {
-  export BROOK_VALIDATION_THREADS=1
+# `full` on a broker sharing requests out among cores, recorded as full-cores.
+run_all_cores() {
+  export BROOK_VALIDATION_THREADS=0
   prepare
   unset BROOK_VALIDATION_THREADS
-  run full full-1thread
+  run full full-cores
   stop_broker
   pid=
 }
 
 for round in $(seq 1 "$rounds"); do
   warm_page_cache "$dir"
-  if [ $((round % 2)) -eq 0 ]; then run_one_thread; fi
+  if [ $((round % 2)) -eq 0 ]; then run_all_cores; fi
   prepare
   case $((round % 3)) in
     1) order="plain full id" ;;
@@ -104,7 +105,7 @@ for round in $(seq 1 "$rounds"); do
   for t in $order; do run "$t"; done
   stop_broker
   pid=
-  if [ $((round % 2)) -eq 1 ]; then run_one_thread; fi
+  if [ $((round % 2)) -eq 1 ]; then run_all_cores; fi
 done
 
 med() { { grep " $1 " "$out" || true; } | { field "$2" || true; } | median; }
@@ -113,7 +114,7 @@ echo
 echo "medians of $rounds rounds of w1, $records records of $(wc -c <"$value") bytes ($(nproc) CPUs)"
 p=$(med plain msgs_per_s)
 printf '  %-8s %14s %10s %12s\n' topic "msgs/s" "vs plain" "broker CPU s"
-for t in plain id full full-1thread; do
+for t in plain id full full-cores; do
   m=$(med "$t" msgs_per_s)
   printf '  %-8s %14s %10s %12s\n' "$t" "${m:--}" "$(ratio "$m" "$p")" "$(med "$t" broker_cpu_s)"
 done
