@@ -105,10 +105,22 @@ def group_member(bootstrap, topic, group, name, stop_file):
                   "heartbeat.interval.ms": 500, "partition.assignment.strategy": "cooperative-sticky"
                   if name.endswith("-sticky") else "range,roundrobin"})
 
-    def assigned(consumer, partitions):
-        print(json.dumps({"member": name, "assigned": [p.partition for p in partitions]}), flush=True)
+    # What the member holds: eager assignors hand out all of it at each
+    # rebalance; cooperative-sticky hands out and takes back only what moves.
+    held = set()
 
-    c.subscribe([topic], on_assign=assigned)
+    def report():
+        print(json.dumps({"member": name, "assigned": sorted(held)}), flush=True)
+
+    def assigned(consumer, partitions):
+        held.update(p.partition for p in partitions)
+        report()
+
+    def revoked(consumer, partitions):
+        held.difference_update(p.partition for p in partitions)
+        report()
+
+    c.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=revoked)
     while not os.path.exists(stop_file):
         m = c.poll(0.2)
         if m is None or m.error():
@@ -124,7 +136,80 @@ def group_member(bootstrap, topic, group, name, stop_file):
     print(json.dumps({"member": name, "closed": True}), flush=True)
 
 
+def admin_tour(bootstrap, topic):
+    """The admin and lookup APIs that the other commands do not use, through
+    confluent-kafka's AdminClient and kafka-python's clients: topics created,
+    grown, described and deleted; produce with acks 0 and 1; offsets by time
+    and at the end; groups listed, described and deleted. Prints one JSON
+    line per step with what the client saw."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+    def step(name, **seen):
+        print(json.dumps({"step": name, **seen}), flush=True)
+
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    for f in a.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1,
+                                       config={"retention.ms": "3600000"})]).values():
+        f.result()
+    try:
+        a.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result()
+        step("create-again", error=None)
+    except Exception as e:
+        step("create-again", error=e.args[0].name())
+    a.create_partitions([NewPartitions(topic, 3)])[topic].result()
+    md = a.list_topics(topic, timeout=10)
+    step("partitions", count=len(md.topics[topic].partitions))
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = a.describe_configs([res])[res].result()
+    step("describe-configs", retention_ms=configs["retention.ms"].value)
+
+    # kafka-python: acks 0 and 1, then offsets by time and at the end.
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    base = int(time.time() * 1000) - 60_000
+    for acks in (0, 1):
+        p = KafkaProducer(bootstrap_servers=[bootstrap], acks=acks)
+        for i in range(10):
+            p.send(topic, value=f"acks{acks}-{i}".encode(), partition=0, timestamp_ms=base + acks * 10 + i)
+        p.flush()
+        p.close()
+    c = KafkaConsumer(bootstrap_servers=[bootstrap])
+    tp = KTP(topic, 0)
+    end = c.end_offsets([tp])[tp]
+    begin = c.beginning_offsets([tp])[tp]
+    at = c.offsets_for_times({tp: base + 12})[tp]
+    step("offsets", begin=begin, end=end, at_time=at.offset if at else None,
+         at_time_ts=at.timestamp if at else None)
+    c.close()
+
+    # A group with a committed offset, listed, described, deleted.
+    group = f"{topic}-admin-group"
+    g = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    g.commit(offsets=[TopicPartition(topic, 0, 7)], asynchronous=False)
+    g.close()
+    listed = a.list_consumer_groups().result()
+    step("list-groups", found=any(x.group_id == group for x in listed.valid))
+    described = a.describe_consumer_groups([group])[group].result()
+    step("describe-group", state=str(described.state), members=len(described.members))
+    committed = a.list_consumer_group_offsets(
+        [__import__("confluent_kafka").ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])]
+    )[group].result()
+    step("group-offsets", offset=committed.topic_partitions[0].offset)
+    a.delete_consumer_groups([group])[group].result()
+    listed = a.list_consumer_groups().result()
+    step("deleted-group", found=any(x.group_id == group for x in listed.valid))
+
+    for f in a.delete_topics([topic]).values():
+        f.result()
+    deadline = time.time() + 10
+    while time.time() < deadline and topic in a.list_topics(timeout=10).topics:
+        time.sleep(0.1)
+    step("deleted-topic", found=topic in a.list_topics(timeout=10).topics)
+
+
 COMMANDS = {
+    "admin-tour": admin_tour,
     "seed-producer": seed_producer,
     "kafka-python-consume": kafka_python_consume,
     "confluent-consume": confluent_consume,

@@ -224,6 +224,51 @@ async fn kcat_metadata_produce_and_consume_with_every_codec() {
     );
 }
 
+/// The admin and lookup APIs the other tests do not use, through
+/// confluent-kafka's AdminClient and kafka-python (`admin-tour` in
+/// tests/kafka/clients.py): CreateTopics with a config (and
+/// TOPIC_ALREADY_EXISTS the second time), CreatePartitions,
+/// DescribeConfigs, Produce with acks 0 and 1, ListOffsets (earliest,
+/// latest, by timestamp), OffsetCommit from a group with no members,
+/// ListGroups, DescribeGroups, OffsetFetch, DeleteGroups and DeleteTopics.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_and_lookup_apis_answer_third_party_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    let steps: BTreeMap<String, Value> =
+        run_json(clients(&b.kafka_bootstrap(), &["admin-tour", "tour"]))
+            .into_iter()
+            .map(|v| (v["step"].as_str().unwrap().to_string(), v))
+            .collect();
+    let seen = |step: &str, field: &str| steps[step][field].clone();
+    assert_eq!(seen("create-again", "error"), "TOPIC_ALREADY_EXISTS");
+    assert_eq!(seen("partitions", "count"), 3);
+    assert_eq!(seen("describe-configs", "retention_ms"), "3600000");
+    // Ten records with acks=0, then ten with acks=1, each a millisecond
+    // apart: the first at or after the twelfth millisecond is offset 12.
+    assert_eq!(
+        (
+            seen("offsets", "begin"),
+            seen("offsets", "end"),
+            seen("offsets", "at_time")
+        ),
+        (0.into(), 20.into(), 12.into())
+    );
+    assert_eq!(seen("list-groups", "found"), true);
+    assert_eq!(seen("describe-group", "members"), 0);
+    assert_eq!(seen("group-offsets", "offset"), 7);
+    assert_eq!(seen("deleted-group", "found"), false);
+    assert_eq!(seen("deleted-topic", "found"), false);
+    let mut topics = b.topics().await;
+    let gone = topics
+        .describe_topic(v1::DescribeTopicRequest {
+            name: "tour".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+}
+
 /// The seed's kafka-python producer publishes OrderPlaced events that the
 /// gRPC side reads with keys, headers and per-order order; events
 /// published over gRPC are read by kafka-python and confluent-kafka.
@@ -454,9 +499,24 @@ impl Drop for Member {
 /// Three confluent-kafka members share a group; one leaves and another
 /// joins while records flow. Every record is processed, none twice (each
 /// is committed before the next), and the gRPC lag of the Kafka group is
-/// exact: zero once all is processed.
+/// exact: zero once all is processed. With librdkafka's eager assignors
+/// (range, roundrobin).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
+    group_shares_work_through_leaves_and_joins("").await;
+}
+
+/// The same with the cooperative-sticky assignor: incremental rebalances,
+/// where members give up only the partitions that move.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cooperative_sticky_group_shares_work_through_leaves_and_joins() {
+    group_shares_work_through_leaves_and_joins("-sticky").await;
+}
+
+/// The group test, members named with `suffix` (`-sticky` members ask for
+/// the cooperative-sticky assignor: tests/kafka/clients.py).
+async fn group_shares_work_through_leaves_and_joins(suffix: &str) {
+    let name = |n: &str| format!("{n}{suffix}");
     let dir = tempfile::tempdir().unwrap();
     let b = Broker::start(dir.path(), &[]).await;
     create_topic(&b, "billing-events", 6).await;
@@ -497,16 +557,19 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
         }
         assigned.clone()
     };
-    let a = Member::start(&bootstrap, dir.path(), "a");
-    let bm = Member::start(&bootstrap, dir.path(), "b");
-    let c = Member::start(&bootstrap, dir.path(), "c");
-    let holding = |assigned: &BTreeMap<String, usize>, names: &[&str]| {
+    let a = Member::start(&bootstrap, dir.path(), &name("a"));
+    let bm = Member::start(&bootstrap, dir.path(), &name("b"));
+    let c = Member::start(&bootstrap, dir.path(), &name("c"));
+    let holding = |assigned: &BTreeMap<String, usize>, names: &[&String]| {
         names
             .iter()
-            .all(|n| assigned.get(*n).is_some_and(|p| *p > 0))
+            .all(|n| assigned.get(n.as_str()).is_some_and(|p| *p > 0))
     };
     eventually_within("a, b and c to hold partitions", DEADLINE * 2, async || {
-        holding(&drain(&[&a, &bm, &c], &mut processed), &["a", "b", "c"])
+        holding(
+            &drain(&[&a, &bm, &c], &mut processed),
+            &[&name("a"), &name("b"), &name("c")],
+        )
     })
     .await;
     produce(300).await;
@@ -518,9 +581,12 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
     // One leaves, another joins; then more records flow.
     drain(&[&bm], &mut processed);
     bm.stop();
-    let d = Member::start(&bootstrap, dir.path(), "d");
+    let d = Member::start(&bootstrap, dir.path(), &name("d"));
     eventually_within("a, c and d to hold partitions", DEADLINE * 2, async || {
-        holding(&drain(&[&a, &c, &d], &mut processed), &["a", "c", "d"])
+        holding(
+            &drain(&[&a, &c, &d], &mut processed),
+            &[&name("a"), &name("c"), &name("d")],
+        )
     })
     .await;
     produce(300).await;
@@ -538,13 +604,13 @@ async fn a_confluent_consumer_group_shares_work_through_leaves_and_joins() {
         distinct.len() >= 600
     })
     .await;
-    let members: BTreeSet<&str> = processed
+    let members: BTreeSet<String> = processed
         .iter()
-        .filter_map(|v| v["member"].as_str())
+        .filter_map(|v| v["member"].as_str().map(String::from))
         .collect();
     assert_eq!(
         members,
-        BTreeSet::from(["a", "b", "c", "d"]),
+        ["a", "b", "c", "d"].map(name).into(),
         "the work was shared"
     );
     let mut seen = BTreeMap::new();
