@@ -49,7 +49,7 @@ pub struct ServeArgs {
     /// Most record-batch bytes one fetch or subscription message carries, whatever max_bytes asks (at least one whole batch); half of it with decoded records, which double a response [default: 4194304, gRPC clients' usual receive limit]
     #[arg(long, env = "BROOK_MAX_FETCH_BYTES")]
     pub max_fetch_bytes: Option<u32>,
-    /// Threads one produce request's `full` schema validation may use (docs/schemas.md); 0: one per core, at most 8 [default: 1]
+    /// Threads one produce request's `full` schema validation may use (docs/schemas.md); 0: one per core, at most 8 [default: 0]
     #[arg(long, env = "BROOK_VALIDATION_THREADS")]
     pub validation_threads: Option<usize>,
     /// Most client connections open at once; more are closed on arrival (counted in brook_connections_refused_total) [default: 10000]
@@ -189,7 +189,7 @@ pub struct ServeConfig {
     pub max_fetch_wait: Duration,
     /// Cap on a fetch's batch bytes.
     pub max_fetch_bytes: u32,
-    /// Threads one request's `full` validation may use (0: one per core; default 1).
+    /// Threads one request's `full` validation may use (0: one per core).
     pub validation_threads: usize,
     /// Cap on open client connections.
     pub max_connections: usize,
@@ -379,7 +379,7 @@ impl ServeArgs {
             max_fetch_wait: Duration::from_millis(pick!(max_fetch_wait_ms, 30_000)),
             request_timeout: Duration::from_millis(pick!(request_timeout_ms, 60_000)),
             max_fetch_bytes: pick!(max_fetch_bytes, 4 << 20).max(1),
-            validation_threads: pick!(validation_threads, 1),
+            validation_threads: pick!(validation_threads, 0),
             max_connections: pick!(max_connections, 10_000).max(1),
             max_streams_per_connection: pick!(max_streams_per_connection, 1000).max(1),
             keepalive: match pick!(keepalive_interval_ms, 30_000) {

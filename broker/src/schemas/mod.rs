@@ -129,7 +129,7 @@ impl Registry {
             parsed: Mutex::new(HashMap::new()),
             bindings: RwLock::new(Arc::new(Bindings::new())),
             any_bound: AtomicBool::new(false),
-            validation_threads: AtomicUsize::new(1),
+            validation_threads: AtomicUsize::new(0),
         };
         registry.recompile();
         Ok(registry)
@@ -222,7 +222,7 @@ impl Registry {
     }
 
     /// Sets how many threads one request's `full` validation may use
-    /// (`brook serve --validation-threads`, default 1; 0: one per core,
+    /// (`brook serve --validation-threads`; 0, the default: one per core,
     /// at most 8).
     pub fn set_validation_threads(&self, threads: usize) {
         self.validation_threads.store(threads, Ordering::Relaxed);
