@@ -15,20 +15,8 @@ use brook_broker::schemas::tape::{TapeJson, TapeNode};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const SCHEMA: &str = r#"{"$schema":"http://json-schema.org/draft-07/schema#","title":"OrderPlaced","type":"object",
-"required":["order_id","customer_id","placed_at","currency","items","total"],
-"properties":{
- "order_id":{"type":"string","pattern":"^ord-[0-9]+$"},
- "customer_id":{"type":"string"},
- "placed_at":{"type":"string"},
- "currency":{"enum":["EUR","USD","GBP"]},
- "items":{"type":"array","minItems":1,"items":{"type":"object","required":["sku","quantity","unit_price"],
-   "properties":{"sku":{"type":"string"},"name":{"type":"string"},"quantity":{"type":"integer","minimum":1},
-   "unit_price":{"type":"number","minimum":0}}}},
- "shipping":{"type":"object","properties":{"street":{"type":"string"},"city":{"type":"string"},
-   "postcode":{"type":"string"},"country":{"type":"string","minLength":2,"maxLength":2}}},
- "total":{"type":"number","minimum":0},
- "note":{"type":"string"}}}"#;
+/// The JSON Schema of the event (also scripts/bench-schemas.sh's).
+const SCHEMA: &str = include_str!("order.schema.json");
 
 /// The event of scripts/bench-schemas.sh, padded to 1 KiB.
 fn event() -> Vec<u8> {

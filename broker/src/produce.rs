@@ -75,7 +75,8 @@ pub(crate) fn append_now(
         .metrics
         .produced_records
         .get_or_create(&labels)
-        .inc_by(info.log_end_offset - info.base_offset);
+        // Records, not offsets: a batch stored with gaps spans more.
+        .inc_by(u64::from(batch.header().record_count));
     broker
         .metrics
         .produced_bytes
@@ -219,6 +220,7 @@ impl ProducerService {
                 let deadletter::Diverted { mut kept, sent } = deadletter::divert(
                     &self.broker,
                     &req.topic,
+                    &p,
                     req.partition,
                     vec![batch],
                     &to,

@@ -233,8 +233,9 @@ impl PartitionReader {
     /// that restarts or is unreachable is retried, not reported.
     pub async fn recv(&mut self) -> Result<ConsumerRecord> {
         loop {
-            if let Some((_, records)) = &mut self.current {
-                for r in records.by_ref() {
+            if let Some((batch, records)) = &mut self.current {
+                let end = batch.header().next_offset();
+                while let Some(r) = records.next() {
                     let r = match r {
                         Ok(r) => r,
                         Err(e) => return Err(self.fail(Error::Protocol(e.to_string()))),
@@ -244,6 +245,14 @@ impl PartitionReader {
                         continue;
                     }
                     self.next = r.offset + 1;
+                    if records.is_done() {
+                        // A batch can end in offsets without records (records
+                        // the broker dead-lettered): the position moves past
+                        // them with its last record, and past batches with
+                        // no record at all that were fetched with it.
+                        self.next = self.next.max(end);
+                        self.skip_empty_batches();
+                    }
                     return Ok(ConsumerRecord {
                         topic: Arc::clone(&self.topic),
                         partition: self.partition,
@@ -254,6 +263,7 @@ impl PartitionReader {
                         headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
                     });
                 }
+                self.next = self.next.max(end);
                 self.current = None;
             }
             let batch = self.next_fetched_batch().await?;
@@ -273,6 +283,24 @@ impl PartitionReader {
         };
         self.next = self.next.max(batch.last_offset() + 1);
         Ok(batch)
+    }
+
+    /// Moves the position past batches with no record at the front of
+    /// what was fetched, without waiting for more (one that arrives later
+    /// is stepped over by the next `recv`).
+    fn skip_empty_batches(&mut self) {
+        loop {
+            let rest = self.pending.as_slice();
+            match rest.first() {
+                Some(b) if b.header().record_count == 0 || b.last_offset() < self.next => {
+                    self.next = self.next.max(b.header().next_offset());
+                    self.pending.next();
+                }
+                Some(_) => return,
+                // What has not arrived yet is stepped over when it does.
+                None => return,
+            }
+        }
     }
 
     async fn next_fetched_batch(&mut self) -> Result<Batch> {
@@ -310,7 +338,10 @@ impl PartitionReader {
         e
     }
 
-    /// The offset of the next record [`PartitionReader::recv`] hands out.
+    /// The offset the next record [`PartitionReader::recv`] hands out is at
+    /// or after: past the last one handed out, and past the offsets without
+    /// records (gaps a batch ends with, batches with none) fetched with it,
+    /// so it reaches the log end.
     pub fn position(&self) -> u64 {
         self.next
     }

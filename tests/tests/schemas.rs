@@ -6,6 +6,7 @@
 
 use std::process::{Command, Stdio};
 
+use brook_protocol::batch::BatchBuilder;
 use brook_protocol::v1;
 use brook_tests::{
     Broker, create_token, create_topic, fetch_batches, http_request, kafka_python, workspace_root,
@@ -1049,6 +1050,26 @@ async fn invalid_records_go_to_the_dead_letter_topic_on_every_produce_path() {
         assert_eq!(read, totals, "{command}");
     }
 
+    // A partition reader's position reaches the log end past the gaps (the
+    // producer's partition ends with a batch of no records).
+    let end = brook_tests::describe_topic(&b, "orders").await.partitions[after.partition as usize]
+        .log_end_offset;
+    let mut reader = client
+        .reader("orders", after.partition, brook_client::ReadFrom::Earliest)
+        .await
+        .unwrap();
+    let mut offsets = Vec::new();
+    let read_to_end = async {
+        while reader.position() < end {
+            offsets.push(reader.recv().await.unwrap().offset);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read_to_end)
+        .await
+        .expect("the reader's position reaches the log end");
+    assert!(offsets.contains(&after.offset), "{offsets:?}");
+    assert_eq!(reader.position(), end);
+
     // A group consumer reads the valid records, and its lag reaches 0
     // past the gaps, the one at the partition's end too.
     let mut consumer = client
@@ -1089,4 +1110,53 @@ async fn invalid_records_go_to_the_dead_letter_topic_on_every_produce_path() {
         positions[0].dead_letter_topic, "orders.dlq",
         "the binding holds"
     );
+
+    // An idempotent producer's retry of a stored batch is answered as the
+    // first time and writes no dead letter again; a refused batch writes none.
+    let dead_before = all_records(&b, "orders.dlq").await.len();
+    let ids = producer
+        .init_producer(v1::InitProducerRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let idempotent = |sequence: i32, values: &[&[u8]]| {
+        let epoch = ids.producer_epoch as i16;
+        let mut batch = BatchBuilder::new().producer(ids.producer_id, epoch, sequence);
+        for v in values {
+            batch.push(1_700_000_000_000, None, Some(v), &[]);
+        }
+        v1::ProduceRequest {
+            topic: "orders".into(),
+            partition: 0,
+            batch: batch.build(0),
+            acks: v1::Acks::Durable as i32,
+        }
+    };
+    let valid = framed(id, r#"{"total": 20}"#);
+    let request = idempotent(0, &[&valid, b"plain"]);
+    let first = producer
+        .produce(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = producer.produce(request).await.unwrap().into_inner();
+    assert_eq!((&first.dead_lettered, first.duplicate), (&vec![1], false));
+    assert_eq!((&again.dead_lettered, again.duplicate), (&vec![1], true));
+    assert_eq!(again.base_offset, first.base_offset);
+    assert_eq!(all_records(&b, "orders.dlq").await.len(), dead_before + 1);
+    let gap = producer
+        .produce(idempotent(5, &[b"plain"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        brook_tests::reason(&gap).as_deref(),
+        Some("OUT_OF_ORDER_SEQUENCE")
+    );
+    assert_eq!(all_records(&b, "orders.dlq").await.len(), dead_before + 1);
+
+    // `brook produce` goes on past a line that is dead-lettered and says so.
+    let (code, _, err) = brook(&b, &["produce", "orders"], Some("plain line\n"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("went to its dead-letter topic"), "{err}");
+    assert_eq!(all_records(&b, "orders.dlq").await.len(), dead_before + 2);
 }

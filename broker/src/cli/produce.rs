@@ -72,6 +72,9 @@ struct Stored {
     bytes: u64,
     partitions: BTreeSet<u32>,
     last: Option<(u32, u64)>,
+    /// Records the broker sent to the topic's dead-letter topic instead
+    /// (they failed its schema; docs/schemas.md).
+    dead_lettered: u64,
 }
 
 /// Awaits the deliveries in input order, printing each with `--verbose`,
@@ -98,6 +101,22 @@ async fn acknowledgements(
                         println!("line {line}: partition {} offset {}", m.partition, m.offset)
                     }
                     _ => {}
+                }
+            }
+            // The rest of the batch was stored: go on, and say so at the end.
+            Err(brook_client::Error::DeadLettered {
+                dead_letter_topic,
+                reason,
+            }) => {
+                stored.dead_lettered += 1;
+                match json {
+                    true => println!(
+                        "{}",
+                        json!({"line": line, "dead_letter_topic": dead_letter_topic, "reason": reason})
+                    ),
+                    false => {
+                        eprintln!("line {line}: not stored: {reason} (sent to {dead_letter_topic})")
+                    }
                 }
             }
             Err(e) => return (stored, Some((line, e.into()))),
@@ -199,6 +218,13 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 0 => String::new(),
                 n => format!("; {n} empty lines skipped"),
             }
+        );
+    }
+    if stored.dead_lettered > 0 && failed.is_none() {
+        flushed.map_err(|e| super::unknown_topic_hint(e, &args.topic))?;
+        anyhow::bail!(
+            "{} records failed the topic's schema and went to its dead-letter topic instead (the lines above); the others were stored",
+            stored.dead_lettered
         );
     }
     if let Some((line, e)) = failed {

@@ -111,7 +111,7 @@ pub(crate) enum SchemaCmd {
         #[arg(long, value_parser = ["refuse", "dead-letter"])]
         on_invalid: Option<String>,
         /// The dead-letter topic (default `<topic>.dlq`).
-        #[arg(long)]
+        #[arg(long, requires = "on_invalid")]
         dead_letter_topic: Option<String>,
         /// Remove the binding.
         #[arg(long, conflicts_with_all = ["value_subject", "key_subject", "mode", "on_invalid", "dead_letter_topic"])]

@@ -184,7 +184,7 @@ fn start(
     if let Checked::DeadLetter { to, invalid } = check_schemas(&s.broker, topic, records)? {
         // A Kafka client cannot be told which records went: the answer is
         // the batch's offsets, the dead-lettered ones gaps among them.
-        let diverted = deadletter::divert(&s.broker, topic, partition, checked, &to, &invalid)?;
+        let diverted = deadletter::divert(&s.broker, topic, &p, partition, checked, &to, &invalid)?;
         checked = diverted.kept.into_iter().map(|(b, _)| b).collect();
         dead_letters = diverted.sent.pending;
     }

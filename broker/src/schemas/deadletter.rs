@@ -122,9 +122,9 @@ pub(crate) fn write_now(
             chunk.push(i);
             if b.size_bytes() >= BATCH_BYTES || n + 1 == indexes.len() {
                 let built = std::mem::take(&mut b);
-                let batch = Batch::parse(built.build(0)).map_err(|e| {
-                    ApiError::internal(format!("building a dead-letter batch: {e}"))
-                })?;
+                // Checked as a producer's batch: timestamps far apart, say,
+                // are refused rather than stored with wrapped deltas.
+                let batch = crate::produce::parse_batch(built.build(0))?;
                 let info = append_now(broker, dlq, &partition, &batch)?;
                 for (j, &i) in chunk.iter().enumerate() {
                     positions[i] = (pid, info.base_offset + j as u64);
@@ -169,16 +169,18 @@ fn push(b: &mut BatchBuilder, source: &str, l: &Leaving<'_>, now: i64) {
     b.push(l.timestamp, l.key, l.value, &headers);
 }
 
-/// The dead-letter topic, created with `source`'s partition count and the
-/// broker's topic defaults if it does not exist. Creating it touches the
+/// The dead-letter topic, created with `source`'s partition count and
+/// settings if it does not exist. Creating it touches the
 /// disk: the worker thread is handed over to blocking work meanwhile.
 fn dlq_topic(broker: &Broker, source: &str, dlq: &str) -> ApiResult<Arc<Topic>> {
     if let Ok(t) = broker.topic(dlq) {
         return Ok(t);
     }
+    // The source's settings: a record that fit its batches fits here.
+    let from = broker.topic(source)?;
     let config = TopicConfig {
-        partitions: broker.topic(source)?.partition_count(),
-        partition: broker.config.topic_defaults.clone(),
+        partitions: from.partition_count(),
+        partition: from.config().partition.clone(),
     };
     let log = Arc::clone(broker.log()?);
     let create = || log.create_topic(dlq, config);
@@ -210,52 +212,68 @@ fn dlq_topic(broker: &Broker, source: &str, dlq: &str) -> ApiResult<Arc<Topic>> 
 
 /// A partition's batches after [`divert`].
 pub(crate) struct Diverted {
-    /// The batches to store, each with the positions left out of it.
+    /// The batches to store, each with the positions of its invalid
+    /// records (left out of it, unless it is a retry of a stored batch:
+    /// the append answers that as a duplicate, and its dead letters were
+    /// written the first time).
     pub kept: Vec<(Batch, BTreeSet<u32>)>,
     /// The dead letters written.
     pub sent: Sent,
 }
 
-/// Dead-letters the invalid records among `batches` (one partition's, as
-/// checked: `invalid` indexes count records across them from 0) and
-/// returns the batches to store instead, each without its invalid records
-/// (gaps kept: see `Batch::without`), with the positions left out of each.
+/// Dead-letters the invalid records among `batches` (bound for partition
+/// `p`, numbered `partition`, as checked: `invalid` indexes count records
+/// across them from 0) and returns the batches to store instead, each
+/// without its invalid records (gaps kept: see `Batch::without`), with the
+/// positions left out of each. A batch its producer's state refuses fails
+/// the whole before anything is written; one that is a retry of a stored
+/// batch writes no dead letters again.
 pub(crate) fn divert(
     broker: &Broker,
     topic: &str,
+    p: &Partition,
     partition: u32,
     batches: Vec<Batch>,
     dlq: &str,
     invalid: &[Invalid],
 ) -> ApiResult<Diverted> {
-    let wanted: BTreeSet<usize> = invalid.iter().map(|i| i.index).collect();
     let mut records = Vec::with_capacity(invalid.len());
+    let mut leaving_invalid = Vec::with_capacity(invalid.len());
     let mut first = 0usize;
     let mut out_positions = Vec::with_capacity(batches.len());
+    let mut duplicates = Vec::with_capacity(batches.len());
     for batch in &batches {
         let count = batch.header().record_count as usize;
-        let mut positions = BTreeSet::new();
-        for index in wanted.range(first..first + count) {
-            positions.insert((index - first) as u32);
-        }
-        for (i, r) in batch.records().enumerate() {
-            if positions.contains(&(i as u32)) {
-                let r = r.map_err(brook_storage::Error::from)?;
-                records.push(r);
+        let mine: Vec<&Invalid> = invalid
+            .iter()
+            .filter(|i| (first..first + count).contains(&i.index))
+            .collect();
+        let positions: BTreeSet<u32> = mine.iter().map(|i| (i.index - first) as u32).collect();
+        let duplicate = match positions.is_empty() {
+            true => false,
+            false => p.check_producer(batch)?.is_some(),
+        };
+        if !duplicate {
+            for (i, r) in batch.records().enumerate() {
+                if positions.contains(&(i as u32)) {
+                    records.push(r.map_err(brook_storage::Error::from)?);
+                }
             }
+            leaving_invalid.extend(mine);
         }
         first += count;
         out_positions.push(positions);
+        duplicates.push(duplicate);
     }
-    if records.len() != invalid.len() {
+    if records.len() != leaving_invalid.len() {
         return Err(ApiError::internal(format!(
             "{} invalid records named, {} found in the batches",
-            invalid.len(),
+            leaving_invalid.len(),
             records.len()
         )));
     }
-    // `invalid` is in request order, as the records were gathered.
-    let leaving: Vec<Leaving<'_>> = invalid
+    // Both in request order, as the records were gathered.
+    let leaving: Vec<Leaving<'_>> = leaving_invalid
         .iter()
         .zip(&records)
         .map(|(inv, r)| {
@@ -270,10 +288,16 @@ pub(crate) fn divert(
             )
         })
         .collect();
-    let sent = write_now(broker, topic, dlq, &leaving)?;
+    let sent = match leaving.is_empty() {
+        true => Sent {
+            positions: Vec::new(),
+            pending: Vec::new(),
+        },
+        false => write_now(broker, topic, dlq, &leaving)?,
+    };
     let mut kept = Vec::with_capacity(batches.len());
-    for (batch, positions) in batches.into_iter().zip(out_positions) {
-        let batch = match positions.is_empty() {
+    for ((batch, positions), duplicate) in batches.into_iter().zip(out_positions).zip(duplicates) {
+        let batch = match positions.is_empty() || duplicate {
             true => batch,
             false => batch
                 .without(&positions)

@@ -112,7 +112,7 @@ pub struct Registry {
     bindings: RwLock<Arc<Bindings>>,
     /// Whether any topic is bound: the produce path's first question.
     any_bound: AtomicBool,
-    /// Threads one request's `full` validation may use (0: one per core).
+    /// Threads one request's `full` validation may use (resolved: at least 1).
     validation_threads: AtomicUsize,
 }
 
@@ -129,7 +129,7 @@ impl Registry {
             parsed: Mutex::new(HashMap::new()),
             bindings: RwLock::new(Arc::new(Bindings::new())),
             any_bound: AtomicBool::new(false),
-            validation_threads: AtomicUsize::new(0),
+            validation_threads: AtomicUsize::new(1),
         };
         registry.recompile();
         Ok(registry)
@@ -225,6 +225,11 @@ impl Registry {
     /// (`brook serve --validation-threads`; 0, the default: one per core,
     /// at most 8).
     pub fn set_validation_threads(&self, threads: usize) {
+        // Worked out once: the core count reads cgroup files on Linux.
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         self.validation_threads.store(threads, Ordering::Relaxed);
     }
 
@@ -236,10 +241,7 @@ impl Registry {
         records: impl Iterator<Item = (usize, Option<bytes::Bytes>, Option<bytes::Bytes>)>,
         first_only: bool,
     ) -> Vec<Invalid> {
-        let threads = match self.validation_threads.load(Ordering::Relaxed) {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let threads = self.validation_threads.load(Ordering::Relaxed);
         let schema = |id| self.parsed(id).ok();
         validate::check(binding, records, &schema, first_only, threads)
     }

@@ -38,7 +38,11 @@ fn span(node: &Tape<'_>) -> usize {
 
 impl<'a> TapeNode<'a> {
     /// The document a tape holds (its first node), if its nesting stays
-    /// within [`MAX_DEPTH`] and its spans are whole.
+    /// within [`MAX_DEPTH`], its spans are whole and no object repeats a
+    /// key. The tape keeps every member of an object, where a
+    /// `serde_json::Value` kept the last of a repeated key; the validator
+    /// counts members (`required` with `additionalProperties: false`,
+    /// `maxProperties`), so a repeated key would let a missing one pass.
     pub fn root(tape: &'a [Tape<'a>]) -> Result<TapeNode<'a>, String> {
         // Where each open container ends, innermost last.
         let mut open: Vec<usize> = Vec::new();
@@ -51,6 +55,11 @@ impl<'a> TapeNode<'a> {
                 if open.len() > MAX_DEPTH {
                     return Err(format!("it nests deeper than {MAX_DEPTH} levels"));
                 }
+            }
+            if let Tape::Object { .. } = node
+                && let Some(object) = tape.get(at..at + span(node))
+            {
+                unique_keys(TapeObject(object))?;
             }
         }
         match tape.first() {
@@ -70,14 +79,25 @@ impl<'a> TapeNode<'a> {
     }
 }
 
+/// Refuses an object that names a key twice.
+fn unique_keys(object: TapeObject<'_>) -> Result<(), String> {
+    let mut keys: Vec<&str> = object.members().map(|(k, _)| k).collect();
+    keys.sort_unstable();
+    match keys.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(format!("an object names the key {:?} twice", w[0])),
+        None => Ok(()),
+    }
+}
+
 impl Json for TapeJson {
     type Node<'a> = TapeNode<'a>;
     type PreparedKey = Box<str>;
     type StringBuffer = ();
 
     /// An object's lookup is a walk of its members: one walk beats any
-    /// number of lookups.
-    const KEYS_PER_LOOKUP: usize = usize::MAX;
+    /// number of lookups. (The validator multiplies it by a small count:
+    /// not `usize::MAX`.)
+    const KEYS_PER_LOOKUP: usize = 1 << 20;
     const ACYCLIC: bool = true;
 
     fn prepare_key(key: &str) -> Box<str> {
@@ -403,6 +423,8 @@ mod tests {
             r#"{"id": "o-1", "n": 1, "name": "h\u00e9\u00e9x"}"#,
             r#"{"id": "o\"1", "n": 1}"#,
             r#"{"n": 1}"#,
+            r#"{"id": "o-1"}"#,
+            r#"{"id": "o-1", "n": 1, "name": "ab", "price": 1}"#,
             r#"[1, 2]"#,
             r#""o-1""#,
             r#"null"#,
@@ -421,6 +443,40 @@ mod tests {
             })
             .unwrap();
             assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_so_counts_cannot_be_fooled() {
+        // Every declared property required, no others: the validator
+        // decides by counting members.
+        let schema = json!({
+            "type": "object",
+            "properties": {"a": {}, "b": {}, "c": {}},
+            "required": ["a", "b", "c"],
+            "additionalProperties": false
+        });
+        let tape = jsonschema::options_for::<TapeJson>()
+            .build(&schema)
+            .unwrap();
+        let whole = r#"{"a": 1, "b": 2, "c": 3}"#;
+        assert_eq!(with_root(whole, |root| tape.is_valid(root)), Ok(true));
+        let missing = r#"{"a": 1, "b": 2}"#;
+        assert_eq!(with_root(missing, |root| tape.is_valid(root)), Ok(false));
+        // Three required names, other members allowed: the validator
+        // weighs lookups against a walk (KEYS_PER_LOOKUP times a count).
+        let open = jsonschema::options_for::<TapeJson>()
+            .build(&json!({"required": ["a", "b", "c"]}))
+            .unwrap();
+        let more = r#"{"a": 1, "b": 2, "c": 3, "d": 4}"#;
+        assert_eq!(with_root(more, |root| open.is_valid(root)), Ok(true));
+        assert_eq!(with_root(missing, |root| open.is_valid(root)), Ok(false));
+        for repeated in [
+            r#"{"a": 1, "a": 1, "b": 2}"#,
+            r#"{"x": [{"k": 1, "k": 2}]}"#,
+        ] {
+            let refused = with_root(repeated, |_| ()).unwrap_err();
+            assert!(refused.contains("twice"), "{refused}");
         }
     }
 

@@ -715,3 +715,35 @@ fn many_records_checked_by_several_threads_report_as_one_would() {
         "threads change nothing of the answer"
     );
 }
+
+#[test]
+fn a_reason_quoting_a_huge_value_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = open(dir.path());
+    let schema = json!({"type": "object", "properties": {"s": {"type": "integer"}}});
+    let id = r
+        .register("big-value", Kind::Json, &schema.to_string())
+        .unwrap()
+        .id;
+    r.bind(
+        "big",
+        &Binding {
+            value_subject: Some("big-value".into()),
+            mode: Mode::Full,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // The validator's message quotes the string: 100 KiB of "é".
+    let payload = format!(r#"{{"s": "{}"}}"#, "é".repeat(50_000));
+    let invalid = r
+        .validate("big", values(vec![framed(id, payload.as_bytes())]))
+        .unwrap_err();
+    assert!(
+        invalid.reason.len() <= 1024 + '…'.len_utf8(),
+        "{}",
+        invalid.reason.len()
+    );
+    assert!(invalid.reason.ends_with('…'));
+    assert_eq!(invalid.path, "/s");
+}

@@ -226,23 +226,28 @@ pub(crate) fn check(
     let mut shares = records.chunks(share);
     let first = shares.next().unwrap_or_default();
     let found: Vec<Vec<Invalid>> = std::thread::scope(|scope| {
-        let others: Vec<_> = shares
+        let check = move |part: &[ToCheck]| {
+            check_serially(binding, part.iter().cloned(), schema, first_only)
+        };
+        // A share whose thread cannot start (the system is out of threads)
+        // is checked on this one.
+        let others: Vec<Result<_, &[ToCheck]>> = shares
             .map(|part| {
-                scope.spawn(move || {
-                    check_serially(binding, part.iter().cloned(), schema, first_only)
-                })
+                std::thread::Builder::new()
+                    .name("brook-validate".into())
+                    .spawn_scoped(scope, move || check(part))
+                    .map_err(|_| part)
             })
             .collect();
-        let mut found = vec![check_serially(
-            binding,
-            first.iter().cloned(),
-            schema,
-            first_only,
-        )];
+        let mut found = vec![check(first)];
         // A panic goes on as it would have on this thread.
-        found.extend(others.into_iter().map(|t| match t.join() {
-            Ok(part) => part,
-            Err(panic) => std::panic::resume_unwind(panic),
+        found.extend(others.into_iter().map(|t| {
+            match t {
+                Ok(t) => t
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(part) => check(part),
+            }
         }));
         found
     });
@@ -292,8 +297,8 @@ fn check_serially(
                     field,
                     subject: subject.clone(),
                     schema_id,
-                    path,
-                    reason,
+                    path: capped(path),
+                    reason: capped(reason),
                 });
                 if first_only || invalid.len() > MAX_INVALID {
                     return invalid;
@@ -306,6 +311,24 @@ fn check_serially(
 }
 
 type Failure = (Option<u32>, String, String);
+
+/// Longest reason or path kept: the validator's messages quote the value
+/// that failed, which a payload makes as large as it likes, and they go
+/// into answers and dead letters' headers.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// `text` cut to [`MAX_REASON_BYTES`] at a character boundary, marked if cut.
+fn capped(mut text: String) -> String {
+    if text.len() > MAX_REASON_BYTES {
+        let mut at = MAX_REASON_BYTES;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
 
 /// One key or value (a null one passes: a tombstone carries no payload).
 fn check_one(

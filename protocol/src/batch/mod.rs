@@ -179,12 +179,12 @@ impl Batch {
         }
         for record in self.records() {
             let r = record?;
-            let headers: Vec<(&str, &[u8])> = r
-                .headers
-                .iter()
-                .map(|h| (h.key.as_str(), h.value.as_ref()))
-                .collect();
-            b.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers);
+            b.push(
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &r.header_pairs(),
+            );
         }
         Batch::parse(b.build(h.base_offset))
     }
@@ -218,12 +218,12 @@ impl Batch {
                 b.skip_offsets(1);
                 continue;
             }
-            let headers: Vec<(&str, &[u8])> = r
-                .headers
-                .iter()
-                .map(|h| (h.key.as_str(), h.value.as_ref()))
-                .collect();
-            b.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers);
+            b.push(
+                r.timestamp,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &r.header_pairs(),
+            );
         }
         b.skip_offsets(h.next_offset().wrapping_sub(next) as u32);
         Batch::parse(b.build(h.base_offset))

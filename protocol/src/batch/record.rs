@@ -52,6 +52,17 @@ pub struct Records {
     error: Option<DecodeError>,
 }
 
+impl Record {
+    /// The headers as (key, value) pairs, as [`super::BatchBuilder::push`]
+    /// takes them.
+    pub fn header_pairs(&self) -> Vec<(&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_ref()))
+            .collect()
+    }
+}
+
 impl Records {
     pub(super) fn new(header: &BatchHeader, body: Bytes) -> Records {
         Records {
@@ -139,6 +150,14 @@ impl Records {
             value: value.map(|v| self.buf.slice(v)),
             headers,
         })
+    }
+}
+
+impl Records {
+    /// Whether every record has been read (or reading failed): the last
+    /// record read was the batch's last.
+    pub fn is_done(&self) -> bool {
+        self.failed || self.index >= self.count
     }
 }
 

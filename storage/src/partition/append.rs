@@ -36,6 +36,20 @@ impl Shared {
         Ok(u64::from(h.last_offset_delta) + 1)
     }
 
+    /// See [`super::Partition::check_producer`].
+    pub(super) fn check_producer(&self, batch: &Batch) -> Result<Option<AppendInfo>> {
+        let app = lock(&self.appender);
+        Ok(match app.producers.check(batch.header())? {
+            Verdict::Duplicate(stored) => Some(AppendInfo {
+                base_offset: stored.base_offset,
+                last_offset: stored.last_offset,
+                log_end_offset: app.active.next_offset(),
+                duplicate: true,
+            }),
+            Verdict::Append => None,
+        })
+    }
+
     /// The leader's append: producer check, then the next offsets.
     pub(super) fn append(self: &Arc<Self>, batch: &Batch) -> Result<AppendInfo> {
         let count = self.check_batch(batch)?;

@@ -252,6 +252,17 @@ impl Partition {
         self.shared.append(batch)
     }
 
+    /// What an append of `batch` would say about its producer, without
+    /// appending: `Some` for a retry of a stored batch (where it is,
+    /// `duplicate` set), `None` for a batch to append, or the refusal
+    /// (a sequence gap, a stale epoch, an unknown producer). The append
+    /// checks again: this is for work that must come before it (writing a
+    /// batch's invalid records elsewhere) and must not be done for a
+    /// duplicate or a refused batch.
+    pub fn check_producer(&self, batch: &Batch) -> Result<Option<AppendInfo>> {
+        self.shared.check_producer(batch)
+    }
+
     /// Blocks until every offset below `offset` is on disk, flushing if
     /// needed. Concurrent callers share one flush (group commit): whoever
     /// finds no flush running starts one that covers everything written so
