@@ -932,7 +932,7 @@ async fn invalid_records_go_to_the_dead_letter_topic_on_every_produce_path() {
     let mut stored = Vec::new();
     for (i, d) in deliveries.into_iter().enumerate() {
         match (i % 2, d.await) {
-            (0, Ok(m)) => stored.push(m.offset),
+            (0, Ok(m)) => stored.push((i, m.partition, m.offset)),
             (
                 1,
                 Err(brook_client::Error::DeadLettered {
@@ -946,7 +946,18 @@ async fn invalid_records_go_to_the_dead_letter_topic_on_every_produce_path() {
             (_, other) => panic!("record {i}: {other:?}"),
         }
     }
-    assert!(stored.windows(2).all(|w| w[1] > w[0]), "{stored:?}");
+    // Each delivery names where its own record is.
+    for &(i, partition, offset) in &stored {
+        let record = fetch_batches(&b, "orders", partition, offset)
+            .await
+            .iter()
+            .flat_map(|batch| batch.records().map(|r| r.unwrap()))
+            .find(|r| r.offset == offset)
+            .expect("a record at the delivery's offset");
+        let total: Value = serde_json::from_slice(&record.value.unwrap()[5..]).unwrap();
+        assert_eq!(total["total"], i, "record {i} at {partition}/{offset}");
+    }
+    assert!(stored.windows(2).all(|w| w[1].2 > w[0].2), "{stored:?}");
     // A batch with no valid record at all, then the sequence goes on; and
     // the partition ends with one more such batch (a gap at its end).
     let alone = send(b"plain".to_vec()).await.unwrap().await;
@@ -959,7 +970,7 @@ async fn invalid_records_go_to_the_dead_letter_topic_on_every_produce_path() {
         .unwrap()
         .await
         .unwrap();
-    assert!(after.offset > *stored.last().unwrap() + 1, "{after:?}");
+    assert!(after.offset > stored.last().unwrap().2 + 1, "{after:?}");
     let last = send(b"plain too".to_vec()).await.unwrap().await;
     assert!(
         matches!(last, Err(brook_client::Error::DeadLettered { .. })),

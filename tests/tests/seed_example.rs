@@ -104,4 +104,18 @@ async fn the_order_service_example_passes_its_checks_on_a_broker_with_data() {
             .contains("does not start with a schema id"),
         "{refused}"
     );
+    // A framed event the schema refuses (a type it does not know) too.
+    let id = client.admin().schema_version(demo[0], 1).await.unwrap().id;
+    let mut forged = vec![0u8];
+    forged.extend_from_slice(&id.to_be_bytes());
+    forged.extend_from_slice(
+        br#"{"type":"OrderShipped","aggregate_id":"order-1","payload":{},"occurred_at":1}"#,
+    );
+    let refused = producer
+        .send(topic, Some("order-0001"), forged)
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("at /type"), "{refused}");
 }
