@@ -81,10 +81,23 @@ impl<'a> TapeNode<'a> {
 
 /// Refuses an object that names a key twice.
 fn unique_keys(object: TapeObject<'_>) -> Result<(), String> {
+    let twice = |k: &str| Err(format!("an object names the key {k:?} twice"));
+    // Most objects are small: compared in place, nothing allocated.
+    const SMALL: usize = 16;
+    if object.len() <= SMALL {
+        let mut seen = [""; SMALL];
+        for (i, (k, _)) in object.members().enumerate().take(SMALL) {
+            if seen[..i].contains(&k) {
+                return twice(k);
+            }
+            seen[i] = k;
+        }
+        return Ok(());
+    }
     let mut keys: Vec<&str> = object.members().map(|(k, _)| k).collect();
     keys.sort_unstable();
     match keys.windows(2).find(|w| w[0] == w[1]) {
-        Some(w) => Err(format!("an object names the key {:?} twice", w[0])),
+        Some(w) => twice(w[0]),
         None => Ok(()),
     }
 }
@@ -471,7 +484,12 @@ mod tests {
         let more = r#"{"a": 1, "b": 2, "c": 3, "d": 4}"#;
         assert_eq!(with_root(more, |root| open.is_valid(root)), Ok(true));
         assert_eq!(with_root(missing, |root| open.is_valid(root)), Ok(false));
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\": {i}")).collect();
+        let large = format!("{{{}, \"k7\": 0}}", many.join(", "));
+        let large_ok = format!("{{{}}}", many.join(", "));
+        assert!(with_root(&large_ok, |_| ()).is_ok());
         for repeated in [
+            large.as_str(),
             r#"{"a": 1, "a": 1, "b": 2}"#,
             r#"{"x": [{"k": 1, "k": 2}]}"#,
         ] {
