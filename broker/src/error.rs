@@ -230,6 +230,18 @@ pub async fn on_blocking_thread<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// Runs `f` on this thread, handed over to blocking work first when it is
+/// a worker of a multi-thread runtime (its other tasks move to other
+/// workers): for CPU-heavy or disk-touching work a request cannot hand off.
+pub fn in_place_blocking<T>(f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    match multi_thread {
+        true => tokio::task::block_in_place(f),
+        false => f(),
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.reason.as_str(), self.message)

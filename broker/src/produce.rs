@@ -133,12 +133,10 @@ pub(crate) fn check_schemas(
     let Some(binding) = registry.bound(topic) else {
         return Ok(Checked::Valid);
     };
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     let first_only = binding.dead_letter_topic.is_none();
     let run = || registry.validate_with(&binding, records, first_only);
-    let mut invalid = match binding.mode == crate::schemas::Mode::Full && multi_thread {
-        true => tokio::task::block_in_place(run),
+    let mut invalid = match binding.mode == crate::schemas::Mode::Full {
+        true => crate::error::in_place_blocking(run),
         false => run(),
     };
     if invalid.is_empty() {

@@ -183,13 +183,7 @@ fn dlq_topic(broker: &Broker, source: &str, dlq: &str) -> ApiResult<Arc<Topic>> 
         partition: from.config().partition.clone(),
     };
     let log = Arc::clone(broker.log()?);
-    let create = || log.create_topic(dlq, config);
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    let created = match multi_thread {
-        true => tokio::task::block_in_place(create),
-        false => create(),
-    };
+    let created = crate::error::in_place_blocking(|| log.create_topic(dlq, config));
     match created {
         Ok(t) => {
             tracing::info!(
