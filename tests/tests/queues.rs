@@ -629,6 +629,159 @@ async fn redrive_twice_moves_each_dead_letter_once() {
     assert_eq!(again.records.len(), 5);
 }
 
+/// Redrive back into the group alone: the source records are delivered
+/// to that group again, nothing is appended to the topic, another group
+/// sees nothing; it survives `kill -9`, and running it twice moves once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redrive_to_the_group_delivers_again_to_that_group_alone_once_even_across_a_crash() {
+    let (_dir, mut b, c) = broker_with_topic("orders", 2).await;
+    publish(&c, "orders", plain(12, 12)).await;
+    create_queue(&c, "inventory", "orders", Default::default()).await;
+    create_queue(&c, "billing", "orders", Default::default()).await;
+    let mut q = queues(b.channel().await);
+    let all = |r: &v1::FetchQueueResponse| -> Vec<(u32, u64, bytes::Bytes)> {
+        r.records
+            .iter()
+            .map(|x| {
+                let rec = x.record.as_ref().unwrap();
+                (
+                    x.partition,
+                    rec.offset,
+                    rec.value.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let acks = |records: &[(u32, u64, bytes::Bytes)], outcome| {
+        records
+            .iter()
+            .map(|(p, o, _)| ack(*p, *o, outcome, "out of stock"))
+            .collect::<Vec<_>>()
+    };
+    let billing = all(&fetch(&mut q, "billing", "b", 100, 1_000).await);
+    assert_eq!(billing.len(), 12);
+    settle(&mut q, "billing", "b", acks(&billing, v1::AckOutcome::Ack)).await;
+    let delivered = all(&fetch(&mut q, "inventory", "w", 100, 1_000).await);
+    assert_eq!(delivered.len(), 12);
+    // The first record of each partition fails for good; the rest are done.
+    let mut poison: Vec<(u32, u64, bytes::Bytes)> = Vec::new();
+    for p in 0..2 {
+        let first = delivered.iter().filter(|r| r.0 == p).min_by_key(|r| r.1);
+        poison.push(first.expect("records in both partitions").clone());
+    }
+    let fine: Vec<_> = delivered
+        .iter()
+        .filter(|r| !poison.contains(r))
+        .cloned()
+        .collect();
+    let r = settle(
+        &mut q,
+        "inventory",
+        "w",
+        acks(&poison, v1::AckOutcome::Reject),
+    )
+    .await;
+    assert_eq!(r.dead_lettered, 2);
+    settle(&mut q, "inventory", "w", acks(&fine, v1::AckOutcome::Ack)).await;
+    let d = c.admin().describe_queue("inventory").await.unwrap();
+    assert!(
+        d.partitions
+            .iter()
+            .all(|p| p.acked_up_to == p.log_end_offset)
+    );
+    // A dead letter naming another group's record cannot go back into this one.
+    let forged = (
+        "k".to_string(),
+        "forged".to_string(),
+        vec![
+            ("brook-dlq-topic".to_string(), "orders".to_string()),
+            ("brook-dlq-partition".to_string(), "0".to_string()),
+            ("brook-dlq-offset".to_string(), "0".to_string()),
+            ("brook-dlq-group".to_string(), "someone-else".to_string()),
+        ],
+    );
+    publish(&c, "orders.inventory.dlq", vec![forged]).await;
+    let ends = |d: &v1::TopicDescription| -> Vec<u64> {
+        d.partitions.iter().map(|p| p.log_end_offset).collect()
+    };
+    let topic_before = ends(&c.admin().describe_topic("orders").await.unwrap());
+
+    let redrive = v1::RedriveRequest {
+        group: "inventory".into(),
+        to_group: true,
+        ..Default::default()
+    };
+    let mixed = c
+        .admin()
+        .redrive(v1::RedriveRequest {
+            target_topic: "orders".into(),
+            ..redrive.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(mixed.reason(), Some("INVALID_REQUEST"), "{mixed}");
+    let dry = c
+        .admin()
+        .redrive(v1::RedriveRequest {
+            dry_run: true,
+            ..redrive.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (dry.redriven, dry.already_redriven, dry.unavailable),
+        (2, 0, 1)
+    );
+    let first = c.admin().redrive(redrive.clone()).await.unwrap();
+    assert_eq!(
+        (first.redriven, first.already_redriven, first.unavailable),
+        (2, 0, 1)
+    );
+    assert_eq!(
+        ends(&c.admin().describe_topic("orders").await.unwrap()),
+        topic_before,
+        "nothing was appended to the topic"
+    );
+    let d = c.admin().describe_queue("inventory").await.unwrap();
+    let unsettled: u64 = d.partitions.iter().map(|p| p.unsettled).sum();
+    assert_eq!((unsettled, d.dlq_depth), (2, 1), "the forged one stays");
+    let nothing = fetch(&mut q, "billing", "b", 100, 300).await;
+    assert!(nothing.records.is_empty(), "another group sees nothing");
+
+    // The state holds it: after kill -9, the group delivers them again.
+    b.kill9_in_place();
+    b.restart().await;
+    let mut q = queues(b.channel().await);
+    let again = fetch(&mut q, "inventory", "w2", 100, 2_000).await;
+    let mut got = all(&again);
+    got.sort();
+    let mut want = poison.clone();
+    want.sort();
+    assert_eq!(got, want, "the rejected records, as they were published");
+    assert!(again.records.iter().all(|x| x.delivery_count == 1));
+    let twice = c.admin().redrive(redrive.clone()).await;
+    // The client connected before the restart reconnects.
+    let twice = match twice {
+        Ok(r) => r,
+        Err(_) => client(&b).await.admin().redrive(redrive).await.unwrap(),
+    };
+    assert_eq!(
+        (twice.redriven, twice.already_redriven, twice.unavailable),
+        (0, 2, 1)
+    );
+    settle(&mut q, "inventory", "w2", acks(&got, v1::AckOutcome::Ack)).await;
+    let d = client(&b)
+        .await
+        .admin()
+        .describe_queue("inventory")
+        .await
+        .unwrap();
+    let unsettled: u64 = d.partitions.iter().map(|p| p.unsettled).sum();
+    assert_eq!((unsettled, d.in_flight, d.lag), (0, 0, 0));
+    let nothing = fetch(&mut q, "inventory", "w2", 100, 300).await;
+    assert!(nothing.records.is_empty(), "acked once more, done");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_name_what_was_wrong() {
     let (_dir, b, c) = broker_with_topic("orders", 1).await;
@@ -880,6 +1033,13 @@ async fn the_cli_consumes_rejects_shows_and_redrives() {
         shown.matches("after 1 deliveries: malformed").count(),
         3,
         "{shown}"
+    );
+    let counted = brook(&["dlq", "redrive", "inventory", "--to-group", "--dry-run"]);
+    assert!(
+        counted.contains(
+            "would redrive 3 records of inventory's dead-letter topic back into the group"
+        ),
+        "{counted}"
     );
     let moved = brook(&["dlq", "redrive", "inventory"]);
     assert!(moved.contains("redrove 3 records"), "{moved}");

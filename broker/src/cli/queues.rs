@@ -155,6 +155,7 @@ Examples:
   brook dlq list
   brook dlq show inventory --max 5
   brook dlq redrive inventory --dry-run
+  brook dlq redrive inventory --to-group
   brook dlq redrive inventory --from-offset 100 --to-offset 199")]
 pub(crate) struct DlqArgs {
     #[command(flatten)]
@@ -178,7 +179,8 @@ pub(crate) enum DlqCmd {
         #[arg(long, default_value_t = 100)]
         max: u64,
     },
-    /// Copy dead-lettered records back to the source topic (or --to-topic); never twice.
+    /// Copy dead-lettered records back to the source topic (or --to-topic), or
+    /// give them back to the group alone (--to-group); never twice.
     Redrive {
         /// Queue group.
         group: String,
@@ -198,8 +200,13 @@ pub(crate) enum DlqCmd {
         #[arg(long)]
         to_time: Option<i64>,
         /// Copy to this topic instead of the source topic.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "to_group")]
         to_topic: Option<String>,
+        /// Back into this queue group alone: its source records are delivered
+        /// to the group again (delivery count from 0), nothing is copied, other
+        /// groups of the topic see nothing.
+        #[arg(long)]
+        to_group: bool,
         /// At most this many.
         #[arg(long, default_value_t = 0)]
         limit: u64,
@@ -458,6 +465,7 @@ pub(crate) async fn run_dlq(args: DlqArgs) -> anyhow::Result<()> {
             from_time,
             to_time,
             to_topic,
+            to_group,
             limit,
             dry_run,
         } => {
@@ -472,19 +480,27 @@ pub(crate) async fn run_dlq(args: DlqArgs) -> anyhow::Result<()> {
                     target_topic: to_topic.unwrap_or_default(),
                     dry_run,
                     limit,
+                    to_group,
                 })
                 .await?;
             if json {
                 println!(
                     "{}",
-                    json!({"redriven": r.redriven, "already_redriven": r.already_redriven, "dry_run": dry_run})
+                    json!({"redriven": r.redriven, "already_redriven": r.already_redriven, "unavailable": r.unavailable, "dry_run": dry_run})
                 );
             } else {
                 let verb = if dry_run { "would redrive" } else { "redrove" };
+                let to = if to_group { " back into the group" } else { "" };
                 println!(
-                    "{verb} {} records of {group}'s dead-letter topic ({} in the range were redriven before)",
+                    "{verb} {} records of {group}'s dead-letter topic{to} ({} in the range were redriven before)",
                     r.redriven, r.already_redriven
                 );
+                if r.unavailable > 0 {
+                    println!(
+                        "{} records could not go back into the group: their source records are no longer in the topic; redrive them without --to-group to copy them",
+                        r.unavailable
+                    );
+                }
             }
         }
     }

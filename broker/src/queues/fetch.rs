@@ -3,6 +3,7 @@
 //! the lease written to the queues log, and a fetch with nothing to deliver
 //! waits for new records, a release, a backoff's end or its deadline.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,12 @@ const FILL_BYTES: usize = 1 << 20;
 /// Room for this many records (or a quarter of the window) before the log
 /// is read into it again.
 const FILL_MIN_RECORDS: usize = 1_000;
+
+/// Records redriven back into a group read from the log at a time.
+const LOAD_REOPENED: usize = 1_000;
+
+/// Bytes read at each redriven record (the read returns its whole batch).
+const READ_REOPENED: usize = 64 << 10;
 
 /// Records leased by one fetch.
 #[derive(Debug, Default)]
@@ -269,6 +276,7 @@ impl Queues {
             self.skip_removed(group, rt, id, p)?;
             (from, room, _, _) = look()?;
         }
+        self.load_reopened(group, rt, id, p).await?;
         // Reads wait for room for a good part of the window (or for a
         // producer's batch): a read checks the CRC of every batch it
         // returns, and a batch read again for a few records more each time
@@ -313,6 +321,81 @@ impl Queues {
                 s.fetched_to(end);
             }
         });
+        Ok(())
+    }
+
+    /// Reads the records redriven back into the group that lie where the
+    /// window has read already (below it, mostly below the acked-up-to
+    /// point); those retention removed meanwhile are lost to the group,
+    /// counted and logged as [`Queues::skip_removed`] does.
+    async fn load_reopened(
+        &self,
+        group: &str,
+        rt: &Runtime,
+        id: u32,
+        p: &Partition,
+    ) -> ApiResult<()> {
+        let wanted = self.store.with(|m| {
+            m.groups
+                .get_mut(group)
+                .map(|g| g.share(id).unread_below(LOAD_REOPENED))
+                .unwrap_or_default()
+        });
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        let mut gone = Vec::new();
+        let mut i = 0;
+        while i < wanted.len() {
+            let at = wanted[i];
+            let reader = p.clone();
+            let read = on_blocking_thread(move || match reader.read(at, READ_REOPENED) {
+                Ok(read) => Ok(Some(read)),
+                Err(brook_storage::Error::OffsetOutOfRange { .. }) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .await?;
+            // Every wanted offset below `end` is now found or not in the log.
+            let mut end = at + 1;
+            let mut hits = HashSet::new();
+            for batch in read.map(|r| batches(r.batches)).into_iter().flatten() {
+                let batch = batch.map_err(corrupt)?;
+                end = end.max(batch.last_offset().saturating_add(1));
+                for r in batch.records() {
+                    let r = r.map_err(corrupt)?;
+                    if wanted[i..].binary_search(&r.offset).is_ok() && hits.insert(r.offset) {
+                        found.push(r);
+                    }
+                }
+            }
+            while i < wanted.len() && wanted[i] < end {
+                if !hits.contains(&wanted[i]) {
+                    gone.push(wanted[i]);
+                }
+                i += 1;
+            }
+        }
+        self.store.with(|m| {
+            if let Some(s) = m.groups.get_mut(group).map(|g| g.share(id)) {
+                for r in found {
+                    s.load(r);
+                }
+                for &o in &gone {
+                    s.lose(o);
+                }
+                s.unread = !s.unread_below(1).is_empty();
+            }
+        });
+        if !gone.is_empty() {
+            bump(&rt.lost, gone.len() as u64);
+            tracing::warn!(
+                group,
+                partition = id,
+                lost = gone.len(),
+                "records redriven back into the queue group are no longer in the log (retention removed them): they will not be delivered"
+            );
+        }
         Ok(())
     }
 

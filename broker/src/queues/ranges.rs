@@ -55,6 +55,29 @@ impl RangeSet {
         }
     }
 
+    /// Removes `first..end`.
+    pub fn remove(&mut self, first: u64, end: u64) {
+        if first >= end {
+            return;
+        }
+        let cut: Vec<(u64, u64)> = self
+            .ranges
+            .range(..end)
+            .rev()
+            .take_while(|(_, e)| **e > first)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in cut {
+            self.ranges.remove(&s);
+            if s < first {
+                self.ranges.insert(s, first);
+            }
+            if e > end {
+                self.ranges.insert(end, e);
+            }
+        }
+    }
+
     /// If the first range starts at `at`, removes it and returns its end.
     pub fn take_run_at(&mut self, at: u64) -> Option<u64> {
         let (&s, &e) = self.ranges.iter().next()?;
@@ -97,7 +120,7 @@ mod tests {
 
     use super::*;
 
-    /// Random inserts and cuts against a plain set of offsets.
+    /// Random inserts, removals and cuts against a plain set of offsets.
     #[test]
     fn behaves_as_a_set_of_offsets() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -124,6 +147,12 @@ mod tests {
                         } else {
                             assert!(!model.contains(&at) || model.is_empty());
                         }
+                    }
+                    2 => {
+                        let first = next(100);
+                        let end = first + next(12);
+                        set.remove(first, end);
+                        model.retain(|&o| !(first..end).contains(&o));
                     }
                     _ => {
                         let first = next(100);

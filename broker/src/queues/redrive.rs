@@ -3,14 +3,22 @@
 //! that running it again copies nothing twice. Copy first, mark second: a
 //! crash between them copies those records again on the next run (at least
 //! once, never lost).
+//!
+//! Or back into the group alone (`to_group`): nothing is copied, the
+//! source records are unsettled again in the group's state and the dead
+//! letters marked, one frame per source partition, so each frame does both
+//! or neither.
+
+use std::collections::BTreeMap;
 
 use brook_protocol::batch::{Record, batches};
 use brook_protocol::partitioner::partition_for_key;
+use brook_storage::Topic;
 
 use super::deadletter::headers;
 use super::outbox::Outbox;
 use super::share::spans;
-use super::store::{Entry, Op, RedrivenEntry, span_entries};
+use super::store::{Entry, Op, RedrivenEntry, ReopenEntry, span_entries};
 use super::{Queues, corrupt, update_error};
 use crate::error::{ApiError, ApiResult, on_blocking_thread};
 use crate::state::Broker;
@@ -34,6 +42,19 @@ pub struct RedriveSpec {
     pub dry_run: bool,
     /// At most this many (0: all).
     pub limit: u64,
+    /// Back into the group alone: the source records delivered again.
+    pub to_group: bool,
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Redriven {
+    /// Records redriven (or, with `dry_run`, that would be).
+    pub moved: u64,
+    /// Records in the range redriven before.
+    pub already: u64,
+    /// `to_group`: records whose source record is gone or not the group's.
+    pub unavailable: u64,
 }
 
 /// The header a redriven record carries: `<dlq topic>/<partition>/<offset>`.
@@ -50,25 +71,30 @@ fn header<'a>(r: &'a Record, key: &str) -> Option<&'a str> {
 }
 
 impl Queues {
-    /// Redrives the records `spec` picks from `group`'s dead-letter topic:
-    /// returns how many were copied and how many in the range had been
-    /// redriven before.
+    /// Redrives the records `spec` picks from `group`'s dead-letter topic.
     pub async fn redrive(
         self: &std::sync::Arc<Self>,
         broker: &Broker,
         group: &str,
         spec: &RedriveSpec,
-    ) -> ApiResult<(u64, u64)> {
+    ) -> ApiResult<Redriven> {
+        if spec.to_group && !spec.target_topic.is_empty() {
+            return Err(ApiError::invalid(
+                "to_group and target_topic exclude each other: a redrive goes back into the group or into a topic",
+            )
+            .with("target_topic", spec.target_topic.as_str()));
+        }
         let info = self.info(group)?;
         let rt = self.runtime(group);
         let _one_at_a_time = rt.redrive.lock().await;
         let Ok(dlq) = broker.topic(&info.settings.dlq_topic) else {
-            return Ok((0, 0));
+            return Ok(Redriven::default());
         };
         if !spec.target_topic.is_empty() {
             broker.topic(&spec.target_topic)?;
         }
-        let (mut moved, mut already) = (0u64, 0u64);
+        let (mut moved, mut already, mut unavailable) = (0u64, 0u64, 0u64);
+        let source = broker.topic(&info.topic)?;
         for (id, p) in dlq.partitions() {
             if spec.dlq_partition.is_some_and(|want| want != id) {
                 continue;
@@ -120,6 +146,15 @@ impl Queues {
                     break;
                 }
                 at = next;
+                if spec.to_group {
+                    let (sources, rest) = source_records(&picked, &info.topic, group, &source);
+                    unavailable += rest;
+                    moved += sources.values().map(|(_, d)| d.len() as u64).sum::<u64>();
+                    if !spec.dry_run {
+                        self.reopen(group, id, sources).await?;
+                    }
+                    continue;
+                }
                 if picked.is_empty() {
                     continue;
                 }
@@ -153,9 +188,55 @@ impl Queues {
             }
         }
         if moved > 0 && !spec.dry_run {
-            tracing::info!(group, moved, "redrove dead-lettered records");
+            tracing::info!(
+                group,
+                moved,
+                to_group = spec.to_group,
+                "redrove dead-lettered records"
+            );
         }
-        Ok((moved, already))
+        Ok(Redriven {
+            moved,
+            already,
+            unavailable,
+        })
+    }
+
+    /// Unsettles `sources` (per source partition: its offsets and the dead
+    /// letters they come from, of dead-letter partition `dlq_partition`) in
+    /// the group, durably before the answer.
+    async fn reopen(
+        self: &std::sync::Arc<Self>,
+        group: &str,
+        dlq_partition: u32,
+        sources: Sources,
+    ) -> ApiResult<()> {
+        if sources.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<Entry> = sources
+            .into_iter()
+            .map(|(partition, (mut offsets, dlq_offsets))| {
+                offsets.sort_unstable();
+                offsets.dedup();
+                Entry {
+                    group: group.to_string(),
+                    op: Some(Op::Reopen(ReopenEntry {
+                        partition,
+                        spans: span_entries(&spans(&offsets)),
+                        dlq_partition,
+                        dlq_spans: span_entries(&spans(&dlq_offsets)),
+                    })),
+                }
+            })
+            .collect();
+        let (_, at_log) = self
+            .store
+            .update(|_| Ok::<_, ApiError>((entries, ())))
+            .map_err(update_error)?;
+        self.sync(Some(at_log)).await?;
+        self.runtime(group).notify.notify_waiters();
+        Ok(())
     }
 
     /// Appends copies of dead-lettered `records` to the group's topic (into
@@ -209,6 +290,44 @@ impl Queues {
         }
         outbox.send(broker).await
     }
+}
+
+/// Per source partition: source offsets, and the dead letters' offsets.
+type Sources = BTreeMap<u32, (Vec<u64>, Vec<u64>)>;
+
+/// The source records of dead letters, per source partition: their
+/// offsets and the dead letters' offsets; and how many dead letters name no
+/// record the group can be given again (another topic or group, a partition
+/// or offset the topic does not have, or no longer has).
+fn source_records(
+    dead_letters: &[Record],
+    topic: &str,
+    group: &str,
+    source: &Topic,
+) -> (Sources, u64) {
+    let mut out = Sources::new();
+    let mut unavailable = 0;
+    for r in dead_letters {
+        let partition = header(r, headers::PARTITION).and_then(|p| p.parse::<u32>().ok());
+        let offset = header(r, headers::OFFSET).and_then(|o| o.parse::<u64>().ok());
+        let ours =
+            header(r, headers::TOPIC) == Some(topic) && header(r, headers::GROUP) == Some(group);
+        let in_log = match (partition, offset) {
+            (Some(p), Some(o)) => source
+                .partition(p)
+                .is_ok_and(|part| o >= part.log_start_offset() && o < part.high_watermark()),
+            _ => false,
+        };
+        match (partition, offset) {
+            (Some(p), Some(o)) if ours && in_log => {
+                let e = out.entry(p).or_default();
+                e.0.push(o);
+                e.1.push(r.offset);
+            }
+            _ => unavailable += 1,
+        }
+    }
+    (out, unavailable)
 }
 
 fn dlq_name(topic: &str, partition: u32) -> String {

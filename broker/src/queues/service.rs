@@ -5,7 +5,8 @@
 //! and extend need READ on the group and on its topic; create needs READ
 //! on both too (as a fetch creates one); alter needs ALTER on the group,
 //! delete DELETE, describe and list DESCRIBE; redrive needs ALTER on the
-//! group and WRITE on the topics it writes.
+//! group, READ on its dead-letter topic and WRITE on the topic it writes
+//! (none back into the group alone).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -413,8 +414,11 @@ impl queues_server::Queues for QueuesService {
         } else {
             &r.target_topic
         };
-        self.broker
-            .authorize_topic(&req, Operation::Write, target)?;
+        // Back into the group alone writes to no topic.
+        if !r.to_group {
+            self.broker
+                .authorize_topic(&req, Operation::Write, target)?;
+        }
         self.broker
             .authorize_topic(&req, Operation::Read, &info.settings.dlq_topic)?;
         let spec = RedriveSpec {
@@ -426,6 +430,7 @@ impl queues_server::Queues for QueuesService {
             target_topic: r.target_topic.clone(),
             dry_run: r.dry_run,
             limit: r.limit,
+            to_group: r.to_group,
         };
         // In a task of its own, as an acknowledgement: copy and mark go together.
         let (q, broker, group) = (
@@ -433,13 +438,13 @@ impl queues_server::Queues for QueuesService {
             Arc::clone(&self.broker),
             r.group.clone(),
         );
-        let (redriven, already_redriven) =
-            tokio::spawn(async move { q.redrive(&broker, &group, &spec).await })
-                .await
-                .map_err(|e| ApiError::internal(format!("redrive task failed: {e}")))??;
+        let done = tokio::spawn(async move { q.redrive(&broker, &group, &spec).await })
+            .await
+            .map_err(|e| ApiError::internal(format!("redrive task failed: {e}")))??;
         Ok(Response::new(v1::RedriveResponse {
-            redriven,
-            already_redriven,
+            redriven: done.moved,
+            already_redriven: done.already,
+            unavailable: done.unavailable,
         }))
     }
 }

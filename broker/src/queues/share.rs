@@ -4,9 +4,15 @@
 //! dead-letter topic — with its delivery count and failure history.
 //!
 //! Only what the state log holds is durable: the acked-up-to point, the
-//! settled ranges and the records delivered at least once. Which records
-//! were read from the log (and their keys, not-before times and bytes) is
-//! rebuilt after a restart by reading the window again.
+//! settled ranges, the records delivered at least once and those redriven
+//! back into the group. Which records were read from the log (and their
+//! keys, not-before times and bytes) is rebuilt after a restart by reading
+//! the window again.
+//!
+//! A record redriven back into the group (`reopen`) is tracked again where
+//! it is, even below the acked-up-to point: the point does not move back
+//! (that would deliver again every record between), the record is simply
+//! one more tracked record, delivered before the window's.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -135,8 +141,9 @@ pub struct Share {
     pub start: u64,
     /// Settled offsets above `start`.
     pub done: RangeSet,
-    /// Tracked records: every unsettled one in `start..fetched_end`, and
-    /// those past it that the state log names (delivered before a restart).
+    /// Tracked records: every unsettled one in `start..fetched_end`, those
+    /// past it that the state log names (delivered before a restart), and
+    /// those below `start` redriven back into the group.
     pub slots: BTreeMap<u64, Slot>,
     /// Records below it were read from the log into `slots` (not durable).
     pub fetched_end: u64,
@@ -144,6 +151,9 @@ pub struct Share {
     /// deliverable records starts (not durable), so that a window full of
     /// records in flight is not walked on every fetch.
     scan_from: u64,
+    /// Records were reopened below `fetched_end` and may still lack their
+    /// bytes (not durable): a fill looks for them only then.
+    pub unread: bool,
 }
 
 /// Inclusive spans of offsets, from offsets in ascending order.
@@ -166,6 +176,14 @@ impl Share {
             fetched_end: start,
             ..Share::default()
         }
+    }
+
+    /// The lowest tracked offset: `start`, or a redriven record below it.
+    fn floor(&self) -> u64 {
+        self.slots
+            .keys()
+            .next()
+            .map_or(self.start, |&o| o.min(self.start))
     }
 
     /// Records that may still be read into the window. Records known only
@@ -235,12 +253,26 @@ impl Share {
     ) -> Vec<u64> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        let mut blocked: HashSet<u64> = HashSet::new();
-        // Key-ordered mode must see the records in flight: they hold their keys.
-        let from = if key_ordered {
-            self.start
+        let floor = self.floor();
+        // Key-ordered mode must see the records in flight: they hold their
+        // keys. A record redriven back below `start` comes first in offset
+        // order, so a later record of its key in flight must block it too.
+        let mut blocked: HashSet<u64> = if key_ordered && floor < self.start {
+            self.slots
+                .values()
+                .filter(|s| !matches!(s.state, SlotState::Available { .. }))
+                .filter_map(|s| match s.key {
+                    Key::Hash(h) => Some(h),
+                    _ => None,
+                })
+                .collect()
         } else {
-            self.scan_from.max(self.start)
+            HashSet::new()
+        };
+        let from = if key_ordered {
+            floor
+        } else {
+            self.scan_from.max(floor)
         };
         for (&o, slot) in self.slots.range(from..self.fetched_end.max(from)) {
             if out.len() >= max || (bytes >= max_bytes && !out.is_empty()) {
@@ -278,7 +310,8 @@ impl Share {
     /// delivery count goes up by one.
     pub fn deliver(&mut self, first: u64, last: u64, holder: &Arc<str>, until: i64) {
         for o in first..=last {
-            if o < self.start || self.done.contains(o) {
+            // Below the acked-up-to point only a redriven record is tracked.
+            if self.done.contains(o) || (o < self.start && !self.slots.contains_key(&o)) {
                 continue;
             }
             let slot = self.slots.entry(o).or_insert_with(Slot::unread);
@@ -293,7 +326,7 @@ impl Share {
 
     /// Moves `scan_from` past the leased and leaving records it starts at.
     fn advance_scan(&mut self) {
-        let from = self.scan_from.max(self.start);
+        let from = self.scan_from.max(self.floor());
         let mut next = from;
         for (&o, slot) in self.slots.range(from..self.fetched_end.max(from)) {
             if matches!(slot.state, SlotState::Available { .. }) {
@@ -313,6 +346,17 @@ impl Share {
     /// Settles `first..=last` for good (acked or dead-lettered), and moves
     /// the acked-up-to point past every settled offset it reaches.
     pub fn settle(&mut self, first: u64, last: u64) {
+        if first < self.start {
+            // Redriven records below the point: settled, nothing else moves.
+            let below: Vec<u64> = self
+                .slots
+                .range(first..=last.min(self.start - 1))
+                .map(|(&o, _)| o)
+                .collect();
+            for o in below {
+                self.slots.remove(&o);
+            }
+        }
         let first = first.max(self.start);
         if first > last {
             return;
@@ -397,7 +441,8 @@ impl Share {
         if to <= self.start {
             return 0;
         }
-        let unsettled = (to - self.start) - self.done.count_in(self.start, to);
+        let unsettled = (to - self.start) - self.done.count_in(self.start, to)
+            + self.slots.range(..self.start).count() as u64;
         self.slots = self.slots.split_off(&to);
         self.done.remove_below(to);
         self.start = to;
@@ -462,9 +507,71 @@ impl Share {
             .count()
     }
 
-    /// Unsettled records in `start..end`.
+    /// Unsettled records below `end`: those in `start..end` not settled,
+    /// and those redriven back below `start`.
     pub fn unsettled(&self, end: u64) -> u64 {
         end.saturating_sub(self.start) - self.done.count_in(self.start, end.max(self.start))
+            + self.slots.range(..self.start).count() as u64
+    }
+
+    /// Makes `first..=last` unsettled again (a redrive back into the group):
+    /// each one is tracked with no deliveries, available at once. Records
+    /// tracked already are left as they are. Their bytes are read from the
+    /// log by the next fill ([`Share::unread_below`]), or with the window
+    /// for those it has not read yet.
+    pub fn reopen(&mut self, first: u64, last: u64) {
+        for o in first..=last {
+            if self.slots.contains_key(&o) {
+                continue;
+            }
+            if o >= self.start {
+                if !self.done.contains(o) {
+                    // Not settled: tracked or still to be read, as it is.
+                    continue;
+                }
+                self.done.remove(o, o + 1);
+                if o >= self.fetched_end {
+                    // The window reads it when it gets there.
+                    continue;
+                }
+            }
+            self.slots.insert(o, Slot::unread());
+            self.rescan_from(o);
+            self.unread = true;
+        }
+    }
+
+    /// Tracked records the window has passed without their bytes (reopened
+    /// ones): up to `max`, to be read from the log one by one.
+    pub fn unread_below(&self, max: usize) -> Vec<u64> {
+        if !self.unread {
+            return Vec::new();
+        }
+        self.slots
+            .range(..self.fetched_end)
+            .filter(|(_, s)| s.record.is_none())
+            .map(|(&o, _)| o)
+            .take(max)
+            .collect()
+    }
+
+    /// Gives a tracked record its bytes (read from the log).
+    pub fn load(&mut self, record: Record) {
+        if let Some(slot) = self.slots.get_mut(&record.offset)
+            && slot.record.is_none()
+        {
+            slot.key = key_of(&record);
+            slot.deliver_at = deliver_at(&record);
+            slot.record = Some(record);
+        }
+    }
+
+    /// A tracked record the log no longer has (retention removed it):
+    /// settled, as offsets without records are.
+    pub fn lose(&mut self, offset: u64) {
+        if self.slots.remove(&offset).is_some() && offset >= self.start {
+            self.pass_hole(offset, offset + 1);
+        }
     }
 }
 
@@ -616,6 +723,72 @@ mod tests {
         s.deliver(3, 3, &holder("a"), 10);
         s.settle(3, 3);
         assert_eq!(s.start, 10);
+    }
+
+    /// A redrive back into the group: the records are tracked again where
+    /// they are, delivered first, and settling them moves nothing else.
+    #[test]
+    fn reopened_records_are_delivered_again_without_moving_the_acked_up_to_point() {
+        let mut s = Share::new(0);
+        s.fill((0..10).map(|o| rec(o, None)));
+        s.deliver(0, 9, &holder("a"), 10);
+        s.settle(0, 7);
+        s.settle(9, 9);
+        assert_eq!((s.start, s.unsettled(10)), (8, 1));
+        // 3 is below the point, 9 settled above it, 8 still leased.
+        s.reopen(3, 3);
+        s.reopen(9, 9);
+        s.reopen(8, 8);
+        assert_eq!(s.start, 8);
+        assert_eq!(s.unsettled(10), 3);
+        assert_eq!(s.unread_below(10), [3, 9], "their bytes are read again");
+        assert!(s.acquirable(0, 10, usize::MAX, false).is_empty());
+        s.load(rec(3, None));
+        s.load(rec(9, None));
+        assert!(s.unread_below(10).is_empty());
+        assert_eq!(s.acquirable(0, 10, usize::MAX, false), [3, 9]);
+        s.deliver(3, 3, &holder("b"), 10);
+        assert_eq!(s.slots[&3].count, 1, "counted from 0 again");
+        assert_eq!(s.slots[&8].count, 1, "the leased record is left as it was");
+        s.settle(3, 3);
+        assert_eq!((s.start, s.unsettled(10)), (8, 2));
+        assert!(!s.slots.contains_key(&3));
+        s.settle(8, 9);
+        assert_eq!((s.start, s.unsettled(10), s.slots.len()), (10, 0, 0));
+        // Reopening what is tracked or not yet read changes nothing.
+        s.reopen(10, 12);
+        assert!(s.slots.is_empty());
+    }
+
+    #[test]
+    fn a_reopened_record_waits_while_a_later_record_of_its_key_is_in_flight() {
+        let mut s = Share::new(0);
+        s.fill([rec(0, Some("a")), rec(1, Some("a")), rec(2, Some("b"))]);
+        s.deliver(0, 0, &holder("c"), 10);
+        s.settle(0, 0);
+        s.deliver(1, 1, &holder("c"), 10);
+        s.reopen(0, 0);
+        s.load(rec(0, Some("a")));
+        assert_eq!(s.acquirable(0, 10, usize::MAX, true), [2]);
+        s.settle(1, 1);
+        assert_eq!(s.acquirable(0, 10, usize::MAX, true), [0, 2]);
+    }
+
+    #[test]
+    fn a_reopened_record_the_log_no_longer_has_is_dropped() {
+        let mut s = Share::new(0);
+        s.fill((0..4).map(|o| rec(o, None)));
+        s.deliver(0, 3, &holder("a"), 10);
+        s.settle(0, 1);
+        s.settle(3, 3);
+        s.reopen(1, 1);
+        s.reopen(3, 3);
+        s.lose(1);
+        s.lose(3);
+        assert_eq!((s.start, s.unsettled(4)), (2, 1));
+        s.settle(2, 2);
+        assert_eq!(s.start, 4, "3 stays settled");
+        assert!(s.slots.is_empty());
     }
 
     #[test]

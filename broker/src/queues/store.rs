@@ -28,7 +28,7 @@ pub struct Entry {
     #[prost(string, tag = "1")]
     pub group: String,
     /// The change.
-    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Op", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub op: Option<Op>,
 }
 
@@ -60,6 +60,10 @@ pub enum Op {
     /// Dead-lettered records redriven.
     #[prost(message, tag = "9")]
     Redriven(RedrivenEntry),
+    /// Dead-lettered records redriven back into the group: their source
+    /// records unsettled again and the dead letters marked, in one frame.
+    #[prost(message, tag = "10")]
+    Reopen(ReopenEntry),
 }
 
 /// Settings of a queue group.
@@ -202,6 +206,24 @@ pub struct RedrivenEntry {
     pub spans: Vec<Span>,
 }
 
+/// Source records of one partition made unsettled again, and the dead
+/// letters they were redriven from.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReopenEntry {
+    /// The source partition.
+    #[prost(uint32, tag = "1")]
+    pub partition: u32,
+    /// Its offsets made unsettled again.
+    #[prost(message, repeated, tag = "2")]
+    pub spans: Vec<Span>,
+    /// The dead-letter partition they were redriven from.
+    #[prost(uint32, tag = "3")]
+    pub dlq_partition: u32,
+    /// The dead letters, marked redriven.
+    #[prost(message, repeated, tag = "4")]
+    pub dlq_spans: Vec<Span>,
+}
+
 /// One queue group.
 #[derive(Debug, Clone)]
 pub struct QueueGroup {
@@ -304,6 +326,10 @@ impl Machine for QueueState {
             }
             Op::Settle(s) => s.spans.retain(walkable),
             Op::Redriven(r) => r.spans.retain(sane),
+            Op::Reopen(r) => {
+                r.spans.retain(walkable);
+                r.dlq_spans.retain(sane);
+            }
             Op::Snapshot(p) => {
                 p.done.retain(sane);
                 p.slots.retain(|e| e.offset < u64::MAX / 2);
@@ -401,6 +427,8 @@ impl Machine for QueueState {
                     slot.first_failure_ms = e.first_failure_ms;
                     slot.last_failure_ms = e.last_failure_ms;
                     slot.reason = (!e.reason.is_empty()).then(|| Arc::from(e.reason.as_str()));
+                    // Below the acked-up-to point: redriven back, to be read.
+                    share.unread |= e.offset < p.start;
                     share.slots.insert(e.offset, slot);
                 }
                 if !p.more {
@@ -410,6 +438,16 @@ impl Machine for QueueState {
             Op::Redriven(r) => {
                 let set = g.redriven.entry(r.dlq_partition).or_default();
                 for s in r.spans {
+                    set.insert(s.first, s.last + 1);
+                }
+            }
+            Op::Reopen(r) => {
+                let share = g.share(r.partition);
+                for s in r.spans {
+                    share.reopen(s.first, s.last);
+                }
+                let set = g.redriven.entry(r.dlq_partition).or_default();
+                for s in r.dlq_spans {
                     set.insert(s.first, s.last + 1);
                 }
             }
@@ -436,12 +474,13 @@ impl Machine for QueueState {
                         last: end - 1,
                     })
                     .collect();
-                // Only records delivered at least once are durable state;
-                // the rest are read from the log again.
+                // Only records delivered at least once, or redriven back
+                // below the acked-up-to point, are durable state; the rest
+                // are read from the log again.
                 let slots: Vec<SlotEntry> = share
                     .slots
                     .iter()
-                    .filter(|(_, s)| s.count > 0)
+                    .filter(|(o, s)| s.count > 0 || **o < share.start)
                     .map(|(&offset, s)| slot_entry(offset, s))
                     .collect();
                 let mut chunks = slots.chunks(SNAPSHOT_SLOTS);
@@ -489,7 +528,7 @@ impl QueueState {
             for (p, s) in &g.partitions {
                 let done: Vec<_> = s.done.iter().collect();
                 out.push(format!("{name}/{p} start {} done {done:?}", s.start));
-                for (o, slot) in s.slots.iter().filter(|(_, x)| x.count > 0) {
+                for (o, slot) in s.slots.iter().filter(|(o, x)| x.count > 0 || **o < s.start) {
                     out.push(format!("{:?}", slot_entry(*o, slot)));
                 }
             }
@@ -735,7 +774,7 @@ mod tests {
             let p = next(3) as u32;
             let first = next(200);
             let len = 1 + next(10);
-            let op = match next(6) {
+            let op = match next(7) {
                 0 | 1 => Op::Deliver(DeliverEntry {
                     partition: p,
                     holder: format!("c{}", next(3)),
@@ -760,9 +799,15 @@ mod tests {
                     partition: p,
                     to: next(60),
                 }),
-                _ => Op::Redriven(RedrivenEntry {
+                5 => Op::Redriven(RedrivenEntry {
                     dlq_partition: p,
                     spans: spans_of(first, len),
+                }),
+                _ => Op::Reopen(ReopenEntry {
+                    partition: p,
+                    spans: spans_of(next(200), len),
+                    dlq_partition: p,
+                    dlq_spans: spans_of(first, len),
                 }),
             };
             log.append(vec![entry("g", op)]).unwrap();
