@@ -267,6 +267,9 @@ async fn reflection_lists_every_service() {
         "brook.v1.Consumer",
         "brook.v1.Groups",
         "brook.v1.Cluster",
+        "brook.v1.Queues",
+        "brook.v1.Schemas",
+        "brook.v1.Acls",
         "grpc.health.v1.Health",
     ] {
         assert!(
