@@ -84,7 +84,7 @@ impl Queues {
     /// Leases up to `spec.max_records` deliverable records of `group` to
     /// `consumer`, waiting up to `spec.wait` for one.
     pub async fn fetch(
-        &self,
+        self: &Arc<Self>,
         broker: &Broker,
         group: &str,
         topic: &str,
@@ -110,6 +110,9 @@ impl Queues {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let fetched = self.try_fetch(group, &rt, &parts, &consumer, &spec).await?;
+            if !fetched.records.is_empty() {
+                self.fill_ahead(group, &rt, &parts);
+            }
             if !fetched.records.is_empty() || Instant::now() >= deadline {
                 return Ok(Fetched {
                     topic: info.topic,
@@ -145,6 +148,30 @@ impl Queues {
                 _ = shutdown.changed() => return Ok(Fetched { topic: info.topic, ..Fetched::default() }),
             }
         }
+    }
+
+    /// Reads the log into the windows in the background once a fetch took
+    /// records, so that the next fetch finds them read: the read overlaps
+    /// the consumer's work instead of delaying its next answer. Skipped
+    /// while another read is under way; a read that fails is tried again,
+    /// and its error answered, by the next fetch.
+    fn fill_ahead(self: &Arc<Self>, group: &str, rt: &Arc<Runtime>, parts: &[(u32, Partition)]) {
+        let (queues, group, rt, parts) = (
+            Arc::clone(self),
+            group.to_string(),
+            Arc::clone(rt),
+            parts.to_vec(),
+        );
+        tokio::spawn(async move {
+            let Ok(_one_reader) = rt.fill.try_lock() else {
+                return;
+            };
+            for (id, p) in &parts {
+                if queues.fill(&group, &rt, *id, p).await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// The earliest time a waiting record of `group` becomes deliverable.
