@@ -9,33 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use brook_client::{Client, ProducerConfig, ProducerRecord, QueueConsumerConfig, ReadFrom};
+use brook_client::{Client, ProducerConfig, ProducerRecord, QueueConsumerConfig};
 use brook_protocol::v1;
+use brook_tests::queue::{
+    ack, broker_with_topic, client, create_queue, describe, fetch, now_ms, queues, read_all, settle,
+};
 use brook_tests::{Broker, DEADLINE};
-use tonic::transport::Channel;
-
-async fn client(b: &Broker) -> Client {
-    Client::connect(format!("http://{}", b.grpc))
-        .await
-        .expect("connecting the client")
-}
-
-/// A broker on a fresh data directory (keep it alive with the broker), a
-/// client of it, and `topic` with `partitions`.
-async fn broker_with_topic(topic: &str, partitions: u32) -> (tempfile::TempDir, Broker, Client) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin()
-        .create_topic(topic, partitions)
-        .await
-        .expect("creating the topic");
-    (dir, b, c)
-}
-
-fn queues(ch: Channel) -> v1::queues_client::QueuesClient<Channel> {
-    v1::queues_client::QueuesClient::new(ch)
-}
 
 /// Publishes `(key, value)` records to `topic` and waits for them.
 async fn publish(c: &Client, topic: &str, records: &[(&str, &str)]) {
@@ -69,60 +48,6 @@ fn as_refs(records: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// A queue group on `topic` from its first record, with `settings`.
-async fn create_queue(c: &Client, group: &str, topic: &str, settings: v1::QueueSettings) {
-    c.admin()
-        .create_queue(group, topic, settings, true)
-        .await
-        .expect("creating the queue group");
-}
-
-async fn fetch(
-    q: &mut v1::queues_client::QueuesClient<Channel>,
-    group: &str,
-    consumer: &str,
-    max: u32,
-    wait_ms: u32,
-) -> v1::FetchQueueResponse {
-    q.fetch_queue(v1::FetchQueueRequest {
-        group: group.into(),
-        consumer_id: consumer.into(),
-        max_records: max,
-        max_wait_ms: wait_ms,
-        ..Default::default()
-    })
-    .await
-    .expect("FetchQueue")
-    .into_inner()
-}
-
-fn ack(partition: u32, offset: u64, outcome: v1::AckOutcome, reason: &str) -> v1::Acknowledgement {
-    v1::Acknowledgement {
-        partition,
-        first_offset: offset,
-        last_offset: offset,
-        outcome: outcome as i32,
-        reason: reason.into(),
-        delay_ms: None,
-    }
-}
-
-async fn settle(
-    q: &mut v1::queues_client::QueuesClient<Channel>,
-    group: &str,
-    consumer: &str,
-    acks: Vec<v1::Acknowledgement>,
-) -> v1::AcknowledgeResponse {
-    q.acknowledge(v1::AcknowledgeRequest {
-        group: group.into(),
-        consumer_id: consumer.into(),
-        acks,
-    })
-    .await
-    .expect("Acknowledge")
-    .into_inner()
-}
-
 /// A queue record's (partition, offset, value, delivery count).
 fn parts(r: &v1::QueueRecord) -> (u32, u64, String, u32) {
     let record = r
@@ -150,34 +75,6 @@ fn value_of(r: &brook_client::ConsumerRecord) -> String {
         .as_deref()
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default()
-}
-
-/// Every record of `topic` (all partitions), read directly.
-async fn read_all(c: &Client, topic: &str) -> Vec<brook_client::ConsumerRecord> {
-    let d = c
-        .admin()
-        .describe_topic(topic)
-        .await
-        .expect("describing the topic");
-    let mut out = Vec::new();
-    for p in d.partitions {
-        let mut r = c
-            .reader(topic, p.partition, ReadFrom::Offset(p.log_start_offset))
-            .await
-            .expect("a reader");
-        while r.position() < p.log_end_offset {
-            out.push(r.recv().await.expect("reading a record"));
-        }
-    }
-    out
-}
-
-/// Milliseconds since the Unix epoch (the broker's clock: same host).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the clock is past 1970")
-        .as_millis() as i64
 }
 
 /// The value of the sample `name{labels}` on a `/metrics` page.
@@ -291,7 +188,7 @@ async fn nack_after_holds_the_record_for_the_consumers_delay_while_the_records_b
     again.ack();
     consumer.flush().await.expect("the ack reached the broker");
     consumer.close().await.expect("closing the consumer");
-    let d = c.admin().describe_queue("workers").await.expect("describe");
+    let d = describe(&c, "workers").await;
     assert_eq!((d.lag, d.in_flight, d.waiting), (0, 0, 0), "{d:?}");
     assert_eq!(d.redeliveries, 1, "{d:?}");
 }
@@ -340,7 +237,7 @@ async fn a_nack_delay_shorter_than_the_group_backoff_applies_to_that_record_only
     .await;
     assert_eq!(answer.settled, 2, "{answer:?}");
     assert!(answer.not_held.is_empty(), "{answer:?}");
-    let d = c.admin().describe_queue("workers").await.expect("describe");
+    let d = describe(&c, "workers").await;
     assert_eq!((d.in_flight, d.waiting), (0, 2), "both wait: {d:?}");
 
     let deadline = Instant::now() + DEADLINE;
@@ -373,7 +270,7 @@ async fn a_nack_delay_shorter_than_the_group_backoff_applies_to_that_record_only
         "back after {after} ms: the group's backoff was used, not the delay"
     );
     assert_eq!(count, 2);
-    let d = c.admin().describe_queue("workers").await.expect("describe");
+    let d = describe(&c, "workers").await;
     assert_eq!(
         (d.in_flight, d.waiting),
         (1, 1),
@@ -411,11 +308,7 @@ async fn two_expired_leases_dead_letter_a_record_as_lease_expired_with_two_deliv
     let mut acked = BTreeSet::new();
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let d = c
-            .admin()
-            .describe_queue("shipping")
-            .await
-            .expect("describe");
+        let d = describe(&c, "shipping").await;
         if d.dlq_depth == 1 && acked.len() == 2 {
             break;
         }
@@ -472,11 +365,7 @@ async fn two_expired_leases_dead_letter_a_record_as_lease_expired_with_two_deliv
     // Never a third delivery.
     let r = fetch(&mut q, "shipping", "forgetful", 10, (3 * LEASE_MS) as u32).await;
     assert!(r.records.is_empty(), "{r:?}");
-    let d = c
-        .admin()
-        .describe_queue("shipping")
-        .await
-        .expect("describe");
+    let d = describe(&c, "shipping").await;
     assert_eq!(
         (d.lag, d.in_flight, d.dead_lettered, d.redeliveries),
         (0, 0, 1, 1),
@@ -499,11 +388,7 @@ async fn a_dead_letter_topic_named_in_the_settings_is_used_and_the_default_one_i
         ..Default::default()
     };
     create_queue(&c, "inventory", "orders", settings).await;
-    let d = c
-        .admin()
-        .describe_queue("inventory")
-        .await
-        .expect("describe");
+    let d = describe(&c, "inventory").await;
     assert_eq!(
         d.settings.as_ref().expect("settings").dlq_topic(),
         "poison-orders"
@@ -571,11 +456,7 @@ async fn a_dead_letter_topic_named_in_the_settings_is_used_and_the_default_one_i
         assert_eq!(header(r, "brook-dlq-group").as_deref(), Some("inventory"));
         assert_eq!(header(r, "brook-dlq-delivery-count").as_deref(), Some("1"));
     }
-    let d = c
-        .admin()
-        .describe_queue("inventory")
-        .await
-        .expect("describe");
+    let d = describe(&c, "inventory").await;
     assert_eq!((d.dlq_depth, d.dead_lettered, d.lag), (2, 2, 0), "{d:?}");
     let metrics = b.metrics_text().await;
     assert_eq!(
@@ -603,11 +484,7 @@ async fn a_dead_letter_topic_named_in_the_settings_is_used_and_the_default_one_i
         .await
         .expect("redrive");
     assert_eq!(moved.redriven, 2, "redrive reads the custom topic");
-    let d = c
-        .admin()
-        .describe_queue("inventory")
-        .await
-        .expect("describe");
+    let d = describe(&c, "inventory").await;
     assert_eq!(d.dlq_depth, 0, "{d:?}");
     assert_eq!(read_all(&c, "orders").await.len(), 6, "two copies back");
 }
@@ -682,11 +559,7 @@ async fn the_cli_consume_nack_leaves_records_unsettled_for_redelivery_then_dead_
         |n: u64| -> Vec<(String, u64)> { (0..3).map(|i| (format!("event-{i}"), n)).collect() };
     assert_eq!(consumed(&cli(&b, &nack)), want(1));
     // Not acked: unsettled, backing off (4 s), nothing dead-lettered yet.
-    let d = c
-        .admin()
-        .describe_queue("inventory")
-        .await
-        .expect("describe");
+    let d = describe(&c, "inventory").await;
     let p = &d.partitions[0];
     assert_eq!(
         (p.acked_up_to, p.unsettled, p.in_flight, p.waiting),
@@ -697,11 +570,7 @@ async fn the_cli_consume_nack_leaves_records_unsettled_for_redelivery_then_dead_
     // The next consume gets them again, as second deliveries; nacking the
     // last delivery allowed dead-letters them.
     assert_eq!(consumed(&cli(&b, &nack)), want(2));
-    let d = c
-        .admin()
-        .describe_queue("inventory")
-        .await
-        .expect("describe");
+    let d = describe(&c, "inventory").await;
     assert_eq!(
         (d.lag, d.dlq_depth, d.dead_lettered, d.redeliveries),
         (0, 3, 3, 3),
@@ -752,17 +621,9 @@ async fn queue_metrics_report_held_records_their_age_and_waiting_until_they_are_
     })
     .await;
     // The age is in seconds: between DescribeQueue's ms before and after.
-    let before = c
-        .admin()
-        .describe_queue("inventory")
-        .await
-        .expect("describe");
+    let before = describe(&c, "inventory").await;
     let text = b.metrics_text().await;
-    let after = c
-        .admin()
-        .describe_queue("inventory")
-        .await
-        .expect("describe");
+    let after = describe(&c, "inventory").await;
     let age = g(&text, "brook_queue_oldest_unacked_age_seconds").expect("the age gauge");
     let (lo, hi) = (
         before.oldest_unacked_age_ms as f64 / 1000.0,
@@ -892,7 +753,7 @@ async fn records_retention_removes_before_they_are_settled_are_counted_lost_and_
     )
     .await;
     assert_eq!(answer.settled, 2);
-    let d = c.admin().describe_queue("audit").await.expect("describe");
+    let d = describe(&c, "audit").await;
     assert_eq!(
         (
             d.partitions[0].acked_up_to,
@@ -918,7 +779,7 @@ async fn records_retention_removes_before_they_are_settled_are_counted_lost_and_
     let (log_start, d) = loop {
         let t = c.admin().describe_topic("events").await.expect("describe");
         let start = t.partitions[0].log_start_offset;
-        let d = c.admin().describe_queue("audit").await.expect("describe");
+        let d = describe(&c, "audit").await;
         if start > 2 && d.partitions[0].acked_up_to >= start && d.lost_to_retention > 0 {
             break (start, d);
         }
@@ -985,7 +846,7 @@ async fn records_retention_removes_before_they_are_settled_are_counted_lost_and_
             settle(&mut q, "audit", "fast", acks).await;
         }
     }
-    let d = c.admin().describe_queue("audit").await.expect("describe");
+    let d = describe(&c, "audit").await;
     assert_eq!((d.lag, d.in_flight), (0, 0), "{d:?}");
     assert_eq!(d.lost_to_retention, log_start - 2, "counted once: {d:?}");
 }

@@ -7,28 +7,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use brook_client::{Client, ProducerConfig, ProducerRecord, QueueConsumerConfig, ReadFrom};
+use brook_client::{Client, ProducerConfig, ProducerRecord, QueueConsumerConfig};
 use brook_protocol::v1;
-use brook_tests::{Broker, DEADLINE, brook_binary, reason};
+use brook_tests::queue::{
+    ack, broker_with_topic, client, create_queue, fetch, now_ms, queues, read_all, settle,
+};
+use brook_tests::{DEADLINE, brook_binary, reason};
 use tonic::transport::Channel;
-
-async fn client(b: &Broker) -> Client {
-    Client::connect(format!("http://{}", b.grpc)).await.unwrap()
-}
-
-/// A broker on a fresh data directory (keep it alive with the broker), a
-/// client of it, and `topic` with `partitions`.
-async fn broker_with_topic(topic: &str, partitions: u32) -> (tempfile::TempDir, Broker, Client) {
-    let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
-    let c = client(&b).await;
-    c.admin().create_topic(topic, partitions).await.unwrap();
-    (dir, b, c)
-}
-
-fn queues(ch: Channel) -> v1::queues_client::QueuesClient<Channel> {
-    v1::queues_client::QueuesClient::new(ch)
-}
 
 /// A record to publish: key, value, headers.
 type Rec = (String, String, Vec<(String, String)>);
@@ -68,79 +53,9 @@ fn plain(n: usize, keys: usize) -> Vec<Rec> {
         .collect()
 }
 
-/// A queue group on `topic` from its first record, with `settings`.
-async fn create_queue(c: &Client, group: &str, topic: &str, settings: v1::QueueSettings) {
-    c.admin()
-        .create_queue(group, topic, settings, true)
-        .await
-        .unwrap();
-}
-
-async fn fetch(
-    q: &mut v1::queues_client::QueuesClient<Channel>,
-    group: &str,
-    consumer: &str,
-    max: u32,
-    wait_ms: u32,
-) -> v1::FetchQueueResponse {
-    q.fetch_queue(v1::FetchQueueRequest {
-        group: group.into(),
-        consumer_id: consumer.into(),
-        max_records: max,
-        max_wait_ms: wait_ms,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-    .into_inner()
-}
-
-fn ack(partition: u32, offset: u64, outcome: v1::AckOutcome, reason: &str) -> v1::Acknowledgement {
-    v1::Acknowledgement {
-        partition,
-        first_offset: offset,
-        last_offset: offset,
-        outcome: outcome as i32,
-        reason: reason.into(),
-        delay_ms: None,
-    }
-}
-
-async fn settle(
-    q: &mut v1::queues_client::QueuesClient<Channel>,
-    group: &str,
-    consumer: &str,
-    acks: Vec<v1::Acknowledgement>,
-) -> v1::AcknowledgeResponse {
-    q.acknowledge(v1::AcknowledgeRequest {
-        group: group.into(),
-        consumer_id: consumer.into(),
-        acks,
-    })
-    .await
-    .unwrap()
-    .into_inner()
-}
-
 /// The value of `r`'s first header named `key`.
 fn header<'a>(r: &'a brook_client::ConsumerRecord, key: &str) -> Option<&'a bytes::Bytes> {
     r.headers.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-}
-
-/// Every record of `topic` (all partitions), read directly.
-async fn read_all(c: &Client, topic: &str) -> Vec<brook_client::ConsumerRecord> {
-    let d = c.admin().describe_topic(topic).await.unwrap();
-    let mut out = Vec::new();
-    for p in d.partitions {
-        let mut r = c
-            .reader(topic, p.partition, ReadFrom::Offset(p.log_start_offset))
-            .await
-            .unwrap();
-        while r.position() < p.log_end_offset {
-            out.push(r.recv().await.unwrap());
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -491,14 +406,6 @@ async fn key_ordered_mode_never_has_two_records_of_a_key_in_flight_and_keeps_the
     let d = c.admin().describe_queue("billing").await.unwrap();
     assert!(d.redeliveries > 0, "some were nacked and came back");
     assert_eq!(d.lag, 0);
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// Returns once the clock is past `at` (ms since the epoch), polling.
