@@ -497,7 +497,7 @@ pub(crate) async fn run_dlq(args: DlqArgs) -> anyhow::Result<()> {
                 );
                 if r.unavailable > 0 {
                     println!(
-                        "{} records could not go back into the group: their source records are no longer in the topic; redrive them without --to-group to copy them",
+                        "{} records could not go back into the group: their source records are no longer in the topic, or the group has them unsettled; run it again later, or redrive them without --to-group to copy them",
                         r.unavailable
                     );
                 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brook_protocol::batch::{Record, batches};
+use brook_protocol::batch::{Batch, Record, batches};
 use brook_storage::{Partition, Topic, now_ms};
 use futures_util::future::select_all;
 use tokio::time::Instant;
@@ -372,22 +372,56 @@ impl Queues {
             return Ok(());
         }
         let mut found = Vec::new();
-        let mut gone = Vec::new();
+        // Offsets the log no longer has, and offsets it cannot read.
+        let (mut gone, mut damaged) = (Vec::new(), Vec::new());
         let mut i = 0;
         while i < wanted.len() {
             let at = wanted[i];
             let reader = p.clone();
             let read = on_blocking_thread(move || match reader.read(at, READ_REOPENED) {
-                Ok(read) => Ok(Some(read)),
-                Err(brook_storage::Error::OffsetOutOfRange { .. }) => Ok(None),
+                Ok(read) => Ok(Ok(read)),
+                Err(e @ brook_storage::Error::OffsetOutOfRange { .. })
+                | Err(e @ brook_storage::Error::Damaged { .. }) => Ok(Err(e)),
                 Err(e) => Err(e),
             })
             .await?;
+            let read = match read {
+                Ok(read) => read,
+                Err(brook_storage::Error::OffsetOutOfRange { .. }) if at < p.log_start_offset() => {
+                    gone.push(at);
+                    i += 1;
+                    continue;
+                }
+                // Past the log's visible end (not today: it never moves
+                // back): left unread, for a later look.
+                Err(brook_storage::Error::OffsetOutOfRange { .. }) => break,
+                Err(e) => {
+                    // One damaged range must not fail every fetch of the group.
+                    tracing::error!(group, partition = id, offset = at, error = %e, "a record redriven back into the queue group cannot be read");
+                    damaged.push(at);
+                    i += 1;
+                    continue;
+                }
+            };
+            let decoded: Result<Vec<Batch>, _> = batches(read.batches).collect();
+            let Ok(decoded) = decoded else {
+                tracing::error!(
+                    group,
+                    partition = id,
+                    offset = at,
+                    "a record redriven back into the queue group is in a batch that does not decode"
+                );
+                damaged.push(at);
+                i += 1;
+                continue;
+            };
+            if decoded.is_empty() {
+                break;
+            }
             // Every wanted offset below `end` is now found or not in the log.
             let mut end = at + 1;
             let mut hits = HashSet::new();
-            for batch in read.map(|r| batches(r.batches)).into_iter().flatten() {
-                let batch = batch.map_err(corrupt)?;
+            for batch in decoded {
                 end = end.max(batch.last_offset().saturating_add(1));
                 for r in batch.records() {
                     let r = r.map_err(corrupt)?;
@@ -403,24 +437,31 @@ impl Queues {
                 i += 1;
             }
         }
-        self.store.with(|m| {
-            if let Some(s) = m.groups.get_mut(group).map(|g| g.share(id)) {
-                for r in found {
-                    s.load(r);
-                }
-                for &o in &gone {
-                    s.lose(o);
-                }
-                s.unread = !s.unread_below(1).is_empty();
+        let lost = self.store.with(|m| {
+            // Only the group that asked (it may have been deleted meanwhile).
+            let Some(s) = m
+                .groups
+                .get_mut(group)
+                .and_then(|g| g.partitions.get_mut(&id))
+            else {
+                return 0;
+            };
+            for r in found {
+                s.load(r);
             }
+            let lost = gone.iter().chain(&damaged).filter(|&&o| s.lose(o)).count();
+            s.unread = !s.unread_below(1).is_empty();
+            lost
         });
-        if !gone.is_empty() {
-            bump(&rt.lost, gone.len() as u64);
+        if lost > 0 {
+            bump(&rt.lost, lost as u64);
             tracing::warn!(
                 group,
                 partition = id,
-                lost = gone.len(),
-                "records redriven back into the queue group are no longer in the log (retention removed them): they will not be delivered"
+                lost,
+                removed = gone.len(),
+                damaged = damaged.len(),
+                "records redriven back into the queue group are no longer readable in the log (retention removed them, or they are damaged): they will not be delivered"
             );
         }
         Ok(())

@@ -94,7 +94,12 @@ impl Queues {
             broker.topic(&spec.target_topic)?;
         }
         let (mut moved, mut already, mut unavailable) = (0u64, 0u64, 0u64);
-        let source = broker.topic(&info.topic)?;
+        // Only back into the group needs the group's topic: records can be
+        // copied elsewhere after it was deleted.
+        let source = match spec.to_group {
+            true => Some(broker.topic(&info.topic)?),
+            false => None,
+        };
         for (id, p) in dlq.partitions() {
             if spec.dlq_partition.is_some_and(|want| want != id) {
                 continue;
@@ -118,7 +123,7 @@ impl Queues {
                 let read = on_blocking_thread(move || reader.read(at, READ_BYTES)).await?;
                 let mut picked = Vec::new();
                 let mut next = at;
-                for batch in batches(read.batches) {
+                'batches: for batch in batches(read.batches) {
                     let batch = batch.map_err(corrupt)?;
                     next = next.max(batch.last_offset().saturating_add(1));
                     for r in batch.records() {
@@ -128,7 +133,7 @@ impl Queues {
                         }
                         if spec.limit != 0 && moved + picked.len() as u64 >= spec.limit {
                             next = r.offset;
-                            break;
+                            break 'batches;
                         }
                         let in_time = spec.from_time_ms.is_none_or(|t| r.timestamp >= t)
                             && spec.to_time_ms.is_none_or(|t| r.timestamp <= t);
@@ -146,13 +151,11 @@ impl Queues {
                     break;
                 }
                 at = next;
-                if spec.to_group {
-                    let (sources, rest) = source_records(&picked, &info.topic, group, &source);
-                    unavailable += rest;
-                    moved += sources.values().map(|(_, d)| d.len() as u64).sum::<u64>();
-                    if !spec.dry_run {
-                        self.reopen(group, id, sources).await?;
-                    }
+                if let Some(source) = &source {
+                    let (sources, rest) = source_records(&picked, &info.topic, group, source);
+                    let (kept, unsettled) = self.reopen(group, id, sources, spec.dry_run).await?;
+                    unavailable += rest + unsettled;
+                    moved += kept;
                     continue;
                 }
                 if picked.is_empty() {
@@ -204,39 +207,67 @@ impl Queues {
 
     /// Unsettles `sources` (per source partition: its offsets and the dead
     /// letters they come from, of dead-letter partition `dlq_partition`) in
-    /// the group, durably before the answer.
+    /// the group, durably before the answer; with `dry_run`, only counts.
+    /// A source record the group has not settled (it is being
+    /// dead-lettered right now, or was redriven before and is unsettled
+    /// still) is left out, its dead letter unmarked: returns how many dead
+    /// letters went back and how many were left for that.
     async fn reopen(
         self: &std::sync::Arc<Self>,
         group: &str,
         dlq_partition: u32,
         sources: Sources,
-    ) -> ApiResult<()> {
+        dry_run: bool,
+    ) -> ApiResult<(u64, u64)> {
         if sources.is_empty() {
-            return Ok(());
+            return Ok((0, 0));
         }
-        let entries: Vec<Entry> = sources
-            .into_iter()
-            .map(|(partition, (mut offsets, dlq_offsets))| {
-                offsets.sort_unstable();
-                offsets.dedup();
-                Entry {
-                    group: group.to_string(),
-                    op: Some(Op::Reopen(ReopenEntry {
-                        partition,
-                        spans: span_entries(&spans(&offsets)),
-                        dlq_partition,
-                        dlq_spans: span_entries(&spans(&dlq_offsets)),
-                    })),
-                }
-            })
-            .collect();
-        let (_, at_log) = self
+        // Decided where the state is changed, so that nothing settles or
+        // unsettles a record between the look and the frame.
+        let ((kept, left), at_log) = self
             .store
-            .update(|_| Ok::<_, ApiError>((entries, ())))
+            .update(|m| {
+                let g = m
+                    .groups
+                    .get_mut(group)
+                    .ok_or_else(|| super::not_found(group))?;
+                let (mut kept, mut left) = (0u64, 0u64);
+                let mut entries = Vec::new();
+                for (partition, (offsets, dlq_offsets)) in sources {
+                    let share = g.share(partition);
+                    let (mut back, mut marked) = (Vec::new(), Vec::new());
+                    for (o, d) in offsets.into_iter().zip(dlq_offsets) {
+                        if share.is_settled(o) {
+                            back.push(o);
+                            marked.push(d);
+                        } else {
+                            left += 1;
+                        }
+                    }
+                    kept += marked.len() as u64;
+                    if back.is_empty() || dry_run {
+                        continue;
+                    }
+                    back.sort_unstable();
+                    back.dedup();
+                    entries.push(Entry {
+                        group: group.to_string(),
+                        op: Some(Op::Reopen(ReopenEntry {
+                            partition,
+                            spans: span_entries(&spans(&back)),
+                            dlq_partition,
+                            dlq_spans: span_entries(&spans(&marked)),
+                        })),
+                    });
+                }
+                Ok::<_, ApiError>((entries, (kept, left)))
+            })
             .map_err(update_error)?;
-        self.sync(Some(at_log)).await?;
-        self.runtime(group).notify.notify_waiters();
-        Ok(())
+        if !dry_run && kept > 0 {
+            self.sync(Some(at_log)).await?;
+            self.runtime(group).notify.notify_waiters();
+        }
+        Ok((kept, left))
     }
 
     /// Appends copies of dead-lettered `records` to the group's topic (into

@@ -263,9 +263,9 @@ impl Queues {
                 .iter()
                 .copied()
                 .filter(|p| {
-                    g.partitions
-                        .get(p)
-                        .is_some_and(|s| s.slots.range(s.fetched_end..).next().is_some())
+                    g.partitions.get(p).is_some_and(|s| {
+                        s.unread || s.slots.range(s.fetched_end..).next().is_some()
+                    })
                 })
                 .collect()
         });

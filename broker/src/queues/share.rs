@@ -255,9 +255,9 @@ impl Share {
         let mut bytes = 0usize;
         let floor = self.floor();
         // Key-ordered mode must see the records in flight: they hold their
-        // keys. A record redriven back below `start` comes first in offset
-        // order, so a later record of its key in flight must block it too.
-        let mut blocked: HashSet<u64> = if key_ordered && floor < self.start {
+        // keys. A record redriven back into the group comes before a later
+        // record of its key that may be in flight, which must block it too.
+        let mut blocked: HashSet<u64> = if key_ordered {
             self.slots
                 .values()
                 .filter(|s| !matches!(s.state, SlotState::Available { .. }))
@@ -516,7 +516,8 @@ impl Share {
 
     /// Makes `first..=last` unsettled again (a redrive back into the group):
     /// each one is tracked with no deliveries, available at once. Records
-    /// tracked already are left as they are. Their bytes are read from the
+    /// not settled are left as they are (the redrive checks first, see
+    /// [`Share::is_settled`]; a replay applies what it decided). Their bytes are read from the
     /// log by the next fill ([`Share::unread_below`]), or with the window
     /// for those it has not read yet.
     pub fn reopen(&mut self, first: u64, last: u64) {
@@ -566,11 +567,26 @@ impl Share {
         }
     }
 
-    /// A tracked record the log no longer has (retention removed it):
-    /// settled, as offsets without records are.
-    pub fn lose(&mut self, offset: u64) {
-        if self.slots.remove(&offset).is_some() && offset >= self.start {
+    /// A tracked record without its bytes that the log no longer has
+    /// (retention removed it): settled, as offsets without records are.
+    /// Returns whether it was such a record.
+    pub fn lose(&mut self, offset: u64) -> bool {
+        if self.slots.get(&offset).is_none_or(|s| s.record.is_some()) {
+            return false;
+        }
+        self.slots.remove(&offset);
+        if offset >= self.start {
             self.pass_hole(offset, offset + 1);
+        }
+        true
+    }
+
+    /// Whether `offset` is settled: a redrive may put it back.
+    pub fn is_settled(&self, offset: u64) -> bool {
+        if offset < self.start {
+            !self.slots.contains_key(&offset)
+        } else {
+            self.done.contains(offset)
         }
     }
 }
@@ -774,6 +790,23 @@ mod tests {
         assert_eq!(s.acquirable(0, 10, usize::MAX, true), [0, 2]);
     }
 
+    /// The acked-up-to point held back by an unrelated record: the record
+    /// reopened above it still waits for its key's later record.
+    #[test]
+    fn a_record_reopened_above_the_point_waits_for_its_key_too() {
+        let mut s = Share::new(0);
+        s.fill([rec(0, Some("b")), rec(1, Some("a")), rec(2, Some("a"))]);
+        s.deliver(0, 1, &holder("c"), 10);
+        s.settle(1, 1);
+        s.deliver(2, 2, &holder("c"), 10);
+        assert!(s.is_settled(1) && !s.is_settled(0) && !s.is_settled(2));
+        s.reopen(1, 1);
+        s.load(rec(1, Some("a")));
+        assert!(s.acquirable(0, 10, usize::MAX, true).is_empty());
+        s.settle(2, 2);
+        assert_eq!(s.acquirable(0, 10, usize::MAX, true), [1]);
+    }
+
     #[test]
     fn a_reopened_record_the_log_no_longer_has_is_dropped() {
         let mut s = Share::new(0);
@@ -783,8 +816,8 @@ mod tests {
         s.settle(3, 3);
         s.reopen(1, 1);
         s.reopen(3, 3);
-        s.lose(1);
-        s.lose(3);
+        assert!(s.lose(1) && s.lose(3));
+        assert!(!s.lose(2), "2 has its bytes: not lost");
         assert_eq!((s.start, s.unsettled(4)), (2, 1));
         s.settle(2, 2);
         assert_eq!(s.start, 4, "3 stays settled");
