@@ -6,7 +6,7 @@ use brook_client::{Client, ReadFrom};
 use brook_protocol::v1;
 use tonic::transport::Channel;
 
-use crate::Broker;
+use crate::{Broker, DEADLINE};
 
 /// A client of `b`.
 pub async fn client(b: &Broker) -> Client {
@@ -123,4 +123,26 @@ pub async fn describe(c: &Client, group: &str) -> v1::QueueDescription {
         .describe_queue(group)
         .await
         .expect("describing the queue group")
+}
+
+/// Fetches as `consumer` of `group` until `n` records are leased to it
+/// (never more), polling with a deadline.
+pub async fn fetch_n(
+    q: &mut v1::queues_client::QueuesClient<Channel>,
+    group: &str,
+    consumer: &str,
+    n: usize,
+) -> Vec<v1::QueueRecord> {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {n} records of {group} leased",
+            out.len()
+        );
+        let want = (n - out.len()) as u32;
+        out.extend(fetch(q, group, consumer, want, 500).await.records);
+    }
+    out
 }

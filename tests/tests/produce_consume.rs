@@ -143,7 +143,7 @@ async fn produce_fetch_by_offset_and_long_poll() {
     );
 
     // A long poll at the log end wakes up when data arrives, well before its deadline.
-    let waiter = tokio::spawn(async move {
+    let mut waiter = tokio::spawn(async move {
         let started = Instant::now();
         let req = v1::FetchRequest {
             topic: "events".into(),
@@ -156,8 +156,14 @@ async fn produce_fetch_by_offset_and_long_poll() {
         let r = consumer.fetch(req).await.unwrap().into_inner();
         (r, started.elapsed())
     });
-    // Give the poll a moment to park (the result does not depend on it).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // With nothing to return, the poll waits: still unanswered a while
+    // later (and by then most likely parked, so the append must wake it).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiter)
+            .await
+            .is_err(),
+        "the long poll answered with nothing to return"
+    );
     let req = v1::ProduceRequest {
         topic: "events".into(),
         partition: 0,

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use brook_client::{Client, ProducerConfig, ProducerRecord, QueueConsumerConfig};
 use brook_protocol::v1;
 use brook_tests::queue::{
-    ack, broker_with_topic, client, create_queue, describe, fetch, now_ms, queues, read_all, settle,
+    ack, broker_with_topic, client, create_queue, describe, fetch, fetch_n, now_ms, queues,
+    read_all, settle,
 };
 use brook_tests::{Broker, DEADLINE};
 
@@ -210,14 +211,10 @@ async fn a_nack_delay_shorter_than_the_group_backoff_applies_to_that_record_only
     create_queue(&c, "workers", "jobs", settings).await;
     let mut q = queues(b.channel().await);
     let mut held = BTreeMap::new();
-    let deadline = Instant::now() + DEADLINE;
-    while held.len() < 2 {
-        assert!(Instant::now() < deadline, "{held:?}");
-        for r in fetch(&mut q, "workers", "w", 10, 500).await.records {
-            let (p, o, v, n) = parts(&r);
-            assert_eq!(n, 1);
-            held.insert(v, (p, o));
-        }
+    for r in fetch_n(&mut q, "workers", "w", 2).await {
+        let (p, o, v, n) = parts(&r);
+        assert_eq!(n, 1);
+        held.insert(v, (p, o));
     }
     let (p0, o0) = held["delayed"];
     let (p1, o1) = held["backing-off"];
@@ -395,17 +392,13 @@ async fn a_dead_letter_topic_named_in_the_settings_is_used_and_the_default_one_i
     );
     let mut q = queues(b.channel().await);
     let mut acks = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    while acks.len() < 4 {
-        assert!(Instant::now() < deadline, "{acks:?}");
-        for r in fetch(&mut q, "inventory", "w", 10, 500).await.records {
-            let (p, o, v, _) = parts(&r);
-            acks.push(match v.as_str() {
-                "event-0" => ack(p, o, v1::AckOutcome::Reject, "unknown sku"),
-                "event-1" => ack(p, o, v1::AckOutcome::Nack, "warehouse down"),
-                _ => ack(p, o, v1::AckOutcome::Ack, ""),
-            });
-        }
+    for r in fetch_n(&mut q, "inventory", "w", 4).await {
+        let (p, o, v, _) = parts(&r);
+        acks.push(match v.as_str() {
+            "event-0" => ack(p, o, v1::AckOutcome::Reject, "unknown sku"),
+            "event-1" => ack(p, o, v1::AckOutcome::Nack, "warehouse down"),
+            _ => ack(p, o, v1::AckOutcome::Ack, ""),
+        });
     }
     let answer = settle(&mut q, "inventory", "w", acks).await;
     assert_eq!((answer.settled, answer.dead_lettered), (4, 2), "{answer:?}");
@@ -599,18 +592,11 @@ async fn queue_metrics_report_held_records_their_age_and_waiting_until_they_are_
     publish(&c, "orders", &as_refs(&plain(5))).await;
     create_queue(&c, "inventory", "orders", Default::default()).await;
     let mut q = queues(b.channel().await);
-    let mut held = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    while held.len() < 3 {
-        assert!(Instant::now() < deadline, "{held:?}");
-        let want = 3 - held.len() as u32;
-        for r in fetch(&mut q, "inventory", "holder", want, 500)
-            .await
-            .records
-        {
-            held.push(parts(&r).1);
-        }
-    }
+    let held: Vec<u64> = fetch_n(&mut q, "inventory", "holder", 3)
+        .await
+        .iter()
+        .map(|r| parts(r).1)
+        .collect();
     assert_eq!(held, [0, 1, 2]);
     let g = |text: &str, name: &str| sample(text, name, LABELS);
     metrics_until(&b, "3 records in flight, aged", |t| {
@@ -730,15 +716,10 @@ async fn records_retention_removes_before_they_are_settled_are_counted_lost_and_
     create_queue(&c, "audit", "events", Default::default()).await;
     let mut q = queues(b.channel().await);
     let mut held = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    while held.len() < 3 {
-        assert!(Instant::now() < deadline, "{held:?}");
-        let want = 3 - held.len() as u32;
-        for r in fetch(&mut q, "audit", "slow", want, 500).await.records {
-            let (_, o, _, n) = parts(&r);
-            assert_eq!(n, 1);
-            held.push(o);
-        }
+    for r in fetch_n(&mut q, "audit", "slow", 3).await {
+        let (_, o, _, n) = parts(&r);
+        assert_eq!(n, 1);
+        held.push(o);
     }
     assert_eq!(held, [0, 1, 2]);
     // 0 and 1 settled; 2 stays leased.
