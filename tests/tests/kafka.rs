@@ -818,6 +818,165 @@ async fn malformed_kafka_frames_close_the_connection_and_store_nothing() {
     );
 }
 
+/// One request on a raw connection, its answer decoded as a client would.
+fn call<Q, A>(s: &mut TcpStream, key: i16, version: i16, correlation: i32, request: &Q) -> A
+where
+    Q: kafka_protocol::protocol::Encodable,
+    A: kafka_protocol::protocol::Decodable,
+{
+    use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    let api = ApiKey::try_from(key).unwrap();
+    let header = RequestHeader::default()
+        .with_request_api_key(key)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation)
+        .with_client_id(Some(StrBytes::from_static_str("raw")));
+    let mut body = bytes::BytesMut::new();
+    header
+        .encode(&mut body, api.request_header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)
+        .unwrap_or_else(|e| panic!("no answer to {api:?} v{version}: {e}"));
+    let mut answer = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut answer).unwrap();
+    let mut answer = bytes::Bytes::from(answer);
+    let header = ResponseHeader::decode(&mut answer, api.response_header_version(version)).unwrap();
+    assert_eq!(header.correlation_id, correlation, "{api:?} v{version}");
+    let decoded = A::decode(&mut answer, version)
+        .unwrap_or_else(|e| panic!("{api:?} v{version} answer: {e}"));
+    assert!(
+        answer.is_empty(),
+        "{api:?} v{version}: bytes after the answer"
+    );
+    decoded
+}
+
+/// Versions ApiVersions does not list and APIs it does not list, sent
+/// raw as a tool that skips the version check would: each gets an answer
+/// of its own version with `UNSUPPORTED_VERSION` (35) for every entry it
+/// named, nothing is stored, and the connection goes on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_the_listener_does_not_serve_get_unsupported_version_answers() {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    const UNSUPPORTED: i16 = 35;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    create_topic(&b, "orders", 2).await;
+    let mut s = TcpStream::connect(b.kafka.unwrap()).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let orders = || TopicName(StrBytes::from_static_str("orders"));
+
+    // Fetch v13 names topics by id, which Brook does not have.
+    let topic_id = uuid::Uuid::from_u128(0x0b5e55ed);
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_topics(vec![
+            fetch_request::FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![
+                    fetch_request::FetchPartition::default().with_partition(0),
+                    fetch_request::FetchPartition::default().with_partition(1),
+                ]),
+        ]);
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch as i16, 13, 1, &fetch);
+    assert_eq!(r.error_code, UNSUPPORTED);
+    assert_eq!(r.responses.len(), 1);
+    assert_eq!(r.responses[0].topic_id, topic_id);
+    let parts: Vec<_> = (r.responses[0].partitions.iter())
+        .map(|p| (p.partition_index, p.error_code))
+        .collect();
+    assert_eq!(parts, [(0, UNSUPPORTED), (1, UNSUPPORTED)]);
+
+    // Produce v11 with a well-formed batch: refused, not stored.
+    let mut batch = brook_protocol::batch::BatchBuilder::new();
+    batch.push(1, Some(b"k"), Some(b"refused"), &[]);
+    let batch = batch.build(0);
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(orders())
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(1)
+                        .with_records(Some(batch)),
+                ]),
+        ]);
+    let r: ProduceResponse = call(&mut s, ApiKey::Produce as i16, 11, 2, &produce);
+    assert_eq!(r.responses.len(), 1);
+    assert_eq!(r.responses[0].name, orders());
+    let p = &r.responses[0].partition_responses;
+    assert_eq!((p.len(), p[0].index, p[0].error_code), (1, 1, UNSUPPORTED));
+
+    // ListOffsets v7 (a version past the listed 6).
+    let list = ListOffsetsRequest::default().with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(orders())
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1),
+            ]),
+    ]);
+    let r: ListOffsetsResponse = call(&mut s, ApiKey::ListOffsets as i16, 7, 3, &list);
+    assert_eq!(r.topics[0].partitions[0].error_code, UNSUPPORTED);
+
+    // APIs not listed at all: ACLs (a top-level error), configuration
+    // changes (one per resource), transactions.
+    let acls = DescribeAclsRequest::default()
+        .with_resource_type_filter(1)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1);
+    let r: DescribeAclsResponse = call(&mut s, ApiKey::DescribeAcls as i16, 1, 4, &acls);
+    assert_eq!(r.error_code, UNSUPPORTED);
+    let alter = AlterConfigsRequest::default().with_resources(vec![
+        alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("orders")),
+    ]);
+    let r: AlterConfigsResponse = call(&mut s, ApiKey::AlterConfigs as i16, 1, 5, &alter);
+    assert_eq!(r.responses.len(), 1);
+    assert_eq!(r.responses[0].resource_name.as_str(), "orders");
+    assert_eq!(r.responses[0].error_code, UNSUPPORTED);
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_static_str("t")));
+    let r: EndTxnResponse = call(&mut s, ApiKey::EndTxn as i16, 3, 6, &end);
+    assert_eq!(r.error_code, UNSUPPORTED);
+
+    // The same connection still serves what is listed.
+    let r: ApiVersionsResponse = call(
+        &mut s,
+        ApiKey::ApiVersions as i16,
+        3,
+        7,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("raw"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    );
+    assert_eq!(r.error_code, 0);
+    let listed = |key: ApiKey| r.api_keys.iter().find(|k| k.api_key == key as i16).cloned();
+    assert!(listed(ApiKey::DescribeAcls).is_none());
+    assert!(listed(ApiKey::Fetch).is_some_and(|k| k.max_version < 13));
+
+    let (stored, _) = read_all(&b, "orders", 2).await;
+    assert!(stored.is_empty(), "nothing stored: {stored:?}");
+    let metrics = b.metrics_text().await;
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("brook_kafka_closed_connections_total ") && !l.ends_with(" 0")),
+        "no connection closed:\n{metrics}"
+    );
+}
+
 /// With `--auth required`, a Kafka client authenticates with SASL PLAIN
 /// (its principal and a token) and is then under the principal's ACLs;
 /// without credentials, or with a wrong token, it gets nothing.

@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 
 use super::frame::{self, FrameError};
 use super::{
-    Advertised, admin, fetch, groups, list_offsets, metadata, produce, producer_id, sasl, versions,
+    Advertised, admin, fetch, groups, list_offsets, metadata, produce, producer_id, refuse, sasl,
+    versions,
 };
 use crate::auth::Caller;
 use crate::state::Broker;
@@ -181,11 +182,6 @@ impl Session {
             Ok(h) => h,
             Err(e) => return Outcome::Close(format!("bad {api_key:?} request header: {e}")),
         };
-        if !in_range {
-            return Outcome::Close(format!(
-                "{api_key:?} v{version} is not supported (ApiVersions lists what is)"
-            ));
-        }
         let before_auth = matches!(
             api_key,
             ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
@@ -199,6 +195,13 @@ impl Session {
             // As gRPC checks at every call: a revoked token ends the session.
             return Outcome::Close("the connection's token was revoked".to_string());
         }
+        let known = api_key.valid_versions();
+        if version < known.min || version > known.max {
+            // No schema to read the request or write its answer with.
+            return Outcome::Close(format!(
+                "{api_key:?} v{version} is outside the versions of Kafka's protocol this broker knows ({known})"
+            ));
+        }
         let request = match RequestKind::decode(api_key, &mut frame, version) {
             Ok(r) => r,
             Err(e) => {
@@ -207,6 +210,9 @@ impl Session {
         };
         self.client_id = header.client_id.unwrap_or_default();
         let c = correlation;
+        if !in_range {
+            return refuse(c, api_key, version, request);
+        }
         match request {
             RequestKind::ApiVersions(_) => {
                 let body = ApiVersionsResponse::default().with_api_keys(versions::api_versions());
@@ -287,8 +293,24 @@ impl Session {
             RequestKind::SaslAuthenticate(r) => {
                 reply(c, api_key, version, &sasl::authenticate(self, r))
             }
-            _ => Outcome::Close(format!("{api_key:?} has no handler")),
+            other => refuse(c, api_key, version, other),
         }
+    }
+}
+
+/// Answers a request this listener does not serve with
+/// `UNSUPPORTED_VERSION` throughout (docs/kafka.md, "APIs and versions").
+fn refuse(correlation: i32, api_key: ApiKey, version: i16, request: RequestKind) -> Outcome {
+    tracing::debug!(api = ?api_key, version, "answering UNSUPPORTED_VERSION");
+    let code = ResponseError::UnsupportedVersion.code();
+    let Some(body) = refuse::answer(request, version, code) else {
+        return Outcome::Close(format!("{api_key:?} has no error answer"));
+    };
+    match frame::encode_response_kind(correlation, api_key, version, &body) {
+        Ok(bytes) => Outcome::Reply(bytes),
+        Err(e) => Outcome::Close(format!(
+            "encoding the {api_key:?} v{version} error answer failed: {e}"
+        )),
     }
 }
 

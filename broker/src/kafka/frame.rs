@@ -3,7 +3,7 @@
 //! version, correlation id, client id); a response with the correlation id.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -58,5 +58,24 @@ pub(crate) fn encode_response<T: Encodable>(
     buf.put_i32(i32::try_from(size)?);
     header.encode(&mut buf, header_version)?;
     body.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}
+
+/// [`encode_response`] for a body of any API (an error answer built
+/// for whichever API was asked).
+pub(crate) fn encode_response_kind(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+) -> anyhow::Result<Bytes> {
+    let header_version = api_key.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    let size = i32::try_from(buf.len() - 4)?;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())
 }

@@ -28,6 +28,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_id;
+mod refuse;
 mod sasl;
 mod versions;
 
