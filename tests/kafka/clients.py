@@ -136,6 +136,35 @@ def group_member(bootstrap, topic, group, name, stop_file):
     print(json.dumps({"member": name, "closed": True}), flush=True)
 
 
+def consume_commit(bootstrap, topic, group, count):
+    """A confluent-kafka member of GROUP that reads COUNT records of TOPIC
+    from the group's committed offsets (the earliest where it has none),
+    commits the offset after each one synchronously (auto-commit off), and
+    then leaves the group (close), committing nothing more. Prints each
+    record, then how many it read and the offsets it committed; gives up
+    reading after 60 s, so that a short count shows as such."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                  "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    c.subscribe([topic])
+    committed, n, deadline = {}, 0, time.time() + 60
+    while n < int(count) and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        print(json.dumps({"partition": m.partition(), "offset": m.offset(), "value": m.value().decode()}),
+              flush=True)
+        for tp in c.commit(offsets=[TopicPartition(topic, m.partition(), m.offset() + 1)], asynchronous=False):
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+        committed[m.partition()] = m.offset() + 1
+        n += 1
+    c.close()
+    print(json.dumps({"consumed": n, "committed": {str(p): o for p, o in sorted(committed.items())}}), flush=True)
+
+
 def admin_tour(bootstrap, topic):
     """The admin and lookup APIs that the other commands do not use, through
     confluent-kafka's AdminClient and kafka-python's clients: topics created,
@@ -215,6 +244,7 @@ COMMANDS = {
     "confluent-consume": confluent_consume,
     "idempotent-produce": idempotent_produce,
     "group-member": group_member,
+    "consume-commit": consume_commit,
 }
 
 if __name__ == "__main__":

@@ -200,3 +200,81 @@ async fn the_standard_scenarios_run_and_leave_what_they_say() {
         200
     );
 }
+
+/// `--protocol kafka` runs the scenarios through the Kafka listener: w1
+/// stores every record in the partition Kafka's partitioner picks for its
+/// key, w2 reads them all back, w3 awaits each Produce, and a scenario that
+/// needs a Kafka group member is refused with what to use instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standard_scenarios_run_over_the_kafka_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), &[]).await;
+    let kafka = broker.kafka.expect("a Kafka listener").to_string();
+    let over_kafka = |args: &[&str]| {
+        let mut all = vec!["--protocol", "kafka", "--kafka-bootstrap", kafka.as_str()];
+        all.extend_from_slice(args);
+        bench(&broker, &all)
+    };
+    let w1 = over_kafka(&["--topic", "k", "--scenario", "w1", "--records", "20000"]);
+    assert_eq!(field(&w1, "messages"), 20000.0);
+    assert!(w1.contains("over Kafka"), "{w1}");
+    let d = brook_tests::describe_topic(&broker, "k").await;
+    assert_eq!(d.partitions.len(), 8);
+    let ends: Vec<u64> = d.partitions.iter().map(|p| p.log_end_offset).collect();
+    assert_eq!(ends.iter().sum::<u64>(), 20000, "{ends:?}");
+    for p in 0..8u32 {
+        let batches = brook_tests::fetch_batches(&broker, "k", p, 0).await;
+        assert!(!batches.is_empty(), "partition {p} holds records");
+        for rec in batches[0].records() {
+            let key = rec.unwrap().key.expect("keyed");
+            assert_eq!(
+                brook_protocol::partitioner::partition_for_key(&key, 8),
+                p,
+                "{key:?} routed by Kafka's partitioner"
+            );
+        }
+    }
+
+    let w2 = over_kafka(&["--topic", "k", "--scenario", "w2", "--records", "20000"]);
+    assert_eq!(field(&w2, "messages"), 20000.0);
+    assert!(field(&w2, "mib_per_s") > 0.0);
+
+    for scenario in ["w3", "w3-durable"] {
+        let w3 = over_kafka(&[
+            "--topic",
+            scenario,
+            "--scenario",
+            scenario,
+            "--records",
+            "200",
+        ]);
+        assert_eq!(field(&w3, "messages"), 200.0);
+        assert!(field(&w3, "rpc_baseline_p99_us") >= field(&w3, "rpc_baseline_p50_us"));
+    }
+    let d = brook_tests::describe_topic(&broker, "w3-durable").await;
+    assert_eq!(
+        d.partitions.iter().map(|p| p.log_end_offset).sum::<u64>(),
+        200
+    );
+
+    for (args, says) in [
+        (
+            vec!["--topic", "k", "--scenario", "w2", "--records", "30000"],
+            "--scenario w1",
+        ),
+        (
+            vec!["--topic", "k", "--scenario", "w2-group"],
+            "w1, w1-durable, w2",
+        ),
+    ] {
+        let out = std::process::Command::new(brook_binary())
+            .args(["bench", "--url", &format!("http://{}", broker.grpc)])
+            .args(["--protocol", "kafka", "--kafka-bootstrap", &kafka])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

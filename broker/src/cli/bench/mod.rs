@@ -16,6 +16,7 @@ use super::connection::Conn;
 mod baseline;
 mod consume;
 mod e2e;
+mod kafka;
 mod load;
 mod memory;
 mod produce;
@@ -40,6 +41,9 @@ beside the same workloads on Redis Streams):
   w3        20,000 sends, each awaited
             brook bench --topic w3 --scenario w3
   (w1-durable and w3-durable: the same with durable acks)
+  --protocol kafka runs w1, w1-durable, w2, w3 and w3-durable through the
+  Kafka listener instead (scripts/bench-kafka.sh runs both, side by side):
+            brook bench --topic w1 --scenario w1 --protocol kafka
 
 Lower-level workloads (they overlap batches and read every partition at once):
   W1  produce throughput: 1,000,000 records of 1 KiB, 10,000 keys, 8 partitions,
@@ -79,9 +83,25 @@ pub(crate) struct BenchArgs {
     /// validation at the broker (scripts/bench-schemas.sh).
     #[arg(long, requires = "scenario")]
     pub(crate) value_file: Option<PathBuf>,
+    /// The protocol --scenario speaks: gRPC (Brook's client) or Kafka's
+    /// (through the Kafka listener at --kafka-bootstrap).
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc, requires = "scenario")]
+    pub(crate) protocol: Protocol,
+    /// The Kafka listener for --protocol kafka (HOST:PORT).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub(crate) kafka_bootstrap: String,
     /// The workload.
     #[command(subcommand)]
     pub(crate) workload: Option<Workload>,
+}
+
+/// `--protocol`: which of the broker's listeners a scenario goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Protocol {
+    /// Brook's gRPC API, with the Rust client.
+    Grpc,
+    /// Kafka's protocol, through the Kafka listener.
+    Kafka,
 }
 
 /// What to measure.
@@ -205,7 +225,15 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 })?)),
                 None => None,
             };
-            scenario::run(&client, &args.topic, *s, records, value, args.json).await?
+            match args.protocol {
+                Protocol::Grpc => {
+                    scenario::run(&client, &args.topic, *s, records, value, args.json).await?
+                }
+                Protocol::Kafka => {
+                    let addr = &args.kafka_bootstrap;
+                    kafka::run(addr, &client, &args.topic, *s, records, value, args.json).await?
+                }
+            }
         }
         (None, Some(Workload::Load(l))) => return load::load(&args, &target, l).await,
         (None, Some(Workload::Produce(p))) => produce::produce(&args, &target, p).await?,

@@ -48,16 +48,16 @@ pub(crate) enum Scenario {
 
 /// Records an application sends before awaiting them in w1: about 1,000
 /// per partition of an 8-partition topic.
-const W1_ROUND: u64 = 8_000;
+pub(super) const W1_ROUND: u64 = 8_000;
 
 /// Records between commits in w2-group.
 const COMMIT_EVERY: u64 = 1_000;
 
 /// Keys: aggregates the records belong to.
-const AGGREGATES: u64 = 10_000;
+pub(super) const AGGREGATES: u64 = 10_000;
 
 /// Value size.
-const VALUE_BYTES: usize = 1024;
+pub(super) const VALUE_BYTES: usize = 1024;
 
 impl Scenario {
     /// Records the scenario handles unless told otherwise.
