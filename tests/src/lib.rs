@@ -4,6 +4,7 @@
 //! here is killed when its handle is dropped.
 
 pub mod group;
+pub mod kafka;
 pub mod queue;
 
 use std::io::{BufRead, BufReader};

@@ -12,18 +12,11 @@ use std::process::{Command, Stdio};
 use brook_protocol::batch::Compression;
 use brook_protocol::partitioner::partition_for_key;
 use brook_protocol::v1;
+use brook_tests::kafka::{call, clients, run_json};
 use brook_tests::{
     Broker, DEADLINE, create_topic, eventually_within, fetch_batches, wait_for_exit,
 };
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    brook_tests::workspace_root()
-}
-
-fn python() -> PathBuf {
-    brook_tests::kafka_python()
-}
 
 fn kcat() -> Command {
     let found = Command::new("kcat")
@@ -32,32 +25,6 @@ fn kcat() -> Command {
         .is_ok_and(|o| o.status.success());
     assert!(found, "kcat is missing: run scripts/kafka-clients.sh");
     Command::new("kcat")
-}
-
-fn clients(bootstrap: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(python());
-    cmd.arg(root().join("tests/kafka/clients.py"))
-        .arg(bootstrap)
-        .args(args)
-        .stdout(Stdio::piped());
-    cmd
-}
-
-/// Runs a client to completion and returns its JSON lines.
-fn run_json(mut cmd: Command) -> Vec<Value> {
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running a Kafka client");
-    assert!(
-        out.status.success(),
-        "the Kafka client failed: {:?}",
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
 }
 
 /// A record read back over gRPC, with what the Kafka side should have kept.
@@ -816,44 +783,6 @@ async fn malformed_kafka_frames_close_the_connection_and_store_nothing() {
         closed.is_some_and(|n| n >= 4.0),
         "closed connections counted: {closed:?}"
     );
-}
-
-/// One request on a raw connection, its answer decoded as a client would.
-fn call<Q, A>(s: &mut TcpStream, key: i16, version: i16, correlation: i32, request: &Q) -> A
-where
-    Q: kafka_protocol::protocol::Encodable,
-    A: kafka_protocol::protocol::Decodable,
-{
-    use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-    let api = ApiKey::try_from(key).unwrap();
-    let header = RequestHeader::default()
-        .with_request_api_key(key)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("raw")));
-    let mut body = bytes::BytesMut::new();
-    header
-        .encode(&mut body, api.request_header_version(version))
-        .unwrap();
-    request.encode(&mut body, version).unwrap();
-    s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
-    s.write_all(&body).unwrap();
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)
-        .unwrap_or_else(|e| panic!("no answer to {api:?} v{version}: {e}"));
-    let mut answer = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut answer).unwrap();
-    let mut answer = bytes::Bytes::from(answer);
-    let header = ResponseHeader::decode(&mut answer, api.response_header_version(version)).unwrap();
-    assert_eq!(header.correlation_id, correlation, "{api:?} v{version}");
-    let decoded = A::decode(&mut answer, version)
-        .unwrap_or_else(|e| panic!("{api:?} v{version} answer: {e}"));
-    assert!(
-        answer.is_empty(),
-        "{api:?} v{version}: bytes after the answer"
-    );
-    decoded
 }
 
 /// Versions ApiVersions does not list and APIs it does not list, sent
