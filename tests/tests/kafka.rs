@@ -170,6 +170,67 @@ async fn kcat_metadata_produce_and_consume_with_every_codec() {
         "every batch is stored with the codec it came with"
     );
 
+    // The stored compressed batches, decompressed for gRPC clients without
+    // the codec (`decoded`) and by the Rust client (`brook consume`).
+    let mut consumer = b.consumer().await;
+    let mut decoded = BTreeSet::new();
+    for partition in 0..2 {
+        let mut offset = 0;
+        loop {
+            let r = consumer
+                .fetch(v1::FetchRequest {
+                    topic: "orders".into(),
+                    partition,
+                    offset,
+                    decoded: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            for rec in &r.records {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                let h = &rec.headers[0];
+                decoded.insert(format!(
+                    "{}|{}|{}={}",
+                    text(rec.key()),
+                    text(rec.value()),
+                    h.key,
+                    text(&h.value)
+                ));
+            }
+            if r.next_offset >= r.log_end_offset {
+                break;
+            }
+            offset = r.next_offset;
+        }
+    }
+    assert_eq!(decoded, expected, "gRPC's decoded fetch");
+    let out = brook_tests::brook_cli(&b, &["consume", "orders", "-e", "--format", "json"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let consumed: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            format!(
+                "{}|{}|codec={}",
+                v["key"].as_str().unwrap(),
+                v["value"].as_str().unwrap(),
+                v["headers"]["codec"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{v}"))
+            )
+        })
+        .collect();
+    assert_eq!(
+        consumed, expected,
+        "the Rust client's consumer (brook consume)"
+    );
+
     // The listener's own metrics count what kcat sent.
     let metrics = b.metrics_text().await;
     let count = |api: &str| -> f64 {
