@@ -53,6 +53,19 @@ pub(crate) fn code(e: &ApiError) -> i16 {
     k.code()
 }
 
+/// The Kafka error code for `e` in the answer of a group coordinator's API
+/// (JoinGroup, OffsetCommit, ...): a broker starting or stopping is a
+/// coordinator loading or not available, which Kafka's clients wait out or
+/// answer by finding the coordinator again, where a partition leader's
+/// codes would end a commit with an unexpected error.
+pub(crate) fn coordinator_code(e: &ApiError) -> i16 {
+    match e.reason() {
+        Reason::BrokerStarting => ResponseError::CoordinatorLoadInProgress.code(),
+        Reason::BrokerStopping => ResponseError::CoordinatorNotAvailable.code(),
+        _ => code(e),
+    }
+}
+
 /// Kafka's error code for a refusal, with the broker's message (for
 /// responses that carry one).
 pub(crate) fn with_message(e: &ApiError) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
@@ -62,4 +75,39 @@ pub(crate) fn with_message(e: &ApiError) -> (i16, Option<kafka_protocol::protoco
             e.message().to_string(),
         )),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_starting_or_stopping_broker_is_a_coordinator_loading_or_unavailable() {
+        let e = |r| ApiError::new(r, "test");
+        let pairs = [
+            (
+                Reason::BrokerStarting,
+                ResponseError::LeaderNotAvailable,
+                ResponseError::CoordinatorLoadInProgress,
+            ),
+            (
+                Reason::BrokerStopping,
+                ResponseError::NotLeaderOrFollower,
+                ResponseError::CoordinatorNotAvailable,
+            ),
+            (
+                Reason::TopicNotFound,
+                ResponseError::UnknownTopicOrPartition,
+                ResponseError::UnknownTopicOrPartition,
+            ),
+        ];
+        for (reason, partition, coordinator) in pairs {
+            assert_eq!(code(&e(reason)), partition.code(), "{reason:?}");
+            assert_eq!(
+                coordinator_code(&e(reason)),
+                coordinator.code(),
+                "{reason:?}"
+            );
+        }
+    }
 }

@@ -50,13 +50,13 @@ fn groups(s: &Session) -> Result<&Arc<Groups>, i16> {
 
 /// Checks the group name and the caller's right on it.
 fn check_group(s: &Session, group: &str, op: Operation) -> Result<(), i16> {
-    crate::groups::service::check_group_name(group).map_err(|e| errors::code(&e))?;
+    crate::groups::service::check_group_name(group).map_err(|e| errors::coordinator_code(&e))?;
     s.broker
         .auth
         .authorize(&s.caller, op, ResourceType::Group, group)
         .map_err(|e| match e.reason() {
             Reason::NotAuthorized => ResponseError::GroupAuthorizationFailed.code(),
-            _ => errors::code(&e),
+            _ => errors::coordinator_code(&e),
         })
 }
 
@@ -336,13 +336,13 @@ pub(super) async fn offset_commit(s: &Session, req: OffsetCommitRequest) -> Offs
         let mut topic_codes = Vec::new();
         for p in &t.partitions {
             let code = (|| {
-                readable.clone().map_err(|e| errors::code(&e))?;
+                readable.clone().map_err(|e| errors::coordinator_code(&e))?;
                 let index = u32::try_from(p.partition_index)
                     .map_err(|_| ResponseError::UnknownTopicOrPartition.code())?;
                 let part = s
                     .broker
                     .partition(&name, index)
-                    .map_err(|e| errors::code(&e))?;
+                    .map_err(|e| errors::coordinator_code(&e))?;
                 let offset = u64::try_from(p.committed_offset)
                     .ok()
                     .filter(|o| *o <= part.log_end_offset())
@@ -389,9 +389,9 @@ pub(super) async fn offset_commit(s: &Session, req: OffsetCommitRequest) -> Offs
                 false => None,
             },
             Err(crate::groups::offsets::CommitError::Rejected(e)) => Some(group_code(e)),
-            Err(crate::groups::offsets::CommitError::Io(e)) => {
-                Some(errors::code(&crate::groups::commits_io_error(e)))
-            }
+            Err(crate::groups::offsets::CommitError::Io(e)) => Some(errors::coordinator_code(
+                &crate::groups::commits_io_error(e),
+            )),
         };
         if let Some(code) = failure {
             for c in codes.iter_mut().flatten().filter(|c| **c == 0) {
