@@ -165,6 +165,29 @@ def consume_commit(bootstrap, topic, group, count):
     print(json.dumps({"consumed": n, "committed": {str(p): o for p, o in sorted(committed.items())}}), flush=True)
 
 
+def idle_member(bootstrap, topic, group, stop_file):
+    """A confluent-kafka member of GROUP subscribed to TOPIC that reads
+    nothing and commits nothing, until STOP_FILE exists: a consumer the
+    broker must report although it has no offsets. Prints its assignment."""
+    import os
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                  "auto.offset.reset": "latest", "session.timeout.ms": 6000,
+                  "heartbeat.interval.ms": 500})
+
+    def assigned(consumer, partitions):
+        # Paused: the member holds its partitions without reading them.
+        consumer.pause(partitions)
+        print(json.dumps({"assigned": sorted(p.partition for p in partitions)}), flush=True)
+
+    c.subscribe([topic], on_assign=assigned)
+    while not os.path.exists(stop_file):
+        c.poll(0.2)
+    c.close()
+    print(json.dumps({"closed": True}), flush=True)
+
+
 def admin_tour(bootstrap, topic):
     """The admin and lookup APIs that the other commands do not use, through
     confluent-kafka's AdminClient and kafka-python's clients: topics created,
@@ -245,6 +268,7 @@ COMMANDS = {
     "idempotent-produce": idempotent_produce,
     "group-member": group_member,
     "consume-commit": consume_commit,
+    "idle-member": idle_member,
 }
 
 if __name__ == "__main__":

@@ -506,3 +506,135 @@ async fn brook_lag_and_reset_offsets_cover_kafka_groups() {
     assert_eq!(lag["total_lag_records"], 0, "{lag}");
     assert_lag(&lag, &ends, &ends);
 }
+
+/// A Kafka consumer that has joined its group but committed nothing (a new
+/// consumer of a topic that has not been read yet) is reported as gRPC
+/// members are: GetConsumerLag, `brook lag` and the lag metrics count the
+/// partitions of the topic it subscribes to from their start, and
+/// DescribeGroup and ListGroups show it with its assignment. Once it
+/// leaves, the group is gone and `brook lag` of every group still answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kafka_group_without_commits_is_reported_with_its_members() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(&dir.path().join("data"), &[]).await;
+    create_topic(&b, "fresh", 2).await;
+    let records = (0..3)
+        .map(|i| v1::PublishRecord {
+            key: Some(format!("k{i}").into_bytes().into()),
+            value: Some(b"v".to_vec().into()),
+            ..Default::default()
+        })
+        .collect();
+    b.producer()
+        .await
+        .publish(v1::PublishRequest {
+            topic: "fresh".into(),
+            records,
+            acks: 0,
+        })
+        .await
+        .unwrap();
+
+    let stop = dir.path().join("stop");
+    let mut member = clients(
+        &b.kafka_bootstrap(),
+        &["idle-member", "fresh", "idle", stop.to_str().unwrap()],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut lines = BufReader::new(member.stdout.take().unwrap()).lines();
+    // Killed if an assertion fails before it is stopped below.
+    let mut member = KillOnDrop(member);
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["assigned"], json!([0, 1]), "{first}");
+
+    let mut groups = v1::groups_client::GroupsClient::new(b.channel().await);
+    let lag = groups
+        .get_consumer_lag(v1::GetConsumerLagRequest {
+            group: "idle".into(),
+            topic: String::new(),
+        })
+        .await
+        .expect("the lag of a group with a member and no commits")
+        .into_inner();
+    assert_eq!(lag.total_lag_records, 3, "{lag:?}");
+    assert_eq!(lag.partitions.len(), 2, "{lag:?}");
+    assert!(lag.partitions.iter().all(|p| p.committed_offset.is_none()));
+
+    let all = brook_cli(&b, &["lag", "--json"], None);
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let all: Value = serde_json::from_slice(&all.stdout).unwrap();
+    let idle = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "idle");
+    assert_eq!(
+        idle.map(|g| g["total_lag_records"].clone()),
+        Some(json!(3)),
+        "{all}"
+    );
+    let metrics = b.metrics_text().await;
+    let lag_lines = metrics
+        .lines()
+        .filter(|l| l.starts_with(r#"brook_consumer_lag_records{group="idle",topic="fresh""#))
+        .count();
+    assert_eq!(lag_lines, 2, "{metrics}");
+
+    let d = groups
+        .describe_group(v1::DescribeGroupRequest {
+            group: "idle".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.state, v1::GroupState::Stable as i32, "{d:?}");
+    assert_eq!(d.topics, ["fresh"], "{d:?}");
+    assert_eq!(d.members.len(), 1, "{d:?}");
+    let held: Vec<_> = (d.members[0].assignment.iter())
+        .map(|tp| (tp.topic.clone(), tp.partitions.clone()))
+        .collect();
+    assert_eq!(held, [("fresh".to_string(), vec![0, 1])], "{d:?}");
+    let listed = groups
+        .list_groups(v1::ListGroupsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let summary = listed.groups.iter().find(|g| g.group == "idle").unwrap();
+    assert_eq!(summary.members, 1, "{listed:?}");
+
+    std::fs::write(&stop, b"").unwrap();
+    assert!(member.0.wait().unwrap().success());
+    eventually("the group to be gone once its member left", async || {
+        let lag = groups
+            .get_consumer_lag(v1::GetConsumerLagRequest {
+                group: "idle".into(),
+                topic: String::new(),
+            })
+            .await;
+        matches!(lag, Err(s) if s.code() == tonic::Code::NotFound)
+    })
+    .await;
+    let all = brook_cli(&b, &["lag", "--json"], None);
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -43,7 +43,13 @@ pub(crate) async fn run(args: LagArgs) -> anyhow::Result<()> {
         };
         let mut all = Vec::new();
         for g in &groups {
-            all.push(admin.consumer_lag(g, None).await?);
+            match admin.consumer_lag(g, None).await {
+                Ok(lag) => all.push(lag),
+                // Listed, then gone (its last member left, or it was
+                // deleted) before its lag was asked: nothing to report.
+                Err(e) if args.group.is_none() && e.reason() == Some("GROUP_NOT_FOUND") => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         print(&all, args.output.json);
         if !args.watch {

@@ -14,7 +14,7 @@
 //! is used by one protocol at a time (a Kafka join to a group with gRPC
 //! members is refused, and the reverse too).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -140,8 +140,18 @@ pub struct GroupInfo {
     pub protocol_type: String,
     /// The protocol chosen ("" before the first generation).
     pub protocol: String,
+    /// The generation (0 before the first).
+    pub generation: i32,
     /// The members.
     pub members: Vec<MemberInfo>,
+}
+
+impl GroupInfo {
+    /// Whether its members are Kafka consumers, whose metadata and
+    /// assignments are in Kafka's `ConsumerProtocol` format.
+    pub fn of_consumers(&self) -> bool {
+        self.protocol_type == super::consumer_protocol::CONSUMER
+    }
 }
 
 /// Member ids a group keeps between MEMBER_ID_REQUIRED and the join that
@@ -339,6 +349,7 @@ impl Group {
             state: self.state,
             protocol_type: self.protocol_type.clone(),
             protocol: self.protocol.clone(),
+            generation: self.generation,
             members: self
                 .members
                 .iter()
@@ -653,6 +664,27 @@ impl Classic {
             .get(group)
             .filter(|g| !g.members.is_empty())
             .map(Group::info)
+    }
+
+    /// The topics the members of `group` subscribe to, when they are Kafka
+    /// consumers (read from the metadata of the protocol chosen, or of
+    /// their first before the first generation).
+    pub fn subscribed_topics(&self, group: &str) -> BTreeSet<String> {
+        let groups = lock(&self.groups);
+        let Some(g) = groups.get(group) else {
+            return BTreeSet::new();
+        };
+        if g.protocol_type != super::consumer_protocol::CONSUMER {
+            return BTreeSet::new();
+        }
+        g.members
+            .values()
+            .filter_map(|m| {
+                let chosen = m.protocols.iter().find(|(p, _)| *p == g.protocol);
+                chosen.or(m.protocols.first())
+            })
+            .flat_map(|(_, md)| super::consumer_protocol::subscription_topics(md))
+            .collect()
     }
 
     /// Forgets `group` (DeleteGroups; the caller checked it has no members).

@@ -46,7 +46,8 @@ impl TimestampCache {
 }
 
 /// The partitions whose lag a group has: every partition of every topic it
-/// committed for or subscribes to, or of `topic` alone when given.
+/// committed for or subscribes to (a gRPC member's topics, or a Kafka
+/// consumer's subscription), or of `topic` alone when given.
 fn partitions_of(
     groups: &Groups,
     log: &Log,
@@ -66,6 +67,7 @@ fn partitions_of(
     if let Some(info) = groups.coordinator.describe(group) {
         topics.extend(info.topics);
     }
+    topics.extend(groups.classic.subscribed_topics(group));
     Ok(topics)
 }
 
@@ -78,7 +80,7 @@ pub fn consumer_lag(
     now_ms: i64,
 ) -> ApiResult<v1::ConsumerLag> {
     let committed = groups.offsets.get(group);
-    if committed.is_empty() && groups.coordinator.member_count(group) == 0 {
+    if committed.is_empty() && groups.member_count(group) == 0 {
         return Err(unknown_group(group));
     }
     let mut out = v1::ConsumerLag {

@@ -5,6 +5,7 @@
 pub mod assign;
 pub mod classic;
 mod commits;
+pub mod consumer_protocol;
 pub mod coordinator;
 pub mod lag;
 pub mod offsets;

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Groups;
 use super::assign::Strategy;
 use super::commits::{blocking, no_members, store_checked};
+use super::consumer_protocol;
 use super::coordinator::{JoinSpec, by_topic};
 use super::lag::unknown_group;
 use super::offsets::Committed;
@@ -325,10 +326,16 @@ impl groups_server::Groups for GroupsService {
                 .into_iter()
                 .filter(|name| auth.may(&caller, Operation::Describe, ResourceType::Group, name))
                 .map(|name| {
-                    let info = g.coordinator.describe(&name);
+                    let (state, members) = match g.coordinator.describe(&name) {
+                        Some(i) => (i.state, i.members.len() as u32),
+                        None => match g.classic.describe(&name) {
+                            Some(i) => (classic_state(i.state), i.members.len() as u32),
+                            None => (v1::GroupState::Empty, 0),
+                        },
+                    };
                     v1::GroupSummary {
-                        state: info.as_ref().map_or(v1::GroupState::Empty, |i| i.state) as i32,
-                        members: info.map_or(0, |i| i.members.len() as u32),
+                        state: state as i32,
+                        members,
                         group: name,
                     }
                 })
@@ -375,6 +382,31 @@ impl groups_server::Groups for GroupsService {
                         client_id: m.client_id,
                         host: m.host,
                         assignment: by_topic(&m.assignment),
+                    })
+                    .collect();
+            } else if let Some(info) = g.classic.describe(&name) {
+                // A group of Kafka clients: its members as Kafka reports them.
+                d.state = classic_state(info.state) as i32;
+                d.generation = u64::try_from(info.generation).unwrap_or(0);
+                d.topics = g.classic.subscribed_topics(&name).into_iter().collect();
+                let consumers = info.of_consumers();
+                d.members = info
+                    .members
+                    .into_iter()
+                    .map(|m| v1::MemberDescription {
+                        assignment: match consumers {
+                            true => consumer_protocol::assignment(&m.assignment)
+                                .into_iter()
+                                .map(|(topic, partitions)| v1::TopicPartitions {
+                                    topic,
+                                    partitions,
+                                })
+                                .collect(),
+                            false => Vec::new(),
+                        },
+                        member_id: m.member_id,
+                        client_id: m.client_id,
+                        host: m.client_host,
                     })
                     .collect();
             }
@@ -474,5 +506,16 @@ impl groups_server::Groups for GroupsService {
         }
         .await;
         Ok(Response::new(r?))
+    }
+}
+
+/// A Kafka group's state in gRPC's terms: joining and awaiting the leader's
+/// assignment are both a rebalance.
+fn classic_state(state: super::classic::State) -> v1::GroupState {
+    use super::classic::State;
+    match state {
+        State::Empty => v1::GroupState::Empty,
+        State::PreparingRebalance | State::CompletingRebalance => v1::GroupState::Rebalancing,
+        State::Stable => v1::GroupState::Stable,
     }
 }
