@@ -609,6 +609,19 @@ async fn a_kafka_group_without_commits_is_reported_with_its_members() {
     let summary = listed.groups.iter().find(|g| g.group == "idle").unwrap();
     assert_eq!(summary.members, 1, "{listed:?}");
 
+    // Not deletable under its member.
+    let refused = groups
+        .delete_group(v1::DeleteGroupRequest {
+            group: "idle".into(),
+        })
+        .await
+        .expect_err("a group with a Kafka member is not deleted");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+
     std::fs::write(&stop, b"").unwrap();
     assert!(member.0.wait().unwrap().success());
     eventually("the group to be gone once its member left", async || {

@@ -426,7 +426,9 @@ impl groups_server::Groups for GroupsService {
         let r = async {
             check_group_name(&name)?;
             let groups = Arc::clone(self.broker.groups()?);
-            let members = groups.coordinator.member_count(&name);
+            // Members of either protocol: a Kafka consumer's group is no
+            // more deletable under it than a gRPC one's.
+            let members = groups.member_count(&name);
             if members > 0 {
                 return Err(ApiError::new(
                     Reason::GroupNotEmpty,
