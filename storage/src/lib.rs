@@ -66,6 +66,6 @@ pub use log::{
     Log, LogOptions, MAX_PARTITIONS, MAX_TOPIC_NAME, OfflinePartition, OnOpenError, Topic,
     TopicConfig, validate_topic_name,
 };
-pub use partition::{AppendInfo, Partition, ReadResult, RecoveryReport, now_ms};
+pub use partition::{AppendInfo, Partition, ReadResult, RecoveryReport, now_ms, partition_flushes};
 pub use producers::CACHED_BATCHES;
 pub use segment::damage_found_by_reads;

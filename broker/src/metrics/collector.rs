@@ -125,6 +125,12 @@ pub(super) fn sentence(help: &str) -> String {
 impl Collector for LogCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let e = &mut encoder;
+        counter(
+            e,
+            "partition_flushes",
+            "Flushes of a partition's log to disk (fdatasync of its segments; concurrent durable acks share one): for durable acks, the flush policy and segment rolls",
+            brook_storage::partition_flushes(),
+        )?;
         gauge(
             e,
             "damaged_ranges_found_by_reads",

@@ -13,6 +13,17 @@ use crate::file::write_offset_file;
 use crate::flusher::{self, Flushable};
 use crate::segment::Segment;
 
+/// Flushes of partitions since the process started: one per group commit,
+/// however many segments and waiters it covers.
+static PARTITION_FLUSHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times a partition's log was flushed to disk (fdatasync of its
+/// segments) since the process started: for durable acks, the flush policy
+/// and segment rolls. Kafka's `LogFlushRateAndTimeMs` counts the same.
+pub fn partition_flushes() -> u64 {
+    PARTITION_FLUSHES.load(Ordering::Relaxed)
+}
+
 /// The group-commit state, behind `Shared::flush`.
 pub(super) struct FlushState {
     /// Every offset below it is on disk.
@@ -160,6 +171,7 @@ impl Shared {
     ///
     /// (The flush leader's [`FlushingGuard`] covers a panic in here.)
     fn sync_from(&self, from: u64) -> Result<()> {
+        PARTITION_FLUSHES.fetch_add(1, Ordering::Relaxed);
         let segs: Vec<Arc<Segment>> = {
             let map = self.segments.read().unwrap_or_else(|e| e.into_inner());
             let first = map.range(..=from).next_back().map_or(0, |(b, _)| *b);

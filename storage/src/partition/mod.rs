@@ -40,6 +40,7 @@
 mod append;
 mod close;
 mod flush;
+pub use flush::partition_flushes;
 mod loader;
 mod read;
 mod replica;
