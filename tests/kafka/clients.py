@@ -27,6 +27,20 @@ def seed_producer(bootstrap, topic, count):
     print(json.dumps({"produced": int(count)}))
 
 
+def compressed_producer(bootstrap, topic, codec, count):
+    """kafka-python sends COUNT keyed events compressed with CODEC (gzip,
+    snappy, lz4 or zstd), one batch per partition, and flushes."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=[bootstrap], compression_type=codec, acks='all',
+                             linger_ms=50, batch_size=1 << 20)
+    for i in range(int(count)):
+        producer.send(topic, key=f"{codec}-{i % 3}".encode(), value=f"{codec}-event-{i}".encode(),
+                      headers=[("codec", codec.encode())])
+    producer.flush()
+    print(json.dumps({"produced": int(count), "codec": codec}))
+
+
 def kafka_python_consume(bootstrap, topic, count):
     """Reads COUNT records from the start of every partition (no group)."""
     from kafka import KafkaConsumer, TopicPartition
@@ -263,6 +277,7 @@ def admin_tour(bootstrap, topic):
 COMMANDS = {
     "admin-tour": admin_tour,
     "seed-producer": seed_producer,
+    "compressed-producer": compressed_producer,
     "kafka-python-consume": kafka_python_consume,
     "confluent-consume": confluent_consume,
     "idempotent-produce": idempotent_produce,

@@ -298,8 +298,10 @@ async fn admin_and_lookup_apis_answer_third_party_clients() {
 }
 
 /// The seed's kafka-python producer publishes OrderPlaced events that the
-/// gRPC side reads with keys, headers and per-order order; events
-/// published over gRPC are read by kafka-python and confluent-kafka.
+/// gRPC side, the Rust client's group consumer and `brook consume` read
+/// with keys, headers and per-order order; events published over gRPC
+/// (compressed with zstd, then lz4) are read by kafka-python and
+/// confluent-kafka, each order's in the order sent.
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_clients_and_grpc_read_each_others_events() {
     let dir = tempfile::tempdir().unwrap();
@@ -333,40 +335,99 @@ async fn kafka_clients_and_grpc_read_each_others_events() {
     }
     assert_eq!(last_seq.len(), 7);
 
-    // The other way: events published over gRPC, read by both Kafka clients.
-    create_topic(&b, "shipments", 2).await;
+    // Read by the Rust client, as a group member and through `brook
+    // consume`: keys, headers and each order's events in order.
+    let in_order = |events: &[(String, Value, String)], reader: &str| {
+        let mut last: BTreeMap<String, i64> = BTreeMap::new();
+        for (key, event, correlation) in events {
+            assert_eq!(event["order"], key.as_str(), "{reader}");
+            let seq = event["seq"].as_i64().unwrap();
+            assert_eq!(correlation, &format!("c-{seq}"), "{reader}");
+            let before = last.insert(key.clone(), seq);
+            assert!(
+                before.is_none_or(|b| b < seq),
+                "{reader}: {key} {seq} after {before:?}"
+            );
+        }
+        assert_eq!(events.len(), 70, "{reader}");
+        assert_eq!(last.len(), 7, "{reader}");
+    };
     let client = brook_client::Client::connect(format!("http://{}", b.grpc))
         .await
         .unwrap();
-    // Compressed by the Rust client: the Kafka clients decompress it.
-    let config = brook_client::ProducerConfig {
-        compression: Compression::Zstd,
-        ..Default::default()
+    let config = brook_client::ConsumerConfig {
+        start_from: brook_client::StartFrom::Earliest,
+        ..brook_client::ConsumerConfig::new("order-readers", &["orders"])
     };
-    let producer = client.producer(config);
-    let mut sends = Vec::new();
-    for i in 0..20 {
-        let record = brook_client::ProducerRecord {
-            topic: "shipments".into(),
-            key: Some(format!("order-{}", i % 4).into()),
-            value: Some(format!("{{\"shipment\":{i}}}").into()),
-            headers: vec![("trace".into(), format!("t-{i}").into())],
+    let mut consumer = client.consumer(config).await.unwrap();
+    let mut events = Vec::new();
+    while events.len() < 70 {
+        let r = tokio::time::timeout(DEADLINE, consumer.recv())
+            .await
+            .expect("the 70 events")
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let correlation = (r.headers.iter())
+            .find(|(k, _)| k == "correlation-id")
+            .map(|(_, v)| text(v))
+            .unwrap_or_default();
+        let event = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+        events.push((text(r.key.as_deref().unwrap()), event, correlation));
+    }
+    consumer.close().await.unwrap();
+    in_order(&events, "the Rust client's consumer");
+    let out = brook_tests::brook_cli(&b, &["consume", "orders", "-e", "--format", "json"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<_> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let event = serde_json::from_str(v["value"].as_str().unwrap()).unwrap();
+            let correlation = v["headers"]["correlation-id"].as_str().unwrap().to_string();
+            (v["key"].as_str().unwrap().to_string(), event, correlation)
+        })
+        .collect();
+    in_order(&events, "brook consume");
+
+    // The other way: events published over gRPC, read by both Kafka clients.
+    create_topic(&b, "shipments", 2).await;
+    // Compressed by the Rust client, the first half with zstd and the
+    // second with lz4: the Kafka clients decompress both.
+    for (codec, range) in [(Compression::Zstd, 0..10), (Compression::Lz4, 10..20)] {
+        let config = brook_client::ProducerConfig {
+            compression: codec,
             ..Default::default()
         };
-        sends.push(producer.send_record(record).await.unwrap());
-    }
-    for sent in sends {
-        sent.await.unwrap();
+        let producer = client.producer(config);
+        let mut sends = Vec::new();
+        for i in range {
+            let record = brook_client::ProducerRecord {
+                topic: "shipments".into(),
+                key: Some(format!("order-{}", i % 4).into()),
+                value: Some(format!("{{\"shipment\":{i}}}").into()),
+                headers: vec![("trace".into(), format!("t-{i}").into())],
+                ..Default::default()
+            };
+            sends.push(producer.send_record(record).await.unwrap());
+        }
+        for sent in sends {
+            sent.await.unwrap();
+        }
     }
     let (_, codecs) = read_all(&b, "shipments", 2).await;
     assert!(
-        codecs.contains("zstd"),
+        codecs.contains("zstd") && codecs.contains("lz4"),
         "the Rust client compressed: {codecs:?}"
     );
     for client in ["kafka-python-consume", "confluent-consume"] {
         let read = run_json(clients(&bootstrap, &[client, "shipments", "20"]));
         assert_eq!(read.len(), 20, "{client}");
         let mut values = BTreeSet::new();
+        let mut last: BTreeMap<u32, u32> = BTreeMap::new();
         for r in &read {
             let value = r["value"].as_str().unwrap();
             let i: u32 = value
@@ -383,9 +444,64 @@ async fn kafka_clients_and_grpc_read_each_others_events() {
                 "{client}"
             );
             values.insert(i);
+            // Each order's shipments in the order they were sent.
+            let before = last.insert(i % 4, i);
+            assert!(
+                before.is_none_or(|b| b < i),
+                "{client}: {i} after {before:?}"
+            );
         }
         assert_eq!(values, (0..20).collect(), "{client} read every event once");
     }
+}
+
+/// kafka-python's batches compressed with each codec it has (gzip, snappy
+/// in Kafka's xerial framing, lz4, zstd) are stored as they came and read
+/// back by confluent-kafka (librdkafka) and the gRPC side.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_python_batches_with_every_codec_are_stored_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    create_topic(&b, "packed", 3).await;
+    let bootstrap = b.kafka_bootstrap();
+    let codecs = ["gzip", "snappy", "lz4", "zstd"];
+    for codec in codecs {
+        let done = run_json(clients(
+            &bootstrap,
+            &["compressed-producer", "packed", codec, "9"],
+        ));
+        assert_eq!(done[0]["produced"], 9, "{codec}");
+    }
+    let expected: BTreeSet<(String, String)> = codecs
+        .iter()
+        .flat_map(|c| (0..9).map(move |i| (format!("{c}-{}", i % 3), format!("{c}-event-{i}"))))
+        .collect();
+
+    let (stored, stored_codecs) = read_all(&b, "packed", 3).await;
+    assert_eq!(
+        stored_codecs,
+        codecs.into_iter().collect(),
+        "stored with the codec each batch came with"
+    );
+    let read: BTreeSet<(String, String)> = stored
+        .iter()
+        .map(|s| {
+            let codec = s.value.split('-').next().unwrap();
+            assert_eq!(s.headers, vec![("codec".to_string(), codec.to_string())]);
+            (s.key.clone().unwrap(), s.value.clone())
+        })
+        .collect();
+    assert_eq!(read, expected, "over gRPC");
+
+    let consumed = run_json(clients(&bootstrap, &["confluent-consume", "packed", "36"]));
+    let read: BTreeSet<(String, String)> = consumed
+        .iter()
+        .map(|r| {
+            let key = r["key"].as_str().unwrap().to_string();
+            (key, r["value"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(read, expected, "by confluent-kafka");
 }
 
 /// confluent-kafka's idempotent producer (acks=all) through a broker crash
