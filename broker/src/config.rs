@@ -22,6 +22,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BROOK_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object a line (for log collectors); `RUST_LOG` filters them [default: text]
+    #[arg(long, env = "BROOK_LOG_FORMAT", value_enum)]
+    #[serde(skip)]
+    pub log_format: Option<crate::logging::LogFormat>,
     /// Directory holding the topics [default: ./brook-data]
     #[arg(long, env = "BROOK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

@@ -28,6 +28,7 @@ pub mod error;
 mod fdlimit;
 pub mod groups;
 mod kafka;
+pub mod logging;
 mod metrics;
 mod produce;
 mod producer_ids;

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use brook_broker::cli::Cli;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -42,16 +41,8 @@ fn end_quietly_on_a_closed_stdout() {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal: logs sent to files and
-        // collectors stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    brook_broker::logging::init(cli.log_format());
     if !cli.is_server() {
         end_quietly_on_a_closed_stdout();
     }

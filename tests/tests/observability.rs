@@ -350,3 +350,59 @@ async fn produce_stream_acks_in_order_and_stops_at_the_first_bad_batch() {
         "nothing after the bad batch was appended"
     );
 }
+
+/// `--log-format json`: every line the broker writes is one JSON object
+/// (timestamp, level, target, fields with the message), so that collectors
+/// parse it; a failed request's warning keeps its fields. Without it, a log
+/// written to a file is plain text, without colour codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_json_lines_with_log_format_json_and_plain_text_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("json.log");
+    let b = Broker::spawn_logged(&dir.path().join("json"), &["--log-format", "json"], &log);
+    b.wait_serving().await;
+    let missing = b
+        .topics()
+        .await
+        .describe_topic(v1::DescribeTopicRequest {
+            name: "nowhere".into(),
+        })
+        .await;
+    assert!(missing.is_err());
+    b.terminate();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    for l in &lines {
+        for field in ["timestamp", "level", "target"] {
+            assert!(l[field].is_string(), "{field} in {l}");
+        }
+        assert!(l["fields"].is_object(), "{l}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "INFO" && l["fields"]["message"] == "brook listening"),
+        "{text}"
+    );
+    let failed = lines
+        .iter()
+        .find(|l| l["level"] == "WARN" && l["fields"]["method"] == "DescribeTopic")
+        .unwrap_or_else(|| panic!("the failed request's warning in {text}"));
+    assert_eq!(failed["fields"]["topic"], "nowhere", "{failed}");
+    assert_eq!(failed["fields"]["reason"], "TOPIC_NOT_FOUND", "{failed}");
+
+    let log = dir.path().join("text.log");
+    let b = Broker::spawn_logged(&dir.path().join("text"), &[], &log);
+    b.wait_serving().await;
+    b.terminate();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("brook listening"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+    assert!(serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).is_err());
+}

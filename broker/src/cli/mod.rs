@@ -121,6 +121,15 @@ impl Cli {
         matches!(self.command, Command::Serve(_))
     }
 
+    /// How the log is written: `brook serve --log-format`; text for the
+    /// other commands.
+    pub fn log_format(&self) -> crate::logging::LogFormat {
+        match &self.command {
+            Command::Serve(args) => args.log_format.unwrap_or_default(),
+            _ => crate::logging::LogFormat::Text,
+        }
+    }
+
     /// Runs the command. `brook serve` stops on SIGTERM or SIGINT (see
     /// [`crate::server::run`]).
     ///
