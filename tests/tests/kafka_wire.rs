@@ -106,14 +106,14 @@ fn fetch(
     r.responses.remove(0).partitions.remove(0)
 }
 
-/// `brook_partition_flushes_total` now.
+/// `brook_log_flushes_total` now.
 async fn flushes(b: &Broker) -> u64 {
     let metrics = b.metrics_text().await;
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("brook_partition_flushes_total "))
+        .find_map(|l| l.strip_prefix("brook_log_flushes_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no brook_partition_flushes_total in\n{metrics}")) as u64
+        .unwrap_or_else(|| panic!("no brook_log_flushes_total in\n{metrics}")) as u64
 }
 
 /// `acks=-1` is the durable ack level: the answer waits for the partition's

@@ -127,7 +127,7 @@ impl Collector for LogCollector {
         let e = &mut encoder;
         counter(
             e,
-            "partition_flushes",
+            "log_flushes",
             "Flushes of a partition's log to disk (fdatasync of its segments; concurrent durable acks share one): for durable acks, the flush policy and segment rolls",
             brook_storage::partition_flushes(),
         )?;
