@@ -35,6 +35,7 @@ mod producer_ids;
 pub mod queues;
 pub mod quota;
 mod request;
+pub mod rules;
 pub mod schemas;
 pub mod server;
 pub mod signals;

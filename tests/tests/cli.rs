@@ -626,3 +626,76 @@ fn a_reader_that_stops_early_ends_the_command_quietly() {
         out.status
     );
 }
+
+/// `brook rule test` checks an EventBridge pattern against an event with
+/// no broker: exit 0 and `match`, or exit 1 with the field that did not
+/// match and why (also as JSON, and with the event on standard input); an
+/// invalid pattern is an error naming its place in the pattern.
+#[test]
+fn rule_test_says_whether_an_event_matches_and_why_not() {
+    use std::io::Write;
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(brook_binary())
+            .args(["rule", "test"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let placed = r#"{"source":["order-service"],"detail-type":["OrderPlaced"],"detail":{"total":[{"numeric":[">=",100]}]}}"#;
+    let event = |kind: &str, total: u32| {
+        format!(
+            r#"{{"source":"order-service","detail-type":"{kind}","detail":{{"total":{total}}}}}"#
+        )
+    };
+    let (code, out, _) = run(
+        &["--pattern", placed, "--event", &event("OrderPlaced", 250)],
+        None,
+    );
+    assert_eq!((code, out.trim()), (Some(0), "match"));
+
+    let (code, out, _) = run(
+        &[
+            "--pattern",
+            placed,
+            "--event",
+            &event("OrderCancelled", 250),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert!(out.starts_with("no match: detail-type"), "{out}");
+    assert!(out.contains("OrderCancelled"), "{out}");
+
+    let (code, out, _) = run(
+        &["--pattern", placed, "--event-file", "-", "--json"],
+        Some(&event("OrderPlaced", 20)),
+    );
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["matches"], false, "{v}");
+    assert_eq!(v["path"], "detail.total", "{v}");
+
+    let (code, _, err) = run(
+        &[
+            "--pattern",
+            r#"{"detail":{"total":[{"numeric":["~",1]}]}}"#,
+            "--event",
+            "{}",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("pattern at detail.total"), "{err}");
+}

@@ -33,6 +33,7 @@ mod output;
 mod position;
 mod produce;
 mod queues;
+mod rules;
 mod schemas;
 mod settings;
 mod topics;
@@ -100,6 +101,8 @@ Examples:
     Token(acl::TokenArgs),
     /// The schema registry: register, list, show, check, delete, compat.
     Schema(schemas::SchemaArgs),
+    /// Routing rules: test an EventBridge event pattern against an event.
+    Rule(rules::RuleArgs),
     /// Named connection settings (url, CA, token): list, show, add, use, remove.
     Context(context::ContextArgs),
     /// Print a shell completion script for brook.
@@ -187,6 +190,11 @@ impl Cli {
                     return Ok(ExitCode::from(1));
                 }
             }
+            Command::Rule(args) => {
+                if !rules::run(args)? {
+                    return Ok(ExitCode::from(1));
+                }
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -210,6 +218,7 @@ impl Command {
             Command::Serve(_)
             | Command::Token(_)
             | Command::Data { .. }
+            | Command::Rule(_)
             | Command::Completions { .. }
             | Command::Context(_) => None,
         }
