@@ -21,10 +21,9 @@ enum RuleCmd {
     /// first field that did not match and why.
     #[command(after_help = "\
 Examples:
-  brook rule test --pattern '{\"source\":[\"order-service\"],\"detail-type\":[\"OrderPlaced\"]}' \\
-                  --event '{\"source\":\"order-service\",\"detail-type\":\"OrderPlaced\"}'
+  brook rule test --pattern '{\"source\":[\"order-service\"]}' --event '{\"source\":\"order-service\"}'
   brook rule test --pattern-file rule.json --event-file event.json
-  brook rule test --pattern '{\"detail\":{\"amount\":[{\"numeric\":[\">\",100]}]}}' --event-file - < event.json")]
+  brook rule test --pattern '{\"detail\":{\"amount\":[{\"numeric\":[\">\",100]}]}}' --event-file - --json")]
     Test(TestArgs),
 }
 
