@@ -230,6 +230,21 @@ pub async fn on_blocking_thread<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// `text` cut to at most `max_bytes` at a character boundary, marked with
+/// `…` when cut: for messages that quote what a client sent, which may be
+/// as large as it likes.
+pub(crate) fn shortened(mut text: String, max_bytes: usize) -> String {
+    if text.len() > max_bytes {
+        let mut at = max_bytes;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
 /// Runs `f` on this thread, handed over to blocking work first when it is
 /// a worker of a multi-thread runtime (its other tasks move to other
 /// workers): for CPU-heavy or disk-touching work a request cannot hand off.

@@ -317,17 +317,9 @@ type Failure = (Option<u32>, String, String);
 /// into answers and dead letters' headers.
 const MAX_REASON_BYTES: usize = 1024;
 
-/// `text` cut to [`MAX_REASON_BYTES`] at a character boundary, marked if cut.
-fn capped(mut text: String) -> String {
-    if text.len() > MAX_REASON_BYTES {
-        let mut at = MAX_REASON_BYTES;
-        while !text.is_char_boundary(at) {
-            at -= 1;
-        }
-        text.truncate(at);
-        text.push('…');
-    }
-    text
+/// `text` cut to [`MAX_REASON_BYTES`].
+fn capped(text: String) -> String {
+    crate::error::shortened(text, MAX_REASON_BYTES)
 }
 
 /// One key or value (a null one passes: a tombstone carries no payload).

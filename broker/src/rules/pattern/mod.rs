@@ -729,16 +729,7 @@ fn kind(value: &Value) -> &'static str {
 
 /// An event value for a message, cut short: events can be large.
 fn show(value: &Value) -> String {
-    let mut text = value.to_string();
-    if text.len() > MAX_SHOWN {
-        let mut cut = MAX_SHOWN;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
+    crate::error::shortened(value.to_string(), MAX_SHOWN)
 }
 
 /// One matcher as the pattern wrote it: `"aws.ec2"`, `numeric [">", 100]`.
