@@ -51,14 +51,11 @@ pub(crate) fn encode_response<T: Encodable>(
     version: i16,
     body: &T,
 ) -> anyhow::Result<Bytes> {
-    let header_version = api_key.response_header_version(version);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let size = header.compute_size(header_version)? + body.compute_size(version)?;
-    let mut buf = BytesMut::with_capacity(4 + size);
-    buf.put_i32(i32::try_from(size)?);
-    header.encode(&mut buf, header_version)?;
-    body.encode(&mut buf, version)?;
-    Ok(buf.freeze())
+    // Sized first: a fetch answer carries megabytes of records.
+    let capacity = 4 + 16 + body.compute_size(version)?;
+    framed(correlation_id, api_key, version, capacity, |buf| {
+        body.encode(buf, version)
+    })
 }
 
 /// [`encode_response`] for a body of any API (an error answer built
@@ -69,12 +66,26 @@ pub(crate) fn encode_response_kind(
     version: i16,
     body: &ResponseKind,
 ) -> anyhow::Result<Bytes> {
+    framed(correlation_id, api_key, version, 256, |buf| {
+        body.encode(buf, version)
+    })
+}
+
+/// The length, the response header and what `body` writes, the length
+/// filled in once the rest is written.
+fn framed(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    capacity: usize,
+    body: impl FnOnce(&mut BytesMut) -> anyhow::Result<()>,
+) -> anyhow::Result<Bytes> {
     let header_version = api_key.response_header_version(version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let mut buf = BytesMut::with_capacity(256);
+    let mut buf = BytesMut::with_capacity(capacity);
     buf.put_i32(0);
     header.encode(&mut buf, header_version)?;
-    body.encode(&mut buf, version)?;
+    body(&mut buf)?;
     let size = i32::try_from(buf.len() - 4)?;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.freeze())
