@@ -220,10 +220,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (Some(s), None) => {
             let records = args.records.unwrap_or_else(|| s.default_records());
             let value = match &args.value_file {
-                Some(path) => Some(bytes::Bytes::from(std::fs::read(path).map_err(|e| {
+                Some(path) => bytes::Bytes::from(std::fs::read(path).map_err(|e| {
                     anyhow::anyhow!("reading --value-file {}: {e}", path.display())
-                })?)),
-                None => None,
+                })?),
+                None => scenario::default_value(),
             };
             match args.protocol {
                 Protocol::Grpc => {

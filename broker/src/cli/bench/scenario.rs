@@ -57,7 +57,7 @@ const COMMIT_EVERY: u64 = 1_000;
 pub(super) const AGGREGATES: u64 = 10_000;
 
 /// Value size.
-pub(super) const VALUE_BYTES: usize = 1024;
+const VALUE_BYTES: usize = 1024;
 
 impl Scenario {
     /// Records the scenario handles unless told otherwise.
@@ -76,18 +76,22 @@ impl Scenario {
     }
 }
 
+/// The value every record carries unless `--value-file` gives one: 1 KiB.
+pub(super) fn default_value() -> Bytes {
+    Bytes::from(vec![0x42u8; VALUE_BYTES])
+}
+
 /// Runs `scenario` over `records` records of `topic`.
 pub(crate) async fn run(
     client: &Client,
     topic: &str,
     scenario: Scenario,
     records: u64,
-    value: Option<Bytes>,
+    value: Bytes,
     quiet: bool,
 ) -> anyhow::Result<Report> {
     let keys = aggregate_keys(AGGREGATES);
     let key = |i: u64| keys[(i % AGGREGATES) as usize].clone();
-    let value = value.unwrap_or_else(|| Bytes::from(vec![0x42u8; VALUE_BYTES]));
     let bytes = records * value.len() as u64;
     match scenario {
         Scenario::W1 | Scenario::W1Durable => {

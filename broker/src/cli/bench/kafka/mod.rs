@@ -33,7 +33,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::progress::{self, Progress};
 use super::report::{Report, new_histogram};
-use super::scenario::{AGGREGATES, Scenario, VALUE_BYTES, W1_ROUND};
+use super::scenario::{AGGREGATES, Scenario, W1_ROUND};
 use super::{aggregate_keys, end_offsets};
 
 const PRODUCE: i16 = 9;
@@ -55,10 +55,9 @@ pub(crate) async fn run(
     topic: &str,
     scenario: Scenario,
     records: u64,
-    value: Option<Bytes>,
+    value: Bytes,
     quiet: bool,
 ) -> anyhow::Result<Report> {
-    let value = value.unwrap_or_else(|| Bytes::from(vec![0x42u8; VALUE_BYTES]));
     match scenario {
         Scenario::W1 | Scenario::W1Durable => {
             let before = end_offsets(client, topic).await?;
