@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use brook_protocol::batch::BatchBuilder;
 use brook_tests::kafka::call;
-use brook_tests::{Broker, DEADLINE, create_topic};
+use brook_tests::{Broker, DEADLINE, create_topic, eventually};
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -276,18 +276,15 @@ async fn refusals_carry_kafkas_error_codes() {
         let joined = join(&mut other, &first.member_id.to_string());
         let _ = tx.send(joined.error_code);
     });
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match heartbeat(&mut s, generation) {
-            REBALANCE_IN_PROGRESS => break,
-            0 if Instant::now() < deadline => {
-                // Polling until the second join has reached the broker.
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
+    eventually(
+        "the second join to start a rebalance",
+        async || match heartbeat(&mut s, generation) {
+            REBALANCE_IN_PROGRESS => true,
+            0 => false,
             code => panic!("heartbeat during the second join answered {code}"),
-        }
-    }
+        },
+    )
+    .await;
     // The first member rejoins: the rebalance completes for both.
     let rejoined = join(&mut s, &id);
     assert_eq!(rejoined.error_code, 0, "{rejoined:?}");
