@@ -211,7 +211,16 @@ impl Broker {
 
     /// Like [`Broker::spawn`], with the gRPC address given.
     pub fn spawn_at(data_dir: &Path, listen: &str, extra: &[&str]) -> Broker {
-        Broker::spawn_with(data_dir, listen, extra, Stdio::inherit(), None, "warn")
+        Broker::spawn_on(data_dir, listen, "127.0.0.1:0", extra)
+    }
+
+    /// Like [`Broker::spawn_at`], with the metrics address given too. A
+    /// restart names every address it re-binds: a port left to the kernel
+    /// (`:0`) is bound before the Kafka listener and could be handed the
+    /// Kafka port the killed broker just freed.
+    fn spawn_on(data_dir: &Path, listen: &str, metrics: &str, extra: &[&str]) -> Broker {
+        let out = Stdio::inherit();
+        Broker::spawn_with(data_dir, (listen, metrics), extra, out, None, "warn")
     }
 
     /// Like [`Broker::spawn`], with the process's file-descriptor limit
@@ -219,7 +228,7 @@ impl Broker {
     pub fn spawn_with_nofile(data_dir: &Path, extra: &[&str], nofile: u64) -> Broker {
         Broker::spawn_with(
             data_dir,
-            "127.0.0.1:0",
+            ("127.0.0.1:0", "127.0.0.1:0"),
             extra,
             Stdio::inherit(),
             Some((libc::RLIMIT_NOFILE, nofile)),
@@ -233,7 +242,7 @@ impl Broker {
     pub fn spawn_with_address_space(data_dir: &Path, extra: &[&str], bytes: u64) -> Broker {
         Broker::spawn_with(
             data_dir,
-            "127.0.0.1:0",
+            ("127.0.0.1:0", "127.0.0.1:0"),
             extra,
             Stdio::inherit(),
             Some((libc::RLIMIT_AS, bytes)),
@@ -248,7 +257,7 @@ impl Broker {
         let file = std::fs::File::create(log).expect("creating the log file");
         Broker::spawn_with(
             data_dir,
-            "127.0.0.1:0",
+            ("127.0.0.1:0", "127.0.0.1:0"),
             extra,
             Stdio::from(file),
             None,
@@ -256,15 +265,16 @@ impl Broker {
         )
     }
 
+    /// `listen` is the gRPC and the metrics address.
     fn spawn_with(
         data_dir: &Path,
-        listen: &str,
+        (listen, metrics): (&str, &str),
         extra: &[&str],
         stderr: Stdio,
         limit: Option<(libc::__rlimit_resource_t, u64)>,
         level: &str,
     ) -> Broker {
-        let mut cmd = serve_command_logging(data_dir, listen, "127.0.0.1:0", extra, level);
+        let mut cmd = serve_command_logging(data_dir, listen, metrics, extra, level);
         if let Some((resource, n)) = limit {
             use std::os::unix::process::CommandExt;
             let lim = libc::rlimit {
@@ -450,12 +460,12 @@ impl Broker {
     /// and waits until it serves.
     pub async fn restart(&mut self) {
         let (dir, listen) = (self.data_dir.clone(), self.grpc.to_string());
-        let kafka = self.kafka.map(|a| a.to_string());
+        let (metrics, kafka) = (self.metrics.to_string(), self.kafka.map(|a| a.to_string()));
         let extra: Vec<&str> = match &kafka {
             Some(k) => vec!["--kafka-listen", k],
             None => vec![],
         };
-        *self = Broker::spawn_at(&dir, &listen, &extra);
+        *self = Broker::spawn_on(&dir, &listen, &metrics, &extra);
         self.wait_serving().await;
     }
 
