@@ -163,6 +163,11 @@ impl ProducerState {
         }
     }
 
+    /// A producer's epoch and the sequence it must send next, if known.
+    pub fn next_sequence(&self, producer_id: i64) -> Option<(i16, i32)> {
+        (self.producers.get(&producer_id)).map(|p| (p.epoch, p.next_seq))
+    }
+
     /// Producers known.
     pub fn len(&self) -> usize {
         self.producers.len()

@@ -346,6 +346,17 @@ impl Partition {
             .len()
     }
 
+    /// An idempotent producer's epoch and the sequence its next batch must
+    /// start at here, or `None` if the partition keeps no state for it
+    /// (never seen, or expired). A writer that numbers its batches
+    /// deterministically learns from it, after a crash, how much of its
+    /// unconfirmed work was stored.
+    pub fn producer_next_sequence(&self, producer_id: i64) -> Option<(i16, i32)> {
+        lock(&self.shared.appender)
+            .producers
+            .next_sequence(producer_id)
+    }
+
     /// Idempotent producers the partition keeps state for.
     pub fn producer_count(&self) -> usize {
         lock(&self.shared.appender).producers.len()
