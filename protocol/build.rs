@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "brook/v1/acls.proto",
             "brook/v1/queues.proto",
             "brook/v1/schemas.proto",
+            "brook/v1/rules.proto",
         ];
         println!("cargo:rerun-if-changed=proto");
         let fds = protox::compile(files, ["proto"])?;

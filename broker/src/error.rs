@@ -79,6 +79,13 @@ reasons! {
     QueueAlreadyExists = "QUEUE_ALREADY_EXISTS", AlreadyExists;
     /// The queue group reads another topic than the one named.
     QueueTopicMismatch = "QUEUE_TOPIC_MISMATCH", FailedPrecondition;
+    /// No routing rule of that name.
+    RuleNotFound = "RULE_NOT_FOUND", NotFound;
+    /// A routing rule of that name exists already, with another definition.
+    RuleExists = "RULE_EXISTS", AlreadyExists;
+    /// An event pattern that does not compile (the message names the place
+    /// in the pattern; metadata `path`).
+    InvalidPattern = "INVALID_PATTERN", InvalidArgument;
     /// No subject, version or schema of that name or id in the schema
     /// registry (metadata `registry_code`: Confluent's, e.g. 40401).
     SchemaNotFound = "SCHEMA_NOT_FOUND", NotFound;

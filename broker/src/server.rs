@@ -190,6 +190,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
                 )
                 .max_decoding_message_size(max),
             )
+            .add_service(v1::rules_server::RulesServer::new(
+                crate::rules::service::RulesService::new(Arc::clone(&broker)),
+            ))
             .add_service(AclsServer::new(crate::auth::service::AclsService::new(
                 Arc::clone(&auth),
                 config.auth.super_users.clone(),
@@ -251,6 +254,13 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     );
     schemas.set_validation_threads(config.validation_threads);
     let _ = broker.schemas.set(Arc::clone(&schemas));
+    let rules_dir = config.data_dir.join("~rules");
+    let rules = Arc::new(
+        tokio::task::spawn_blocking(move || crate::rules::Rules::open(&rules_dir, offsets_flush))
+            .await?
+            .context("opening the rules")?,
+    );
+    broker.set_rules(Arc::clone(&rules));
     broker.set_ready(Arc::clone(&log), Arc::clone(&groups));
     let reaper = tokio::spawn(expire_members(
         Arc::clone(&broker),
@@ -312,6 +322,20 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
             move || schemas.maintain(),
         ))
     };
+    let rules_maintenance = {
+        let rules = Arc::clone(&rules);
+        let period = rules.maintenance_period();
+        tokio::spawn(maintain_log(
+            Arc::clone(&broker),
+            "rules",
+            period,
+            move || rules.maintain(),
+        ))
+    };
+    let rule_delivery = tokio::spawn(crate::rules::deliver::run(
+        Arc::clone(&broker),
+        Arc::clone(&rules),
+    ));
 
     signals.wait_for(1).await;
     let timeout = config.shutdown_timeout;
@@ -328,6 +352,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     queues_maintenance.abort();
     queue_sweeper.abort();
     schemas_maintenance.abort();
+    rules_maintenance.abort();
     let aborts = [grpc.abort_handle(), metrics.abort_handle()];
     let servers = async {
         let grpc = grpc.await;
@@ -352,6 +377,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
             "dropping the connections of in-flight requests; the log closes cleanly"
         );
     }
+    // Rule delivery ends at its next step (each step's appends and commit
+    // are done by then); past the timeout it is dropped, as a crash would.
+    let _ = tokio::time::timeout(timeout, rule_delivery).await;
     let stopping = std::time::Instant::now();
     tracing::info!("closing the log");
     // After the last append: storage writes each partition's producer-state
@@ -367,6 +395,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         }
         if let Err(e) = schemas.sync_all() {
             tracing::error!(error = %format!("{e:#}"), "syncing the schemas log at shutdown failed");
+        }
+        if let Err(e) = rules.sync_all() {
+            tracing::error!(error = %format!("{e:#}"), "syncing the rules log at shutdown failed");
         }
         log.close()
     });

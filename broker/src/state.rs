@@ -23,6 +23,7 @@ pub struct Broker {
     log: OnceLock<Arc<Log>>,
     groups: OnceLock<Arc<Groups>>,
     queues: OnceLock<Arc<Queues>>,
+    rules: OnceLock<Arc<crate::rules::Rules>>,
     shutdown: watch::Sender<bool>,
     /// Settings in force.
     pub config: ServeConfig,
@@ -53,6 +54,7 @@ impl Broker {
             log: OnceLock::new(),
             groups: OnceLock::new(),
             queues: OnceLock::new(),
+            rules: OnceLock::new(),
             shutdown: watch::Sender::new(false),
             config,
             metrics: Arc::new(Metrics::default()),
@@ -87,6 +89,18 @@ impl Broker {
     pub fn queues(&self) -> ApiResult<&Arc<Queues>> {
         self.log()?;
         self.queues.get().ok_or_else(starting)
+    }
+
+    /// Makes the routing rules available (before [`Broker::set_ready`]).
+    pub fn set_rules(&self, rules: Arc<crate::rules::Rules>) {
+        self.metrics.set_rules(Arc::clone(&rules));
+        let _ = self.rules.set(rules);
+    }
+
+    /// The routing rules, or UNAVAILABLE while recovering or shutting down.
+    pub fn rules(&self) -> ApiResult<&Arc<crate::rules::Rules>> {
+        self.log()?;
+        self.rules.get().ok_or_else(starting)
     }
 
     /// Sets the producer-id allocator (once the data directory is open).

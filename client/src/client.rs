@@ -369,6 +369,10 @@ impl Client {
         v1::schemas_client::SchemasClient::new(self.channel.clone())
     }
 
+    pub(crate) fn rules(&self) -> v1::rules_client::RulesClient<Transport> {
+        v1::rules_client::RulesClient::new(self.channel.clone())
+    }
+
     pub(crate) fn health(&self) -> tonic_health::pb::health_client::HealthClient<Transport> {
         tonic_health::pb::health_client::HealthClient::new(self.channel.clone())
     }

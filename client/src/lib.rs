@@ -5,7 +5,7 @@
 //! - [`Consumer`]: a consumer-group member (or a reader of given partitions) with commits.
 //! - [`PartitionReader`]: one partition from an offset, no group ([`Client::reader`]).
 //! - [`QueueConsumer`]: one of any number of competing consumers of a queue group, with per-message ack, nack, reject.
-//! - [`Admin`]: topics, groups, committed offsets, lag, offset resets, queue groups, redrive.
+//! - [`Admin`]: topics, groups, committed offsets, lag, offset resets, queue groups, redrive, routing rules.
 //!
 //! ```no_run
 //! # async fn demo() -> brook_client::Result<()> {
@@ -32,6 +32,7 @@ mod error;
 mod producer;
 mod queue;
 mod reader;
+mod rules;
 mod schemas;
 
 pub use admin::{Admin, ResetTo};

@@ -260,6 +260,38 @@ fn cases() -> Vec<(&'static str, Vec<v1::AclBinding>)> {
             "/brook.v1.Schemas/GetTopicSchema",
             vec![allow(Op::Describe, Rt::Topic, "t")],
         ),
+        // Rules are their source topic's: they read it and write their
+        // targets with the broker's authority once created.
+        (
+            "/brook.v1.Rules/CreateRule",
+            vec![
+                allow(Op::Alter, Rt::Topic, "t"),
+                allow(Op::Read, Rt::Topic, "t"),
+                allow(Op::Write, Rt::Topic, "t-out"),
+            ],
+        ),
+        (
+            "/brook.v1.Rules/DescribeRule",
+            vec![allow(Op::Describe, Rt::Topic, "t")],
+        ),
+        (
+            "/brook.v1.Rules/ListRules",
+            vec![allow(Op::Describe, Rt::Topic, "t")],
+        ),
+        (
+            "/brook.v1.Rules/PauseRule",
+            vec![allow(Op::Alter, Rt::Topic, "t")],
+        ),
+        (
+            "/brook.v1.Rules/ResumeRule",
+            vec![allow(Op::Alter, Rt::Topic, "t")],
+        ),
+        // Once deleted, the rule is unknown: the deny call is refused for
+        // want of DESCRIBE on the cluster, which says whether it exists.
+        (
+            "/brook.v1.Rules/DeleteRule",
+            vec![allow(Op::Alter, Rt::Topic, "t")],
+        ),
     ]
 }
 
@@ -292,6 +324,7 @@ async fn call(ch: &Channel, path: &str, token: Option<&str>) -> Result<(), Statu
     let mut acls = v1::acls_client::AclsClient::new(ch.clone());
     let mut queues = v1::queues_client::QueuesClient::new(ch.clone());
     let mut schemas = v1::schemas_client::SchemasClient::new(ch.clone());
+    let mut rules = v1::rules_client::RulesClient::new(ch.clone());
     let string_schema = |subject: &str| v1::RegisterSchemaRequest {
         subject: subject.into(),
         schema: r#"{"type":"string"}"#.into(),
@@ -626,6 +659,42 @@ async fn call(ch: &Channel, path: &str, token: Option<&str>) -> Result<(), Statu
             let r = v1::GetTopicSchemaRequest { topic: "t".into() };
             schemas.get_topic_schema(req(r, token)).await.map(drop)
         }
+        "CreateRule" => rules
+            .create_rule(req(rule_request("r-new"), token))
+            .await
+            .map(drop),
+        "DescribeRule" => {
+            let r = v1::DescribeRuleRequest { name: "r".into() };
+            rules.describe_rule(req(r, token)).await.map(drop)
+        }
+        "ListRules" => {
+            let listed = rules
+                .list_rules(req(v1::ListRulesRequest::default(), token))
+                .await?;
+            match listed
+                .into_inner()
+                .rules
+                .iter()
+                .any(|r| r.rule.as_ref().is_some_and(|d| d.name == "r"))
+            {
+                true => Ok(()),
+                false => Err(hidden()),
+            }
+        }
+        "PauseRule" => {
+            let r = v1::PauseRuleRequest { name: "r".into() };
+            rules.pause_rule(req(r, token)).await.map(drop)
+        }
+        "ResumeRule" => {
+            let r = v1::ResumeRuleRequest { name: "r".into() };
+            rules.resume_rule(req(r, token)).await.map(drop)
+        }
+        "DeleteRule" => {
+            let r = v1::DeleteRuleRequest {
+                name: "r-del".into(),
+            };
+            rules.delete_rule(req(r, token)).await.map(drop)
+        }
         other => panic!("no test call for {other}: add one to cases() and call()"),
     }
 }
@@ -703,10 +772,23 @@ async fn set_acls(ch: &Channel, admin: &str, acls: Vec<v1::AclBinding>, add: boo
     }
 }
 
+/// A rule on `t` writing what matches to `t-out`.
+fn rule_request(name: &str) -> v1::CreateRuleRequest {
+    v1::CreateRuleRequest {
+        rule: Some(v1::RuleDefinition {
+            name: name.into(),
+            source_topic: "t".into(),
+            event_pattern: r#"{"type":["OrderPlaced"]}"#.into(),
+            targets: vec!["t-out".into()],
+            ..Default::default()
+        }),
+    }
+}
+
 /// What the cases act on, made by the super user.
 async fn setup(ch: &Channel, admin: &str) {
     let mut topics = v1::topics_client::TopicsClient::new(ch.clone());
-    for name in ["t", "t-del", "t-grow"] {
+    for name in ["t", "t-del", "t-grow", "t-out"] {
         let r = v1::CreateTopicRequest {
             name: name.into(),
             config: Some(v1::TopicConfig {
@@ -751,6 +833,11 @@ async fn setup(ch: &Channel, admin: &str) {
             schema_type: "JSON".into(),
         };
         schemas.register_schema(req(r, Some(admin))).await.unwrap();
+    }
+    let mut rules = v1::rules_client::RulesClient::new(ch.clone());
+    for name in ["r", "r-del"] {
+        let r = rule_request(name);
+        rules.create_rule(req(r, Some(admin))).await.unwrap();
     }
 }
 

@@ -9,6 +9,8 @@
 //! - `data`: `brook data verify|repair`, offline, on a data directory.
 //! - `acl`: `brook acl add|list|remove|whoami` and `brook token create`.
 //! - `schemas`: `brook schema register|list|show|check|delete|compat`.
+//! - `rules`: `brook rule test` (offline: a pattern against an event) and
+//!   `brook rule create|list|describe|pause|resume|delete` (on a broker).
 //! - `bench`: `brook bench` and its workloads.
 //!
 //! `brook serve`'s flags live with the rest of its settings in
@@ -101,7 +103,7 @@ Examples:
     Token(acl::TokenArgs),
     /// The schema registry: register, list, show, check, delete, compat.
     Schema(schemas::SchemaArgs),
-    /// Routing rules: test an EventBridge event pattern against an event.
+    /// Routing rules: create, list, describe, pause, resume, delete; test a pattern offline.
     Rule(rules::RuleArgs),
     /// Named connection settings (url, CA, token): list, show, add, use, remove.
     Context(context::ContextArgs),
@@ -190,11 +192,15 @@ impl Cli {
                     return Ok(ExitCode::from(1));
                 }
             }
-            Command::Rule(args) => {
-                if !rules::run(args)? {
-                    return Ok(ExitCode::from(1));
+            // `test` needs no broker (exit 1: no match); the others connect.
+            Command::Rule(args) => match args.cmd {
+                rules::RuleCmd::Test(test) => {
+                    if !rules::run_test(test)? {
+                        return Ok(ExitCode::from(1));
+                    }
                 }
-            }
+                rules::RuleCmd::Broker(cmd) => block_on(rules::run(cmd))?,
+            },
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -215,10 +221,10 @@ impl Command {
             Command::Health(a) => Some(&a.conn),
             Command::Acl(a) => Some(&a.conn),
             Command::Schema(a) => Some(&a.conn),
+            Command::Rule(a) => a.conn(),
             Command::Serve(_)
             | Command::Token(_)
             | Command::Data { .. }
-            | Command::Rule(_)
             | Command::Completions { .. }
             | Command::Context(_) => None,
         }

@@ -47,6 +47,9 @@ pub(crate) fn code(e: &ApiError) -> i16 {
         Reason::QueueNotFound
         | Reason::QueueAlreadyExists
         | Reason::QueueTopicMismatch
+        | Reason::RuleNotFound
+        | Reason::RuleExists
+        | Reason::InvalidPattern
         | Reason::ReplicaMismatch
         | Reason::Internal => K::UnknownServerError,
     };

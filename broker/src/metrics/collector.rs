@@ -47,6 +47,7 @@ struct LagLabels {
 pub struct LogCollector {
     ready: OnceLock<(Arc<Log>, Arc<Groups>)>,
     queues: OnceLock<Arc<Queues>>,
+    rules: OnceLock<Arc<crate::rules::Rules>>,
 }
 
 impl fmt::Debug for LogCollector {
@@ -66,6 +67,11 @@ impl LogCollector {
     /// Starts reporting queue groups (the first call wins).
     pub fn set_queues(&self, queues: Arc<Queues>) {
         let _ = self.queues.set(queues);
+    }
+
+    /// From now on, scrapes report the routing rules too.
+    pub fn set_rules(&self, rules: Arc<crate::rules::Rules>) {
+        let _ = self.rules.set(rules);
     }
 
     /// Whether the log has been recovered.
@@ -158,6 +164,9 @@ impl Collector for LogCollector {
         encode_offsets_log(e, groups)?;
         if let Some(queues) = self.queues.get() {
             super::queue_gauges::encode(e, log, queues)?;
+        }
+        if let Some(rules) = self.rules.get() {
+            super::rule_gauges::encode(e, log, rules)?;
         }
         encode_lag(e, log, groups)
     }

@@ -11,6 +11,7 @@
 mod collector;
 mod process;
 mod queue_gauges;
+mod rule_gauges;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -313,6 +314,11 @@ impl Metrics {
     /// From now on, scrapes report queue groups too.
     pub fn set_queues(&self, queues: Arc<crate::queues::Queues>) {
         self.log.set_queues(queues);
+    }
+
+    /// From now on, scrapes report routing rules too.
+    pub fn set_rules(&self, rules: Arc<crate::rules::Rules>) {
+        self.log.set_rules(rules);
     }
 
     /// The text exposition.

@@ -20,11 +20,11 @@ struct QueueLabels {
 }
 
 /// Encodes one labelled counter family (`_total` is added to `name`).
-fn counters(
+pub(super) fn counters<L: EncodeLabelSet>(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    samples: &[(QueueLabels, u64)],
+    samples: &[(L, u64)],
 ) -> fmt::Result {
     if samples.is_empty() {
         return Ok(());

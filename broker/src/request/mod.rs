@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use brook_protocol::v1::{
     acls_server, cluster_server, consumer_server, groups_server, producer_server, queues_server,
-    schemas_server, topics_server,
+    rules_server, schemas_server, topics_server,
 };
 use http::HeaderMap;
 use tonic::{Code, Status};
@@ -99,6 +99,17 @@ const SERVICES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        rules_server::SERVICE_NAME,
+        &[
+            "CreateRule",
+            "DescribeRule",
+            "ListRules",
+            "PauseRule",
+            "ResumeRule",
+            "DeleteRule",
+        ],
+    ),
+    (
         schemas_server::SERVICE_NAME,
         &[
             "RegisterSchema",
@@ -124,6 +135,9 @@ const PER_MESSAGE: &[&str] = &["ProduceStream"];
 enum Resource {
     Topic,
     Group,
+    /// A routing rule: named in the span and the failure log line, not in
+    /// the metrics' labels.
+    Rule,
 }
 
 /// One RPC the layer records.
@@ -142,9 +156,10 @@ impl Rpc {
         let (service, methods) = SERVICES.iter().find(|(s, _)| *s == service)?;
         let method = *methods.iter().find(|m| **m == method)?;
         let groups = [groups_server::SERVICE_NAME, queues_server::SERVICE_NAME];
-        let resource = match groups.contains(service) {
-            true => Resource::Group,
-            false => Resource::Topic,
+        let resource = match (groups.contains(service), *service) {
+            (true, _) => Resource::Group,
+            (false, rules_server::SERVICE_NAME) => Resource::Rule,
+            (false, _) => Resource::Topic,
         };
         Some(Rpc {
             method,
@@ -176,6 +191,7 @@ impl RequestContext {
             method = rpc.method,
             topic = Empty,
             group = Empty,
+            rule = Empty,
             partition = Empty,
             principal = Empty,
             code = Empty,
@@ -215,6 +231,7 @@ impl RequestContext {
             match self.rpc.resource {
                 Resource::Topic => self.span.record("topic", name),
                 Resource::Group => self.span.record("group", name),
+                Resource::Rule => self.span.record("rule", name),
             };
         }
         self
@@ -278,6 +295,7 @@ impl RequestContext {
         match self.rpc.resource {
             Resource::Topic => (self.name(), ""),
             Resource::Group => ("", self.name()),
+            Resource::Rule => ("", ""),
         }
     }
 
@@ -375,6 +393,16 @@ fn log_failure(f: Failure<'_>, status: &Status) {
             parent: None,
             method,
             group = name,
+            principal,
+            code = code_name(code),
+            reason,
+            message,
+            "request failed"
+        ),
+        Resource::Rule => tracing::warn!(
+            parent: None,
+            method,
+            rule = name,
             principal,
             code = code_name(code),
             reason,
