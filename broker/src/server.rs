@@ -490,6 +490,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: Servi
         "brook.v1.Groups",
         "brook.v1.Cluster",
         "brook.v1.Queues",
+        "brook.v1.Rules",
     ] {
         health.set_service_status(name, status).await;
     }

@@ -1582,3 +1582,48 @@ async fn the_command_line_creates_lists_describes_pauses_resumes_and_deletes_rul
     assert!(err.contains("detail.total"), "{err}");
     assert_eq!(listed(&b, "").await, ["placed"]);
 }
+
+/// A rule idle for longer than `--producer-id-expiration-ms` finds that
+/// its target forgot its producer: it goes on with a new producer epoch
+/// (still running, nothing lost or written twice) instead of failing on
+/// UNKNOWN_PRODUCER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_idle_past_the_producer_expiry_goes_on_with_a_new_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("broker.log");
+    let flags = [
+        "--producer-id-expiration-ms",
+        "300",
+        "--retention-check-interval-ms",
+        "100",
+    ];
+    let b = Broker::spawn_logged(&dir.path().join("data"), &flags, &log);
+    b.wait_serving().await;
+    create_topic(&b, "orders", 1).await;
+    create_topic(&b, "placed", 1).await;
+    create_rule(&b, rule("idle", "orders", PLACED, &["placed"])).await;
+    let first: Vec<Sent> = (0..2)
+        .map(|i| event(Some("o-1"), order("OrderPlaced", "o-1", i), &[]))
+        .collect();
+    let mut sent = publish(&b, "orders", first).await;
+    caught_up(&b, "idle", 2).await;
+
+    eventually("the idle producers to be forgotten", async || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("forgot idle producers"))
+    })
+    .await;
+    let second: Vec<Sent> = (2..4)
+        .map(|i| event(Some("o-1"), order("OrderPlaced", "o-1", i), &[]))
+        .collect();
+    sent.extend(publish(&b, "orders", second).await);
+    let d = caught_up(&b, "idle", 4).await;
+    assert_eq!((d.state, d.failed), (RUNNING, 0), "{d:?}");
+
+    let stored: Vec<(u32, u64)> = read_topic(&b, "placed")
+        .await
+        .iter()
+        .map(|(_, r)| source_of(r))
+        .collect();
+    let expected: Vec<(u32, u64)> = sent.iter().map(|s| (s.partition, s.offset)).collect();
+    assert_eq!(stored, expected, "each record once, in order");
+}

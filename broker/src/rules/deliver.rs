@@ -17,7 +17,7 @@
 //! as it was (records are routed by key hash, or by the source partition
 //! for records without a key).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::engine::{CompiledRule, Rules};
+use super::event::Needed;
+use super::outbox::{Outbox, Stamp};
 use super::store::{Progress, progress_entry};
 use crate::consume::read_off_worker;
 use crate::error::{ApiError, ApiResult, Reason};
@@ -37,9 +39,6 @@ use crate::state::Broker;
 
 /// Bytes of the source read per chunk.
 const CHUNK_BYTES: usize = 1 << 20;
-/// Bytes of a target batch before another is started: well under any
-/// topic's `max_batch_bytes`.
-const BATCH_BYTES: usize = 256 << 10;
 /// How long to wait before reading again after a read failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -110,76 +109,80 @@ fn fail_all_on(rules: &Rules, topic: &str, reason: String) {
     }
 }
 
+/// Where a rule's numbering stands in one target partition.
+#[derive(Clone, Copy, Debug, Default)]
+struct Lane {
+    epoch: i16,
+    /// The sequence of the next record written there.
+    next: i32,
+    /// Records already stored by an earlier run that the records read
+    /// again will produce first.
+    skip: i32,
+    /// Changed since the last commit.
+    touched: bool,
+}
+
 /// One rule's work in one source partition.
 struct Cursor {
     rule: Arc<CompiledRule>,
     progress: Progress,
-    /// Per target partition: records already stored by an earlier run
-    /// that the records read again will produce first.
-    skip: HashMap<(String, u32), i32>,
-    /// Target partitions whose sequence changed since the last commit.
-    touched: BTreeSet<(String, u32)>,
+    /// By the target's index in the rule's definition, then partition.
+    lanes: Vec<Vec<Lane>>,
 }
-
-/// A record's producer fields: id, epoch, sequence.
-type Stamp = (i64, i16, i32);
 
 impl Cursor {
-    /// Counts a selected record for a target partition and numbers it:
-    /// `None` when an earlier run stored it already.
-    fn stamp(&mut self, at: &(String, u32)) -> Option<Stamp> {
+    /// Counts a selected record for partition `tp` of target `target` and
+    /// numbers it: `None` when an earlier run stored it already.
+    fn stamp(&mut self, target: usize, tp: u32) -> Option<Stamp> {
         self.progress.forwarded += 1;
-        if let Some(n) = self.skip.get_mut(at).filter(|n| **n > 0) {
-            *n -= 1;
+        let lanes = &mut self.lanes[target];
+        if lanes.len() <= tp as usize {
+            // Partitions added since the cursor opened: nothing written there.
+            lanes.resize(tp as usize + 1, Lane::default());
+        }
+        let lane = &mut lanes[tp as usize];
+        if lane.skip > 0 {
+            lane.skip -= 1;
             return None;
         }
-        let (epoch, next) = self.progress.sequences.entry(at.clone()).or_insert((0, 0));
-        let seq = *next;
-        *next = next.wrapping_add(1);
-        self.touched.insert(at.clone());
-        Some((self.progress.producer_id, *epoch, seq))
+        let seq = lane.next;
+        lane.next = lane.next.wrapping_add(1);
+        lane.touched = true;
+        Some((self.progress.producer_id, lane.epoch, seq))
+    }
+
+    /// The frame that commits the cursor's position and the sequences
+    /// changed since the last commit.
+    fn commit_entry(&mut self, partition: u32) -> super::store::ProgressEntry {
+        let mut changed = Vec::new();
+        for (j, lanes) in self.lanes.iter_mut().enumerate() {
+            for (n, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| l.touched) {
+                let at = (self.rule.definition.targets[j].clone(), n as u32);
+                self.progress
+                    .sequences
+                    .insert(at.clone(), (lane.epoch, lane.next));
+                changed.push(at);
+                lane.touched = false;
+            }
+        }
+        let sequences = &self.progress.sequences;
+        progress_entry(
+            self.rule.incarnation,
+            partition,
+            &self.progress,
+            changed.iter().filter_map(|at| sequences.get_key_value(at)),
+        )
     }
 }
 
-/// One rule's consecutive records for one target partition.
-struct Run {
-    /// The cursor's index.
-    cursor: usize,
-    batch: BatchBuilder,
-}
-
-/// A chunk's records for the targets. Per target partition they stay in
-/// source order across rules: two rules writing one target keep an
-/// aggregate's events in the order they happened.
-#[derive(Default)]
-struct Outbox {
-    runs: BTreeMap<(String, u32), Vec<Run>>,
-}
-
-impl Outbox {
-    fn push(
-        &mut self,
-        cursor: usize,
-        (pid, epoch, seq): Stamp,
-        at: (String, u32),
-        record: (i64, Option<&[u8]>, Option<&[u8]>),
-        headers: &[(&str, &[u8])],
-    ) {
-        let runs = self.runs.entry(at).or_default();
-        let open = runs
-            .last()
-            .is_some_and(|r| r.cursor == cursor && r.batch.size_bytes() < BATCH_BYTES);
-        if !open {
-            runs.push(Run {
-                cursor,
-                batch: BatchBuilder::new().producer(pid, epoch, seq),
-            });
-        }
-        if let Some(run) = runs.last_mut() {
-            let (timestamp, key, value) = record;
-            run.batch.push(timestamp, key, value, headers);
-        }
-    }
+/// What a chunk asks of the delivery task: cursors it dropped are opened
+/// again from their commits (reconciled with their targets) at once, or
+/// after [`RETRY_AFTER`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Retry {
+    No,
+    Now,
+    Later,
 }
 
 /// The delivery task of one source partition.
@@ -221,8 +224,18 @@ impl Router {
                 }
                 continue;
             }
-            if let Err(e) = self.chunk(&mut cursors, from).await {
-                tracing::warn!(topic = %self.topic, partition = self.partition, "rule delivery: {e}");
+            let pause = match self.chunk(&mut cursors, from).await {
+                Ok(Retry::No) => continue,
+                Ok(Retry::Now) => false,
+                Ok(Retry::Later) => true,
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, "rule delivery: {e}");
+                    true
+                }
+            };
+            // Cursors were dropped to be opened again from their commits.
+            seen = None;
+            if pause {
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_AFTER) => {}
                     _ = shutdown.wait_for(|s| *s) => return,
@@ -255,7 +268,6 @@ impl Router {
     /// A rule's cursor from its committed progress, reconciled with what
     /// its targets stored (see the module documentation).
     fn open(&self, rule: Arc<CompiledRule>, mut progress: Progress) -> ApiResult<Cursor> {
-        let mut touched = BTreeSet::new();
         if progress.producer_id == 0 {
             progress.producer_id = self.broker.allocate_producer_id()?;
             let entry = progress_entry(
@@ -266,12 +278,13 @@ impl Router {
             );
             self.rules.commit(entry, &rule.name, true)?;
         }
-        let mut skip = HashMap::new();
+        let mut lanes = Vec::new();
         for target in &rule.definition.targets {
             let t = self
                 .broker
                 .topic(target)
                 .map_err(|e| target_failed(target, e))?;
+            let mut of_target = Vec::new();
             for n in 0..t.partition_count() {
                 let tp = t
                     .partition(n)
@@ -279,21 +292,20 @@ impl Router {
                 let at = (target.clone(), n);
                 let committed = progress.sequences.get(&at).copied().unwrap_or((0, 0));
                 let stored = tp.producer_next_sequence(progress.producer_id);
-                let (now, already) = reconcile(committed, stored);
-                if already > 0 {
-                    skip.insert(at.clone(), already);
-                }
-                if now != committed {
-                    progress.sequences.insert(at.clone(), now);
-                    touched.insert(at);
-                }
+                let ((epoch, next), skip) = reconcile(committed, stored);
+                of_target.push(Lane {
+                    epoch,
+                    next,
+                    skip,
+                    touched: (epoch, next) != committed,
+                });
             }
+            lanes.push(of_target);
         }
         Ok(Cursor {
             rule,
             progress,
-            skip,
-            touched,
+            lanes,
         })
     }
 
@@ -332,29 +344,45 @@ impl Router {
     /// Reads one chunk from `from`, selects and writes for every cursor,
     /// and commits each cursor's progress. A rule whose target refuses is
     /// failed and its cursor dropped; the others go on.
-    async fn chunk(&self, cursors: &mut Vec<Cursor>, from: u64) -> ApiResult<()> {
+    async fn chunk(&self, cursors: &mut Vec<Cursor>, from: u64) -> ApiResult<Retry> {
         let read = read_off_worker(&self.p, from, CHUNK_BYTES).await?;
         if read.batches.is_empty() {
-            return Ok(());
+            return Ok(Retry::No);
         }
-        let mut widths = HashMap::new();
-        for c in cursors.iter() {
-            for target in &c.rule.definition.targets {
-                if let Ok(t) = self.broker.topic(target) {
-                    widths.insert(target.clone(), t.partition_count());
-                }
-            }
-        }
+        let targets = Targets::of(&self.broker, cursors);
         let mut outbox = Outbox::default();
         let next = crate::error::in_place_blocking(|| {
             let source = (self.topic.as_str(), self.partition);
-            select(&read.batches, from, source, cursors, &widths, &mut outbox)
+            select(&read.batches, from, source, cursors, &targets, &mut outbox)
         })?;
-        let mut failed = self.deliver(outbox).await;
-        let mut dropped = Vec::new();
+        let mut failed = self.deliver(outbox, &targets.names).await;
+        let (mut dropped, mut retry) = (Vec::new(), Retry::No);
         for (i, c) in cursors.iter_mut().enumerate() {
             if let Some(e) = failed.remove(&i) {
-                self.fail(&c.rule, e.to_string());
+                let again = match e.reason() {
+                    // The target forgot the rule's producer (it was idle
+                    // longer than --producer-id-expiration-ms): a new epoch.
+                    Reason::UnknownProducer => Retry::Now,
+                    Reason::TopicNotFound
+                    | Reason::PartitionNotFound
+                    | Reason::SchemaValidationFailed
+                    | Reason::InvalidRecords
+                    | Reason::BatchTooLarge
+                    | Reason::NotAuthorized => {
+                        self.fail(&c.rule, e.to_string());
+                        Retry::No
+                    }
+                    // A full disk, a partition offline, the broker stopping:
+                    // the same records are tried again.
+                    _ => Retry::Later,
+                };
+                if again != Retry::No {
+                    tracing::info!(
+                        rule = %c.rule.name, topic = %self.topic, partition = self.partition,
+                        "rule delivery stopped short ({e}): it goes on from its last commit"
+                    );
+                }
+                retry = retry.max(again);
                 dropped.push(i);
                 continue;
             }
@@ -362,35 +390,30 @@ impl Router {
                 continue;
             }
             c.progress.position = next;
-            let entry = progress_entry(
-                c.rule.incarnation,
-                self.partition,
-                &c.progress,
-                (c.progress.sequences.iter()).filter(|(at, _)| c.touched.contains(*at)),
-            );
+            let entry = c.commit_entry(self.partition);
             self.rules.commit(entry, &c.rule.name, false)?;
-            c.touched.clear();
         }
         for i in dropped.into_iter().rev() {
             cursors.remove(i);
         }
-        Ok(())
+        Ok(retry)
     }
 
     /// Appends a chunk's runs, each batch durable as its topic's flush
     /// policy says. Returns the cursors a target refused, with why: their
     /// later runs are not written.
-    async fn deliver(&self, outbox: Outbox) -> HashMap<usize, ApiError> {
+    async fn deliver(&self, outbox: Outbox, names: &[String]) -> HashMap<usize, ApiError> {
         let mut failed = HashMap::new();
-        for ((target, tp), runs) in outbox.runs {
-            let p = self.broker.partition(&target, tp);
+        for ((target, tp), runs) in outbox.into_runs() {
+            let target = &names[target];
+            let p = self.broker.partition(target, tp);
             for run in runs {
                 if failed.contains_key(&run.cursor) {
                     continue;
                 }
                 let written = match &p {
-                    Ok(p) => self.append(&target, p, run.batch).await,
-                    Err(e) => Err(target_failed(&target, e.clone())),
+                    Ok(p) => self.append(target, p, run.batch).await,
+                    Err(e) => Err(target_failed(target, e.clone())),
                 };
                 if let Err(e) = written {
                     failed.insert(run.cursor, e);
@@ -458,14 +481,6 @@ fn reconcile(committed: (i16, i32), stored: Option<(i16, i32)>) -> ((i16, i32), 
     }
 }
 
-/// The event a record's value makes: its JSON, or nothing when the value
-/// is not JSON.
-fn parse_event(value: Option<&Bytes>) -> Value {
-    value
-        .and_then(|v| serde_json::from_slice(v).ok())
-        .unwrap_or(Value::Null)
-}
-
 /// The event with the record's key and headers as `$key` and `$headers`.
 fn with_meta(event: &Value, key: Option<&Bytes>, headers: &[(&str, &[u8])]) -> Value {
     let mut map = match event {
@@ -486,6 +501,45 @@ fn with_meta(event: &Value, key: Option<&Bytes>, headers: &[(&str, &[u8])]) -> V
     Value::Object(map)
 }
 
+/// The targets of a chunk's cursors, numbered: what the outbox's lanes
+/// are keyed by.
+struct Targets {
+    /// Every cursor's targets, each once.
+    names: Vec<String>,
+    /// Partitions of each (1 for a target that is gone: it fails at
+    /// delivery, with its name).
+    widths: Vec<u32>,
+    /// By cursor, then the target's index in its rule: the number here.
+    ids: Vec<Vec<usize>>,
+}
+
+impl Targets {
+    fn of(broker: &Broker, cursors: &[Cursor]) -> Targets {
+        let mut t = Targets {
+            names: Vec::new(),
+            widths: Vec::new(),
+            ids: Vec::new(),
+        };
+        for c in cursors {
+            let mut ids = Vec::new();
+            for name in &c.rule.definition.targets {
+                let id = match t.names.iter().position(|n| n == name) {
+                    Some(id) => id,
+                    None => {
+                        let width = broker.topic(name).map_or(1, |t| t.partition_count());
+                        t.names.push(name.clone());
+                        t.widths.push(width.max(1));
+                        t.names.len() - 1
+                    }
+                };
+                ids.push(id);
+            }
+            t.ids.push(ids);
+        }
+        t
+    }
+}
+
 /// Selects the records of `buf` from `from` for each cursor that has not
 /// seen them, filling the cursors' batches. Returns the offset after the
 /// last batch read.
@@ -494,7 +548,7 @@ fn select(
     from: u64,
     (topic, partition): (&str, u32),
     cursors: &mut [Cursor],
-    widths: &HashMap<String, u32>,
+    targets: &Targets,
     outbox: &mut Outbox,
 ) -> ApiResult<u64> {
     let corrupt = |e: brook_protocol::batch::DecodeError| {
@@ -504,6 +558,13 @@ fn select(
         )
     };
     let partition_text = partition.to_string();
+    let mut needed = Needed::none();
+    for c in cursors.iter() {
+        needed.add(Some(c.rule.pattern.top_level_fields()));
+        if let Some(t) = &c.rule.transform {
+            needed.add(t.top_level_fields());
+        }
+    }
     let mut next = from;
     for batch in batches(buf.clone()) {
         let batch = batch.map_err(corrupt)?;
@@ -516,8 +577,9 @@ fn select(
             if r.offset < from {
                 continue;
             }
-            let offset_text = r.offset.to_string();
-            let headers = r.header_pairs();
+            // Built once a rule selects the record: most records, most rules do not.
+            let offset_text = std::cell::OnceCell::new();
+            let headers = std::cell::OnceCell::new();
             let mut event: Option<Value> = None;
             let mut event_with_meta: Option<Value> = None;
             for (i, c) in cursors.iter_mut().enumerate() {
@@ -525,12 +587,18 @@ fn select(
                     continue;
                 }
                 let rule = Arc::clone(&c.rule);
-                let plain = event.get_or_insert_with(|| parse_event(r.value.as_ref()));
+                let plain =
+                    event.get_or_insert_with(|| super::event::parse(r.value.as_ref(), &needed));
                 let selected = match rule.needs_meta {
                     false => rule.pattern.matches(plain),
                     true => {
-                        let meta = event_with_meta
-                            .get_or_insert_with(|| with_meta(plain, r.key.as_ref(), &headers));
+                        let meta = event_with_meta.get_or_insert_with(|| {
+                            with_meta(
+                                plain,
+                                r.key.as_ref(),
+                                headers.get_or_init(|| r.header_pairs()),
+                            )
+                        });
                         rule.pattern.matches(meta)
                     }
                 };
@@ -543,25 +611,25 @@ fn select(
                     Some(v) => Some(v.as_slice()),
                     None => r.value.as_deref(),
                 };
+                let headers = headers.get_or_init(|| r.header_pairs());
+                let offset_text = offset_text.get_or_init(|| r.offset.to_string());
                 let mut out_headers = Vec::with_capacity(headers.len() + 4);
-                out_headers.extend_from_slice(&headers);
+                out_headers.extend_from_slice(headers);
                 out_headers.extend([
                     (RULE_HEADER, rule.name.as_bytes()),
                     (SOURCE_TOPIC_HEADER, topic.as_bytes()),
                     (SOURCE_PARTITION_HEADER, partition_text.as_bytes()),
                     (SOURCE_OFFSET_HEADER, offset_text.as_bytes()),
                 ]);
-                for target in &rule.definition.targets {
-                    // A target that is gone fails at delivery, with its name.
-                    let width = widths.get(target).copied().unwrap_or(1);
+                for (j, &id) in targets.ids[i].iter().enumerate() {
+                    let width = targets.widths[id];
                     let tp = match &r.key {
                         Some(k) => partition_for_key(k, width),
-                        None => partition % width.max(1),
+                        None => partition % width,
                     };
-                    let at = (target.clone(), tp);
-                    if let Some(stamp) = c.stamp(&at) {
-                        let record = (r.timestamp, r.key.as_deref(), value);
-                        outbox.push(i, stamp, at, record, &out_headers);
+                    if let Some(stamp) = c.stamp(j, tp) {
+                        let record = (r.timestamp, r.key.as_ref(), value);
+                        outbox.push(i, stamp, (id, tp), record, &out_headers);
                     }
                 }
             }

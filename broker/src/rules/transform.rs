@@ -85,6 +85,17 @@ impl Transform {
         Ok(Some(Transform { fields }))
     }
 
+    /// The event's top-level fields the transform reads, or `None` when
+    /// it takes the whole event (`$`, or an index at the top).
+    pub fn top_level_fields(&self) -> Option<Vec<&str>> {
+        (self.fields.iter())
+            .map(|(_, path)| match path.0.first() {
+                Some(Step::Field(name)) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The new event as JSON: each field's value found in `event`, in the
     /// transform's order; a path not in the event leaves its field out.
     pub fn apply(&self, event: &Value) -> Vec<u8> {
@@ -138,7 +149,12 @@ mod tests {
         .unwrap();
         let out = String::from_utf8(t.apply(&event)).unwrap();
         assert_eq!(out, r#"{"order":"o-1","first":"a","all":"shop"}"#);
+        assert_eq!(
+            t.top_level_fields(),
+            Some(vec!["detail", "detail", "detail", "source"])
+        );
         let whole = transform(&[("event", "$")]).unwrap().unwrap();
+        assert_eq!(whole.top_level_fields(), None);
         let out: Value = serde_json::from_slice(&whole.apply(&event)).unwrap();
         assert_eq!(out["event"], event);
     }

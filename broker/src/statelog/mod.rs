@@ -6,8 +6,9 @@
 //! one `fdatasync`), and the file is rewritten as a snapshot of the state
 //! once it has doubled since its last rewrite.
 //!
-//! Used by the committed offsets of consumer groups
-//! (`groups/offsets`) and the state of queue groups (`queues/store`).
+//! Used by the committed offsets of consumer groups (`groups/offsets`),
+//! the state of queue groups (`queues/store`), the schema registry
+//! (`schemas/state`) and the routing rules (`rules/store`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -23,6 +23,7 @@ mod produce;
 mod progress;
 mod queue;
 mod report;
+mod rules;
 mod scenario;
 
 /// `brook bench` flags.
@@ -142,6 +143,12 @@ Example (the issue-11 load test; scripts/load-test.sh runs it on a fresh broker)
 Example (docs/benchmarks.md, queue groups):
   brook bench --topic q --partitions 4 queue --consumers 4 --messages 200000")]
     Queue(queue::QueueArgs),
+    /// Routing rules inside the broker: publish JSON events, then route
+    /// them with --rules rules (scripts/bench-rules.sh runs 1, 10, 100).
+    #[command(after_help = "\
+Example (docs/benchmarks.md, routing rules):
+  brook bench --topic rules-10 --partitions 4 rules --rules 10 --messages 500000")]
+    Rules(rules::RulesArgs),
 }
 
 /// Producer workload flags.
@@ -243,6 +250,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         (None, Some(Workload::E2e(p))) => e2e::e2e(&args, &client, p).await?,
         (None, Some(Workload::Queue(q))) => {
             queue::queue(&client, &target, &args.topic, q, args.json).await?
+        }
+        (None, Some(Workload::Rules(r))) => {
+            rules::rules(&client, &args.topic, r, args.json).await?
         }
         (None, None) => anyhow::bail!(
             "say what to run: --scenario w1|w1-durable|w2|w2-group|w2-group-async|w3|w3-durable, or a workload (brook bench --help)"

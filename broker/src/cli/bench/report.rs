@@ -22,6 +22,9 @@ pub(super) struct Report {
     /// memory) in the same run, µs: what any request costs here before the
     /// broker does anything, the floor under a single awaited send.
     pub(super) rpc_baseline_us: Option<(u64, u64)>,
+    /// Records per second a plain consumer read the same records at, in
+    /// the same run (the rules workload's baseline).
+    pub(super) baseline_records_per_s: Option<f64>,
 }
 
 /// Latencies in µs from 1 µs to a minute, 3 significant digits.
@@ -46,6 +49,7 @@ impl Report {
             latency,
             baseline_mib_s: None,
             buffered_baseline_mib_s: None,
+            baseline_records_per_s: None,
             broker_peak_rss_kib: None,
             broker_rss_anon_kib: None,
             rpc_baseline_us: None,
@@ -65,7 +69,7 @@ impl Report {
             let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
             let optf = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.1}"));
             println!(
-                "{{\"workload\":\"{}\",\"messages\":{},\"seconds\":{secs:.3},\"msgs_per_s\":{msgs:.0},\"mib_per_s\":{mib:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"baseline_write_mib_per_s\":{},\"baseline_buffered_mib_per_s\":{},\"broker_peak_rss_kib\":{},\"broker_rss_anon_kib\":{},\"rpc_baseline_p50_us\":{},\"rpc_baseline_p99_us\":{}}}",
+                "{{\"workload\":\"{}\",\"messages\":{},\"seconds\":{secs:.3},\"msgs_per_s\":{msgs:.0},\"mib_per_s\":{mib:.1},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"baseline_write_mib_per_s\":{},\"baseline_buffered_mib_per_s\":{},\"broker_peak_rss_kib\":{},\"broker_rss_anon_kib\":{},\"rpc_baseline_p50_us\":{},\"rpc_baseline_p99_us\":{},\"baseline_records_per_s\":{}}}",
                 self.workload,
                 self.messages,
                 opt(pct(0.5)),
@@ -77,6 +81,7 @@ impl Report {
                 opt(self.broker_rss_anon_kib),
                 opt(self.rpc_baseline_us.map(|r| r.0)),
                 opt(self.rpc_baseline_us.map(|r| r.1)),
+                optf(self.baseline_records_per_s),
             );
             return;
         }
@@ -103,6 +108,12 @@ impl Report {
             println!(
                 "  baseline: the same writes without the sync (page cache) {b:.1} MiB/s; this run = {:.2}x of it",
                 mib / b
+            );
+        }
+        if let Some(b) = self.baseline_records_per_s {
+            println!(
+                "  baseline: a plain consumer read the same records at {b:.0}/s; this run = {:.2}x of it",
+                msgs / b
             );
         }
         if let Some((p50, p99)) = self.rpc_baseline_us {

@@ -101,6 +101,22 @@ impl Pattern {
         Ok(Pattern { root })
     }
 
+    /// The event's top-level fields the pattern reads (in `$or`
+    /// alternatives too): the rest of an event need not be parsed to match.
+    pub fn top_level_fields(&self) -> Vec<&str> {
+        fn collect<'a>(node: &'a Node, out: &mut Vec<&'a str>) {
+            out.extend(node.fields.iter().map(|f| f.name.as_str()));
+            for alternative in &node.or {
+                collect(alternative, out);
+            }
+        }
+        let mut out = Vec::new();
+        collect(&self.root, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Whether the event is selected by the pattern.
     ///
     /// An event that is not a JSON object has no fields: it matches only

@@ -945,3 +945,15 @@ fn patterns_can_be_cloned_and_built_from_values() {
     assert!(copy.matches(&event(EC2_EVENT)));
     assert!(format!("{copy:?}").contains("Prefix"));
 }
+
+#[test]
+fn top_level_fields_are_those_the_pattern_and_its_alternatives_read() {
+    let p = Pattern::parse(
+        r#"{"source":["a"],"detail":{"x":[1]},"$or":[{"region":["eu"]},{"account":["1"],"source":["b"]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        p.top_level_fields(),
+        ["account", "detail", "region", "source"]
+    );
+}
