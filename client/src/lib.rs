@@ -28,6 +28,7 @@ mod auth;
 mod client;
 mod consumer;
 mod contract;
+pub mod correlation;
 mod error;
 mod producer;
 mod queue;

@@ -9,6 +9,7 @@
 //! - `data`: `brook data verify|repair`, offline, on a data directory.
 //! - `acl`: `brook acl add|list|remove|whoami` and `brook token create`.
 //! - `schemas`: `brook schema register|list|show|check|delete|compat`.
+//! - `trace`: `brook trace ID`, the events sharing a correlation id.
 //! - `rules`: `brook rule test` (offline: a pattern against an event) and
 //!   `brook rule create|list|describe|pause|resume|delete` (on a broker).
 //! - `bench`: `brook bench` and its workloads.
@@ -39,6 +40,7 @@ mod rules;
 mod schemas;
 mod settings;
 mod topics;
+mod trace;
 
 /// Brook: a Kafka-like event log broker in one binary.
 #[derive(Debug, clap::Parser)]
@@ -105,6 +107,8 @@ Examples:
     Schema(schemas::SchemaArgs),
     /// Routing rules: create, list, describe, pause, resume, delete; test a pattern offline.
     Rule(rules::RuleArgs),
+    /// The events that share a correlation id, across topics, in time order.
+    Trace(trace::TraceArgs),
     /// Named connection settings (url, CA, token): list, show, add, use, remove.
     Context(context::ContextArgs),
     /// Print a shell completion script for brook.
@@ -170,6 +174,11 @@ impl Cli {
             Command::Queue(args) => block_on(queues::run(args))?,
             Command::Dlq(args) => block_on(queues::run_dlq(args))?,
             Command::Lag(args) => block_on(lag::run(args))?,
+            Command::Trace(args) => {
+                if !block_on(trace::run(args))? {
+                    return Ok(ExitCode::from(1));
+                }
+            }
             Command::Health(args) => {
                 if !block_on(health::run(args))? {
                     return Ok(ExitCode::from(1));
@@ -218,6 +227,7 @@ impl Command {
             Command::Queue(a) => Some(&a.conn),
             Command::Dlq(a) => Some(&a.conn),
             Command::Lag(a) => Some(&a.conn),
+            Command::Trace(a) => Some(&a.conn),
             Command::Health(a) => Some(&a.conn),
             Command::Acl(a) => Some(&a.conn),
             Command::Schema(a) => Some(&a.conn),

@@ -419,7 +419,7 @@ fn transform_text(def: &v1::RuleDefinition) -> String {
 }
 
 /// A time in ms since the Unix epoch as RFC 3339 (`-` when unset).
-fn time_text(ms: i64) -> String {
+pub(super) fn time_text(ms: i64) -> String {
     match u64::try_from(ms) {
         Ok(ms) if ms > 0 => {
             humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
