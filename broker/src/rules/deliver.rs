@@ -141,13 +141,18 @@ impl Cursor {
             lanes.resize(tp as usize + 1, Lane::default());
         }
         let lane = &mut lanes[tp as usize];
+        // The skips used are committed with the position they belong to.
+        lane.touched = true;
         if lane.skip > 0 {
             lane.skip -= 1;
             return None;
         }
+        if lane.next == i32::MAX {
+            // Storage takes no negative sequence: a new epoch, from 0.
+            (lane.epoch, lane.next) = (lane.epoch.wrapping_add(1).max(0), 0);
+        }
         let seq = lane.next;
-        lane.next = lane.next.wrapping_add(1);
-        lane.touched = true;
+        lane.next += 1;
         Some((self.progress.producer_id, lane.epoch, seq))
     }
 
@@ -158,9 +163,10 @@ impl Cursor {
         for (j, lanes) in self.lanes.iter_mut().enumerate() {
             for (n, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| l.touched) {
                 let at = (self.rule.definition.targets[j].clone(), n as u32);
-                self.progress
-                    .sequences
-                    .insert(at.clone(), (lane.epoch, lane.next));
+                // What the position committed stands for: records still to
+                // skip are stored, but after it.
+                let committed = (lane.epoch, lane.next - lane.skip);
+                self.progress.sequences.insert(at.clone(), committed);
                 changed.push(at);
                 lane.touched = false;
             }
@@ -230,6 +236,9 @@ impl Router {
                 Ok(Retry::Later) => true,
                 Err(e) => {
                     tracing::warn!(topic = %self.topic, partition = self.partition, "rule delivery: {e}");
+                    // Their numbering may be ahead of what was committed:
+                    // every cursor opens again from its commit.
+                    cursors.clear();
                     true
                 }
             };
@@ -466,6 +475,10 @@ fn check_target(broker: &Broker, target: &str, batch: &Batch) -> ApiResult<()> {
 /// how many records read again were stored already.
 fn reconcile(committed: (i16, i32), stored: Option<(i16, i32)>) -> ((i16, i32), i32) {
     let (epoch, next) = committed;
+    if next < 0 || epoch < 0 {
+        // Not a state this broker commits: start a new epoch.
+        return ((epoch.max(0).wrapping_add(1).max(0), 0), 0);
+    }
     match stored {
         // Records written after the last commit: skip them.
         Some((e, n)) if e == epoch && n >= next => ((e, n), n - next),
@@ -509,6 +522,8 @@ struct Targets {
     /// Partitions of each (1 for a target that is gone: it fails at
     /// delivery, with its name).
     widths: Vec<u32>,
+    /// Each one's `max_batch_bytes`.
+    limits: Vec<usize>,
     /// By cursor, then the target's index in its rule: the number here.
     ids: Vec<Vec<usize>>,
 }
@@ -518,6 +533,7 @@ impl Targets {
         let mut t = Targets {
             names: Vec::new(),
             widths: Vec::new(),
+            limits: Vec::new(),
             ids: Vec::new(),
         };
         for c in cursors {
@@ -526,9 +542,14 @@ impl Targets {
                 let id = match t.names.iter().position(|n| n == name) {
                     Some(id) => id,
                     None => {
-                        let width = broker.topic(name).map_or(1, |t| t.partition_count());
+                        let topic = broker.topic(name).ok();
+                        let width = topic.as_ref().map_or(1, |t| t.partition_count());
+                        let limit = (topic.as_ref()).map_or(usize::MAX, |t| {
+                            t.config().partition.max_batch_bytes as usize
+                        });
                         t.names.push(name.clone());
                         t.widths.push(width.max(1));
+                        t.limits.push(limit);
                         t.names.len() - 1
                     }
                 };
@@ -586,7 +607,7 @@ fn select(
                 if c.progress.position > r.offset {
                     continue;
                 }
-                let rule = Arc::clone(&c.rule);
+                let rule = &*c.rule;
                 let plain =
                     event.get_or_insert_with(|| super::event::parse(r.value.as_ref(), &needed));
                 let selected = match rule.needs_meta {
@@ -605,6 +626,7 @@ fn select(
                 if !selected {
                     continue;
                 }
+                let rule = Arc::clone(&c.rule);
                 c.progress.matched += 1;
                 let transformed = rule.transform.as_ref().map(|t| t.apply(plain));
                 let value = match &transformed {
@@ -629,7 +651,8 @@ fn select(
                     };
                     if let Some(stamp) = c.stamp(j, tp) {
                         let record = (r.timestamp, r.key.as_ref(), value);
-                        outbox.push(i, stamp, (id, tp), record, &out_headers);
+                        let limit = targets.limits[id];
+                        outbox.push(i, stamp, (id, tp), limit, record, &out_headers);
                     }
                 }
             }
@@ -640,7 +663,64 @@ fn select(
 
 #[cfg(test)]
 mod tests {
-    use super::reconcile;
+    use super::*;
+
+    fn cursor(lane: Lane) -> Cursor {
+        let definition = v1::RuleDefinition {
+            name: "r".into(),
+            event_pattern: r#"{"a":[1]}"#.into(),
+            targets: vec!["t".into()],
+            ..Default::default()
+        };
+        Cursor {
+            rule: Arc::new(CompiledRule::compile(definition, 1).unwrap()),
+            progress: Progress {
+                producer_id: 7,
+                ..Progress::default()
+            },
+            lanes: vec![vec![lane]],
+        }
+    }
+
+    #[test]
+    fn a_commit_with_skips_left_stands_for_the_records_before_them() {
+        // Reopened after a crash: 4 records past the commit were stored.
+        let mut c = cursor(Lane {
+            epoch: 0,
+            next: 14,
+            skip: 4,
+            touched: true,
+        });
+        assert_eq!(c.stamp(0, 0), None, "stored already");
+        let entry = c.commit_entry(0);
+        // Reopened from this commit, the target's 14 leaves 3 to skip.
+        assert_eq!(entry.sequences[0].next_sequence, 11);
+        assert_eq!(reconcile((0, 11), Some((0, 14))), ((0, 14), 3));
+        for _ in 0..3 {
+            assert_eq!(c.stamp(0, 0), None);
+        }
+        assert_eq!(c.stamp(0, 0), Some((7, 0, 14)), "then numbering goes on");
+        assert_eq!(c.commit_entry(0).sequences[0].next_sequence, 15);
+    }
+
+    #[test]
+    fn numbering_starts_a_new_epoch_before_the_sequence_runs_out() {
+        let mut c = cursor(Lane {
+            epoch: 2,
+            next: i32::MAX - 1,
+            skip: 0,
+            touched: false,
+        });
+        assert_eq!(c.stamp(0, 0), Some((7, 2, i32::MAX - 1)));
+        assert_eq!(c.stamp(0, 0), Some((7, 3, 0)));
+        assert_eq!(c.stamp(0, 0), Some((7, 3, 1)));
+    }
+
+    #[test]
+    fn a_committed_state_no_broker_writes_starts_a_new_epoch() {
+        assert_eq!(reconcile((0, -5), Some((0, 3))), ((1, 0), 0));
+        assert_eq!(reconcile((-1, 5), None), ((1, 0), 0));
+    }
 
     #[test]
     fn reconciling_skips_exactly_what_was_stored_after_the_commit() {

@@ -163,7 +163,7 @@ impl Rules {
                 )
                 .with("rule", &name));
             }
-            let incarnation = book.last_incarnation + 1;
+            let incarnation = book.last_incarnation.saturating_add(1);
             let compiled = CompiledRule::compile(definition.clone(), incarnation)?;
             let mut entries = vec![Entry {
                 rule: name.clone(),
@@ -237,10 +237,18 @@ impl Rules {
         reason: String,
         only_if: Option<u64>,
     ) -> ApiResult<()> {
+        let compiled = lock(&self.compiled).get(name).map(|c| c.incarnation);
         let (changed, at) = self
             .store
             .update(|book| {
                 let r = book.rules.get(name).ok_or_else(|| not_found(name))?;
+                if state == v1::RuleState::Running && compiled != Some(r.incarnation) {
+                    return Err(ApiError::new(
+                        Reason::InvalidPattern,
+                        format!("rule {name:?} cannot run: {}", r.reason),
+                    )
+                    .with("rule", name));
+                }
                 if only_if.is_some_and(|i| i != r.incarnation)
                     || (r.state == state && r.reason == reason)
                 {
@@ -266,7 +274,7 @@ impl Rules {
 
     /// Deletes a rule and its progress.
     pub fn delete(&self, name: &str) -> ApiResult<()> {
-        let ((), at) = self
+        let (incarnation, at) = self
             .store
             .update(|book| {
                 let r = book.rules.get(name).ok_or_else(|| not_found(name))?;
@@ -274,12 +282,20 @@ impl Rules {
                     rule: name.to_string(),
                     op: Some(Op::Delete(r.incarnation)),
                 };
-                Ok((vec![entry], ()))
+                Ok((vec![entry], r.incarnation))
             })
             .map_err(update_error)?;
         self.sync_if_needed(at)?;
-        lock(&self.compiled).remove(name);
-        lock(&self.failed).remove(name);
+        // Not a rule of the same name created since.
+        let mut compiled = lock(&self.compiled);
+        if compiled
+            .get(name)
+            .is_some_and(|c| c.incarnation == incarnation)
+        {
+            compiled.remove(name);
+            lock(&self.failed).remove(name);
+        }
+        drop(compiled);
         self.bump();
         Ok(())
     }
@@ -351,6 +367,19 @@ impl Rules {
     /// How often [`Rules::maintain`] runs.
     pub fn maintenance_period(&self) -> std::time::Duration {
         self.store.maintenance_period()
+    }
+
+    /// The durable state, one line per item (see the fuzz target
+    /// `rules_log`).
+    #[doc(hidden)]
+    pub fn durable_lines(&self) -> Vec<String> {
+        self.store.with(|book| book.durable_lines())
+    }
+
+    /// Writes the log out whole now (see the fuzz target `rules_log`).
+    #[doc(hidden)]
+    pub fn rewrite_now(&self) -> anyhow::Result<()> {
+        self.store.rewrite()
     }
 
     /// Everything to disk (a clean stop).

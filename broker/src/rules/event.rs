@@ -4,13 +4,15 @@
 //! An event is mostly fields no pattern names (a large `detail`, say):
 //! when the rules name their top-level fields and no transform takes the
 //! whole event, only those fields are built into values; the rest are
-//! skipped by the parser without allocating.
+//! read without allocating. They are still read as strictly as a whole
+//! parse would (numbers in range, strings valid, nesting bounded): which
+//! events a rule selects must not depend on what the other rules read.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Which top-level fields to build: `None` means all of them.
@@ -74,15 +76,15 @@ impl<'de> Visitor<'de> for Selective<'_> {
             if self.0.contains(key.as_ref()) {
                 out.insert(key.into_owned(), map.next_value()?);
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Checked>()?;
             }
         }
         Ok(Value::Object(out))
     }
 
     // Not an object: no field to match, as for a value that is not JSON.
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
         Ok(Value::Null)
     }
 
@@ -108,6 +110,61 @@ impl<'de> Visitor<'de> for Selective<'_> {
 
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
+    }
+}
+
+/// A value read and dropped through the same paths a `Value` is built
+/// by, unlike serde's `IgnoredAny`, which serde_json skips without
+/// checking numbers' range, escapes or depth.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
     }
 }
 
@@ -149,6 +206,22 @@ mod tests {
             );
         }
         assert_eq!(parse(None, &needed(&["source"])), Value::Null);
+    }
+
+    #[test]
+    fn a_field_not_read_is_checked_as_a_whole_parse_checks_it() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for bad in [
+            r#"{"source":"a","x":1e400}"#.to_string(),
+            r#"{"source":"a","x":"\ud800"}"#.to_string(),
+            format!(r#"{{"source":"a","x":{deep}}}"#),
+        ] {
+            let v = Bytes::from(bad.clone());
+            let whole = parse(Some(&v), &Needed(None));
+            let some = parse(Some(&v), &needed(&["source"]));
+            assert_eq!(whole, Value::Null, "{bad}");
+            assert_eq!(some, Value::Null, "{bad}");
+        }
     }
 
     #[test]

@@ -18,9 +18,15 @@ use std::collections::{BTreeMap, HashMap};
 use brook_protocol::batch::BatchBuilder;
 use bytes::Bytes;
 
-/// Bytes of a target batch before another is started: well under any
-/// topic's `max_batch_bytes`.
+/// Bytes of a target batch before another is started (or the target's
+/// `max_batch_bytes`, if smaller).
 const BATCH_BYTES: usize = 256 << 10;
+
+/// A record's size in a batch, at most: its fields and their lengths.
+fn record_size(key: Option<&Bytes>, value: Option<&[u8]>, headers: &[(&str, &[u8])]) -> usize {
+    let fields: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 10).sum();
+    key.map_or(0, |k| k.len()) + value.map_or(0, <[u8]>::len) + fields + 32
+}
 
 /// A record's producer fields: id, epoch, sequence.
 pub type Stamp = (i64, i16, i32);
@@ -30,6 +36,9 @@ pub type Stamp = (i64, i16, i32);
 pub struct Run {
     /// The rule's cursor (its index in the delivery task).
     pub cursor: usize,
+    /// The producer epoch its records carry (a rule starts a new one when
+    /// its sequence numbers run out).
+    pub epoch: i16,
     /// The records.
     pub batch: BatchBuilder,
 }
@@ -52,12 +61,15 @@ pub struct Outbox {
 
 impl Outbox {
     /// Adds a record of `cursor`'s for the target partition `at` (the
-    /// target's number in the chunk, the partition).
+    /// target's number in the chunk, the partition), whose batches may be
+    /// at most `limit` bytes (its topic's `max_batch_bytes`).
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         cursor: usize,
         (pid, epoch, seq): Stamp,
         at: (usize, u32),
+        limit: usize,
         (timestamp, key, value): (i64, Option<&Bytes>, Option<&[u8]>),
         headers: &[(&str, &[u8])],
     ) {
@@ -70,11 +82,19 @@ impl Outbox {
             lane.stages.resize_with(stage + 1, Vec::new);
         }
         let runs = &mut lane.stages[stage];
+        let size = record_size(key, value, headers);
         let open = match lane.open.get(&cursor) {
-            Some(&(s, i)) if s == stage && runs[i].batch.size_bytes() < BATCH_BYTES => i,
+            Some(&(s, i))
+                if s == stage
+                    && runs[i].epoch == epoch
+                    && runs[i].batch.size_bytes() + size <= limit.min(BATCH_BYTES) =>
+            {
+                i
+            }
             _ => {
                 runs.push(Run {
                     cursor,
+                    epoch,
                     batch: BatchBuilder::new().producer(pid, epoch, seq),
                 });
                 runs.len() - 1
@@ -118,7 +138,14 @@ mod tests {
     fn push(o: &mut Outbox, cursor: usize, seq: i32, key: &str) {
         let key = Bytes::from(key.to_string());
         let at = (0, 0);
-        o.push(cursor, (7, 0, seq), at, (0, Some(&key), Some(b"v")), &[]);
+        o.push(
+            cursor,
+            (7, 0, seq),
+            at,
+            1 << 20,
+            (0, Some(&key), Some(b"v")),
+            &[],
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The `brook.v1.Rules` service: thin; checks names, topics and rights,
 //! calls [`Rules`], describes rules with their lag.
 //!
-//! Rights (resource TOPIC): creating or deleting a rule needs ALTER on its
-//! source topic, READ on it and WRITE on every target (the rule writes
-//! with the broker's authority afterwards); pausing and resuming need
+//! Rights (resource TOPIC): creating a rule needs ALTER on its source
+//! topic, READ on it and WRITE on every target (the rule writes with the
+//! broker's authority afterwards); deleting, pausing and resuming need
 //! ALTER on the source; describing and listing need DESCRIBE on it. A rule
 //! that does not exist is NOT_FOUND to callers who may describe the
 //! cluster, PERMISSION_DENIED to others.
@@ -175,8 +175,6 @@ impl rules_server::Rules for RulesService {
     ) -> Result<Response<v1::RuleDescription>, Status> {
         let d = req.get_ref().rule.clone().unwrap_or_default();
         self.name(&req, &d.name)?;
-        // The pattern and transform first: they need no topic.
-        super::engine::CompiledRule::compile(d.clone(), 0)?;
         let positions = self.check_definition(&req, &d)?;
         let name = d.name.clone();
         self.rules()?

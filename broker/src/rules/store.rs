@@ -166,6 +166,23 @@ pub struct RuleBook {
 }
 
 impl RuleBook {
+    /// What the log keeps, one line per item: the incarnation count, each
+    /// rule's definition and state, each partition's progress. Equal lines,
+    /// equal durable state.
+    pub fn durable_lines(&self) -> Vec<String> {
+        let mut out = vec![format!("last incarnation {}", self.last_incarnation)];
+        for (name, r) in &self.rules {
+            out.push(format!(
+                "{name:?} {} {} {:?} {:?} {:?}",
+                r.incarnation, r.created_ms, r.state, r.reason, r.definition
+            ));
+            for (p, at) in &r.partitions {
+                out.push(format!("{name:?}/{p} {at:?}"));
+            }
+        }
+        out
+    }
+
     /// The rule named, if it is the incarnation given.
     fn current(&mut self, name: &str, incarnation: u64) -> Option<&mut StoredRule> {
         (self.rules.get_mut(name)).filter(|r| r.incarnation == incarnation)
@@ -221,6 +238,23 @@ impl Machine for RuleBook {
     }
 
     fn snapshot(&self, out: &mut dyn FnMut(Entry)) {
+        let live = self.rules.values().map(|r| r.incarnation).max();
+        if live.is_none_or(|l| l < self.last_incarnation) {
+            // Keeps incarnations unique after the newest rule was deleted;
+            // first, so that a stored rule of any name is created after it.
+            out(Entry {
+                rule: String::new(),
+                op: Some(Op::Create(CreateEntry {
+                    definition: None,
+                    incarnation: self.last_incarnation,
+                    created_ms: 0,
+                })),
+            });
+            out(Entry {
+                rule: String::new(),
+                op: Some(Op::Delete(self.last_incarnation)),
+            });
+        }
         for (name, r) in &self.rules {
             let entry = |op| Entry {
                 rule: name.clone(),
@@ -246,21 +280,6 @@ impl Machine for RuleBook {
                     p.sequences.iter(),
                 ))));
             }
-        }
-        if self.rules.is_empty() && self.last_incarnation > 0 {
-            // Keeps incarnations unique after every rule was deleted.
-            out(Entry {
-                rule: String::new(),
-                op: Some(Op::Create(CreateEntry {
-                    definition: None,
-                    incarnation: self.last_incarnation,
-                    created_ms: 0,
-                })),
-            });
-            out(Entry {
-                rule: String::new(),
-                op: Some(Op::Delete(self.last_incarnation)),
-            });
         }
     }
 }
@@ -363,6 +382,17 @@ mod tests {
         assert_eq!(again.rules["b"].state, v1::RuleState::Failed);
         assert_eq!(again.rules["b"].reason, "target gone");
         assert_eq!(again.last_incarnation, 2);
+
+        // The newest rule deleted, an older one left: the count survives.
+        book.apply(create("c", 3));
+        book.apply(Entry {
+            rule: "c".into(),
+            op: Some(Op::Delete(3)),
+        });
+        let mut again = RuleBook::default();
+        book.snapshot(&mut |e| again.apply(e));
+        assert_eq!(again.durable_lines(), book.durable_lines());
+        assert_eq!(again.last_incarnation, 3);
 
         let mut empty = RuleBook::default();
         empty.apply(create("a", 3));
