@@ -66,9 +66,9 @@ Examples:
     Broker(BrokerCmd),
 }
 
-/// `brook rule test` flags.
+/// The event pattern, given inline or in a file (`test` and `create`).
 #[derive(Debug, clap::Args)]
-pub(crate) struct TestArgs {
+pub(crate) struct PatternArgs {
     /// The event pattern (JSON, EventBridge's pattern language).
     #[arg(
         long,
@@ -79,6 +79,20 @@ pub(crate) struct TestArgs {
     /// A file holding the pattern (`-`: standard input).
     #[arg(long)]
     pattern_file: Option<PathBuf>,
+}
+
+impl PatternArgs {
+    /// The pattern's text.
+    fn text(self) -> anyhow::Result<String> {
+        text(self.pattern, self.pattern_file, "pattern")
+    }
+}
+
+/// `brook rule test` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TestArgs {
+    #[command(flatten)]
+    pattern: PatternArgs,
     /// The event (a JSON object, as a record's value).
     #[arg(
         long,
@@ -157,17 +171,9 @@ pub(crate) struct CreateArgs {
     /// The topic the rule reads.
     #[arg(long, value_name = "TOPIC")]
     source: String,
-    /// The event pattern (JSON, EventBridge's pattern language), checked
-    /// here before connecting.
-    #[arg(
-        long,
-        conflicts_with = "pattern_file",
-        required_unless_present = "pattern_file"
-    )]
-    pattern: Option<String>,
-    /// A file holding the pattern (`-`: standard input).
-    #[arg(long)]
-    pattern_file: Option<PathBuf>,
+    /// The pattern, checked here before connecting.
+    #[command(flatten)]
+    pattern: PatternArgs,
     /// A topic that receives every selected record (repeat for more; not
     /// the source).
     #[arg(long = "target", value_name = "TOPIC", required = true)]
@@ -271,7 +277,7 @@ fn text(inline: Option<String>, file: Option<PathBuf>, what: &str) -> anyhow::Re
 
 /// Runs `brook rule test`; `false` when the event does not match.
 pub(crate) fn run_test(t: TestArgs) -> anyhow::Result<bool> {
-    let pattern = Pattern::parse(&text(t.pattern, t.pattern_file, "pattern")?)?;
+    let pattern = Pattern::parse(&t.pattern.text()?)?;
     let event = text(t.event, t.event_file, "event")?;
     let event: serde_json::Value = serde_json::from_str(&event).context("the event is not JSON")?;
     let verdict = pattern.explain(&event);
@@ -343,7 +349,7 @@ pub(crate) async fn run(cmd: BrokerCmd) -> anyhow::Result<()> {
 /// `brook rule create`: the pattern is checked before connecting, with the
 /// message `brook rule test` prints.
 async fn create(a: CreateArgs) -> anyhow::Result<()> {
-    let pattern = text(a.pattern, a.pattern_file, "pattern")?;
+    let pattern = a.pattern.text()?;
     Pattern::parse(&pattern)?;
     let transform = match a.transform.is_empty() {
         true => None,
