@@ -26,6 +26,14 @@ pub struct ServeArgs {
     #[arg(long, env = "BROOK_LOG_FORMAT", value_enum)]
     #[serde(skip)]
     pub log_format: Option<crate::logging::LogFormat>,
+    /// OTLP/gRPC collector the broker's spans are exported to (e.g. http://localhost:4317): produce, fetch, group operations, rule delivery, parented by the W3C traceparent of gRPC metadata and records [default: none, spans not exported]
+    #[arg(long, env = "BROOK_OTLP_ENDPOINT", value_name = "URL")]
+    #[serde(skip)]
+    pub otlp_endpoint: Option<String>,
+    /// Share of the traces the broker starts itself (a fetch without a traceparent) that are exported; spans with a parent follow its sampled flag [default: 1.0]
+    #[arg(long, env = "BROOK_OTLP_SAMPLE_RATIO", value_name = "0..1")]
+    #[serde(skip)]
+    pub otlp_sample_ratio: Option<f64>,
     /// Directory holding the topics [default: ./brook-data]
     #[arg(long, env = "BROOK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

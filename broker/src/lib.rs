@@ -30,6 +30,7 @@ pub mod groups;
 mod kafka;
 pub mod logging;
 mod metrics;
+pub mod otel;
 mod produce;
 mod producer_ids;
 pub mod queues;

@@ -42,7 +42,13 @@ fn end_quietly_on_a_closed_stdout() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    brook_broker::logging::init(cli.log_format());
+    let _logging = match brook_broker::logging::init(cli.log_format(), cli.tracing().as_ref()) {
+        Ok(logging) => logging,
+        Err(e) => {
+            eprintln!("brook: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     if !cli.is_server() {
         end_quietly_on_a_closed_stdout();
     }

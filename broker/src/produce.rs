@@ -12,6 +12,7 @@ use futures_util::stream::{FuturesOrdered, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::auth::Caller;
 use crate::auth::acl::{Operation, ResourceType};
@@ -206,6 +207,7 @@ impl ProducerService {
         let durable = wants_durable(req.acks)?;
         let p = self.broker.partition(&req.topic, req.partition)?;
         let batch = parse_batch(req.batch)?;
+        let span = crate::otel::spans::produce(&req.topic, req.partition, &[&batch]);
         let producer_id = batch.header().producer_id;
         if producer_id >= 0 {
             self.broker.check_producer_id(producer_id)?;
@@ -242,7 +244,8 @@ impl ProducerService {
             }
             let info = make_durable(p, info, durable).await?;
             Ok::<_, Status>(response(info, answer))
-        })
+        }
+        .instrument(span))
     }
 
     async fn publish_records(&self, req: v1::PublishRequest) -> ApiResult<v1::PublishResponse> {

@@ -1,5 +1,6 @@
 //! The bearer token a client presents: `authorization: Bearer <token>` on
-//! every request, unary and streaming, through one tonic interceptor.
+//! every request, unary and streaming, through one tonic interceptor; the
+//! same interceptor puts the caller's trace context in the metadata.
 
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -59,6 +60,14 @@ impl tonic::service::Interceptor for Auth {
     ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
         if let Some(h) = &self.header {
             req.metadata_mut().insert("authorization", h.clone());
+        }
+        // The call continues the caller's trace (broker spans: docs/tracing.md).
+        if let Some(cx) = crate::trace_context::current() {
+            for (name, value) in crate::trace_context::headers_of(&cx) {
+                if let Ok(v) = value.parse() {
+                    req.metadata_mut().insert(name, v);
+                }
+            }
         }
         Ok(req)
     }

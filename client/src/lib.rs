@@ -35,6 +35,7 @@ mod queue;
 mod reader;
 mod rules;
 mod schemas;
+pub mod trace_context;
 
 pub use admin::{Admin, ResetTo};
 pub use brook_protocol::v1 as proto;

@@ -5,6 +5,7 @@
 
 pub mod group;
 pub mod kafka;
+pub mod otlp;
 pub mod queue;
 
 use std::io::{BufRead, BufReader};

@@ -139,6 +139,20 @@ impl Cli {
         }
     }
 
+    /// Whether and how the broker records spans: `brook serve
+    /// --otlp-endpoint` exports them; `--log-format json` records them for
+    /// the ids in its lines. None for the other commands.
+    pub fn tracing(&self) -> Option<crate::otel::export::Settings> {
+        let Command::Serve(args) = &self.command else {
+            return None;
+        };
+        let json = args.log_format == Some(crate::logging::LogFormat::Json);
+        (args.otlp_endpoint.is_some() || json).then(|| crate::otel::export::Settings {
+            endpoint: args.otlp_endpoint.clone(),
+            sample_ratio: args.otlp_sample_ratio.unwrap_or(1.0),
+        })
+    }
+
     /// Runs the command. `brook serve` stops on SIGTERM or SIGINT (see
     /// [`crate::server::run`]).
     ///

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -120,7 +121,7 @@ impl Session {
                     Ok(()) => Outcome::Reply(Bytes::from_static(&[0, 0, 0, 0])),
                     Err(why) => Outcome::Close(why),
                 },
-                false => self.handle(frame).await,
+                false => self.handle(frame).instrument(request_span(api)).await,
             };
             let kafka = &self.broker.metrics.kafka;
             match (&outcome, api) {
@@ -296,6 +297,23 @@ impl Session {
             other => refuse(c, api_key, version, other),
         }
     }
+}
+
+/// A Kafka request's span when tracing is on (`kafka Fetch`): the
+/// protocol carries no trace context, so it starts a trace of its own;
+/// a produce's records may continue theirs (`otel::spans::produce`).
+fn request_span(api: Option<ApiKey>) -> tracing::Span {
+    if !crate::otel::is_on() {
+        return tracing::Span::none();
+    }
+    let api = api.map_or_else(|| "unknown".to_string(), |a| format!("{a:?}"));
+    tracing::info_span!(
+        "kafka",
+        otel.name = format!("kafka {api}"),
+        otel.kind = "server",
+        rpc.system = "kafka",
+        api,
+    )
 }
 
 /// Answers a request this listener does not serve with

@@ -179,6 +179,9 @@ fn start(
         checked.push(batch);
     }
     let batches: Vec<&brook_protocol::batch::Batch> = checked.iter().collect();
+    // Kafka clients put no trace context in the protocol; an instrumented
+    // one puts it in the records' headers.
+    let _span = crate::otel::spans::produce(topic, partition, &batches).entered();
     let records = crate::schemas::validate::records_of(&batches, 0);
     let mut dead_letters = Vec::new();
     if let Checked::DeadLetter { to, invalid } = check_schemas(&s.broker, topic, records)? {

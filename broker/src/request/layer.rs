@@ -64,7 +64,7 @@ where
             let call = self.inner.call(req);
             return Box::pin(async move { Ok(call.await?.map(TracedBody::untraced)) });
         };
-        let ctx = Arc::new(RequestContext::new(rpc));
+        let ctx = Arc::new(RequestContext::new(rpc, req.headers()));
         req.extensions_mut().insert(Arc::clone(&ctx));
         let started = Instant::now();
         let call = self.inner.call(req).instrument(ctx.span.clone());

@@ -145,6 +145,9 @@ enum Resource {
 struct Rpc {
     /// The method's name, as in the metrics' `method` label.
     method: &'static str,
+    /// The service's full name (`brook.v1.Producer`): the span's name is
+    /// `service/method`, as OpenTelemetry's RPC conventions name it.
+    service: &'static str,
     resource: Resource,
     per_message: bool,
 }
@@ -155,14 +158,16 @@ impl Rpc {
         let (service, method) = path.strip_prefix('/')?.split_once('/')?;
         let (service, methods) = SERVICES.iter().find(|(s, _)| *s == service)?;
         let method = *methods.iter().find(|m| **m == method)?;
+        let service = *service;
         let groups = [groups_server::SERVICE_NAME, queues_server::SERVICE_NAME];
-        let resource = match (groups.contains(service), *service) {
+        let resource = match (groups.contains(&service), service) {
             (true, _) => Resource::Group,
             (false, rules_server::SERVICE_NAME) => Resource::Rule,
             (false, _) => Resource::Topic,
         };
         Some(Rpc {
             method,
+            service,
             resource,
             per_message: PER_MESSAGE.contains(&method),
         })
@@ -185,7 +190,9 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    fn new(rpc: Rpc) -> RequestContext {
+    /// The context of a call whose metadata is `headers`: with tracing on,
+    /// its span continues the trace their `traceparent` names.
+    fn new(rpc: Rpc, headers: &HeaderMap) -> RequestContext {
         let span = tracing::info_span!(
             "rpc",
             method = rpc.method,
@@ -195,7 +202,21 @@ impl RequestContext {
             partition = Empty,
             principal = Empty,
             code = Empty,
+            otel.name = Empty,
+            otel.kind = Empty,
+            otel.status_code = Empty,
+            rpc.system = Empty,
         );
+        if crate::otel::is_on() {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            // Recorded only for the trace: a text log line stays short.
+            span.record("otel.name", format!("{}/{}", rpc.service, rpc.method));
+            span.record("otel.kind", "server");
+            span.record("rpc.system", "grpc");
+            if let Some(parent) = crate::otel::propagate::from_http(headers) {
+                let _ = span.set_parent(parent);
+            }
+        }
         RequestContext {
             rpc,
             resource: OnceLock::new(),
@@ -213,6 +234,7 @@ impl RequestContext {
             None => Arc::new(RequestContext {
                 rpc: Rpc {
                     method: "",
+                    service: "",
                     resource: Resource::Topic,
                     per_message: false,
                 },
@@ -300,6 +322,12 @@ impl RequestContext {
     }
 
     fn log_failure(&self, status: &Status) {
+        // The line is written after the call, outside its span: its trace
+        // context is made current for the ids of a JSON line.
+        let _in_trace = crate::otel::is_on().then(|| {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            self.span.context().attach()
+        });
         log_failure(
             Failure {
                 method: self.rpc.method,
@@ -322,6 +350,9 @@ fn code_in(headers: &HeaderMap) -> Option<Code> {
 
 fn record_code(span: &Span, code: Code) {
     span.record("code", code_name(code));
+    if code != Code::Ok && crate::otel::is_on() {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// The canonical name of a gRPC status code (`NOT_FOUND`), as the gRPC

@@ -34,6 +34,7 @@ use super::outbox::{Outbox, Stamp};
 use super::store::{Progress, progress_entry};
 use crate::consume::read_off_worker;
 use crate::error::{ApiError, ApiResult, Reason};
+use crate::otel::propagate::{TRACEPARENT, TRACESTATE};
 use crate::produce::{Checked, append_now, check_schemas, make_durable};
 use crate::state::Broker;
 
@@ -635,8 +636,21 @@ fn select(
                 };
                 let headers = headers.get_or_init(|| r.header_pairs());
                 let offset_text = offset_text.get_or_init(|| r.offset.to_string());
+                // With tracing on, the routed record names this rule's span
+                // as its parent: its consumer continues the trace from here.
+                let routed =
+                    crate::otel::spans::route(&rule.name, topic, partition, r.offset, headers);
                 let mut out_headers = Vec::with_capacity(headers.len() + 4);
-                out_headers.extend_from_slice(headers);
+                match &routed {
+                    None => out_headers.extend_from_slice(headers),
+                    Some((_span, trace)) => {
+                        let (parent, state) = (TRACEPARENT, TRACESTATE);
+                        out_headers
+                            .extend(headers.iter().filter(|(k, _)| *k != parent && *k != state));
+                        out_headers.extend(trace.parent.as_deref().map(|v| (parent, v.as_bytes())));
+                        out_headers.extend(trace.state.as_deref().map(|v| (state, v.as_bytes())));
+                    }
+                }
                 out_headers.extend([
                     (RULE_HEADER, rule.name.as_bytes()),
                     (SOURCE_TOPIC_HEADER, topic.as_bytes()),

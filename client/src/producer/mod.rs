@@ -7,6 +7,7 @@ mod accumulator;
 mod delivery;
 mod sender;
 
+use crate::correlation::TRACE_HEADERS;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -281,6 +282,20 @@ impl Producer {
         timestamp_ms: Option<i64>,
     ) -> Result<Delivery> {
         let h = &*self.handle;
+        // Inside a traced span the record names a publish span of its own
+        // (trace_context.rs) instead of the trace headers it was given.
+        let traced = crate::trace_context::publish_headers(topic);
+        let with_trace: Vec<(&str, &[u8])>;
+        let headers = match &traced {
+            None => headers,
+            Some(trace) => {
+                with_trace = (headers.iter().copied())
+                    .filter(|(k, _)| !TRACE_HEADERS.contains(k))
+                    .chain(trace.iter().map(|(k, v)| (*k, v.as_bytes())))
+                    .collect();
+                &with_trace
+            }
+        };
         let record = RecordRef {
             timestamp_ms: timestamp_ms.unwrap_or_else(now_ms),
             key,
