@@ -30,7 +30,7 @@ pub struct ServeArgs {
     #[arg(long, env = "BROOK_OTLP_ENDPOINT", value_name = "URL")]
     #[serde(skip)]
     pub otlp_endpoint: Option<String>,
-    /// Share of the traces the broker starts itself (a fetch without a traceparent) that are exported; spans with a parent follow its sampled flag [default: 1.0]
+    /// Share of the traces the broker starts itself (an RPC without a traceparent, a Kafka request) that are exported; spans with a parent follow its sampled flag [default: 1.0]
     #[arg(long, env = "BROOK_OTLP_SAMPLE_RATIO", value_name = "0..1")]
     #[serde(skip)]
     pub otlp_sample_ratio: Option<f64>,

@@ -36,7 +36,8 @@ pub enum LogFormat {
 }
 
 /// Keeps the tracer provider: dropping it exports the spans still
-/// buffered (a broker stopped by a signal loses none).
+/// buffered (when the broker stops on a signal; not when a second signal
+/// ends it at once).
 #[must_use = "dropping it ends the export of spans"]
 pub struct Logging {
     provider: Option<SdkTracerProvider>,
@@ -74,8 +75,9 @@ pub fn init(format: LogFormat, tracing: Option<&Settings>) -> anyhow::Result<Log
         }
     };
     let provider = tracing.map(crate::otel::export::provider).transpose()?;
+    let exporting = tracing.is_some_and(|t| t.endpoint.is_some());
     let otel = provider.as_ref().map(|p| {
-        crate::otel::turn_on();
+        crate::otel::turn_on(exporting);
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("brook"))
             .with_location(false)

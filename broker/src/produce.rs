@@ -207,7 +207,6 @@ impl ProducerService {
         let durable = wants_durable(req.acks)?;
         let p = self.broker.partition(&req.topic, req.partition)?;
         let batch = parse_batch(req.batch)?;
-        let span = crate::otel::spans::produce(&req.topic, req.partition, &[&batch]);
         let producer_id = batch.header().producer_id;
         if producer_id >= 0 {
             self.broker.check_producer_id(producer_id)?;
@@ -231,6 +230,8 @@ impl ProducerService {
                 (batch, Some((to, positions, reasons, sent.pending)))
             }
         };
+        // After the checks: a refused batch is the RPC span's error.
+        let span = crate::otel::spans::produce(&req.topic, req.partition, &[&batch]);
         let info = append_now(&self.broker, &req.topic, &p, &batch)?;
         Ok(async move {
             let mut answer = v1::ProduceResponse::default();

@@ -74,15 +74,21 @@ pub(crate) fn publish_headers(topic: &str) -> Option<Vec<(&'static str, String)>
         messaging.operation.name = "send",
         messaging.destination.name = topic,
     );
-    let _ = span.set_parent(parent);
-    Some(headers_of(&span.context()))
+    let _ = span.set_parent(parent.clone());
+    // A publish span the subscriber filters out (a target filter on
+    // `brook_client`) has no context: the record names the caller's span.
+    let cx = valid(span.context()).unwrap_or(parent);
+    Some(headers_of(&cx))
 }
 
 impl ConsumerRecord {
     /// The trace context the record's `traceparent` (and `tracestate`)
     /// names, if it names a valid one.
     pub fn trace_context(&self) -> Option<Context> {
-        header(&self.headers, TRACEPARENT)?;
+        let parent = header(&self.headers, TRACEPARENT)?;
+        if !brook_protocol::trace_context::traceparent_is_well_formed(parent) {
+            return None;
+        }
         valid(TraceContextPropagator::new().extract(&RecordCarrier(self)))
     }
 
@@ -197,6 +203,26 @@ mod tests {
     }
 
     #[test]
+    fn a_filtered_out_publish_span_leaves_the_callers_context() {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::filter::Targets;
+        let provider = SdkTracerProvider::builder().build();
+        // The application traces only its own target, not brook_client's.
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("test"))
+            .with_filter(Targets::new().with_target("app", tracing::Level::TRACE));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let handler = tracing::info_span!(target: "app", "handler");
+            let span_id = handler.context().span().span_context().span_id();
+            let _in = handler.enter();
+            let sent = publish_headers("t").expect("the caller's trace");
+            let parent = &sent.iter().find(|(k, _)| *k == TRACEPARENT).unwrap().1;
+            assert!(parent.contains(&span_id.to_string()), "{parent}");
+        });
+    }
+
+    #[test]
     fn no_trace_no_headers() {
         with_otel(|| {
             assert!(publish_headers("t").is_none(), "no current span");
@@ -206,6 +232,9 @@ mod tests {
                     .trace_context()
                     .is_none()
             );
+            // The SDK's parser alone would take ids this short.
+            let short = record(&[(TRACEPARENT, "00-1-2-01")]);
+            assert!(short.trace_context().is_none());
         });
         // Without an OpenTelemetry layer there is no context at all.
         let _s = tracing::info_span!("plain").entered();

@@ -15,6 +15,7 @@
 
 pub mod batch;
 pub mod partitioner;
+pub mod trace_context;
 mod varint;
 
 /// The gRPC API, package `brook.v1` (generated from `proto/brook/v1`).

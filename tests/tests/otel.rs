@@ -394,3 +394,91 @@ async fn the_traced_orders_example_shows_each_order_as_one_trace_with_the_broker
         }
     }
 }
+
+/// A Kafka client that puts W3C trace context in its records' headers (as
+/// OpenTelemetry's Kafka instrumentations do; kcat here): the broker's
+/// produce span continues that trace, the rule's span too, and the Kafka
+/// request itself is a span of the broker's own (the protocol carries no
+/// context).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_producers_record_trace_context_is_continued_by_the_broker() {
+    let collector = Collector::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = collector.endpoint();
+    let b = Broker::start(dir.path(), &["--otlp-endpoint", &endpoint]).await;
+    create_topic(&b, "events", 1).await;
+    create_topic(&b, "billing", 1).await;
+    let c = client(&b).await;
+    c.admin()
+        .create_rule(v1::RuleDefinition {
+            name: "bill".into(),
+            source_topic: "events".into(),
+            event_pattern: r#"{"detail-type":["OrderPlaced"]}"#.into(),
+            targets: vec!["billing".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (trace, parent) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let traceparent = format!("traceparent=00-{trace}-{parent}-01");
+    let mut kcat = std::process::Command::new("kcat")
+        .args([
+            "-b",
+            &b.kafka_bootstrap(),
+            "-P",
+            "-t",
+            "events",
+            "-k",
+            "o-9",
+        ])
+        .args(["-H", &traceparent])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat (scripts/kafka-clients.sh installs it)");
+    use std::io::Write;
+    let mut stdin = kcat.stdin.take().unwrap();
+    stdin
+        .write_all(br#"{"detail-type":"OrderPlaced"}"#)
+        .unwrap();
+    drop(stdin);
+    assert!(kcat.wait().unwrap().success());
+    let mut billing = c
+        .consumer(ConsumerConfig {
+            start_from: StartFrom::Earliest,
+            ..ConsumerConfig::new("billing", &["billing"])
+        })
+        .await
+        .unwrap();
+    let bill = tokio::time::timeout(Duration::from_secs(30), billing.recv())
+        .await
+        .expect("the routed record")
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || b.terminate())
+        .await
+        .unwrap();
+    assert!(status.success());
+
+    let spans = collector.spans();
+    let produce = one(&spans, "produce events", |s| s.name == "produce events");
+    assert_eq!(
+        (produce.trace_id.as_str(), produce.parent_id.as_str()),
+        (trace, parent)
+    );
+    let route = one(&spans, "route bill", |s| s.name == "route bill");
+    assert_eq!(
+        (route.trace_id.as_str(), route.parent_id.as_str()),
+        (trace, parent)
+    );
+    let routed = bill.trace_context().expect("the routed record's context");
+    use opentelemetry::trace::TraceContextExt;
+    assert_eq!(
+        routed.span().span_context().span_id().to_string(),
+        route.span_id
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "kafka Produce" && s.parent_id.is_empty()),
+        "{spans:#?}"
+    );
+}

@@ -15,6 +15,9 @@ use brook_tests::{Broker, brook_cli, create_topic, eventually};
 use bytes::Bytes;
 use serde_json::Value;
 
+/// A trace context from an instrumented producer elsewhere.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn order(id: &str, correlation: &str) -> ProducerRecord {
     ProducerRecord {
         topic: "events".into(),
@@ -22,7 +25,10 @@ fn order(id: &str, correlation: &str) -> ProducerRecord {
         value: Some(Bytes::from(format!(
             r#"{{"source":"order-service","detail-type":"OrderPlaced","detail":{{"orderId":"{id}"}}}}"#
         ))),
-        headers: vec![(CORRELATION_ID.into(), Bytes::from(correlation.to_string()))],
+        headers: vec![
+            (CORRELATION_ID.into(), Bytes::from(correlation.to_string())),
+            ("traceparent".into(), Bytes::from(TRACEPARENT)),
+        ],
         timestamp_ms: None,
         partition: None,
     }
@@ -33,11 +39,12 @@ fn order(id: &str, correlation: &str) -> ProducerRecord {
 /// c-1` prints the three records in time order, the routed one with its
 /// rule and source, and nothing of another order's chain; `--topics`
 /// narrows the scan, `--json` prints one object a line, and an unknown id
-/// exits 1.
+/// exits 1. The broker logs JSON but exports no spans: the routed record
+/// keeps the source's `traceparent` (no span of the broker's to name).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brook_trace_follows_a_correlation_id_through_a_rule_and_a_handler() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Broker::start(dir.path(), &[]).await;
+    let b = Broker::start(dir.path(), &["--log-format", "json"]).await;
     create_topic(&b, "events", 2).await;
     create_topic(&b, "billing", 1).await;
     create_topic(&b, "payments", 1).await;
@@ -76,6 +83,11 @@ async fn brook_trace_follows_a_correlation_id_through_a_rule_and_a_handler() {
             .await
             .expect("a routed bill")
             .unwrap();
+        let traceparents: Vec<&Bytes> = (bill.headers.iter())
+            .filter(|(k, _)| k == "traceparent")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(traceparents, [&Bytes::from(TRACEPARENT)]);
         let payment = ProducerRecord {
             topic: "payments".into(),
             key: bill.key.clone(),

@@ -299,11 +299,11 @@ impl Session {
     }
 }
 
-/// A Kafka request's span when tracing is on (`kafka Fetch`): the
+/// A Kafka request's span when spans are exported (`kafka Fetch`): the
 /// protocol carries no trace context, so it starts a trace of its own;
 /// a produce's records may continue theirs (`otel::spans::produce`).
 fn request_span(api: Option<ApiKey>) -> tracing::Span {
-    if !crate::otel::is_on() {
+    if !crate::otel::is_exporting() {
         return tracing::Span::none();
     }
     let api = api.map_or_else(|| "unknown".to_string(), |a| format!("{a:?}"));

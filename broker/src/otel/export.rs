@@ -19,9 +19,9 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Settings {
     /// The OTLP/gRPC collector (`http://host:4317`), if spans are exported.
     pub endpoint: Option<String>,
-    /// The share of traces the broker starts itself (a fetch without a
-    /// parent) that are kept; a span with a parent follows its parent's
-    /// sampled flag.
+    /// The share of traces the broker starts itself (an RPC without a
+    /// `traceparent`, a Kafka request) that are kept; a span with a parent
+    /// follows its parent's sampled flag.
     pub sample_ratio: f64,
 }
 

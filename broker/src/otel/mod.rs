@@ -11,9 +11,12 @@
 //! target's consumer continues from it. Fetches and group operations have
 //! their RPC's span.
 //!
-//! Spans exist only when tracing is on: `--otlp-endpoint` (exported over
-//! OTLP/gRPC, [`export`]) or `--log-format json` (not exported: the ids go
-//! into log lines, `logging`). Off, the hot paths pay one relaxed load.
+//! RPC spans exist when an OpenTelemetry layer is installed:
+//! `--otlp-endpoint` (exported over OTLP/gRPC, [`export`]) or `--log-format
+//! json` (not exported: the ids go into log lines, `logging`). Produce and
+//! route spans, and the routed records' new `traceparent`, only when spans
+//! are exported: a record must not name a span no backend will have. Off,
+//! the hot paths pay one relaxed load.
 
 pub mod export;
 pub mod propagate;
@@ -22,13 +25,34 @@ pub mod spans;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static ON: AtomicBool = AtomicBool::new(false);
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (`--otlp-endpoint`): produce and route
+/// spans are made only then.
+pub fn is_exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed) || (cfg!(test) && ON_IN_TEST.with(std::cell::Cell::get))
+}
 
 /// Whether spans are recorded (an OpenTelemetry layer is installed).
 pub fn is_on() -> bool {
-    ON.load(Ordering::Relaxed)
+    ON.load(Ordering::Relaxed) || (cfg!(test) && ON_IN_TEST.with(std::cell::Cell::get))
 }
 
-/// Marks spans as recorded from now on (by `logging::init`).
-pub(crate) fn turn_on() {
+thread_local! {
+    /// A unit test's tracing, on its own thread only: the process-wide
+    /// switch would reach the other tests of the binary.
+    static ON_IN_TEST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Turns tracing on for the calling thread's unit test.
+#[cfg(test)]
+pub(crate) fn turn_on_in_this_thread() {
+    ON_IN_TEST.with(|on| on.set(true));
+}
+
+/// Marks spans as recorded from now on, and as exported if `exporting`
+/// (by `logging::init`).
+pub(crate) fn turn_on(exporting: bool) {
     ON.store(true, Ordering::Relaxed);
+    EXPORTING.store(exporting, Ordering::Relaxed);
 }

@@ -2,6 +2,7 @@
 //! metadata and record headers, written into record headers. The SDK's
 //! propagator does the parsing (version, ids, flags, tracestate rules).
 
+use brook_protocol::trace_context::traceparent_is_well_formed;
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
@@ -15,7 +16,7 @@ pub const TRACESTATE: &str = "tracestate";
 /// The context an HTTP/2 request's metadata names, if it names a valid one.
 pub fn from_http(headers: &http::HeaderMap) -> Option<Context> {
     let parent = headers.get(TRACEPARENT)?.to_str().ok()?;
-    if !well_formed(parent) {
+    if !traceparent_is_well_formed(parent) {
         return None;
     }
     valid(TraceContextPropagator::new().extract(&HttpHeaders(headers)))
@@ -36,7 +37,7 @@ pub fn from_record<'a, V: AsRef<[u8]> + 'a>(
             *slot = std::str::from_utf8(v.as_ref()).ok().map(str::to_owned);
         }
     }
-    if !well_formed(carrier.parent.as_deref()?) {
+    if !traceparent_is_well_formed(carrier.parent.as_deref()?) {
         return None;
     }
     valid(TraceContextPropagator::new().extract(&carrier))
@@ -51,22 +52,6 @@ pub fn to_record(cx: &Context) -> RecordHeaders {
 
 fn valid(cx: Context) -> Option<Context> {
     cx.span().span_context().is_valid().then_some(cx)
-}
-
-/// Whether `value` has traceparent's shape: `version-traceid-parentid-flags`
-/// in lower-case hex of 2, 32, 16 and 2 digits (a later version may append
-/// fields). The SDK's parser takes shorter ids (it reads them as numbers);
-/// W3C says a malformed traceparent is ignored.
-fn well_formed(value: &str) -> bool {
-    let mut parts = value.split('-');
-    let shape_ok = [2, 32, 16, 2].iter().all(|&len| {
-        parts.next().is_some_and(|p| {
-            p.len() == len
-                && p.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
-    });
-    shape_ok && (parts.next().is_none() || !value.starts_with("00-"))
 }
 
 /// The two trace headers of one record.

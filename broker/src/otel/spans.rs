@@ -19,7 +19,7 @@ const MAX_LINKS: usize = 16;
 /// other traces. None when tracing is off or no record names a trace (the
 /// RPC's span covers it).
 pub fn produce(topic: &str, partition: u32, batches: &[&Batch]) -> Span {
-    if !super::is_on() {
+    if !super::is_exporting() {
         return Span::none();
     }
     let mut count = 0u64;
@@ -63,7 +63,7 @@ pub fn produce(topic: &str, partition: u32, batches: &[&Batch]) -> Span {
 /// The span of `rule` routing the record at `source`/`partition`@`offset`,
 /// the child of the trace the record names; with the headers that make a
 /// routed record its child. None when tracing is off or the record names
-/// no trace.
+/// no trace (or the span is not recorded).
 pub fn route(
     rule: &str,
     source: &str,
@@ -71,7 +71,7 @@ pub fn route(
     offset: u64,
     headers: &[(&str, &[u8])],
 ) -> Option<(Span, RecordHeaders)> {
-    if !super::is_on() {
+    if !super::is_exporting() {
         return None;
     }
     let parent = propagate::from_record(headers.iter().copied())?;
@@ -88,6 +88,9 @@ pub fn route(
     );
     let _ = span.set_parent(parent);
     let headers = propagate::to_record(&span.context());
+    // A span the subscriber does not record has no context: the record
+    // then keeps the headers it had.
+    headers.parent.as_ref()?;
     Some((span, headers))
 }
 
@@ -138,7 +141,7 @@ mod tests {
 
     /// Runs `f` with a subscriber that records into an in-memory exporter.
     fn recorded(f: impl FnOnce()) -> Vec<SpanData> {
-        super::super::turn_on();
+        super::super::turn_on_in_this_thread();
         let exporter = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())

@@ -209,7 +209,7 @@ impl RequestContext {
         );
         if crate::otel::is_on() {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
-            // Recorded only for the trace: a text log line stays short.
+            // Recorded only when traced: untraced log lines stay short.
             span.record("otel.name", format!("{}/{}", rpc.service, rpc.method));
             span.record("otel.kind", "server");
             span.record("rpc.system", "grpc");

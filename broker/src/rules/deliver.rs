@@ -157,6 +157,12 @@ impl Cursor {
         Some((self.progress.producer_id, lane.epoch, seq))
     }
 
+    /// Whether [`Cursor::stamp`] would skip the next record for partition
+    /// `tp` of target `target` (an earlier run stored it).
+    fn skips(&self, target: usize, tp: u32) -> bool {
+        (self.lanes[target].get(tp as usize)).is_some_and(|lane| lane.skip > 0)
+    }
+
     /// The frame that commits the cursor's position and the sequences
     /// changed since the last commit.
     fn commit_entry(&mut self, partition: u32) -> super::store::ProgressEntry {
@@ -636,10 +642,26 @@ fn select(
                 };
                 let headers = headers.get_or_init(|| r.header_pairs());
                 let offset_text = offset_text.get_or_init(|| r.offset.to_string());
-                // With tracing on, the routed record names this rule's span
+                let target_partition = |id: usize| {
+                    let width = targets.widths[id];
+                    match &r.key {
+                        Some(k) => partition_for_key(k, width),
+                        None => partition % width,
+                    }
+                };
+                // Exporting spans, the routed record names this rule's span
                 // as its parent: its consumer continues the trace from here.
-                let routed =
-                    crate::otel::spans::route(&rule.name, topic, partition, r.offset, headers);
+                // A record an earlier run stored everywhere gets no new span.
+                let stored_before = || {
+                    (targets.ids[i].iter().enumerate())
+                        .all(|(j, &id)| c.skips(j, target_partition(id)))
+                };
+                let routed = match crate::otel::is_exporting() && !stored_before() {
+                    true => {
+                        crate::otel::spans::route(&rule.name, topic, partition, r.offset, headers)
+                    }
+                    false => None,
+                };
                 let mut out_headers = Vec::with_capacity(headers.len() + 4);
                 match &routed {
                     None => out_headers.extend_from_slice(headers),
@@ -658,11 +680,7 @@ fn select(
                     (SOURCE_OFFSET_HEADER, offset_text.as_bytes()),
                 ]);
                 for (j, &id) in targets.ids[i].iter().enumerate() {
-                    let width = targets.widths[id];
-                    let tp = match &r.key {
-                        Some(k) => partition_for_key(k, width),
-                        None => partition % width,
-                    };
+                    let tp = target_partition(id);
                     if let Some(stamp) = c.stamp(j, tp) {
                         let record = (r.timestamp, r.key.as_ref(), value);
                         let limit = targets.limits[id];
