@@ -2,12 +2,13 @@
 # (sets $data, $pid and $url) ... `stop_broker`.
 
 # Starts BROOK serving a new data directory under $dir (BROOK_BENCH_DIR or
-# the temp dir) on ephemeral ports; returns once it prints its listening
-# line, which it does when it serves.
+# the temp dir) on ephemeral ports, with any further arguments as extra
+# `serve` flags; returns once it prints its listening line, which it does
+# when it serves.
 start_broker() {
   data=$(mktemp -d "${dir:-${BROOK_BENCH_DIR:-${TMPDIR:-/tmp}}}/brook-bench.XXXXXX")
   # The Kafka listener on a free port (by environment: older builds ignore it).
-  BROOK_KAFKA_LISTEN=127.0.0.1:0 "$1" serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$data.addr" 2>/dev/null &
+  BROOK_KAFKA_LISTEN=127.0.0.1:0 "$1" serve --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 "${@:2}" >"$data.addr" 2>/dev/null &
   pid=$!
   for _ in $(seq 300); do grep -q listening "$data.addr" 2>/dev/null && break; sleep 0.1; done
   url="http://$(grep -o 'grpc=[^ ]*' "$data.addr" | cut -d= -f2)"

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tracing::Instrument;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -13,6 +12,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
+use tracing::Instrument;
 
 use super::frame::{self, FrameError};
 use super::{

@@ -63,7 +63,7 @@ pub fn produce(topic: &str, partition: u32, batches: &[&Batch]) -> Span {
 /// The span of `rule` routing the record at `source`/`partition`@`offset`,
 /// the child of the trace the record names; with the headers that make a
 /// routed record its child. None when tracing is off or the record names
-/// no trace (or the span is not recorded).
+/// no sampled trace (or the span is not recorded).
 pub fn route(
     rule: &str,
     source: &str,
@@ -75,6 +75,11 @@ pub fn route(
         return None;
     }
     let parent = propagate::from_record(headers.iter().copied())?;
+    if !parent.span().span_context().is_sampled() {
+        // An unsampled trace records nothing: the record keeps naming its
+        // producer's span, and routing pays no span.
+        return None;
+    }
     let span = tracing::info_span!(
         "route",
         otel.name = format!("route {rule}"),
@@ -194,6 +199,9 @@ mod tests {
             drop(span);
             routed = Some(out);
             assert!(route("placed", "events", 1, 43, &[]).is_none());
+            let unsampled = format!("00-{:032x}-{:016x}-00", 7, 9);
+            let headers = [("traceparent", unsampled.as_bytes())];
+            assert!(route("placed", "events", 1, 44, &headers).is_none());
         });
         assert_eq!(spans.len(), 1);
         let s = &spans[0];

@@ -35,6 +35,11 @@ pub(crate) struct RulesArgs {
     /// Rules reading the topic, each selecting one event type.
     #[arg(long, default_value_t = 10)]
     pub(crate) rules: u32,
+    /// Every event carries a W3C `traceparent` of its own (a sampled trace
+    /// per event): with a broker exporting spans, each routed event costs
+    /// a route span.
+    #[arg(long)]
+    pub(crate) traced: bool,
 }
 
 /// Aggregates the events belong to.
@@ -83,9 +88,21 @@ pub(crate) async fn rules(
     let published = Instant::now();
     for i in 0..args.messages {
         let key = keys[(i % AGGREGATES) as usize].clone();
-        producer
-            .send(topic, Some(key), event(i, args.rules, args.size))
-            .await?;
+        let value = event(i, args.rules, args.size);
+        match args.traced {
+            false => producer.send(topic, Some(key), value).await?,
+            true => {
+                let traceparent = format!("00-{:032x}-{:016x}-01", i + 1, i + 1);
+                let record = brook_client::ProducerRecord {
+                    topic: topic.to_string(),
+                    key: Some(key),
+                    value: Some(value),
+                    headers: vec![("traceparent".into(), Bytes::from(traceparent))],
+                    ..Default::default()
+                };
+                producer.send_record(record).await?
+            }
+        };
     }
     producer.flush().await?;
     let publish_secs = published.elapsed().as_secs_f64();
