@@ -77,7 +77,7 @@ pub fn init(format: LogFormat, tracing: Option<&Settings>) -> anyhow::Result<Log
     let provider = tracing.map(crate::otel::export::provider).transpose()?;
     let exporting = tracing.is_some_and(|t| t.endpoint.is_some());
     let otel = provider.as_ref().map(|p| {
-        crate::otel::turn_on(exporting);
+        crate::otel::turn_on(p.tracer("brook"), exporting);
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("brook"))
             .with_location(false)

@@ -22,10 +22,20 @@ pub mod export;
 pub mod propagate;
 pub mod spans;
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry_sdk::trace::SdkTracer;
 
 static ON: AtomicBool = AtomicBool::new(false);
 static EXPORTING: AtomicBool = AtomicBool::new(false);
+static EXPORTING_TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// The tracer of the spans made without `tracing` (a rule's route spans),
+/// when spans are exported.
+pub fn exporting_tracer() -> Option<&'static SdkTracer> {
+    EXPORTING_TRACER.get()
+}
 
 /// Whether spans are exported (`--otlp-endpoint`): produce and route
 /// spans are made only then.
@@ -52,7 +62,10 @@ pub(crate) fn turn_on_in_this_thread() {
 
 /// Marks spans as recorded from now on, and as exported if `exporting`
 /// (by `logging::init`).
-pub(crate) fn turn_on(exporting: bool) {
+pub(crate) fn turn_on(tracer: SdkTracer, exporting: bool) {
     ON.store(true, Ordering::Relaxed);
     EXPORTING.store(exporting, Ordering::Relaxed);
+    if exporting {
+        let _ = EXPORTING_TRACER.set(tracer);
+    }
 }

@@ -656,11 +656,12 @@ fn select(
                     (targets.ids[i].iter().enumerate())
                         .all(|(j, &id)| c.skips(j, target_partition(id)))
                 };
-                let routed = match crate::otel::is_exporting() && !stored_before() {
-                    true => {
-                        crate::otel::spans::route(&rule.name, topic, partition, r.offset, headers)
+                let routed = match crate::otel::exporting_tracer() {
+                    Some(tracer) if !stored_before() => {
+                        let source = (topic, partition, r.offset);
+                        crate::otel::spans::route(tracer, &rule.name, source, headers)
                     }
-                    false => None,
+                    _ => None,
                 };
                 let mut out_headers = Vec::with_capacity(headers.len() + 4);
                 match &routed {
