@@ -908,6 +908,58 @@ async fn every_rpc_needs_credentials_and_its_acl() {
     s.broker.wait_serving().await;
 }
 
+/// A rule name taken on a topic the caller may not see is not revealed:
+/// CreateRule of that name from a topic the caller may use answers
+/// PERMISSION_DENIED, as DescribeRule of it does; with DESCRIBE on the
+/// other rule's source it answers RULE_EXISTS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_rule_name_is_not_revealed_to_who_cannot_see_its_topic() {
+    let s = secured(&[]).await;
+    let alice = token("alice", &s.tokens);
+    s.reload(1).await;
+    let ch = s.broker.channel().await;
+    setup(&ch, &s.admin).await;
+    let mut rules = v1::rules_client::RulesClient::new(ch.clone());
+    // Everything a rule from t-grow to t-out needs, nothing on t (rule r's source).
+    let mine = vec![
+        allow(Op::Alter, Rt::Topic, "t-grow"),
+        allow(Op::Read, Rt::Topic, "t-grow"),
+        allow(Op::Write, Rt::Topic, "t-out"),
+    ];
+    set_acls(&ch, &s.admin, mine, true).await;
+    let taken = || {
+        let mut r = rule_request("r");
+        r.rule.as_mut().unwrap().source_topic = "t-grow".into();
+        r
+    };
+    let hidden = rules
+        .create_rule(req(taken(), Some(&alice)))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::PermissionDenied, "{hidden:?}");
+    assert!(!hidden.message().contains("exists"), "{hidden:?}");
+    let describe = v1::DescribeRuleRequest { name: "r".into() };
+    let described = rules
+        .describe_rule(req(describe, Some(&alice)))
+        .await
+        .unwrap_err();
+    assert_eq!(described.code(), hidden.code());
+
+    set_acls(
+        &ch,
+        &s.admin,
+        vec![allow(Op::Describe, Rt::Topic, "t")],
+        true,
+    )
+    .await;
+    let exists = rules
+        .create_rule(req(taken(), Some(&alice)))
+        .await
+        .unwrap_err();
+    assert_eq!(exists.code(), Code::AlreadyExists, "{exists:?}");
+    assert_eq!(brook_tests::reason(&exists).as_deref(), Some("RULE_EXISTS"));
+}
+
 /// Tokens added to or removed from the file take effect at SIGHUP; a file
 /// broken meanwhile keeps the tokens in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1198,6 +1198,23 @@ async fn a_deleted_target_fails_the_rule_and_resume_delivers_once_it_is_back() {
         BTreeMap::from([(0, 1)]),
         "stopped at the record it could not deliver: {failed:?}"
     );
+    // Pausing a failed rule keeps why it failed (twice: the second pause
+    // changes nothing).
+    for _ in 0..2 {
+        let paused = rules(&b)
+            .await
+            .pause_rule(v1::PauseRuleRequest {
+                name: "placed".into(),
+            })
+            .await
+            .expect("pause")
+            .into_inner();
+        assert_eq!(paused.state, v1::RuleState::Paused as i32, "{paused:?}");
+        assert_eq!(
+            paused.reason,
+            format!("paused by PauseRule after it failed: {}", failed.reason)
+        );
+    }
 
     create_topic(&b, "billing", 1).await;
     let resumed = rules(&b)

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use super::engine::{RuleStatus, Rules};
 use crate::auth::acl::ResourceType::Cluster;
 use crate::auth::acl::{CLUSTER, Operation};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Reason};
 use crate::request::RequestContext;
 use crate::state::Broker;
 
@@ -177,8 +177,15 @@ impl rules_server::Rules for RulesService {
         self.name(&req, &d.name)?;
         let positions = self.check_definition(&req, &d)?;
         let name = d.name.clone();
-        self.rules()?
-            .create(d, positions, brook_storage::now_ms())?;
+        let created = self.rules()?.create(d, positions, brook_storage::now_ms());
+        if let Err(e) = created {
+            if e.reason() == Reason::RuleExists {
+                // A rule on a topic the caller may not see stays unseen:
+                // PERMISSION_DENIED, as DescribeRule would answer.
+                self.on_source(&req, &name, Operation::Describe)?;
+            }
+            return Err(e.into());
+        }
         Ok(Response::new(self.describe(&name)?))
     }
 
@@ -226,7 +233,14 @@ impl rules_server::Rules for RulesService {
         let name = &req.get_ref().name;
         self.name(&req, name)?;
         self.on_source(&req, name, Operation::Alter)?;
-        let reason = "paused by PauseRule".to_string();
+        // A failed rule's reason is what an operator needs before resuming.
+        let reason = match self.rules()?.status(name) {
+            Ok(s) if s.state == v1::RuleState::Failed => {
+                format!("paused by PauseRule after it failed: {}", s.reason)
+            }
+            Ok(s) if s.state == v1::RuleState::Paused => s.reason,
+            _ => "paused by PauseRule".to_string(),
+        };
         self.rules()?
             .set_state(name, v1::RuleState::Paused, reason, None)?;
         Ok(Response::new(self.describe(name)?))
