@@ -31,6 +31,7 @@
 // compiler keeps that rule in non-test code (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod compaction;
 mod config;
 mod damage;
 mod epochs;
