@@ -3,8 +3,8 @@
 //!
 //! On send, the producer puts the current `tracing` span's OpenTelemetry
 //! context in the record's `traceparent` and `tracestate` headers, through
-//! a `publish {topic}` span of its own (kind producer); every gRPC call
-//! carries the current context in its metadata too. On receive,
+//! a `publish {topic}` span of its own (kind producer); a gRPC call made
+//! inside a span carries its context in the metadata too. On receive,
 //! [`ConsumerRecord::process_span`] opens the handler's span as the child
 //! of the context the record names (a routing rule's span, for a routed
 //! record). With no OpenTelemetry layer in the application's subscriber
