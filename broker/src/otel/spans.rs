@@ -108,19 +108,8 @@ fn linked(links: &[SpanContext], sc: &SpanContext) -> bool {
 }
 
 fn context_of(record: &Record) -> Option<opentelemetry::Context> {
-    if !record
-        .headers
-        .iter()
-        .any(|h| h.key == propagate::TRACEPARENT)
-    {
-        return None;
-    }
-    propagate::from_record(
-        record
-            .headers
-            .iter()
-            .map(|h| (h.key.as_str(), &h.value[..])),
-    )
+    // Allocates only for a record that has the headers.
+    propagate::from_record((record.headers.iter()).map(|h| (h.key.as_str(), &h.value[..])))
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ mod accumulator;
 mod delivery;
 mod sender;
 
-use crate::correlation::TRACE_HEADERS;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,6 +16,7 @@ use brook_protocol::partitioner::partition_for_key;
 use bytes::Bytes;
 
 use crate::client::Client;
+use crate::correlation::TRACE_HEADERS;
 use crate::error::{Error, Result};
 use accumulator::{Accumulator, RecordRef};
 pub use delivery::Delivery;
