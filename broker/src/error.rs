@@ -282,7 +282,9 @@ impl From<StorageError> for ApiError {
         let reason = match &e {
             E::OffsetOutOfRange { .. } => Reason::OffsetOutOfRange,
             E::InvalidBatch(DecodeError::CrcMismatch { .. }) => Reason::CorruptRecords,
-            E::InvalidBatch(_) | E::InvalidProducerFields { .. } => Reason::InvalidRecords,
+            E::InvalidBatch(_) | E::InvalidProducerFields { .. } | E::KeyRequired { .. } => {
+                Reason::InvalidRecords
+            }
             E::BatchTooLarge { .. } => Reason::BatchTooLarge,
             E::InvalidConfig(_) => Reason::InvalidConfig,
             E::InvalidTopicName { .. } => Reason::InvalidTopicName,
@@ -330,6 +332,7 @@ impl From<StorageError> for ApiError {
             E::UnknownPartition {
                 topic, partition, ..
             } => err.with("topic", topic).with("partition", partition),
+            E::KeyRequired { index, .. } => err.with("record_index", index).with("field", "key"),
             E::OutOfOrderSequence {
                 producer_id,
                 expected,

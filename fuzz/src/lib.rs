@@ -254,6 +254,7 @@ pub fn partition_config(opts: u8) -> PartitionConfig {
             true => AppendMode::Mmap,
             false => AppendMode::Write,
         },
+        ..PartitionConfig::default()
     }
 }
 

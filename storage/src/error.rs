@@ -23,6 +23,19 @@ pub enum Error {
     /// The batch is not well-formed.
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] DecodeError),
+    /// A record without a key was sent to a compacted partition: compaction
+    /// keeps the latest record of every key, so every record needs one.
+    #[error(
+        "{partition} is compacted (cleanup_policy {policy}): every record needs a key; record {index} of the batch has none"
+    )]
+    KeyRequired {
+        /// The partition, `topic/partition`.
+        partition: String,
+        /// The partition's cleanup policy.
+        policy: &'static str,
+        /// The record's place in its batch, from 0.
+        index: usize,
+    },
     /// The batch is larger than the partition accepts.
     #[error("record batch of {size} bytes exceeds max_batch_bytes ({max})")]
     BatchTooLarge {

@@ -5,7 +5,7 @@
 //! - [`Partition`]: one partition's log — append, read, flush (group
 //!   commit), recovery on open, retention. The type most callers use.
 //! - [`Log`] and [`Topic`]: the topics under one data directory, each a set of partitions.
-//! - [`PartitionConfig`], [`FlushPolicy`], [`AppendMode`]: settings.
+//! - [`PartitionConfig`], [`FlushPolicy`], [`AppendMode`], [`CleanupPolicy`]: settings.
 //! - [`Error`]: every failure, as a variant a caller can act on.
 //!
 //! - [`DirLock`]: the data directory's lock (one writer process at a time).
@@ -53,7 +53,7 @@ pub mod verify;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use config::{AppendMode, FlushPolicy, PartitionConfig};
+pub use config::{AppendMode, CleanupPolicy, FlushPolicy, PartitionConfig, Ratio};
 pub use damage::DamagedRange;
 pub use epochs::MAX_LEADER_EPOCH;
 pub use error::{Error, Result};
@@ -67,6 +67,9 @@ pub use log::{
     Log, LogOptions, MAX_PARTITIONS, MAX_TOPIC_NAME, OfflinePartition, OnOpenError, Topic,
     TopicConfig, validate_topic_name,
 };
-pub use partition::{AppendInfo, Partition, ReadResult, RecoveryReport, now_ms, partition_flushes};
+pub use partition::{
+    AppendInfo, CleanOptions, CleanStats, CleaningStatus, Partition, ReadResult, RecoveryReport,
+    now_ms, partition_flushes,
+};
 pub use producers::CACHED_BATCHES;
 pub use segment::damage_found_by_reads;

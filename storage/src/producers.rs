@@ -168,6 +168,16 @@ impl ProducerState {
         (self.producers.get(&producer_id)).map(|p| (p.epoch, p.next_seq))
     }
 
+    /// The last offset of every known producer's newest stored batch: the
+    /// batches compaction keeps (emptied if need be), so that a replay of
+    /// the log rebuilds each producer's epoch and next sequence.
+    pub fn last_offsets(&self) -> std::collections::HashSet<u64> {
+        self.producers
+            .values()
+            .filter_map(|p| p.recent.back().map(|s| s.last_offset))
+            .collect()
+    }
+
     /// Producers known.
     pub fn len(&self) -> usize {
         self.producers.len()

@@ -9,7 +9,7 @@ use brook_protocol::batch::{Batch, BatchBuilder};
 use bytes::Bytes;
 use proptest::prelude::*;
 
-use super::{Cleaned, build_map, clean_batch};
+use super::{Cleaned, Tally, build_map, clean_batch};
 
 /// One record as appended: key, value (None: a tombstone), timestamp.
 type Rec = (Option<u8>, Option<u8>, i64);
@@ -105,7 +105,7 @@ proptest! {
                     let mut cleaned = Vec::new();
                     for (i, b) in log.iter().enumerate() {
                         let outcome = match i < cleanable {
-                            true => clean_batch(b, &map, covered, horizon).unwrap(),
+                            true => clean_batch(b, &map, covered, horizon, &mut Tally::default()).unwrap(),
                             false => Cleaned::Unchanged,
                         };
                         match outcome {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::config::{AppendMode, FlushPolicy, PartitionConfig};
+use crate::config::{AppendMode, CleanupPolicy, FlushPolicy, PartitionConfig, Ratio};
 use crate::error::{Error, IoContext, Result};
 use crate::file::write_atomic_in;
 use crate::fs::{FileSystem, RealFs};
@@ -203,8 +203,14 @@ pub(crate) fn write_meta(fs: &dyn FileSystem, dir: &Path, c: &TopicConfig) -> Re
         AppendMode::Write => "write",
         AppendMode::Mmap => "mmap",
     };
-    let text = format!(
-        "version=1\npartitions={}\nsegment_bytes={}\nsegment_ms={}\nindex_interval_bytes={}\nretention_ms={}\nretention_bytes={}\nmax_batch_bytes={}\nflush={flush}\nappend_mode={mode}\n",
+    // A compacted topic is version 2: an older broker refuses it (the topic
+    // offline) instead of ignoring the keys below and deleting by retention.
+    let version = match p.cleanup_policy.compacts() {
+        true => 2,
+        false => 1,
+    };
+    let mut text = format!(
+        "version={version}\npartitions={}\nsegment_bytes={}\nsegment_ms={}\nindex_interval_bytes={}\nretention_ms={}\nretention_bytes={}\nmax_batch_bytes={}\nflush={flush}\nappend_mode={mode}\n",
         c.partitions,
         p.segment_bytes,
         p.segment_ms,
@@ -213,6 +219,22 @@ pub(crate) fn write_meta(fs: &dyn FileSystem, dir: &Path, c: &TopicConfig) -> Re
         opt(p.retention_bytes),
         p.max_batch_bytes,
     );
+    let defaults = PartitionConfig::default();
+    let compaction_set = p.cleanup_policy != defaults.cleanup_policy
+        || p.min_compaction_lag_ms != defaults.min_compaction_lag_ms
+        || p.max_compaction_lag_ms != defaults.max_compaction_lag_ms
+        || p.delete_retention_ms != defaults.delete_retention_ms
+        || p.min_cleanable_dirty_ratio != defaults.min_cleanable_dirty_ratio;
+    if compaction_set {
+        text.push_str(&format!(
+            "cleanup_policy={}\nmin_compaction_lag_ms={}\nmax_compaction_lag_ms={}\ndelete_retention_ms={}\nmin_cleanable_dirty_ratio={}\n",
+            p.cleanup_policy.name(),
+            p.min_compaction_lag_ms,
+            opt(p.max_compaction_lag_ms),
+            p.delete_retention_ms,
+            p.min_cleanable_dirty_ratio.get(),
+        ));
+    }
     write_atomic_in(fs, dir, META, text.as_bytes())
 }
 
@@ -242,7 +264,7 @@ pub(crate) fn read_meta(dir: &Path) -> Result<TopicConfig> {
         };
         let p = &mut c.partition;
         match key {
-            "version" if value == "1" => {}
+            "version" if value == "1" || value == "2" => {}
             "version" => return Err(bad(&format!("unknown metadata version {value}"))),
             "partitions" => {
                 c.partitions = u32::try_from(num()?).map_err(|_| bad("partitions too large"))?
@@ -275,6 +297,20 @@ pub(crate) fn read_meta(dir: &Path) -> Result<TopicConfig> {
                     "mmap" => AppendMode::Mmap,
                     v => return Err(bad(&format!("unknown append mode {v:?}"))),
                 }
+            }
+            "cleanup_policy" => {
+                p.cleanup_policy = CleanupPolicy::from_name(value)
+                    .ok_or_else(|| bad(&format!("unknown cleanup_policy {value:?}")))?
+            }
+            "min_compaction_lag_ms" => p.min_compaction_lag_ms = num()?,
+            "max_compaction_lag_ms" => p.max_compaction_lag_ms = opt_num()?,
+            "delete_retention_ms" => p.delete_retention_ms = num()?,
+            "min_cleanable_dirty_ratio" => {
+                p.min_cleanable_dirty_ratio = value
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(Ratio::new)
+                    .ok_or_else(|| bad(&format!("min_cleanable_dirty_ratio {value:?} is not in [0, 1]")))?
             }
             // Keys from a newer version are ignored, so a downgrade still opens.
             _ => {}

@@ -50,9 +50,29 @@ impl Shared {
         })
     }
 
+    /// Refuses a batch with a keyless record on a compacted partition.
+    /// Only the leader checks: a follower copies what its leader took.
+    fn check_keys(&self, batch: &Batch) -> Result<()> {
+        let policy = self.settings().cleanup_policy;
+        if !policy.compacts() || batch.header().transactional_or_control() {
+            return Ok(());
+        }
+        for (index, record) in batch.records().enumerate() {
+            if record?.key.is_none() {
+                return Err(Error::KeyRequired {
+                    partition: self.name.clone(),
+                    policy: policy.name(),
+                    index,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The leader's append: producer check, then the next offsets.
     pub(super) fn append(self: &Arc<Self>, batch: &Batch) -> Result<AppendInfo> {
         let count = self.check_batch(batch)?;
+        self.check_keys(batch)?;
         if self.deleted.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::Deleted(self.name.clone()));
         }
@@ -87,7 +107,7 @@ impl Shared {
         let now = now_ms();
         let (segment_ms, segment_bytes) = {
             let c = self.settings();
-            (c.segment_ms, c.segment_bytes)
+            (c.roll_after_ms(), c.segment_bytes)
         };
         let too_old = now.saturating_sub(app.rolled_at_ms) >= segment_ms as i64;
         let offsets_overflow = base + count - app.active.base_offset() > u64::from(u32::MAX);

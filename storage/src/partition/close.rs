@@ -59,6 +59,14 @@ impl Shared {
     /// marker): what the failed flush should have written may not be on
     /// disk, and the next open must scan.
     fn stop_appends(&self) -> Result<Option<Stopped>> {
+        let stopped = self.stop_appends_now();
+        // A cleaning pass swaps a segment under `retention` and checks
+        // `closed` first: waiting for the lock waits out a swap begun before.
+        drop(lock(&self.retention));
+        stopped
+    }
+
+    fn stop_appends_now(&self) -> Result<Option<Stopped>> {
         let mut app = lock(&self.appender);
         if app.closed {
             return Ok(None);

@@ -5,11 +5,15 @@
 //! stop, producer state rebuilt), `flush` (group commit, durable offset,
 //! recovery point), `replica` (high watermark, leader epochs, follower
 //! appends and truncation: what replication builds on), `retention`,
-//! `close`, `settings` (changing the settings of an open partition).
+//! `clean` (compaction: a cleaning pass and its segment swaps), `close`,
+//! `settings` (changing the settings of an open partition).
 //!
 //! # Locks
 //! Taken in this order, never the other way round, so none can deadlock:
-//! 1. `retention`: one retention pass or truncation at a time.
+//! 0. `cleaning`: one cleaning pass at a time, held for the whole pass
+//!    (nothing else waits on it).
+//! 1. `retention`: one retention pass, truncation or segment swap of a
+//!    cleaning pass at a time.
 //! 2. `appender`: one append, roll, truncation or close at a time. It holds
 //!    the producer state and the leader epochs, so that the sequence check,
 //!    the write and the state update are one step.
@@ -38,6 +42,8 @@
 //! operations per append.
 
 mod append;
+mod clean;
+pub use clean::{CleanOptions, CleanStats, CleaningStatus};
 mod close;
 mod flush;
 pub use flush::partition_flushes;
@@ -49,7 +55,7 @@ mod settings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -175,6 +181,13 @@ struct Shared {
     /// ([`NO_SNAPSHOT`] if there is none).
     snapshot_to: AtomicU64,
     retention: Mutex<()>,
+    /// Held through a cleaning pass.
+    cleaning: Mutex<()>,
+    /// Offsets below it are clean (a pass's map covered them).
+    cleaned_to: AtomicU64,
+    /// When the oldest tombstone the last pass kept is due to go
+    /// (`clean::NO_TOMBSTONE`: none known).
+    tombstones_due_ms: AtomicI64,
     recovery: RecoveryReport,
     /// The recovery point last written, and when.
     recovery_point: Mutex<(u64, Instant)>,
@@ -365,7 +378,8 @@ impl Partition {
     /// Deletes whole sealed segments that fall outside `retention_ms` (their
     /// newest record is older than `now_ms - retention_ms`) or `retention_bytes`,
     /// oldest first, and advances and persists the log start offset. Returns
-    /// the number of segments deleted. The active segment is never deleted.
+    /// the number of segments deleted. The active segment is never deleted,
+    /// nor anything of a partition whose cleanup policy does not delete.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         self.shared.enforce_retention(now_ms)
     }
@@ -493,6 +507,8 @@ impl Shared {
     }
 }
 
+#[cfg(test)]
+mod clean_tests;
 #[cfg(test)]
 mod replica_tests;
 #[cfg(test)]

@@ -12,6 +12,9 @@ impl Shared {
     pub(super) fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let _one_at_a_time = lock(&self.retention);
         let config = self.config();
+        if !config.cleanup_policy.deletes() {
+            return Ok(0);
+        }
         let victims: Vec<Arc<Segment>> = {
             let map = self.segments.read().unwrap_or_else(|e| e.into_inner());
             let mut total: u64 = map.values().map(|s| s.size()).sum();
