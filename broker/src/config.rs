@@ -88,6 +88,15 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in ms, before their connections are dropped and the log is closed; a second signal stops waiting at once [default: 20000]
     #[arg(long, env = "BROOK_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// Most memory one cleaning pass's offset map takes (Kafka's log.cleaner.dedupe.buffer.size): the keys of a compacted partition's dirty log; more keys are cleaned over several passes [default: 134217728]
+    #[arg(long, env = "BROOK_CLEANER_DEDUPE_BYTES")]
+    pub cleaner_dedupe_bytes: Option<usize>,
+    /// Most bytes per second the cleaner reads plus writes (Kafka's log.cleaner.io.max.bytes.per.second); 0 is unlimited [default: 0]
+    #[arg(long, env = "BROOK_CLEANER_IO_BYTES_PER_SEC")]
+    pub cleaner_io_bytes_per_sec: Option<u64>,
+    /// How long the cleaner sleeps when no compacted partition is due, in ms (Kafka's log.cleaner.backoff.ms) [default: 15000]
+    #[arg(long, env = "BROOK_CLEANER_BACKOFF_MS")]
+    pub cleaner_backoff_ms: Option<u64>,
     /// How long an idempotent producer may stay idle (its newest batch that old) before its state is forgotten, in ms; checked with retention [default: 86400000, 1 day]
     #[arg(long, env = "BROOK_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
@@ -217,6 +226,8 @@ pub struct ServeConfig {
     pub shutdown_timeout: Duration,
     /// Idle time after which a producer's state is forgotten (ms).
     pub producer_id_expiration_ms: u64,
+    /// The log cleaner's memory, I/O rate and backoff.
+    pub cleaner: brook_storage::compaction::CleanerOptions,
     /// Settings of new topics' partitions, unless a request overrides them.
     pub topic_defaults: PartitionConfig,
     /// Bounds on a group member's session timeout.
@@ -406,6 +417,11 @@ impl ServeArgs {
             ),
             shutdown_timeout: Duration::from_millis(pick!(shutdown_timeout_ms, 20_000)),
             producer_id_expiration_ms: pick!(producer_id_expiration_ms, 86_400_000),
+            cleaner: brook_storage::compaction::CleanerOptions {
+                map_bytes: pick!(cleaner_dedupe_bytes, 128 << 20).max(1 << 10),
+                io_bytes_per_sec: pick!(cleaner_io_bytes_per_sec, 0),
+                backoff: Duration::from_millis(pick!(cleaner_backoff_ms, 15_000).max(1)),
+            },
             group_min_session_timeout: Duration::from_millis(pick!(
                 group_min_session_timeout_ms,
                 1000

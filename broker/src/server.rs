@@ -286,6 +286,15 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     let kafka = kafka_addr.map_or(String::new(), |a| format!(" kafka={a}"));
     println!("brook listening grpc={grpc_addr} metrics={metrics_addr}{kafka}{tls}");
     tracing::info!(grpc = %grpc_addr, metrics = %metrics_addr, kafka = ?kafka_addr, data_dir = %config.data_dir.display(), "brook listening");
+    let cleaner = {
+        let log = Arc::downgrade(&log);
+        let partitions = move || log.upgrade().map_or_else(Vec::new, |l| l.partitions());
+        Arc::new(
+            brook_storage::compaction::Cleaner::start(partitions, config.cleaner.clone())
+                .context("starting the log cleaner thread")?,
+        )
+    };
+    broker.metrics.set_cleaner(Arc::clone(&cleaner));
     let retention = tokio::spawn(retention_loop(
         Arc::clone(&broker),
         Arc::clone(&log),
@@ -386,6 +395,8 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     // snapshot at its log end, before the clean-shutdown markers.
     let received = signals.count();
     let closing = tokio::task::spawn_blocking(move || {
+        // A pass in progress ends at its next batch; swapped segments stay.
+        cleaner.stop();
         // Commits acknowledged before their sync was due reach the disk too.
         if let Err(e) = groups.offsets.sync_all() {
             tracing::error!(error = %format!("{e:#}"), "syncing the offsets log at shutdown failed");

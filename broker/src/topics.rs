@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brook_protocol::v1::{self, topics_server::Topics};
-use brook_storage::{FlushPolicy, PartitionConfig, Topic, TopicConfig};
+use brook_storage::{CleanupPolicy, FlushPolicy, PartitionConfig, Ratio, Topic, TopicConfig};
 use tonic::{Request, Response, Status};
 
 use crate::auth::Caller;
@@ -124,10 +124,40 @@ fn topic_config(
         flush,
         ..defaults.clone()
     };
+    let partition = with_compaction(partition, &c)?;
     Ok(TopicConfig {
         partitions: c.partitions,
         partition,
     })
+}
+
+/// `p` with the compaction settings `c` sets (unset ones unchanged).
+fn with_compaction(mut p: PartitionConfig, c: &v1::TopicConfig) -> ApiResult<PartitionConfig> {
+    p.cleanup_policy = match v1::CleanupPolicy::try_from(c.cleanup_policy) {
+        Ok(v1::CleanupPolicy::Unspecified) => p.cleanup_policy,
+        Ok(v1::CleanupPolicy::Delete) => CleanupPolicy::Delete,
+        Ok(v1::CleanupPolicy::Compact) => CleanupPolicy::Compact,
+        Ok(v1::CleanupPolicy::CompactDelete) => CleanupPolicy::CompactDelete,
+        Err(_) => {
+            return Err(bad_config(format!(
+                "unknown cleanup_policy {}",
+                c.cleanup_policy
+            )));
+        }
+    };
+    p.min_compaction_lag_ms = c.min_compaction_lag_ms.unwrap_or(p.min_compaction_lag_ms);
+    if let Some(v) = c.max_compaction_lag_ms {
+        p.max_compaction_lag_ms = limit(Some(v), None, "max_compaction_lag_ms")?;
+    }
+    p.delete_retention_ms = c.delete_retention_ms.unwrap_or(p.delete_retention_ms);
+    if let Some(v) = c.min_cleanable_dirty_ratio {
+        p.min_cleanable_dirty_ratio = Ratio::new(v).ok_or_else(|| {
+            bad_config(format!(
+                "min_cleanable_dirty_ratio must be in 0..=1, got {v}"
+            ))
+        })?;
+    }
+    Ok(p)
 }
 
 /// `current`'s partition settings with the fields `req` sets changed. The
@@ -147,6 +177,7 @@ fn altered(current: &TopicConfig, req: Option<v1::TopicConfig>) -> ApiResult<Par
     if let Some(v) = c.retention_bytes {
         p.retention_bytes = limit(Some(v), None, "retention_bytes")?;
     }
+    let mut p = with_compaction(p, &c)?;
     p.segment_bytes = c.segment_bytes.unwrap_or(p.segment_bytes);
     p.segment_ms = c.segment_ms.unwrap_or(p.segment_ms);
     p.max_batch_bytes = c.max_batch_bytes.unwrap_or(p.max_batch_bytes);
@@ -202,30 +233,50 @@ pub fn config_to_proto(c: &TopicConfig) -> v1::TopicConfig {
         max_batch_bytes: Some(p.max_batch_bytes),
         flush_policy: flush_policy as i32,
         flush_interval_ms,
+        cleanup_policy: match p.cleanup_policy {
+            CleanupPolicy::Delete => v1::CleanupPolicy::Delete,
+            CleanupPolicy::Compact => v1::CleanupPolicy::Compact,
+            CleanupPolicy::CompactDelete => v1::CleanupPolicy::CompactDelete,
+        } as i32,
+        min_compaction_lag_ms: Some(p.min_compaction_lag_ms),
+        max_compaction_lag_ms: signed(p.max_compaction_lag_ms),
+        delete_retention_ms: Some(p.delete_retention_ms),
+        min_cleanable_dirty_ratio: Some(p.min_cleanable_dirty_ratio.get()),
     }
 }
 
 /// A topic with its partitions' offsets and sizes.
 pub fn describe(t: &Topic) -> v1::TopicDescription {
+    let now = brook_storage::now_ms();
+    let compacted = t.config().partition.cleanup_policy.compacts();
     let mut partitions: Vec<v1::PartitionDescription> = t
         .partitions()
         .into_iter()
-        .map(|(id, p)| v1::PartitionDescription {
-            partition: id,
-            log_start_offset: p.log_start_offset(),
-            log_end_offset: p.log_end_offset(),
-            size_bytes: p.size_bytes(),
-            segment_count: p.segment_count() as u32,
-            offline_reason: String::new(),
-            damaged: p
-                .damaged_ranges()
-                .into_iter()
-                .map(|d| v1::DamagedRange {
-                    first_offset: d.first_offset,
-                    end_offset: d.end_offset,
-                    reason: d.reason,
-                })
-                .collect(),
+        .map(|(id, p)| {
+            let cleaning = match compacted {
+                true => p.cleaning_status(now),
+                false => Default::default(),
+            };
+            v1::PartitionDescription {
+                partition: id,
+                dirty_ratio: cleaning.dirty_ratio,
+                dirty_bytes: cleaning.dirty_bytes,
+                cleaned_to: cleaning.cleaned_to,
+                log_start_offset: p.log_start_offset(),
+                log_end_offset: p.log_end_offset(),
+                size_bytes: p.size_bytes(),
+                segment_count: p.segment_count() as u32,
+                offline_reason: String::new(),
+                damaged: p
+                    .damaged_ranges()
+                    .into_iter()
+                    .map(|d| v1::DamagedRange {
+                        first_offset: d.first_offset,
+                        end_offset: d.end_offset,
+                        reason: d.reason,
+                    })
+                    .collect(),
+            }
         })
         .collect();
     partitions.extend(t.offline_partitions().into_iter().map(|(id, reason)| {

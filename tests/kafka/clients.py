@@ -274,7 +274,91 @@ def admin_tour(bootstrap, topic):
     step("deleted-topic", found=topic in a.list_topics(timeout=10).topics)
 
 
+def compaction_produce(bootstrap, topic):
+    """A compacted topic made through confluent-kafka's AdminClient
+    (cleanup.policy=compact in CreateTopics), its configs described, ten
+    keys written twenty times each and two tombstones with kafka-python,
+    and a keyless record sent with librdkafka. One JSON line per step."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+    from kafka import KafkaProducer
+
+    def step(name, **seen):
+        print(json.dumps({"step": name, **seen}), flush=True)
+
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    config = {"cleanup.policy": "compact", "segment.bytes": "2048",
+              "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "3600000"}
+    for f in a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                       config=config)]).values():
+        f.result()
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = a.describe_configs([res])[res].result()
+    step("describe-configs", cleanup_policy=configs["cleanup.policy"].value,
+         dirty_ratio=configs["min.cleanable.dirty.ratio"].value,
+         delete_retention_ms=configs["delete.retention.ms"].value)
+
+    p = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
+    for version in range(20):
+        for k in range(10):
+            p.send(topic, key=f"k{k}".encode(), value=f"k{k}-v{version}".encode())
+        p.flush()
+    for k in (0, 1):
+        p.send(topic, key=f"k{k}".encode(), value=None)
+    p.flush()
+    # More writes, so that the tombstones' segment is sealed and cleanable.
+    for i in range(30):
+        p.send(topic, key=b"filler", value=f"filler-{i}".encode())
+        p.flush()
+    p.close()
+    step("produced", count=20 * 10 + 2 + 30)
+
+    errors = []
+    cp = Producer({"bootstrap.servers": bootstrap, "message.send.max.retries": 0})
+    cp.produce(topic, value=b"no key", on_delivery=lambda err, msg: errors.append(err.name() if err else None))
+    cp.flush(30)
+    step("keyless", error=errors[0] if errors else "no report")
+
+
+def compaction_consume(bootstrap, topic, count):
+    """Reads COUNT records of a compacted topic from the start with
+    kafka-python, then with librdkafka (tombstones have a null value)."""
+    from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+
+    def show(client, offset, key, value):
+        print(json.dumps({"client": client, "offset": offset, "key": key.decode() if key else None,
+                          "value": value.decode() if value is not None else None}), flush=True)
+
+    c = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False,
+                      auto_offset_reset="earliest", consumer_timeout_ms=20000)
+    c.assign([KTP(topic, 0)])
+    c.seek_to_beginning()
+    n = 0
+    for m in c:
+        show("kafka-python", m.offset, m.key, m.value)
+        n += 1
+        if n >= int(count):
+            break
+    c.close()
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "compaction-reader",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    n, deadline = 0, time.time() + 30
+    while n < int(count) and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None or m.error():
+            continue
+        show("confluent-kafka", m.offset(), m.key(), m.value())
+        n += 1
+    c.close()
+
+
 COMMANDS = {
+    "compaction-produce": compaction_produce,
+    "compaction-consume": compaction_consume,
     "admin-tour": admin_tour,
     "seed-producer": seed_producer,
     "compressed-producer": compressed_producer,

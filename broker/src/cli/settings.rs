@@ -21,7 +21,40 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
         "max_batch_bytes",
         "largest batch a produce may carry (fixed at creation)",
     ),
+    (
+        "cleanup_policy",
+        "delete, compact or compact,delete (compact keeps each key's latest record)",
+    ),
+    (
+        "min_compaction_lag_ms",
+        "compacted topics: a record stays uncompacted at least this long",
+    ),
+    (
+        "max_compaction_lag_ms",
+        "compacted topics: a superseded record stays at most about this long; -1 no bound",
+    ),
+    (
+        "delete_retention_ms",
+        "compacted topics: how long a tombstone (a record with no value) stays",
+    ),
+    (
+        "min_cleanable_dirty_ratio",
+        "compacted topics: clean a partition once this share (0-1) of it is dirty",
+    ),
 ];
+
+/// Parses a cleanup policy as Kafka names it (`compact,delete` in either order).
+pub(crate) fn parse_cleanup(text: &str) -> Result<v1::CleanupPolicy, String> {
+    use brook_storage::CleanupPolicy as P;
+    match P::from_name(text) {
+        Some(P::Delete) => Ok(v1::CleanupPolicy::Delete),
+        Some(P::Compact) => Ok(v1::CleanupPolicy::Compact),
+        Some(P::CompactDelete) => Ok(v1::CleanupPolicy::CompactDelete),
+        None => Err(format!(
+            "cleanup policy must be delete, compact or compact,delete, got {text:?}"
+        )),
+    }
+}
 
 /// `--set`'s value: a `key=value` pair with a known key. Kafka's dotted
 /// names (`retention.ms`) are accepted for the same keys.
@@ -86,6 +119,23 @@ pub(crate) fn apply(changes: &mut v1::TopicConfig, s: &Setting) -> Result<(), St
             let policy = crate::config::parse_flush(&s.value).map_err(|e| e.to_string())?;
             set_flush(changes, policy);
         }
+        "cleanup_policy" => changes.cleanup_policy = parse_cleanup(&s.value)? as i32,
+        "min_compaction_lag_ms" => changes.min_compaction_lag_ms = Some(number()?),
+        "max_compaction_lag_ms" => changes.max_compaction_lag_ms = Some(limit()?),
+        "delete_retention_ms" => changes.delete_retention_ms = Some(number()?),
+        "min_cleanable_dirty_ratio" => {
+            let ratio = s
+                .value
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r));
+            changes.min_cleanable_dirty_ratio = Some(ratio.ok_or_else(|| {
+                format!(
+                    "min_cleanable_dirty_ratio must be a number in 0..=1, got {:?}",
+                    s.value
+                )
+            })?);
+        }
         other => return Err(format!("unknown setting {other:?}")),
     }
     Ok(())
@@ -122,6 +172,24 @@ pub(crate) fn pairs(c: &v1::TopicConfig) -> Vec<(&'static str, String)> {
         (
             "max_batch_bytes",
             unsigned(c.max_batch_bytes.map(u64::from)),
+        ),
+        (
+            "cleanup_policy",
+            match c.cleanup_policy() {
+                v1::CleanupPolicy::Delete => "delete",
+                v1::CleanupPolicy::Compact => "compact",
+                v1::CleanupPolicy::CompactDelete => "compact,delete",
+                v1::CleanupPolicy::Unspecified => "default",
+            }
+            .to_string(),
+        ),
+        ("min_compaction_lag_ms", unsigned(c.min_compaction_lag_ms)),
+        ("max_compaction_lag_ms", text(c.max_compaction_lag_ms)),
+        ("delete_retention_ms", unsigned(c.delete_retention_ms)),
+        (
+            "min_cleanable_dirty_ratio",
+            c.min_cleanable_dirty_ratio
+                .map_or("default".into(), |r| r.to_string()),
         ),
     ]
 }
@@ -177,6 +245,11 @@ mod tests {
             max_batch_bytes: Some(1 << 20),
             flush_policy: v1::FlushPolicy::Interval as i32,
             flush_interval_ms: Some(500),
+            cleanup_policy: v1::CleanupPolicy::CompactDelete as i32,
+            min_compaction_lag_ms: Some(1000),
+            max_compaction_lag_ms: Some(-1),
+            delete_retention_ms: Some(86_400_000),
+            min_cleanable_dirty_ratio: Some(0.25),
         };
         let mut back = v1::TopicConfig {
             partitions: 3,

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::connection::Conn;
 use super::output::{Output, table};
-use super::settings::{KEYS, Setting, pairs, parse_setting, set_flush};
+use super::settings::{KEYS, Setting, pairs, parse_cleanup, parse_setting, set_flush};
 
 /// `brook topic` flags and its subcommand.
 #[derive(Debug, clap::Args)]
@@ -15,6 +15,7 @@ use super::settings::{KEYS, Setting, pairs, parse_setting, set_flush};
 Examples:
   brook topic create orders --partitions 3 --retention-ms 604800000
   brook topic create audit --flush always
+  brook topic create customers --cleanup compact
   brook topic describe orders --json
   brook topic alter orders --set retention_ms=2592000000 --set flush=always
   brook topic add-partitions orders --partitions 6")]
@@ -47,6 +48,13 @@ pub(crate) enum TopicCmd {
         ///   interval:MS   a flush every MS milliseconds (MS >= 1)
         #[arg(long, value_name = "POLICY", value_parser = parse_flush, verbatim_doc_comment)]
         flush: Option<FlushPolicy>,
+        /// What happens to old records: delete, compact or compact,delete
+        ///
+        ///   delete           whole old segments go by retention (the default)
+        ///   compact          each key's latest record is kept forever; records need keys
+        ///   compact,delete   compacted, and old segments go by retention too
+        #[arg(long, value_name = "POLICY", value_parser = parse_cleanup, verbatim_doc_comment)]
+        cleanup: Option<v1::CleanupPolicy>,
     },
     /// List topics.
     List,
@@ -94,10 +102,12 @@ pub(crate) async fn run(args: TopicArgs) -> anyhow::Result<()> {
             partitions,
             retention_ms,
             flush,
+            cleanup,
         } => {
             let mut config = v1::TopicConfig {
                 partitions,
                 retention_ms,
+                cleanup_policy: cleanup.map_or(0, |c| c as i32),
                 ..Default::default()
             };
             if let Some(flush) = flush {
@@ -135,7 +145,7 @@ pub(crate) async fn run(args: TopicArgs) -> anyhow::Result<()> {
 fn settings_help() -> String {
     let mut text = String::from("Settings:\n");
     for (key, what) in KEYS {
-        text.push_str(&format!("  {key:<16} {what}\n"));
+        text.push_str(&format!("  {key:<26} {what}\n"));
     }
     text.push_str(
         "\nExamples:\n  brook topic alter orders --set retention_ms=-1\n  brook topic alter audit --set flush=always --set segment_bytes=67108864",
@@ -157,24 +167,36 @@ fn show(t: &v1::TopicDescription, json: bool) {
         table(&["SETTING", "VALUE"], &rows);
         println!();
     }
+    let compacted = t.config.as_ref().is_some_and(|c| {
+        matches!(
+            c.cleanup_policy(),
+            v1::CleanupPolicy::Compact | v1::CleanupPolicy::CompactDelete
+        )
+    });
     let rows: Vec<Vec<String>> = t
         .partitions
         .iter()
         .map(|p| {
-            vec![
+            let mut row = vec![
                 t.name.clone(),
                 p.partition.to_string(),
                 p.log_start_offset.to_string(),
                 p.log_end_offset.to_string(),
                 p.size_bytes.to_string(),
                 p.segment_count.to_string(),
-            ]
+            ];
+            if compacted {
+                row.push(format!("{:.2}", p.dirty_ratio));
+                row.push(p.cleaned_to.to_string());
+            }
+            row
         })
         .collect();
-    table(
-        &["TOPIC", "PARTITION", "START", "END", "BYTES", "SEGMENTS"],
-        &rows,
-    );
+    let mut header = vec!["TOPIC", "PARTITION", "START", "END", "BYTES", "SEGMENTS"];
+    if compacted {
+        header.extend(["DIRTY", "CLEANED_TO"]);
+    }
+    table(&header, &rows);
 }
 
 /// Every topic, a row per topic with its totals.
@@ -213,7 +235,11 @@ fn topic_json(t: &v1::TopicDescription) -> serde_json::Value {
         .flat_map(pairs)
         .map(|(k, v)| {
             // Numbers as numbers for scripts; `flush` stays a word.
-            let value = v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n));
+            let value = match (v.parse::<i64>(), v.parse::<f64>()) {
+                (Ok(n), _) => json!(n),
+                (_, Ok(x)) => json!(x),
+                _ => json!(v),
+            };
             (k.to_string(), value)
         })
         .collect();
@@ -223,6 +249,7 @@ fn topic_json(t: &v1::TopicDescription) -> serde_json::Value {
         "partitions": t.partitions.iter().map(|p| json!({
             "partition": p.partition, "log_start_offset": p.log_start_offset,
             "log_end_offset": p.log_end_offset, "size_bytes": p.size_bytes, "segments": p.segment_count,
+            "dirty_ratio": p.dirty_ratio, "dirty_bytes": p.dirty_bytes, "cleaned_to": p.cleaned_to,
         })).collect::<Vec<_>>(),
     })
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brook_storage::{FlushPolicy, PartitionConfig, Topic, TopicConfig};
+use brook_storage::{CleanupPolicy, FlushPolicy, PartitionConfig, Ratio, Topic, TopicConfig};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -68,12 +68,41 @@ pub(super) fn apply_configs<'a>(
                 c.flush = FlushPolicy::Interval(Duration::from_millis(positive(number()?)?))
             }
             "flush.messages" if value == "1" => c.flush = FlushPolicy::Always,
-            "cleanup.policy" if value == "delete" => {}
+            "cleanup.policy" => {
+                c.cleanup_policy = CleanupPolicy::from_name(value).ok_or_else(|| {
+                    bad_config(format!(
+                        "cleanup.policy must be delete, compact or compact,delete, got {value:?}"
+                    ))
+                })?
+            }
+            "delete.retention.ms" => {
+                c.delete_retention_ms = u64::try_from(number()?)
+                    .map_err(|_| bad_config(format!("{name} must be >= 0, got {value}")))?
+            }
+            "min.compaction.lag.ms" => {
+                c.min_compaction_lag_ms = u64::try_from(number()?)
+                    .map_err(|_| bad_config(format!("{name} must be >= 0, got {value}")))?
+            }
+            // Kafka's "no bound" is Long.MAX_VALUE, its default.
+            "max.compaction.lag.ms" => {
+                c.max_compaction_lag_ms = match positive(number()?)? {
+                    v if v >= i64::MAX as u64 => None,
+                    v => Some(v),
+                }
+            }
+            "min.cleanable.dirty.ratio" => {
+                c.min_cleanable_dirty_ratio = value
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(Ratio::new)
+                    .ok_or_else(|| {
+                        bad_config(format!("{name} must be a number in 0..=1, got {value:?}"))
+                    })?
+            }
             "compression.type" if value == "producer" => {}
             "message.timestamp.type" if value == "CreateTime" => {}
             "min.insync.replicas" if value == "1" => {}
-            "cleanup.policy"
-            | "compression.type"
+            "compression.type"
             | "message.timestamp.type"
             | "min.insync.replicas"
             | "flush.messages" => {
@@ -273,7 +302,33 @@ fn topic_configs(
         _ => i64::MAX.to_string(),
     };
     vec![
-        ("cleanup.policy", "delete".into(), false),
+        (
+            "cleanup.policy",
+            c.cleanup_policy.name().into(),
+            c.cleanup_policy != defaults.cleanup_policy,
+        ),
+        (
+            "delete.retention.ms",
+            c.delete_retention_ms.to_string(),
+            c.delete_retention_ms != defaults.delete_retention_ms,
+        ),
+        (
+            "min.compaction.lag.ms",
+            c.min_compaction_lag_ms.to_string(),
+            c.min_compaction_lag_ms != defaults.min_compaction_lag_ms,
+        ),
+        (
+            "max.compaction.lag.ms",
+            c.max_compaction_lag_ms
+                .unwrap_or(i64::MAX as u64)
+                .to_string(),
+            c.max_compaction_lag_ms != defaults.max_compaction_lag_ms,
+        ),
+        (
+            "min.cleanable.dirty.ratio",
+            c.min_cleanable_dirty_ratio.get().to_string(),
+            c.min_cleanable_dirty_ratio != defaults.min_cleanable_dirty_ratio,
+        ),
         ("compression.type", "producer".into(), false),
         ("message.timestamp.type", "CreateTime".into(), false),
         ("min.insync.replicas", "1".into(), false),

@@ -48,6 +48,7 @@ pub struct LogCollector {
     ready: OnceLock<(Arc<Log>, Arc<Groups>)>,
     queues: OnceLock<Arc<Queues>>,
     rules: OnceLock<Arc<crate::rules::Rules>>,
+    cleaner: OnceLock<Arc<brook_storage::compaction::Cleaner>>,
 }
 
 impl fmt::Debug for LogCollector {
@@ -72,6 +73,11 @@ impl LogCollector {
     /// From now on, scrapes report the routing rules too.
     pub fn set_rules(&self, rules: Arc<crate::rules::Rules>) {
         let _ = self.rules.set(rules);
+    }
+
+    /// From now on, scrapes report the log cleaner too.
+    pub fn set_cleaner(&self, cleaner: Arc<brook_storage::compaction::Cleaner>) {
+        let _ = self.cleaner.set(cleaner);
     }
 
     /// Whether the log has been recovered.
@@ -167,6 +173,9 @@ impl Collector for LogCollector {
         }
         if let Some(rules) = self.rules.get() {
             super::rule_gauges::encode(e, log, rules)?;
+        }
+        if let Some(cleaner) = self.cleaner.get() {
+            super::cleaner_gauges::encode(e, log, cleaner)?;
         }
         encode_lag(e, log, groups)
     }

@@ -8,6 +8,7 @@
 //! by [`collector::LogCollector`]: nothing is copied into gauges before an
 //! encode, so two scrapes at once cannot see each other's half-written state.
 
+mod cleaner_gauges;
 mod collector;
 mod process;
 mod queue_gauges;
@@ -319,6 +320,11 @@ impl Metrics {
     /// From now on, scrapes report routing rules too.
     pub fn set_rules(&self, rules: Arc<crate::rules::Rules>) {
         self.log.set_rules(rules);
+    }
+
+    /// From now on, scrapes report the log cleaner too.
+    pub fn set_cleaner(&self, cleaner: Arc<brook_storage::compaction::Cleaner>) {
+        self.log.set_cleaner(cleaner);
     }
 
     /// The text exposition.

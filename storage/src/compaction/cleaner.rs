@@ -118,11 +118,7 @@ impl Cleaner {
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Release);
         self.wake();
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = thread {
             let _ = t.join();
         }
@@ -192,7 +188,10 @@ fn run(shared: &Shared, partitions: &dyn Fn() -> Vec<Partition>, options: &Clean
                     if s.map_full {
                         tracing::warn!(partition = %partition.dir().display(), map_bytes = options.map_bytes, "the cleaner's offset map cannot hold one batch's keys: raise --cleaner-dedupe-bytes");
                     }
-                    resting.insert(partition.dir().to_path_buf(), Instant::now() + options.backoff);
+                    resting.insert(
+                        partition.dir().to_path_buf(),
+                        Instant::now() + options.backoff,
+                    );
                 }
             }
             Err(e) => {
@@ -201,7 +200,10 @@ fn run(shared: &Shared, partitions: &dyn Fn() -> Vec<Partition>, options: &Clean
                 } else {
                     stats.failed += 1;
                     tracing::warn!(partition = %partition.dir().display(), error = %e, "cleaning pass failed; the partition is tried again after the backoff");
-                    resting.insert(partition.dir().to_path_buf(), Instant::now() + options.backoff);
+                    resting.insert(
+                        partition.dir().to_path_buf(),
+                        Instant::now() + options.backoff,
+                    );
                 }
             }
         }

@@ -60,6 +60,10 @@ mod tests {
         for _ in 0..3 {
             slow.spend(100_000);
         }
-        assert!(t.elapsed() >= Duration::from_millis(290), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(290),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

@@ -216,6 +216,14 @@ impl Log {
             .collect()
     }
 
+    /// Every online partition of every topic.
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.topics()
+            .iter()
+            .flat_map(|t| t.partitions().into_iter().map(|(_, p)| p))
+            .collect()
+    }
+
     /// Deletes a topic and its data. Reads already under way finish on the
     /// data they hold; appends fail from now on.
     pub fn delete_topic(&self, name: &str) -> Result<()> {

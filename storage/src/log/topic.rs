@@ -310,7 +310,11 @@ pub(crate) fn read_meta(dir: &Path) -> Result<TopicConfig> {
                     .parse::<f64>()
                     .ok()
                     .and_then(Ratio::new)
-                    .ok_or_else(|| bad(&format!("min_cleanable_dirty_ratio {value:?} is not in [0, 1]")))?
+                    .ok_or_else(|| {
+                        bad(&format!(
+                            "min_cleanable_dirty_ratio {value:?} is not in [0, 1]"
+                        ))
+                    })?
             }
             // Keys from a newer version are ignored, so a downgrade still opens.
             _ => {}

@@ -36,13 +36,13 @@ use crate::error::{Error, IoContext, Result};
 use crate::file::{SegmentPaths, remove_if_exists, sync_dir, write_atomic_in};
 use crate::segment::{Role, Segment};
 
-/// How far the last pass's map reached, and when its oldest kept
-/// tombstone is due: `brook-cleaner 1 <cleaned_to> <due_ms|none>`.
+/// How far the last pass's map reached, and the timestamp of the oldest
+/// tombstone it kept: `brook-cleaner 1 <cleaned_to> <timestamp_ms|none>`.
 pub(super) const CHECKPOINT: &str = "cleaner-checkpoint";
 /// Where a pass builds a segment before renaming it into place (a
 /// directory named `*.tmp` is a leftover the loader removes).
 const CLEANING: &str = "cleaning.tmp";
-/// `Shared::tombstones_due_ms` when no kept tombstone is known.
+/// `Shared::oldest_tombstone_ms` when no kept tombstone is known.
 pub(super) const NO_TOMBSTONE: i64 = i64::MAX;
 
 /// What a cleaning pass may use.
@@ -195,8 +195,12 @@ impl Shared {
         let cleaned_to = self.cleaned_to.load(Ordering::Acquire).max(log_start);
         let mut st = CleaningStatus {
             cleaned_to,
-            tombstones_due_ms: Some(self.tombstones_due_ms.load(Ordering::Acquire))
-                .filter(|d| *d != NO_TOMBSTONE),
+            // Counted with today's delete_retention_ms: a change applies at once.
+            tombstones_due_ms: Some(self.oldest_tombstone_ms.load(Ordering::Acquire))
+                .filter(|t| *t != NO_TOMBSTONE)
+                .map(|t| {
+                    t.saturating_add(i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX))
+                }),
             ..CleaningStatus::default()
         };
         for seg in self.cleanable(now_ms, config) {
@@ -228,9 +232,7 @@ impl Shared {
         if !config.cleanup_policy.compacts() {
             return Ok(stats);
         }
-        let stop = || {
-            opts.stop.is_some_and(|s| s.load(Ordering::Acquire)) || self.stopping()
-        };
+        let stop = || opts.stop.is_some_and(|s| s.load(Ordering::Acquire)) || self.stopping();
         if stop() {
             stats.aborted = true;
             return Ok(stats);
@@ -258,9 +260,8 @@ impl Shared {
         stats.map_full = builder.is_full();
         let covered_end = builder.covered_end().unwrap_or(from).max(from);
         let map = builder.finish();
-        let tombstones_before = now_ms.saturating_sub(
-            i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX),
-        );
+        let tombstones_before =
+            now_ms.saturating_sub(i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX));
         let mut tally = Tally::default();
         for seg in segments.iter().filter(|s| s.base_offset() < covered_end) {
             if stop() {
@@ -294,12 +295,10 @@ impl Shared {
         }
         stats.superseded = tally.superseded;
         stats.tombstones = tally.tombstones;
-        let due = tally.oldest_kept_tombstone_ms.map_or(NO_TOMBSTONE, |t| {
-            t.saturating_add(i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX))
-        });
-        write_checkpoint(self, covered_end, due)?;
+        let oldest = tally.oldest_kept_tombstone_ms.unwrap_or(NO_TOMBSTONE);
+        write_checkpoint(self, covered_end, oldest)?;
         self.cleaned_to.store(covered_end, Ordering::Release);
-        self.tombstones_due_ms.store(due, Ordering::Release);
+        self.oldest_tombstone_ms.store(oldest, Ordering::Release);
         stats.cleaned_to = covered_end;
         if stats.segments_rewritten > 0 || stats.map_full {
             tracing::info!(
@@ -393,7 +392,9 @@ impl Shared {
         sync_dir(&*self.fs, &self.dir)?;
         self.fs.rename(&from.log, &to.log).at(&to.log)?;
         self.fs.rename(&from.index, &to.index).at(&to.index)?;
-        self.fs.rename(&from.timeindex, &to.timeindex).at(&to.timeindex)?;
+        self.fs
+            .rename(&from.timeindex, &to.timeindex)
+            .at(&to.timeindex)?;
         sync_dir(&*self.fs, &self.dir)?;
         let _ = std::fs::remove_dir_all(&tmp);
         let (new, _) = Segment::open(
@@ -521,8 +522,9 @@ fn segment_batches(seg: &Segment, from: u64) -> Result<Vec<Batch>> {
 }
 
 /// Reads the checkpoint: offsets below the first number are clean, the
-/// second is when the oldest kept tombstone is due. Missing or unreadable
-/// means nothing is known clean: the next pass reads the whole log.
+/// second is the timestamp of the oldest tombstone kept. Missing or
+/// unreadable means nothing is known clean: the next pass reads the whole
+/// log (and finds the tombstones again).
 pub(super) fn read_checkpoint(dir: &std::path::Path) -> (u64, i64) {
     let text = std::fs::read_to_string(dir.join(CHECKPOINT)).unwrap_or_default();
     let mut words = text.split_whitespace();
@@ -538,11 +540,11 @@ pub(super) fn read_checkpoint(dir: &std::path::Path) -> (u64, i64) {
     }
 }
 
-fn write_checkpoint(shared: &Shared, cleaned_to: u64, due: i64) -> Result<()> {
-    let due = match due {
+fn write_checkpoint(shared: &Shared, cleaned_to: u64, oldest_tombstone: i64) -> Result<()> {
+    let oldest = match oldest_tombstone {
         NO_TOMBSTONE => "none".to_string(),
-        d => d.to_string(),
+        t => t.to_string(),
     };
-    let text = format!("brook-cleaner 1 {cleaned_to} {due}\n");
+    let text = format!("brook-cleaner 1 {cleaned_to} {oldest}\n");
     write_atomic_in(&*shared.fs, &shared.dir, CHECKPOINT, text.as_bytes())
 }

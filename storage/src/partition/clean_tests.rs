@@ -56,7 +56,10 @@ fn read_all(p: &Partition) -> BTreeMap<u64, Rec> {
     let hw = p.high_watermark();
     while next < hw {
         let r = p.read(next, 1 << 16).unwrap();
-        assert!(!r.batches.is_empty(), "a read below the high watermark returns a batch");
+        assert!(
+            !r.batches.is_empty(),
+            "a read below the high watermark returns a batch"
+        );
         for b in batches(r.batches) {
             let b = b.unwrap();
             for rec in b.records() {
@@ -80,7 +83,10 @@ fn read_all(p: &Partition) -> BTreeMap<u64, Rec> {
                     },
                 );
                 assert!(prev.is_none(), "offset {} read twice", rec.offset);
-                assert!(out.keys().next_back() == Some(&rec.offset), "offsets increase");
+                assert!(
+                    out.keys().next_back() == Some(&rec.offset),
+                    "offsets increase"
+                );
             }
             next = next.max(b.header().next_offset());
         }
@@ -108,7 +114,11 @@ fn check_safe(p: &Partition, model: &BTreeMap<u64, Rec>, now: i64) {
     for (key, (o, r)) in latest(model) {
         let may_go = r.value.is_none() && r.ts < now - RETENTION as i64;
         if !may_go {
-            assert_eq!(log.get(&o), Some(&r), "key {key}'s latest record (offset {o}) is kept");
+            assert_eq!(
+                log.get(&o),
+                Some(&r),
+                "key {key}'s latest record (offset {o}) is kept"
+            );
         }
     }
     assert!(p.damaged_ranges().is_empty());
@@ -135,7 +145,10 @@ fn settle_and_check(p: &Partition, model: &BTreeMap<u64, Rec>, now: i64) {
         .into_values()
         .filter(|(_, r)| r.value.is_some() || r.ts >= now - RETENTION as i64)
         .collect();
-    assert_eq!(log, expected, "after settling: each key's latest record only");
+    assert_eq!(
+        log, expected,
+        "after settling: each key's latest record only"
+    );
     let st = p.cleaning_status(now);
     assert_eq!(st.dirty_bytes, 0, "{st:?}");
 }
@@ -274,7 +287,10 @@ fn a_crash_at_any_step_of_a_swap_leaves_a_whole_log_with_every_keys_latest_recor
         };
         faulty.fail_next_on(op, &part, libc::EIO);
         let failed = p.clean(now, &options(1 << 20));
-        assert!(failed.is_err(), "{op:?} {part}: the pass stops at the fault");
+        assert!(
+            failed.is_err(),
+            "{op:?} {part}: the pass stops at the fault"
+        );
         assert_eq!(faulty.failures(op), 1, "{op:?} {part}");
         // A crash: no close, the next open recovers from the files.
         drop(p);
@@ -313,12 +329,20 @@ fn a_pass_removes_superseded_records_and_keeps_offsets_and_idempotent_producers(
     assert_eq!(stats.segments_rewritten, 1);
     assert!(p.size_bytes() < size_before);
     let log = read_all(&p);
-    assert_eq!(log.keys().copied().collect::<Vec<_>>(), vec![4, 5], "offsets kept");
+    assert_eq!(
+        log.keys().copied().collect::<Vec<_>>(),
+        vec![4, 5],
+        "offsets kept"
+    );
     // The offsets compacted away read as the next record kept.
     let r = p.read(1, 1 << 16).unwrap();
     let first = batches(r.batches).next().unwrap().unwrap();
     assert!(first.header().base_offset <= 1 && first.header().next_offset() > 1);
-    assert_eq!(first.header().record_count, 0, "a span batch covers offsets 0..4");
+    assert_eq!(
+        first.header().record_count,
+        0,
+        "a span batch covers offsets 0..4"
+    );
     // The producer state rebuilds from the log alone.
     p.close().unwrap();
     drop(p);
@@ -328,7 +352,10 @@ fn a_pass_removes_superseded_records_and_keeps_offsets_and_idempotent_producers(
     let mut b = BatchBuilder::new().producer(42, 0, 4);
     b.push(now, Some(b"key-1"), Some(&[4; 20]), &[("h", b"x")]);
     let retry = p.append(&Batch::parse(b.build(0)).unwrap()).unwrap();
-    assert!(retry.duplicate, "a retry of the last batch is still a duplicate");
+    assert!(
+        retry.duplicate,
+        "a retry of the last batch is still a duplicate"
+    );
     assert_eq!(retry.base_offset, 4);
 }
 
@@ -358,19 +385,26 @@ fn tombstones_stay_for_their_retention_then_go() {
     let dir = tempfile::tempdir().unwrap();
     let p = Partition::open(dir.path(), "t/0", cfg()).unwrap();
     let now = 1_000_000;
-    p.append(&keyed(&[(1, Some(1)), (2, Some(2))], now)).unwrap();
+    p.append(&keyed(&[(1, Some(1)), (2, Some(2))], now))
+        .unwrap();
     p.append(&keyed(&[(1, None)], now + 10)).unwrap();
     p.roll().unwrap();
     crate::flusher::drain();
     p.clean(now + 20, &options(1 << 20)).unwrap();
     let log = read_all(&p);
     assert_eq!(log.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(log[&2].value, None, "the tombstone stays within its retention");
+    assert_eq!(
+        log[&2].value, None,
+        "the tombstone stays within its retention"
+    );
     let due = p.cleaning_status(now + 20).tombstones_due_ms;
     assert_eq!(due, Some(now + 10 + RETENTION as i64));
     assert_eq!(p.cleaning_due(now + 20), None, "nothing to do until then");
     let later = now + 11 + RETENTION as i64;
-    assert!(p.cleaning_due(later).is_some(), "due once the tombstone may go");
+    assert!(
+        p.cleaning_due(later).is_some(),
+        "due once the tombstone may go"
+    );
     let stats = p.clean(later, &options(1 << 20)).unwrap();
     assert_eq!(stats.tombstones, 1);
     let log = read_all(&p);

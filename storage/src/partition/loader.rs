@@ -111,7 +111,7 @@ pub(super) fn open(
         _ => Watermark::LogEnd,
     };
     let recovery_point = read_offset_file(&dir.join(RECOVERY_POINT)).unwrap_or(0);
-    let (cleaned_to, tombstones_due_ms) = super::clean::read_checkpoint(&dir);
+    let (cleaned_to, oldest_tombstone_ms) = super::clean::read_checkpoint(&dir);
     let mut shared = Shared {
         name,
         dir,
@@ -138,7 +138,7 @@ pub(super) fn open(
         cleaning: Mutex::new(()),
         // A truncation may have cut the log below it since.
         cleaned_to: AtomicU64::new(cleaned_to.min(end)),
-        tombstones_due_ms: AtomicI64::new(tombstones_due_ms),
+        oldest_tombstone_ms: AtomicI64::new(oldest_tombstone_ms),
         recovery: RecoveryReport::default(),
         recovery_point: Mutex::new((recovery_point, Instant::now())),
         deleted: Default::default(),

@@ -185,9 +185,9 @@ struct Shared {
     cleaning: Mutex<()>,
     /// Offsets below it are clean (a pass's map covered them).
     cleaned_to: AtomicU64,
-    /// When the oldest tombstone the last pass kept is due to go
+    /// The timestamp of the oldest tombstone the last pass kept
     /// (`clean::NO_TOMBSTONE`: none known).
-    tombstones_due_ms: AtomicI64,
+    oldest_tombstone_ms: AtomicI64,
     recovery: RecoveryReport,
     /// The recovery point last written, and when.
     recovery_point: Mutex<(u64, Instant)>,
