@@ -25,17 +25,19 @@ impl TimestampCache {
         if let Some(ts) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Some(*ts);
         }
-        let read = p.read(offset, 1).ok()?;
-        let batch = batches(read.batches).next()?.ok()?;
-        let ts = if batch.base_offset() == offset {
-            batch.header().first_timestamp
-        } else {
-            batch
-                .records()
-                .filter_map(Result::ok)
-                .find(|r| r.offset == offset)?
-                .timestamp
-        };
+        // The first record at or after `offset`: on a compacted topic the
+        // offset may be a hole, and a batch may begin with one (or be all
+        // hole). A dense batch starting there has it in its header.
+        let read = p.read(offset, 64 << 10).ok()?;
+        let ts = batches(read.batches).find_map(|batch| {
+            let batch = batch.ok()?;
+            let h = batch.header();
+            if h.base_offset == offset && h.record_count == h.last_offset_delta + 1 {
+                return Some(h.first_timestamp);
+            }
+            let r = batch.records().filter_map(Result::ok).find(|r| r.offset >= offset)?;
+            Some(r.timestamp)
+        })?;
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
