@@ -198,6 +198,8 @@ impl Shared {
         }
         drop(rp);
         app.epochs.truncate_from(offset)?;
+        // What is appended from here on is dirty.
+        self.cleaned_to.fetch_min(offset, Ordering::AcqRel);
         let (producers, snapshot_to, _) = rebuild_producers(self)?;
         app.producers = producers;
         self.snapshot_to
