@@ -35,7 +35,10 @@ impl TimestampCache {
             if h.base_offset == offset && h.record_count == h.last_offset_delta + 1 {
                 return Some(h.first_timestamp);
             }
-            let r = batch.records().filter_map(Result::ok).find(|r| r.offset >= offset)?;
+            let r = batch
+                .records()
+                .filter_map(Result::ok)
+                .find(|r| r.offset >= offset)?;
             Some(r.timestamp)
         })?;
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -540,7 +540,11 @@ pub(super) fn read_checkpoint(dir: &std::path::Path) -> (u64, i64) {
     }
 }
 
-fn write_checkpoint(shared: &Shared, cleaned_to: u64, oldest_tombstone: i64) -> Result<()> {
+pub(super) fn write_checkpoint(
+    shared: &Shared,
+    cleaned_to: u64,
+    oldest_tombstone: i64,
+) -> Result<()> {
     let oldest = match oldest_tombstone {
         NO_TOMBSTONE => "none".to_string(),
         t => t.to_string(),
