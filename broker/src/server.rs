@@ -395,8 +395,6 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
     // snapshot at its log end, before the clean-shutdown markers.
     let received = signals.count();
     let closing = tokio::task::spawn_blocking(move || {
-        // A pass in progress ends at its next batch; swapped segments stay.
-        cleaner.stop();
         // Commits acknowledged before their sync was due reach the disk too.
         if let Err(e) = groups.offsets.sync_all() {
             tracing::error!(error = %format!("{e:#}"), "syncing the offsets log at shutdown failed");
@@ -410,6 +408,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         if let Err(e) = rules.sync_all() {
             tracing::error!(error = %format!("{e:#}"), "syncing the rules log at shutdown failed");
         }
+        // A pass in progress ends at its next batch (or throttled wait);
+        // the segments it swapped in stay.
+        cleaner.stop();
         log.close()
     });
     tokio::select! {

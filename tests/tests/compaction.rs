@@ -11,8 +11,7 @@ use brook_protocol::batch::{Batch, BatchBuilder};
 use brook_protocol::v1;
 use brook_tests::kafka::{clients, run_json};
 use brook_tests::{
-    Broker, brook_cli, describe_topic, error_metadata, eventually, eventually_within, fetch_all,
-    reason,
+    Broker, brook_cli, describe_topic, error_metadata, eventually, eventually_within, reason,
 };
 use serde_json::Value;
 
@@ -385,10 +384,13 @@ async fn kafka_clients_create_write_and_read_a_compacted_topic() {
 const ROUNDS: usize = 6;
 const KEYS: u32 = 100;
 
-/// Acknowledged versions: key → the highest version acknowledged.
-type Acked = Arc<Mutex<BTreeMap<u32, u64>>>;
+/// Acknowledged writes: key → (its highest acknowledged version, whether
+/// that write was a tombstone).
+type Acked = Arc<Mutex<BTreeMap<u32, (u64, bool)>>>;
 
-/// Writes versions of random keys with durable acks until the broker goes.
+/// Writes versions of random keys (one write in seven a tombstone) with
+/// durable acks until the broker goes. The version rides in a header, so
+/// that tombstones carry one too.
 async fn write_until_gone(b: tonic::transport::Channel, round: usize, acked: Acked) {
     let mut producer = v1::producer_client::ProducerClient::new(b);
     let mut version = (round as u64) << 32;
@@ -401,16 +403,17 @@ async fn write_until_gone(b: tonic::transport::Channel, round: usize, acked: Ack
                 .wrapping_add(1442695040888963407);
             let key = ((seed >> 33) % u64::from(KEYS)) as u32;
             version += 1;
-            records.push((key, version));
+            records.push((key, version, (seed >> 20).is_multiple_of(7)));
         }
         let mut batch = BatchBuilder::new();
-        for (key, version) in &records {
+        for (key, version, tombstone) in &records {
             let value = format!("{key}:{version}:{}", "p".repeat(80));
+            let v = version.to_string();
             batch.push(
                 now_ms(),
                 Some(format!("key-{key}").as_bytes()),
-                Some(value.as_bytes()),
-                &[],
+                (!tombstone).then_some(value.as_bytes()),
+                &[("v", v.as_bytes())],
             );
         }
         let r = producer
@@ -425,64 +428,76 @@ async fn write_until_gone(b: tonic::transport::Channel, round: usize, acked: Ack
             return;
         }
         let mut map = acked.lock().unwrap();
-        for (key, version) in records {
+        for (key, version, tombstone) in records {
             let v = map.entry(key).or_default();
-            *v = (*v).max(version);
+            if version > v.0 {
+                *v = (version, tombstone);
+            }
         }
     }
 }
 
-/// Checks the log after a restart: every record is one that was written,
-/// offsets increase, each key's newest stored version is at least its
-/// newest acknowledged one, and no key appears twice below `cleaned_to`.
-async fn check_state(b: &Broker, acked: &BTreeMap<u32, u64>) {
+/// Checks the log after a restart: offsets increase; each key's last
+/// record is its newest acknowledged write or a later one (a tombstone if
+/// that write was one and nothing followed); no key twice below
+/// `cleaned_to`.
+async fn check_state(b: &Broker, acked: &BTreeMap<u32, (u64, bool)>) {
     let p = describe_topic(b, "state").await.partitions[0].clone();
-    let log = fetch_all(b, "state", 0, 0).await;
-    let mut newest: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut last: BTreeMap<u32, (u64, bool)> = BTreeMap::new();
     let mut below_clean: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut last = None;
-    for (offset, key, value) in &log {
-        assert!(last < Some(*offset), "offsets increase");
-        last = Some(*offset);
-        let key: u32 = std::str::from_utf8(key.as_deref().unwrap())
-            .unwrap()
-            .strip_prefix("key-")
-            .unwrap()
-            .parse()
-            .unwrap();
-        let value = std::str::from_utf8(value).unwrap();
-        let mut parts = value.split(':');
-        assert_eq!(
-            parts.next().unwrap().parse::<u32>().unwrap(),
-            key,
-            "{value}"
-        );
-        let version: u64 = parts.next().unwrap().parse().unwrap();
-        let n = newest.entry(key).or_default();
-        *n = (*n).max(version);
-        if *offset < p.cleaned_to {
-            let seen = below_clean.entry(key).or_default();
-            *seen += 1;
-            assert_eq!(
-                *seen, 1,
-                "key {key} twice below cleaned_to {}",
-                p.cleaned_to
-            );
+    let mut previous = None;
+    for batch in brook_tests::fetch_batches(b, "state", 0, 0).await {
+        for r in batch.records() {
+            let r = r.unwrap();
+            assert!(previous < Some(r.offset), "offsets increase");
+            previous = Some(r.offset);
+            let key: u32 = std::str::from_utf8(r.key.as_deref().unwrap())
+                .unwrap()
+                .strip_prefix("key-")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let (_, v) = r
+                .header_pairs()
+                .into_iter()
+                .find(|(k, _)| *k == "v")
+                .unwrap();
+            let version: u64 = std::str::from_utf8(v).unwrap().parse().unwrap();
+            if let Some(value) = &r.value {
+                let value = std::str::from_utf8(value).unwrap();
+                assert!(value.starts_with(&format!("{key}:{version}:")), "{value}");
+            }
+            last.insert(key, (version, r.value.is_none()));
+            if r.offset < p.cleaned_to {
+                let seen = below_clean.entry(key).or_default();
+                *seen += 1;
+                assert_eq!(
+                    *seen, 1,
+                    "key {key} twice below cleaned_to {}",
+                    p.cleaned_to
+                );
+            }
         }
     }
-    for (key, version) in acked {
+    for (key, (version, tombstone)) in acked {
+        let Some((stored, stored_tombstone)) = last.get(key) else {
+            panic!("key {key}: acknowledged version {version} (tombstone: {tombstone}) is gone");
+        };
         assert!(
-            newest.get(key).is_some_and(|n| n >= version),
-            "key {key}: acknowledged version {version}, stored {:?}",
-            newest.get(key)
+            stored >= version,
+            "key {key}: acknowledged {version}, last stored {stored}"
         );
+        if stored == version {
+            assert_eq!(stored_tombstone, tombstone, "key {key} version {version}");
+        }
     }
 }
 
 /// Durable writes to a compacted topic while the cleaner runs (slowed to
 /// 4 MB/s so that passes are long), `kill -9` once it has swapped
-/// segments, restart: every round, each key's latest acknowledged value is
-/// there and the clean part holds each key once.
+/// segments, restart: every round, each key's latest acknowledged write
+/// (value or tombstone) is its last record, and the clean part holds each
+/// key once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_cleaning_keeps_each_keys_latest_acknowledged_value() {
     let dir = tempfile::tempdir().unwrap();
@@ -531,7 +546,11 @@ async fn kill9_during_cleaning_keeps_each_keys_latest_acknowledged_value() {
     assert!(swapped >= ROUNDS as f64);
     let p = describe_topic(&b, "state").await.partitions[0].clone();
     assert!(p.cleaned_to > 0, "{p:?}");
-    let stored = fetch_all(&b, "state", 0, 0).await.len() as u64;
+    let stored = brook_tests::fetch_batches(&b, "state", 0, 0)
+        .await
+        .iter()
+        .map(|b| u64::from(b.header().record_count))
+        .sum::<u64>();
     assert!(
         stored < p.log_end_offset / 2,
         "{stored} of {} offsets hold records",

@@ -6,7 +6,7 @@
 //! latest offset of every key, in bounded memory: [`MapBuilder`]), then
 //! rewrites batches with [`clean_batch`]: a record is dropped when a later
 //! record of its key is in the map, and a tombstone (a null value) that is
-//! its key's latest is dropped once it is older than the tombstone horizon.
+//! its key's latest is dropped once its retention ran out.
 //! Offsets never change: a rewritten batch keeps its base offset, producer
 //! fields, first timestamp and compression, and spans the offsets of the
 //! records it lost (`Batch::without`). The pass over one partition and its
@@ -17,6 +17,7 @@
 //! thread and its counters).
 
 mod cleaner;
+mod history;
 mod offset_map;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use brook_protocol::batch::{Batch, Compression, DecodeError};
 use bytes::Bytes;
 
 pub use cleaner::{Cleaner, CleanerOptions, CleanerStats};
+pub use history::CleanHistory;
 pub use offset_map::OffsetMap;
 pub use throttle::Throttle;
 
@@ -64,7 +66,8 @@ impl MapBuilder {
 
     /// Adds the keys of `batch` (the next one in the log), all or none:
     /// false, and nothing added, when they do not all fit (the map is full
-    /// from then on). Keys of a compressed batch are copied, so that the
+    /// from then on). The first batch is always taken, even past the
+    /// limit, so that every pass makes progress. Keys of a compressed batch are copied, so that the
     /// map does not keep its whole decompressed body alive; others are
     /// zero-copy slices of the segment.
     pub fn add(&mut self, batch: &Batch) -> Result<bool, DecodeError> {
@@ -77,7 +80,7 @@ impl MapBuilder {
             return Ok(true);
         }
         let copy = h.compression() != Compression::None;
-        let mut keyed = Vec::with_capacity(h.record_count as usize);
+        let mut keyed = Vec::with_capacity((h.record_count as usize).min(4096));
         for record in batch.records() {
             let record = record?;
             if let Some(key) = record.key {
@@ -88,12 +91,13 @@ impl MapBuilder {
                 keyed.push((key, record.offset));
             }
         }
-        if !self.map.has_room_for(keyed.iter().map(|(k, _)| k)) {
+        let first = self.covered.is_none();
+        if !first && !self.map.has_room_for(keyed.iter().map(|(k, _)| k)) {
             self.full = true;
             return Ok(false);
         }
         for (key, offset) in &keyed {
-            self.map.put(key, *offset);
+            self.map.put_anyway(key, *offset);
         }
         self.covered = Some(h.next_offset());
         Ok(true)
@@ -140,21 +144,21 @@ pub struct Tally {
     pub superseded: u64,
     /// Tombstones removed because their retention ran out.
     pub tombstones: u64,
-    /// The oldest timestamp of a tombstone kept (its key's latest, still
-    /// within its retention): when it is due to go.
-    pub oldest_kept_tombstone_ms: Option<i64>,
+    /// The first offset of a tombstone kept (its key's latest, still
+    /// within its retention): the next to go.
+    pub first_kept_tombstone: Option<u64>,
 }
 
 /// `batch` as a pass leaves it: a record below `covered_end` goes when
 /// `map` holds a later offset for its key; a tombstone that is its key's
-/// latest goes when its timestamp is before `tombstones_before_ms`.
+/// latest goes when `tombstone_expired(offset, timestamp)` says so.
 /// Records without a key, records at or past `covered_end` and control
 /// batches stay.
 pub fn clean_batch(
     batch: &Batch,
     map: &OffsetMap,
     covered_end: u64,
-    tombstones_before_ms: i64,
+    tombstone_expired: &dyn Fn(u64, i64) -> bool,
     tally: &mut Tally,
 ) -> Result<Cleaned, DecodeError> {
     if batch.header().transactional_or_control() {
@@ -172,14 +176,15 @@ pub fn clean_batch(
         }
         let superseded = map.latest(key).is_some_and(|latest| latest > r.offset);
         let tombstone = r.value.is_none();
-        let expired_tombstone = tombstone && r.timestamp < tombstones_before_ms;
+        let expired_tombstone =
+            tombstone && !superseded && tombstone_expired(r.offset, r.timestamp);
         if superseded {
             tally.superseded += 1;
         } else if expired_tombstone {
             tally.tombstones += 1;
         } else if tombstone {
-            let oldest = tally.oldest_kept_tombstone_ms.get_or_insert(r.timestamp);
-            *oldest = (*oldest).min(r.timestamp);
+            let first = tally.first_kept_tombstone.get_or_insert(r.offset);
+            *first = (*first).min(r.offset);
         }
         if superseded || expired_tombstone {
             drop.insert((r.offset - base) as u32);

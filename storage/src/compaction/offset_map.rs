@@ -44,6 +44,16 @@ impl OffsetMap {
         true
     }
 
+    /// Records `key` at `offset` whether or not it fits: a pass always
+    /// takes its first batch, however many keys it holds, so that a
+    /// partition is never stuck behind one batch larger than the map.
+    pub fn put_anyway(&mut self, key: &Bytes, offset: u64) {
+        if !self.put(key, offset) {
+            self.bytes += key.len() + ENTRY_OVERHEAD;
+            self.latest.insert(key.clone(), offset);
+        }
+    }
+
     /// Whether every one of `keys` that is new fits.
     pub fn has_room_for<'a>(&self, keys: impl IntoIterator<Item = &'a Bytes>) -> bool {
         let mut new: Vec<&Bytes> = keys

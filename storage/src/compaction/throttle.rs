@@ -26,6 +26,12 @@ impl Throttle {
 
     /// Counts `bytes` read or written, sleeping first if the rate is ahead.
     pub fn spend(&self, bytes: u64) {
+        self.spend_unless(bytes, &|| false);
+    }
+
+    /// [`Throttle::spend`], but the wait ends early (within 100 ms) once
+    /// `stop` says so: a broker stopping does not wait out a long sleep.
+    pub fn spend_unless(&self, bytes: u64, stop: &dyn Fn() -> bool) {
         if self.bytes_per_sec == 0 {
             return;
         }
@@ -42,8 +48,13 @@ impl Throttle {
             let due = Duration::from_secs_f64(*spent as f64 / self.bytes_per_sec as f64);
             due.saturating_sub(start.elapsed())
         };
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
+        let until = std::time::Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || stop() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
         }
     }
 }

@@ -27,23 +27,79 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use brook_protocol::batch::{Batch, BatchBuilder, headers};
+use brook_protocol::batch::{Batch, BatchBuilder, HEADER_LEN, headers};
 
 use super::{Partition, Shared, lock};
-use crate::compaction::{Cleaned, MapBuilder, OffsetMap, Tally, Throttle, clean_batch};
+use crate::compaction::{
+    CleanHistory, Cleaned, MapBuilder, OffsetMap, Tally, Throttle, clean_batch,
+};
 use crate::config::{MAX_SEGMENT_BYTES, PartitionConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::file::{SegmentPaths, remove_if_exists, sync_dir, write_atomic_in};
 use crate::segment::{Role, Segment};
 
-/// How far the last pass's map reached, and the timestamp of the oldest
-/// tombstone it kept: `brook-cleaner 1 <cleaned_to> <timestamp_ms|none>`.
+/// The partition's compaction state on disk (see [`Checkpoint`]).
 pub(super) const CHECKPOINT: &str = "cleaner-checkpoint";
 /// Where a pass builds a segment before renaming it into place (a
 /// directory named `*.tmp` is a leftover the loader removes).
 const CLEANING: &str = "cleaning.tmp";
-/// `Shared::oldest_tombstone_ms` when no kept tombstone is known.
-pub(super) const NO_TOMBSTONE: i64 = i64::MAX;
+const MAGIC: &str = "brook-cleaner 2";
+
+/// What a partition knows of its compaction, in memory
+/// (`Shared::checkpoint`) and in `cleaner-checkpoint`:
+/// `brook-cleaner 2 <cleaned_to> <first kept tombstone|none>` and a line
+/// of [`CleanHistory`] ranges. Written only after a pass's swaps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Checkpoint {
+    /// Offsets below it are clean (a pass's map covered them).
+    pub cleaned_to: u64,
+    /// The first offset of a tombstone the last pass kept: the next to go.
+    pub first_kept_tombstone: Option<u64>,
+    /// When each clean range was first cleaned: tombstone retention's clock.
+    pub history: CleanHistory,
+    /// Truncations since the open (not written): a pass that began before
+    /// one does not record how far it got.
+    pub truncations: u64,
+}
+
+impl Checkpoint {
+    fn encode(&self) -> String {
+        let first = self
+            .first_kept_tombstone
+            .map_or("none".to_string(), |o| o.to_string());
+        format!(
+            "{MAGIC} {} {first}\n{}\n",
+            self.cleaned_to,
+            self.history.encode()
+        )
+    }
+
+    /// Reads the file; a missing or unreadable one (or one of version 1,
+    /// which had no history) means nothing is known clean: the next pass
+    /// reads the whole log, and what it covers counts as clean from then.
+    pub(super) fn read(dir: &std::path::Path) -> Checkpoint {
+        let text = std::fs::read_to_string(dir.join(CHECKPOINT)).unwrap_or_default();
+        let mut lines = text.lines();
+        let head = lines.next().unwrap_or_default();
+        let parsed = (|| {
+            let rest = head.strip_prefix(MAGIC)?;
+            let mut words = rest.split_whitespace();
+            let cleaned_to = words.next()?.parse().ok()?;
+            let first_kept_tombstone = match words.next()? {
+                "none" => None,
+                o => Some(o.parse().ok()?),
+            };
+            let history = CleanHistory::decode(lines.next().unwrap_or_default())?;
+            Some(Checkpoint {
+                cleaned_to,
+                first_kept_tombstone,
+                history,
+                truncations: 0,
+            })
+        })();
+        parsed.unwrap_or_default()
+    }
+}
 
 /// What a cleaning pass may use.
 #[derive(Debug, Clone, Copy)]
@@ -167,12 +223,15 @@ impl Shared {
     }
 
     /// The cleanable segments, oldest first: sealed (never the active
-    /// one), synced, undamaged, and (with `min_compaction_lag_ms`) holding
-    /// no record younger than the lag. A prefix of the log: the first
+    /// one), synced, below the high watermark (a replicated partition's
+    /// uncommitted records may still be truncated away, and must not
+    /// supersede committed ones), undamaged, and (with
+    /// `min_compaction_lag_ms`) holding no record younger than the lag. A prefix of the log: the first
     /// segment that fails a test ends it, so no tombstone is dropped while
     /// an older value of its key waits in a segment passed over.
     fn cleanable(&self, now_ms: i64, config: &PartitionConfig) -> Vec<Arc<Segment>> {
         let active_base = lock(&self.appender).active.base_offset();
+        let high_watermark = *self.high_watermark.borrow();
         let unsynced: HashSet<u64> = lock(&self.unsynced)
             .iter()
             .map(|s| s.base_offset())
@@ -183,6 +242,7 @@ impl Shared {
             .into_iter()
             .take_while(|s| {
                 s.base_offset() < active_base
+                    && s.next_offset() <= high_watermark
                     && !unsynced.contains(&s.base_offset())
                     && s.damaged_ranges().is_empty()
                     && (min_lag == 0 || s.max_timestamp() <= newest_allowed)
@@ -192,15 +252,19 @@ impl Shared {
 
     fn cleaning_status(&self, now_ms: i64, config: &PartitionConfig) -> CleaningStatus {
         let log_start = self.log_start.load(Ordering::Acquire);
-        let cleaned_to = self.cleaned_to.load(Ordering::Acquire).max(log_start);
+        let (cleaned_to, tombstones_due_ms) = {
+            let cp = lock(&self.checkpoint);
+            // Counted with today's delete_retention_ms: a change applies at once.
+            let due = cp.first_kept_tombstone.map(|o| {
+                cp.history
+                    .since(o, now_ms)
+                    .saturating_add(retention(config))
+            });
+            (cp.cleaned_to.max(log_start), due)
+        };
         let mut st = CleaningStatus {
             cleaned_to,
-            // Counted with today's delete_retention_ms: a change applies at once.
-            tombstones_due_ms: Some(self.oldest_tombstone_ms.load(Ordering::Acquire))
-                .filter(|t| *t != NO_TOMBSTONE)
-                .map(|t| {
-                    t.saturating_add(i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX))
-                }),
+            tombstones_due_ms,
             ..CleaningStatus::default()
         };
         for seg in self.cleanable(now_ms, config) {
@@ -224,7 +288,8 @@ impl Shared {
         let _one_pass = lock(&self.cleaning);
         let config = self.config();
         let log_start = self.log_start.load(Ordering::Acquire);
-        let from = self.cleaned_to.load(Ordering::Acquire).max(log_start);
+        let at_start = lock(&self.checkpoint).clone();
+        let from = at_start.cleaned_to.max(log_start);
         let mut stats = CleanStats {
             cleaned_to: from,
             ..CleanStats::default()
@@ -232,7 +297,13 @@ impl Shared {
         if !config.cleanup_policy.compacts() {
             return Ok(stats);
         }
-        let stop = || opts.stop.is_some_and(|s| s.load(Ordering::Acquire)) || self.stopping();
+        // Per batch: atomics only. Per segment, and before a swap, a close
+        // counts too (it takes the appender lock for a moment).
+        let quit = || {
+            opts.stop.is_some_and(|s| s.load(Ordering::Acquire))
+                || self.deleted.load(Ordering::Acquire)
+        };
+        let stop = || quit() || self.stopping();
         if stop() {
             stats.aborted = true;
             return Ok(stats);
@@ -243,13 +314,17 @@ impl Shared {
         let segments = self.cleanable(now_ms, &config);
         let spend = |bytes: u64| {
             if let Some(t) = opts.throttle {
-                t.spend(bytes);
+                t.spend_unless(bytes, &quit);
             }
         };
 
         let mut builder = MapBuilder::new(opts.map_bytes);
         'map: for seg in segments.iter().filter(|s| s.next_offset() > from) {
             for batch in segment_batches(seg, from)? {
+                if quit() {
+                    stats.aborted = true;
+                    return Ok(stats);
+                }
                 spend(batch.bytes().len() as u64);
                 stats.bytes_read += batch.bytes().len() as u64;
                 if !builder.add(&batch)? {
@@ -260,8 +335,16 @@ impl Shared {
         stats.map_full = builder.is_full();
         let covered_end = builder.covered_end().unwrap_or(from).max(from);
         let map = builder.finish();
-        let tombstones_before =
-            now_ms.saturating_sub(i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX));
+        // A tombstone goes once delete_retention_ms has passed since the
+        // pass that first covered it (KIP-534's clock, not its timestamp).
+        let keep_for = retention(&config);
+        let expired = |offset: u64, _timestamp: i64| {
+            at_start
+                .history
+                .since(offset, now_ms)
+                .saturating_add(keep_for)
+                <= now_ms
+        };
         let mut tally = Tally::default();
         for seg in segments.iter().filter(|s| s.base_offset() < covered_end) {
             if stop() {
@@ -276,7 +359,7 @@ impl Shared {
                 &batches,
                 &map,
                 covered_end,
-                tombstones_before,
+                &expired,
                 &producers_last,
                 &mut tally,
             )?;
@@ -295,10 +378,22 @@ impl Shared {
         }
         stats.superseded = tally.superseded;
         stats.tombstones = tally.tombstones;
-        let oldest = tally.oldest_kept_tombstone_ms.unwrap_or(NO_TOMBSTONE);
-        write_checkpoint(self, covered_end, oldest)?;
-        self.cleaned_to.store(covered_end, Ordering::Release);
-        self.oldest_tombstone_ms.store(oldest, Ordering::Release);
+        {
+            // Under `retention`, which truncations and deletions take: a
+            // pass that one overtook must not record how far it got.
+            let _no_truncation_meanwhile = lock(&self.retention);
+            let mut next = lock(&self.checkpoint).clone();
+            if stop() || next.truncations != at_start.truncations {
+                stats.aborted = true;
+                return Ok(stats);
+            }
+            next.cleaned_to = covered_end;
+            next.first_kept_tombstone = tally.first_kept_tombstone;
+            next.history
+                .record(covered_end, now_ms, config.delete_retention_ms);
+            write_checkpoint(self, &next)?;
+            *lock(&self.checkpoint) = next;
+        }
         stats.cleaned_to = covered_end;
         if stats.segments_rewritten > 0 || stats.map_full {
             tracing::info!(
@@ -338,7 +433,14 @@ impl Shared {
         let base = old.base_offset();
         let next_base = old.next_offset();
         let built = (|| {
-            let capacity = (old.size() + u64::from(config.max_batch_bytes)).min(MAX_SEGMENT_BYTES);
+            let planned: u64 = out
+                .iter()
+                .map(|o| match o {
+                    Out::Batch(b, _) => b.bytes().len() as u64,
+                    Out::Span(_) => HEADER_LEN as u64,
+                })
+                .sum();
+            let capacity = planned.clamp(HEADER_LEN as u64, MAX_SEGMENT_BYTES);
             let seg = Segment::create(&self.fs, &tmp, base, capacity, config)?;
             for o in out {
                 match o {
@@ -419,7 +521,7 @@ fn plan_segment(
     batches: &[Batch],
     map: &OffsetMap,
     covered_end: u64,
-    tombstones_before: i64,
+    tombstone_expired: &dyn Fn(u64, i64) -> bool,
     producers_last: &HashSet<u64>,
     tally: &mut Tally,
 ) -> Result<Option<Vec<Out>>> {
@@ -432,11 +534,14 @@ fn plan_segment(
             // A span or an emptied batch of an earlier pass.
             0 if h.next_offset() <= covered_end => Cleaned::Emptied(b.clone()),
             0 => Cleaned::Unchanged,
-            _ => clean_batch(b, map, covered_end, tombstones_before, tally)?,
+            _ => clean_batch(b, map, covered_end, tombstone_expired, tally)?,
         };
         let producers_newest = h.producer_id >= 0 && producers_last.contains(&h.last_offset());
         let kept = match cleaned {
             Cleaned::Unchanged => Some(b.clone()),
+            // Compressed again at Brook's level, fewer records may take
+            // more bytes than the producer's: then the batch stays whole.
+            Cleaned::Rebuilt(r) if r.bytes().len() >= b.bytes().len() => Some(b.clone()),
             Cleaned::Rebuilt(r) => {
                 changed = true;
                 Some(r)
@@ -447,14 +552,14 @@ fn plan_segment(
             }
             Cleaned::Emptied(_) => None,
         };
+        // A span never covers two leader epochs: a follower truncating to
+        // an epoch's start must find a batch boundary there.
+        if let Some(s) = span.take_if(|s| kept.is_some() || s.epoch != h.partition_leader_epoch) {
+            changed |= s.merged > 1 || s.had_records;
+            out.push(Out::Span(s));
+        }
         match kept {
-            Some(k) => {
-                if let Some(s) = span.take() {
-                    changed |= s.merged > 1 || s.had_records;
-                    out.push(Out::Span(s));
-                }
-                out.push(Out::Batch(k, h.partition_leader_epoch));
-            }
+            Some(k) => out.push(Out::Batch(k, h.partition_leader_epoch)),
             None => {
                 let s = span.get_or_insert(Span {
                     base: h.base_offset,
@@ -521,34 +626,32 @@ fn segment_batches(seg: &Segment, from: u64) -> Result<Vec<Batch>> {
     Ok(out)
 }
 
-/// Reads the checkpoint: offsets below the first number are clean, the
-/// second is the timestamp of the oldest tombstone kept. Missing or
-/// unreadable means nothing is known clean: the next pass reads the whole
-/// log (and finds the tombstones again).
-pub(super) fn read_checkpoint(dir: &std::path::Path) -> (u64, i64) {
-    let text = std::fs::read_to_string(dir.join(CHECKPOINT)).unwrap_or_default();
-    let mut words = text.split_whitespace();
-    match (words.next(), words.next(), words.next(), words.next()) {
-        (Some("brook-cleaner"), Some("1"), Some(to), Some(due)) => (
-            to.parse().unwrap_or(0),
-            match due {
-                "none" => NO_TOMBSTONE,
-                d => d.parse().unwrap_or(NO_TOMBSTONE),
-            },
-        ),
-        _ => (0, NO_TOMBSTONE),
-    }
+fn write_checkpoint(shared: &Shared, cp: &Checkpoint) -> Result<()> {
+    write_atomic_in(&*shared.fs, &shared.dir, CHECKPOINT, cp.encode().as_bytes())
 }
 
-pub(super) fn write_checkpoint(
-    shared: &Shared,
-    cleaned_to: u64,
-    oldest_tombstone: i64,
-) -> Result<()> {
-    let oldest = match oldest_tombstone {
-        NO_TOMBSTONE => "none".to_string(),
-        t => t.to_string(),
-    };
-    let text = format!("brook-cleaner 1 {cleaned_to} {oldest}\n");
-    write_atomic_in(&*shared.fs, &shared.dir, CHECKPOINT, text.as_bytes())
+/// `delete_retention_ms` as a signed count of milliseconds.
+fn retention(config: &PartitionConfig) -> i64 {
+    i64::try_from(config.delete_retention_ms).unwrap_or(i64::MAX)
+}
+
+impl Shared {
+    /// After a truncation to `offset`: what is appended from there on is
+    /// dirty (after a restart too), and a pass under way does not record
+    /// how far it got. Called under `retention`.
+    pub(super) fn checkpoint_truncated(&self, offset: u64) {
+        let mut cp = lock(&self.checkpoint);
+        cp.truncations += 1;
+        if cp.cleaned_to <= offset {
+            return;
+        }
+        cp.cleaned_to = offset;
+        cp.history.truncate(offset);
+        cp.first_kept_tombstone = cp.first_kept_tombstone.filter(|o| *o < offset);
+        if let Err(e) = write_checkpoint(self, &cp) {
+            // Only compaction falls behind: records between the two
+            // offsets are never read into a map, so what they supersede stays.
+            tracing::warn!(partition = %self.name, error = %e, "could not lower the cleaner checkpoint after a truncation");
+        }
+    }
 }

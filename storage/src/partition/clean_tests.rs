@@ -112,7 +112,7 @@ fn check_safe(p: &Partition, model: &BTreeMap<u64, Rec>, now: i64) {
         assert_eq!(model.get(o), Some(r), "offset {o} holds what was appended");
     }
     for (key, (o, r)) in latest(model) {
-        let may_go = r.value.is_none() && r.ts < now - RETENTION as i64;
+        let may_go = r.value.is_none() && r.ts + RETENTION as i64 <= now;
         if !may_go {
             assert_eq!(
                 log.get(&o),
@@ -132,25 +132,36 @@ fn options(map_bytes: usize) -> CleanOptions<'static> {
     }
 }
 
-/// Rolls, waits for the roll's sync, and cleans twice with a large map:
-/// afterwards exactly each key's latest record is left, tombstones only
-/// within their retention.
-fn settle_and_check(p: &Partition, model: &BTreeMap<u64, Rec>, now: i64) {
+/// Rolls, waits for the roll's sync and cleans with a large map: then
+/// each key's latest record is left, tombstones too (their retention
+/// counts from this pass); one more pass once that retention has run out
+/// leaves each live key's latest record only. Returns the clock then.
+fn settle_and_check(p: &Partition, model: &BTreeMap<u64, Rec>, now: i64) -> i64 {
     p.roll().unwrap();
     crate::flusher::drain();
     p.clean(now, &options(1 << 20)).unwrap();
-    p.clean(now, &options(1 << 20)).unwrap();
+    let latest = latest(model);
+    check_safe(p, model, now);
     let log = read_all(p);
-    let expected: BTreeMap<u64, Rec> = latest(model)
-        .into_values()
-        .filter(|(_, r)| r.value.is_some() || r.ts >= now - RETENTION as i64)
-        .collect();
-    assert_eq!(
-        log, expected,
-        "after settling: each key's latest record only"
+    let latest_offsets: HashSet<u64> = latest.values().map(|(o, _)| *o).collect();
+    assert!(
+        log.keys().all(|o| latest_offsets.contains(o)),
+        "after a pass: each key's latest record only"
     );
-    let st = p.cleaning_status(now);
-    assert_eq!(st.dirty_bytes, 0, "{st:?}");
+    assert_eq!(p.cleaning_status(now).dirty_bytes, 0);
+    let later = now + RETENTION as i64;
+    let due = p.cleaning_status(later).tombstones_due_ms;
+    let tombstones = log.values().any(|r| r.value.is_none());
+    assert_eq!(due.is_some(), tombstones, "{due:?}");
+    assert!(due.is_none_or(|d| d <= later));
+    p.clean(later, &options(1 << 20)).unwrap();
+    let expected: BTreeMap<u64, Rec> = latest
+        .into_values()
+        .filter(|(_, r)| r.value.is_some())
+        .collect();
+    assert_eq!(read_all(p), expected, "past the retention: live keys only");
+    assert_eq!(p.cleaning_due(later), None, "nothing left to do");
+    later
 }
 
 #[derive(Debug, Clone)]
@@ -216,8 +227,7 @@ proptest! {
             }
             check_safe(&p, &model, now);
         }
-        now += RETENTION as i64 + 1;
-        settle_and_check(&p, &model, now);
+        now = settle_and_check(&p, &model, now);
         p.close().unwrap();
         drop(p);
         let p = open();
@@ -381,35 +391,67 @@ fn a_keyless_record_is_refused_on_a_compacted_partition_only() {
 }
 
 #[test]
-fn tombstones_stay_for_their_retention_then_go() {
+fn tombstones_stay_for_their_retention_after_the_pass_that_first_cleans_them() {
     let dir = tempfile::tempdir().unwrap();
     let p = Partition::open(dir.path(), "t/0", cfg()).unwrap();
     let now = 1_000_000;
     p.append(&keyed(&[(1, Some(1)), (2, Some(2))], now))
         .unwrap();
     p.append(&keyed(&[(1, None)], now + 10)).unwrap();
+    // Mirrored from elsewhere with its old timestamp: the clock is not its own.
+    p.append(&keyed(&[(2, None)], now - 10 * RETENTION as i64))
+        .unwrap();
     p.roll().unwrap();
     crate::flusher::drain();
-    p.clean(now + 20, &options(1 << 20)).unwrap();
+    let first = now + 20;
+    let stats = p.clean(first, &options(1 << 20)).unwrap();
+    assert_eq!((stats.superseded, stats.tombstones), (2, 0));
     let log = read_all(&p);
-    assert_eq!(log.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(
-        log[&2].value, None,
-        "the tombstone stays within its retention"
-    );
-    let due = p.cleaning_status(now + 20).tombstones_due_ms;
-    assert_eq!(due, Some(now + 10 + RETENTION as i64));
-    assert_eq!(p.cleaning_due(now + 20), None, "nothing to do until then");
-    let later = now + 11 + RETENTION as i64;
+    assert_eq!(log.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
     assert!(
-        p.cleaning_due(later).is_some(),
-        "due once the tombstone may go"
+        log.values().all(|r| r.value.is_none()),
+        "both tombstones stay"
     );
-    let stats = p.clean(later, &options(1 << 20)).unwrap();
-    assert_eq!(stats.tombstones, 1);
-    let log = read_all(&p);
-    assert_eq!(log.keys().copied().collect::<Vec<_>>(), vec![1]);
-    assert_eq!(p.cleaning_due(later), None);
+    let due = p.cleaning_status(first).tombstones_due_ms;
+    assert_eq!(due, Some(first + RETENTION as i64));
+    assert_eq!(
+        p.cleaning_due(first + RETENTION as i64 - 1),
+        None,
+        "nothing to do until then"
+    );
+    // The retention is read when counted: lowering it brings the time forward.
+    let due_now = first + 40;
+    p.set_config(PartitionConfig {
+        delete_retention_ms: 40,
+        ..cfg()
+    })
+    .unwrap();
+    assert_eq!(p.cleaning_status(first).tombstones_due_ms, Some(due_now));
+    assert!(
+        p.cleaning_due(due_now).is_some(),
+        "due once the tombstones may go"
+    );
+    let stats = p.clean(due_now, &options(1 << 20)).unwrap();
+    assert_eq!(stats.tombstones, 2);
+    assert!(read_all(&p).is_empty());
+    assert_eq!(p.cleaning_due(due_now), None);
+    // The history survives a reopen.
+    p.close().unwrap();
+    drop(p);
+    let p = Partition::open(dir.path(), "t/0", cfg()).unwrap();
+    p.append(&keyed(&[(3, None)], now)).unwrap();
+    p.roll().unwrap();
+    crate::flusher::drain();
+    p.clean(due_now + 5, &options(1 << 20)).unwrap();
+    assert_eq!(
+        read_all(&p).len(),
+        1,
+        "a new tombstone stays for its retention"
+    );
+    assert_eq!(
+        p.cleaning_status(due_now + 5).tombstones_due_ms,
+        Some(due_now + 5 + RETENTION as i64)
+    );
 }
 
 #[test]

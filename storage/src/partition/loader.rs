@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64};
+use std::sync::atomic::{AtomicU8, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::Instant;
 
@@ -111,7 +111,9 @@ pub(super) fn open(
         _ => Watermark::LogEnd,
     };
     let recovery_point = read_offset_file(&dir.join(RECOVERY_POINT)).unwrap_or(0);
-    let (cleaned_to, oldest_tombstone_ms) = super::clean::read_checkpoint(&dir);
+    let mut checkpoint = super::clean::Checkpoint::read(&dir);
+    // A truncation may have cut the log below it since.
+    checkpoint.cleaned_to = checkpoint.cleaned_to.min(end);
     let mut shared = Shared {
         name,
         dir,
@@ -136,9 +138,7 @@ pub(super) fn open(
         snapshot_to: AtomicU64::new(NO_SNAPSHOT),
         retention: Mutex::new(()),
         cleaning: Mutex::new(()),
-        // A truncation may have cut the log below it since.
-        cleaned_to: AtomicU64::new(cleaned_to.min(end)),
-        oldest_tombstone_ms: AtomicI64::new(oldest_tombstone_ms),
+        checkpoint: Mutex::new(checkpoint),
         recovery: RecoveryReport::default(),
         recovery_point: Mutex::new((recovery_point, Instant::now())),
         deleted: Default::default(),

@@ -30,6 +30,8 @@
 //!    whether a periodic flush timer runs (the flusher reads `config` inside).
 //! 9. `config` (read-write): read inside any of the above for a moment;
 //!    written by `set_config` inside `appender`, holding nothing else.
+//! 10. `checkpoint`: the compaction state, read or replaced inside any of
+//!     the above for a moment, nothing taken inside it.
 //!
 //! The file system (`Shared::fs`, a [`FileSystem`]) is called with any of
 //! these held; a test double's own lock is taken inside it and released
@@ -55,7 +57,7 @@ mod settings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -183,11 +185,8 @@ struct Shared {
     retention: Mutex<()>,
     /// Held through a cleaning pass.
     cleaning: Mutex<()>,
-    /// Offsets below it are clean (a pass's map covered them).
-    cleaned_to: AtomicU64,
-    /// The timestamp of the oldest tombstone the last pass kept
-    /// (`clean::NO_TOMBSTONE`: none known).
-    oldest_tombstone_ms: AtomicI64,
+    /// How far compaction got, and when (a leaf lock, held for a moment).
+    checkpoint: Mutex<clean::Checkpoint>,
     recovery: RecoveryReport,
     /// The recovery point last written, and when.
     recovery_point: Mutex<(u64, Instant)>,

@@ -198,16 +198,7 @@ impl Shared {
         }
         drop(rp);
         app.epochs.truncate_from(offset)?;
-        // What is appended from here on is dirty, after a restart too.
-        if self.cleaned_to.fetch_min(offset, Ordering::AcqRel) > offset {
-            let oldest = self.oldest_tombstone_ms.load(Ordering::Acquire);
-            if let Err(e) = super::clean::write_checkpoint(self, offset, oldest) {
-                // Only compaction falls behind: records between the two
-                // offsets are never read into a map, so what they
-                // supersede stays.
-                tracing::warn!(partition = %self.name, error = %e, "could not lower the cleaner checkpoint after a truncation");
-            }
-        }
+        self.checkpoint_truncated(offset);
         let (producers, snapshot_to, _) = rebuild_producers(self)?;
         app.producers = producers;
         self.snapshot_to
