@@ -70,6 +70,12 @@ pub(super) fn encode(e: &mut DescriptorEncoder, log: &Log, cleaner: &Cleaner) ->
         MetricType::Counter,
     )?
     .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(&s.busy_seconds, None)?;
+    super::collector::gauge(
+        e,
+        "cleaner_pass_running",
+        "1 while the cleaner runs a pass, else 0",
+        i64::from(s.running),
+    )?;
     let now = brook_storage::now_ms();
     let (mut ratio, mut dirty, mut lag) = (vec![], vec![], vec![]);
     for topic in log.topics() {

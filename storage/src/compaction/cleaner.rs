@@ -58,6 +58,8 @@ pub struct CleanerStats {
     pub busy_seconds: f64,
     /// The last pass's bytes written over bytes read (1 when it read nothing).
     pub last_ratio: f64,
+    /// Whether a pass is under way now.
+    pub running: bool,
 }
 
 struct Shared {
@@ -157,6 +159,11 @@ fn run(shared: &Shared, partitions: &dyn Fn() -> Vec<Partition>, options: &Clean
         };
         let started = Instant::now();
         let before = partition.cleaning_status(now).cleaned_to;
+        shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .running = true;
         let result = partition.clean(
             now,
             &CleanOptions {
@@ -166,6 +173,7 @@ fn run(shared: &Shared, partitions: &dyn Fn() -> Vec<Partition>, options: &Clean
             },
         );
         let mut stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.running = false;
         stats.busy_seconds += started.elapsed().as_secs_f64();
         match result {
             Ok(s) => {
