@@ -492,3 +492,72 @@ fn a_small_map_cleans_over_several_passes_and_the_checkpoint_survives_a_reopen()
     assert_eq!(p.cleaning_status(now).cleaned_to, cleaned_to);
     assert_eq!(p.cleaning_due(now), None);
 }
+
+#[test]
+fn max_compaction_lag_makes_a_partition_due_whatever_its_dirty_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PartitionConfig {
+        min_cleanable_dirty_ratio: Ratio::new(1.0).unwrap(),
+        max_compaction_lag_ms: Some(60_000),
+        ..cfg()
+    };
+    let p = Partition::open(dir.path(), "t/0", config.clone()).unwrap();
+    let now = crate::partition::now_ms();
+    p.append(&keyed(&[(1, Some(1)), (2, Some(1))], now))
+        .unwrap();
+    p.roll().unwrap();
+    crate::flusher::drain();
+    p.clean(now, &options(1 << 20)).unwrap();
+    // Superseding records two minutes old: dirty, but under the ratio.
+    p.append(&keyed(&[(1, Some(2))], now - 120_000)).unwrap();
+    p.roll().unwrap();
+    crate::flusher::drain();
+    let st = p.cleaning_status(now);
+    assert!(st.dirty_bytes > 0 && st.dirty_ratio < 1.0, "{st:?}");
+    assert!(
+        p.cleaning_due(now).is_some_and(|u| u >= 2.0),
+        "past the max lag"
+    );
+    p.set_config(PartitionConfig {
+        max_compaction_lag_ms: None,
+        ..config
+    })
+    .unwrap();
+    assert_eq!(
+        p.cleaning_due(now),
+        None,
+        "without the bound, the ratio decides"
+    );
+}
+
+#[test]
+fn a_compacted_partition_rolls_its_active_segment_at_the_max_compaction_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let rolls = |config: PartitionConfig| {
+        let d = dir.path().join(format!("{:?}", config.cleanup_policy));
+        let p = Partition::open(&d, "t/0", config).unwrap();
+        p.append(&keyed(&[(1, Some(1))], 0)).unwrap();
+        // The wall clock moves past the 1 ms bound (a poll, no sleep).
+        let start = crate::partition::now_ms();
+        while crate::partition::now_ms() < start + 2 {
+            std::hint::spin_loop();
+        }
+        p.append(&keyed(&[(1, Some(2))], 0)).unwrap();
+        p.segment_count()
+    };
+    let lag = |cleanup_policy| PartitionConfig {
+        cleanup_policy,
+        max_compaction_lag_ms: Some(1),
+        ..cfg()
+    };
+    assert_eq!(
+        rolls(lag(CleanupPolicy::Compact)),
+        2,
+        "the active segment rolled"
+    );
+    assert_eq!(
+        rolls(lag(CleanupPolicy::Delete)),
+        1,
+        "a bound for compaction only"
+    );
+}
