@@ -82,6 +82,15 @@ async fn wait_cleaned_to(b: &Broker, topic: &str, offset: u64) {
 
 type Rec = (u64, Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// `brook_cleaner_segments_rewritten_total` in a metrics scrape (0 if absent).
+fn segments_rewritten(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("brook_cleaner_segments_rewritten_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Every record of partition 0 from `from`, with null values kept apart from empty ones.
 async fn read_from(b: &Broker, topic: &str, from: u64) -> Vec<Rec> {
     let mut out = Vec::new();
@@ -249,12 +258,7 @@ async fn every_reader_sees_each_keys_latest_record_across_the_holes() {
     );
 
     let metrics = b.metrics_text().await;
-    let rewritten = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("brook_cleaner_segments_rewritten_total "))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(rewritten >= 1.0, "{metrics}");
+    assert!(segments_rewritten(&metrics) >= 1.0, "{metrics}");
     assert!(
         metrics.contains(r#"brook_partition_dirty_ratio{topic="profiles",partition="0"} 0"#),
         "{metrics}"
@@ -564,12 +568,7 @@ async fn kill9_during_cleaning_keeps_each_keys_latest_acknowledged_value() {
             "the cleaner swaps segments",
             Duration::from_secs(60),
             async || {
-                let metrics = b.metrics_text().await;
-                let n = metrics
-                    .lines()
-                    .find_map(|l| l.strip_prefix("brook_cleaner_segments_rewritten_total "))
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0);
+                let n = segments_rewritten(&b.metrics_text().await);
                 if n >= 1.0 {
                     swapped += n;
                 }
