@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// How long the cleaner sleeps when no compacted partition is due, in ms (Kafka's log.cleaner.backoff.ms) [default: 15000]
     #[arg(long, env = "BROOK_CLEANER_BACKOFF_MS")]
     pub cleaner_backoff_ms: Option<u64>,
+    /// How often the web console's history (rates, group lag, queue depths) is sampled, in ms; the last hour is kept, at most 360 points [default: 10000]
+    #[arg(long, env = "BROOK_CONSOLE_HISTORY_INTERVAL_MS")]
+    pub console_history_interval_ms: Option<u64>,
     /// How long an idempotent producer may stay idle (its newest batch that old) before its state is forgotten, in ms; checked with retention [default: 86400000, 1 day]
     #[arg(long, env = "BROOK_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
@@ -228,6 +231,8 @@ pub struct ServeConfig {
     pub producer_id_expiration_ms: u64,
     /// The log cleaner's memory, I/O rate and backoff.
     pub cleaner: brook_storage::compaction::CleanerOptions,
+    /// How often the console's history is sampled.
+    pub console_history_interval: Duration,
     /// Settings of new topics' partitions, unless a request overrides them.
     pub topic_defaults: PartitionConfig,
     /// Bounds on a group member's session timeout.
@@ -417,6 +422,9 @@ impl ServeArgs {
             ),
             shutdown_timeout: Duration::from_millis(pick!(shutdown_timeout_ms, 20_000)),
             producer_id_expiration_ms: pick!(producer_id_expiration_ms, 86_400_000),
+            console_history_interval: Duration::from_millis(
+                pick!(console_history_interval_ms, 10_000).max(100),
+            ),
             cleaner: brook_storage::compaction::CleanerOptions {
                 map_bytes: pick!(cleaner_dedupe_bytes, 128 << 20).max(1 << 10),
                 io_bytes_per_sec: pick!(cleaner_io_bytes_per_sec, 0),

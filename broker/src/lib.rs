@@ -23,6 +23,7 @@ pub mod cli;
 mod cluster;
 pub mod config;
 mod conn;
+pub mod console;
 mod consume;
 pub mod error;
 mod fdlimit;

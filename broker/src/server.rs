@@ -204,13 +204,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
             )
             .serve_with_incoming_shutdown(incoming, grpc_stop),
     );
-    let metrics = tokio::spawn(crate::metrics::serve(
-        metrics_listener,
-        Arc::clone(&broker.metrics),
-        Arc::clone(&auth),
-        Arc::clone(&broker.schemas),
-        broker.shutdown_signal(),
-    ));
+    let metrics = tokio::spawn(crate::metrics::serve(metrics_listener, Arc::clone(&broker)));
 
     let started = std::time::Instant::now();
     let options = LogOptions {
@@ -267,6 +261,7 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         Arc::clone(&log),
         Arc::clone(&groups),
     ));
+    tokio::spawn(Arc::clone(&broker.console_history).run(Arc::clone(&broker)));
     set_health(&health, ServingStatus::Serving).await;
     let offline = log.offline();
     let storage_health = match offline.is_empty() {

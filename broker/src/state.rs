@@ -43,12 +43,17 @@ pub struct Broker {
     /// The schema registry, once the data directory is open (the REST
     /// routes share the slot and answer 503 until then).
     pub schemas: Arc<OnceLock<Arc<crate::schemas::Registry>>>,
+    /// The web console's last hour of rates, lag and queue depths.
+    pub console_history: Arc<crate::console::History>,
 }
 
 impl Broker {
     /// A broker that is still recovering: requests get UNAVAILABLE until [`Broker::set_ready`].
     pub fn new(config: ServeConfig, auth: Arc<Auth>) -> Broker {
         Broker {
+            console_history: Arc::new(crate::console::History::new(
+                config.console_history_interval,
+            )),
             auth,
             quotas: Quotas::new(config.quotas),
             log: OnceLock::new(),

@@ -14,7 +14,7 @@ mod process;
 mod queue_gauges;
 mod rule_gauges;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use brook_storage::Log;
@@ -30,7 +30,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::auth::acl::{CLUSTER, Operation, ResourceType};
 use crate::auth::{Auth, AuthMode, Caller};
@@ -392,7 +391,7 @@ fn respond(
         _ => {
             return text(
                 StatusCode::NOT_FOUND,
-                "not found: /metrics, /healthz, /readyz and the schema registry's routes (docs/schemas.md) are served here\n",
+                "not found: /metrics, /healthz, /readyz, the console (/ui, /api/v1: docs/console.md) and the schema registry's routes (docs/schemas.md) are served here\n",
             );
         }
     }
@@ -429,22 +428,21 @@ fn not_the_grpc_port() -> Response<Full<Bytes>> {
     headers.insert(
         "grpc-message",
         hyper::header::HeaderValue::from_static(
-            "this is the broker's HTTP port (metrics, probes, schema registry), not its gRPC port",
+            "this is the broker's HTTP port (metrics, probes, console, schema registry), not its gRPC port",
         ),
     );
     resp
 }
 
 /// Serves the HTTP port until `shutdown` turns true: `/metrics`,
-/// `/healthz` and `/readyz`, and the schema registry's REST API
-/// (`schemas::rest`, answering 503 until `schemas` is set).
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    auth: Arc<Auth>,
-    schemas: Arc<OnceLock<Arc<crate::schemas::Registry>>>,
-    shutdown: watch::Receiver<bool>,
-) {
+/// `/healthz` and `/readyz`, the schema registry's REST API
+/// (`schemas::rest`, answering 503 until `schemas` is set), and the web
+/// console with its JSON API (`console`).
+pub async fn serve(listener: TcpListener, broker: Arc<crate::state::Broker>) {
+    let metrics = Arc::clone(&broker.metrics);
+    let auth = Arc::clone(&broker.auth);
+    let schemas = Arc::clone(&broker.schemas);
+    let shutdown = broker.shutdown_signal();
     let probes = {
         let (auth, stopping) = (Arc::clone(&auth), shutdown.clone());
         move |req: axum::extract::Request| {
@@ -465,6 +463,7 @@ pub async fn serve(
         registry: schemas,
         auth,
     })
+    .merge(crate::console::router(broker))
     .fallback(probes);
     let mut stop = shutdown;
     let stopped = async move {

@@ -1,0 +1,264 @@
+//! What every API route shares: who is calling, gRPC requests on their
+//! behalf, JSON in and out, and errors as `{"error": {...}}` with the
+//! gRPC API's reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tonic::Code;
+
+use crate::auth::{AuthMode, Caller};
+use crate::error::{ApiError, Reason};
+use crate::state::Broker;
+
+/// The caller of an API request: the principal of its bearer token, or
+/// nobody when authentication is off.
+pub struct Who(pub Caller);
+
+impl FromRequestParts<Arc<Broker>> for Who {
+    type Rejection = Failure;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        broker: &Arc<Broker>,
+    ) -> Result<Self, Self::Rejection> {
+        if broker.auth.mode() == AuthMode::Off {
+            return Ok(Who(Caller::default()));
+        }
+        let (principal, token) =
+            crate::auth::layer::authenticate(&broker.auth, &parts.headers, None)?;
+        Ok(Who(Caller {
+            principal: Some(principal.into()),
+            token,
+        }))
+    }
+}
+
+impl Who {
+    /// A gRPC request carrying `message` as this caller's.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        req.extensions_mut().insert(self.0.clone());
+        req
+    }
+}
+
+/// A refused API request: its HTTP status and the gRPC API's code,
+/// reason, message and metadata.
+#[derive(Debug)]
+pub struct Failure {
+    status: StatusCode,
+    code: &'static str,
+    reason: String,
+    message: String,
+    metadata: BTreeMap<String, String>,
+}
+
+/// A result whose error is a [`Failure`].
+pub type ApiResult<T> = Result<T, Failure>;
+
+impl Failure {
+    /// INVALID_REQUEST: the request's body, path or query is wrong.
+    pub fn invalid(message: impl Into<String>) -> Failure {
+        ApiError::invalid(message).into()
+    }
+
+    /// The machine-readable reason (`TOPIC_NOT_FOUND`, ...).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// The HTTP status a gRPC code is answered with (docs/console.md).
+fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Failure {
+        let info = tonic_types::StatusExt::get_details_error_info(&status);
+        let (reason, metadata) = match info {
+            Some(i) => (i.reason, i.metadata.into_iter().collect()),
+            None => (String::new(), BTreeMap::new()),
+        };
+        Failure {
+            status: http_status(status.code()),
+            code: crate::request::code_name(status.code()),
+            reason,
+            message: status.message().to_string(),
+            metadata,
+        }
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Failure {
+        e.into_status().into()
+    }
+}
+
+impl From<brook_storage::Error> for Failure {
+    fn from(e: brook_storage::Error) -> Failure {
+        ApiError::from(e).into()
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "code": self.code,
+            "reason": self.reason,
+            "message": self.message,
+            "metadata": self.metadata,
+        }});
+        let mut resp = reply(self.status, &body);
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"brook\""),
+            );
+        }
+        resp
+    }
+}
+
+/// A JSON answer.
+pub fn reply(status: StatusCode, body: &Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// 200 with `body`.
+pub fn ok(body: Value) -> ApiResult<Response> {
+    Ok(reply(StatusCode::OK, &body))
+}
+
+/// 204, no body.
+pub fn no_content() -> ApiResult<Response> {
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The request body as `T`, or INVALID_REQUEST naming what was wrong.
+pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let bytes = match bytes.is_empty() {
+        true => b"{}".as_slice(),
+        false => bytes,
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        Failure::invalid(format!(
+            "the request body is not what this route takes: {e}"
+        ))
+    })
+}
+
+/// The query parameters of a request.
+pub type Params = HashMap<String, String>;
+
+/// Query parameter `name` parsed as `T` (`None` when absent or empty).
+pub fn param<T: FromStr>(params: &Params, name: &str) -> ApiResult<Option<T>> {
+    match params.get(name).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|_| {
+            ApiError::invalid(format!(
+                "query parameter {name}={text:?} is not a valid value"
+            ))
+            .with("field", name)
+            .into()
+        }),
+    }
+}
+
+/// A path segment that must be a number (a partition, a version).
+pub fn number<T: FromStr>(text: &str, what: &'static str) -> ApiResult<T> {
+    text.parse().map_err(|_| {
+        ApiError::invalid(format!("{what} {text:?} is not a number"))
+            .with("field", what)
+            .into()
+    })
+}
+
+/// Refuses a change (POST, PUT, PATCH, DELETE) that a web page of another
+/// site could make a browser send: a body that is not declared JSON (a
+/// cross-site page can send text/plain without asking), or an `Origin`
+/// other than the broker's own. With authentication off nothing else would
+/// stop such a page from creating topics or resetting offsets.
+pub async fn same_origin_json(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    let method = req.method().clone();
+    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, host)| host);
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if origin_host.is_none() || origin_host != host {
+            return Failure {
+                status: StatusCode::FORBIDDEN,
+                code: "PERMISSION_DENIED",
+                reason: Reason::NotAuthorized.as_str().to_string(),
+                message: format!(
+                    "a change from another site's page (Origin {origin:?}) is refused: the console's API takes changes from its own pages and from clients that send no Origin"
+                ),
+                metadata: BTreeMap::new(),
+            }
+            .into_response();
+        }
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json && method != Method::DELETE {
+        return Failure {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "INVALID_ARGUMENT",
+            reason: Reason::InvalidRequest.as_str().to_string(),
+            message: "send the body as JSON, with \"Content-Type: application/json\"".to_string(),
+            metadata: BTreeMap::new(),
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// 404 for an `/api/v1` path no route serves.
+pub async fn no_such_route(uri: axum::http::Uri) -> Failure {
+    Failure {
+        status: StatusCode::NOT_FOUND,
+        code: "NOT_FOUND",
+        reason: Reason::InvalidRequest.as_str().to_string(),
+        message: format!("no API route {}: docs/console.md lists them", uri.path()),
+        metadata: BTreeMap::new(),
+    }
+}
