@@ -11,12 +11,6 @@ if ! command -v kcat >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq kcat
 fi
-venv=target/kafka-venv
-if [[ ! -x $venv/bin/python ]]; then
-  if ! python3 -m venv "$venv" 2>/dev/null; then
-    apt-get update -qq
-    apt-get install -y -qq python3-venv
-    python3 -m venv "$venv"
-  fi
-fi
-"$venv/bin/pip" install -q -r tests/kafka/requirements.txt
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+python_venv target/kafka-venv tests/kafka/requirements.txt

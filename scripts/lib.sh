@@ -35,3 +35,16 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # The values of JSON field $1 in the lines on standard input.
 field() { grep -o "\"$1\":[0-9.]*" | cut -d: -f2; }
+
+# Makes the virtual environment DIR (installing python3-venv if Python
+# lacks it) and installs the requirements file REQS into it.
+python_venv() {
+  if [[ ! -x $1/bin/python ]]; then
+    if ! python3 -m venv "$1" 2>/dev/null; then
+      apt-get update -qq
+      apt-get install -y -qq python3-venv
+      python3 -m venv "$1"
+    fi
+  fi
+  "$1/bin/pip" install -q -r "$2"
+}
