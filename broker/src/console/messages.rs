@@ -19,13 +19,18 @@ use serde_json::{Value, json};
 use super::call::{ApiResult, Failure, Params, Who, body, number, ok, param, reply};
 use crate::auth::acl::{Operation, ResourceType};
 use crate::consume::ConsumerService;
-use crate::error::{ApiError, in_place_blocking};
+use crate::error::{ApiError, Reason, in_place_blocking};
 use crate::state::Broker;
+use brook_storage::Partition;
 
 /// Most messages one browse returns.
 const MAX_LIMIT: usize = 500;
-/// Most records a search reads per partition.
+/// Most records one search reads, over all its partitions.
 const MAX_SCAN: u64 = 100_000;
+/// Keys, values and headers one answer carries at most (at least one
+/// record): a page of large records stops early, with `next_offset` where
+/// to go on.
+const MAX_RESPONSE_BYTES: usize = 4 << 20;
 /// Bytes asked per fetch while browsing or searching.
 const FETCH_BYTES: u32 = 1 << 20;
 
@@ -79,21 +84,40 @@ async fn fetch(
     Ok(resp.into_inner())
 }
 
-/// Reads `partition` from `from` until `want` records or offset `to`,
-/// calling `keep` on each record; returns the offset reached.
+/// Reads `partition` from `from` up to offset `to`, calling `keep` on each
+/// record until it returns false; returns the offset to read next. When
+/// retention removes records under the reader, it goes on from the new log
+/// start rather than failing halfway through a page.
 async fn scan(
     broker: &Arc<Broker>,
     who: &Who,
-    (topic, partition): (&str, u32),
+    (topic, p): (&str, &(u32, Partition)),
     (from, to): (u64, u64),
     mut keep: impl FnMut(&v1::Record) -> bool,
 ) -> ApiResult<u64> {
-    let mut next = from;
+    let (partition, log) = (p.0, &p.1);
+    let mut next = from.max(log.log_start_offset());
     while next < to {
-        let r = fetch(broker, who, topic, partition, next).await?;
+        let r = match fetch(broker, who, topic, partition, next).await {
+            Ok(r) => r,
+            Err(e) if e.reason() == Reason::OffsetOutOfRange.as_str() => {
+                let start = log.log_start_offset();
+                match start > next {
+                    true => {
+                        next = start;
+                        continue;
+                    }
+                    false => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         for rec in &r.records {
-            if rec.offset >= to || !keep(rec) {
+            if rec.offset >= to {
                 return Ok(rec.offset);
+            }
+            if !keep(rec) {
+                return Ok(rec.offset + 1);
             }
         }
         // Nothing more (the end, or records the fetch skips over).
@@ -103,6 +127,13 @@ async fn scan(
         next = r.next_offset;
     }
     Ok(next.min(to))
+}
+
+/// Bytes of a record's key, value and headers: what a page of messages
+/// costs to send.
+fn record_bytes(r: &v1::Record) -> usize {
+    let headers: usize = r.headers.iter().map(|h| h.key.len() + h.value.len()).sum();
+    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers
 }
 
 /// `GET /api/v1/topics/{topic}/partitions/{partition}/messages`.
@@ -128,24 +159,24 @@ pub async fn browse(
         (Some(_), Some(_)) => {
             return Err(Failure::invalid("give offset or timestamp_ms, not both"));
         }
-        (Some(offset), None) => offset,
+        // Below the log start (retention moved it): from the log start.
+        (Some(offset), None) => offset.max(start),
         (None, Some(t)) => in_place_blocking(|| p.offset_for_timestamp(t))?.unwrap_or(end),
         (None, None) => end.saturating_sub(limit as u64).max(start),
     };
-    let mut messages = Vec::new();
-    let next = scan(&broker, &who, (&topic, partition), (from, end), |r| {
-        messages.push(message_json(partition, r));
-        messages.len() < limit
-    })
+    let (mut messages, mut bytes) = (Vec::new(), 0usize);
+    let next = scan(
+        &broker,
+        &who,
+        (&topic, &(partition, p.clone())),
+        (from, end),
+        |r| {
+            messages.push(message_json(partition, r));
+            bytes += record_bytes(r);
+            messages.len() < limit && bytes < MAX_RESPONSE_BYTES
+        },
+    )
     .await?;
-    // The record that stopped the scan was taken: continue after it.
-    let next = match messages.len() == limit {
-        true => messages
-            .last()
-            .and_then(|m| m["offset"].as_u64())
-            .map_or(next, |o| o + 1),
-        false => next,
-    };
     ok(json!({
         "partition": partition,
         "log_start_offset": p.log_start_offset(),
@@ -190,7 +221,11 @@ pub async fn search(
         (Some(k), None) => Wanted::Key(k.as_bytes().to_vec()),
         (None, Some(h)) if !h.is_empty() => Wanted::Header {
             name: h.clone(),
-            value: params.get("header_value").map(|v| v.as_bytes().to_vec()),
+            // Empty or absent: any value.
+            value: params
+                .get("header_value")
+                .filter(|v| !v.is_empty())
+                .map(|v| v.as_bytes().to_vec()),
         },
         _ => {
             return Err(Failure::invalid(
@@ -213,26 +248,30 @@ pub async fn search(
         Some(id) => vec![id],
         None => (0..t.partition_count()).collect(),
     };
-    let (mut matches, mut ranges, mut scanned) = (Vec::new(), Vec::new(), 0u64);
+    let (mut matches, mut ranges, mut scanned, mut bytes) = (Vec::new(), Vec::new(), 0u64, 0usize);
     for id in ids {
         let p = t.partition(id)?;
         let (start, end) = (p.log_start_offset(), p.high_watermark());
         let from = from_offset
             .unwrap_or_else(|| end.saturating_sub(scan_limit))
             .max(start);
-        let to = from.saturating_add(scan_limit).min(end);
+        // One request reads at most MAX_SCAN records, whatever the partitions.
+        let to = from
+            .saturating_add(scan_limit.min(MAX_SCAN - scanned))
+            .min(end);
         let mut read = 0u64;
-        let reached = scan(&broker, &who, (&topic, id), (from, to), |r| {
+        let reached = scan(&broker, &who, (&topic, &(id, p)), (from, to), |r| {
             read += 1;
             if wanted.matches(r) {
                 matches.push(message_json(id, r));
+                bytes += record_bytes(r);
             }
-            matches.len() < limit
+            matches.len() < limit && bytes < MAX_RESPONSE_BYTES
         })
         .await?;
         scanned += read;
         ranges.push(json!({"partition": id, "from_offset": from, "to_offset": reached.max(from)}));
-        if matches.len() >= limit {
+        if matches.len() >= limit || bytes >= MAX_RESPONSE_BYTES || scanned >= MAX_SCAN {
             break;
         }
     }
