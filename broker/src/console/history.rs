@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use brook_storage::now_ms;
 
@@ -57,6 +57,13 @@ pub struct GroupLag {
 
 /// The most partitions of one group whose lag history is kept one by one.
 pub const MAX_PARTITIONS_CHARTED: usize = 32;
+/// The most partition series over all groups (first groups by name first):
+/// with [`MAX_GROUPS_CHARTED`], what bounds the history's memory (about
+/// 40 bytes a point: 2048 series of 360 points are some 30 MB).
+const MAX_PARTITION_SERIES: usize = 2048;
+/// The most groups with a history (the first by name); more are rare,
+/// and their lag is still in the groups page and the metrics.
+pub const MAX_GROUPS_CHARTED: usize = 1000;
 
 /// A queue group's depths at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -103,10 +110,42 @@ impl Totals {
     }
 }
 
+impl std::ops::AddAssign for Rates {
+    fn add_assign(&mut self, r: Rates) {
+        self.produce_records += r.produce_records;
+        self.produce_bytes += r.produce_bytes;
+        self.fetch_records += r.fetch_records;
+        self.fetch_bytes += r.fetch_bytes;
+    }
+}
+
+/// Rates per topic between two samples of the counters `seconds` apart,
+/// and their sum. A topic new since the first sample has no rate yet: its
+/// counters may be a deleted namesake's lifetime counts (they are never
+/// reset), not traffic of this interval.
+fn rates_between(
+    before: &HashMap<String, Totals>,
+    now: &HashMap<String, Totals>,
+    seconds: f64,
+) -> (Rates, HashMap<String, Rates>) {
+    let mut sum = Rates::default();
+    let mut per_topic = HashMap::with_capacity(now.len());
+    for (name, totals) in now {
+        let rates = before
+            .get(name)
+            .map(|b| totals.rates_since(b, seconds))
+            .unwrap_or_default();
+        sum += rates;
+        per_topic.insert(name.clone(), rates);
+    }
+    (sum, per_topic)
+}
+
 #[derive(Default)]
 struct Series {
-    /// The previous sample's totals, broker-wide and per topic.
-    last: Option<(i64, Totals, HashMap<String, Totals>)>,
+    /// The previous sample's counters per topic, and when (a monotonic
+    /// clock: a wall clock step must not make a rate).
+    last: Option<(Instant, HashMap<String, Totals>)>,
     broker: VecDeque<Point<Rates>>,
     /// Only the latest rates per topic: the topics page shows no chart.
     topics: HashMap<String, Rates>,
@@ -183,26 +222,20 @@ impl History {
 
     /// Takes one sample of `broker` at `t_ms`.
     pub fn sample(&self, broker: &Broker, t_ms: i64) {
-        let (totals, per_topic) = totals(&broker.metrics, broker);
+        let per_topic = totals(&broker.metrics, broker);
+        let now = Instant::now();
         let groups = group_lags(broker, t_ms);
         let queues = queue_depths(broker);
         let capacity = self.capacity();
         let mut guard = self.series();
         let s = &mut *guard;
-        if let Some((then, before, before_topics)) = &s.last {
-            let seconds = (t_ms - then).max(1) as f64 / 1000.0;
-            let rates = totals.rates_since(before, seconds);
+        if let Some((then, before)) = &s.last {
+            let seconds = now.duration_since(*then).as_secs_f64().max(0.001);
+            let (rates, topics) = rates_between(before, &per_topic, seconds);
             push(&mut s.broker, capacity, t_ms, rates);
-            let topics = per_topic
-                .iter()
-                .map(|(name, now)| {
-                    let before = before_topics.get(name).copied().unwrap_or_default();
-                    (name.clone(), now.rates_since(&before, seconds))
-                })
-                .collect();
             s.topics = topics;
         }
-        s.last = Some((t_ms, totals, per_topic));
+        s.last = Some((now, per_topic));
         // A group or queue that is gone takes its series with it.
         s.groups.retain(|name, _| groups.contains_key(name));
         for (name, lag) in groups {
@@ -243,10 +276,9 @@ fn push<T>(ring: &mut VecDeque<Point<T>>, capacity: usize, t_ms: i64, value: T) 
     ring.push_back(Point { t_ms, value });
 }
 
-/// The produce and fetch counters, summed over the log's topics and per topic.
-fn totals(metrics: &Metrics, broker: &Broker) -> (Totals, HashMap<String, Totals>) {
+/// The produce and fetch counters of each of the log's topics.
+fn totals(metrics: &Metrics, broker: &Broker) -> HashMap<String, Totals> {
     let names = broker.log().map(|log| log.topics()).unwrap_or_default();
-    let mut sum = Totals::default();
     let mut per_topic = HashMap::with_capacity(names.len());
     for topic in names {
         let labels = TopicLabels {
@@ -262,21 +294,20 @@ fn totals(metrics: &Metrics, broker: &Broker) -> (Totals, HashMap<String, Totals
             fetch_records: read(&metrics.fetched_records),
             fetch_bytes: read(&metrics.fetched_bytes),
         };
-        sum.produce_records += t.produce_records;
-        sum.produce_bytes += t.produce_bytes;
-        sum.fetch_records += t.fetch_records;
-        sum.fetch_bytes += t.fetch_bytes;
         per_topic.insert(labels.topic, t);
     }
-    (sum, per_topic)
+    per_topic
 }
 
 fn group_lags(broker: &Broker, t_ms: i64) -> HashMap<String, GroupLag> {
     let (Ok(log), Ok(groups)) = (broker.log(), broker.groups()) else {
         return HashMap::new();
     };
-    crate::groups::lag::every_group(groups, log, t_ms)
-        .into_iter()
+    let mut lags = crate::groups::lag::every_group(groups, log, t_ms);
+    lags.sort_by(|a, b| a.group.cmp(&b.group));
+    lags.truncate(MAX_GROUPS_CHARTED);
+    let mut series = 0;
+    lags.into_iter()
         .map(|lag| {
             let topics: Vec<(Arc<str>, u64, i64)> = lag
                 .topics
@@ -290,17 +321,21 @@ fn group_lags(broker: &Broker, t_ms: i64) -> HashMap<String, GroupLag> {
                     .find(|(t, _, _)| &**t == topic)
                     .map_or_else(|| Arc::from(topic), |(t, _, _)| Arc::clone(t))
             };
-            let partitions = match lag.partitions.len() <= MAX_PARTITIONS_CHARTED {
-                true => lag
-                    .partitions
-                    .iter()
-                    .map(|p| PartitionLag {
-                        topic: name(&p.topic),
-                        partition: p.partition,
-                        lag_records: p.lag_records,
-                        lag_ms: p.lag_ms,
-                    })
-                    .collect(),
+            let n = lag.partitions.len();
+            let charted = n <= MAX_PARTITIONS_CHARTED && series + n <= MAX_PARTITION_SERIES;
+            let partitions = match charted {
+                true => {
+                    series += n;
+                    lag.partitions
+                        .iter()
+                        .map(|p| PartitionLag {
+                            topic: name(&p.topic),
+                            partition: p.partition,
+                            lag_records: p.lag_records,
+                            lag_ms: p.lag_ms,
+                        })
+                        .collect()
+                }
                 false => Vec::new(),
             };
             (lag.group, GroupLag { topics, partitions })
@@ -370,8 +405,23 @@ mod tests {
         assert_eq!(r.produce_records, 100.0);
         assert_eq!(r.produce_bytes, 2000.0);
         assert_eq!(r.fetch_records, 0.0);
-        // A counter that went down (its topic was deleted and made again)
-        // is no traffic, not negative traffic.
+        // Counters never go down; if one did, that is no traffic.
         assert_eq!(r.fetch_bytes, 0.0);
+    }
+
+    #[test]
+    fn a_topic_new_since_the_last_sample_adds_no_rate_until_the_next() {
+        let t = |produce_records| Totals {
+            produce_records,
+            ..Totals::default()
+        };
+        let before = HashMap::from([("a".to_string(), t(10)), ("gone".to_string(), t(500))]);
+        // `b` was made (or deleted and made again, its counter carrying
+        // its namesake's 1000) since; `gone` was deleted.
+        let now = HashMap::from([("a".to_string(), t(30)), ("b".to_string(), t(1000))]);
+        let (sum, per_topic) = rates_between(&before, &now, 2.0);
+        assert_eq!(sum.produce_records, 10.0, "only a's 20 records in 2 s");
+        assert_eq!(per_topic["b"].produce_records, 0.0);
+        assert!(!per_topic.contains_key("gone"));
     }
 }
