@@ -31,6 +31,8 @@
         else if (k === 'testid') el.setAttribute('data-testid', v);
         else if (k === 'value') value = v;
         else if (k === 'checked') el.checked = !!v;
+        // Through the CSSOM: the page's CSP allows no inline style attribute.
+        else if (k === 'width') el.style.width = v;
         else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
         else el.setAttribute(k, v === true ? '' : String(v));
       }
@@ -454,7 +456,11 @@
     let found = null;
     for (const [re, nav, fn] of ROUTES) {
       const m = re.exec(path);
-      if (m) { found = { nav, fn, args: m.slice(1).map(decodeURIComponent) }; break; }
+      if (m) {
+        // A hand-typed fragment may not decode (`#/topics/%`): not found.
+        try { found = { nav, fn, args: m.slice(1).map(decodeURIComponent) }; } catch (e) { found = null; }
+        break;
+      }
     }
     for (const a of document.querySelectorAll('#nav a[data-nav]')) {
       a.classList.toggle('active', !!found && a.getAttribute('data-nav') === found.nav);
@@ -647,7 +653,7 @@
       stat('Log data', fmtBytes(dd.log_bytes), 'log-bytes', h('span', { class: 'path', title: dd.path || '' }, dd.path || '')),
       stat('Disk', total ? `${pct}% used` : '—', 'disk',
         h('div', null,
-          h('div', { class: 'meter' }, h('div', { class: 'meter-fill' + (pct > 90 ? ' meter-bad' : ''), style: `width:${pct}%` })),
+          h('div', { class: 'meter' }, h('div', { class: 'meter-fill' + (pct > 90 ? ' meter-bad' : ''), width: `${pct}%` })),
           total ? `${fmtBytes(dd.fs_available_bytes)} free of ${fmtBytes(total)}` : '')),
     ];
   }
@@ -1053,7 +1059,7 @@
         if (key.value !== '') q.set('key', key.value);
         else if (hname.value.trim()) {
           q.set('header', hname.value.trim());
-          q.set('header_value', hvalue.value);
+          if (hvalue.value) q.set('header_value', hvalue.value);
         } else throw clientError('search by key, or by header name and value');
         if (part.value !== '') q.set('partition', part.value);
         const sl = numberInput(scan, 'scan limit');

@@ -97,6 +97,12 @@ pub struct ServeArgs {
     /// How long the cleaner sleeps when no compacted partition is due, in ms (Kafka's log.cleaner.backoff.ms) [default: 15000]
     #[arg(long, env = "BROOK_CLEANER_BACKOFF_MS")]
     pub cleaner_backoff_ms: Option<u64>,
+    /// Serve the web console (/ui) and its JSON API (/api/v1) on the HTTP port (docs/console.md) [default: true]
+    #[arg(long, env = "BROOK_CONSOLE", num_args = 0..=1, default_missing_value = "true")]
+    pub console: Option<bool>,
+    /// Host names the console's API answers to besides IP addresses and localhost, comma-separated: the names people type in the browser to reach it (a request naming any other host is refused, which defeats DNS rebinding) [default: none]
+    #[arg(long, env = "BROOK_CONSOLE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub console_allowed_hosts: Option<Vec<String>>,
     /// How often the web console's history (rates, group lag, queue depths) is sampled, in ms; the last hour is kept, at most 360 points [default: 10000]
     #[arg(long, env = "BROOK_CONSOLE_HISTORY_INTERVAL_MS")]
     pub console_history_interval_ms: Option<u64>,
@@ -231,6 +237,11 @@ pub struct ServeConfig {
     pub producer_id_expiration_ms: u64,
     /// The log cleaner's memory, I/O rate and backoff.
     pub cleaner: brook_storage::compaction::CleanerOptions,
+    /// Whether the HTTP port serves the console and its API.
+    pub console: bool,
+    /// Host names (lowercase) the console's API answers to besides IP
+    /// addresses and localhost.
+    pub console_allowed_hosts: Vec<String>,
     /// How often the console's history is sampled.
     pub console_history_interval: Duration,
     /// Settings of new topics' partitions, unless a request overrides them.
@@ -422,6 +433,15 @@ impl ServeArgs {
             ),
             shutdown_timeout: Duration::from_millis(pick!(shutdown_timeout_ms, 20_000)),
             producer_id_expiration_ms: pick!(producer_id_expiration_ms, 86_400_000),
+            console: pick!(console, true),
+            console_allowed_hosts: self
+                .console_allowed_hosts
+                .or(file.console_allowed_hosts)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
             console_history_interval: Duration::from_millis(
                 pick!(console_history_interval_ms, 10_000).max(100),
             ),

@@ -261,7 +261,9 @@ pub async fn run(config: ServeConfig, mut signals: Signals) -> anyhow::Result<()
         Arc::clone(&log),
         Arc::clone(&groups),
     ));
-    tokio::spawn(Arc::clone(&broker.console_history).run(Arc::clone(&broker)));
+    if config.console {
+        tokio::spawn(Arc::clone(&broker.console_history).run(Arc::clone(&broker)));
+    }
     set_health(&health, ServingStatus::Serving).await;
     let offline = log.offline();
     let storage_health = match offline.is_empty() {

@@ -200,56 +200,132 @@ pub fn number<T: FromStr>(text: &str, what: &'static str) -> ApiResult<T> {
     })
 }
 
-/// Refuses a change (POST, PUT, PATCH, DELETE) that a web page of another
-/// site could make a browser send: a body that is not declared JSON (a
-/// cross-site page can send text/plain without asking), or an `Origin`
-/// other than the broker's own. With authentication off nothing else would
-/// stop such a page from creating topics or resetting offsets.
-pub async fn same_origin_json(
+/// A refusal by [`guard`], before any route runs.
+fn refused(status: StatusCode, code: &'static str, message: String) -> Response {
+    Failure {
+        status,
+        code,
+        reason: match status {
+            StatusCode::FORBIDDEN => Reason::NotAuthorized,
+            _ => Reason::InvalidRequest,
+        }
+        .as_str()
+        .to_string(),
+        message,
+        metadata: BTreeMap::new(),
+    }
+    .into_response()
+}
+
+/// The host a `Host` (or `X-Forwarded-Host`) value names, without its port.
+fn host_name(value: &str) -> &str {
+    match value.strip_prefix('[') {
+        // Unclosed: no host.
+        Some(v6) => v6.split_once(']').map_or("", |(host, _)| host),
+        None => value.rsplit_once(':').map_or(value, |(host, _)| host),
+    }
+}
+
+/// Whether the API answers requests naming `host`: an IP address or
+/// localhost (a DNS-rebinding page names a host of its own), or one of
+/// `--console-allowed-hosts`.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = host_name(host).to_ascii_lowercase();
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || allowed.contains(&name)
+}
+
+/// What every `/api/v1` request passes before its route:
+/// - its `Host` must be an IP address, localhost or an allowed name
+///   (`--console-allowed-hosts`): a page of another site that rebinds its
+///   own name to the broker's address names its own host;
+/// - a change (POST, PUT, PATCH, DELETE) must come from the console's own
+///   origin (the `Origin` a browser sends names the host the request is
+///   for, or the `X-Forwarded-Host` a proxy set) and declare its body JSON:
+///   a cross-site page can send text/plain without the browser asking.
+///
+/// With authentication off nothing else would stop such a page from reading
+/// messages or creating topics. Errors axum answers itself (405, 413) come
+/// out as `{"error": ...}` like the routes' own.
+pub async fn guard(
+    axum::extract::State(broker): axum::extract::State<Arc<Broker>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     use axum::http::Method;
-    let method = req.method().clone();
-    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    if !req.uri().path().starts_with("/api/") {
         return next.run(req).await;
     }
     let headers = req.headers();
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin_host = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://"))
-            .map(|(_, host)| host);
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        if origin_host.is_none() || origin_host != host {
-            return Failure {
-                status: StatusCode::FORBIDDEN,
-                code: "PERMISSION_DENIED",
-                reason: Reason::NotAuthorized.as_str().to_string(),
-                message: format!(
-                    "a change from another site's page (Origin {origin:?}) is refused: the console's API takes changes from its own pages and from clients that send no Origin"
-                ),
-                metadata: BTreeMap::new(),
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let host = text(header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let allowed = &broker.config.console_allowed_hosts;
+    if !host.is_some_and(|h| host_allowed(h, allowed)) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!(
+                "the console's API answers only requests for an IP address, localhost or a name of --console-allowed-hosts; this one is for {:?}",
+                host.unwrap_or("")
+            ),
+        );
+    }
+    let method = req.method().clone();
+    if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        if let Some(origin) = text(header::ORIGIN) {
+            let origin_host = origin.split_once("://").map(|(_, h)| h);
+            let forwarded = text(header::HeaderName::from_static("x-forwarded-host"));
+            let same = origin_host.is_some_and(|o| Some(o) == host || Some(o) == forwarded);
+            if !same {
+                return refused(
+                    StatusCode::FORBIDDEN,
+                    "PERMISSION_DENIED",
+                    format!(
+                        "a change from another site's page (Origin {origin:?}) is refused: the console's API takes changes from its own page and from clients that send no Origin"
+                    ),
+                );
             }
-            .into_response();
+        }
+        let json = text(header::CONTENT_TYPE)
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !json && method != Method::DELETE {
+            return refused(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "INVALID_ARGUMENT",
+                "send the body as JSON, with \"Content-Type: application/json\"".to_string(),
+            );
         }
     }
-    let json = headers
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
-    if !json && method != Method::DELETE {
-        return Failure {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "INVALID_ARGUMENT",
-            reason: Reason::InvalidRequest.as_str().to_string(),
-            message: "send the body as JSON, with \"Content-Type: application/json\"".to_string(),
-            metadata: BTreeMap::new(),
-        }
-        .into_response();
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if resp.status().is_success() || is_json {
+        return resp;
     }
-    next.run(req).await
+    // axum's own answer (a wrong method, a body too large): its text as
+    // the message of a JSON error.
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 64 << 10)
+        .await
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "RESOURCE_EXHAUSTED",
+        StatusCode::METHOD_NOT_ALLOWED => "UNIMPLEMENTED",
+        _ => "INVALID_ARGUMENT",
+    };
+    let mut message = String::from_utf8_lossy(&body).trim().to_string();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("refused").to_string();
+    }
+    refused(status, code, message)
 }
 
 /// 404 for an `/api/v1` path no route serves.
@@ -260,5 +336,35 @@ pub async fn no_such_route(uri: axum::http::Uri) -> Failure {
         reason: Reason::InvalidRequest.as_str().to_string(),
         message: format!("no API route {}: docs/console.md lists them", uri.path()),
         metadata: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_answers_addresses_localhost_and_allowed_names_only() {
+        let allowed = vec!["brook.internal".to_string()];
+        for host in [
+            "127.0.0.1:9293",
+            "10.1.2.3",
+            "[::1]:9293",
+            "localhost:9293",
+            "LOCALHOST",
+            "console.localhost:80",
+            "brook.internal:9293",
+            "Brook.Internal",
+        ] {
+            assert!(host_allowed(host, &allowed), "{host}");
+        }
+        for host in [
+            "evil.example:9293",
+            "brook.internal.evil.example",
+            "",
+            "[::1",
+        ] {
+            assert!(!host_allowed(host, &allowed), "{host}");
+        }
     }
 }

@@ -85,6 +85,9 @@ pub fn router(broker: Arc<Broker>) -> Router {
             axum::routing::put(schemas::set_compatibility),
         )
         .route("/api/v1/{*rest}", axum::routing::any(call::no_such_route))
-        .route_layer(axum::middleware::from_fn(call::same_origin_json))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&broker),
+            call::guard,
+        ))
         .with_state(broker)
 }

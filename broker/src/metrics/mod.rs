@@ -463,8 +463,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<crate::state::Broker>) {
         registry: schemas,
         auth,
     })
-    .merge(crate::console::router(broker))
     .fallback(probes);
+    let app = match broker.config.console {
+        true => app.merge(crate::console::router(broker)),
+        false => app,
+    };
     let mut stop = shutdown;
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
