@@ -181,6 +181,17 @@ def orders_messages(c):
     check(partition is not None and partition.isdigit(), f"search match has no partition: {partition!r}")
     c.shot("search.png")
 
+    step("messages: search orders by header name alone (any value)")
+    c.tid("search-key").fill("")
+    c.tid("search-header").fill("source")
+    c.tid("search-header-value").fill("")
+    c.tid("search-submit").click()
+    expect(c.tid("search-match")).to_have_count(30)
+    c.tid("search-header").fill("")
+    c.tid("search-key").fill("order-7")
+    c.tid("search-submit").click()
+    expect(c.tid("search-match")).to_have_count(1)
+
     step(f"messages: open order-7 in its partition {partition}")
     matches.get_by_test_id("match-open").click()
     expect(c.page).to_have_url(re.compile(rf"#/topics/orders/messages\?partition={partition}&"))
@@ -420,12 +431,21 @@ def main():
     expect.set_options(timeout=TIMEOUT_MS)
 
     js_errors = []
+    # A Content-Security-Policy violation (inline style or script the page's
+    # policy forbids) is reported on the console, not thrown: it fails too.
+    csp_violations = []
+
+    def on_console(m):
+        if m.type in ("error", "warning"):
+            print(f"console test:   [browser {m.type}] {m.text}", flush=True)
+        if "Content Security Policy" in m.text:
+            csp_violations.append(m.text)
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1440, "height": 900})
         page.on("pageerror", lambda e: js_errors.append(str(e)))
-        page.on("console", lambda m: print(f"console test:   [browser {m.type}] {m.text}", flush=True)
-                if m.type in ("error", "warning") else None)
+        page.on("console", on_console)
         c = Console(page, args.http, args.screenshots)
         try:
             if args.token:
@@ -434,6 +454,7 @@ def main():
                 default_scenario(c, args)
             step("no JavaScript error")
             check(not js_errors, "uncaught JavaScript errors: " + json.dumps(js_errors))
+            check(not csp_violations, "content security policy violations: " + json.dumps(csp_violations))
         except Exception as e:  # noqa: BLE001 — any failure: report, screenshot, exit 1
             print(f"console test: FAILED at step '{_step}': {e}", file=sys.stderr, flush=True)
             if not isinstance(e, Failure):

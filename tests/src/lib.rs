@@ -611,7 +611,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut out = String::new();
     if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: brook\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         if s.write_all(request.as_bytes()).await.is_ok() {
             let _ = s.read_to_string(&mut out).await;
         }
@@ -619,9 +619,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
-/// An HTTP/1.1 request to `addr` with `headers` (`Name: value` lines) and
-/// `body`: the response's status code and body (`(0, "")` if the
-/// connection fails).
+/// An HTTP/1.1 request to `addr` with `headers` (`Name: value` lines; the
+/// `Host` is `addr` unless they name one) and `body`: the response's status
+/// code and body (`(0, "")` if the connection fails).
 pub async fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -634,9 +634,16 @@ pub async fn http_request(
         return (0, String::new());
     };
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: brook\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    // The address as the host unless the caller names one.
+    if !headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+    {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
     for h in headers {
         request.push_str(h);
         request.push_str("\r\n");
