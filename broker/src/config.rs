@@ -439,7 +439,8 @@ impl ServeArgs {
                 .or(file.console_allowed_hosts)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|s| s.trim().to_ascii_lowercase())
+                // As the API compares them: no port, no trailing dot.
+                .map(|s| crate::console::host_name(s.trim()).to_ascii_lowercase())
                 .filter(|s| !s.is_empty())
                 .collect(),
             console_history_interval: Duration::from_millis(

@@ -217,13 +217,19 @@ fn refused(status: StatusCode, code: &'static str, message: String) -> Response 
     .into_response()
 }
 
-/// The host a `Host` (or `X-Forwarded-Host`) value names, without its port.
-fn host_name(value: &str) -> &str {
-    match value.strip_prefix('[') {
-        // Unclosed: no host.
-        Some(v6) => v6.split_once(']').map_or("", |(host, _)| host),
+/// The host a `Host` (or `X-Forwarded-Host`) value names, without its port
+/// and a trailing dot; empty when it is not `host[:port]` or `[v6][:port]`.
+pub(crate) fn host_name(value: &str) -> &str {
+    let host = match value.strip_prefix('[') {
+        // Only a port may follow the address.
+        Some(v6) => match v6.split_once(']') {
+            Some((host, "")) => host,
+            Some((host, rest)) if rest.starts_with(':') => host,
+            _ => "",
+        },
         None => value.rsplit_once(':').map_or(value, |(host, _)| host),
-    }
+    };
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 /// Whether the API answers requests naming `host`: an IP address or
@@ -264,15 +270,28 @@ pub async fn guard(
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let host = text(header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str()));
+    // An absolute-form request names its host in its target (RFC 9112).
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| text(header::HOST));
+    // Behind a proxy the name the browser used is the forwarded one: it must
+    // be allowed too, or a page rebinding its own name to the proxy passes.
+    let forwarded = text(header::HeaderName::from_static("x-forwarded-host"));
     let allowed = &broker.config.console_allowed_hosts;
-    if !host.is_some_and(|h| host_allowed(h, allowed)) {
+    let refused_host = match (host, forwarded) {
+        (None, _) => Some(""),
+        (Some(h), _) if !host_allowed(h, allowed) => Some(h),
+        (_, Some(f)) if !host_allowed(f, allowed) => Some(f),
+        _ => None,
+    };
+    if let Some(named) = refused_host {
         return refused(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
             format!(
-                "the console's API answers only requests for an IP address, localhost or a name of --console-allowed-hosts; this one is for {:?}",
-                host.unwrap_or("")
+                "the console's API answers only requests for an IP address, localhost or a name of --console-allowed-hosts; this one is for {named:?}"
             ),
         );
     }
@@ -280,7 +299,6 @@ pub async fn guard(
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
         if let Some(origin) = text(header::ORIGIN) {
             let origin_host = origin.split_once("://").map(|(_, h)| h);
-            let forwarded = text(header::HeaderName::from_static("x-forwarded-host"));
             let same = origin_host.is_some_and(|o| Some(o) == host || Some(o) == forwarded);
             if !same {
                 return refused(
@@ -292,8 +310,11 @@ pub async fn guard(
                 );
             }
         }
-        let json = text(header::CONTENT_TYPE)
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        let json = text(header::CONTENT_TYPE).is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
         if !json && method != Method::DELETE {
             return refused(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -358,11 +379,13 @@ mod tests {
         ] {
             assert!(host_allowed(host, &allowed), "{host}");
         }
+        assert!(host_allowed("localhost.:9293", &allowed), "a trailing dot");
         for host in [
             "evil.example:9293",
             "brook.internal.evil.example",
             "",
             "[::1",
+            "[::1]evil.example",
         ] {
             assert!(!host_allowed(host, &allowed), "{host}");
         }
