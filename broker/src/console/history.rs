@@ -43,10 +43,10 @@ pub struct PartitionLag {
     pub lag_ms: i64,
 }
 
-/// A consumer group's lag at one moment: per topic always, per partition
-/// only for a group that reads at most [`MAX_PARTITIONS_CHARTED`]
-/// partitions (an hour of points for thousands of partitions would take
-/// more memory than the chart is worth).
+/// A consumer group's lag at one moment: per topic, and per partition only
+/// for a group that reads at most [`MAX_PARTITIONS_CHARTED`] partitions (an
+/// hour of points for thousands of partitions would take more memory than
+/// the chart is worth).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupLag {
     /// Per topic: records behind (summed) and the oldest lag (ms).
@@ -57,13 +57,18 @@ pub struct GroupLag {
 
 /// The most partitions of one group whose lag history is kept one by one.
 pub const MAX_PARTITIONS_CHARTED: usize = 32;
-/// The most partition series over all groups (first groups by name first):
-/// with [`MAX_GROUPS_CHARTED`], what bounds the history's memory (about
-/// 40 bytes a point: 2048 series of 360 points are some 30 MB).
+/// The most topics of one group whose lag history is kept: a group reading
+/// more has none (its lag is still on the groups page and in the metrics).
+pub const MAX_TOPICS_CHARTED: usize = 32;
+/// The most partition series over all groups (the first groups by name
+/// first): 2048 series of 360 points of about 40 bytes are some 30 MB.
 const MAX_PARTITION_SERIES: usize = 2048;
-/// The most groups with a history (the first by name); more are rare,
-/// and their lag is still in the groups page and the metrics.
-pub const MAX_GROUPS_CHARTED: usize = 1000;
+/// The most topic series over all groups (about 32 bytes a point): 2048
+/// series of 360 points are some 24 MB; groups past it have no history.
+const MAX_TOPIC_SERIES: usize = 2048;
+/// The most groups with a history (the first by name): their points'
+/// own overhead (some 50 bytes each) is some 9 MB.
+pub const MAX_GROUPS_CHARTED: usize = 500;
 
 /// A queue group's depths at one moment.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -157,6 +162,22 @@ struct Series {
 pub struct History {
     interval: Duration,
     series: Mutex<Series>,
+    /// Topic names in use, one allocation each, shared by every point.
+    names: Mutex<HashMap<String, Arc<str>>>,
+}
+
+/// The shared name of a topic: the one in use last sample if any.
+fn intern(
+    previous: &mut HashMap<String, Arc<str>>,
+    used: &mut HashMap<String, Arc<str>>,
+    name: &str,
+) -> Arc<str> {
+    if let Some(a) = used.get(name) {
+        return Arc::clone(a);
+    }
+    let a = previous.remove(name).unwrap_or_else(|| Arc::from(name));
+    used.insert(name.to_string(), Arc::clone(&a));
+    a
 }
 
 impl History {
@@ -165,6 +186,7 @@ impl History {
         History {
             interval,
             series: Mutex::new(Series::default()),
+            names: Mutex::new(HashMap::new()),
         }
     }
 
@@ -224,7 +246,13 @@ impl History {
     pub fn sample(&self, broker: &Broker, t_ms: i64) {
         let per_topic = totals(&broker.metrics, broker);
         let now = Instant::now();
-        let groups = group_lags(broker, t_ms);
+        let groups = {
+            let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            let mut used = HashMap::new();
+            let groups = group_lags(broker, t_ms, &mut |n| intern(&mut names, &mut used, n));
+            *names = used;
+            groups
+        };
         let queues = queue_depths(broker);
         let capacity = self.capacity();
         let mut guard = self.series();
@@ -299,48 +327,52 @@ fn totals(metrics: &Metrics, broker: &Broker) -> HashMap<String, Totals> {
     per_topic
 }
 
-fn group_lags(broker: &Broker, t_ms: i64) -> HashMap<String, GroupLag> {
+fn group_lags(
+    broker: &Broker,
+    t_ms: i64,
+    name: &mut dyn FnMut(&str) -> Arc<str>,
+) -> HashMap<String, GroupLag> {
     let (Ok(log), Ok(groups)) = (broker.log(), broker.groups()) else {
         return HashMap::new();
     };
     let mut lags = crate::groups::lag::every_group(groups, log, t_ms);
     lags.sort_by(|a, b| a.group.cmp(&b.group));
-    lags.truncate(MAX_GROUPS_CHARTED);
-    let mut series = 0;
-    lags.into_iter()
-        .map(|lag| {
-            let topics: Vec<(Arc<str>, u64, i64)> = lag
-                .topics
-                .into_iter()
-                .map(|t| (Arc::from(t.topic), t.lag_records, t.lag_ms))
-                .collect();
-            // One allocation per topic name, shared by its partitions.
-            let name = |topic: &str| {
-                topics
+    let (mut topic_series, mut partition_series) = (0, 0);
+    let mut out = HashMap::new();
+    for lag in lags {
+        let topics = lag.topics.len();
+        if out.len() == MAX_GROUPS_CHARTED
+            || topics > MAX_TOPICS_CHARTED
+            || topic_series + topics > MAX_TOPIC_SERIES
+        {
+            continue;
+        }
+        topic_series += topics;
+        let n = lag.partitions.len();
+        let charted = n <= MAX_PARTITIONS_CHARTED && partition_series + n <= MAX_PARTITION_SERIES;
+        let partitions = match charted {
+            true => {
+                partition_series += n;
+                lag.partitions
                     .iter()
-                    .find(|(t, _, _)| &**t == topic)
-                    .map_or_else(|| Arc::from(topic), |(t, _, _)| Arc::clone(t))
-            };
-            let n = lag.partitions.len();
-            let charted = n <= MAX_PARTITIONS_CHARTED && series + n <= MAX_PARTITION_SERIES;
-            let partitions = match charted {
-                true => {
-                    series += n;
-                    lag.partitions
-                        .iter()
-                        .map(|p| PartitionLag {
-                            topic: name(&p.topic),
-                            partition: p.partition,
-                            lag_records: p.lag_records,
-                            lag_ms: p.lag_ms,
-                        })
-                        .collect()
-                }
-                false => Vec::new(),
-            };
-            (lag.group, GroupLag { topics, partitions })
-        })
-        .collect()
+                    .map(|p| PartitionLag {
+                        topic: name(&p.topic),
+                        partition: p.partition,
+                        lag_records: p.lag_records,
+                        lag_ms: p.lag_ms,
+                    })
+                    .collect()
+            }
+            false => Vec::new(),
+        };
+        let topics = lag
+            .topics
+            .iter()
+            .map(|t| (name(&t.topic), t.lag_records, t.lag_ms))
+            .collect();
+        out.insert(lag.group, GroupLag { topics, partitions });
+    }
+    out
 }
 
 fn queue_depths(broker: &Broker) -> HashMap<String, QueueDepths> {
@@ -375,6 +407,22 @@ mod tests {
         assert_eq!(points(1_000), 360, "capped");
         assert_eq!(points(60_000), 60);
         assert_eq!(points(3_600_000), 2, "never fewer than a line needs");
+    }
+
+    #[test]
+    fn a_topic_name_is_one_allocation_across_samples_and_forgotten_when_unused() {
+        let (mut previous, mut used) = (HashMap::new(), HashMap::new());
+        let a = intern(&mut previous, &mut used, "orders");
+        let b = intern(&mut previous, &mut used, "orders");
+        assert!(Arc::ptr_eq(&a, &b));
+        // The next sample reuses it; a name no longer used is dropped.
+        let (mut previous, mut used) = (used, HashMap::new());
+        intern(&mut previous, &mut used, "payments");
+        let c = intern(&mut previous, &mut used, "orders");
+        assert!(Arc::ptr_eq(&a, &c));
+        let (mut previous, mut used) = (used, HashMap::new());
+        intern(&mut previous, &mut used, "payments");
+        assert!(!used.contains_key("orders"));
     }
 
     #[test]
