@@ -1075,7 +1075,7 @@
               h('b', { testid: 'search-count' }, String(matches.length)), matches.length === 1 ? ' match' : ' matches',
               ` in ${fmtInt(res.scanned)} records scanned`),
             h('span', { class: 'muted', testid: 'search-ranges' }, 'read: ',
-              (res.partitions || []).map((r) => `p${r.partition} ${fmtInt(r.from_offset)}–${fmtInt(r.to_offset)}`).join(' · '))),
+              (res.partitions || []).map((r) => `p${r.partition} [${fmtInt(r.from_offset)}, ${fmtInt(r.to_offset)})`).join(' · '))),
           matches.length ? h('div', { class: 'msg-list' }, matches.map((m) => messageCard(m, 'search-match',
             link(`#/topics/${enc(topic)}/messages?partition=${enc(m.partition)}&offset=${enc(m.offset)}`, 'open in partition', { testid: 'match-open', class: 'small' }))))
             : h('p', { class: 'empty' }, 'No match in the range read.')));

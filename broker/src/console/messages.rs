@@ -27,9 +27,8 @@ use brook_storage::Partition;
 const MAX_LIMIT: usize = 500;
 /// Most records one search reads, over all its partitions.
 const MAX_SCAN: u64 = 100_000;
-/// Keys, values and headers one answer carries at most (at least one
-/// record): a page of large records stops early, with `next_offset` where
-/// to go on.
+/// The most JSON of messages one answer carries (at least one message): a
+/// page of large records stops early, with `next_offset` where to go on.
 const MAX_RESPONSE_BYTES: usize = 4 << 20;
 /// Bytes asked per fetch while browsing or searching.
 const FETCH_BYTES: u32 = 1 << 20;
@@ -129,11 +128,10 @@ async fn scan(
     Ok(next.min(to))
 }
 
-/// Bytes of a record's key, value and headers: what a page of messages
-/// costs to send.
-fn record_bytes(r: &v1::Record) -> usize {
-    let headers: usize = r.headers.iter().map(|h| h.key.len() + h.value.len()).sum();
-    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers
+/// A message's size in the answer: its JSON (base64 and escapes make it
+/// larger than the record).
+fn json_bytes(message: &Value) -> usize {
+    serde_json::to_vec(message).map_or(0, |v| v.len())
 }
 
 /// `GET /api/v1/topics/{topic}/partitions/{partition}/messages`.
@@ -171,8 +169,9 @@ pub async fn browse(
         (&topic, &(partition, p.clone())),
         (from, end),
         |r| {
-            messages.push(message_json(partition, r));
-            bytes += record_bytes(r);
+            let m = message_json(partition, r);
+            bytes += json_bytes(&m);
+            messages.push(m);
             messages.len() < limit && bytes < MAX_RESPONSE_BYTES
         },
     )
@@ -252,19 +251,19 @@ pub async fn search(
     for id in ids {
         let p = t.partition(id)?;
         let (start, end) = (p.log_start_offset(), p.high_watermark());
-        let from = from_offset
-            .unwrap_or_else(|| end.saturating_sub(scan_limit))
-            .max(start);
         // One request reads at most MAX_SCAN records, whatever the partitions.
-        let to = from
-            .saturating_add(scan_limit.min(MAX_SCAN - scanned))
-            .min(end);
+        let n = scan_limit.min(MAX_SCAN - scanned);
+        let from = from_offset
+            .unwrap_or_else(|| end.saturating_sub(n))
+            .max(start);
+        let to = from.saturating_add(n).min(end);
         let mut read = 0u64;
         let reached = scan(&broker, &who, (&topic, &(id, p)), (from, to), |r| {
             read += 1;
             if wanted.matches(r) {
-                matches.push(message_json(id, r));
-                bytes += record_bytes(r);
+                let m = message_json(id, r);
+                bytes += json_bytes(&m);
+                matches.push(m);
             }
             matches.len() < limit && bytes < MAX_RESPONSE_BYTES
         })
