@@ -1111,4 +1111,23 @@ async fn console_off_serves_neither_page_nor_api_and_allowed_hosts_extend_the_ap
     )
     .await;
     assert_eq!(status, 403, "{v}");
+    // Behind a proxy, the name the browser used must be allowed too.
+    let (status, v) = http_request(
+        b.metrics,
+        "GET",
+        "/api/v1/topics",
+        &["X-Forwarded-Host: evil.example"],
+        "",
+    )
+    .await;
+    assert_eq!(status, 403, "{v}");
+    let (status, v) = http_request(
+        b.metrics,
+        "GET",
+        "/api/v1/topics",
+        &["X-Forwarded-Host: Brook.Internal."],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
 }
