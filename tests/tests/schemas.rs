@@ -138,6 +138,49 @@ async fn confluent_clients_and_serializers_work_unchanged() {
     assert_eq!(framed, 6);
 }
 
+/// With authentication off, a page of another site open in an operator's
+/// browser could register or delete schemas: a change whose `Origin` is not
+/// the broker's is refused; reads, the broker's own origin and Confluent's
+/// clients (no `Origin`) pass.
+#[tokio::test]
+async fn a_change_from_another_sites_page_is_refused_and_clients_without_origin_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Broker::start(dir.path(), &[]).await;
+    let json_type = "Content-Type: application/vnd.schemaregistry.v1+json";
+    let body = json!({"schema": "{\"type\":\"string\"}", "schemaType": "JSON"}).to_string();
+    let evil = "Origin: http://evil.example";
+    let (status, answer) = http_request(
+        b.metrics,
+        "POST",
+        "/subjects/s/versions",
+        &[json_type, evil],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["error_code"],
+        40301
+    );
+    let (status, subjects) = http_request(b.metrics, "GET", "/subjects", &[evil], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&subjects).unwrap(), json!([]));
+    let own = format!("Origin: http://{}", b.metrics);
+    for (i, origin) in [Some(own.as_str()), None].into_iter().enumerate() {
+        let mut headers = vec![json_type];
+        headers.extend(origin);
+        let (status, answer) = http_request(
+            b.metrics,
+            "POST",
+            &format!("/subjects/s{i}/versions"),
+            &headers,
+            &body,
+        )
+        .await;
+        assert_eq!(status, 200, "{origin:?}: {answer}");
+    }
+}
+
 /// Registrations are on disk when answered: a `kill -9` right after loses
 /// none, ids and versions are the same after the restart, and the next
 /// registration gets the next id.

@@ -243,6 +243,35 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
         || allowed.contains(&name)
 }
 
+/// Whether a request comes from a page of the site it is sent to, or from
+/// no page at all: browsers send `Origin` with every cross-site request that
+/// changes something; other clients send none. Same site: the origin's
+/// host is the request's (its target's authority or `Host`), or the
+/// `X-Forwarded-Host` a proxy set.
+pub(crate) fn from_own_origin(req: &axum::extract::Request) -> bool {
+    let headers = req.headers();
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, h)| h);
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| text(header::HOST));
+    let forwarded = text(header::HeaderName::from_static("x-forwarded-host"));
+    origin_host.is_some_and(|o| Some(o) == host || Some(o) == forwarded)
+}
+
 /// What every `/api/v1` request passes before its route:
 /// - its `Host` must be an IP address, localhost or an allowed name
 ///   (`--console-allowed-hosts`): a page of another site that rebinds its
@@ -297,18 +326,15 @@ pub async fn guard(
     }
     let method = req.method().clone();
     if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        if let Some(origin) = text(header::ORIGIN) {
-            let origin_host = origin.split_once("://").map(|(_, h)| h);
-            let same = origin_host.is_some_and(|o| Some(o) == host || Some(o) == forwarded);
-            if !same {
-                return refused(
-                    StatusCode::FORBIDDEN,
-                    "PERMISSION_DENIED",
-                    format!(
-                        "a change from another site's page (Origin {origin:?}) is refused: the console's API takes changes from its own page and from clients that send no Origin"
-                    ),
-                );
-            }
+        if !from_own_origin(&req) {
+            return refused(
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                format!(
+                    "a change from another site's page (Origin {:?}) is refused: the console's API takes changes from its own page and from clients that send no Origin",
+                    text(header::ORIGIN).unwrap_or("")
+                ),
+            );
         }
         let json = text(header::CONTENT_TYPE).is_some_and(|v| {
             v.trim_start()

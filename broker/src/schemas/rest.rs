@@ -32,6 +32,25 @@ pub struct RestState {
     pub auth: Arc<Auth>,
 }
 
+/// Refuses a change (POST, PUT, DELETE) that a web page of another site
+/// sent: with authentication off nothing else would stop a page open in an
+/// operator's browser from registering or deleting schemas. Confluent's
+/// clients send no `Origin` and pass.
+async fn same_site_changes(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let changes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if changes && !crate::console::from_own_origin(&req) {
+        return RegistryError::forbidden(
+            "a change from another site's page (its Origin is not this host) is refused"
+                .to_string(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// The registry's routes.
 pub fn router(state: RestState) -> Router {
     Router::new()
@@ -77,6 +96,7 @@ pub fn router(state: RestState) -> Router {
         .route("/mode", get(mode))
         .route("/mode/{subject}", get(mode))
         .route("/associations/resources/{ns}/{resource}", get(associations))
+        .route_layer(axum::middleware::from_fn(same_site_changes))
         .with_state(state)
 }
 
