@@ -243,19 +243,37 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
         || allowed.contains(&name)
 }
 
+/// A header of `req` as text (none when absent or not visible ASCII).
+fn header_text(req: &axum::extract::Request, name: header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The host `req` is for: its target's authority when it is in absolute
+/// form (RFC 9112), else its `Host`.
+fn request_host(req: &axum::extract::Request) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| header_text(req, header::HOST))
+}
+
+/// The host a proxy says the browser asked for (`X-Forwarded-Host`).
+fn forwarded_host(req: &axum::extract::Request) -> Option<&str> {
+    header_text(req, header::HeaderName::from_static("x-forwarded-host"))
+}
+
+/// Whether `req` may change something (not GET, HEAD or OPTIONS).
+pub(crate) fn is_change(req: &axum::extract::Request) -> bool {
+    use axum::http::Method;
+    !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 /// Whether a request comes from a page of the site it is sent to, or from
 /// no page at all: browsers send `Origin` with every cross-site request that
 /// changes something; other clients send none. Same site: the origin's
-/// host is the request's (its target's authority or `Host`), or the
-/// `X-Forwarded-Host` a proxy set.
+/// host is the request's, or the `X-Forwarded-Host` a proxy set.
 pub(crate) fn from_own_origin(req: &axum::extract::Request) -> bool {
-    let headers = req.headers();
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    let Some(origin) = headers.get(header::ORIGIN) else {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
         return true;
     };
     let origin_host = origin
@@ -263,13 +281,7 @@ pub(crate) fn from_own_origin(req: &axum::extract::Request) -> bool {
         .ok()
         .and_then(|o| o.split_once("://"))
         .map(|(_, h)| h);
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| text(header::HOST));
-    let forwarded = text(header::HeaderName::from_static("x-forwarded-host"));
-    origin_host.is_some_and(|o| Some(o) == host || Some(o) == forwarded)
+    origin_host.is_some_and(|o| Some(o) == request_host(req) || Some(o) == forwarded_host(req))
 }
 
 /// What every `/api/v1` request passes before its route:
@@ -293,21 +305,9 @@ pub async fn guard(
     if !req.uri().path().starts_with("/api/") {
         return next.run(req).await;
     }
-    let headers = req.headers();
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    // An absolute-form request names its host in its target (RFC 9112).
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| text(header::HOST));
     // Behind a proxy the name the browser used is the forwarded one: it must
     // be allowed too, or a page rebinding its own name to the proxy passes.
-    let forwarded = text(header::HeaderName::from_static("x-forwarded-host"));
+    let (host, forwarded) = (request_host(&req), forwarded_host(&req));
     let allowed = &broker.config.console_allowed_hosts;
     let refused_host = match (host, forwarded) {
         (None, _) => Some(""),
@@ -324,24 +324,23 @@ pub async fn guard(
             ),
         );
     }
-    let method = req.method().clone();
-    if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    if is_change(&req) {
         if !from_own_origin(&req) {
             return refused(
                 StatusCode::FORBIDDEN,
                 "PERMISSION_DENIED",
                 format!(
                     "a change from another site's page (Origin {:?}) is refused: the console's API takes changes from its own page and from clients that send no Origin",
-                    text(header::ORIGIN).unwrap_or("")
+                    header_text(&req, header::ORIGIN).unwrap_or("")
                 ),
             );
         }
-        let json = text(header::CONTENT_TYPE).is_some_and(|v| {
+        let json = header_text(&req, header::CONTENT_TYPE).is_some_and(|v| {
             v.trim_start()
                 .to_ascii_lowercase()
                 .starts_with("application/json")
         });
-        if !json && method != Method::DELETE {
+        if !json && req.method() != Method::DELETE {
             return refused(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "INVALID_ARGUMENT",

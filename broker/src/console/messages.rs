@@ -90,11 +90,10 @@ async fn fetch(
 async fn scan(
     broker: &Arc<Broker>,
     who: &Who,
-    (topic, p): (&str, &(u32, Partition)),
+    (topic, partition, log): (&str, u32, &Partition),
     (from, to): (u64, u64),
     mut keep: impl FnMut(&v1::Record) -> bool,
 ) -> ApiResult<u64> {
-    let (partition, log) = (p.0, &p.1);
     let mut next = from.max(log.log_start_offset());
     while next < to {
         let r = match fetch(broker, who, topic, partition, next).await {
@@ -163,18 +162,12 @@ pub async fn browse(
         (None, None) => end.saturating_sub(limit as u64).max(start),
     };
     let (mut messages, mut bytes) = (Vec::new(), 0usize);
-    let next = scan(
-        &broker,
-        &who,
-        (&topic, &(partition, p.clone())),
-        (from, end),
-        |r| {
-            let m = message_json(partition, r);
-            bytes += json_bytes(&m);
-            messages.push(m);
-            messages.len() < limit && bytes < MAX_RESPONSE_BYTES
-        },
-    )
+    let next = scan(&broker, &who, (&topic, partition, &p), (from, end), |r| {
+        let m = message_json(partition, r);
+        bytes += json_bytes(&m);
+        messages.push(m);
+        messages.len() < limit && bytes < MAX_RESPONSE_BYTES
+    })
     .await?;
     ok(json!({
         "partition": partition,
@@ -258,7 +251,7 @@ pub async fn search(
             .max(start);
         let to = from.saturating_add(n).min(end);
         let mut read = 0u64;
-        let reached = scan(&broker, &who, (&topic, &(id, p)), (from, to), |r| {
+        let reached = scan(&broker, &who, (&topic, id, &p), (from, to), |r| {
             read += 1;
             if wanted.matches(r) {
                 let m = message_json(id, r);

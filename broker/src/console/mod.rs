@@ -23,7 +23,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 
-pub(crate) use call::{from_own_origin, host_name};
+pub(crate) use call::{from_own_origin, host_name, is_change};
 pub use history::History;
 
 use crate::state::Broker;

@@ -37,11 +37,7 @@ pub struct RestState {
 /// operator's browser from registering or deleting schemas. Confluent's
 /// clients send no `Origin` and pass.
 async fn same_site_changes(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let changes = !matches!(
-        *req.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    );
-    if changes && !crate::console::from_own_origin(&req) {
+    if crate::console::is_change(&req) && !crate::console::from_own_origin(&req) {
         return RegistryError::forbidden(
             "a change from another site's page (its Origin is not this host) is refused"
                 .to_string(),
